@@ -1,0 +1,146 @@
+//! The `canary-replay` command: parses arguments, calls the library, maps results to exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use canary_replay::error::{exit, Error};
+use canary_replay::runtime::RuntimeOptions;
+use canary_replay::{inspect, report, run, scenario};
+
+#[derive(Parser)]
+#[command(name = "canary-replay", version, about = "Offline replay and simulation testbench for canary deployments of ML models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where ONNX Runtime comes from.
+#[derive(clap::Args, Clone)]
+struct RuntimeArgs {
+    /// ONNX Runtime shared library (or a folder holding one); default: search, then fetch once.
+    #[arg(long, value_name = "PATH")]
+    ort_lib: Option<PathBuf>,
+    /// Never fetch ONNX Runtime from the Python package index (also: CANARY_REPLAY_NO_FETCH=1).
+    #[arg(long)]
+    no_fetch: bool,
+}
+
+impl RuntimeArgs {
+    fn options(&self) -> RuntimeOptions {
+        let mut options = RuntimeOptions::from_env();
+        options.explicit = self.ort_lib.clone();
+        options.allow_fetch &= !self.no_fetch;
+        options
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay a scenario: score the traffic with both models and compare them.
+    Run {
+        scenario: PathBuf,
+        /// Output folder (default: reports/<scenario name>/).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+        /// Score cache folder (default: ~/.cache/canary-replay/scores, or $CANARY_REPLAY_CACHE/scores).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Score again even when the cache holds scores for these inputs.
+        #[arg(long)]
+        rescore: bool,
+        /// Print summary.json to stdout instead of the text summary.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Validate a scenario, the data's schema and order, and the models' signatures; no scoring.
+    Check {
+        scenario: PathBuf,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// Profile a traffic log: rows, time span, columns, nulls, cardinalities, labels.
+    Inspect {
+        /// A Parquet file, a folder of them, or a glob.
+        traffic: PathBuf,
+        /// Request time column (default: the first timestamp column).
+        #[arg(long)]
+        time: Option<String>,
+        /// Label column (default: a column named label, target or y).
+        #[arg(long)]
+        label: Option<String>,
+        /// Label time column (default: a second timestamp column whose name mentions label).
+        #[arg(long)]
+        label_time: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a commented scenario template.
+    Init,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match execute(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            error.exit_code()
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+fn execute(command: Command) -> Result<i32, Error> {
+    match command {
+        Command::Run { scenario, out, runtime, cache_dir, rescore, json, quiet } => {
+            let options = run::RunOptions { out, runtime: runtime.options(), cache_dir, rescore, quiet };
+            let output = run::run(&scenario, &options)?;
+            for warning in &output.warnings {
+                eprintln!("warning: {warning}");
+            }
+            if json {
+                print!("{}", report::to_json(&output.summary));
+            } else {
+                print!("{}", report::print_run(&output.summary, &output.timings, &output.out_dir));
+            }
+            Ok(exit::PROMOTE)
+        }
+        Command::Check { scenario, runtime } => {
+            let prepared = run::prepare(&scenario, &runtime.options())?;
+            for warning in &prepared.scenario.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!(
+                "{}: OK: {} file(s), {} requests in the window, ONNX Runtime {}; stable reads {} features, candidate {}",
+                scenario.display(),
+                prepared.files.len(),
+                prepared.survey.rows_in_window,
+                prepared.runtime.version,
+                prepared.stable.features.len(),
+                prepared.candidate.features.len()
+            );
+            Ok(exit::PROMOTE)
+        }
+        Command::Inspect { traffic, time, label, label_time, json } => {
+            let profile = inspect::inspect(&traffic, &inspect::Options { time, label, label_time })?;
+            if json {
+                print!("{}", report::to_json(&profile));
+            } else {
+                print!("{}", profile.to_text());
+            }
+            Ok(exit::PROMOTE)
+        }
+        Command::Init => {
+            print!("{}", scenario::TEMPLATE);
+            Ok(exit::PROMOTE)
+        }
+    }
+}

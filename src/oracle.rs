@@ -1,0 +1,338 @@
+//! The oracle: what the candidate does on all of the replayed traffic, compared with the stable
+//! model, overall and for every segment value.
+//!
+//! Offline, both models score every request, so the full-traffic effect of the candidate is known;
+//! later stages grade a canary policy's decisions against it. Quality is measured on the *paired*
+//! rows: those with a label where both models returned a score, so both models are judged on the
+//! same requests. Error rates count every row; latency uses the measured sample.
+//!
+//! The score cache is read in streamed batches into mergeable summaries (counts, sums and sparse
+//! fine-bin histograms, see [`crate::stats::sketch`]), so memory does not grow with the log and
+//! summaries of shards can be merged. Log loss, Brier, accuracy, MAE, RMSE, error rates and means
+//! are exact; AUC comes with the bound on its distance from the row-level AUC; drift uses
+//! Evidently's 30 bins over the range of all scores (for segments too, so segment values are
+//! comparable).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+
+use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::Float64Type;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::ingest::Layout;
+use crate::score::cache::{CANDIDATE_ERROR, CANDIDATE_LATENCY, CANDIDATE_SCORE, STABLE_ERROR, STABLE_LATENCY, STABLE_SCORE};
+use crate::stats::quantile::quantiles;
+use crate::stats::sketch::{self, Binning, Histogram};
+
+/// Scores at or above this count as a positive prediction for accuracy.
+pub const ACCURACY_THRESHOLD: f64 = 0.5;
+
+/// The full-traffic comparison.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Oracle {
+    /// "binary" when every label is 0 or 1, "regression" otherwise, "unlabelled" without labels.
+    pub task: &'static str,
+    pub overall: Comparison,
+    /// Per segment column, per value (sorted).
+    pub segments: BTreeMap<String, BTreeMap<String, Comparison>>,
+}
+
+/// Stable vs candidate on one set of requests.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Comparison {
+    pub rows: u64,
+    /// Rows with a label where both models scored.
+    pub paired_labelled: u64,
+    pub label_mean: Option<f64>,
+    pub stable: Side,
+    pub candidate: Side,
+    /// candidate − stable for each quality metric.
+    pub difference: BTreeMap<&'static str, f64>,
+    /// Distance between the two models' score distributions (rows where both scored).
+    pub drift: Drift,
+}
+
+/// One model on one set of requests.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Side {
+    pub errors: u64,
+    pub error_rate: f64,
+    pub mean_score: Option<f64>,
+    /// Quality on the paired labelled rows: auc, log_loss, brier, accuracy (binary) or mae, rmse.
+    pub quality: BTreeMap<&'static str, f64>,
+    /// Bound on |histogram AUC − row-level AUC|.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auc_error_bound: Option<f64>,
+    pub latency_us: Latency,
+    /// The first recorded row error (in time order), e.g. `run_failed: <message>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Latency {
+    pub samples: u64,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Drift {
+    pub psi: Option<f64>,
+    pub jensen_shannon: Option<f64>,
+    pub wasserstein_normed: Option<f64>,
+}
+
+/// Running sums for one model on one set of rows.
+#[derive(Debug, Clone, Default)]
+struct SideSums {
+    errors: u64,
+    first_error: Option<String>,
+    scored: u64,
+    score_sum: f64,
+    /// Histogram of scores on rows where both models scored (drift).
+    both: Histogram,
+    both_sum: f64,
+    both_sum_sq: f64,
+    positives: Histogram,
+    negatives: Histogram,
+    log_loss: f64,
+    brier: f64,
+    correct: u64,
+    abs_error: f64,
+    latency: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Sums {
+    rows: u64,
+    paired: u64,
+    label_sum: f64,
+    sides: [SideSums; 2],
+}
+
+/// One row of the score cache, as the oracle needs it.
+struct Row<'a> {
+    label: Option<f64>,
+    scores: [Option<f64>; 2],
+    errors: [Option<&'a str>; 2],
+    latency: [Option<f64>; 2],
+    segments: Vec<Option<&'a str>>,
+}
+
+impl Sums {
+    fn add(&mut self, binning: &Binning, row: &Row) {
+        self.rows += 1;
+        let both = row.scores[0].is_some() && row.scores[1].is_some();
+        let paired = both && row.label.is_some();
+        if paired {
+            self.paired += 1;
+            self.label_sum += row.label.unwrap_or_default();
+        }
+        for (m, side) in self.sides.iter_mut().enumerate() {
+            if let Some(e) = row.errors[m] {
+                side.errors += 1;
+                if side.first_error.is_none() {
+                    side.first_error = Some(e.to_string());
+                }
+            }
+            if let Some(l) = row.latency[m] {
+                side.latency.push(l);
+            }
+            let Some(s) = row.scores[m] else { continue };
+            side.scored += 1;
+            side.score_sum += s;
+            if both {
+                side.both.add(binning.bin(s));
+                side.both_sum += s;
+                side.both_sum_sq += s * s;
+            }
+            if let (true, Some(y)) = (paired, row.label) {
+                let bin = binning.bin(s);
+                if y > 0.5 { side.positives.add(bin) } else { side.negatives.add(bin) }
+                let p = s.clamp(f64::EPSILON, 1.0 - f64::EPSILON);
+                side.log_loss -= y * p.ln() + (1.0 - y) * (1.0 - p).ln();
+                side.brier += (s - y) * (s - y);
+                side.abs_error += (s - y).abs();
+                side.correct += u64::from((s >= ACCURACY_THRESHOLD) == (y > 0.5));
+            }
+        }
+    }
+
+    fn finish(&self, binning: &Binning, binary: bool) -> Comparison {
+        let paired = self.paired as f64;
+        let sides: Vec<Side> = self
+            .sides
+            .iter()
+            .map(|s| {
+                let mut quality = BTreeMap::new();
+                let mut auc_error_bound = None;
+                if self.paired > 0 {
+                    if binary {
+                        if let Some((auc, bound)) = sketch::auc_from_histograms(&s.positives, &s.negatives) {
+                            quality.insert("auc", auc);
+                            auc_error_bound = Some(bound);
+                        }
+                        quality.insert("log_loss", s.log_loss / paired);
+                        quality.insert("brier", s.brier / paired);
+                        quality.insert("accuracy", s.correct as f64 / paired);
+                    } else {
+                        quality.insert("mae", s.abs_error / paired);
+                        quality.insert("rmse", (s.brier / paired).sqrt());
+                    }
+                }
+                let q = quantiles(&s.latency, &[0.5, 0.95, 0.99]);
+                Side {
+                    errors: s.errors,
+                    error_rate: if self.rows == 0 { 0.0 } else { s.errors as f64 / self.rows as f64 },
+                    mean_score: (s.scored > 0).then(|| s.score_sum / s.scored as f64),
+                    quality,
+                    auc_error_bound,
+                    latency_us: Latency {
+                        samples: s.latency.len() as u64,
+                        p50: q.as_ref().map(|q| q[0]),
+                        p95: q.as_ref().map(|q| q[1]),
+                        p99: q.as_ref().map(|q| q[2]),
+                    },
+                    first_error: s.first_error.clone(),
+                }
+            })
+            .collect();
+        let [stable, candidate]: [Side; 2] = sides.try_into().expect("two sides");
+        let difference = stable
+            .quality
+            .iter()
+            .filter_map(|(k, v)| candidate.quality.get(k).map(|c| (*k, c - v)))
+            .collect();
+        let reference = &self.sides[0];
+        let n = reference.both.total() as f64;
+        let std = if n > 0.0 { (reference.both_sum_sq / n - (reference.both_sum / n).powi(2)).max(0.0).sqrt() } else { 0.0 };
+        let drift = Drift {
+            psi: sketch::psi(&reference.both, &self.sides[1].both),
+            jensen_shannon: sketch::jensen_shannon(&reference.both, &self.sides[1].both),
+            wasserstein_normed: sketch::wasserstein_normed(binning, &reference.both, &self.sides[1].both, std),
+        };
+        Comparison {
+            rows: self.rows,
+            paired_labelled: self.paired,
+            label_mean: (self.paired > 0).then(|| self.label_sum / paired),
+            stable,
+            candidate,
+            difference,
+            drift,
+        }
+    }
+}
+
+/// Computes the oracle from score-cache files (parts or a run's `scores.parquet`).
+pub fn compute(files: &[impl AsRef<Path>], layout: &Layout) -> Result<Oracle> {
+    let binning = score_range(files)?;
+    let mut overall = Sums::default();
+    let mut segments: Vec<BTreeMap<String, Sums>> = vec![BTreeMap::new(); layout.segments.len()];
+    let mut binary = true;
+    for file in files {
+        let path = file.as_ref();
+        let handle = File::open(path).map_err(|e| Error::io(path, e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(handle)
+            .and_then(|b| b.with_batch_size(16_384).build())
+            .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+            let columns = Columns::of(&batch, layout)?;
+            for i in 0..batch.num_rows() {
+                let row = columns.row(i);
+                if let Some(y) = row.label {
+                    binary &= y == 0.0 || y == 1.0;
+                }
+                overall.add(&binning, &row);
+                for (s, value) in row.segments.iter().enumerate() {
+                    let key = value.unwrap_or("(null)");
+                    // Look up before inserting so the common case allocates nothing.
+                    match segments[s].get_mut(key) {
+                        Some(sums) => sums.add(&binning, &row),
+                        None => segments[s].entry(key.to_string()).or_default().add(&binning, &row),
+                    }
+                }
+            }
+        }
+    }
+    let task = match (layout.label.is_some(), binary) {
+        (false, _) => "unlabelled",
+        (true, true) => "binary",
+        (true, false) => "regression",
+    };
+    Ok(Oracle {
+        task,
+        overall: overall.finish(&binning, binary),
+        segments: layout
+            .segments
+            .iter()
+            .zip(segments)
+            .map(|(name, values)| (name.clone(), values.into_iter().map(|(v, sums)| (v, sums.finish(&binning, binary))).collect()))
+            .collect(),
+    })
+}
+
+struct Columns<'a> {
+    label: Option<&'a Float64Array>,
+    scores: [&'a Float64Array; 2],
+    errors: [&'a StringArray; 2],
+    latency: [&'a Float64Array; 2],
+    segments: Vec<&'a StringArray>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(batch: &'a RecordBatch, layout: &Layout) -> Result<Self> {
+        let get = |name: &str| batch.column_by_name(name).ok_or_else(|| Error::Internal(format!("the score cache has no column {name}")));
+        let f64s = |name: &str| -> Result<&'a Float64Array> { Ok(get(name)?.as_primitive::<Float64Type>()) };
+        let strs = |name: &str| -> Result<&'a StringArray> { Ok(get(name)?.as_string::<i32>()) };
+        Ok(Self {
+            label: layout.label.as_deref().map(f64s).transpose()?,
+            scores: [f64s(STABLE_SCORE)?, f64s(CANDIDATE_SCORE)?],
+            errors: [strs(STABLE_ERROR)?, strs(CANDIDATE_ERROR)?],
+            latency: [f64s(STABLE_LATENCY)?, f64s(CANDIDATE_LATENCY)?],
+            segments: layout.segments.iter().map(|s| strs(s)).collect::<Result<_>>()?,
+        })
+    }
+
+    fn row(&self, i: usize) -> Row<'a> {
+        let f = |a: &Float64Array| a.is_valid(i).then(|| a.value(i));
+        Row {
+            label: self.label.and_then(|l| f(l)).filter(|y| y.is_finite()),
+            scores: [f(self.scores[0]), f(self.scores[1])],
+            errors: [0, 1].map(|m| self.errors[m].is_valid(i).then(|| self.errors[m].value(i))),
+            latency: [f(self.latency[0]), f(self.latency[1])],
+            segments: self.segments.iter().map(|s| s.is_valid(i).then(|| s.value(i))).collect(),
+        }
+    }
+}
+
+/// The range of all scores of both models, from a first pass over the two score columns.
+fn score_range(files: &[impl AsRef<Path>]) -> Result<Binning> {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for file in files {
+        let path = file.as_ref();
+        let handle = File::open(path).map_err(|e| Error::io(path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(handle).map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+        let schema = builder.schema().clone();
+        let indices = [STABLE_SCORE, CANDIDATE_SCORE].map(|c| schema.index_of(c)).into_iter().collect::<std::result::Result<Vec<_>, _>>();
+        let indices = indices.map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), indices);
+        let reader = builder.with_projection(mask).with_batch_size(65_536).build().map_err(|e| Error::Internal(e.to_string()))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| Error::Internal(e.to_string()))?;
+            for column in batch.columns() {
+                for v in column.as_primitive::<Float64Type>().iter().flatten() {
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
+            }
+        }
+    }
+    Ok(if lo.is_finite() { Binning::new(lo, hi) } else { Binning::new(0.0, 1.0) })
+}

@@ -1,0 +1,207 @@
+//! Reports of a run: `summary.json` (deterministic: the same inputs give the same bytes),
+//! `timings.json` (how long it took; differs run to run), `scores.parquet` (one row per replayed
+//! request), and the short terminal summary. The output folder is assembled under a temporary
+//! name and renamed into place when complete, so a failed run never leaves a folder that looks
+//! finished.
+
+mod terminal;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::Serialize;
+
+pub use terminal::print_run;
+
+use crate::atomic::Pending;
+use crate::error::{Error, Result};
+use crate::oracle::Oracle;
+use crate::run::Prepared;
+use crate::runtime::RuntimeInfo;
+use crate::score::model::{FeatureSource, Model};
+use crate::score::{hash_file, latency};
+use crate::time::format_timestamp;
+
+/// `summary.json`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Summary {
+    pub tool: Tool,
+    pub scenario: ScenarioInfo,
+    pub rows_replayed: u64,
+    pub window: Window,
+    pub runtime: RuntimeInfo,
+    pub inputs: Vec<Input>,
+    pub models: BTreeMap<&'static str, ModelInfo>,
+    pub latency: LatencyMethod,
+    pub oracle: Oracle,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Tool {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ScenarioInfo {
+    pub name: String,
+    pub file: String,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Window {
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub first_request: String,
+    pub last_request: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Input {
+    pub file: String,
+    pub blake3: String,
+    pub rows: i64,
+    pub rows_in_window: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModelInfo {
+    pub path: String,
+    pub blake3: String,
+    pub output: String,
+    pub class: Option<i64>,
+    pub features: Vec<String>,
+    pub feature_source: FeatureSource,
+}
+
+impl ModelInfo {
+    fn of(model: &Model) -> Self {
+        Self {
+            path: model.spec.path.display().to_string(),
+            blake3: model.hash.clone(),
+            output: model.output.clone(),
+            class: model.spec.class,
+            features: model.features.clone(),
+            feature_source: model.feature_source,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LatencyMethod {
+    pub method: &'static str,
+    pub sample_share: f64,
+    pub warmup_runs: usize,
+}
+
+/// `timings.json`: wall-clock figures of this run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Timings {
+    pub total_seconds: f64,
+    pub prepare_seconds: f64,
+    pub scoring_seconds: f64,
+    pub oracle_seconds: f64,
+    pub rows: u64,
+    /// Rows scored per second by both models (absent when every part came from the cache).
+    pub rows_scored_per_second: Option<f64>,
+    pub parts_reused: usize,
+    pub parts_scored: usize,
+    pub cache_dir: String,
+    pub workers: usize,
+    pub intra_threads: usize,
+    /// Peak resident memory of the process (Linux).
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Builds the summary of a run.
+pub fn summary(prepared: &Prepared, oracle: &Oracle) -> Result<Summary> {
+    let scenario = &prepared.scenario;
+    let inputs = prepared
+        .files
+        .iter()
+        .zip(&prepared.survey.files)
+        .map(|(f, s)| Ok(Input { file: f.path.display().to_string(), blake3: hash_file(&f.path)?, rows: f.rows(), rows_in_window: s.rows_in_window }))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Summary {
+        tool: Tool { name: "canary-replay", version: env!("CARGO_PKG_VERSION") },
+        scenario: ScenarioInfo { name: scenario.name.clone(), file: scenario.file.display().to_string(), description: scenario.description.clone() },
+        rows_replayed: prepared.survey.rows_in_window,
+        window: Window {
+            start: scenario.traffic.start.map(format_timestamp),
+            end: scenario.traffic.end.map(format_timestamp),
+            first_request: format_timestamp(prepared.survey.first),
+            last_request: format_timestamp(prepared.survey.last),
+        },
+        runtime: prepared.runtime.info(),
+        inputs,
+        models: BTreeMap::from([("stable", ModelInfo::of(&prepared.stable)), ("candidate", ModelInfo::of(&prepared.candidate))]),
+        latency: LatencyMethod {
+            method: latency::METHOD,
+            sample_share: scenario.scoring.latency_sample,
+            warmup_runs: scenario.scoring.latency_warmup,
+        },
+        oracle: oracle.clone(),
+    })
+}
+
+/// Writes the run's folder: `scores.parquet`, `summary.json`, `timings.json`.
+pub fn write_run(out_dir: &Path, parts: &[PathBuf], summary: &Summary, timings: &mut Timings, started: Instant) -> Result<()> {
+    if let Some(parent) = out_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let pending = Pending::new(out_dir);
+    let dir = pending.path();
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    concatenate(parts, &dir.join("scores.parquet"))?;
+    std::fs::write(dir.join("summary.json"), to_json(summary)).map_err(|e| Error::io(out_dir.join("summary.json"), e))?;
+    timings.peak_rss_mib = peak_rss_mib();
+    timings.total_seconds = started.elapsed().as_secs_f64();
+    std::fs::write(dir.join("timings.json"), to_json(timings)).map_err(|e| Error::io(out_dir.join("timings.json"), e))?;
+    pending.commit()?;
+    Ok(())
+}
+
+/// Pretty JSON with a final newline.
+pub fn to_json(value: &impl Serialize) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("reports serialize");
+    text.push('\n');
+    text
+}
+
+/// Copies the cache parts into one Parquet file, batch by batch.
+fn concatenate(parts: &[PathBuf], dest: &Path) -> Result<()> {
+    let io = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", dest.display()));
+    let mut writer: Option<ArrowWriter<File>> = None;
+    for part in parts {
+        let handle = File::open(part).map_err(|e| Error::io(part, e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(handle).and_then(|b| b.with_batch_size(65_536).build()).map_err(io)?;
+        for batch in reader {
+            let batch = batch.map_err(|e| Error::Internal(format!("reading {}: {e}", part.display())))?;
+            if writer.is_none() {
+                let file = File::create(dest).map_err(|e| Error::io(dest, e))?;
+                let properties = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
+                writer = Some(ArrowWriter::try_new(file, batch.schema(), Some(properties)).map_err(io)?);
+            }
+            writer.as_mut().expect("writer").write(&batch).map_err(io)?;
+        }
+    }
+    if let Some(w) = writer {
+        w.close().map_err(io)?;
+    }
+    Ok(())
+}
+
+/// The process's peak resident set size, from /proc (Linux only).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}

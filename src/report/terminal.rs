@@ -1,0 +1,51 @@
+//! The short summary printed after a run.
+
+use std::fmt::Write;
+
+use crate::oracle::Comparison;
+use crate::report::{Summary, Timings};
+
+/// A few lines a person reads first: what was replayed, with what, and how the models compare.
+pub fn print_run(summary: &Summary, timings: &Timings, out_dir: &std::path::Path) -> String {
+    let mut s = String::new();
+    let o = &summary.oracle;
+    let _ = writeln!(
+        s,
+        "{}: replayed {} requests ({} .. {}) through both models",
+        summary.scenario.name, summary.rows_replayed, summary.window.first_request, summary.window.last_request
+    );
+    let cache = if timings.parts_scored == 0 { "all scores from the cache".to_string() } else { format!("{} part(s) scored, {} reused", timings.parts_scored, timings.parts_reused) };
+    let _ = writeln!(s, "ONNX Runtime {} ({:?}, {}); {cache}; {:.1}s", summary.runtime.version, summary.runtime.source, summary.runtime.path, timings.total_seconds);
+    let _ = writeln!(s, "\nAll traffic ({} task, {} labelled rows):", o.task, o.overall.paired_labelled);
+    write_comparison(&mut s, &o.overall);
+    for (column, values) in &o.segments {
+        let mut worst: Vec<(&String, &Comparison)> = values.iter().collect();
+        let key = if o.task == "regression" { "rmse" } else { "log_loss" };
+        worst.sort_by(|a, b| {
+            let d = |c: &Comparison| c.difference.get(key).copied().unwrap_or(f64::NEG_INFINITY);
+            d(b.1).total_cmp(&d(a.1)).then(a.0.cmp(b.0))
+        });
+        if let Some((value, c)) = worst.first() {
+            if let Some(d) = c.difference.get(key) {
+                let _ = writeln!(s, "  worst {column}: {value} ({key} {:+.4} over {} rows)", d, c.rows);
+            }
+        }
+    }
+    let _ = writeln!(s, "\nWrote {}/{{scores.parquet, summary.json, timings.json}}", out_dir.display());
+    s
+}
+
+fn write_comparison(s: &mut String, c: &Comparison) {
+    let _ = writeln!(s, "  {:<18} {:>12} {:>12} {:>12}", "", "stable", "candidate", "difference");
+    for (metric, stable) in &c.stable.quality {
+        let candidate = c.candidate.quality.get(metric).copied().unwrap_or(f64::NAN);
+        let _ = writeln!(s, "  {:<18} {:>12.4} {:>12.4} {:>+12.4}", metric, stable, candidate, candidate - stable);
+    }
+    let _ = writeln!(s, "  {:<18} {:>12.4} {:>12.4}", "error rate", c.stable.error_rate, c.candidate.error_rate);
+    if let (Some(a), Some(b)) = (c.stable.latency_us.p99, c.candidate.latency_us.p99) {
+        let _ = writeln!(s, "  {:<18} {:>12.1} {:>12.1} {:>+12.1}", "latency p99 (us)", a, b, b - a);
+    }
+    if let Some(psi) = c.drift.psi {
+        let _ = writeln!(s, "  score drift: PSI {psi:.4}, JS {:.4}", c.drift.jensen_shannon.unwrap_or(f64::NAN));
+    }
+}

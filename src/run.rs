@@ -1,0 +1,126 @@
+//! The `run` and `check` commands as library calls: scenario → ingest → score → oracle → report.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::error::{Error, Problem, Result};
+use crate::ingest::{self, Layout, Survey, TrafficFile};
+use crate::oracle::{self, Oracle};
+use crate::report::{self, Summary, Timings};
+use crate::runtime::{self, Runtime, RuntimeOptions};
+use crate::scenario::{self, Scenario};
+use crate::score::{self, cache::CacheDir, model::Model, Scored};
+
+/// Options of `run` beyond the scenario.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Output folder; default `reports/<scenario name>/`.
+    pub out: Option<PathBuf>,
+    pub runtime: RuntimeOptions,
+    /// Score cache folder; default `<tool cache>/scores`.
+    pub cache_dir: Option<PathBuf>,
+    /// Score again even when the cache holds the parts.
+    pub rescore: bool,
+    /// No progress bars.
+    pub quiet: bool,
+}
+
+/// Everything checked and opened before scoring.
+pub struct Prepared {
+    pub scenario: Scenario,
+    pub files: Vec<TrafficFile>,
+    pub runtime: &'static Runtime,
+    pub stable: Model,
+    pub candidate: Model,
+    pub layout: Layout,
+    pub survey: Survey,
+}
+
+impl Prepared {
+    pub fn models(&self) -> [&Model; 2] {
+        [&self.stable, &self.candidate]
+    }
+}
+
+/// Validates the scenario, the data's schema and order, and the models' signatures, reporting
+/// every problem found at once. Nothing is scored.
+pub fn prepare(scenario_path: &Path, runtime_options: &RuntimeOptions) -> Result<Prepared> {
+    let scenario = scenario::load(scenario_path)?;
+    let mut problems: Vec<Problem> = Vec::new();
+    let files = collect(ingest::open(&scenario.traffic), &mut problems);
+    let runtime = runtime::load(runtime_options)?;
+    let stable = collect(Model::open(runtime, &scenario.stable), &mut problems);
+    let candidate = collect(Model::open(runtime, &scenario.candidate), &mut problems);
+    let (Some(files), Some(stable), Some(candidate)) = (files, stable, candidate) else {
+        return Err(Error::Invalid(problems));
+    };
+    let layout = Layout::new(&scenario.traffic, score::feature_union(&[&stable, &candidate]));
+    problems.extend(ingest::check_columns(&files, &layout));
+    if !problems.is_empty() {
+        return Err(Error::Invalid(problems));
+    }
+    let survey = ingest::survey(&files, &scenario.traffic)?;
+    Ok(Prepared { scenario, files, runtime, stable, candidate, layout, survey })
+}
+
+fn collect<T>(result: Result<T>, problems: &mut Vec<Problem>) -> Option<T> {
+    match result {
+        Ok(v) => Some(v),
+        Err(Error::Invalid(p)) => {
+            problems.extend(p);
+            None
+        }
+        Err(other) => {
+            problems.push(Problem::new("canary-replay", other.to_string()));
+            None
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutput {
+    pub out_dir: PathBuf,
+    pub summary: Summary,
+    pub timings: Timings,
+    pub scored: Scored,
+    pub warnings: Vec<String>,
+}
+
+/// Replays the scenario: scores (or reuses cached scores), compares the models on all traffic and
+/// writes `scores.parquet`, `summary.json` and `timings.json` into the output folder.
+pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
+    let started = Instant::now();
+    let prepared = prepare(scenario_path, &options.runtime)?;
+    let prepare_seconds = started.elapsed().as_secs_f64();
+    let scenario = &prepared.scenario;
+    let cache = CacheDir(options.cache_dir.clone().unwrap_or_else(|| runtime::cache_root(None).join("scores")));
+    let settings = score::Settings::new(scenario, cache.clone(), !options.rescore, options.quiet);
+    let scored = score::score(prepared.runtime, scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings)?;
+
+    let oracle_started = Instant::now();
+    let oracle: Oracle = oracle::compute(&scored.parts, &prepared.layout)?;
+    let oracle_seconds = oracle_started.elapsed().as_secs_f64();
+
+    let out_dir = options.out.clone().unwrap_or_else(|| Path::new("reports").join(&scenario.name));
+    let summary = report::summary(&prepared, &oracle)?;
+    let mut timings = Timings {
+        total_seconds: 0.0,
+        prepare_seconds,
+        scoring_seconds: scored.seconds,
+        oracle_seconds,
+        rows: scored.rows,
+        rows_scored_per_second: None,
+        parts_reused: scored.parts_reused,
+        parts_scored: scored.parts_scored,
+        cache_dir: cache.0.display().to_string(),
+        workers: settings.workers,
+        intra_threads: settings.intra_threads,
+        peak_rss_mib: None,
+    };
+    if scored.parts_scored > 0 && scored.seconds > 0.0 {
+        timings.rows_scored_per_second = Some(scored.stable.rows as f64 / scored.seconds);
+    }
+    report::write_run(&out_dir, &scored.parts, &summary, &mut timings, started)?;
+    Ok(RunOutput { out_dir, summary, timings, scored, warnings: prepared.scenario.warnings.clone() })
+}

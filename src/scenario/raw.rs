@@ -1,0 +1,109 @@
+//! The scenario file as written: serde structs that mirror the TOML one to one.
+//!
+//! Nothing here is checked beyond types and known keys; [`super::validate`] turns these into the
+//! validated domain types and reports every problem with its key path.
+
+use serde::Deserialize;
+
+/// A timestamp as written in the scenario: an RFC 3339 string or a TOML date-time literal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawTime {
+    Text(String),
+    Toml(toml::value::Datetime),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScenario {
+    /// Scenario name; names the default output directory `reports/<name>/`.
+    pub name: String,
+    /// Free text shown in reports.
+    pub description: Option<String>,
+    /// Where the logged requests are and which columns play which role.
+    pub traffic: RawTraffic,
+    /// The two models to compare.
+    pub models: RawModels,
+    /// Feature columns shared by both models (default: each model's `feature_names` metadata).
+    pub features: Option<RawFeatures>,
+    /// How scoring runs: batch size, threads, latency sampling.
+    pub scoring: Option<RawScoring>,
+    /// Ramp schedule (simulation; not evaluated by this version).
+    pub ramp: Option<toml::Value>,
+    /// Segment routing policies (simulation; not evaluated by this version).
+    pub segment_policy: Option<toml::Value>,
+    /// Gates judged at every check (simulation; not evaluated by this version).
+    pub gates: Option<toml::Value>,
+    /// Promote, hold and rollback rules (simulation; not evaluated by this version).
+    pub decision: Option<toml::Value>,
+    /// Incidents injected into a model (simulation; not evaluated by this version).
+    pub faults: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTraffic {
+    /// A Parquet file, a directory of Parquet files, or a glob; relative to the scenario file.
+    pub path: String,
+    /// Request time column (a timestamp of any unit, or a date).
+    pub time: String,
+    /// Sticky-routing key column (strings or integers).
+    pub entity: String,
+    /// Request id column (strings or integers).
+    pub id: String,
+    /// Ground-truth label column (0/1 for classifiers, a number for regression).
+    pub label: Option<String>,
+    /// When each label became known; without it labels arrive at `time + label_delay`.
+    pub label_time: Option<String>,
+    /// Fixed label delay used when there is no `label_time` column, e.g. "2h" (default "0s").
+    pub label_delay: Option<String>,
+    /// Columns whose values are segments (origin, country, platform, ...).
+    #[serde(default)]
+    pub segments: Vec<String>,
+    /// First request time to replay (inclusive), RFC 3339.
+    pub start: Option<RawTime>,
+    /// Last request time to replay (inclusive), RFC 3339.
+    pub end: Option<RawTime>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModels {
+    /// The model serving today.
+    pub stable: RawModel,
+    /// The model being rolled out.
+    pub candidate: RawModel,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// The ONNX file, relative to the scenario file.
+    pub path: String,
+    /// Output holding the score (default: `probabilities`, or the model's only float output).
+    pub output: Option<String>,
+    /// Column of a `[N, classes]` output, or key of a ZipMap output (default 1 for two classes).
+    pub class: Option<i64>,
+    /// Feature columns of this model, in input order (overrides `[features] columns`).
+    pub features: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeatures {
+    /// Feature columns in the order the models expect them.
+    pub columns: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScoring {
+    /// Rows per inference batch (default 4096).
+    pub batch_rows: Option<i64>,
+    /// Scoring workers, each with its own sessions (default: the number of cores).
+    pub threads: Option<i64>,
+    /// Share of requests whose single-row latency is measured, in [0, 1] (default 0.01).
+    pub latency_sample: Option<f64>,
+    /// Untimed single-row runs of each model before latency is measured (default 50).
+    pub latency_warmup: Option<i64>,
+}

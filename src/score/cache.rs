@@ -1,0 +1,155 @@
+//! The score cache: one self-describing Parquet part per traffic file.
+//!
+//! A part's name is a content hash of everything that decides its rows: the traffic file's bytes,
+//! the window, the column roles, both models' bytes and output/feature mapping, the scoring
+//! settings that change stored values, and the ONNX Runtime version. A changed input therefore
+//! gets a new name and can never reuse a stale part. Parts are written under a temporary name and
+//! renamed when complete, so a part that exists is whole. Each part carries its provenance as
+//! Parquet key-value metadata (`canary_replay.part`), so parts scored by independent jobs can be
+//! merged and checked later.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use serde::Serialize;
+
+use super::model::Model;
+use crate::ingest::{timestamp_type, Layout};
+use crate::scenario::{Scenario, Scoring};
+
+/// Bumped whenever the part format or scoring semantics change.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The metadata key holding a part's provenance (JSON).
+pub const METADATA_KEY: &str = "canary_replay.part";
+
+pub const STABLE_SCORE: &str = "stable_score";
+pub const CANDIDATE_SCORE: &str = "candidate_score";
+pub const STABLE_ERROR: &str = "stable_error";
+pub const CANDIDATE_ERROR: &str = "candidate_error";
+pub const STABLE_LATENCY: &str = "stable_latency_us";
+pub const CANDIDATE_LATENCY: &str = "candidate_latency_us";
+
+/// Everything that decides a model's scores.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModelKey {
+    pub path: String,
+    pub hash: String,
+    pub output: String,
+    pub class: Option<i64>,
+    pub features: Vec<String>,
+}
+
+impl ModelKey {
+    pub fn of(model: &Model) -> Self {
+        Self {
+            path: model.spec.path.display().to_string(),
+            hash: model.hash.clone(),
+            output: model.output.clone(),
+            class: model.spec.class,
+            features: model.features.clone(),
+        }
+    }
+}
+
+/// A part's provenance: what was scored, with what.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PartInfo {
+    pub format: u32,
+    pub source: String,
+    pub source_hash: String,
+    pub window: (Option<i64>, Option<i64>),
+    pub layout: LayoutKey,
+    pub stable: ModelKey,
+    pub candidate: ModelKey,
+    pub onnxruntime: String,
+    pub latency_sample: f64,
+    pub latency_warmup: usize,
+}
+
+/// The column roles, as they decide the part's columns.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LayoutKey {
+    pub time: String,
+    pub id: String,
+    pub entity: String,
+    pub segments: Vec<String>,
+    pub label: Option<String>,
+    pub label_time: Option<String>,
+    pub label_delay: i64,
+}
+
+impl PartInfo {
+    pub fn new(scenario: &Scenario, layout: &Layout, source: &Path, source_hash: String, models: [&Model; 2], onnxruntime: &str) -> Self {
+        let Scoring { latency_sample, latency_warmup, .. } = scenario.scoring;
+        Self {
+            format: FORMAT_VERSION,
+            source: source.display().to_string(),
+            source_hash,
+            window: (scenario.traffic.start, scenario.traffic.end),
+            layout: LayoutKey {
+                time: layout.time.clone(),
+                id: layout.id.clone(),
+                entity: layout.entity.clone(),
+                segments: layout.segments.clone(),
+                label: layout.label.clone(),
+                label_time: layout.label_time.clone(),
+                label_delay: layout.label_delay,
+            },
+            stable: ModelKey::of(models[0]),
+            candidate: ModelKey::of(models[1]),
+            onnxruntime: onnxruntime.to_string(),
+            latency_sample,
+            latency_warmup,
+        }
+    }
+
+    /// The content key (hex): everything above except where the files happen to live.
+    pub fn key(&self) -> String {
+        let mut keyed = self.clone();
+        keyed.source.clear();
+        keyed.stable.path.clear();
+        keyed.candidate.path.clear();
+        let json = serde_json::to_vec(&keyed).expect("part info serializes");
+        blake3::hash(&json).to_hex()[..32].to_string()
+    }
+}
+
+/// Where parts live: `<cache root>/scores/<key>.parquet`.
+#[derive(Debug, Clone)]
+pub struct CacheDir(pub PathBuf);
+
+impl CacheDir {
+    pub fn part(&self, key: &str) -> PathBuf {
+        self.0.join(format!("{key}.parquet"))
+    }
+}
+
+/// The name the label-time column gets in the cache.
+pub fn label_time_column(layout: &Layout) -> String {
+    layout.label_time.clone().unwrap_or_else(|| "label_time".to_string())
+}
+
+/// The columns of a part, in order.
+pub fn part_schema(layout: &Layout) -> SchemaRef {
+    let mut fields = vec![Field::new(&layout.id, DataType::Utf8, true), Field::new(&layout.time, timestamp_type(), false)];
+    if layout.entity != layout.id {
+        fields.push(Field::new(&layout.entity, DataType::Utf8, true));
+    }
+    fields.extend(layout.segments.iter().map(|s| Field::new(s, DataType::Utf8, true)));
+    if let Some(label) = &layout.label {
+        fields.push(Field::new(label, DataType::Float64, true));
+        fields.push(Field::new(label_time_column(layout), timestamp_type(), true));
+    }
+    for name in [STABLE_SCORE, CANDIDATE_SCORE] {
+        fields.push(Field::new(name, DataType::Float64, true));
+    }
+    for name in [STABLE_ERROR, CANDIDATE_ERROR] {
+        fields.push(Field::new(name, DataType::Utf8, true));
+    }
+    for name in [STABLE_LATENCY, CANDIDATE_LATENCY] {
+        fields.push(Field::new(name, DataType::Float64, true));
+    }
+    Arc::new(Schema::new(fields))
+}

@@ -1,0 +1,480 @@
+//! One ONNX model: its signature checked against the scenario and the data, and batch inference
+//! of its score.
+//!
+//! Inputs are either one `[N, F]` tensor whose columns are the features in order, or one `[N, 1]`
+//! (or `[N]`) tensor per feature. The feature list comes from the scenario, else the model's
+//! `feature_names` metadata, else (for one input per feature) the input names. The score is one
+//! named output: a class column of `[N, classes]`, an `[N]`/`[N, 1]` value, or a ZipMap entry.
+//! Shapes declared in the model can be wrong (`[1]` for `[N]`), so outputs are read by their
+//! run-time shape.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynMapValueType, Outlet, TensorElementType, TensorRef, ValueType};
+
+use crate::error::{Error, Problem, Result};
+use crate::runtime::Runtime;
+use crate::scenario::{ModelSpec, Role};
+
+/// Element type of a model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Elem {
+    F32,
+    F64,
+}
+
+/// How features reach the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputLayout {
+    /// One `[N, F]` tensor.
+    Matrix { name: String, elem: Elem },
+    /// One `[N, 1]` or `[N]` tensor per feature, in feature order.
+    PerFeature { inputs: Vec<(String, Elem, usize)> },
+}
+
+/// Which output holds the score, and how to read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputKind {
+    /// A float tensor: `[N]`, `[N, 1]`, or `[N, C]` with a class column.
+    Tensor { class: Option<usize> },
+    /// A ZipMap: a sequence of one map per row, keyed by class.
+    ZipMap { key: ZipKey },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZipKey {
+    Int(i64),
+    Text(String),
+}
+
+/// Where the feature list came from, for messages and summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureSource {
+    Scenario,
+    Metadata,
+    InputNames,
+}
+
+/// A model whose signature has been checked, ready to make per-worker sessions.
+#[derive(Debug)]
+pub struct Model {
+    pub spec: ModelSpec,
+    /// The model file's bytes, shared by every worker's session.
+    pub bytes: Arc<Vec<u8>>,
+    /// blake3 of the file, hex.
+    pub hash: String,
+    pub input: InputLayout,
+    pub output: String,
+    pub output_kind: OutputKind,
+    pub features: Vec<String>,
+    pub feature_source: FeatureSource,
+}
+
+impl Model {
+    /// Loads the model once and checks its signature; every problem found is returned.
+    pub fn open(runtime: &Runtime, spec: &ModelSpec) -> Result<Model> {
+        let location = spec.path.display().to_string();
+        let bytes = std::fs::read(&spec.path).map_err(|e| {
+            Error::invalid(Problem::new(format!("models.{}.path", spec.role.name()), format!("cannot read {location}: {e}")))
+        })?;
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        let session = session(runtime, &bytes, 1).map_err(|e| {
+            Error::invalid(
+                Problem::new(&location, format!("is not a model ONNX Runtime {} can load: {}", runtime.version, first_line(&e.to_string())))
+                    .fix("export the model to ONNX (skl2onnx, onnxmltools, torch.onnx.export) and check the file is complete"),
+            )
+        })?;
+        let mut problems = Vec::new();
+        let metadata_features = session.metadata().ok().and_then(|m| m.custom("feature_names")).map(|s| parse_feature_names(&s));
+        let (input, features, feature_source) = match inputs(&location, spec, session.inputs(), metadata_features, &mut problems) {
+            Some(found) => found,
+            None => return Err(Error::Invalid(problems)),
+        };
+        let output = output(&location, spec, session.outputs(), &mut problems);
+        match output {
+            Some((output, output_kind)) if problems.is_empty() => Ok(Model {
+                spec: spec.clone(),
+                bytes: Arc::new(bytes),
+                hash,
+                input,
+                output,
+                output_kind,
+                features,
+                feature_source,
+            }),
+            _ => Err(Error::Invalid(problems)),
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.spec.role
+    }
+
+    /// A fresh session for one worker.
+    pub fn session(&self, runtime: &Runtime, intra_threads: usize) -> Result<Session> {
+        session(runtime, &self.bytes, intra_threads)
+            .map_err(|e| Error::Internal(format!("{}: cannot create a session: {e}", self.spec.path.display())))
+    }
+
+    /// Scores `rows` rows whose feature columns (in this model's feature order) are `columns`.
+    /// Non-finite scores are returned as they are; the caller records them as row errors.
+    pub fn predict(&self, session: &mut Session, columns: &[&[f64]], rows: std::ops::Range<usize>) -> std::result::Result<Vec<f64>, String> {
+        let n = rows.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut f32_buffers: Vec<Vec<f32>> = Vec::new();
+        let mut f64_buffers: Vec<Vec<f64>> = Vec::new();
+        match &self.input {
+            InputLayout::Matrix { elem, .. } => {
+                let width = columns.len();
+                match elem {
+                    Elem::F32 => {
+                        let mut buf = Vec::with_capacity(n * width);
+                        for r in rows.clone() {
+                            buf.extend(columns.iter().map(|c| c[r] as f32));
+                        }
+                        f32_buffers.push(buf);
+                    }
+                    Elem::F64 => {
+                        let mut buf = Vec::with_capacity(n * width);
+                        for r in rows.clone() {
+                            buf.extend(columns.iter().map(|c| c[r]));
+                        }
+                        f64_buffers.push(buf);
+                    }
+                }
+            }
+            InputLayout::PerFeature { inputs } => {
+                for ((_, elem, _), column) in inputs.iter().zip(columns) {
+                    match elem {
+                        Elem::F32 => f32_buffers.push(column[rows.clone()].iter().map(|v| *v as f32).collect()),
+                        Elem::F64 => f64_buffers.push(column[rows.clone()].to_vec()),
+                    }
+                }
+            }
+        }
+        let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::new();
+        let (mut next32, mut next64) = (f32_buffers.iter(), f64_buffers.iter());
+        let err = |e: ort::Error| e.to_string();
+        match &self.input {
+            InputLayout::Matrix { name, elem } => {
+                let shape = [n, columns.len()];
+                let value = match elem {
+                    Elem::F32 => TensorRef::from_array_view((shape, next32.next().expect("buffer").as_slice())).map_err(err)?.into(),
+                    Elem::F64 => TensorRef::from_array_view((shape, next64.next().expect("buffer").as_slice())).map_err(err)?.into(),
+                };
+                values.push((name.clone(), value));
+            }
+            InputLayout::PerFeature { inputs } => {
+                for (name, elem, rank) in inputs {
+                    let shape: Vec<usize> = if *rank == 1 { vec![n] } else { vec![n, 1] };
+                    let value = match elem {
+                        Elem::F32 => TensorRef::from_array_view((shape, next32.next().expect("buffer").as_slice())).map_err(err)?.into(),
+                        Elem::F64 => TensorRef::from_array_view((shape, next64.next().expect("buffer").as_slice())).map_err(err)?.into(),
+                    };
+                    values.push((name.clone(), value));
+                }
+            }
+        }
+        let outputs = session.run(values).map_err(err)?;
+        let value = outputs.get(&self.output).ok_or_else(|| format!("the run returned no output \"{}\"", self.output))?;
+        let scores = match &self.output_kind {
+            OutputKind::Tensor { class } => {
+                if let Ok((shape, data)) = value.try_extract_tensor::<f32>() {
+                    pick(shape, data, *class, n, |v| v as f64)?
+                } else {
+                    let (shape, data) = value.try_extract_tensor::<f64>().map_err(err)?;
+                    pick(shape, data, *class, n, |v| v)?
+                }
+            }
+            OutputKind::ZipMap { key } => {
+                let maps = value.try_extract_sequence::<DynMapValueType>().map_err(err)?;
+                if maps.len() != n {
+                    return Err(format!("output \"{}\" has {} maps for {n} rows", self.output, maps.len()));
+                }
+                let mut out = Vec::with_capacity(n);
+                for map in &maps {
+                    let found = match key {
+                        ZipKey::Int(k) => map.try_extract_key_values::<i64, f32>().map_err(err)?.into_iter().find(|(kk, _)| kk == k).map(|(_, v)| v),
+                        ZipKey::Text(k) => map.try_extract_key_values::<String, f32>().map_err(err)?.into_iter().find(|(kk, _)| kk == k).map(|(_, v)| v),
+                    };
+                    out.push(found.ok_or_else(|| format!("output \"{}\" has no class {key:?}", self.output))? as f64);
+                }
+                out
+            }
+        };
+        Ok(scores)
+    }
+}
+
+/// Reads the score column out of a run-time output tensor.
+fn pick<T: Copy>(shape: &[i64], data: &[T], class: Option<usize>, n: usize, to_f64: impl Fn(T) -> f64) -> std::result::Result<Vec<f64>, String> {
+    let width = if n == 0 { 0 } else { data.len() / n };
+    if data.len() != n * width || width == 0 {
+        return Err(format!("output of shape {shape:?} does not hold one score per row for {n} rows"));
+    }
+    let column = match (class, width) {
+        (None, 1) | (Some(0), 1) => 0,
+        (None, 2) => 1,
+        (Some(c), w) if c < w => c,
+        (Some(c), w) => return Err(format!("class {c} is out of range: the output has {w} columns")),
+        (None, w) => return Err(format!("the output has {w} columns: set `class`")),
+    };
+    Ok(data.chunks_exact(width).map(|row| to_f64(row[column])).collect())
+}
+
+fn session(runtime: &Runtime, bytes: &[u8], intra_threads: usize) -> ort::Result<Session> {
+    Session::builder(runtime.environment())?
+        .with_intra_threads(intra_threads)?
+        .with_inter_threads(1)?
+        .commit_from_memory(bytes)
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+/// `a,b,c` or `["a", "b", "c"]`.
+pub fn parse_feature_names(text: &str) -> Vec<String> {
+    if let Ok(list) = serde_json::from_str::<Vec<String>>(text) {
+        return list;
+    }
+    text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+fn elem_of(outlet: &Outlet) -> Option<(Elem, Vec<i64>)> {
+    match outlet.dtype() {
+        ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } => Some((Elem::F32, shape.to_vec())),
+        ValueType::Tensor { ty: TensorElementType::Float64, shape, .. } => Some((Elem::F64, shape.to_vec())),
+        _ => None,
+    }
+}
+
+fn describe(dtype: &ValueType) -> String {
+    match dtype {
+        ValueType::Tensor { ty, shape, .. } => {
+            let dims: Vec<String> = shape.iter().map(|d| if *d < 0 { "N".to_string() } else { d.to_string() }).collect();
+            format!("{ty} [{}]", dims.join(", "))
+        }
+        ValueType::Sequence(inner) => format!("seq({})", describe(inner)),
+        ValueType::Map { key, value } => format!("map({key}, {value})"),
+        ValueType::Optional(inner) => format!("optional({})", describe(inner)),
+    }
+}
+
+type Inputs = (InputLayout, Vec<String>, FeatureSource);
+
+fn inputs(
+    location: &str,
+    spec: &ModelSpec,
+    outlets: &[Outlet],
+    metadata_features: Option<Vec<String>>,
+    problems: &mut Vec<Problem>,
+) -> Option<Inputs> {
+    let key = format!("models.{}.features", spec.role.name());
+    let typed: Vec<(String, Elem, Vec<i64>)> = outlets
+        .iter()
+        .filter_map(|o| match elem_of(o) {
+            Some((elem, shape)) => Some((o.name().to_string(), elem, shape)),
+            None => {
+                problems.push(
+                    Problem::new(format!("{location}: input \"{}\"", o.name()), format!("is {}; canary-replay feeds float or double tensors", describe(o.dtype())))
+                        .fix("export the model with float inputs (skl2onnx: FloatTensorType)"),
+                );
+                None
+            }
+        })
+        .collect();
+    if typed.len() != outlets.len() {
+        return None;
+    }
+    let (scenario, metadata) = (spec.features.clone(), metadata_features.filter(|f| !f.is_empty()));
+    if let [(name, elem, shape)] = typed.as_slice() {
+        if shape.len() == 2 {
+            let (features, source) = match (scenario, metadata) {
+                (Some(f), _) => (f, FeatureSource::Scenario),
+                (None, Some(f)) => (f, FeatureSource::Metadata),
+                (None, None) if shape[1] == 1 => (vec![name.clone()], FeatureSource::InputNames),
+                (None, None) => {
+                    let width = if shape[1] < 0 { "F".to_string() } else { shape[1].to_string() };
+                    problems.push(
+                        Problem::new(format!("{location}: input \"{name}\""), format!("takes [N, {width}] features, but the model has no feature_names metadata"))
+                            .fix(format!("list the feature columns in input order: [features] columns = [...] or {key} = [...]")),
+                    );
+                    return None;
+                }
+            };
+            if shape[1] >= 0 && features.len() != shape[1] as usize {
+                let from = match source {
+                    FeatureSource::Scenario => "the scenario lists",
+                    _ => "its feature_names metadata lists",
+                };
+                problems.push(
+                    Problem::new(
+                        format!("{location}: input \"{name}\""),
+                        format!("expects {} features per row, but {from} {} columns", shape[1], features.len()),
+                    )
+                    .fix(format!("list exactly the model's {} feature columns, in training order ({key})", shape[1])),
+                );
+                return None;
+            }
+            return Some((InputLayout::Matrix { name: name.clone(), elem: *elem }, features, source));
+        }
+    }
+    // One input per feature.
+    let mut per = Vec::new();
+    for (name, elem, shape) in &typed {
+        let column_like = shape.len() == 1 || (shape.len() == 2 && (shape[1] == 1 || shape[1] < 0));
+        if !column_like {
+            problems.push(Problem::new(
+                format!("{location}: input \"{name}\""),
+                format!("has shape {shape:?}; expected [N, F] for a single input, or [N, 1] per feature"),
+            ));
+            return None;
+        }
+        per.push((name.clone(), *elem, shape.len()));
+    }
+    let (features, source) = match scenario {
+        Some(f) if f.len() == per.len() => (f, FeatureSource::Scenario),
+        Some(f) => {
+            problems.push(
+                Problem::new(location.to_string(), format!("has {} inputs (one per feature), but the scenario lists {} columns", per.len(), f.len()))
+                    .fix(format!("list one column per input, in input order ({key}), or remove the list to map inputs by name")),
+            );
+            return None;
+        }
+        None => (per.iter().map(|(n, _, _)| n.clone()).collect(), FeatureSource::InputNames),
+    };
+    Some((InputLayout::PerFeature { inputs: per }, features, source))
+}
+
+fn output(location: &str, spec: &ModelSpec, outlets: &[Outlet], problems: &mut Vec<Problem>) -> Option<(String, OutputKind)> {
+    let key = format!("models.{}.output", spec.role.name());
+    let listing = || outlets.iter().map(|o| format!("{} ({})", o.name(), describe(o.dtype()))).collect::<Vec<_>>().join(", ");
+    let chosen = match &spec.output {
+        Some(name) => match outlets.iter().find(|o| o.name() == name) {
+            Some(o) => o,
+            None => {
+                problems.push(
+                    Problem::new(format!("{location}: output \"{name}\""), format!("does not exist; the model's outputs are: {}", listing()))
+                        .fix(format!("set {key} to one of them")),
+                );
+                return None;
+            }
+        },
+        None => {
+            let floats: Vec<&Outlet> = outlets.iter().filter(|o| elem_of(o).is_some()).collect();
+            match (outlets.iter().find(|o| o.name() == "probabilities"), floats.as_slice()) {
+                (Some(o), _) => o,
+                (None, [only]) => only,
+                _ => match outlets.iter().find(|o| matches!(o.dtype(), ValueType::Sequence(_))) {
+                    Some(o) if floats.is_empty() => o,
+                    _ => {
+                        problems.push(
+                            Problem::new(location.to_string(), format!("has several outputs: {}", listing()))
+                                .fix(format!("name the one holding the score: {key} = \"...\"")),
+                        );
+                        return None;
+                    }
+                },
+            }
+        }
+    };
+    let name = chosen.name().to_string();
+    let class_key = format!("models.{}.class", spec.role.name());
+    match chosen.dtype() {
+        ValueType::Tensor { ty: TensorElementType::Float32 | TensorElementType::Float64, shape, .. } => {
+            let width = if shape.len() == 2 { shape[1] } else { 1 };
+            if let Some(c) = spec.class {
+                if width > 0 && c >= width {
+                    problems.push(Problem::new(
+                        format!("{location}: output \"{name}\""),
+                        format!("has {width} columns, so {class_key} = {c} is out of range"),
+                    ));
+                    return None;
+                }
+            } else if width > 2 {
+                problems.push(
+                    Problem::new(format!("{location}: output \"{name}\""), format!("has {width} class columns"))
+                        .fix(format!("pick the one to compare: {class_key} = <column>")),
+                );
+                return None;
+            }
+            Some((name, OutputKind::Tensor { class: spec.class.map(|c| c as usize) }))
+        }
+        ValueType::Sequence(inner) => match inner.as_ref() {
+            ValueType::Map { key, value: TensorElementType::Float32 } => {
+                let class = spec.class.unwrap_or(1);
+                let key = match key {
+                    TensorElementType::Int64 => ZipKey::Int(class),
+                    TensorElementType::String => ZipKey::Text(class.to_string()),
+                    other => {
+                        problems.push(Problem::new(format!("{location}: output \"{name}\""), format!("is a ZipMap keyed by {other}, which is not supported")));
+                        return None;
+                    }
+                };
+                Some((name, OutputKind::ZipMap { key }))
+            }
+            _ => {
+                problems.push(
+                    Problem::new(format!("{location}: output \"{name}\""), format!("is {}; the score must be a float tensor or a ZipMap", describe(chosen.dtype())))
+                        .fix("re-export classifiers with zipmap=False (skl2onnx: options={id(model): {'zipmap': False}})"),
+                );
+                None
+            }
+        },
+        other => {
+            problems.push(
+                Problem::new(format!("{location}: output \"{name}\""), format!("is {}; the score must be a float tensor", describe(other)))
+                    .fix(format!("point {key} at the output with scores or probabilities; outputs: {}", listing())),
+            );
+            None
+        }
+    }
+}
+
+/// The features both models read, in first-seen order.
+pub fn feature_union(models: &[&Model]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in models {
+        for f in &m.features {
+            if !out.contains(f) {
+                out.push(f.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Hash of a file's contents (hex).
+pub fn hash_file(path: &Path) -> Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    hasher.update_reader(file).map_err(|e| Error::io(path, e))?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_names_metadata_is_comma_separated_or_json() {
+        assert_eq!(parse_feature_names("a, b,c"), ["a", "b", "c"]);
+        assert_eq!(parse_feature_names("[\"a\", \"b,c\"]"), ["a", "b,c"]);
+    }
+
+    #[test]
+    fn scores_are_picked_by_runtime_shape() {
+        let two = [0.2f32, 0.8, 0.6, 0.4];
+        assert_eq!(pick(&[-1, 2], &two, None, 2, |v| v as f64).unwrap(), [0.800000011920929, 0.4000000059604645]);
+        assert_eq!(pick(&[1], &[0.5f32, 0.25], None, 2, |v| v as f64).unwrap(), [0.5, 0.25]);
+        assert!(pick(&[2, 3], &[0f32; 6], None, 2, |v| v as f64).unwrap_err().contains("set `class`"));
+        assert!(pick(&[2, 2], &two, Some(2), 2, |v| v as f64).unwrap_err().contains("out of range"));
+        assert!(pick(&[3], &[0f32; 3], None, 2, |v| v as f64).is_err());
+    }
+}
