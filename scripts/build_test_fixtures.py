@@ -14,6 +14,9 @@ Models:
   models/zipmap.onnx      logistic regression exported with the default ZipMap output
   models/regressor.onnx   a regression model with an [N, 1] output
   models/narrow17.onnx    a model taking 17 features, without feature_names metadata
+  models/faulty.onnx      scores by day of week from a 6-entry table: Saturday (5) scores NaN and
+                          Sunday (6) indexes past the table, so ONNX Runtime fails any batch
+                          holding a Sunday (tests that failing rows are isolated, not fatal)
   models/expected.parquet Python ONNX Runtime's scores of zipmap.onnx and regressor.onnx on the
                           sample rows
 
@@ -68,6 +71,30 @@ def export(model, width: int, path: pathlib.Path, zipmap: bool, names: list[str]
     onnx.save(onx, path)
 
 
+def faulty_model(path: pathlib.Path) -> None:
+    from onnx import TensorProto, helper
+
+    table = helper.make_tensor("table", TensorProto.FLOAT, [6], [0.1, 0.2, 0.3, 0.4, 0.5, float("nan")])
+    column = helper.make_tensor("column", TensorProto.INT64, [], [FEATURES.index("day_of_week")])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["input", "column"], ["day"], axis=1),
+            helper.make_node("Cast", ["day"], ["index"], to=TensorProto.INT64),
+            helper.make_node("Gather", ["table", "index"], ["score"], axis=0),
+        ],
+        "faulty",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, len(FEATURES)])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [None])],
+        initializer=[table, column],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "feature_names", ",".join(FEATURES)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
 def main() -> None:
     for sub in ["formats", "split", "models"]:
         (OUT / sub).mkdir(parents=True, exist_ok=True)
@@ -114,6 +141,8 @@ def main() -> None:
 
     narrow = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=500)).fit(x[:, :17], y)
     export(narrow, 17, OUT / "models" / "narrow17.onnx", zipmap=False, names=None)
+
+    faulty_model(OUT / "models" / "faulty.onnx")
 
     xs = features(sample)
     zip_session = ort.InferenceSession(str(OUT / "models" / "zipmap.onnx"), providers=["CPUExecutionProvider"])

@@ -54,6 +54,19 @@ pub enum Source {
     Fetched,
 }
 
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Flag => "--ort-lib",
+            Source::Env => "ORT_DYLIB_PATH",
+            Source::PythonPackage => "the Python onnxruntime package",
+            Source::System => "a system library folder",
+            Source::Cache => "canary-replay's cache",
+            Source::Fetched => "fetched from the Python package index",
+        })
+    }
+}
+
 /// A loaded ONNX Runtime.
 #[derive(Debug)]
 pub struct Runtime {
@@ -96,6 +109,9 @@ fn load_uncached(options: &RuntimeOptions) -> std::result::Result<Runtime, Strin
         .with_telemetry(false)
         .build()
         .map_err(|e| format!("cannot start ONNX Runtime {version} from {}: {e}", path.display()))?;
+    // Failures of single batches are expected (they are isolated down to rows and recorded), so
+    // ONNX Runtime's own per-failure log lines would only flood the terminal.
+    env.set_log_level(ort::logging::LogLevel::Fatal);
     Ok(Runtime { version, path, source, env })
 }
 

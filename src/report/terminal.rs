@@ -15,7 +15,7 @@ pub fn print_run(summary: &Summary, timings: &Timings, out_dir: &std::path::Path
         summary.scenario.name, summary.rows_replayed, summary.window.first_request, summary.window.last_request
     );
     let cache = if timings.parts_scored == 0 { "all scores from the cache".to_string() } else { format!("{} part(s) scored, {} reused", timings.parts_scored, timings.parts_reused) };
-    let _ = writeln!(s, "ONNX Runtime {} ({:?}, {}); {cache}; {:.1}s", summary.runtime.version, summary.runtime.source, summary.runtime.path, timings.total_seconds);
+    let _ = writeln!(s, "ONNX Runtime {} from {} ({}); {cache}; {:.1}s", summary.runtime.version, summary.runtime.source, summary.runtime.path, timings.total_seconds);
     let _ = writeln!(s, "\nAll traffic ({} task, {} labelled rows):", o.task, o.overall.paired_labelled);
     write_comparison(&mut s, &o.overall);
     for (column, values) in &o.segments {

@@ -29,56 +29,98 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Scenario> {
     let table: toml::Table = toml::from_str(text).map_err(|e| {
         Error::invalid(Problem::new(&file, format!("not valid TOML: {}", e.to_string().trim_end())))
     })?;
-    let (raw, mut problems) = deserialize_all::<RawScenario>(table, &file);
-    let scenario = raw.map(|raw| validate::validate(raw, path, &mut problems));
+    let (raw, mut problems, placeholders) = deserialize_all::<RawScenario>(table, &file);
+    let scenario = raw.map(|raw| {
+        let mut value_problems = Vec::new();
+        let scenario = validate::validate(raw, path, &mut value_problems);
+        // Keys already reported as missing hold placeholders: say nothing more about them.
+        value_problems.retain(|p| !placeholders.iter().any(|k| p.location.starts_with(&format!("{file}: {k}"))));
+        problems.extend(value_problems);
+        scenario
+    });
     match scenario {
         Some(scenario) if problems.is_empty() => Ok(scenario),
         _ => Err(Error::Invalid(problems)),
     }
 }
 
-/// Deserializes `table`, collecting every unknown key and type error rather than stopping at the first.
-/// Returns the value when the remaining keys deserialize (so value checks can run too).
-fn deserialize_all<T: DeserializeOwned>(mut table: toml::Table, file: &str) -> (Option<T>, Vec<Problem>) {
+/// Deserializes `table`, collecting every unknown key and type error rather than stopping at the
+/// first. A missing required key gets a placeholder (an empty string or table) so the rest can
+/// still be checked; the placeholders' key paths are returned so later checks stay quiet on them.
+fn deserialize_all<T: DeserializeOwned>(mut table: toml::Table, file: &str) -> (Option<T>, Vec<Problem>, Vec<String>) {
     let mut problems = Vec::new();
-    let mut removed: Vec<String> = Vec::new();
+    let mut reported: Vec<String> = Vec::new();
+    let mut placeholders: Vec<String> = Vec::new();
     for _ in 0..256 {
         let value = toml::Value::Table(table.clone());
-        match serde_path_to_error::deserialize::<_, T>(value) {
-            Ok(v) => return (Some(v), problems),
-            Err(err) => {
-                let path = err.path().to_string();
-                let message = err.inner().to_string();
-                let message = message.trim_end();
-                if let Some((key, expected)) = parse_unknown_field(message) {
-                    let full = join_path(&path, &key);
-                    let mut problem = Problem::new(format!("{file}: {full}"), "unknown key");
-                    if let Some(s) = did_you_mean(&key, expected.iter().map(String::as_str)) {
-                        problem = problem.fix(format!("did you mean `{}`?", join_path(&path, s)));
-                    } else if !expected.is_empty() {
-                        problem = problem.fix(format!("known keys here: {}", expected.join(", ")));
-                    }
-                    problems.push(problem);
-                    if !remove_key(&mut table, &path, Some(&key)) {
-                        return (None, problems);
-                    }
-                } else if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
-                    let full = join_path(&path, field);
-                    if !removed.contains(&full) {
-                        problems.push(Problem::new(format!("{file}: {full}"), "required key is missing"));
-                    }
-                    return (None, problems);
-                } else {
-                    problems.push(Problem::new(format!("{file}: {path}"), describe_type_error(message)));
-                    removed.push(path.clone());
-                    if !remove_key(&mut table, &path, None) {
-                        return (None, problems);
-                    }
-                }
+        let err = match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) => return (Some(v), problems, placeholders),
+            Err(err) => err,
+        };
+        let path = err.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        // toml appends "in `key`" on a second line; the path already says where.
+        let message = err.inner().to_string();
+        let message = message.lines().next().unwrap_or_default().trim_end().to_string();
+        if let Some((key, expected)) = parse_unknown_field(&message) {
+            // The path may already end with the unknown key; keep only its parent.
+            let parent = match path.rsplit_once('.') {
+                Some((parent, last)) if last == key => parent.to_string(),
+                None if path == key => String::new(),
+                _ => path.clone(),
+            };
+            let full = join_path(&parent, &key);
+            let mut problem = Problem::new(format!("{file}: {full}"), "unknown key");
+            if let Some(s) = did_you_mean(&key, expected.iter().map(String::as_str)) {
+                problem = problem.fix(format!("did you mean `{}`?", join_path(&parent, s)));
+            } else if !expected.is_empty() {
+                problem = problem.fix(format!("known keys here: {}", expected.join(", ")));
+            }
+            problems.push(problem);
+            if !remove_key(&mut table, &parent, Some(&key)) {
+                break;
+            }
+        } else if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+            let full = join_path(&path, field);
+            if !reported.contains(&full) {
+                problems.push(Problem::new(format!("{file}: {full}"), "required key is missing"));
+            }
+            placeholders.push(full.clone());
+            if !insert_key(&mut table, &path, field, toml::Value::String(String::new())) {
+                break;
+            }
+        } else if placeholders.contains(&path) && message.contains("expected struct") {
+            // The placeholder should have been a table.
+            let (parent, key) = path.rsplit_once('.').unwrap_or(("", path.as_str()));
+            if !insert_key(&mut table, parent, key, toml::Value::Table(toml::Table::new())) {
+                break;
+            }
+        } else {
+            problems.push(Problem::new(format!("{file}: {path}"), describe_type_error(&message)));
+            reported.push(path.clone());
+            if !remove_key(&mut table, &path, None) {
+                break;
             }
         }
     }
-    (None, problems)
+    (None, problems, placeholders)
+}
+
+/// Sets `parent.key = value` (creating nothing along the way); false when `parent` is not a table.
+fn insert_key(table: &mut toml::Table, parent: &str, key: &str, value: toml::Value) -> bool {
+    let mut current = table;
+    for segment in parse_path(parent) {
+        let next = match segment {
+            Segment::Key(k) => current.get_mut(&k),
+            Segment::Index(_) => None,
+        };
+        match next {
+            Some(toml::Value::Table(t)) => current = t,
+            _ => return false,
+        }
+    }
+    current.insert(key.to_string(), value);
+    true
 }
 
 /// `unknown field `pth`, expected one of `path`, `time`` → ("pth", ["path", "time"]).

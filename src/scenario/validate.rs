@@ -76,7 +76,7 @@ impl Checker<'_> {
             None => default,
             Some(v) if v >= range.0 && v <= range.1 => v as usize,
             Some(v) => {
-                self.problem(key, format!("= {v}: {unit} must be in [{}, {}]", range.0, range.1), None);
+                self.problem(&format!("{key} = {v}"), format!("{unit} must be in [{}, {}]", range.0, range.1), None);
                 default
             }
         }
@@ -90,7 +90,7 @@ pub(super) fn validate(raw: RawScenario, file: &Path, problems: &mut Vec<Problem
     if raw.name.trim().is_empty() || raw.name.contains(['/', '\\']) || raw.name.starts_with('.') {
         c.problem(
             "name",
-            format!("= \"{}\": the name names the output folder reports/<name>/", raw.name),
+            format!("\"{}\" cannot name the output folder reports/<name>/", raw.name),
             Some("use letters, digits, dashes and underscores".into()),
         );
     }
@@ -231,7 +231,7 @@ fn model(c: &mut Checker, role: Role, raw: &RawModel) -> ModelSpec {
     let path = c.path(&format!("{prefix}.path"), &raw.path, "model");
     if let Some(class) = raw.class {
         if class < 0 {
-            c.problem(&format!("{prefix}.class"), format!("= {class}: a class column index cannot be negative"), None);
+            c.problem(&format!("{prefix}.class = {class}"), "a class column index cannot be negative", None);
         }
     }
     if let Some(output) = &raw.output {
@@ -256,7 +256,7 @@ fn scoring(c: &mut Checker, raw: Option<&RawScoring>) -> Scoring {
         None => default.latency_sample,
         Some(v) if (0.0..=1.0).contains(&v) => v,
         Some(v) => {
-            c.problem("scoring.latency_sample", format!("= {v}: a share of requests must be in [0, 1]"), Some("0.01 times one request in a hundred".into()));
+            c.problem(&format!("scoring.latency_sample = {v}"), "a share of requests must be in [0, 1]", Some("0.01 measures one request in a hundred".into()));
             default.latency_sample
         }
     };

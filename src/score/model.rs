@@ -254,14 +254,27 @@ fn elem_of(outlet: &Outlet) -> Option<(Elem, Vec<i64>)> {
     }
 }
 
+/// ONNX's name for an element type, as model exporters and Netron show it.
+fn onnx_name(ty: &TensorElementType) -> String {
+    match ty {
+        TensorElementType::Float32 => "float".into(),
+        TensorElementType::Float64 => "double".into(),
+        TensorElementType::Int64 => "int64".into(),
+        TensorElementType::Int32 => "int32".into(),
+        TensorElementType::String => "string".into(),
+        TensorElementType::Bool => "bool".into(),
+        other => other.to_string(),
+    }
+}
+
 fn describe(dtype: &ValueType) -> String {
     match dtype {
         ValueType::Tensor { ty, shape, .. } => {
             let dims: Vec<String> = shape.iter().map(|d| if *d < 0 { "N".to_string() } else { d.to_string() }).collect();
-            format!("{ty} [{}]", dims.join(", "))
+            format!("{} [{}]", onnx_name(ty), dims.join(", "))
         }
         ValueType::Sequence(inner) => format!("seq({})", describe(inner)),
-        ValueType::Map { key, value } => format!("map({key}, {value})"),
+        ValueType::Map { key, value } => format!("map({}, {})", onnx_name(key), onnx_name(value)),
         ValueType::Optional(inner) => format!("optional({})", describe(inner)),
     }
 }
@@ -413,7 +426,7 @@ fn output(location: &str, spec: &ModelSpec, outlets: &[Outlet], problems: &mut V
                     TensorElementType::Int64 => ZipKey::Int(class),
                     TensorElementType::String => ZipKey::Text(class.to_string()),
                     other => {
-                        problems.push(Problem::new(format!("{location}: output \"{name}\""), format!("is a ZipMap keyed by {other}, which is not supported")));
+                        problems.push(Problem::new(format!("{location}: output \"{name}\""), format!("is a ZipMap keyed by {}, which is not supported", onnx_name(other))));
                         return None;
                     }
                 };
