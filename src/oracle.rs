@@ -116,50 +116,65 @@ struct Sums {
     sides: [SideSums; 2],
 }
 
-/// One row of the score cache, as the oracle needs it.
+/// One row of the score cache, with each model's per-row terms computed once (a row is added to
+/// the overall sums and to one sum per segment column).
 struct Row<'a> {
     label: Option<f64>,
-    scores: [Option<f64>; 2],
-    errors: [Option<&'a str>; 2],
-    latency: [Option<f64>; 2],
-    segments: Vec<Option<&'a str>>,
+    /// Both models scored.
+    both: bool,
+    /// Both models scored and the row has a label.
+    paired: bool,
+    models: [ModelRow<'a>; 2],
+}
+
+struct ModelRow<'a> {
+    error: Option<&'a str>,
+    latency: Option<f64>,
+    /// The score and its fine bin.
+    score: Option<(f64, u32)>,
+    /// Per-row quality terms, on paired rows.
+    terms: Option<Terms>,
+}
+
+struct Terms {
+    positive: bool,
+    log_loss: f64,
+    squared: f64,
+    absolute: f64,
+    correct: bool,
 }
 
 impl Sums {
-    fn add(&mut self, binning: &Binning, row: &Row) {
+    fn add(&mut self, row: &Row) {
         self.rows += 1;
-        let both = row.scores[0].is_some() && row.scores[1].is_some();
-        let paired = both && row.label.is_some();
-        if paired {
+        if row.paired {
             self.paired += 1;
             self.label_sum += row.label.unwrap_or_default();
         }
-        for (m, side) in self.sides.iter_mut().enumerate() {
-            if let Some(e) = row.errors[m] {
+        for (side, m) in self.sides.iter_mut().zip(&row.models) {
+            if let Some(e) = m.error {
                 side.errors += 1;
                 if side.first_error.is_none() {
                     side.first_error = Some(e.to_string());
                 }
             }
-            if let Some(l) = row.latency[m] {
+            if let Some(l) = m.latency {
                 side.latency.push(l);
             }
-            let Some(s) = row.scores[m] else { continue };
+            let Some((s, bin)) = m.score else { continue };
             side.scored += 1;
             side.score_sum += s;
-            if both {
-                side.both.add(binning.bin(s));
+            if row.both {
+                side.both.add(bin);
                 side.both_sum += s;
                 side.both_sum_sq += s * s;
             }
-            if let (true, Some(y)) = (paired, row.label) {
-                let bin = binning.bin(s);
-                if y > 0.5 { side.positives.add(bin) } else { side.negatives.add(bin) }
-                let p = s.clamp(f64::EPSILON, 1.0 - f64::EPSILON);
-                side.log_loss -= y * p.ln() + (1.0 - y) * (1.0 - p).ln();
-                side.brier += (s - y) * (s - y);
-                side.abs_error += (s - y).abs();
-                side.correct += u64::from((s >= ACCURACY_THRESHOLD) == (y > 0.5));
+            if let Some(t) = &m.terms {
+                if t.positive { side.positives.add(bin) } else { side.negatives.add(bin) }
+                side.log_loss += t.log_loss;
+                side.brier += t.squared;
+                side.abs_error += t.absolute;
+                side.correct += u64::from(t.correct);
             }
         }
     }
@@ -245,17 +260,17 @@ pub fn compute(files: &[impl AsRef<Path>], layout: &Layout) -> Result<Oracle> {
             let batch = batch.map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
             let columns = Columns::of(&batch, layout)?;
             for i in 0..batch.num_rows() {
-                let row = columns.row(i);
+                let row = columns.row(i, &binning);
                 if let Some(y) = row.label {
                     binary &= y == 0.0 || y == 1.0;
                 }
-                overall.add(&binning, &row);
-                for (s, value) in row.segments.iter().enumerate() {
-                    let key = value.unwrap_or("(null)");
+                overall.add(&row);
+                for (values, column) in segments.iter_mut().zip(&columns.segments) {
+                    let key = if column.is_valid(i) { column.value(i) } else { "(null)" };
                     // Look up before inserting so the common case allocates nothing.
-                    match segments[s].get_mut(key) {
-                        Some(sums) => sums.add(&binning, &row),
-                        None => segments[s].entry(key.to_string()).or_default().add(&binning, &row),
+                    match values.get_mut(key) {
+                        Some(sums) => sums.add(&row),
+                        None => values.entry(key.to_string()).or_default().add(&row),
                     }
                 }
             }
@@ -300,15 +315,35 @@ impl<'a> Columns<'a> {
         })
     }
 
-    fn row(&self, i: usize) -> Row<'a> {
+    fn row(&self, i: usize, binning: &Binning) -> Row<'a> {
         let f = |a: &Float64Array| a.is_valid(i).then(|| a.value(i));
-        Row {
-            label: self.label.and_then(|l| f(l)).filter(|y| y.is_finite()),
-            scores: [f(self.scores[0]), f(self.scores[1])],
-            errors: [0, 1].map(|m| self.errors[m].is_valid(i).then(|| self.errors[m].value(i))),
-            latency: [f(self.latency[0]), f(self.latency[1])],
-            segments: self.segments.iter().map(|s| s.is_valid(i).then(|| s.value(i))).collect(),
-        }
+        let label = self.label.and_then(|l| f(l)).filter(|y| y.is_finite());
+        let scores = [f(self.scores[0]), f(self.scores[1])];
+        let both = scores[0].is_some() && scores[1].is_some();
+        let paired = both && label.is_some();
+        let models = [0, 1].map(|m| {
+            let score = scores[m].map(|s| (s, binning.bin(s)));
+            let terms = match (paired, label, scores[m]) {
+                (true, Some(y), Some(s)) => {
+                    let p = s.clamp(f64::EPSILON, 1.0 - f64::EPSILON);
+                    Some(Terms {
+                        positive: y > 0.5,
+                        log_loss: -(y * p.ln() + (1.0 - y) * (1.0 - p).ln()),
+                        squared: (s - y) * (s - y),
+                        absolute: (s - y).abs(),
+                        correct: (s >= ACCURACY_THRESHOLD) == (y > 0.5),
+                    })
+                }
+                _ => None,
+            };
+            ModelRow {
+                error: self.errors[m].is_valid(i).then(|| self.errors[m].value(i)),
+                latency: f(self.latency[m]),
+                score,
+                terms,
+            }
+        });
+        Row { label, both, paired, models }
     }
 }
 

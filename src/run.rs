@@ -108,6 +108,7 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
         total_seconds: 0.0,
         prepare_seconds,
         scoring_seconds: scored.seconds,
+        scoring_setup_seconds: scored.setup_seconds,
         oracle_seconds,
         rows: scored.rows,
         rows_scored_per_second: None,
@@ -118,8 +119,8 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
         intra_threads: settings.intra_threads,
         peak_rss_mib: None,
     };
-    if scored.parts_scored > 0 && scored.seconds > 0.0 {
-        timings.rows_scored_per_second = Some(scored.stable.rows as f64 / scored.seconds);
+    if scored.parts_scored > 0 && scored.streaming_seconds > 0.0 {
+        timings.rows_scored_per_second = Some(scored.stable.rows as f64 / scored.streaming_seconds);
     }
     report::write_run(&out_dir, &scored.parts, &summary, &mut timings, started)?;
     Ok(RunOutput { out_dir, summary, timings, scored, warnings: prepared.scenario.warnings.clone() })

@@ -107,9 +107,12 @@ pub struct Timings {
     pub total_seconds: f64,
     pub prepare_seconds: f64,
     pub scoring_seconds: f64,
+    /// Part of `scoring_seconds` spent hashing inputs and loading sessions.
+    pub scoring_setup_seconds: f64,
     pub oracle_seconds: f64,
     pub rows: u64,
-    /// Rows scored per second by both models (absent when every part came from the cache).
+    /// Rows scored per second by both models once sessions are loaded (absent when every part
+    /// came from the cache).
     pub rows_scored_per_second: Option<f64>,
     pub parts_reused: usize,
     pub parts_scored: usize,
@@ -186,7 +189,10 @@ fn concatenate(parts: &[PathBuf], dest: &Path) -> Result<()> {
             let batch = batch.map_err(|e| Error::Internal(format!("reading {}: {e}", part.display())))?;
             if writer.is_none() {
                 let file = File::create(dest).map_err(|e| Error::io(dest, e))?;
-                let properties = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
+                let properties = WriterProperties::builder()
+                    .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                    .set_max_row_group_row_count(Some(crate::score::ROW_GROUP_ROWS))
+                    .build();
                 writer = Some(ArrowWriter::try_new(file, batch.schema(), Some(properties)).map_err(io)?);
             }
             writer.as_mut().expect("writer").write(&batch).map_err(io)?;

@@ -3,13 +3,15 @@
 //! Batch throughput says nothing about what one request costs when served alone, so latency is
 //! measured separately: a request is sampled when the salted hash of its id falls below
 //! `scoring.latency_sample` (the same requests on every run). Each sampled request is run alone
-//! (a batch of one row) through both models, one right after the other, alternating which goes
-//! first, so machine noise and cache effects hit both models alike. The clock covers building the
-//! input tensor, `Session::run` and reading the score — what a serving process pays per request.
-//! Measurements run between scoring chunks while the scoring workers are idle, on sessions with
-//! the same thread settings as scoring. Before the first measurement each model runs
-//! `scoring.latency_warmup` untimed times. Latencies are wall-clock measurements: re-scoring
-//! measures them anew, so they are the one part of the cache that is not reproducible bit for bit.
+//! (a batch of one row) through both models, one right after the other; which goes first is
+//! decided by a second hash of the id (half the requests each way), so machine noise and cache
+//! effects hit both models alike. The clock covers building the input tensor, `Session::run` and
+//! reading the score — what a serving process pays per request. Each scoring worker measures the
+//! sampled requests of the batch it has just scored, on its own sessions (same thread settings as
+//! scoring), so the other workers keep the machine as busy as a serving host; before its first
+//! measurement a worker runs each model `scoring.latency_warmup` times untimed. Latencies are
+//! wall-clock measurements: re-scoring measures them anew, so they are the one part of the cache
+//! that is not reproducible bit for bit.
 
 use std::time::Instant;
 
@@ -27,22 +29,27 @@ pub const METHOD: &str = "single-row runs of a hashed sample of request ids, sta
 
 /// The salt of the latency sample, so it is independent of routing.
 const SALT: &str = "canary-replay/latency";
+const ORDER_SALT: &str = "canary-replay/latency-order";
 
 pub struct Sampler {
     rate: f64,
     warmup: usize,
     warmed: bool,
-    taken: u64,
 }
 
 impl Sampler {
     pub fn new(scoring: &Scoring) -> Self {
-        Self { rate: scoring.latency_sample, warmup: scoring.latency_warmup, warmed: false, taken: 0 }
+        Self { rate: scoring.latency_sample, warmup: scoring.latency_warmup, warmed: false }
     }
 
     /// Whether the request with this id is in the latency sample.
     pub fn sampled(rate: f64, id: &str) -> bool {
         rate > 0.0 && hash::unit(SALT, id.as_bytes()) < rate
+    }
+
+    /// Whether the stable model runs first for this (sampled) request.
+    fn stable_first(id: &str) -> bool {
+        hash::unit(ORDER_SALT, id.as_bytes()) < 0.5
     }
 
     /// Measures the sampled requests of `batch`, writing microseconds into `out[model][row]`.
@@ -65,8 +72,7 @@ impl Sampler {
                 }
                 self.warmed = true;
             }
-            let order = if self.taken % 2 == 0 { [0, 1] } else { [1, 0] };
-            self.taken += 1;
+            let order = if Self::stable_first(ids.value(row)) { [0, 1] } else { [1, 0] };
             for m in order {
                 let started = Instant::now();
                 let result = models[m].predict(&mut sessions[m], &columns[m], row..row + 1);

@@ -1,12 +1,16 @@
 //! Scoring: both models on every replayed request, into the score cache.
 //!
-//! A reader thread streams traffic batches through a bounded channel; the scoring thread takes one
-//! batch per worker at a time and scores them in parallel on a rayon pool whose workers each own a
-//! session per model (`Session::run` needs `&mut`). Sessions get `cores / workers` intra-op threads
-//! so the cores are used once, not oversubscribed. A batch that fails is split in halves until the
-//! failing rows are isolated; those rows (and rows with NaN or infinite scores) are recorded as
-//! errors rather than stopping the run. Latency is measured on a deterministic sample of requests
-//! (see [`latency`]). Results are written in order, one part per traffic file (see [`cache`]).
+//! A streaming pipeline with bounded queues, so memory stays flat however long the log: a reader
+//! thread decodes traffic batches; worker threads, each owning one session per model
+//! (`Session::run` needs `&mut`), take the next batch as soon as they are free, score it and
+//! build its output; the calling thread restores batch order and writes the cache part. (Work
+//! arrives as an ordered stream, so dedicated workers fit better than rayon's work stealing, which
+//! the policy sweeps use.) Sessions get `cores / workers` intra-op threads so the cores are used
+//! once, not oversubscribed. Both models share one input matrix when they read the same features.
+//! A batch that fails is split in halves until the failing rows are isolated; those rows (and rows
+//! with NaN or infinite scores) are recorded as errors rather than stopping the run. Latency is
+//! measured on a deterministic sample of requests (see [`latency`]). Results are written in
+//! order, one part per traffic file (see [`cache`]).
 
 pub mod cache;
 pub mod latency;
@@ -14,6 +18,8 @@ pub mod model;
 
 use std::fs::File;
 use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -21,13 +27,13 @@ use std::time::Instant;
 use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use ort::session::Session;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
-use rayon::prelude::*;
+use parquet::schema::types::ColumnPath;
 use serde::Serialize;
 
-use self::cache::{part_schema, CacheDir, PartInfo, METADATA_KEY};
+use self::cache::{part_schema, CacheDir, PartInfo, CANDIDATE_ERROR, METADATA_KEY, STABLE_ERROR};
 use self::model::Model;
 use crate::atomic::Pending;
 use crate::error::{Error, Result};
@@ -36,6 +42,10 @@ use crate::runtime::Runtime;
 use crate::scenario::{Role, Scenario};
 
 pub use model::{feature_union, hash_file};
+
+/// Rows per row group of cache parts: small enough that the writer's buffer stays small, large
+/// enough for efficient reads.
+pub const ROW_GROUP_ROWS: usize = 65_536;
 
 /// Row error codes stored in the `*_error` columns (`run_failed: <message>` for failures).
 pub const NON_FINITE: &str = "non_finite";
@@ -85,16 +95,21 @@ pub struct Scored {
     /// Tallies of rows scored now (empty when everything was reused).
     pub stable: ModelTally,
     pub candidate: ModelTally,
+    /// Wall time of the whole call.
     pub seconds: f64,
+    /// Hashing inputs and loading every worker's sessions.
+    pub setup_seconds: f64,
+    /// Streaming the rows through the workers into the cache (the throughput figure).
+    pub streaming_seconds: f64,
 }
 
-/// One worker's sessions.
+/// One worker's sessions, and its latency sampler (each worker warms up its own sessions).
 struct Worker {
     sessions: [Session; 2],
+    sampler: latency::Sampler,
 }
 
 /// Scores every traffic file whose part is not cached, and returns all parts.
-#[allow(clippy::too_many_arguments)]
 pub fn score(
     runtime: &Runtime,
     scenario: &Scenario,
@@ -125,33 +140,38 @@ pub fn score(
         stable: ModelTally::default(),
         candidate: ModelTally::default(),
         seconds: 0.0,
+        setup_seconds: 0.0,
+        streaming_seconds: 0.0,
     };
     if to_score > 0 {
-        let workers = (0..settings.workers)
-            .map(|_| {
-                Ok(Mutex::new(Worker {
-                    sessions: [models[0].session(runtime, settings.intra_threads)?, models[1].session(runtime, settings.intra_threads)?],
-                }))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(settings.workers)
-            .thread_name(|i| format!("score-{i}"))
-            .build()
-            .map_err(|e| Error::Internal(format!("cannot start scoring threads: {e}")))?;
+        // Sessions load in parallel, one worker's pair per thread.
+        let mut workers = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..settings.workers)
+                .map(|_| {
+                    scope.spawn(|| -> Result<Worker> {
+                        Ok(Worker {
+                            sessions: [models[0].session(runtime, settings.intra_threads)?, models[1].session(runtime, settings.intra_threads)?],
+                            sampler: latency::Sampler::new(&scenario.scoring),
+                        })
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("session thread")).collect::<Result<Vec<_>>>()
+        })?;
+        scored.setup_seconds = started.elapsed().as_secs_f64();
         let progress = crate::progress::bar(to_score, "scoring", "rows", settings.quiet);
-        let mut sampler = latency::Sampler::new(&scenario.scoring);
         for (file, _, info, path, cached) in &plan {
             if *cached {
                 continue;
             }
-            let mut job = Job { scenario, layout, models, workers: &workers, pool: &pool, sampler: &mut sampler, tallies: [&mut scored.stable, &mut scored.candidate] };
-            job.score_file(file, info, path, settings, &progress)?;
+            let job = Job { scenario, layout, models };
+            job.score_file(&mut workers, file, info, path, &progress, [&mut scored.stable, &mut scored.candidate])?;
             scored.parts_scored += 1;
         }
         progress.finish_and_clear();
     }
     scored.seconds = started.elapsed().as_secs_f64();
+    scored.streaming_seconds = scored.seconds - scored.setup_seconds;
     Ok(scored)
 }
 
@@ -171,95 +191,153 @@ impl Column {
     }
 }
 
+/// A scored batch on its way to the writer: its place in the file, the rows, and the tallies.
+struct Done {
+    record: RecordBatch,
+    rows: u64,
+    tallies: [ModelTally; 2],
+}
+
 struct Job<'a> {
     scenario: &'a Scenario,
     layout: &'a Layout,
     models: [&'a Model; 2],
-    workers: &'a [Mutex<Worker>],
-    pool: &'a rayon::ThreadPool,
-    sampler: &'a mut latency::Sampler,
-    tallies: [&'a mut ModelTally; 2],
 }
 
 impl Job<'_> {
-    fn score_file(&mut self, file: &TrafficFile, info: &PartInfo, path: &PathBuf, settings: &Settings, progress: &indicatif::ProgressBar) -> Result<()> {
+    /// Streams one traffic file through the workers into a cache part. A reader thread decodes
+    /// batches into a bounded queue; each worker takes the next batch, scores it, measures its
+    /// latency sample and builds the output batch; this thread restores the order and writes.
+    /// On any error every thread is told to stop and the queues are drained so all of them end.
+    fn score_file(
+        &self,
+        workers: &mut [Worker],
+        file: &TrafficFile,
+        info: &PartInfo,
+        path: &PathBuf,
+        progress: &indicatif::ProgressBar,
+        tallies: [&mut ModelTally; 2],
+    ) -> Result<()> {
         let pending = Pending::new(path);
         let handle = File::create(pending.path()).map_err(|e| Error::io(path, e))?;
         let metadata = serde_json::to_string(info).expect("part info serializes");
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_key_value_metadata(Some(vec![KeyValue::new(METADATA_KEY.to_string(), metadata)]))
-            .build();
+        // Dictionaries only where values repeat (entity, segments); ids, scores and latencies are
+        // nearly all distinct, and dictionary-encoding them costs more than it saves.
+        let mut properties = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_dictionary_enabled(false)
+            .set_key_value_metadata(Some(vec![KeyValue::new(METADATA_KEY.to_string(), metadata)]));
+        let repeating = std::iter::once(self.layout.entity.as_str()).chain(self.layout.segments.iter().map(String::as_str));
+        for column in repeating.chain([STABLE_ERROR, CANDIDATE_ERROR]) {
+            properties = properties.set_column_dictionary_enabled(ColumnPath::from(column), true);
+        }
+        let properties = properties.build();
         let schema = part_schema(self.layout);
         let mut writer = ArrowWriter::try_new(handle, schema.clone(), Some(properties)).map_err(|e| Error::Internal(e.to_string()))?;
         let files = std::slice::from_ref(file);
         let batch_rows = self.scenario.scoring.batch_rows;
-        let (traffic, layout) = (&self.scenario.traffic, self.layout);
+        let (traffic, layout, models) = (&self.scenario.traffic, self.layout, self.models);
+        let stop = AtomicBool::new(false);
+        // Batches written so far: the reader stays at most `window` batches ahead of the writer,
+        // which bounds the reorder buffer even when one batch is slow (e.g. isolating failures).
+        let written = AtomicUsize::new(0);
+        let window = workers.len() * 4;
+        let [stable_tally, candidate_tally] = tallies;
+        let (batch_tx, batch_rx) = sync_channel::<(usize, Result<TrafficBatch>)>(workers.len() * 2);
+        let (done_tx, done_rx) = sync_channel::<(usize, Result<Done>)>(workers.len() * 2);
+        let batch_rx = Mutex::new(batch_rx);
         std::thread::scope(|scope| -> Result<()> {
-            let (tx, rx) = sync_channel::<Result<TrafficBatch>>(settings.workers * 2);
+            let (stop, written) = (&stop, &written);
             scope.spawn(move || {
-                for batch in Batches::new(files, traffic, layout, batch_rows) {
-                    if tx.send(batch).is_err() {
+                for (seq, batch) in Batches::new(files, traffic, layout, batch_rows).enumerate() {
+                    while seq >= written.load(Ordering::Acquire) + window && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    if stop.load(Ordering::Relaxed) || batch_tx.send((seq, batch)).is_err() {
                         break;
                     }
                 }
             });
-            let mut chunk = Vec::with_capacity(settings.workers);
-            let mut done = false;
-            while !done {
-                chunk.clear();
-                while chunk.len() < settings.workers {
-                    match rx.recv() {
-                        Ok(batch) => chunk.push(batch?),
-                        Err(_) => {
-                            done = true;
-                            break;
+            for (w, worker) in workers.iter_mut().enumerate() {
+                let (batch_rx, done_tx, schema) = (&batch_rx, done_tx.clone(), schema.clone());
+                std::thread::Builder::new()
+                    .name(format!("score-{w}"))
+                    .spawn_scoped(scope, move || loop {
+                        let next = batch_rx.lock().expect("queue lock").recv();
+                        let Ok((seq, batch)) = next else { break };
+                        if stop.load(Ordering::Relaxed) {
+                            continue;
                         }
-                    }
-                }
-                if chunk.is_empty() {
-                    break;
-                }
-                let models = self.models;
-                let workers = self.workers;
-                let mut results: Vec<[Column; 2]> = self.pool.install(|| {
-                    chunk
-                        .par_iter()
-                        .map(|batch| {
-                            let index = rayon::current_thread_index().unwrap_or(0);
-                            let mut worker = workers[index].lock().expect("worker lock");
-                            score_batch(&mut worker, models, layout, batch)
-                        })
-                        .collect()
-                });
-                {
-                    let mut worker = self.workers[0].lock().expect("worker lock");
-                    for (batch, columns) in chunk.iter().zip(results.iter_mut()) {
-                        let [stable, candidate] = columns;
-                        self.sampler.measure(&mut worker.sessions, self.models, layout, batch, [&mut stable.latency, &mut candidate.latency]);
-                    }
-                }
-                for (batch, columns) in chunk.iter().zip(results) {
-                    let rows = batch.len() as u64;
-                    for (tally, column) in self.tallies.iter_mut().zip(&columns) {
-                        tally.rows += rows;
-                        tally.non_finite += column.non_finite;
-                        tally.run_failed += column.run_failed;
-                        tally.latency_samples += column.latency.iter().filter(|l| l.is_some()).count() as u64;
-                        if tally.first_failure.is_none() {
-                            tally.first_failure = column.first_failure.clone();
+                        let done = batch.and_then(|batch| {
+                            let columns = score_batch(worker, models, layout, &batch);
+                            let tallies = [tally(&columns[0], batch.len()), tally(&columns[1], batch.len())];
+                            let record = record_batch(&schema, layout, &batch, columns)?;
+                            Ok(Done { record, rows: batch.len() as u64, tallies })
+                        });
+                        if done_tx.send((seq, done)).is_err() {
+                            stop.store(true, Ordering::Relaxed);
                         }
+                    })
+                    .map_err(|e| Error::Internal(format!("cannot start a scoring thread: {e}")))?;
+            }
+            drop(done_tx);
+            let mut waiting: BTreeMap<usize, Done> = BTreeMap::new();
+            let mut next = 0;
+            let mut failure = None;
+            for (seq, done) in done_rx.iter() {
+                if failure.is_some() {
+                    continue;
+                }
+                match done {
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        failure = Some(e);
+                        continue;
                     }
-                    let record = record_batch(&schema, layout, batch, columns)?;
-                    writer.write(&record).map_err(|e| Error::Internal(format!("writing the score cache: {e}")))?;
-                    progress.inc(rows);
+                    Ok(done) => waiting.insert(seq, done),
+                };
+                while let Some(done) = waiting.remove(&next) {
+                    for (total, part) in [&mut *stable_tally, &mut *candidate_tally].into_iter().zip(&done.tallies) {
+                        total.add(part);
+                    }
+                    if let Err(e) = if std::env::var_os("NOWRITE").is_some() { Ok(()) } else { writer.write(&done.record) } {
+                        stop.store(true, Ordering::Relaxed);
+                        failure = Some(Error::Internal(format!("writing the score cache: {e}")));
+                        break;
+                    }
+                    progress.inc(done.rows);
+                    next += 1;
+                    written.store(next, Ordering::Release);
                 }
             }
-            Ok(())
+            failure.map_or(Ok(()), Err)
         })?;
         writer.close().map_err(|e| Error::Internal(format!("writing the score cache: {e}")))?;
         pending.commit()?;
         Ok(())
+    }
+}
+
+impl ModelTally {
+    fn add(&mut self, other: &ModelTally) {
+        self.rows += other.rows;
+        self.non_finite += other.non_finite;
+        self.run_failed += other.run_failed;
+        self.latency_samples += other.latency_samples;
+        if self.first_failure.is_none() {
+            self.first_failure = other.first_failure.clone();
+        }
+    }
+}
+
+fn tally(column: &Column, rows: usize) -> ModelTally {
+    ModelTally {
+        rows: rows as u64,
+        non_finite: column.non_finite,
+        run_failed: column.run_failed,
+        first_failure: column.first_failure.clone(),
+        latency_samples: column.latency.iter().filter(|l| l.is_some()).count() as u64,
     }
 }
 
@@ -272,29 +350,31 @@ fn model_columns<'b>(model: &Model, layout: &Layout, batch: &'b TrafficBatch) ->
         .collect()
 }
 
+/// Scores a batch with both models (a failing batch is split until the failing rows are found),
+/// then measures the latency of its sampled requests.
 fn score_batch(worker: &mut Worker, models: [&Model; 2], layout: &Layout, batch: &TrafficBatch) -> [Column; 2] {
     let n = batch.len();
     let mut out = [Column::new(n), Column::new(n)];
+    let columns = models.map(|m| model_columns(m, layout, batch));
+    let first = models[0].input(&columns[0], 0..n);
+    // Models fed the same features the same way share one input (the common case).
+    let second = (!models[1].same_input(models[0])).then(|| models[1].input(&columns[1], 0..n));
     for (i, model) in models.iter().enumerate() {
-        let columns = model_columns(model, layout, batch);
-        predict_isolated(model, &mut worker.sessions[i], &columns, 0..n, &mut out[i]);
+        let input = if i == 0 { &first } else { second.as_ref().unwrap_or(&first) };
+        match model.run(&mut worker.sessions[i], input, n) {
+            Ok(scores) => record_scores(0..n, scores, &mut out[i]),
+            Err(_) => predict_isolated(model, &mut worker.sessions[i], &columns[i], 0..n, &mut out[i]),
+        }
     }
+    let [stable, candidate] = &mut out;
+    worker.sampler.measure(&mut worker.sessions, models, layout, batch, [&mut stable.latency, &mut candidate.latency]);
     out
 }
 
 /// Scores `rows`; on failure splits them in halves until the failing rows are found.
 fn predict_isolated(model: &Model, session: &mut Session, columns: &[&[f64]], rows: std::ops::Range<usize>, out: &mut Column) {
     match model.predict(session, columns, rows.clone()) {
-        Ok(scores) => {
-            for (r, s) in rows.zip(scores) {
-                if s.is_finite() {
-                    out.scores[r] = Some(s);
-                } else {
-                    out.errors[r] = Some(NON_FINITE.to_string());
-                    out.non_finite += 1;
-                }
-            }
-        }
+        Ok(scores) => record_scores(rows, scores, out),
         Err(message) if rows.len() == 1 => {
             out.errors[rows.start] = Some(format!("{RUN_FAILED}: {message}"));
             out.run_failed += 1;
@@ -306,6 +386,17 @@ fn predict_isolated(model: &Model, session: &mut Session, columns: &[&[f64]], ro
             let mid = rows.start + rows.len() / 2;
             predict_isolated(model, session, columns, rows.start..mid, out);
             predict_isolated(model, session, columns, mid..rows.end, out);
+        }
+    }
+}
+
+fn record_scores(rows: std::ops::Range<usize>, scores: Vec<f64>, out: &mut Column) {
+    for (r, s) in rows.zip(scores) {
+        if s.is_finite() {
+            out.scores[r] = Some(s);
+        } else {
+            out.errors[r] = Some(NON_FINITE.to_string());
+            out.non_finite += 1;
         }
     }
 }

@@ -113,56 +113,76 @@ impl Model {
         self.spec.role
     }
 
+    /// The name of the single `[N, F]` input, when the model has one.
+    pub fn input_name(&self) -> Option<&str> {
+        match &self.input {
+            InputLayout::Matrix { name, .. } => Some(name),
+            InputLayout::PerFeature { .. } => None,
+        }
+    }
+
     /// A fresh session for one worker.
     pub fn session(&self, runtime: &Runtime, intra_threads: usize) -> Result<Session> {
         session(runtime, &self.bytes, intra_threads)
             .map_err(|e| Error::Internal(format!("{}: cannot create a session: {e}", self.spec.path.display())))
     }
 
-    /// Scores `rows` rows whose feature columns (in this model's feature order) are `columns`.
-    /// Non-finite scores are returned as they are; the caller records them as row errors.
-    pub fn predict(&self, session: &mut Session, columns: &[&[f64]], rows: std::ops::Range<usize>) -> std::result::Result<Vec<f64>, String> {
-        let n = rows.len();
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let mut f32_buffers: Vec<Vec<f32>> = Vec::new();
-        let mut f64_buffers: Vec<Vec<f64>> = Vec::new();
+    /// Whether `other` takes exactly the same input (so one input can feed both).
+    pub fn same_input(&self, other: &Model) -> bool {
+        self.input == other.input && self.features == other.features
+    }
+
+    /// Builds this model's input for `rows` from its feature columns (in its feature order).
+    pub fn input(&self, columns: &[&[f64]], rows: std::ops::Range<usize>) -> Input {
+        let mut input = Input::default();
         match &self.input {
-            InputLayout::Matrix { elem, .. } => {
-                let width = columns.len();
-                match elem {
-                    Elem::F32 => {
-                        let mut buf = Vec::with_capacity(n * width);
-                        for r in rows.clone() {
-                            buf.extend(columns.iter().map(|c| c[r] as f32));
-                        }
-                        f32_buffers.push(buf);
+            InputLayout::Matrix { elem, .. } => match elem {
+                Elem::F32 => {
+                    let mut buf = Vec::with_capacity(rows.len() * columns.len());
+                    for r in rows {
+                        buf.extend(columns.iter().map(|c| c[r] as f32));
                     }
-                    Elem::F64 => {
-                        let mut buf = Vec::with_capacity(n * width);
-                        for r in rows.clone() {
-                            buf.extend(columns.iter().map(|c| c[r]));
-                        }
-                        f64_buffers.push(buf);
-                    }
+                    input.f32s.push(buf);
                 }
-            }
+                Elem::F64 => {
+                    let mut buf = Vec::with_capacity(rows.len() * columns.len());
+                    for r in rows {
+                        buf.extend(columns.iter().map(|c| c[r]));
+                    }
+                    input.f64s.push(buf);
+                }
+            },
             InputLayout::PerFeature { inputs } => {
                 for ((_, elem, _), column) in inputs.iter().zip(columns) {
                     match elem {
-                        Elem::F32 => f32_buffers.push(column[rows.clone()].iter().map(|v| *v as f32).collect()),
-                        Elem::F64 => f64_buffers.push(column[rows.clone()].to_vec()),
+                        Elem::F32 => input.f32s.push(column[rows.clone()].iter().map(|v| *v as f32).collect()),
+                        Elem::F64 => input.f64s.push(column[rows.clone()].to_vec()),
                     }
                 }
             }
         }
+        input
+    }
+
+    /// Scores `rows` rows whose feature columns (in this model's feature order) are `columns`.
+    pub fn predict(&self, session: &mut Session, columns: &[&[f64]], rows: std::ops::Range<usize>) -> std::result::Result<Vec<f64>, String> {
+        let n = rows.len();
+        let input = self.input(columns, rows);
+        self.run(session, &input, n)
+    }
+
+    /// Runs the model on an input of `n` rows and reads the score of each row. Non-finite scores
+    /// are returned as they are; the caller records them as row errors.
+    pub fn run(&self, session: &mut Session, input: &Input, n: usize) -> std::result::Result<Vec<f64>, String> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::new();
-        let (mut next32, mut next64) = (f32_buffers.iter(), f64_buffers.iter());
+        let (mut next32, mut next64) = (input.f32s.iter(), input.f64s.iter());
         let err = |e: ort::Error| e.to_string();
         match &self.input {
             InputLayout::Matrix { name, elem } => {
-                let shape = [n, columns.len()];
+                let shape = [n, self.features.len()];
                 let value = match elem {
                     Elem::F32 => TensorRef::from_array_view((shape, next32.next().expect("buffer").as_slice())).map_err(err)?.into(),
                     Elem::F64 => TensorRef::from_array_view((shape, next64.next().expect("buffer").as_slice())).map_err(err)?.into(),
@@ -209,6 +229,13 @@ impl Model {
         };
         Ok(scores)
     }
+}
+
+/// A model input built from feature columns: the buffers in input order, by element type.
+#[derive(Debug, Default)]
+pub struct Input {
+    f32s: Vec<Vec<f32>>,
+    f64s: Vec<Vec<f64>>,
 }
 
 /// Reads the score column out of a run-time output tensor.

@@ -8,7 +8,8 @@
 //! state their approximation: for AUC, scores sharing a fine bin count as ties, and
 //! [`auc_from_histograms`] returns the exact bound on the difference from the row-level AUC.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::drift;
 
@@ -49,10 +50,35 @@ impl Binning {
     }
 }
 
+/// Multiply-rotate hashing for bin numbers (FxHash's mix): bins are small integers, not attacker
+/// input, and the histogram sits on the per-row hot path.
+#[derive(Default)]
+struct BinHasher(u64);
+
+impl Hasher for BinHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
 /// Counts per fine bin, sparse.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Histogram {
-    counts: BTreeMap<u32, u64>,
+    counts: HashMap<u32, u64, BuildHasherDefault<BinHasher>>,
     total: u64,
 }
 
@@ -88,7 +114,9 @@ impl Histogram {
 
     /// (bin, count) in bin order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
-        self.counts.iter().map(|(b, c)| (*b, *c))
+        let mut pairs: Vec<(u32, u64)> = self.counts.iter().map(|(b, c)| (*b, *c)).collect();
+        pairs.sort_unstable();
+        pairs.into_iter()
     }
 }
 
