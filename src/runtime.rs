@@ -314,10 +314,13 @@ fn fetch(cache: &Path) -> std::result::Result<PathBuf, String> {
     std::fs::create_dir_all(&staged).map_err(|e| e.to_string())?;
     let name = lib.file_name().expect("a library file has a name");
     std::fs::copy(&lib, staged.join(name)).map_err(|e| format!("cannot copy the library: {e}"))?;
-    if target.exists() {
-        std::fs::remove_dir_all(&target).map_err(|e| format!("cannot replace {}: {e}", target.display()))?;
+    if let Err(e) = std::fs::rename(&staged, &target) {
+        // Another process may have fetched the same version meanwhile: use its copy.
+        return match libraries_in(&target).into_iter().next() {
+            Some(existing) => Ok(existing),
+            None => Err(format!("cannot move the library into {}: {e}", target.display())),
+        };
     }
-    std::fs::rename(&staged, &target).map_err(|e| format!("cannot move the library into {}: {e}", target.display()))?;
     Ok(target.join(name))
 }
 

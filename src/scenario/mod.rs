@@ -121,3 +121,53 @@ impl Default for Scoring {
 pub fn display_name(path: &Path) -> String {
     path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_file(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
+    }
+
+    #[test]
+    fn the_template_parses_with_no_unknown_keys_and_no_warnings() {
+        let scenario = parse_str(TEMPLATE, &repo_file("template.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(scenario.warnings.is_empty(), "{:?}", scenario.warnings);
+        assert_eq!(scenario.traffic.segments, ["origin", "carrier"]);
+        assert_eq!(scenario.scoring, Scoring::default());
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_scenario_folder() {
+        let scenario = load(&repo_file("scenarios/flights-2013.toml")).unwrap();
+        assert!(scenario.traffic.path.ends_with("scenarios/../data/flights/traffic.parquet"));
+        assert!(scenario.stable.path.is_file());
+        assert_eq!(scenario.traffic.start, Some(crate::time::parse_timestamp("2013-09-01").unwrap()));
+    }
+
+    #[test]
+    fn policy_sections_are_accepted_with_a_warning() {
+        let text = TEMPLATE.to_string() + "\n[ramp]\nstages = [{ weight = 1 }]\n";
+        let scenario = parse_str(&text, &repo_file("template.toml")).unwrap();
+        assert_eq!(scenario.warnings.len(), 1);
+        assert!(scenario.warnings[0].contains("[ramp] is accepted but not evaluated yet"));
+    }
+
+    #[test]
+    fn shared_features_apply_unless_a_model_lists_its_own() {
+        let text = TEMPLATE.replace("# [features]\n# columns = [\"sched_dep_min\", \"day_of_week\", \"distance\"]", "[features]\ncolumns = [\"a\", \"b\"]")
+            .replace("output = \"probabilities\"\nclass = 1\n# features", "output = \"probabilities\"\nclass = 1\nfeatures = [\"c\"]\n# features");
+        let scenario = parse_str(&text, &repo_file("template.toml")).unwrap();
+        assert_eq!(scenario.stable.features.as_deref(), Some(&["c".to_string()][..]));
+        assert_eq!(scenario.candidate.features.as_deref(), Some(&["a".to_string(), "b".to_string()][..]));
+    }
+
+    #[test]
+    fn cross_field_problems_are_reported_together() {
+        let text = TEMPLATE.replace("start = \"2013-09-01T00:00:00Z\"", "start = \"2014-01-01T00:00:00Z\"").replace("label_time = \"label_ts\"", "label_time = \"request_ts\"");
+        let err = parse_str(&text, &repo_file("template.toml")).unwrap_err().to_string();
+        assert!(err.contains("traffic.label_time: is the request time column"), "{err}");
+        assert!(err.contains("traffic.start: 2014-01-01T00:00:00Z is after traffic.end"), "{err}");
+    }
+}
