@@ -17,6 +17,8 @@ Models:
   models/faulty.onnx      scores by day of week from a 6-entry table: Saturday (5) scores NaN and
                           Sunday (6) indexes past the table, so ONNX Runtime fails any batch
                           holding a Sunday (tests that failing rows are isolated, not fatal)
+  models/per_feature.onnx one [N, 1] input per feature (distance, temp), mapped by input name:
+                          score = 0.001 * distance + 0.01 * temp
   models/expected.parquet Python ONNX Runtime's scores of zipmap.onnx and regressor.onnx on the
                           sample rows
 
@@ -95,6 +97,32 @@ def faulty_model(path: pathlib.Path) -> None:
     onnx.save(model, path)
 
 
+def per_feature_model(path: pathlib.Path) -> None:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["distance", "a"], ["x"]),
+            helper.make_node("Mul", ["temp", "b"], ["y"]),
+            helper.make_node("Add", ["x", "y"], ["score"]),
+        ],
+        "per_feature",
+        [
+            helper.make_tensor_value_info("distance", TensorProto.FLOAT, [None, 1]),
+            helper.make_tensor_value_info("temp", TensorProto.DOUBLE, [None, 1]),
+        ],
+        [helper.make_tensor_value_info("score", TensorProto.DOUBLE, [None, 1])],
+        initializer=[helper.make_tensor("a", TensorProto.FLOAT, [], [0.001]), helper.make_tensor("b", TensorProto.DOUBLE, [], [0.01])],
+    )
+    # distance is float and temp double: the Mul of distance is cast up before the Add.
+    graph.node.insert(1, helper.make_node("Cast", ["x"], ["x64"], to=TensorProto.DOUBLE))
+    graph.node[3].input[0] = "x64"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
 def main() -> None:
     for sub in ["formats", "split", "models"]:
         (OUT / sub).mkdir(parents=True, exist_ok=True)
@@ -143,6 +171,7 @@ def main() -> None:
     export(narrow, 17, OUT / "models" / "narrow17.onnx", zipmap=False, names=None)
 
     faulty_model(OUT / "models" / "faulty.onnx")
+    per_feature_model(OUT / "models" / "per_feature.onnx")
 
     xs = features(sample)
     zip_session = ort.InferenceSession(str(OUT / "models" / "zipmap.onnx"), providers=["CPUExecutionProvider"])

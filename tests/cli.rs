@@ -213,6 +213,35 @@ fn failing_rows_are_isolated_and_recorded() {
     assert_eq!(case.summary()["oracle"]["overall"]["stable"]["errors"], expected_errors);
 }
 
+#[test]
+fn models_with_one_input_per_feature_are_fed_by_input_name_and_type() {
+    // per_feature.onnx: inputs distance (float [N, 1]) and temp (double [N, 1]); no metadata.
+    let case = Case::new();
+    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
+        s.replacen(&repo("data/flights/stable.onnx").display().to_string(), &repo("tests/fixtures/models/per_feature.onnx").display().to_string(), 1)
+            .replacen("output = \"probabilities\"\nclass = 1", "output = \"score\"", 1)
+    });
+    case.run(&scenario).success();
+    let summary = case.summary();
+    assert_eq!(summary["models"]["stable"]["features"], serde_json::json!(["distance", "temp"]));
+    assert_eq!(summary["models"]["stable"]["feature_source"], "input_names");
+    let ours = read_parquet(&case.path("out/scores.parquet"));
+    let sample = read_parquet(&repo("data/flights/sample.parquet"));
+    let column = |b: &RecordBatch, name: &str| {
+        arrow::compute::cast(b.column_by_name(name).unwrap(), &arrow::datatypes::DataType::Float64).unwrap().as_primitive::<Float64Type>().clone()
+    };
+    let (distance, temp, score) = (column(&sample, "distance"), column(&sample, "temp"), column(&ours, "stable_score"));
+    let errors = ours.column_by_name("stable_error").unwrap().as_string::<i32>();
+    for i in 0..sample.num_rows() {
+        if temp.is_null(i) {
+            assert_eq!(errors.value(i), "non_finite", "a null feature must reach the model as NaN");
+        } else {
+            let expected = ((distance.value(i) as f32) * 0.001f32) as f64 + temp.value(i) * 0.01;
+            assert!((score.value(i) - expected).abs() < 1e-9, "row {i}: {} vs {expected}", score.value(i));
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The score cache
 
