@@ -8,6 +8,10 @@
 //!   the same bins without the zero fill (scipy's `distance.jensenshannon`).
 //! - Normed Wasserstein: W₁(reference, current) / std(reference) (population std).
 //!
+//! - Two-sample Kolmogorov-Smirnov: D = sup |F_r − F_c|, with the asymptotic p-value
+//!   Q(√(nm/(n+m))·D), Q(λ) = 2Σ_{k≥1}(−1)^{k−1}e^{−2k²λ²} (scipy's `kstwobign`). At replay sizes it
+//!   rejects for negligible differences, so it is reported, not gated on.
+//!
 //! Bins follow Evidently's numeric binning: `n` equal-width bins over the combined range of both
 //! samples (numpy's `histogram_bin_edges`; the last bin is closed), 30 by default.
 
@@ -129,6 +133,42 @@ pub fn wasserstein(a: &[f64], b: &[f64]) -> f64 {
     total
 }
 
+/// Two-sample Kolmogorov-Smirnov statistic and asymptotic p-value; `None` when either is empty.
+pub fn kolmogorov_smirnov(reference: &[f64], current: &[f64]) -> Option<(f64, super::PValue)> {
+    if reference.is_empty() || current.is_empty() {
+        return None;
+    }
+    let mut a = reference.to_vec();
+    let mut b = current.to_vec();
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    let (na, nb) = (a.len() as f64, b.len() as f64);
+    let (mut i, mut j, mut d) = (0, 0, 0.0f64);
+    while i < a.len() && j < b.len() {
+        let x = a[i].min(b[j]);
+        while i < a.len() && a[i] == x {
+            i += 1;
+        }
+        while j < b.len() && b[j] == x {
+            j += 1;
+        }
+        d = d.max((i as f64 / na - j as f64 / nb).abs());
+    }
+    let lambda = (na * nb / (na + nb)).sqrt() * d;
+    Some((d, super::PValue::new(kolmogorov_q(lambda))))
+}
+
+/// Q(λ) = P(K > λ) for the Kolmogorov distribution.
+fn kolmogorov_q(lambda: f64) -> f64 {
+    if lambda < 0.2 {
+        return 1.0;
+    }
+    (1..=100).map(|k| {
+        let k = k as f64;
+        2.0 * if k as u64 % 2 == 1 { 1.0 } else { -1.0 } * (-2.0 * k * k * lambda * lambda).exp()
+    }).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +194,17 @@ mod tests {
         let c = [0.15, 0.25, 0.3, 0.6, 0.7];
         assert!((wasserstein_normed(&r, &c).unwrap() - 0.370_672_866_532_930_74).abs() < 1e-12);
         assert_eq!(wasserstein(&r, &r), 0.0);
+    }
+
+    #[test]
+    fn kolmogorov_smirnov_matches_scipy() {
+        // ks_2samp statistics 0.7 and 0.5142857142857142; kstwobign.sf(√en·D) 0.014893159992088918, 0.4233642794358531.
+        let x = [12.1, 14.3, 11.8, 15.2, 13.9, 16.4, 14.8, 13.1, 15.9, 17.2];
+        let y = [11.2, 12.4, 10.9, 13.0, 12.2, 11.7, 13.5, 12.8, 11.5, 12.9];
+        let (d, p) = kolmogorov_smirnov(&x, &y).unwrap();
+        assert!((d - 0.7).abs() < 1e-12 && (p.get() - 0.014_893_159_992_088_918).abs() < 1e-12);
+        let (d, p) = kolmogorov_smirnov(&[0.1, 0.4, 0.35, 0.8, 0.9, 0.2, 0.25], &[0.3, 0.5, 0.6, 0.7, 0.75]).unwrap();
+        assert!((d - 0.514_285_714_285_714_2).abs() < 1e-12 && (p.get() - 0.423_364_279_435_853_1).abs() < 1e-12);
     }
 
     #[test]

@@ -1,0 +1,121 @@
+//! Guardrail verdicts: non-inferiority and deterioration with a margin relative to the stable
+//! mean (Schultzberg, Ankargren, Frånberg, "Risk-aware product decisions in A/B tests with
+//! multiple metrics", arXiv 2402.11609).
+//!
+//! For θ = candidate − stable on a metric where one direction is harm, with margin
+//! Δ = margin·|μ_stable| and an interval for θ (a confidence sequence for repeated looks):
+//! - REGRESSION when the deterioration test rejects: the whole interval lies on the harmful side
+//!   of 0 (the candidate is significantly worse);
+//! - NON-INFERIOR when the harmful-side end of the interval is inside the margin;
+//! - otherwise INCONCLUSIVE, split by the minimum detectable effect now,
+//!   MDE = (z_{1−α/2} + z_{1−β})·SE: UNDERPOWERED when MDE > Δ (the sample cannot yet resolve
+//!   effects of the margin's size; about n·(MDE/Δ)² per arm would), else NEEDS_MORE_DATA (the
+//!   estimate sits too close to the margin; about n·(h/(Δ − |θ̂|))² per arm would settle it, h the
+//!   interval's half-width, when the estimate is inside the margin).
+//! Guardrails need no α correction among themselves (promotion requires all of them:
+//! intersection-union); power is corrected instead (per-guardrail power 1 − β/G).
+
+use serde::{Deserialize, Serialize};
+
+use super::power::{minimum_detectable_effect, sample_needed};
+use super::Interval;
+
+/// Which direction of the metric is good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Better {
+    Higher,
+    Lower,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    Regression,
+    NonInferior,
+    Underpowered,
+    NeedsMoreData,
+}
+
+impl Verdict {
+    pub fn is_inconclusive(self) -> bool {
+        matches!(self, Verdict::Underpowered | Verdict::NeedsMoreData)
+    }
+}
+
+/// What the data say about θ at one look.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evidence {
+    pub estimate: f64,
+    /// Two-sided interval at the test's level (valid for the way the data are looked at).
+    pub interval: Interval,
+    pub standard_error: f64,
+    /// Observations per arm (the smaller arm).
+    pub n: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Assessment {
+    pub verdict: Verdict,
+    /// Δ in the metric's units.
+    pub margin: f64,
+    /// The interval's end on the harmful side.
+    pub harmful_bound: f64,
+    pub mde: f64,
+    /// Observations per arm that would likely settle an inconclusive verdict.
+    pub n_required: Option<f64>,
+}
+
+/// Judges one guardrail. `margin` is relative to |stable mean|; `power` is per guardrail.
+pub fn assess(evidence: &Evidence, stable_mean: f64, margin: f64, better: Better, alpha: f64, power: f64) -> Assessment {
+    let delta = margin * stable_mean.abs();
+    // Work on the harm scale: positive = worse.
+    let sign = match better {
+        Better::Lower => 1.0,
+        Better::Higher => -1.0,
+    };
+    let harm = Interval::new(sign * evidence.interval.lower, sign * evidence.interval.upper);
+    let estimate = sign * evidence.estimate;
+    let mde = minimum_detectable_effect(evidence.standard_error, alpha, power);
+    let harmful_bound = sign * harm.upper;
+    let (verdict, n_required) = if harm.lower > 0.0 {
+        (Verdict::Regression, None)
+    } else if harm.upper < delta {
+        (Verdict::NonInferior, None)
+    } else if mde > delta {
+        (Verdict::Underpowered, (delta > 0.0).then(|| sample_needed(evidence.n, mde, delta)))
+    } else {
+        let half = evidence.interval.width() / 2.0;
+        let room = delta - estimate;
+        (Verdict::NeedsMoreData, (room > 0.0).then(|| sample_needed(evidence.n, half, room)))
+    };
+    Assessment { verdict, margin: delta, harmful_bound, mde, n_required }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn evidence(estimate: f64, se: f64, n: f64) -> Evidence {
+        Evidence { estimate, interval: Interval::around(estimate, 1.96 * se), standard_error: se, n }
+    }
+
+    #[test]
+    fn the_four_verdicts() {
+        // Log loss (lower is better), stable mean 0.5, margin 2% → Δ = 0.01.
+        let a = |e: Evidence| assess(&e, 0.5, 0.02, Better::Lower, 0.05, 0.8);
+        assert_eq!(a(evidence(0.03, 0.005, 10_000.0)).verdict, Verdict::Regression);
+        assert_eq!(a(evidence(0.0, 0.002, 10_000.0)).verdict, Verdict::NonInferior);
+        let under = a(evidence(0.0, 0.02, 100.0));
+        assert_eq!(under.verdict, Verdict::Underpowered);
+        // MDE = 2.8016·0.02 = 0.056; n ≈ 100·(0.056/0.01)² ≈ 3139.
+        assert!((under.n_required.unwrap() - 100.0 * (under.mde / 0.01f64).powi(2)).abs() < 1e-9);
+        let close = a(evidence(0.005, 0.003, 10_000.0));
+        assert_eq!(close.verdict, Verdict::NeedsMoreData);
+        assert!(close.n_required.unwrap() > 10_000.0);
+        // AUC (higher is better): a drop is harm.
+        let auc = assess(&evidence(-0.05, 0.01, 5000.0), 0.7, 0.01, Better::Higher, 0.05, 0.8);
+        assert_eq!(auc.verdict, Verdict::Regression);
+        assert!((auc.harmful_bound - (-0.05 - 1.96 * 0.01)).abs() < 1e-12);
+    }
+}
