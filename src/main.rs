@@ -58,6 +58,9 @@ enum Command {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+        /// Simulate with the row-by-row reference simulator (slow; same decisions as the default).
+        #[arg(long)]
+        reference: bool,
     },
     /// Validate a scenario, the data's schema and order, and the models' signatures; no scoring.
     Check {
@@ -100,8 +103,8 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> Result<i32, Error> {
     match command {
-        Command::Run { scenario, out, runtime, cache_dir, rescore, json, quiet } => {
-            let options = run::RunOptions { out, runtime: runtime.options(), cache_dir, rescore, quiet };
+        Command::Run { scenario, out, runtime, cache_dir, rescore, json, quiet, reference } => {
+            let options = run::RunOptions { out, runtime: runtime.options(), cache_dir, rescore, quiet, reference };
             let output = run::run(&scenario, &options)?;
             for warning in &output.warnings {
                 eprintln!("warning: {warning}");
@@ -111,7 +114,7 @@ fn execute(command: Command) -> Result<i32, Error> {
             } else {
                 print!("{}", report::print_run(&output.summary, &output.timings, &output.out_dir));
             }
-            Ok(exit::PROMOTE)
+            Ok(output.exit_code)
         }
         Command::Check { scenario, runtime } => {
             let prepared = run::prepare(&scenario, &runtime.options())?;

@@ -3,7 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::error::{Error, Problem, Result};
+use crate::error::{exit, Error, Problem, Result};
+use crate::simulate::fast::Fast;
+use crate::simulate::reference::Reference;
+use crate::simulate::replay::Replay;
+use crate::simulate::grade::{self, Exposure, Grade};
+use crate::simulate::{Outcome, Run, Setup, Source};
 use crate::ingest::{self, Layout, Survey, TrafficFile};
 use crate::oracle::{self, Oracle};
 use crate::report::{self, Summary, Timings};
@@ -23,6 +28,8 @@ pub struct RunOptions {
     pub rescore: bool,
     /// No progress bars.
     pub quiet: bool,
+    /// Simulate with the row-by-row reference instead of the fast path.
+    pub reference: bool,
 }
 
 /// Everything checked and opened before scoring.
@@ -85,6 +92,8 @@ pub struct RunOutput {
     pub timings: Timings,
     pub scored: Scored,
     pub warnings: Vec<String>,
+    /// 0 promoted, 1 rolled back, 3 held.
+    pub exit_code: i32,
 }
 
 /// Replays the scenario: scores (or reuses cached scores), compares the models on all traffic and
@@ -102,14 +111,27 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     let oracle: Oracle = oracle::compute(&scored.parts, &prepared.layout)?;
     let oracle_seconds = oracle_started.elapsed().as_secs_f64();
 
+    let simulation_started = Instant::now();
+    let replay = Replay::scan(&scored.parts, &prepared.layout, &scenario.faults)?;
+    let setup = Setup::new(&scenario.policy, &replay);
+    let policy = &scenario.policy;
+    let (run, grade, exposure) = if options.reference {
+        let rows = replay.rows(&policy.ramp.salt)?;
+        evaluate(&setup, &mut Reference::new(&rows, &setup.scopes, setup.scale))
+    } else {
+        evaluate(&setup, &mut Fast::build(&replay, &policy.ramp.salt, &policy.weights(), &setup.scopes, setup.scale, setup.origin, policy.ramp.check_every)?)
+    };
+    let simulation_seconds = simulation_started.elapsed().as_secs_f64();
+
     let out_dir = options.out.clone().unwrap_or_else(|| Path::new("reports").join(&scenario.name));
-    let summary = report::summary(&prepared, &oracle)?;
+    let summary = report::summary(&prepared, &oracle, report::simulation::summary(&setup, &run, grade, exposure))?;
     let mut timings = Timings {
         total_seconds: 0.0,
         prepare_seconds,
         scoring_seconds: scored.seconds,
         scoring_setup_seconds: scored.setup_seconds,
         oracle_seconds,
+        simulation_seconds,
         rows: scored.rows,
         rows_scored_per_second: None,
         parts_reused: scored.parts_reused,
@@ -122,6 +144,19 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     if scored.parts_scored > 0 && scored.streaming_seconds > 0.0 {
         timings.rows_scored_per_second = Some(scored.stable.rows as f64 / scored.streaming_seconds);
     }
-    report::write_run(&out_dir, &scored.parts, &summary, &mut timings, started)?;
-    Ok(RunOutput { out_dir, summary, timings, scored, warnings: prepared.scenario.warnings.clone() })
+    report::write_run(&out_dir, &scored.parts, &summary, &report::RunFiles { setup: &setup, run: &run }, &mut timings, started)?;
+    let exit_code = match run.outcome {
+        Outcome::Promoted => exit::PROMOTE,
+        Outcome::RolledBack => exit::ROLLBACK,
+        Outcome::Held => exit::HELD,
+    };
+    Ok(RunOutput { out_dir, summary, timings, scored, warnings: prepared.scenario.warnings.clone(), exit_code })
+}
+
+/// Simulates the policy and grades the outcome against the oracle.
+pub fn evaluate(setup: &Setup, source: &mut dyn Source) -> (Run, Grade, Exposure) {
+    let run = setup.simulate(source);
+    let grade = grade::grade(setup, source, &run);
+    let exposure = grade::exposure(setup, source, &run, &grade);
+    (run, grade, exposure)
 }

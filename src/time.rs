@@ -63,6 +63,26 @@ pub fn format_duration(micros: Micros) -> String {
     out
 }
 
+/// A duration for people: the two largest units, rounded (`137d22h`, `4h30m`, `45s`).
+pub fn format_approx(micros: Micros) -> String {
+    let units = [("d", 86_400_000_000i64), ("h", 3_600_000_000), ("m", 60_000_000), ("s", 1_000_000)];
+    let micros = micros.max(0);
+    for (i, (name, size)) in units.iter().enumerate() {
+        if micros >= *size || i == units.len() - 1 {
+            let whole = micros / size;
+            return match units.get(i + 1) {
+                Some((next, next_size)) => {
+                    let rest = ((micros % size) as f64 / *next_size as f64).round() as i64;
+                    let (whole, rest) = if rest * next_size >= *size { (whole + 1, 0) } else { (whole, rest) };
+                    if rest == 0 { format!("{whole}{name}") } else { format!("{whole}{name}{rest}{next}") }
+                }
+                None => format!("{whole}{name}"),
+            };
+        }
+    }
+    "0s".into()
+}
+
 /// Parses an RFC 3339 instant (`2013-09-01T00:00:00Z`), a date-time without offset (taken as
 /// UTC) or a date (midnight UTC).
 pub fn parse_timestamp(text: &str) -> Result<Micros, String> {
@@ -106,6 +126,10 @@ mod tests {
         assert!(parse_duration("h").is_err());
         assert_eq!(format_duration(parse_duration("1d6h").unwrap()), "1d6h");
         assert_eq!(format_duration(0), "0s");
+        assert_eq!(format_approx(parse_duration("137d22h11m59s").unwrap()), "137d22h");
+        assert_eq!(format_approx(parse_duration("4h29m40s").unwrap()), "4h30m");
+        assert_eq!(format_approx(parse_duration("1h59m40s").unwrap()), "2h");
+        assert_eq!(format_approx(parse_duration("45s").unwrap()), "45s");
     }
 
     #[test]

@@ -83,6 +83,14 @@ class = 1
         bin().arg("run").arg(scenario).arg("--out").arg(self.path("out")).arg("--cache-dir").arg(self.path("cache")).arg("-q").assert()
     }
 
+    /// `run` that replayed and decided (promoted 0, rolled back 1, held 3).
+    fn replayed(&self, scenario: &Path) -> assert_cmd::assert::Assert {
+        let assert = self.run(scenario);
+        let code = assert.get_output().status.code();
+        assert!(matches!(code, Some(0 | 1 | 3)), "exit {code:?}:\n{}", String::from_utf8_lossy(&assert.get_output().stderr));
+        assert
+    }
+
     fn summary(&self) -> Value {
         serde_json::from_str(&std::fs::read_to_string(self.path("out/summary.json")).unwrap()).unwrap()
     }
@@ -141,7 +149,7 @@ fn stderr_of(assert: &assert_cmd::assert::Assert) -> String {
 fn scores_equal_python_onnxruntime_on_the_sample() {
     let case = Case::new();
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| s);
-    case.run(&scenario).success();
+    case.replayed(&scenario);
     let ours = scores(&case.path("out/scores.parquet"), &["stable_score", "candidate_score"]);
     let python = scores(&repo("data/flights/sample_expected.parquet"), &["stable_score", "candidate_score"]);
     assert_close(&ours, &python, 1e-6);
@@ -160,7 +168,7 @@ fn zipmap_and_regression_outputs_are_read_like_python_does() {
             .replacen(&repo("data/flights/candidate.onnx").display().to_string(), &repo("tests/fixtures/models/regressor.onnx").display().to_string(), 1)
             .replacen("output = \"probabilities\"\nclass = 1", "output = \"variable\"", 1)
     });
-    case.run(&scenario).success();
+    case.replayed(&scenario);
     let ours = scores(&case.path("out/scores.parquet"), &["stable_score", "candidate_score"]);
     let python = scores(&repo("tests/fixtures/models/expected.parquet"), &["zipmap_score", "regressor_score"]);
     assert_close(&ours, &python, 1e-6);
@@ -169,13 +177,13 @@ fn zipmap_and_regression_outputs_are_read_like_python_does() {
 #[test]
 fn traffic_written_by_polars_and_pyarrow_in_other_encodings_scores_the_same() {
     let reference = Case::new();
-    reference.run(&reference.scenario(&repo("data/flights/sample.parquet"), |s| s)).success();
+    reference.replayed(&reference.scenario(&repo("data/flights/sample.parquet"), |s| s));
     let expected = scores(&reference.path("out/scores.parquet"), &["stable_score", "candidate_score", "label"]);
     let expected_summary = reference.summary();
 
     for traffic in ["tests/fixtures/formats/polars.parquet", "tests/fixtures/formats/pyarrow_naive.parquet", "tests/fixtures/split", "tests/fixtures/split/*.parquet"] {
         let case = Case::new();
-        case.run(&case.scenario(&repo(traffic), |s| s)).success();
+        case.replayed(&case.scenario(&repo(traffic), |s| s));
         let got = scores(&case.path("out/scores.parquet"), &["stable_score", "candidate_score", "label"]);
         assert_eq!(got, expected, "{traffic}: scores or labels differ");
         let summary = case.summary();
@@ -192,7 +200,7 @@ fn failing_rows_are_isolated_and_recorded() {
         s.replacen(&repo("data/flights/stable.onnx").display().to_string(), &repo("tests/fixtures/models/faulty.onnx").display().to_string(), 1)
             .replacen("output = \"probabilities\"\nclass = 1", "output = \"score\"", 1)
     });
-    case.run(&scenario).success();
+    case.replayed(&scenario);
     let batch = read_parquet(&case.path("out/scores.parquet"));
     let sample = read_parquet(&repo("data/flights/sample.parquet"));
     let days = arrow::compute::cast(sample.column_by_name("day_of_week").unwrap(), &arrow::datatypes::DataType::Int64).unwrap();
@@ -221,7 +229,7 @@ fn models_with_one_input_per_feature_are_fed_by_input_name_and_type() {
         s.replacen(&repo("data/flights/stable.onnx").display().to_string(), &repo("tests/fixtures/models/per_feature.onnx").display().to_string(), 1)
             .replacen("output = \"probabilities\"\nclass = 1", "output = \"score\"", 1)
     });
-    case.run(&scenario).success();
+    case.replayed(&scenario);
     let summary = case.summary();
     assert_eq!(summary["models"]["stable"]["features"], serde_json::json!(["distance", "temp"]));
     assert_eq!(summary["models"]["stable"]["feature_source"], "input_names");
@@ -249,19 +257,19 @@ fn models_with_one_input_per_feature_are_fed_by_input_name_and_type() {
 fn a_second_run_reuses_the_cache_and_writes_identical_summaries() {
     let case = Case::new();
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| s);
-    case.run(&scenario).success();
+    case.replayed(&scenario);
     let first = std::fs::read(case.path("out/summary.json")).unwrap();
     let timings: Value = serde_json::from_str(&std::fs::read_to_string(case.path("out/timings.json")).unwrap()).unwrap();
     assert_eq!((timings["parts_scored"].as_u64(), timings["parts_reused"].as_u64()), (Some(1), Some(0)));
 
-    case.run(&scenario).success();
+    case.replayed(&scenario);
     let timings: Value = serde_json::from_str(&std::fs::read_to_string(case.path("out/timings.json")).unwrap()).unwrap();
     assert_eq!((timings["parts_scored"].as_u64(), timings["parts_reused"].as_u64()), (Some(0), Some(1)));
     assert_eq!(std::fs::read(case.path("out/summary.json")).unwrap(), first, "summary.json differs between runs");
 
     // A changed input (another candidate model) cannot reuse the part.
     let other = case.scenario(&repo("data/flights/sample.parquet"), |s| s.replace("candidate.onnx", "stable.onnx"));
-    case.run(&other).success();
+    case.replayed(&other);
     let timings: Value = serde_json::from_str(&std::fs::read_to_string(case.path("out/timings.json")).unwrap()).unwrap();
     assert_eq!(timings["parts_scored"].as_u64(), Some(1));
 }

@@ -4,6 +4,7 @@
 //! name and renamed into place when complete, so a failed run never leaves a folder that looks
 //! finished.
 
+pub mod simulation;
 mod terminal;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,10 @@ pub struct Summary {
     pub inputs: Vec<Input>,
     pub models: BTreeMap<&'static str, ModelInfo>,
     pub latency: LatencyMethod,
+    /// The canary policy as it ran (every default written out).
+    pub policy: serde_json::Value,
+    /// What the policy did, when, why, and whether it was right.
+    pub simulation: simulation::Simulation,
     pub oracle: Oracle,
 }
 
@@ -110,6 +115,7 @@ pub struct Timings {
     /// Part of `scoring_seconds` spent hashing inputs and loading sessions.
     pub scoring_setup_seconds: f64,
     pub oracle_seconds: f64,
+    pub simulation_seconds: f64,
     pub rows: u64,
     /// Rows scored per second by both models once sessions are loaded (absent when every part
     /// came from the cache).
@@ -124,7 +130,7 @@ pub struct Timings {
 }
 
 /// Builds the summary of a run.
-pub fn summary(prepared: &Prepared, oracle: &Oracle) -> Result<Summary> {
+pub fn summary(prepared: &Prepared, oracle: &Oracle, simulation: simulation::Simulation) -> Result<Summary> {
     let scenario = &prepared.scenario;
     let inputs = prepared
         .files
@@ -150,12 +156,18 @@ pub fn summary(prepared: &Prepared, oracle: &Oracle) -> Result<Summary> {
             sample_share: scenario.scoring.latency_sample,
             warmup_runs: scenario.scoring.latency_warmup,
         },
+        policy: {
+            let (ramp, segment_policy, gates, decision) = scenario.policy.to_raw();
+            serde_json::json!({ "ramp": ramp, "segment_policy": segment_policy, "gates": gates, "decision": decision })
+        },
+        simulation,
         oracle: oracle.clone(),
     })
 }
 
-/// Writes the run's folder: `scores.parquet`, `summary.json`, `timings.json`.
-pub fn write_run(out_dir: &Path, parts: &[PathBuf], summary: &Summary, timings: &mut Timings, started: Instant) -> Result<()> {
+/// Writes the run's folder: `scores.parquet`, `summary.json`, `checks.parquet`, `policy.toml`,
+/// `timings.json`.
+pub fn write_run(out_dir: &Path, parts: &[PathBuf], summary: &Summary, extra: &RunFiles, timings: &mut Timings, started: Instant) -> Result<()> {
     if let Some(parent) = out_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
@@ -164,11 +176,19 @@ pub fn write_run(out_dir: &Path, parts: &[PathBuf], summary: &Summary, timings: 
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     concatenate(parts, &dir.join("scores.parquet"))?;
     std::fs::write(dir.join("summary.json"), to_json(summary)).map_err(|e| Error::io(out_dir.join("summary.json"), e))?;
+    simulation::write_checks(&dir.join("checks.parquet"), extra.setup, extra.run)?;
+    std::fs::write(dir.join("policy.toml"), simulation::policy_toml(extra.setup.policy)).map_err(|e| Error::io(out_dir.join("policy.toml"), e))?;
     timings.peak_rss_mib = peak_rss_mib();
     timings.total_seconds = started.elapsed().as_secs_f64();
     std::fs::write(dir.join("timings.json"), to_json(timings)).map_err(|e| Error::io(out_dir.join("timings.json"), e))?;
     pending.commit()?;
     Ok(())
+}
+
+/// What the simulation adds to the run's folder.
+pub struct RunFiles<'a> {
+    pub setup: &'a crate::simulate::Setup<'a>,
+    pub run: &'a crate::simulate::Run,
 }
 
 /// Pretty JSON with a final newline.

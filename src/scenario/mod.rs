@@ -11,6 +11,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+use crate::policy::{Fault, Policy};
 use crate::time::Micros;
 
 pub use load::{load, parse_str};
@@ -29,6 +30,10 @@ pub struct Scenario {
     pub stable: ModelSpec,
     pub candidate: ModelSpec,
     pub scoring: Scoring,
+    /// The canary policy to simulate (the default policy when the scenario gives none).
+    pub policy: Policy,
+    /// Incidents injected into a model's outputs.
+    pub faults: Vec<Fault>,
     /// Things the user should know that do not stop the run.
     pub warnings: Vec<String>,
 }
@@ -146,13 +151,6 @@ mod tests {
         assert_eq!(scenario.traffic.start, Some(crate::time::parse_timestamp("2013-09-01").unwrap()));
     }
 
-    #[test]
-    fn policy_sections_are_accepted_with_a_warning() {
-        let text = TEMPLATE.to_string() + "\n[ramp]\nstages = [{ weight = 1 }]\n";
-        let scenario = parse_str(&text, &repo_file("template.toml")).unwrap();
-        assert_eq!(scenario.warnings.len(), 1);
-        assert!(scenario.warnings[0].contains("[ramp] is accepted but not evaluated yet"));
-    }
 
     #[test]
     fn shared_features_apply_unless_a_model_lists_its_own() {

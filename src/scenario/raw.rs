@@ -3,10 +3,12 @@
 //! Nothing here is checked beyond types and known keys; [`super::validate`] turns these into the
 //! validated domain types and reports every problem with its key path.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::raw::{RawDecision, RawFault, RawGate, RawRamp, RawSegmentPolicy};
 
 /// A timestamp as written in the scenario: an RFC 3339 string or a TOML date-time literal.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum RawTime {
     Text(String),
@@ -28,16 +30,19 @@ pub struct RawScenario {
     pub features: Option<RawFeatures>,
     /// How scoring runs: batch size, threads, latency sampling.
     pub scoring: Option<RawScoring>,
-    /// Ramp schedule (simulation; not evaluated by this version).
-    pub ramp: Option<toml::Value>,
-    /// Segment routing policies (simulation; not evaluated by this version).
-    pub segment_policy: Option<toml::Value>,
-    /// Gates judged at every check (simulation; not evaluated by this version).
-    pub gates: Option<toml::Value>,
-    /// Promote, hold and rollback rules (simulation; not evaluated by this version).
-    pub decision: Option<toml::Value>,
-    /// Incidents injected into a model (simulation; not evaluated by this version).
-    pub faults: Option<toml::Value>,
+    /// Ramp schedule: stages, check interval, routing salt (default: the default policy's).
+    pub ramp: Option<RawRamp>,
+    /// Which segments may get the candidate, in which order, up to which weight.
+    #[serde(default)]
+    pub segment_policy: Vec<RawSegmentPolicy>,
+    /// What each check tests (default: the default policy's gates).
+    #[serde(default)]
+    pub gates: Vec<RawGate>,
+    /// How verdicts become promote, hold or roll back.
+    pub decision: Option<RawDecision>,
+    /// Incidents injected into a model's outputs.
+    #[serde(default)]
+    pub faults: Vec<RawFault>,
 }
 
 #[derive(Debug, Deserialize)]

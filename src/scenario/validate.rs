@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::raw::{RawModel, RawScenario, RawScoring, RawTime, RawTraffic};
 use super::{ModelSpec, Role, Scenario, Scoring, Traffic};
 use crate::error::Problem;
+use crate::policy::{self, Policy, RawPolicy, TrafficShape};
 use crate::time::{format_timestamp, parse_duration, parse_timestamp, Micros};
 
 /// Collects problems for one file.
@@ -134,18 +135,16 @@ pub(super) fn validate(raw: RawScenario, file: &Path, problems: &mut Vec<Problem
     }
 
     let mut warnings = Vec::new();
-    for (key, present) in [
-        ("ramp", raw.ramp.is_some()),
-        ("segment_policy", raw.segment_policy.is_some()),
-        ("gates", raw.gates.is_some()),
-        ("decision", raw.decision.is_some()),
-        ("faults", raw.faults.is_some()),
-    ] {
-        if present {
-            warnings.push(format!(
-                "{}: [{key}] is accepted but not evaluated yet: this version replays and scores traffic without simulating a policy",
-                c.file
-            ));
+    let shape = TrafficShape { segments: &traffic.segments, labelled: traffic.label.is_some() };
+    let raw_policy = RawPolicy { ramp: raw.ramp.clone(), segment_policy: raw.segment_policy.clone(), gates: raw.gates.clone(), decision: raw.decision.clone() };
+    let policy = Policy::from_raw(&raw_policy, &shape, &c.file, c.problems);
+    let faults = policy::faults(&raw.faults, &shape, &c.file, c.problems);
+    for fault in &faults {
+        if let crate::policy::Effect::FeatureMissing { feature } = &fault.effect {
+            let listed = [&stable, &candidate].iter().any(|m| m.features.as_ref().is_none_or(|f| f.contains(feature)));
+            if !listed {
+                warnings.push(format!("{}: faults: feature \"{feature}\" is not among the models' listed features", c.file));
+            }
         }
     }
     if raw.traffic.label_time.is_some() && raw.traffic.label_delay.is_some() {
@@ -160,6 +159,8 @@ pub(super) fn validate(raw: RawScenario, file: &Path, problems: &mut Vec<Problem
         stable,
         candidate,
         scoring,
+        policy,
+        faults,
         warnings,
     }
 }

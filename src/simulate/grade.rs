@@ -1,0 +1,259 @@
+//! Grading a run against the oracle.
+//!
+//! Offline both models scored every request and every label is eventually known, so each gate can
+//! be evaluated on the full traffic of a window — the truth the canary only sampled. A gate is
+//! *truly regressed* on a window when, on all of its traffic, the candidate breaks the gate:
+//! beyond the margin for non-inferiority gates, worse at all for regression gates, outside the
+//! bounds for threshold and ratio gates.
+//! - A rollback is *correct* when some gate is truly regressed on the window the deciding check
+//!   judged, else a *false rollback*.
+//! - A promotion is *correct* when no gate is truly regressed on the traffic the candidate then
+//!   serves — over the whole rest of the replay and over each `ramp.monitor_window` of it (a
+//!   regression in December is not excused by a good October) — else a *missed regression*.
+//! - A hold is graded as held, saying whether the candidate was truly regressed anywhere.
+//! Exposure counts the requests the candidate served before the decision and those in segments
+//! truly regressed over that time, and after the decision those served in the windows and segments
+//! found regressed.
+
+use serde::Serialize;
+
+use super::metrics::drift_between;
+use super::window::WindowStats;
+use super::{round, Outcome, Run, Setup, Source};
+use crate::policy::GateKind;
+use crate::stats::guardrail::Better;
+use crate::time::{format_duration, format_timestamp, Micros};
+
+/// A gate the candidate truly breaks on a window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub gate: String,
+    pub scope: String,
+    pub stable: Option<f64>,
+    pub candidate: Option<f64>,
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Grade {
+    /// correct_promotion | missed_regression | correct_rollback | false_rollback | held.
+    pub grade: &'static str,
+    pub explanation: String,
+    /// What the oracle found on the window the grade is based on.
+    pub findings: Vec<Finding>,
+    /// Time from the first request to the decision.
+    pub time_to_decision: String,
+    pub time_to_decision_hours: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Exposure {
+    /// Requests the candidate served before the decision.
+    pub candidate_requests: u64,
+    /// Share of all requests before the decision.
+    pub candidate_share: f64,
+    /// Of those, requests in segments truly regressed before the decision.
+    pub in_regressed_segments: u64,
+    pub regressed_segments: Vec<String>,
+    /// Requests the candidate serves over the whole replay (after a promotion: all of them).
+    pub candidate_requests_total: u64,
+    /// Requests the candidate served after the decision in the windows and segments the grade
+    /// found truly regressed (what a missed regression cost).
+    pub after_decision_in_regressed_windows: u64,
+}
+
+/// Gates truly broken on [start, end).
+pub fn findings(setup: &Setup, source: &mut dyn Source, start: Micros, end: Micros) -> Vec<Finding> {
+    if end <= start {
+        return Vec::new();
+    }
+    let oracle = source.oracle(start, end);
+    broken(setup, &oracle)
+        .into_iter()
+        .map(|(g, scope, stable, candidate)| Finding {
+            gate: setup.policy.gates[g].name(),
+            scope: setup.scopes.scopes[scope].label(),
+            stable,
+            candidate,
+            start: format_timestamp(start),
+            end: format_timestamp(end),
+        })
+        .collect()
+}
+
+/// (gate, scope, stable value, candidate value) of every gate the candidate breaks on full traffic.
+fn broken(setup: &Setup, oracle: &WindowStats) -> Vec<(usize, usize, Option<f64>, Option<f64>)> {
+    let mut out = Vec::new();
+    for (g, gate) in setup.policy.gates.iter().enumerate() {
+        for scope in setup.scopes.for_columns(&gate.segments) {
+            let arms = oracle.merged(scope);
+            let [stable, candidate] = &*arms;
+            if stable.s.requests == 0 {
+                continue;
+            }
+            let (s, c) = if gate.metric.is_drift() {
+                (Some(0.0), drift_between(gate.metric, stable, candidate, &setup.scale.bins))
+            } else {
+                (stable.value(gate.metric), candidate.value(gate.metric))
+            };
+            let outside = |v: f64, min: Option<f64>, max: Option<f64>| min.is_some_and(|m| v < m) || max.is_some_and(|m| v > m);
+            let bad = match (gate.kind, s, c) {
+                (GateKind::Threshold { min, max }, _, Some(c)) => outside(c, min, max),
+                (GateKind::Ratio { min, max }, Some(s), Some(c)) => outside(if s != 0.0 { c / s } else if c == 0.0 { 1.0 } else { f64::INFINITY }, min, max),
+                (GateKind::NonInferiority { margin }, Some(s), Some(c)) => harm(gate.metric.better(), s, c) > margin * s.abs(),
+                (GateKind::Regression, Some(s), Some(c)) => harm(gate.metric.better(), s, c) > 0.0,
+                _ => false,
+            };
+            if bad {
+                out.push((g, scope, s, c));
+            }
+        }
+    }
+    out
+}
+
+fn harm(better: Option<Better>, stable: f64, candidate: f64) -> f64 {
+    match better {
+        Some(Better::Lower) => candidate - stable,
+        Some(Better::Higher) => stable - candidate,
+        None => 0.0,
+    }
+}
+
+/// Findings over [start, end) as a whole and over each `width` of it.
+fn findings_by_window(setup: &Setup, source: &mut dyn Source, start: Micros, end: Micros, width: Micros) -> Vec<Finding> {
+    let mut out = findings(setup, source, start, end);
+    let mut a = start;
+    while a < end && width > 0 {
+        let b = (a + width).min(end);
+        if (a, b) != (start, end) {
+            out.extend(findings(setup, source, a, b));
+        }
+        a = b;
+    }
+    out
+}
+
+pub fn grade(setup: &Setup, source: &mut dyn Source, run: &Run) -> Grade {
+    let hours = (run.decided_at - run.origin) as f64 / 3.6e9;
+    let time_to_decision = format_duration(run.decided_at - run.origin);
+    let width = setup.policy.ramp.monitor_window;
+    let (grade, explanation, findings) = match run.outcome {
+        Outcome::RolledBack => {
+            let (a, b) = run.deciding_window;
+            let f = findings(setup, source, a, b);
+            if f.is_empty() {
+                ("false_rollback", "on all traffic of the window the deciding check judged, the candidate breaks no gate".to_string(), f)
+            } else {
+                ("correct_rollback", format!("on all traffic of that window the candidate truly breaks {}", summary(&f)), f)
+            }
+        }
+        Outcome::Promoted => {
+            let (a, b) = if run.decided_at < run.end { (run.decided_at, run.end) } else { (run.origin, run.end) };
+            let f = findings_by_window(setup, source, a, b, width);
+            if f.is_empty() {
+                ("correct_promotion", "on all traffic after the promotion the candidate breaks no gate".to_string(), f)
+            } else {
+                ("missed_regression", format!("after the promotion the candidate truly breaks {}", summary(&f)), f)
+            }
+        }
+        Outcome::Held => {
+            let f = findings_by_window(setup, source, run.origin, run.end, width);
+            let text = if f.is_empty() {
+                "held a candidate that breaks no gate on all of the replayed traffic".to_string()
+            } else {
+                format!("held a candidate that truly breaks {}", summary(&f))
+            };
+            ("held", text, f)
+        }
+    };
+    Grade { grade, explanation, findings, time_to_decision, time_to_decision_hours: hours }
+}
+
+fn summary(findings: &[Finding]) -> String {
+    let mut parts: Vec<String> = findings
+        .iter()
+        .take(3)
+        .map(|f| {
+            format!(
+                "{} on {} in {} .. {} (candidate {} vs stable {})",
+                f.gate,
+                f.scope,
+                &f.start[..10],
+                &f.end[..10],
+                f.candidate.map_or("-".into(), round),
+                f.stable.map_or("-".into(), round)
+            )
+        })
+        .collect();
+    if findings.len() > 3 {
+        parts.push(format!("and {} more", findings.len() - 3));
+    }
+    parts.join("; ")
+}
+
+pub fn exposure(setup: &Setup, source: &mut dyn Source, run: &Run, grade: &Grade) -> Exposure {
+    let mut before = vec![[0u64; 2]; setup.scopes.len()];
+    let mut total = 0u64;
+    for p in &run.periods {
+        let served = source.served(p.start, p.end, &p.weights);
+        total += served[0][1];
+        if p.start < run.decided_at {
+            let served = if p.end <= run.decided_at { served } else { source.served(p.start, run.decided_at, &p.weights) };
+            for (b, s) in before.iter_mut().zip(served) {
+                b[0] += s[0];
+                b[1] += s[1];
+            }
+        }
+    }
+    let regressed: Vec<usize> = {
+        let oracle = source.oracle(run.origin, run.decided_at);
+        let mut scopes: Vec<usize> = broken(setup, &oracle).into_iter().map(|(_, scope, _, _)| scope).collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        scopes
+    };
+    // A regression on all traffic counts every candidate request; otherwise the segments' requests.
+    let in_regressed = if regressed.contains(&0) { before[0][1] } else { regressed.iter().map(|&s| before[s][1]).sum() };
+    let all = before[0][0] + before[0][1];
+    // Regressed windows after the decision: the shortest windows found (each `monitor_window`),
+    // counting all candidate requests when all traffic regressed, else the segments'.
+    let mut after = 0u64;
+    let mut windows: Vec<(&str, &str)> = grade.findings.iter().map(|f| (f.start.as_str(), f.end.as_str())).collect();
+    windows.sort_unstable();
+    windows.dedup();
+    let width = setup.policy.ramp.monitor_window;
+    for (a, b) in windows {
+        let (Ok(a), Ok(b)) = (crate::time::parse_timestamp(a), crate::time::parse_timestamp(b)) else { continue };
+        if a < run.decided_at || b - a > width {
+            continue;
+        }
+        let scopes: Vec<usize> = grade
+            .findings
+            .iter()
+            .filter(|f| crate::time::parse_timestamp(&f.start) == Ok(a))
+            .filter_map(|f| setup.scopes.scopes.iter().position(|s| s.label() == f.scope))
+            .collect();
+        let served: Vec<[u64; 2]> = run
+            .periods
+            .iter()
+            .filter(|p| p.start < b && p.end > a)
+            .map(|p| source.served(p.start.max(a), p.end.min(b), &p.weights))
+            .fold(vec![[0u64; 2]; setup.scopes.len()], |mut acc, s| {
+                for (x, y) in acc.iter_mut().zip(s) {
+                    x[1] += y[1];
+                }
+                acc
+            });
+        after += if scopes.contains(&0) { served[0][1] } else { scopes.iter().collect::<std::collections::BTreeSet<_>>().iter().map(|&&s| served[s][1]).sum() };
+    }
+    Exposure {
+        candidate_requests: before[0][1],
+        candidate_share: if all > 0 { before[0][1] as f64 / all as f64 } else { 0.0 },
+        in_regressed_segments: in_regressed,
+        regressed_segments: regressed.iter().map(|&s| setup.scopes.scopes[s].label()).collect(),
+        candidate_requests_total: total,
+        after_decision_in_regressed_windows: after,
+    }
+}

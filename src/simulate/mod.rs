@@ -1,0 +1,337 @@
+//! The canary simulation: what the policy would have done on the replayed traffic, when, and
+//! whether it was right.
+//!
+//! A virtual clock moves from check to check (every `ramp.check_every` from the first request);
+//! nothing reads the wall clock. At each check the [`judge`] rates every gate on the window's
+//! statistics, and the policy continues, promotes (the stage has baked and every gate required at
+//! this weight passes), rolls back (a critical gate fails — the circuit breaker — or failing checks
+//! reach `decision.consecutive_failures` in a row or `decision.total_failures` in all), or, at a
+//! stage's maximum time without promotion, does what `decision.on_timeout` says. Requests between
+//! two checks are routed at the weight the earlier check left in force ([`router`]). The statistics
+//! come from a [`Source`]: the row-by-row [`reference::Reference`] or the bucketed
+//! [`fast::Fast`]; both give identical decisions. [`grade`] then compares the outcome with the
+//! oracle — the full-traffic comparison over the same windows.
+
+pub mod fast;
+pub mod grade;
+pub mod judge;
+pub mod metrics;
+pub mod reference;
+pub mod replay;
+pub mod router;
+pub mod window;
+
+use serde::Serialize;
+
+use self::judge::{Context, GateResult, Judge, Verdict};
+use self::metrics::{Scale, ScoreBins};
+use self::replay::Replay;
+use self::router::{Position, Router};
+use self::window::{Scopes, WindowStats};
+use crate::policy::{OnTimeout, Policy, Window};
+use crate::time::{format_approx, format_duration, Micros};
+
+/// Where window statistics come from.
+pub trait Source {
+    /// Statistics of requests in [start, end) routed at `weights` (per cell), with the labels that
+    /// arrived before `end`.
+    fn window(&mut self, start: Micros, end: Micros, weights: &[f64]) -> &WindowStats;
+    /// Requests served [stable, candidate] per scope in [start, end) at `weights`.
+    fn served(&mut self, start: Micros, end: Micros, weights: &[f64]) -> Vec<[u64; 2]>;
+    /// Both models on every request in [start, end), with every label: the oracle.
+    fn oracle(&mut self, start: Micros, end: Micros) -> WindowStats;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Promoted,
+    RolledBack,
+    Held,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Promoted => "promoted",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Held => "held",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Continue,
+    /// A gate failed, below the failure limits.
+    Failing,
+    Promote,
+    Rollback,
+    Hold,
+}
+
+/// One check and what the policy did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    pub time: Micros,
+    pub wave: usize,
+    pub stage: usize,
+    pub weight: f64,
+    pub monitoring: bool,
+    pub action: Action,
+    pub results: Vec<GateResult>,
+}
+
+/// One stage as it ran.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageRun {
+    pub wave: usize,
+    pub stage: usize,
+    pub weight: f64,
+    pub monitoring: bool,
+    pub start: Micros,
+    pub end: Micros,
+    /// promote | rollback | hold | end_of_data.
+    pub decision: &'static str,
+    pub reason: String,
+}
+
+/// Routing in force over a period (for exposure).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Period {
+    pub start: Micros,
+    pub end: Micros,
+    pub weights: Vec<f64>,
+}
+
+/// What the policy did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub outcome: Outcome,
+    pub decided_at: Micros,
+    pub reason: String,
+    pub origin: Micros,
+    /// Just after the last request.
+    pub end: Micros,
+    pub stages: Vec<StageRun>,
+    pub checks: Vec<Check>,
+    pub periods: Vec<Period>,
+    /// The window the deciding check judged.
+    pub deciding_window: (Micros, Micros),
+}
+
+/// The inputs every evaluation of a policy on a replay shares.
+pub struct Setup<'a> {
+    pub policy: &'a Policy,
+    pub router: Router,
+    pub scopes: Scopes,
+    pub scale: Scale,
+    pub origin: Micros,
+    /// The first check time at or after the last request (so [origin, end) covers every request
+    /// with whole check intervals).
+    pub end: Micros,
+}
+
+impl<'a> Setup<'a> {
+    pub fn new(policy: &'a Policy, replay: &Replay) -> Setup<'a> {
+        let mut columns: Vec<String> = Vec::new();
+        for gate in &policy.gates {
+            for s in &gate.segments {
+                if !columns.contains(s) {
+                    columns.push(s.clone());
+                }
+            }
+        }
+        // The end on the check grid, so every window (and the fast path's buckets) covers whole intervals.
+        let step = policy.ramp.check_every;
+        let span = replay.last + 1 - replay.first;
+        let end = replay.first + (span + step - 1).div_euclid(step) * step;
+        Setup {
+            policy,
+            router: Router::new(policy, &replay.cells),
+            scopes: Scopes::new(&replay.cells, &columns),
+            scale: Scale { bins: ScoreBins::new(replay.score_range), threshold: policy.decision.threshold, cost: policy.decision.cost, binary: replay.binary },
+            origin: replay.first,
+            end,
+        }
+    }
+
+    /// Runs the policy's clock over the replay with statistics from `source`.
+    pub fn simulate(&self, source: &mut dyn Source) -> Run {
+        let policy = self.policy;
+        let ramp = &policy.ramp;
+        let decision = &policy.decision;
+        // One test per (gate, scope) across the rollout keeps α; fresh tests per stage split it.
+        // Monitoring epochs each run at α.
+        let comparison_stages = ramp.stages.iter().filter(|s| s.weight < 1.0).count() * self.router.waves;
+        let ramp_alpha = match ramp.window {
+            Window::Rollout => decision.alpha,
+            Window::Stage | Window::Sliding(_) => decision.alpha / comparison_stages.max(1) as f64,
+        };
+        let mut earlier: Vec<WindowStats> = Vec::new();
+        let mut epoch_start = self.origin;
+        let mut judge = Judge::new(policy, &self.scopes, self.scale.bins);
+        let (mut wave, mut stage, mut monitoring) = (0usize, 0usize, false);
+        let mut stage_start = self.origin;
+        let (mut consecutive, mut total) = (0u32, 0u32);
+        let mut checks = Vec::new();
+        let mut stages = Vec::new();
+        let mut periods = Vec::new();
+        let mut ending: Option<(Outcome, Micros, String, (Micros, Micros))> = None;
+        let mut monitoring_since = None;
+        let mut t = self.origin;
+        while t < self.end {
+            t += ramp.check_every;
+            let weight = if monitoring { 1.0 - ramp.holdback } else { ramp.stages[stage].weight };
+            let (bake, max_time) = if monitoring { (0, Micros::MAX) } else { (ramp.stages[stage].bake, ramp.stages[stage].max_time) };
+            let weights = self.router.weights(Position { wave, weight });
+            let window_start = match (monitoring, ramp.window) {
+                (true, _) => epoch_start,
+                (false, Window::Rollout | Window::Stage) => stage_start,
+                (false, Window::Sliding(d)) => stage_start.max(t - d),
+            };
+            let stats = source.window(window_start, t, &weights);
+            let alpha = if monitoring { decision.alpha } else { ramp_alpha };
+            let ctx = Context { weight, elapsed: t - window_start, max_time, alpha };
+            let results = judge.check(stats, &earlier, &ctx);
+            let frozen = (ramp.window == Window::Rollout && !monitoring).then(|| stats.clone());
+            let critical = results.iter().find(|r| r.verdict == Verdict::Fail && policy.gates[r.gate].critical);
+            let failing = results.iter().find(|r| r.verdict == Verdict::Fail);
+            let (action, reason) = if let Some(r) = critical {
+                (Action::Rollback, format!("critical gate {} failed", self.describe(r)))
+            } else if let Some(r) = failing {
+                consecutive += 1;
+                total += 1;
+                if consecutive >= decision.consecutive_failures {
+                    (Action::Rollback, format!("{consecutive} failing checks in a row; last: {}", self.describe(r)))
+                } else if total >= decision.total_failures {
+                    (Action::Rollback, format!("{total} failing checks in all; last: {}", self.describe(r)))
+                } else {
+                    (Action::Failing, format!("failing: {}", self.describe(r)))
+                }
+            } else {
+                consecutive = 0;
+                let blocking = results.iter().find(|r| {
+                    policy.gates[r.gate].required_from.is_some_and(|from| weight >= from - 1e-12) && r.verdict != Verdict::Pass
+                });
+                let elapsed = t - stage_start;
+                if monitoring {
+                    (Action::Continue, String::new())
+                } else if elapsed >= bake && blocking.is_none() {
+                    (Action::Promote, format!("baked {} with every required gate passing", format_duration(elapsed)))
+                } else if elapsed >= max_time {
+                    let why = blocking.map_or_else(String::new, |r| format!(": {}", self.describe(r)));
+                    match decision.on_timeout {
+                        OnTimeout::Hold => (Action::Hold, format!("inconclusive at the stage's maximum time {}{why}", format_duration(max_time))),
+                        OnTimeout::Rollback => (Action::Rollback, format!("inconclusive at the stage's maximum time {}{why}", format_duration(max_time))),
+                        OnTimeout::Promote => (Action::Promote, format!("promoted at the stage's maximum time {} although inconclusive{why}", format_duration(max_time))),
+                    }
+                } else {
+                    (Action::Continue, String::new())
+                }
+            };
+            checks.push(Check { time: t, wave, stage, weight, monitoring, action, results });
+            match action {
+                Action::Continue | Action::Failing => {
+                    if monitoring && t - epoch_start >= ramp.monitor_window {
+                        epoch_start = t;
+                        judge.reset();
+                    }
+                }
+                Action::Rollback | Action::Hold => {
+                    let outcome = if action == Action::Rollback { Outcome::RolledBack } else { Outcome::Held };
+                    stages.push(StageRun { wave, stage, weight, monitoring, start: stage_start, end: t, decision: if action == Action::Rollback { "rollback" } else { "hold" }, reason: reason.clone() });
+                    periods.push(Period { start: stage_start, end: t, weights: weights.clone() });
+                    // After a rollback nothing goes to the candidate; a hold keeps the weight.
+                    let after = if action == Action::Hold { weights } else { vec![0.0; weights.len()] };
+                    periods.push(Period { start: t, end: self.end.max(t), weights: after });
+                    ending = Some((outcome, t, reason, (window_start, t)));
+                    break;
+                }
+                Action::Promote => {
+                    stages.push(StageRun { wave, stage, weight, monitoring, start: stage_start, end: t, decision: "promote", reason: reason.clone() });
+                    periods.push(Period { start: stage_start, end: t, weights });
+                    earlier.extend(frozen);
+                    stage += 1;
+                    let ramp_done = stage >= ramp.stages.len() || ramp.stages[stage].weight >= 1.0;
+                    if ramp_done {
+                        if wave + 1 < self.router.waves {
+                            wave += 1;
+                            stage = 0;
+                        } else if ramp.holdback > 0.0 {
+                            monitoring = true;
+                            monitoring_since = Some((t, reason.clone(), (window_start, t)));
+                            epoch_start = t;
+                            earlier.clear();
+                            judge.reset();
+                        } else {
+                            let full = self.router.weights(Position { wave, weight: 1.0 });
+                            periods.push(Period { start: t, end: self.end.max(t), weights: full });
+                            ending = Some((Outcome::Promoted, t, reason, (window_start, t)));
+                            break;
+                        }
+                    }
+                    stage_start = t;
+                    consecutive = 0;
+                    if ramp.window != Window::Rollout {
+                        judge.reset();
+                    }
+                }
+            }
+        }
+        let (outcome, decided_at, reason, deciding_window) = match ending {
+            Some(e) => e,
+            None => {
+                let weight = if monitoring { 1.0 - ramp.holdback } else { ramp.stages[stage].weight };
+                let weights = self.router.weights(Position { wave, weight });
+                periods.push(Period { start: stage_start, end: t, weights });
+                stages.push(StageRun {
+                    wave,
+                    stage,
+                    weight,
+                    monitoring,
+                    start: stage_start,
+                    end: t,
+                    decision: "end_of_data",
+                    reason: if monitoring { "monitored until the traffic ended".into() } else { "the traffic ended before a decision".into() },
+                });
+                match monitoring_since {
+                    Some((at, why, window)) => (Outcome::Promoted, at, format!("{why}; monitored with a {}% holdback until the traffic ended", ramp.holdback * 100.0), window),
+                    None => (Outcome::Held, t, "the traffic ended before the policy decided".into(), (stage_start, t)),
+                }
+            }
+        };
+        Run { outcome, decided_at, reason, origin: self.origin, end: self.end.max(t), stages, checks, periods, deciding_window }
+    }
+
+    /// "error_rate regression on origin=JFK: candidate 0.2 vs stable 0.01 (p = 0.001)".
+    pub fn describe(&self, r: &GateResult) -> String {
+        let gate = &self.policy.gates[r.gate];
+        let mut s = format!("{} on {}", gate.name(), self.scopes.scopes[r.scope].label());
+        match (r.canary, r.stable) {
+            (Some(c), Some(st)) => s.push_str(&format!(": candidate {} vs stable {}", round(c), round(st))),
+            (Some(c), None) => s.push_str(&format!(": candidate {}", round(c))),
+            _ => {}
+        }
+        if let Some(p) = r.adjusted_p {
+            s.push_str(&format!(" (adjusted p {})", round(p)));
+        }
+        if r.verdict != Verdict::Fail && r.verdict != Verdict::Pass {
+            s.push_str(&format!(" is {}", r.verdict.name()));
+            if let Some(h) = r.hours_required {
+                s.push_str(&format!(", about {} more at this traffic", format_approx((h * 3.6e9) as i64)));
+            }
+        }
+        s
+    }
+}
+
+/// Four significant digits, for messages.
+pub fn round(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let digits = (4 - 1 - x.abs().log10().floor() as i32).clamp(0, 12) as usize;
+    format!("{x:.digits$}")
+}

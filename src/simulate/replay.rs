@@ -1,0 +1,288 @@
+//! Replay rows: the score cache read back as the simulation sees it — each request's time, cell
+//! (its combination of segment values), routing hash, label, and what each model returned after
+//! the scenario's faults.
+//!
+//! Latency is measured on a sample of requests only (see `score::latency`). A request outside the
+//! sample gets a latency drawn from its model's measured distribution at a quantile fixed by a hash
+//! of its id, so every request has a latency, the distribution is the measured one, and the same
+//! request always gets the same value. Faults then act on these outputs: latency added or
+//! multiplied, a share of requests (chosen by hash) failing, the score shifted (probabilities stay
+//! in [0, 1]) or replaced by a constant.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+
+use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::error::{Error, Result};
+use crate::hash;
+use crate::ingest::Layout;
+use crate::policy::{Effect, Fault};
+use crate::scenario::Role;
+use crate::score::cache::{label_time_column, CANDIDATE_ERROR, CANDIDATE_LATENCY, CANDIDATE_SCORE, STABLE_ERROR, STABLE_LATENCY, STABLE_SCORE};
+use crate::time::Micros;
+
+/// What one model returned for one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Output {
+    pub error: bool,
+    pub score: Option<f64>,
+    /// Milliseconds; `None` when no latency was measured for this model at all.
+    pub latency_ms: Option<f64>,
+}
+
+/// One replayed request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Row {
+    pub time: Micros,
+    pub label: Option<f64>,
+    pub label_time: Option<Micros>,
+    pub cell: u32,
+    /// Routing hash of the entity, uniform in [0, 1).
+    pub u: f64,
+    /// Stable, candidate.
+    pub outputs: [Output; 2],
+}
+
+/// The combinations of segment values seen in the traffic.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cells {
+    pub columns: Vec<String>,
+    /// Per cell, the value of each column ("(null)" for nulls).
+    pub values: Vec<Vec<String>>,
+    index: HashMap<Vec<String>, u32>,
+}
+
+impl Cells {
+    fn id(&mut self, values: Vec<String>) -> u32 {
+        if let Some(id) = self.index.get(&values) {
+            return *id;
+        }
+        let id = self.values.len() as u32;
+        self.index.insert(values.clone(), id);
+        self.values.push(values);
+        id
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The value of `column` in `cell`.
+    pub fn value(&self, cell: u32, column: &str) -> Option<&str> {
+        let c = self.columns.iter().position(|x| x == column)?;
+        Some(self.values[cell as usize][c].as_str())
+    }
+}
+
+/// What the replay knows about the traffic before routing any request.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub parts: Vec<PathBuf>,
+    pub layout: Layout,
+    pub faults: Vec<Fault>,
+    pub cells: Cells,
+    /// Range of all scores (both models), for the shared score bins.
+    pub score_range: (f64, f64),
+    /// Whether every label is 0 or 1.
+    pub binary: bool,
+    /// First and last request time; the number of requests.
+    pub first: Micros,
+    pub last: Micros,
+    pub rows: u64,
+    /// Each model's measured latencies (ms), sorted, for imputation.
+    measured: [Vec<f64>; 2],
+}
+
+const LATENCY_SALT: &str = "canary-replay/latency-impute";
+
+impl Replay {
+    /// First pass over the score cache: measured latencies, score range, label kind, segment cells.
+    pub fn scan(parts: &[PathBuf], layout: &Layout, faults: &[Fault]) -> Result<Replay> {
+        let mut measured: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        let mut binary = true;
+        let mut cells = Cells { columns: layout.segments.clone(), ..Default::default() };
+        let (mut first, mut last, mut rows) = (None, 0, 0u64);
+        for_each_batch(parts, |batch| {
+            let c = Columns::of(batch, layout)?;
+            for i in 0..batch.num_rows() {
+                for m in 0..2 {
+                    if c.latency[m].is_valid(i) {
+                        measured[m].push(c.latency[m].value(i) / 1000.0);
+                    }
+                    if c.score[m].is_valid(i) {
+                        lo = lo.min(c.score[m].value(i));
+                        hi = hi.max(c.score[m].value(i));
+                    }
+                }
+                if let Some(l) = c.label.filter(|l| l.is_valid(i)) {
+                    let y = l.value(i);
+                    binary &= y == 0.0 || y == 1.0;
+                }
+                cells.id(c.cell_values(i));
+                first.get_or_insert(c.time.value(i));
+                last = c.time.value(i);
+                rows += 1;
+            }
+            Ok(())
+        })?;
+        for m in &mut measured {
+            m.sort_by(f64::total_cmp);
+        }
+        Ok(Replay {
+            parts: parts.to_vec(),
+            layout: layout.clone(),
+            faults: faults.to_vec(),
+            cells,
+            score_range: if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) },
+            binary,
+            first: first.unwrap_or(0),
+            last,
+            rows,
+            measured,
+        })
+    }
+
+    /// Second pass: every request in time order, routed with `salt`, faults applied.
+    pub fn for_each_row(&self, salt: &str, mut f: impl FnMut(&Row)) -> Result<()> {
+        for_each_batch(&self.parts, |batch| {
+            let c = Columns::of(batch, &self.layout)?;
+            for i in 0..batch.num_rows() {
+                let id = if c.id.is_valid(i) { c.id.value(i) } else { "" };
+                let entity = match c.entity {
+                    Some(e) if e.is_valid(i) => e.value(i),
+                    _ => id,
+                };
+                // A label without an arrival time never arrives: it cannot be used.
+                let label_time = c.label_time.filter(|l| l.is_valid(i)).map(|l| l.value(i));
+                let label = c.label.filter(|l| l.is_valid(i)).map(|l| l.value(i)).filter(|y| y.is_finite() && label_time.is_some());
+                let label_time = label_time.filter(|_| label.is_some());
+                let outputs = [0, 1].map(|m| {
+                    let latency_ms = if c.latency[m].is_valid(i) {
+                        Some(c.latency[m].value(i) / 1000.0)
+                    } else {
+                        impute(&self.measured[m], hash::unit(LATENCY_SALT, id.as_bytes()))
+                    };
+                    Output { error: c.error[m].is_valid(i), score: c.score[m].is_valid(i).then(|| c.score[m].value(i)), latency_ms }
+                });
+                let cell = self.cells.index[&c.cell_values(i)];
+                let mut row = Row { time: c.time.value(i), label, label_time, cell, u: hash::unit(salt, entity.as_bytes()), outputs };
+                apply_faults(&mut row, &self.faults, &self.cells, id, self.binary);
+                f(&row);
+            }
+            Ok(())
+        })
+    }
+
+    /// Every request, collected (for the reference simulator and tests).
+    pub fn rows(&self, salt: &str) -> Result<Vec<Row>> {
+        let mut rows = Vec::with_capacity(self.rows as usize);
+        self.for_each_row(salt, |r| rows.push(*r))?;
+        Ok(rows)
+    }
+}
+
+/// The measured latency at quantile `q` (nearest rank), or `None` without measurements.
+fn impute(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let index = ((q * sorted.len() as f64) as usize).min(sorted.len() - 1);
+    Some(sorted[index])
+}
+
+fn apply_faults(row: &mut Row, faults: &[Fault], cells: &Cells, id: &str, binary: bool) {
+    for (k, fault) in faults.iter().enumerate() {
+        if !fault.active(row.time) {
+            continue;
+        }
+        if let Some((column, value)) = &fault.segment {
+            if cells.value(row.cell, column) != Some(value.as_str()) {
+                continue;
+            }
+        }
+        let m = match fault.model {
+            Role::Stable => 0,
+            Role::Candidate => 1,
+        };
+        let out = &mut row.outputs[m];
+        match &fault.effect {
+            Effect::Latency { add_ms, multiply } => {
+                out.latency_ms = out.latency_ms.map(|l| l * multiply + add_ms);
+            }
+            Effect::ErrorRate { rate } => {
+                if hash::unit(&format!("canary-replay/fault-{k}"), id.as_bytes()) < *rate {
+                    out.error = true;
+                    out.score = None;
+                }
+            }
+            Effect::ScoreShift { shift } => {
+                out.score = out.score.map(|s| if binary { (s + shift).clamp(0.0, 1.0) } else { s + shift });
+            }
+            Effect::ConstantOutput { value } => {
+                if !out.error {
+                    out.score = Some(*value);
+                }
+            }
+            // Applied when scoring: the cache then holds the scores computed without the feature.
+            Effect::FeatureMissing { .. } => {}
+        }
+    }
+}
+
+fn for_each_batch(parts: &[PathBuf], mut f: impl FnMut(&RecordBatch) -> Result<()>) -> Result<()> {
+    for part in parts {
+        let handle = File::open(part).map_err(|e| Error::io(part, e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(handle)
+            .and_then(|b| b.with_batch_size(65_536).build())
+            .map_err(|e| Error::Internal(format!("{}: {e}", part.display())))?;
+        for batch in reader {
+            f(&batch.map_err(|e| Error::Internal(format!("{}: {e}", part.display())))?)?;
+        }
+    }
+    Ok(())
+}
+
+struct Columns<'a> {
+    id: &'a StringArray,
+    entity: Option<&'a StringArray>,
+    time: &'a arrow::array::PrimitiveArray<TimestampMicrosecondType>,
+    segments: Vec<&'a StringArray>,
+    label: Option<&'a Float64Array>,
+    label_time: Option<&'a arrow::array::PrimitiveArray<TimestampMicrosecondType>>,
+    score: [&'a Float64Array; 2],
+    error: [&'a StringArray; 2],
+    latency: [&'a Float64Array; 2],
+}
+
+impl<'a> Columns<'a> {
+    fn of(batch: &'a RecordBatch, layout: &Layout) -> Result<Self> {
+        let get = |name: &str| batch.column_by_name(name).ok_or_else(|| Error::Internal(format!("the score cache has no column {name}")));
+        let f64s = |name: &str| -> Result<&'a Float64Array> { Ok(get(name)?.as_primitive::<Float64Type>()) };
+        let strs = |name: &str| -> Result<&'a StringArray> { Ok(get(name)?.as_string::<i32>()) };
+        let times = |name: &str| -> Result<&'a arrow::array::PrimitiveArray<TimestampMicrosecondType>> { Ok(get(name)?.as_primitive::<TimestampMicrosecondType>()) };
+        Ok(Self {
+            id: strs(&layout.id)?,
+            entity: if layout.entity == layout.id { None } else { Some(strs(&layout.entity)?) },
+            time: times(&layout.time)?,
+            segments: layout.segments.iter().map(|s| strs(s)).collect::<Result<_>>()?,
+            label: layout.label.as_deref().map(f64s).transpose()?,
+            label_time: if layout.label.is_some() { Some(times(&label_time_column(layout))?) } else { None },
+            score: [f64s(STABLE_SCORE)?, f64s(CANDIDATE_SCORE)?],
+            error: [strs(STABLE_ERROR)?, strs(CANDIDATE_ERROR)?],
+            latency: [f64s(STABLE_LATENCY)?, f64s(CANDIDATE_LATENCY)?],
+        })
+    }
+
+    fn cell_values(&self, i: usize) -> Vec<String> {
+        self.segments.iter().map(|s| if s.is_valid(i) { s.value(i).to_string() } else { "(null)".into() }).collect()
+    }
+}

@@ -1,0 +1,141 @@
+//! The statistics a check reads: for every scope (all traffic, and each value of the segment
+//! columns the gates name), the stable-served and candidate-served arms, kept apart by the
+//! routing weight their cells had. Cells at different weights (segment caps) are compared within
+//! their weight and combined by traffic share, so a cap never confounds the comparison; cells at
+//! weight 0 or 1 have no comparison and are left out.
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+
+use super::metrics::{ArmStats, Contribution, Quality};
+use super::replay::Cells;
+
+/// A scope: all traffic, or one value of one segment column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Scope {
+    pub column: Option<String>,
+    pub value: Option<String>,
+}
+
+impl Scope {
+    pub fn label(&self) -> String {
+        match (&self.column, &self.value) {
+            (Some(c), Some(v)) => format!("{c}={v}"),
+            _ => "overall".into(),
+        }
+    }
+}
+
+/// The scopes, and which scopes each cell belongs to. Scope 0 is all traffic.
+#[derive(Debug, Clone)]
+pub struct Scopes {
+    pub scopes: Vec<Scope>,
+    pub of_cell: Vec<Vec<usize>>,
+}
+
+impl Scopes {
+    /// All traffic plus each value of each of `columns`.
+    pub fn new(cells: &Cells, columns: &[String]) -> Scopes {
+        let mut scopes = vec![Scope { column: None, value: None }];
+        let mut of_cell = vec![vec![0usize]; cells.len()];
+        for column in columns {
+            let mut values: Vec<String> = (0..cells.len() as u32).filter_map(|c| cells.value(c, column).map(str::to_string)).collect();
+            values.sort();
+            values.dedup();
+            for value in values {
+                let id = scopes.len();
+                scopes.push(Scope { column: Some(column.clone()), value: Some(value.clone()) });
+                for (c, list) in of_cell.iter_mut().enumerate() {
+                    if cells.value(c as u32, column) == Some(value.as_str()) {
+                        list.push(id);
+                    }
+                }
+            }
+        }
+        Scopes { scopes, of_cell }
+    }
+
+    /// Scope ids for a gate: all traffic and each value of the gate's columns.
+    pub fn for_columns(&self, columns: &[String]) -> Vec<usize> {
+        let mut ids = vec![0];
+        ids.extend((1..self.scopes.len()).filter(|&s| self.scopes[s].column.as_ref().is_some_and(|c| columns.contains(c))));
+        ids
+    }
+
+    pub fn len(&self) -> usize {
+        self.scopes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scopes.is_empty()
+    }
+}
+
+/// Both arms of the cells routed at one weight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub weight: f64,
+    /// [stable-served, candidate-served].
+    pub arms: [ArmStats; 2],
+}
+
+/// A window's statistics per scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowStats {
+    pub scopes: Vec<Vec<Group>>,
+}
+
+impl WindowStats {
+    pub fn new(scopes: usize) -> Self {
+        Self { scopes: vec![Vec::new(); scopes] }
+    }
+
+    pub fn clear(&mut self) {
+        self.scopes.iter_mut().for_each(Vec::clear);
+    }
+
+    /// The arm of `scope` for cells at `weight`, created when first used.
+    pub fn arm(&mut self, scope: usize, weight: f64, arm: usize) -> &mut ArmStats {
+        let groups = &mut self.scopes[scope];
+        let index = match groups.iter().position(|g| g.weight == weight) {
+            Some(i) => i,
+            None => {
+                groups.push(Group { weight, arms: [ArmStats::default(), ArmStats::default()] });
+                groups.sort_by(|a, b| a.weight.total_cmp(&b.weight));
+                groups.iter().position(|g| g.weight == weight).expect("just inserted")
+            }
+        };
+        &mut groups[index].arms[arm]
+    }
+
+    /// Adds one request served by `arm` to every scope of its cell.
+    pub fn add(&mut self, scopes: &[usize], weight: f64, arm: usize, c: &Contribution) {
+        for &s in scopes {
+            self.arm(s, weight, arm).add(c);
+        }
+    }
+
+    pub fn add_quality(&mut self, scopes: &[usize], weight: f64, arm: usize, q: &Quality) {
+        for &s in scopes {
+            self.arm(s, weight, arm).add_quality(q);
+        }
+    }
+
+    /// The arms of a scope merged across weights (for point metrics and sample sizes); borrowed
+    /// when the scope has a single weight, as it usually does.
+    pub fn merged(&self, scope: usize) -> Cow<'_, [ArmStats; 2]> {
+        match self.scopes[scope].as_slice() {
+            [] => Cow::Owned([ArmStats::default(), ArmStats::default()]),
+            [one] => Cow::Borrowed(&one.arms),
+            groups => {
+                let mut out = [ArmStats::default(), ArmStats::default()];
+                for g in groups {
+                    out[0].merge(&g.arms[0]);
+                    out[1].merge(&g.arms[1]);
+                }
+                Cow::Owned(out)
+            }
+        }
+    }
+}
