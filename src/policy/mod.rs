@@ -84,10 +84,9 @@ pub struct Gate {
     pub critical: bool,
     pub segments: Vec<String>,
     pub min_samples: u64,
-    /// Required for promotion from stages of at least this weight (fraction); `None`: never
-    /// required, the gate can only fail.
+    /// Required (on all traffic) for promotion from stages of at least this weight (fraction);
+    /// `None`: never required, the gate can only fail. Segment scopes can only fail.
     pub required_from: Option<f64>,
-    pub tau: f64,
 }
 
 impl Gate {
@@ -151,7 +150,9 @@ pub struct Decision {
     pub power: f64,
     pub correction: Correction,
     pub sequential: Sequential,
-    pub tau: f64,
+    /// Sample sizes (both arms together) at which the mSPRT's intervals are tightest; the test
+    /// averages one mixture per size (GrowthBook's N).
+    pub tuning: Vec<f64>,
     pub min_samples: u64,
     pub consecutive_failures: u32,
     pub total_failures: u32,
@@ -205,19 +206,29 @@ pub struct TrafficShape<'a> {
 const DEFAULT_STAGES: [(f64, &str); 5] = [(1.0, "6h"), (5.0, "12h"), (25.0, "1d"), (50.0, "1d"), (100.0, "0s")];
 
 impl Policy {
-    /// The default policy: a 1 → 5 → 25 → 50 → 100% ramp checked hourly; error rate as a critical
-    /// deterioration gate (the circuit breaker), p99 latency at most 1.5× stable, and — with labels —
-    /// log loss non-inferior within 2% from the 25% stage on; mSPRT over the rollout at α = 0.05
-    /// with Holm across gates and segments. No score-drift gate: two different models legitimately
-    /// score differently (on the demo the arms' Jensen-Shannon distance ranges from 0.2 to 0.7 by
-    /// day), so drift gates are for scenarios that know what shift to expect.
+    /// The default policy: a 1 → 5 → 25 → 50 → 100% ramp checked hourly; on all traffic and on
+    /// every segment value: error rate as a critical deterioration gate (the circuit breaker),
+    /// mean latency failing only when significantly more than 50% worse, and — with labels — log
+    /// loss non-inferior within 2%, required from the 25% stage on; mSPRT over the rollout at
+    /// α = 0.05 with Holm across gates and segments. No latency quantile gate: per-request latency
+    /// of small models is mostly scheduling noise, and quantiles of a few hundred samples swing
+    /// past any ratio. No score-drift gate: two different models legitimately score differently
+    /// (on the demo the arms' Jensen-Shannon distance ranges from 0.2 to 0.7 by day).
     pub fn default_gates(shape: &TrafficShape) -> Vec<RawGate> {
+        let segments = Some(shape.segments.to_vec());
         let mut gates = vec![
-            RawGate { metric: "error_rate".into(), kind: "regression".into(), critical: Some(true), ..Default::default() },
-            RawGate { metric: "latency_p99".into(), kind: "ratio".into(), max: Some(1.5), ..Default::default() },
+            RawGate { metric: "error_rate".into(), kind: "regression".into(), critical: Some(true), segments: segments.clone(), ..Default::default() },
+            RawGate {
+                metric: "latency_mean".into(),
+                kind: "non_inferiority".into(),
+                margin: Some(0.5),
+                required: Some(false),
+                segments: segments.clone(),
+                ..Default::default()
+            },
         ];
         if shape.labelled {
-            gates.push(RawGate { metric: "log_loss".into(), kind: "non_inferiority".into(), margin: Some(0.02), ..Default::default() });
+            gates.push(RawGate { metric: "log_loss".into(), kind: "non_inferiority".into(), margin: Some(0.02), segments, ..Default::default() });
         }
         gates
     }
@@ -288,8 +299,8 @@ impl Policy {
                     critical: Some(g.critical),
                     segments: Some(g.segments.clone()),
                     min_samples: Some(g.min_samples),
+                    required: Some(g.required_from.is_some()),
                     from_weight: g.required_from.map(percent),
-                    tau: Some(g.tau),
                 }
             })
             .collect();
@@ -306,7 +317,7 @@ impl Policy {
                 Sequential::GroupSequential(Spending::Pocock) => "pocock".into(),
                 _ => "obrien_fleming".into(),
             }),
-            tau: Some(d.tau),
+            tuning: Some(d.tuning.clone()),
             min_samples: Some(d.min_samples),
             consecutive_failures: Some(d.consecutive_failures),
             total_failures: Some(d.total_failures),
@@ -486,7 +497,12 @@ fn ramp(c: &mut Check, raw: RawRamp) -> Ramp {
 fn decision(c: &mut Check, raw: RawDecision) -> Decision {
     let alpha = c.share("decision.alpha", raw.alpha, 0.05, (0.0, 0.5), "alpha");
     let power = c.share("decision.power", raw.power, 0.8, (0.0, 1.0), "power");
-    let tau = c.share("decision.tau", raw.tau, 0.1, (0.0, f64::INFINITY), "tau");
+    let tuning = raw.tuning.clone().unwrap_or_else(|| vec![200.0, 2_000.0, 20_000.0, 200_000.0]);
+    if tuning.is_empty() || tuning.iter().any(|n| !(*n >= 1.0)) {
+        c.problem("decision.tuning", format!("= {tuning:?}: list sample sizes of at least 1"), None);
+    }
+    let tuning: Vec<f64> = tuning.into_iter().filter(|n| *n >= 1.0).collect();
+    let tuning = if tuning.is_empty() { vec![2_000.0] } else { tuning };
     let correction = c.choice(
         "decision.correction",
         raw.correction.as_deref(),
@@ -519,7 +535,7 @@ fn decision(c: &mut Check, raw: RawDecision) -> Decision {
         power,
         correction,
         sequential,
-        tau,
+        tuning,
         min_samples: raw.min_samples.unwrap_or(100).max(2),
         consecutive_failures: consecutive_failures.max(1),
         total_failures: total_failures.max(1),
@@ -607,22 +623,20 @@ fn gate(c: &mut Check, i: usize, raw: &RawGate, shape: &TrafficShape, decision: 
             c.problem(&format!("{key}.segments[{j}] = \"{s}\""), "is not one of traffic.segments", None);
         }
     }
-    let required_from = match (raw.from_weight, kind) {
-        (Some(w), _) if !(0.0..=100.0).contains(&w) => {
+    let required = raw.required.unwrap_or(matches!(kind, GateKind::NonInferiority { .. }));
+    let required_from = match (required, raw.from_weight) {
+        (_, Some(w)) if !(0.0..=100.0).contains(&w) => {
             c.problem(&format!("{key}.from_weight = {w}"), "a weight is a percentage in [0, 100]", None);
             None
         }
-        (Some(w), _) => Some(w / 100.0),
-        (None, GateKind::NonInferiority { .. }) => Some(0.25),
-        (None, _) => None,
+        (false, Some(_)) => {
+            c.problem(&format!("{key}.from_weight"), "is set but the gate is not required", Some("remove from_weight or set required = true"));
+            None
+        }
+        (false, None) => None,
+        (true, Some(w)) => Some(w / 100.0),
+        (true, None) => Some(if matches!(kind, GateKind::NonInferiority { .. }) { 0.25 } else { 0.0 }),
     };
-    let tau = raw.tau.unwrap_or(match kind {
-        GateKind::NonInferiority { margin } if margin > 0.0 => margin,
-        _ => decision.tau,
-    });
-    if !(tau > 0.0) {
-        c.problem(&format!("{key}.tau = {tau}"), "must be positive", None);
-    }
     Some(Gate {
         metric,
         kind,
@@ -630,7 +644,6 @@ fn gate(c: &mut Check, i: usize, raw: &RawGate, shape: &TrafficShape, decision: 
         segments,
         min_samples: raw.min_samples.unwrap_or(decision.min_samples).max(2),
         required_from,
-        tau: tau.max(f64::MIN_POSITIVE),
     })
 }
 

@@ -80,11 +80,12 @@ pub struct RawGate {
     pub segments: Option<Vec<String>>,
     /// Observations per arm before a verdict (default `decision.min_samples`).
     pub min_samples: Option<u64>,
-    /// Required (non-inferior or passing) for promotion only from stages of at least this weight;
-    /// below it the gate can only fail.
+    /// Whether the gate must pass (on all traffic) for promotion; default true for
+    /// non_inferiority gates, false for the others, which can only fail.
+    pub required: Option<bool>,
+    /// A required gate is required only from stages of at least this weight (default 25 for
+    /// non_inferiority gates); below it the gate can only fail.
     pub from_weight: Option<f64>,
-    /// mSPRT mixture standard deviation relative to the stable mean (default `decision.tau`).
-    pub tau: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -100,8 +101,9 @@ pub struct RawDecision {
     pub sequential: Option<String>,
     /// Spending function for group_sequential: obrien_fleming | pocock.
     pub spending: Option<String>,
-    /// Default mSPRT mixture standard deviation relative to the stable mean.
-    pub tau: Option<f64>,
+    /// Sample sizes (both arms together) at which the always-valid intervals should be tightest
+    /// (default [200, 2000, 20000, 200000]).
+    pub tuning: Option<Vec<f64>>,
     /// Observations per arm before any verdict.
     pub min_samples: Option<u64>,
     /// Roll back after this many failing checks in a row (non-critical gates).

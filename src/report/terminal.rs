@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use crate::oracle::Comparison;
 use crate::report::{Summary, Timings};
+use crate::simulate::Outcome;
 
 /// A few lines a person reads first: what was replayed, with what, and how the models compare.
 pub fn print_run(summary: &Summary, timings: &Timings, out_dir: &std::path::Path) -> String {
@@ -16,7 +17,31 @@ pub fn print_run(summary: &Summary, timings: &Timings, out_dir: &std::path::Path
     );
     let cache = if timings.parts_scored == 0 { "all scores from the cache".to_string() } else { format!("{} part(s) scored, {} reused", timings.parts_scored, timings.parts_reused) };
     let _ = writeln!(s, "ONNX Runtime {} from {} ({}); {cache}; {:.1}s", summary.runtime.version, summary.runtime.source, summary.runtime.path, timings.total_seconds);
-    let _ = writeln!(s, "\nAll traffic ({} task, {} labelled rows):", o.task, o.overall.paired_labelled);
+    let sim = &summary.simulation;
+    let policy = if sim.default_policy { "the default policy" } else { "the scenario's policy" };
+    let verdict = match sim.outcome {
+        Outcome::Promoted => "PROMOTED",
+        Outcome::RolledBack => "ROLLED BACK",
+        Outcome::Held => "HELD",
+    };
+    let _ = writeln!(s, "\n{verdict} at {} by {policy}, {} after the first request", sim.decided_at, sim.grade.time_to_decision);
+    let _ = writeln!(s, "  why:   {}", sim.reason);
+    let _ = writeln!(s, "  grade: {} — {}", sim.grade.grade, sim.grade.explanation);
+    let e = &sim.exposure;
+    let _ = write!(s, "  exposure: {} candidate requests before the decision ({:.1}% of traffic)", e.candidate_requests, 100.0 * e.candidate_share);
+    if e.in_regressed_segments > 0 {
+        let _ = write!(s, ", {} in truly regressed segments", e.in_regressed_segments);
+    }
+    if e.after_decision_in_regressed_windows > 0 {
+        let _ = write!(s, "; {} after it in regressed weeks", e.after_decision_in_regressed_windows);
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "  stages:");
+    for st in &sim.stages {
+        let what = if st.monitoring { format!("monitor {:>5.1}%", st.weight) } else { format!("{:>5.1}%", st.weight) };
+        let _ = writeln!(s, "    {what:<15} {} → {}  {}", &st.start[..16], &st.end[..16], st.decision);
+    }
+    let _ = writeln!(s, "\nThe models on all traffic (the oracle; {} task, {} labelled rows):", o.task, o.overall.paired_labelled);
     write_comparison(&mut s, &o.overall);
     for (column, values) in &o.segments {
         let mut worst: Vec<(&String, &Comparison)> = values.iter().collect();
@@ -31,7 +56,7 @@ pub fn print_run(summary: &Summary, timings: &Timings, out_dir: &std::path::Path
             }
         }
     }
-    let _ = writeln!(s, "\nWrote {}/{{scores.parquet, summary.json, timings.json}}", out_dir.display());
+    let _ = writeln!(s, "\nWrote {}/{{summary.json, checks.parquet, policy.toml, scores.parquet, timings.json}}", out_dir.display());
     s
 }
 

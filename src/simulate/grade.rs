@@ -3,8 +3,9 @@
 //! Offline both models scored every request and every label is eventually known, so each gate can
 //! be evaluated on the full traffic of a window — the truth the canary only sampled. A gate is
 //! *truly regressed* on a window when, on all of its traffic, the candidate breaks the gate:
-//! beyond the margin for non-inferiority gates, worse at all for regression gates, outside the
-//! bounds for threshold and ratio gates.
+//! beyond the margin for non-inferiority gates (worse at all for regression gates) by more than
+//! chance on that much traffic (a one-sided 95% bound, so a segment of a few hundred requests does
+//! not count a coin flip as a regression), outside the bounds for threshold and ratio gates.
 //! - A rollback is *correct* when some gate is truly regressed on the window the deciding check
 //!   judged, else a *false rollback*.
 //! - A promotion is *correct* when no gate is truly regressed on the traffic the candidate then
@@ -98,11 +99,17 @@ fn broken(setup: &Setup, oracle: &WindowStats) -> Vec<(usize, usize, Option<f64>
                 (stable.value(gate.metric), candidate.value(gate.metric))
             };
             let outside = |v: f64, min: Option<f64>, max: Option<f64>| min.is_some_and(|m| v < m) || max.is_some_and(|m| v > m);
+            // Beyond the margin by more than chance on this much traffic (one-sided, 95%): a small
+            // segment's few hundred requests do not make a regression of a coin flip.
+            let beyond = |margin: f64| match (stable.estimate(gate.metric), candidate.estimate(gate.metric)) {
+                (Some((s, vs)), Some((c, vc))) => harm(gate.metric.better(), s, c) - margin * s.abs() > CHANCE * (vs + vc).sqrt(),
+                _ => false,
+            };
             let bad = match (gate.kind, s, c) {
                 (GateKind::Threshold { min, max }, _, Some(c)) => outside(c, min, max),
                 (GateKind::Ratio { min, max }, Some(s), Some(c)) => outside(if s != 0.0 { c / s } else if c == 0.0 { 1.0 } else { f64::INFINITY }, min, max),
-                (GateKind::NonInferiority { margin }, Some(s), Some(c)) => harm(gate.metric.better(), s, c) > margin * s.abs(),
-                (GateKind::Regression, Some(s), Some(c)) => harm(gate.metric.better(), s, c) > 0.0,
+                (GateKind::NonInferiority { margin }, Some(_), Some(_)) => beyond(margin),
+                (GateKind::Regression, Some(_), Some(_)) => beyond(0.0),
                 _ => false,
             };
             if bad {
@@ -112,6 +119,10 @@ fn broken(setup: &Setup, oracle: &WindowStats) -> Vec<(usize, usize, Option<f64>
     }
     out
 }
+
+/// z of a one-sided 95% bound: how far beyond the margin a difference on full traffic must be to
+/// count as a regression rather than chance.
+const CHANCE: f64 = 1.644_853_626_951_472_2;
 
 fn harm(better: Option<Better>, stable: f64, candidate: f64) -> f64 {
     match better {

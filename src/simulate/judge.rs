@@ -4,14 +4,17 @@
 //!   stable) with their bounds once both arms have the minimum sample;
 //! - non-inferiority and regression gates run a sequential test of θ = candidate − stable per
 //!   (gate, scope). By default the mSPRT: its always-valid p-value and confidence sequence stay
-//!   valid at every check. The mixture's τ is the gate's `tau` times the metric's scale (the larger
-//!   of the two arms' means and the per-request standard deviation) fixed at the test's first look.
+//!   valid at every check. Its mixing is tuned (τ² = ρ²·V·n, averaged over `decision.tuning`
+//!   sample sizes), so its evidence depends on z = θ̂/SE and n only: the same for a log loss in
+//!   nats and a latency in milliseconds, and undisturbed when a fault multiplies a variance.
 //!   With `sequential = "group_sequential"` a Lan-DeMets boundary is computed at each look, at the
 //!   information fraction elapsed / maximum stage time, with Bonferroni over the stage's tests.
-//! - Deterioration is decided on the always-valid p-values after the multiple-testing correction
-//!   across all gates and scopes (Holm by default): REGRESSION when the adjusted p is at most α and
-//!   the estimate is on the harmful side. A non-inferiority gate passes when the confidence
-//!   sequence's harmful end is inside the margin; otherwise it is inconclusive, split into
+//! - Failure is decided on the always-valid p-values after the multiple-testing correction across
+//!   all gates and scopes (Holm by default): a regression gate fails when the candidate is
+//!   significantly worse at all, a non-inferiority gate when it is significantly worse than its
+//!   margin (the margin fixed at the test's first look) — adjusted p at most α with the estimate
+//!   on the harmful side. A non-inferiority gate passes when the confidence sequence's harmful end
+//!   is inside the margin; otherwise it is inconclusive, split into
 //!   UNDERPOWERED and NEEDS_MORE_DATA with the observations (and, at the current traffic, the
 //!   hours) that would likely settle it. A regression gate that does not reject passes.
 //! With the default `rollout` window one test per (gate, scope) runs across the whole rollout on
@@ -83,15 +86,41 @@ pub struct GateResult {
 pub struct Context {
     /// Stage weight (fraction).
     pub weight: f64,
-    /// Time since the stage began.
+    /// Time since the window began.
     pub elapsed: Micros,
     /// The stage's maximum time (for group-sequential information fractions).
     pub max_time: Micros,
-    /// α for this stage's tests.
-    pub alpha: f64,
+    /// α of this stage's harm tests.
+    pub alpha_fail: f64,
+    /// α of the non-inferiority intervals.
+    pub alpha_ni: f64,
+    /// Whether non-inferiority combines the earlier stages with this one.
+    pub combine: bool,
 }
 
-enum Test {
+/// The running tests of one (gate, scope).
+struct Tests {
+    harm: Option<Harm>,
+    ni: Option<NonInferiority>,
+}
+
+/// Is the candidate worse (than the margin)? One-sided, over the current stage.
+enum Harm {
+    Msprt(Msprt),
+    GroupSequential { looks: Looks, theta0: f64 },
+}
+
+impl Harm {
+    fn theta0(&self) -> f64 {
+        match self {
+            Harm::Msprt(m) => m.theta0,
+            Harm::GroupSequential { theta0, .. } => *theta0,
+        }
+    }
+}
+
+/// The interval for θ that non-inferiority is read from.
+enum NonInferiority {
     Msprt(Msprt),
     GroupSequential(Looks),
 }
@@ -100,7 +129,7 @@ pub struct Judge<'a> {
     policy: &'a Policy,
     scopes: &'a Scopes,
     bins: ScoreBins,
-    tests: HashMap<(usize, usize), Test>,
+    tests: HashMap<(usize, usize), Tests>,
 }
 
 /// A statistical result waiting for the multiple-testing correction.
@@ -117,9 +146,15 @@ impl<'a> Judge<'a> {
         Self { policy, scopes, bins, tests: HashMap::new() }
     }
 
-    /// Forgets every running test (a new stage starts new ones).
-    pub fn reset(&mut self) {
-        self.tests.clear();
+    /// A new stage: fresh harm tests; the non-inferiority intervals carry over when `keep` (the
+    /// rollout window), else start afresh too.
+    pub fn new_stage(&mut self, keep: bool) {
+        for tests in self.tests.values_mut() {
+            tests.harm = None;
+            if !keep {
+                tests.ni = None;
+            }
+        }
     }
 
     /// Number of statistical (gate, scope) tests a check can run.
@@ -127,9 +162,9 @@ impl<'a> Judge<'a> {
         self.policy.gates.iter().filter(|g| g.kind.is_statistical()).map(|g| self.scopes.for_columns(&g.segments).len()).sum()
     }
 
-    /// Rates every gate on `stats` (the current window). Sequential tests also use `earlier`: the
+    /// Rates every gate on `stats` (the current window). Non-inferiority also uses `earlier`: the
     /// final statistics of the rollout's earlier stages, combined with the current one by
-    /// inverse-variance weights.
+    /// inverse-variance weights when `ctx.combine`.
     pub fn check(&mut self, stats: &WindowStats, earlier: &[WindowStats], ctx: &Context) -> Vec<GateResult> {
         let decision = &self.policy.decision;
         let mut results = Vec::new();
@@ -190,73 +225,105 @@ impl<'a> Judge<'a> {
                     GateKind::NonInferiority { .. } | GateKind::Regression => {
                         let better = gate.metric.better().expect("validated: statistical metrics have a better side");
                         let harm_sign = if better == Better::Lower { 1.0 } else { -1.0 };
-                        let Some((theta, variance, stable_mean, scale)) = combined_difference(earlier, stats, scope, gate) else {
+                        let Some(now) = difference(stats, scope, gate) else {
                             r.verdict = Verdict::NoData;
                             results.push(r);
                             continue;
                         };
-                        r.estimate = Some(theta);
-                        if variance == 0.0 {
-                            // Both arms constant (e.g. no errors at all): nothing to test; the
-                            // difference is certain.
-                            r.verdict = pass_if(harm_sign * theta <= 0.0);
-                            results.push(r);
-                            continue;
-                        }
                         let tests = self.statistical_tests();
-                        let test = self.tests.entry((g, scope)).or_insert_with(|| match decision.sequential {
-                            Sequential::Msprt => {
-                                let tau = gate.tau * scale;
-                                Test::Msprt(Msprt::new((tau * tau).max(1e-300), ctx.alpha, 0.0))
-                            }
-                            Sequential::GroupSequential(spending) => {
-                                Test::GroupSequential(Looks::new(ctx.alpha / tests.max(1) as f64, spending, 201))
+                        let entry = self.tests.entry((g, scope)).or_insert_with(|| Tests { harm: None, ni: None });
+                        // The harm test: this stage's data; a non-inferiority gate fails when worse
+                        // than its margin (fixed at the test's first look), a regression gate when
+                        // worse at all.
+                        let harm = entry.harm.get_or_insert_with(|| {
+                            let theta0 = match gate.kind {
+                                GateKind::NonInferiority { margin } => harm_sign * margin * now.stable.abs(),
+                                _ => 0.0,
+                            };
+                            match decision.sequential {
+                                Sequential::Msprt => Harm::Msprt(Msprt::tuned(decision.tuning.clone(), ctx.alpha_fail, theta0).one_sided(harm_sign)),
+                                Sequential::GroupSequential(spending) => {
+                                    Harm::GroupSequential { looks: Looks::new(2.0 * ctx.alpha_fail / tests.max(1) as f64, spending, 201), theta0 }
+                                }
                             }
                         });
-                        let se = variance.sqrt();
-                        let (interval, p, crossed) = match test {
-                            Test::Msprt(m) => {
-                                let look = m.update(theta, variance);
-                                let interval = look.map(|l| l.interval).unwrap_or(Interval::around(theta, f64::INFINITY));
-                                (interval, m.p_value(), None)
-                            }
-                            Test::GroupSequential(looks) => {
-                                let t = (ctx.elapsed as f64 / ctx.max_time.max(1) as f64).clamp(1e-9, 1.0);
-                                let c = looks.next(t);
-                                let z = if se > 0.0 { theta / se } else { 0.0 };
-                                (Interval::around(theta, c * se), crate::stats::two_sided_p(z), Some(harm_sign * z >= c))
+                        let theta0 = harm.theta0();
+                        let harmful = harm_sign * (now.theta - theta0) > 0.0;
+                        let (p, crossed) = if now.variance == 0.0 {
+                            // Both arms constant (no errors at all, say): the difference is certain.
+                            (PValue::new(if harmful { 0.0 } else { 1.0 }), None)
+                        } else {
+                            match harm {
+                                Harm::Msprt(m) => {
+                                    m.observe(now.theta, now.variance, now.n);
+                                    (m.p_value(), None)
+                                }
+                                Harm::GroupSequential { looks, theta0 } => {
+                                    let t = (ctx.elapsed as f64 / ctx.max_time.max(1) as f64).clamp(1e-9, 1.0);
+                                    let c = looks.next(t);
+                                    let z = (now.theta - *theta0) / now.variance.sqrt();
+                                    (crate::stats::two_sided_p(z), Some(harm_sign * z >= c))
+                                }
                             }
                         };
-                        r.interval = Some(interval);
+                        r.estimate = Some(now.theta);
                         r.p_value = Some(p.get());
+                        r.verdict = Verdict::Pass;
                         if let GateKind::NonInferiority { margin } = gate.kind {
+                            // Non-inferiority: the interval over the rollout (or the stage).
+                            let pooled = if ctx.combine {
+                                let before: Vec<Difference> = earlier.iter().filter_map(|w| difference(w, scope, gate)).collect();
+                                combined_difference(&before, now)
+                            } else {
+                                now
+                            };
+                            let se = pooled.variance.sqrt();
+                            let interval = if pooled.variance == 0.0 {
+                                Interval::new(pooled.theta, pooled.theta)
+                            } else {
+                                let ni = entry.ni.get_or_insert_with(|| match decision.sequential {
+                                    Sequential::Msprt => NonInferiority::Msprt(Msprt::tuned(decision.tuning.clone(), ctx.alpha_ni, 0.0)),
+                                    Sequential::GroupSequential(spending) => {
+                                        NonInferiority::GroupSequential(Looks::new(2.0 * ctx.alpha_ni / tests.max(1) as f64, spending, 201))
+                                    }
+                                });
+                                match ni {
+                                    NonInferiority::Msprt(m) => {
+                                        m.observe(pooled.theta, pooled.variance, pooled.n).map_or(Interval::around(pooled.theta, f64::INFINITY), |l| l.interval)
+                                    }
+                                    NonInferiority::GroupSequential(looks) => {
+                                        let t = (ctx.elapsed as f64 / ctx.max_time.max(1) as f64).clamp(1e-9, 1.0);
+                                        Interval::around(pooled.theta, looks.next(t) * se)
+                                    }
+                                }
+                            };
                             let assessment = guardrail::assess(
-                                &Evidence { estimate: theta, interval, standard_error: se, n: n[0].min(n[1]) as f64 },
-                                stable_mean,
+                                &Evidence { estimate: pooled.theta, interval, standard_error: se, n: n[0].min(n[1]) as f64 },
+                                pooled.stable,
                                 margin,
                                 better,
-                                ctx.alpha,
+                                ctx.alpha_ni,
                                 decision.power,
                             );
+                            r.estimate = Some(pooled.theta);
+                            r.interval = Some(interval);
                             r.margin = Some(assessment.margin);
                             r.verdict = match assessment.verdict {
                                 guardrail::Verdict::NonInferior => Verdict::Pass,
                                 guardrail::Verdict::Underpowered => Verdict::Underpowered,
-                                // Worse beyond doubt only after the multiple-testing correction.
+                                // Worse beyond doubt only by the harm test, after the correction.
                                 guardrail::Verdict::NeedsMoreData | guardrail::Verdict::Regression => Verdict::NeedsMoreData,
                             };
                             r.n_required = assessment.n_required;
                             r.hours_required = assessment.n_required.and_then(|req| hours(ctx, n[1], req));
-                        } else {
-                            r.verdict = Verdict::Pass;
                         }
-                        pending.push(Pending { index: results.len(), harmful: harm_sign * theta > 0.0, p, crossed });
+                        pending.push(Pending { index: results.len(), harmful, p, crossed });
                     }
                 }
                 results.push(r);
             }
         }
-        self.decide_regressions(&mut results, &pending, ctx.alpha);
+        self.decide_regressions(&mut results, &pending, ctx.alpha_fail);
         results
     }
 
@@ -297,50 +364,56 @@ fn hours(ctx: &Context, have: u64, required: f64) -> Option<f64> {
     Some(((required - have as f64).max(0.0)) / (have as f64 / elapsed_hours))
 }
 
-/// The difference combined over the rollout's stages by inverse-variance weights (stages whose
-/// variance is zero count only when all are).
-fn combined_difference(earlier: &[WindowStats], current: &WindowStats, scope: usize, gate: &Gate) -> Option<(f64, f64, f64, f64)> {
-    let parts: Vec<(f64, f64, f64, f64)> = earlier.iter().chain(std::iter::once(current)).filter_map(|s| difference(s, scope, gate)).collect();
-    if parts.len() <= 1 {
-        return parts.into_iter().next();
-    }
-    let informative: Vec<&(f64, f64, f64, f64)> = parts.iter().filter(|p| p.1 > 0.0).collect();
-    if informative.is_empty() {
-        return parts.last().copied();
-    }
-    let precision: f64 = informative.iter().map(|p| 1.0 / p.1).sum();
-    let theta = informative.iter().map(|p| p.0 / p.1).sum::<f64>() / precision;
-    let stable = informative.iter().map(|p| p.2 / p.1).sum::<f64>() / precision;
-    let scale = parts.iter().map(|p| p.3).fold(0.0, f64::max);
-    Some((theta, 1.0 / precision, stable, scale))
+/// θ̂ = candidate − stable with its variance, the stable mean and the observations of both arms.
+#[derive(Debug, Clone, Copy)]
+struct Difference {
+    theta: f64,
+    variance: f64,
+    stable: f64,
+    n: f64,
 }
 
-/// θ̂ = candidate − stable and its variance for a scope, combined across routing weights by
-/// traffic share; with the stable mean and the metric's scale (for τ).
-fn difference(stats: &WindowStats, scope: usize, gate: &Gate) -> Option<(f64, f64, f64, f64)> {
+/// The stages' differences combined by inverse-variance weights (stages with zero variance count
+/// only when all have it).
+fn combined_difference(earlier: &[Difference], now: Difference) -> Difference {
+    let parts: Vec<Difference> = earlier.iter().copied().chain(std::iter::once(now)).collect();
+    let informative: Vec<&Difference> = parts.iter().filter(|p| p.variance > 0.0).collect();
+    let n = parts.iter().map(|p| p.n).sum();
+    if informative.len() <= 1 {
+        return Difference { n, ..informative.first().copied().copied().unwrap_or(now) };
+    }
+    let precision: f64 = informative.iter().map(|p| 1.0 / p.variance).sum();
+    Difference {
+        theta: informative.iter().map(|p| p.theta / p.variance).sum::<f64>() / precision,
+        variance: 1.0 / precision,
+        stable: informative.iter().map(|p| p.stable / p.variance).sum::<f64>() / precision,
+        n,
+    }
+}
+
+/// The difference on one window's scope, combined across routing weights by traffic share.
+fn difference(stats: &WindowStats, scope: usize, gate: &Gate) -> Option<Difference> {
     let groups: Vec<_> = stats.scopes[scope]
         .iter()
         .filter_map(|g| {
             let (s, vs) = g.arms[0].estimate(gate.metric)?;
             let (c, vc) = g.arms[1].estimate(gate.metric)?;
             let traffic = (g.arms[0].s.requests + g.arms[1].s.requests) as f64;
-            let sd = (vs * g.arms[0].n(gate.metric) as f64).sqrt();
-            Some((traffic, c - s, vs + vc, s, c, sd))
+            let n = (g.arms[0].n(gate.metric) + g.arms[1].n(gate.metric)) as f64;
+            Some((traffic, c - s, vs + vc, s, n))
         })
         .collect();
     let total: f64 = groups.iter().map(|g| g.0).sum();
     if groups.is_empty() || total == 0.0 {
         return None;
     }
-    let (mut theta, mut variance, mut stable, mut canary, mut sd) = (0.0, 0.0, 0.0, 0.0, 0.0f64);
-    for (traffic, d, v, s, c, spread) in &groups {
+    let mut d = Difference { theta: 0.0, variance: 0.0, stable: 0.0, n: 0.0 };
+    for (traffic, theta, v, s, n) in &groups {
         let share = traffic / total;
-        theta += share * d;
-        variance += share * share * v;
-        stable += share * s;
-        canary += share * c;
-        sd = sd.max(*spread);
+        d.theta += share * theta;
+        d.variance += share * share * v;
+        d.stable += share * s;
+        d.n += n;
     }
-    let scale = stable.abs().max(canary.abs()).max(sd).max(1e-12);
-    Some((theta, variance, stable, scale))
+    Some(d)
 }

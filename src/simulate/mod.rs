@@ -4,7 +4,7 @@
 //! A virtual clock moves from check to check (every `ramp.check_every` from the first request);
 //! nothing reads the wall clock. At each check the [`judge`] rates every gate on the window's
 //! statistics, and the policy continues, promotes (the stage has baked and every gate required at
-//! this weight passes), rolls back (a critical gate fails — the circuit breaker — or failing checks
+//! this weight passes on all traffic — segment verdicts can only fail), rolls back (a critical gate fails — the circuit breaker — or failing checks
 //! reach `decision.consecutive_failures` in a row or `decision.total_failures` in all), or, at a
 //! stage's maximum time without promotion, does what `decision.on_timeout` says. Requests between
 //! two checks are routed at the weight the earlier check left in force ([`router`]). The statistics
@@ -12,6 +12,8 @@
 //! [`fast::Fast`]; both give identical decisions. [`grade`] then compares the outcome with the
 //! oracle — the full-traffic comparison over the same windows.
 
+#[cfg(test)]
+mod equivalence;
 pub mod fast;
 pub mod grade;
 pub mod judge;
@@ -162,13 +164,12 @@ impl<'a> Setup<'a> {
         let policy = self.policy;
         let ramp = &policy.ramp;
         let decision = &policy.decision;
-        // One test per (gate, scope) across the rollout keeps α; fresh tests per stage split it.
-        // Monitoring epochs each run at α.
+        // Harm tests start afresh every stage, so α is split across the stages that compare the
+        // arms; non-inferiority over the whole rollout is one interval at α, or per stage at the
+        // split α. Monitoring epochs each run at α.
         let comparison_stages = ramp.stages.iter().filter(|s| s.weight < 1.0).count() * self.router.waves;
-        let ramp_alpha = match ramp.window {
-            Window::Rollout => decision.alpha,
-            Window::Stage | Window::Sliding(_) => decision.alpha / comparison_stages.max(1) as f64,
-        };
+        let split = decision.alpha / comparison_stages.max(1) as f64;
+        let combine = ramp.window == Window::Rollout;
         let mut earlier: Vec<WindowStats> = Vec::new();
         let mut epoch_start = self.origin;
         let mut judge = Judge::new(policy, &self.scopes, self.scale.bins);
@@ -192,10 +193,13 @@ impl<'a> Setup<'a> {
                 (false, Window::Sliding(d)) => stage_start.max(t - d),
             };
             let stats = source.window(window_start, t, &weights);
-            let alpha = if monitoring { decision.alpha } else { ramp_alpha };
-            let ctx = Context { weight, elapsed: t - window_start, max_time, alpha };
+            let ctx = if monitoring {
+                Context { weight, elapsed: t - window_start, max_time, alpha_fail: decision.alpha, alpha_ni: decision.alpha, combine: false }
+            } else {
+                Context { weight, elapsed: t - window_start, max_time, alpha_fail: split, alpha_ni: if combine { decision.alpha } else { split }, combine }
+            };
             let results = judge.check(stats, &earlier, &ctx);
-            let frozen = (ramp.window == Window::Rollout && !monitoring).then(|| stats.clone());
+            let frozen = (combine && !monitoring).then(|| stats.clone());
             let critical = results.iter().find(|r| r.verdict == Verdict::Fail && policy.gates[r.gate].critical);
             let failing = results.iter().find(|r| r.verdict == Verdict::Fail);
             let (action, reason) = if let Some(r) = critical {
@@ -213,7 +217,7 @@ impl<'a> Setup<'a> {
             } else {
                 consecutive = 0;
                 let blocking = results.iter().find(|r| {
-                    policy.gates[r.gate].required_from.is_some_and(|from| weight >= from - 1e-12) && r.verdict != Verdict::Pass
+                    r.scope == 0 && policy.gates[r.gate].required_from.is_some_and(|from| weight >= from - 1e-12) && r.verdict != Verdict::Pass
                 });
                 let elapsed = t - stage_start;
                 if monitoring {
@@ -236,7 +240,7 @@ impl<'a> Setup<'a> {
                 Action::Continue | Action::Failing => {
                     if monitoring && t - epoch_start >= ramp.monitor_window {
                         epoch_start = t;
-                        judge.reset();
+                        judge.new_stage(false);
                     }
                 }
                 Action::Rollback | Action::Hold => {
@@ -264,7 +268,7 @@ impl<'a> Setup<'a> {
                             monitoring_since = Some((t, reason.clone(), (window_start, t)));
                             epoch_start = t;
                             earlier.clear();
-                            judge.reset();
+                            judge.new_stage(false);
                         } else {
                             let full = self.router.weights(Position { wave, weight: 1.0 });
                             periods.push(Period { start: t, end: self.end.max(t), weights: full });
@@ -274,9 +278,7 @@ impl<'a> Setup<'a> {
                     }
                     stage_start = t;
                     consecutive = 0;
-                    if ramp.window != Window::Rollout {
-                        judge.reset();
-                    }
+                    judge.new_stage(combine && !monitoring);
                 }
             }
         }

@@ -53,17 +53,18 @@ pub struct Cells {
     pub columns: Vec<String>,
     /// Per cell, the value of each column ("(null)" for nulls).
     pub values: Vec<Vec<String>>,
-    index: HashMap<Vec<String>, u32>,
+    /// Cell ids by their values joined with a unit separator.
+    index: HashMap<String, u32>,
 }
 
 impl Cells {
-    fn id(&mut self, values: Vec<String>) -> u32 {
-        if let Some(id) = self.index.get(&values) {
+    fn id(&mut self, key: &str) -> u32 {
+        if let Some(id) = self.index.get(key) {
             return *id;
         }
         let id = self.values.len() as u32;
-        self.index.insert(values.clone(), id);
-        self.values.push(values);
+        self.index.insert(key.to_string(), id);
+        self.values.push(if self.columns.is_empty() { Vec::new() } else { key.split(KEY_SEPARATOR).map(str::to_string).collect() });
         id
     }
 
@@ -102,6 +103,7 @@ pub struct Replay {
 }
 
 const LATENCY_SALT: &str = "canary-replay/latency-impute";
+const KEY_SEPARATOR: char = '\u{1f}';
 
 impl Replay {
     /// First pass over the score cache: measured latencies, score range, label kind, segment cells.
@@ -111,6 +113,7 @@ impl Replay {
         let mut binary = true;
         let mut cells = Cells { columns: layout.segments.clone(), ..Default::default() };
         let (mut first, mut last, mut rows) = (None, 0, 0u64);
+        let mut key = String::new();
         for_each_batch(parts, |batch| {
             let c = Columns::of(batch, layout)?;
             for i in 0..batch.num_rows() {
@@ -127,7 +130,8 @@ impl Replay {
                     let y = l.value(i);
                     binary &= y == 0.0 || y == 1.0;
                 }
-                cells.id(c.cell_values(i));
+                c.cell_key(i, &mut key);
+                cells.id(&key);
                 first.get_or_insert(c.time.value(i));
                 last = c.time.value(i);
                 rows += 1;
@@ -153,6 +157,7 @@ impl Replay {
 
     /// Second pass: every request in time order, routed with `salt`, faults applied.
     pub fn for_each_row(&self, salt: &str, mut f: impl FnMut(&Row)) -> Result<()> {
+        let mut key = String::new();
         for_each_batch(&self.parts, |batch| {
             let c = Columns::of(batch, &self.layout)?;
             for i in 0..batch.num_rows() {
@@ -173,7 +178,8 @@ impl Replay {
                     };
                     Output { error: c.error[m].is_valid(i), score: c.score[m].is_valid(i).then(|| c.score[m].value(i)), latency_ms }
                 });
-                let cell = self.cells.index[&c.cell_values(i)];
+                c.cell_key(i, &mut key);
+                let cell = self.cells.index[key.as_str()];
                 let mut row = Row { time: c.time.value(i), label, label_time, cell, u: hash::unit(salt, entity.as_bytes()), outputs };
                 apply_faults(&mut row, &self.faults, &self.cells, id, self.binary);
                 f(&row);
@@ -282,7 +288,14 @@ impl<'a> Columns<'a> {
         })
     }
 
-    fn cell_values(&self, i: usize) -> Vec<String> {
-        self.segments.iter().map(|s| if s.is_valid(i) { s.value(i).to_string() } else { "(null)".into() }).collect()
+    /// The row's segment values joined with a unit separator, into a reused buffer.
+    fn cell_key(&self, i: usize, key: &mut String) {
+        key.clear();
+        for (k, s) in self.segments.iter().enumerate() {
+            if k > 0 {
+                key.push(KEY_SEPARATOR);
+            }
+            key.push_str(if s.is_valid(i) { s.value(i) } else { "(null)" });
+        }
     }
 }

@@ -96,7 +96,7 @@ pub fn two_sided_p(z: f64) -> PValue {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]

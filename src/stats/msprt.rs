@@ -10,12 +10,25 @@
 //!   θ̂ ± √(V(V+τ²)/τ² · (2 ln(1/α) + ln((V+τ²)/V))).
 //! Both stay valid however often and whenever the data are looked at, which is what repeated
 //! canary checks need. τ² sets where power is concentrated: near the effect sizes that matter.
-//! Assumes independent observations and a normal sampling distribution of θ̂; for proportions V is
-//! p̂_A q̂_A/n_A + p̂_B q̂_B/n_B. Each update costs O(1).
+//! When that is not known in advance (a fault can add 20 points of errors to a 0.4% error rate),
+//! an equally weighted average of the Λ of several τ² is used: an average of martingales with
+//! fixed weights is again one, so Ville's inequality still applies, and the test keeps power from
+//! small to large effects at the price of a factor K in evidence. Its confidence sequence is
+//! {θ₀ : Λ(θ₀) < 1/α}, an interval around θ̂ found by bisection (with one τ² it is the closed form
+//! above). A *one-sided* test of "θ is beyond θ₀ on one side" mixes over that side only (a
+//! half-normal), Λ⁺ = 2Λ·Φ(s·(θ̂−θ₀)τ/√(V(V+τ²))) with s the side: evidence that θ lies on the
+//! other side never accumulates, so an early look that was clearly fine cannot mask a later harm.
+//! The *tuned* mixing sets τ² = ρ²·s² at every look, s² = V·n the per-observation
+//! variance and ρ from a tuning sample size N as GrowthBook does (see
+//! [`super::confidence_sequence`]); the evidence then depends only on z = θ̂/√V and n, so it is
+//! unaffected by the metric's units or by a fault changing its variance, and is valid
+//! asymptotically (Waudby-Smith et al. 2021). Assumes independent observations and a normal sampling distribution of θ̂; for
+//! proportions V is p̂_A q̂_A/n_A + p̂_B q̂_B/n_B. Each update costs O(K) (O(K log) for the interval).
 
 use serde::Serialize;
 
 use super::moments::{Counts, Moments};
+use super::confidence_sequence::rho;
 use super::{Interval, PValue};
 
 /// ln Λ for estimate `theta` against `theta0`, with variance `v` and mixture variance `tau2`.
@@ -42,12 +55,23 @@ pub struct Look {
     pub interval: Interval,
 }
 
+/// How the mixing variances are set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Mixing {
+    /// Fixed τ², equally weighted.
+    Fixed(Vec<f64>),
+    /// τ² = ρ(α, N)²·V·n for each tuning size N, equally weighted.
+    Tuned(Vec<f64>),
+}
+
 /// The state of one always-valid test across looks.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Msprt {
-    pub tau2: f64,
+    pub mixing: Mixing,
     pub alpha: f64,
     pub theta0: f64,
+    /// `Some(s)`: one-sided, testing s·(θ − θ₀) > 0.
+    pub side: Option<f64>,
     p: f64,
     interval: Option<Interval>,
     pub looks: u32,
@@ -55,19 +79,86 @@ pub struct Msprt {
 
 impl Msprt {
     pub fn new(tau2: f64, alpha: f64, theta0: f64) -> Self {
-        assert!(tau2 > 0.0 && (0.0..1.0).contains(&alpha), "tau2 > 0 and alpha in (0, 1)");
-        Self { tau2, alpha, theta0, p: 1.0, interval: None, looks: 0 }
+        Self::mixture(vec![tau2], alpha, theta0)
+    }
+
+    /// A test averaging the likelihood ratios of several fixed mixture variances.
+    pub fn mixture(tau2: Vec<f64>, alpha: f64, theta0: f64) -> Self {
+        assert!(!tau2.is_empty() && tau2.iter().all(|t| *t > 0.0) && (0.0..1.0).contains(&alpha), "tau2 > 0 and alpha in (0, 1)");
+        Self { mixing: Mixing::Fixed(tau2), alpha, theta0, side: None, p: 1.0, interval: None, looks: 0 }
+    }
+
+    /// A scale-free test: one GrowthBook mixture per tuning sample size, equally weighted.
+    pub fn tuned(tuning: Vec<f64>, alpha: f64, theta0: f64) -> Self {
+        assert!(!tuning.is_empty() && tuning.iter().all(|n| *n > 0.0) && (0.0..1.0).contains(&alpha), "tuning sizes > 0 and alpha in (0, 1)");
+        Self { mixing: Mixing::Tuned(tuning), alpha, theta0, side: None, p: 1.0, interval: None, looks: 0 }
+    }
+
+    /// The same test made one-sided: evidence only for `side`·(θ − θ₀) > 0.
+    pub fn one_sided(mut self, side: f64) -> Self {
+        self.side = Some(side.signum());
+        self
+    }
+
+    /// The mixing variances at a look with variance `v` from `n` observations.
+    fn tau2(&self, v: f64, n: f64) -> Vec<f64> {
+        match &self.mixing {
+            Mixing::Fixed(t) => t.clone(),
+            Mixing::Tuned(sizes) => sizes.iter().map(|size| rho(self.alpha, *size).powi(2) * v * n).collect(),
+        }
+    }
+
+    /// ln of the averaged Λ at distance `d` = θ̂ − θ₀ (one-sided towards `side` when given).
+    fn log_lambda_sided(tau2: &[f64], d: f64, v: f64, side: Option<f64>) -> f64 {
+        let logs: Vec<f64> = tau2
+            .iter()
+            .map(|t| {
+                let two_sided = log_likelihood_ratio(d, 0.0, v, *t);
+                match side {
+                    None => two_sided,
+                    Some(s) => std::f64::consts::LN_2 + two_sided + ln_phi(s * d * t.sqrt() / (v * (v + t)).sqrt()),
+                }
+            })
+            .collect();
+        let top = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        top + (logs.iter().map(|l| (l - top).exp()).sum::<f64>() / logs.len() as f64).ln()
+    }
+
+    fn log_lambda(tau2: &[f64], d: f64, v: f64) -> f64 {
+        Self::log_lambda_sided(tau2, d, v, None)
+    }
+
+    /// Half-width h of {θ₀ : Λ(θ₀) < 1/α} around θ̂.
+    fn half_width(tau2: &[f64], v: f64, alpha: f64) -> f64 {
+        if let [t] = tau2 {
+            return half_width(v, *t, alpha);
+        }
+        let bound = (1.0 / alpha).ln();
+        // Λ grows with the distance |θ̂ − θ₀|; the widest single-τ² interval at α/K bounds it.
+        let (mut lo, mut hi) = (0.0, tau2.iter().map(|t| half_width(v, *t, alpha / tau2.len() as f64)).fold(0.0, f64::max));
+        for _ in 0..100 {
+            let mid = (lo + hi) / 2.0;
+            if Self::log_lambda(tau2, mid, v) < bound { lo = mid } else { hi = mid }
+        }
+        hi
     }
 
     /// Adds a look at estimate `theta` with variance `v` (`None` when `v` is not positive).
     pub fn update(&mut self, theta: f64, v: f64) -> Option<Look> {
-        if !(v > 0.0) || !theta.is_finite() {
+        self.observe(theta, v, f64::NAN)
+    }
+
+    /// Adds a look at estimate `theta` with variance `v` from `n` observations in all (used by
+    /// tuned mixing).
+    pub fn observe(&mut self, theta: f64, v: f64, n: f64) -> Option<Look> {
+        if !(v > 0.0) || !theta.is_finite() || (matches!(self.mixing, Mixing::Tuned(_)) && !(n > 0.0)) {
             return None;
         }
         self.looks += 1;
-        let log_lambda = log_likelihood_ratio(theta, self.theta0, v, self.tau2);
+        let tau2 = self.tau2(v, n);
+        let log_lambda = Self::log_lambda_sided(&tau2, theta - self.theta0, v, self.side);
         self.p = self.p.min((-log_lambda).exp().min(1.0));
-        let now = Interval::around(theta, half_width(v, self.tau2, self.alpha));
+        let now = Interval::around(theta, Self::half_width(&tau2, v, self.alpha));
         // An empty intersection can only happen with probability ≤ α; keep the latest interval then.
         self.interval = Some(self.interval.and_then(|i| i.intersect(&now)).unwrap_or(now));
         Some(Look {
@@ -98,6 +189,16 @@ impl Msprt {
     }
 }
 
+/// ln Φ(x), accurate far in the lower tail.
+fn ln_phi(x: f64) -> f64 {
+    if x > -30.0 {
+        super::phi(x).ln()
+    } else {
+        // Mills ratio: Φ(x) ≈ φ(x)/|x| for very negative x.
+        -0.5 * x * x - (-x).ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +218,55 @@ mod tests {
         assert!((look.variance - 2.031e-4).abs() < 1e-12);
         assert!((look.likelihood_ratio - 2.522_68).abs() < 5e-6);
         assert!((look.p_value.get() - 0.396_405).abs() < 5e-7);
+    }
+
+    #[test]
+    fn a_mixture_keeps_power_across_effect_sizes_and_its_interval_matches_its_p_value() {
+        // V = 1e-4: a tiny τ alone has no power against θ̂ = 0.07; the mixture has.
+        let mut tiny = Msprt::new(1e-8, 0.05, 0.0);
+        let mut mixed = Msprt::mixture(vec![1e-8, 1e-4, 1e-2], 0.05, 0.0);
+        assert!(tiny.update(0.07, 1e-4).unwrap().p_value.get() > 0.9);
+        let look = mixed.update(0.07, 1e-4).unwrap();
+        assert!(look.p_value.get() < 1e-6);
+        assert!(!look.interval.contains(0.0));
+        // At the interval's end Λ is exactly 1/α.
+        let tau2 = [1e-4, 1e-2];
+        let h = Msprt::half_width(&tau2, 4e-4, 0.05);
+        assert!((Msprt::log_lambda(&tau2, h, 4e-4) - 20f64.ln()).abs() < 1e-9);
+        let look = Msprt::mixture(tau2.to_vec(), 0.05, 0.0).update(h * 0.999, 4e-4).unwrap();
+        assert!(look.p_value.get() > 0.05 && look.interval.contains(0.0));
+        // One component reproduces the closed form.
+        assert!((Msprt::half_width(&[0.01], 0.004, 0.05) - half_width(0.004, 0.01, 0.05)).abs() < 1e-15);
+    }
+
+    #[test]
+    fn one_sided_evidence_only_counts_towards_its_side() {
+        let harmful = |theta: f64| Msprt::tuned(vec![2000.0], 0.05, 0.0).one_sided(1.0).observe(theta, 1e-4, 4000.0).unwrap().p_value.get();
+        let both = |theta: f64| Msprt::tuned(vec![2000.0], 0.05, 0.0).observe(theta, 1e-4, 4000.0).unwrap().p_value.get();
+        assert!(harmful(0.05) < both(0.05), "more power on its side");
+        assert!(harmful(-0.05) > 0.99, "no evidence from the other side: {}", harmful(-0.05));
+        assert!(both(-0.05) < 1e-3);
+        // A clearly fine early look does not hide a later harm.
+        let mut t = Msprt::tuned(vec![2000.0], 0.05, 0.0).one_sided(1.0);
+        t.observe(-0.1, 1e-4, 1000.0);
+        assert!(t.observe(0.06, 1e-4, 2000.0).unwrap().p_value.get() < 0.05);
+        assert!(ln_phi(-40.0) < -800.0 && (ln_phi(0.0) - 0.5f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn tuned_mixing_is_growthbooks_sequence_and_scale_free() {
+        // One tuning size reproduces the asymptotic confidence sequence of STATS.md:
+        // arms of 2500 with variance 1, θ̂ = 0.08: CI [−0.005849, 0.165849], p = 0.085664.
+        let mut t = Msprt::tuned(vec![5000.0], 0.05, 0.0);
+        let look = t.observe(0.08, 2.0 / 2500.0, 5000.0).unwrap();
+        assert!((look.interval.lower + 0.005_849).abs() < 5e-7 && (look.interval.upper - 0.165_849).abs() < 5e-7);
+        assert!((look.p_value.get() - 0.085_664).abs() < 5e-7);
+        // Rescaling the metric rescales the interval and leaves the p-value alone.
+        let mut scaled = Msprt::tuned(vec![200.0, 20_000.0], 0.05, 0.0);
+        let mut plain = Msprt::tuned(vec![200.0, 20_000.0], 0.05, 0.0);
+        let (a, b) = (plain.observe(0.08, 8e-4, 5000.0).unwrap(), scaled.observe(80.0, 800.0, 5000.0).unwrap());
+        assert!((a.p_value.get() - b.p_value.get()).abs() < 1e-12);
+        assert!((b.interval.upper / a.interval.upper - 1000.0).abs() < 1e-6);
     }
 
     #[test]

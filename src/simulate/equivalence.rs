@@ -1,0 +1,200 @@
+//! The fast path must decide exactly as the reference simulator: a property test over random
+//! traffic (segments, label delays, errors, measured latencies), random policies (stages, windows,
+//! holdbacks, caps, waves, every gate kind, both sequential tests, every correction) and random
+//! faults.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use parquet::arrow::ArrowWriter;
+use proptest::prelude::*;
+
+use super::fast::Fast;
+use super::reference::Reference;
+use super::replay::Replay;
+use super::{grade, Setup};
+use crate::ingest::Layout;
+use crate::policy::raw::{RawDecision, RawFault, RawGate, RawRamp, RawSegmentPolicy, RawStage};
+use crate::policy::{self, Policy, RawPolicy, TrafficShape};
+use crate::scenario::raw::RawTime;
+use crate::score::cache::part_schema;
+use crate::stats::tests::Rng;
+
+const HOUR: i64 = 3_600_000_000;
+
+fn layout() -> Layout {
+    Layout {
+        time: "ts".into(),
+        id: "id".into(),
+        entity: "entity".into(),
+        segments: vec!["origin".into(), "carrier".into()],
+        label: Some("label".into()),
+        label_time: Some("label_ts".into()),
+        label_delay: 0,
+        features: vec![],
+    }
+}
+
+/// Writes a synthetic score-cache part: `rows` requests over `hours`, the candidate worse by `shift`.
+fn write_traffic(path: &Path, seed: u64, rows: usize, hours: i64, shift: f64, errors: f64) {
+    let mut rng = Rng::new(seed);
+    let start = 1_377_993_600_000_000i64; // 2013-09-01
+    let mut times: Vec<i64> = (0..rows).map(|_| start + (rng.uniform() * (hours * HOUR) as f64) as i64).collect();
+    times.sort_unstable();
+    let origins = ["EWR", "JFK", "LGA"];
+    let carriers = ["UA", "B6", "AA", "DL"];
+    let mut cols: BTreeMap<&str, Vec<Option<String>>> = BTreeMap::new();
+    let (mut label, mut label_ts, mut stable, mut candidate, mut s_err, mut c_err, mut s_lat, mut c_lat) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for (i, t) in times.iter().enumerate() {
+        cols.entry("id").or_default().push(Some(format!("r{i}")));
+        cols.entry("entity").or_default().push(Some(format!("e{}", (rng.uniform() * 300.0) as u32)));
+        cols.entry("origin").or_default().push(Some(origins[(rng.uniform() * 3.0) as usize].into()));
+        cols.entry("carrier").or_default().push(Some(carriers[(rng.uniform() * 4.0) as usize].into()));
+        let p = rng.uniform();
+        let y = f64::from(u8::from(rng.uniform() < p));
+        let labelled = rng.uniform() < 0.9;
+        label.push(labelled.then_some(y));
+        label_ts.push(labelled.then(|| t + (rng.uniform() * 6.0 * HOUR as f64) as i64));
+        let failed = |rng: &mut Rng| rng.uniform() < errors;
+        let (se, ce) = (failed(&mut rng), failed(&mut rng));
+        stable.push((!se).then_some((p + 0.1 * rng.normal()).clamp(0.001, 0.999)));
+        candidate.push((!ce).then_some((p + shift + 0.1 * rng.normal()).clamp(0.001, 0.999)));
+        s_err.push(se.then(|| "run_failed: x".to_string()));
+        c_err.push(ce.then(|| "run_failed: x".to_string()));
+        let measured = rng.uniform() < 0.2;
+        s_lat.push(measured.then(|| 50.0 + 20.0 * rng.uniform()));
+        c_lat.push(measured.then(|| 55.0 + 30.0 * rng.uniform()));
+    }
+    let text = |v: &Vec<Option<String>>| -> ArrayRef { Arc::new(v.iter().cloned().collect::<StringArray>()) };
+    let float = |v: &Vec<Option<f64>>| -> ArrayRef { Arc::new(v.iter().copied().collect::<Float64Array>()) };
+    let stamp = |v: Vec<Option<i64>>| -> ArrayRef { Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC")) };
+    let schema = part_schema(&layout());
+    let arrays: Vec<ArrayRef> = vec![
+        text(&cols["id"]),
+        stamp(times.iter().map(|t| Some(*t)).collect()),
+        text(&cols["entity"]),
+        text(&cols["origin"]),
+        text(&cols["carrier"]),
+        float(&label),
+        stamp(label_ts),
+        float(&stable),
+        float(&candidate),
+        text(&s_err),
+        text(&c_err),
+        float(&s_lat),
+        float(&c_lat),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
+    let mut writer = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+prop_compose! {
+    fn raw_policy()(
+        weights in prop::sample::subsequence(vec![1.0, 5.0, 10.0, 25.0, 50.0, 100.0], 1..5),
+        bake in 0i64..4, max_extra in 1i64..30, check in prop::sample::select(vec!["30m", "1h", "2h"]),
+        window in 0u8..3, holdback in prop::sample::select(vec![0.0, 10.0]),
+        gates in prop::collection::vec((0usize..10, 0usize..4, any::<bool>(), any::<bool>()), 1..5),
+        alpha in prop::sample::select(vec![0.01, 0.05, 0.2]),
+        correction in prop::sample::select(vec!["holm", "none", "bonferroni", "benjamini_hochberg"]),
+        sequential in prop::sample::select(vec!["msprt", "group_sequential"]),
+        min_samples in prop::sample::select(vec![5u64, 30, 100]),
+        segment in 0u8..4, on_timeout in prop::sample::select(vec!["hold", "rollback", "promote"]),
+    ) -> RawPolicy {
+        let stages = weights.iter().map(|w| RawStage { weight: *w, bake: Some(format!("{bake}h")), max: Some(format!("{}h", bake + max_extra)) }).collect();
+        let metrics = ["error_rate", "latency_p99", "latency_mean", "log_loss", "brier", "auc", "accuracy", "score_js", "ece", "expected_cost"];
+        let raw_gates = gates.iter().map(|(m, k, critical, segmented)| {
+            let metric = metrics[*m];
+            let statistical = !matches!(metric, "latency_p99" | "score_js" | "ece");
+            let kind = match k { 0 if statistical => "non_inferiority", 1 if statistical => "regression", 2 if metric != "score_js" => "ratio", _ => "threshold" };
+            RawGate {
+                metric: metric.into(),
+                kind: kind.into(),
+                margin: (kind == "non_inferiority").then_some(0.05),
+                max: matches!(kind, "ratio" | "threshold").then_some(if kind == "ratio" { 1.2 } else { 0.3 }),
+                critical: Some(*critical),
+                segments: segmented.then(|| vec!["origin".to_string()]),
+                from_weight: (kind == "non_inferiority").then_some(5.0),
+                ..Default::default()
+            }
+        }).collect();
+        let segment_policy = match segment {
+            1 => vec![RawSegmentPolicy { column: "origin".into(), exclude: vec!["LGA".into()], ..Default::default() }],
+            2 => vec![RawSegmentPolicy { column: "origin".into(), caps: BTreeMap::from([("JFK".to_string(), 5.0)]), ..Default::default() }],
+            3 => vec![RawSegmentPolicy { column: "carrier".into(), waves: vec![vec!["UA".into(), "B6".into()]], ..Default::default() }],
+            _ => vec![],
+        };
+        RawPolicy {
+            ramp: Some(RawRamp {
+                stages: Some(stages),
+                check_every: Some(check.into()),
+                salt: Some("prop".into()),
+                max_stage_time: None,
+                holdback: Some(holdback),
+                window: Some(["rollout", "stage", "sliding"][window as usize].into()),
+                sliding: (window == 2).then(|| "4h".into()),
+                monitor_window: Some("8h".into()),
+            }),
+            segment_policy,
+            gates: raw_gates,
+            decision: Some(RawDecision {
+                alpha: Some(alpha),
+                correction: Some(correction.into()),
+                sequential: Some(sequential.into()),
+                min_samples: Some(min_samples),
+                on_timeout: Some(on_timeout.into()),
+                consecutive_failures: Some(2),
+                ..Default::default()
+            }),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_fast_path_decides_exactly_as_the_reference(
+        raw in raw_policy(), seed in 0u64..1_000_000, rows in 300usize..2500, hours in 24i64..120,
+        shift in prop::sample::select(vec![0.0, 0.05, 0.3]), errors in prop::sample::select(vec![0.0, 0.01, 0.1]),
+        fault in 0u8..4,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("part.parquet");
+        write_traffic(&part, seed, rows, hours, shift, errors);
+        let segments = vec!["origin".to_string(), "carrier".to_string()];
+        let shape = TrafficShape { segments: &segments, labelled: true };
+        let mut problems = Vec::new();
+        let policy = Policy::from_raw(&raw, &shape, "prop.toml", &mut problems);
+        prop_assume!(problems.is_empty(), "{:?}", problems);
+        let start = Some(RawTime::Text("2013-09-02T00:00:00Z".into()));
+        let raw_faults = match fault {
+            1 => vec![RawFault { kind: "error_rate".into(), model: None, start, end: None, segment: None, add_ms: None, multiply: None, rate: Some(0.3), shift: None, value: None, feature: None }],
+            2 => vec![RawFault { kind: "latency".into(), model: None, start, end: None, segment: Some(BTreeMap::from([("origin".to_string(), "JFK".to_string())])), add_ms: Some(40.0), multiply: None, rate: None, shift: None, value: None, feature: None }],
+            3 => vec![RawFault { kind: "score_shift".into(), model: None, start, end: None, segment: Some(BTreeMap::from([("carrier".to_string(), "UA".to_string())])), add_ms: None, multiply: None, rate: None, shift: Some(0.3), value: None, feature: None }],
+            _ => vec![],
+        };
+        let faults = policy::faults(&raw_faults, &shape, "prop.toml", &mut problems);
+        prop_assert!(problems.is_empty(), "{:?}", problems);
+        let replay = Replay::scan(&[part], &layout(), &faults).unwrap();
+        let setup = Setup::new(&policy, &replay);
+        let rows = replay.rows(&policy.ramp.salt).unwrap();
+        let mut reference = Reference::new(&rows, &setup.scopes, setup.scale);
+        let mut fast = Fast::build(&replay, &policy.ramp.salt, &policy.weights(), &setup.scopes, setup.scale, setup.origin, policy.ramp.check_every).unwrap();
+        let (a, b) = (setup.simulate(&mut reference), setup.simulate(&mut fast));
+        prop_assert_eq!(&a.outcome, &b.outcome);
+        prop_assert_eq!(a.decided_at, b.decided_at);
+        prop_assert_eq!(a.checks.len(), b.checks.len());
+        for (x, y) in a.checks.iter().zip(&b.checks) {
+            prop_assert_eq!(x, y);
+        }
+        prop_assert_eq!(&a, &b);
+        let (ga, gb) = (grade::grade(&setup, &mut reference, &a), grade::grade(&setup, &mut fast, &b));
+        prop_assert_eq!(&ga, &gb);
+        prop_assert_eq!(grade::exposure(&setup, &mut reference, &a, &ga), grade::exposure(&setup, &mut fast, &b, &gb));
+    }
+}

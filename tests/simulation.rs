@@ -1,0 +1,129 @@
+//! The canary simulation on the real demo: what the default and a traffic-sized policy decide on
+//! the flights log, injected incidents, an A/A replay over 100 routing salts, and the two
+//! simulators agreeing. Runs the library in-process with real ONNX Runtime (scores are cached once
+//! per test run and shared by the scenarios, which use the same models and log).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use canary_replay::run::{run, RunOptions, RunOutput};
+use canary_replay::runtime::RuntimeOptions;
+use canary_replay::simulate::fast::Fast;
+use canary_replay::simulate::replay::Replay;
+use canary_replay::simulate::{Outcome, Setup};
+use canary_replay::stats::binomial::wilson;
+use canary_replay::stats::moments::Counts;
+use canary_replay::time::{format_approx, parse_timestamp};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A score cache shared by every test of this binary (they replay the same log and models).
+fn cache() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+fn replay(scenario: &str, reference: bool) -> RunOutput {
+    let out = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        out: Some(out.path().join("out")),
+        runtime: RuntimeOptions::from_env(),
+        cache_dir: Some(cache().to_path_buf()),
+        rescore: false,
+        quiet: true,
+        reference,
+    };
+    run(&repo(scenario), &options).unwrap_or_else(|e| panic!("{scenario}: {e}"))
+}
+
+fn at(text: &str) -> i64 {
+    parse_timestamp(text).unwrap()
+}
+
+#[test]
+fn the_default_policy_promotes_in_september_and_misses_the_winter() {
+    let out = replay("scenarios/flights-2013.toml", false);
+    let sim = &out.summary.simulation;
+    println!("default policy: {:?} at {} ({}); grade {}: {}", sim.outcome, sim.decided_at, sim.reason, sim.grade.grade, sim.grade.explanation);
+    assert_eq!(sim.outcome, Outcome::Promoted);
+    assert!(sim.default_policy);
+    assert!(sim.decided_at.starts_with("2013-09"), "{}", sim.decided_at);
+    // Right in September, wrong later: without monitoring nothing catches the autumn and winter.
+    assert_eq!(sim.grade.grade, "missed_regression");
+    assert!(sim.grade.findings.iter().any(|f| f.gate == "log_loss non_inferiority" && f.start >= "2013-10".to_string()));
+    assert!(sim.exposure.after_decision_in_regressed_windows > 10_000);
+    assert_eq!(out.exit_code, 0);
+}
+
+#[test]
+fn a_monitored_holdback_catches_the_regression_after_the_summer() {
+    let out = replay("scenarios/flights-2013-monitored.toml", false);
+    let sim = &out.summary.simulation;
+    println!("monitored: {:?} at {} ({}); grade {}", sim.outcome, sim.decided_at, sim.reason, sim.grade.grade);
+    assert_eq!(sim.outcome, Outcome::RolledBack);
+    assert!(sim.stages.iter().any(|s| s.monitoring), "the rollout reached the monitored holdback");
+    assert!(sim.stages.iter().find(|s| s.monitoring).unwrap().start.starts_with("2013-09"), "promoted in September");
+    assert!(at(&sim.decided_at) >= at("2013-10-01T00:00:00Z"), "rolled back after the summer: {}", sim.decided_at);
+    assert_eq!(sim.grade.grade, "correct_rollback");
+    assert_eq!(out.exit_code, 1);
+}
+
+#[test]
+fn injected_incidents_are_rolled_back_within_days() {
+    let fault_start = at("2013-09-05T00:00:00Z");
+    for scenario in ["scenarios/incidents/errors.toml", "scenarios/incidents/latency-jfk.toml", "scenarios/incidents/score-shift-ua.toml"] {
+        let out = replay(scenario, false);
+        let sim = &out.summary.simulation;
+        let after = at(&sim.decided_at) - fault_start;
+        println!(
+            "{scenario}: {:?} {} after the fault began ({} hourly checks); {}; exposure {} candidate requests, {} in regressed segments",
+            sim.outcome,
+            format_approx(after),
+            after / 3_600_000_000,
+            sim.grade.grade,
+            sim.exposure.candidate_requests,
+            sim.exposure.in_regressed_segments
+        );
+        assert_eq!(sim.outcome, Outcome::RolledBack, "{scenario}: {}", sim.reason);
+        assert_eq!(sim.grade.grade, "correct_rollback", "{scenario}");
+        assert!(after > 0 && after <= 5 * 86_400_000_000, "{scenario}: decided {} after the fault", format_approx(after));
+    }
+}
+
+#[test]
+fn an_aa_replay_rarely_rolls_back_across_100_salts() {
+    let out = replay("scenarios/flights-2013-aa.toml", false);
+    let scenario = canary_replay::scenario::load(&repo("scenarios/flights-2013-aa.toml")).unwrap();
+    let prepared = canary_replay::run::prepare(&repo("scenarios/flights-2013-aa.toml"), &RuntimeOptions::from_env()).unwrap();
+    let replay = Replay::scan(&out.scored.parts, &prepared.layout, &scenario.faults).unwrap();
+    let (mut rollbacks, mut promoted, mut held) = (0u64, 0u64, 0u64);
+    for salt in 0..100 {
+        let mut policy = scenario.policy.clone();
+        policy.ramp.salt = format!("aa-{salt}");
+        let setup = Setup::new(&policy, &replay);
+        let mut fast = Fast::build(&replay, &policy.ramp.salt, &policy.weights(), &setup.scopes, setup.scale, setup.origin, policy.ramp.check_every).unwrap();
+        match setup.simulate(&mut fast).outcome {
+            Outcome::RolledBack => rollbacks += 1,
+            Outcome::Promoted => promoted += 1,
+            Outcome::Held => held += 1,
+        }
+    }
+    let interval = wilson(Counts::new(rollbacks, 100), 0.05).unwrap();
+    println!(
+        "A/A over 100 salts: {rollbacks} rollbacks ({promoted} promoted, {held} held); false-rollback rate {:.2}, 95% Wilson interval [{:.3}, {:.3}], α = {}",
+        rollbacks as f64 / 100.0,
+        interval.lower,
+        interval.upper,
+        scenario.policy.decision.alpha
+    );
+    assert!(rollbacks as f64 / 100.0 <= scenario.policy.decision.alpha, "{rollbacks} false rollbacks in 100");
+}
+
+#[test]
+fn the_reference_simulator_and_the_fast_path_write_the_same_summary() {
+    let fast = replay("scenarios/flights-2013-monitored.toml", false);
+    let reference = replay("scenarios/flights-2013-monitored.toml", true);
+    assert_eq!(fast.summary, reference.summary);
+}
