@@ -167,6 +167,7 @@ impl<'a> Judge<'a> {
     /// inverse-variance weights when `ctx.combine`.
     pub fn check(&mut self, stats: &WindowStats, earlier: &[WindowStats], ctx: &Context) -> Vec<GateResult> {
         let decision = &self.policy.decision;
+        let tests = self.statistical_tests();
         let mut results = Vec::new();
         let mut pending: Vec<Pending> = Vec::new();
         for (g, gate) in self.policy.gates.iter().enumerate() {
@@ -230,7 +231,6 @@ impl<'a> Judge<'a> {
                             results.push(r);
                             continue;
                         };
-                        let tests = self.statistical_tests();
                         let entry = self.tests.entry((g, scope)).or_insert_with(|| Tests { harm: None, ni: None });
                         // The harm test: this stage's data; a non-inferiority gate fails when worse
                         // than its margin (fixed at the test's first look), a regression gate when

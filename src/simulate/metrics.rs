@@ -259,6 +259,16 @@ impl Default for ArmStats {
 }
 
 impl ArmStats {
+    /// Back to empty, keeping the allocations.
+    pub fn reset(&mut self) {
+        self.s = Scalars::default();
+        self.latency.fill(0);
+        self.drift = [0; DRIFT_BINS];
+        self.auc.iter_mut().for_each(|h| h.fill(0));
+        self.ece = [0; ECE_BINS];
+        self.ece_positive = [0; ECE_BINS];
+    }
+
     pub fn add(&mut self, c: &Contribution) {
         self.s.add(c);
         if let Some((bin, _)) = c.latency {

@@ -199,7 +199,6 @@ impl<'a> Setup<'a> {
                 Context { weight, elapsed: t - window_start, max_time, alpha_fail: split, alpha_ni: if combine { decision.alpha } else { split }, combine }
             };
             let results = judge.check(stats, &earlier, &ctx);
-            let frozen = (combine && !monitoring).then(|| stats.clone());
             let critical = results.iter().find(|r| r.verdict == Verdict::Fail && policy.gates[r.gate].critical);
             let failing = results.iter().find(|r| r.verdict == Verdict::Fail);
             let (action, reason) = if let Some(r) = critical {
@@ -256,7 +255,9 @@ impl<'a> Setup<'a> {
                 Action::Promote => {
                     stages.push(StageRun { wave, stage, weight, monitoring, start: stage_start, end: t, decision: "promote", reason: reason.clone() });
                     periods.push(Period { start: stage_start, end: t, weights });
-                    earlier.extend(frozen);
+                    if combine && !monitoring {
+                        earlier.push(stats.clone());
+                    }
                     stage += 1;
                     let ramp_done = stage >= ramp.stages.len() || ramp.stages[stage].weight >= 1.0;
                     if ramp_done {

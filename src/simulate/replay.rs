@@ -58,7 +58,11 @@ pub struct Cells {
 }
 
 impl Cells {
-    fn id(&mut self, key: &str) -> u32 {
+    pub fn new(columns: Vec<String>) -> Self {
+        Self { columns, ..Default::default() }
+    }
+
+    pub(crate) fn id(&mut self, key: &str) -> u32 {
         if let Some(id) = self.index.get(key) {
             return *id;
         }
@@ -111,7 +115,7 @@ impl Replay {
         let mut measured: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
         let mut binary = true;
-        let mut cells = Cells { columns: layout.segments.clone(), ..Default::default() };
+        let mut cells = Cells::new(layout.segments.clone());
         let (mut first, mut last, mut rows) = (None, 0, 0u64);
         let mut key = String::new();
         for_each_batch(parts, |batch| {

@@ -102,6 +102,54 @@ pub fn to_candidate(u: f64, w: f64) -> bool {
 mod tests {
     use super::*;
     use crate::hash;
+    use crate::policy::raw::RawSegmentPolicy;
+    use crate::policy::{RawPolicy, TrafficShape};
+    use std::collections::BTreeMap;
+
+    fn cells() -> Cells {
+        let mut cells = Cells::new(vec!["origin".into()]);
+        for v in ["EWR", "JFK", "LGA"] {
+            cells.id(v);
+        }
+        cells
+    }
+
+    fn policy(segment: RawSegmentPolicy, holdback: f64) -> Policy {
+        let segments = vec!["origin".to_string()];
+        let raw = RawPolicy {
+            segment_policy: vec![segment],
+            ramp: Some(crate::policy::raw::RawRamp { holdback: Some(holdback), ..Default::default() }),
+            ..Default::default()
+        };
+        let mut problems = Vec::new();
+        let p = Policy::from_raw(&raw, &TrafficShape { segments: &segments, labelled: false }, "t.toml", &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        p
+    }
+
+    #[test]
+    fn excluded_and_not_included_segments_never_get_the_candidate() {
+        let cells = cells();
+        let router = Router::new(&policy(RawSegmentPolicy { column: "origin".into(), exclude: vec!["LGA".into()], ..Default::default() }, 0.0), &cells);
+        assert_eq!(router.weights(Position { wave: 0, weight: 0.25 }), [0.25, 0.25, 0.0]);
+        let router = Router::new(&policy(RawSegmentPolicy { column: "origin".into(), include: Some(vec!["JFK".into()]), ..Default::default() }, 0.0), &cells);
+        assert_eq!(router.weights(Position { wave: 0, weight: 1.0 }), [0.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn caps_limit_a_segment_and_waves_order_the_rollout() {
+        let cells = cells();
+        let capped = policy(RawSegmentPolicy { column: "origin".into(), caps: BTreeMap::from([("JFK".to_string(), 10.0)]), ..Default::default() }, 0.0);
+        let router = Router::new(&capped, &cells);
+        assert_eq!(router.weights(Position { wave: 0, weight: 0.5 }), [0.5, 0.1, 0.5]);
+        assert!(capped.weights().contains(&0.1), "the fast path knows the capped weight");
+        let waves = policy(RawSegmentPolicy { column: "origin".into(), waves: vec![vec!["EWR".into()], vec!["JFK".into()]], ..Default::default() }, 20.0);
+        let router = Router::new(&waves, &cells);
+        assert_eq!(router.waves, 3, "EWR, JFK, then the rest");
+        assert_eq!(router.weights(Position { wave: 0, weight: 0.05 }), [0.05, 0.0, 0.0]);
+        // Finished waves stay at the final weight (100% minus the holdback).
+        assert_eq!(router.weights(Position { wave: 2, weight: 0.05 }), [0.8, 0.8, 0.05]);
+    }
 
     #[test]
     fn routing_is_sticky_monotone_and_close_to_the_weight() {

@@ -80,6 +80,12 @@ pub struct Group {
     pub arms: [ArmStats; 2],
 }
 
+impl Group {
+    pub fn is_empty(&self) -> bool {
+        self.arms[0].s.requests == 0 && self.arms[1].s.requests == 0
+    }
+}
+
 /// A window's statistics per scope.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowStats {
@@ -91,8 +97,13 @@ impl WindowStats {
         Self { scopes: vec![Vec::new(); scopes] }
     }
 
+    /// Empties every arm, keeping the allocations for the next window.
     pub fn clear(&mut self) {
-        self.scopes.iter_mut().for_each(Vec::clear);
+        for group in self.scopes.iter_mut().flatten() {
+            for arm in &mut group.arms {
+                arm.reset();
+            }
+        }
     }
 
     /// The arm of `scope` for cells at `weight`, created when first used.
@@ -125,7 +136,8 @@ impl WindowStats {
     /// The arms of a scope merged across weights (for point metrics and sample sizes); borrowed
     /// when the scope has a single weight, as it usually does.
     pub fn merged(&self, scope: usize) -> Cow<'_, [ArmStats; 2]> {
-        match self.scopes[scope].as_slice() {
+        let groups: Vec<&Group> = self.scopes[scope].iter().filter(|g| !g.is_empty()).collect();
+        match groups.as_slice() {
             [] => Cow::Owned([ArmStats::default(), ArmStats::default()]),
             [one] => Cow::Borrowed(&one.arms),
             groups => {

@@ -136,7 +136,7 @@ impl Msprt {
         let bound = (1.0 / alpha).ln();
         // Λ grows with the distance |θ̂ − θ₀|; the widest single-τ² interval at α/K bounds it.
         let (mut lo, mut hi) = (0.0, tau2.iter().map(|t| half_width(v, *t, alpha / tau2.len() as f64)).fold(0.0, f64::max));
-        for _ in 0..100 {
+        for _ in 0..64 {
             let mid = (lo + hi) / 2.0;
             if Self::log_lambda(tau2, mid, v) < bound { lo = mid } else { hi = mid }
         }
@@ -158,7 +158,9 @@ impl Msprt {
         let tau2 = self.tau2(v, n);
         let log_lambda = Self::log_lambda_sided(&tau2, theta - self.theta0, v, self.side);
         self.p = self.p.min((-log_lambda).exp().min(1.0));
-        let now = Interval::around(theta, Self::half_width(&tau2, v, self.alpha));
+        // A one-sided test answers "beyond θ₀?" only; its interval is not needed (nor computed).
+        let half = if self.side.is_some() { f64::INFINITY } else { Self::half_width(&tau2, v, self.alpha) };
+        let now = Interval::around(theta, half);
         // An empty intersection can only happen with probability ≤ α; keep the latest interval then.
         self.interval = Some(self.interval.and_then(|i| i.intersect(&now)).unwrap_or(now));
         Some(Look {
