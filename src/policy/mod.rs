@@ -340,9 +340,11 @@ impl Policy {
         (ramp, segments, gates, decision)
     }
 
-    /// The distinct candidate fractions routing can use (stage weights, monitoring weight, caps).
+    /// The distinct candidate fractions routing can use (stage weights, the full rollout after the
+    /// last stage, the monitoring weight, and each of them capped).
     pub fn weights(&self) -> Vec<f64> {
         let mut w: Vec<f64> = self.ramp.stages.iter().map(|s| s.weight).collect();
+        w.push(1.0);
         if self.ramp.holdback > 0.0 {
             w.push(1.0 - self.ramp.holdback);
         }
