@@ -63,11 +63,32 @@ pub fn prepare(scenario_path: &Path, runtime_options: &RuntimeOptions) -> Result
     };
     let layout = Layout::new(&scenario.traffic, score::feature_union(&[&stable, &candidate]));
     problems.extend(ingest::check_columns(&files, &layout));
+    problems.extend(missing_feature_problems(&scenario, [&stable, &candidate]));
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
     }
     let survey = ingest::survey(&files, &scenario.traffic)?;
     Ok(Prepared { scenario, files, runtime, stable, candidate, layout, survey })
+}
+
+/// A `feature_missing` fault must name a feature its model reads, at most one per model.
+fn missing_feature_problems(scenario: &Scenario, models: [&Model; 2]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut seen = [false; 2];
+    for (i, fault) in scenario.faults.iter().enumerate() {
+        let crate::policy::Effect::FeatureMissing { feature } = &fault.effect else { continue };
+        let m = score::index(fault.model);
+        let key = format!("{}: faults[{i}].feature = \"{feature}\"", scenario.file.display());
+        if !models[m].features.contains(feature) {
+            problems.push(
+                Problem::new(key, format!("is not a feature of the {} model", fault.model.name()))
+                    .fix(format!("its features: {}", models[m].features.join(", "))),
+            );
+        } else if std::mem::replace(&mut seen[m], true) {
+            problems.push(Problem::new(key, format!("is a second feature_missing fault on the {} model; one per model is supported", fault.model.name())));
+        }
+    }
+    problems
 }
 
 fn collect<T>(result: Result<T>, problems: &mut Vec<Problem>) -> Option<T> {

@@ -93,6 +93,16 @@ fn injected_incidents_are_rolled_back_within_days() {
 }
 
 #[test]
+fn a_feature_sent_missing_is_scored_for_real_and_caught() {
+    let out = replay("scenarios/incidents/feature-missing.toml", false);
+    let sim = &out.summary.simulation;
+    println!("feature missing: {:?} at {}; {}", sim.outcome, sim.decided_at, sim.grade.grade);
+    assert_eq!(sim.outcome, Outcome::RolledBack);
+    assert_eq!(sim.grade.grade, "correct_rollback");
+    assert!(sim.reason.contains("log_loss"), "{}", sim.reason);
+}
+
+#[test]
 fn an_aa_replay_rarely_rolls_back_across_100_salts() {
     let out = replay("scenarios/flights-2013-aa.toml", false);
     let scenario = canary_replay::scenario::load(&repo("scenarios/flights-2013-aa.toml")).unwrap();

@@ -16,10 +16,11 @@ use serde::Serialize;
 
 use super::model::Model;
 use crate::ingest::{timestamp_type, Layout};
+use crate::policy::Effect;
 use crate::scenario::{Scenario, Scoring};
 
 /// Bumped whenever the part format or scoring semantics change.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The metadata key holding a part's provenance (JSON).
 pub const METADATA_KEY: &str = "canary_replay.part";
@@ -30,6 +31,9 @@ pub const STABLE_ERROR: &str = "stable_error";
 pub const CANDIDATE_ERROR: &str = "candidate_error";
 pub const STABLE_LATENCY: &str = "stable_latency_us";
 pub const CANDIDATE_LATENCY: &str = "candidate_latency_us";
+/// Scores with a `feature_missing` fault's feature sent as missing, where the fault applies.
+pub const STABLE_MISSING: &str = "stable_missing_score";
+pub const CANDIDATE_MISSING: &str = "candidate_missing_score";
 
 /// Everything that decides a model's scores.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -66,6 +70,8 @@ pub struct PartInfo {
     pub onnxruntime: String,
     pub latency_sample: f64,
     pub latency_warmup: usize,
+    /// `feature_missing` faults scored into the part: (model, feature, start, end, segment).
+    pub missing: Vec<(String, String, Option<i64>, Option<i64>, Option<(String, String)>)>,
 }
 
 /// The column roles, as they decide the part's columns.
@@ -102,6 +108,14 @@ impl PartInfo {
             onnxruntime: onnxruntime.to_string(),
             latency_sample,
             latency_warmup,
+            missing: scenario
+                .faults
+                .iter()
+                .filter_map(|f| match &f.effect {
+                    Effect::FeatureMissing { feature } => Some((f.model.name().to_string(), feature.clone(), f.start, f.end, f.segment.clone())),
+                    _ => None,
+                })
+                .collect(),
         }
     }
 
@@ -148,7 +162,7 @@ pub fn part_schema(layout: &Layout) -> SchemaRef {
     for name in [STABLE_ERROR, CANDIDATE_ERROR] {
         fields.push(Field::new(name, DataType::Utf8, true));
     }
-    for name in [STABLE_LATENCY, CANDIDATE_LATENCY] {
+    for name in [STABLE_LATENCY, CANDIDATE_LATENCY, STABLE_MISSING, CANDIDATE_MISSING] {
         fields.push(Field::new(name, DataType::Float64, true));
     }
     Arc::new(Schema::new(fields))

@@ -24,7 +24,7 @@ use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use ort::session::Session;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -160,11 +160,12 @@ pub fn score(
         })?;
         scored.setup_seconds = started.elapsed().as_secs_f64();
         let progress = crate::progress::bar(to_score, "scoring", "rows", settings.quiet);
+        let missing = Missing::of(scenario, layout, models);
         for (file, _, info, path, cached) in &plan {
             if *cached {
                 continue;
             }
-            let job = Job { scenario, layout, models };
+            let job = Job { scenario, layout, models, missing: &missing };
             job.score_file(&mut workers, file, info, path, &progress, [&mut scored.stable, &mut scored.candidate])?;
             scored.parts_scored += 1;
         }
@@ -180,6 +181,8 @@ struct Column {
     scores: Vec<Option<f64>>,
     errors: Vec<Option<String>>,
     latency: Vec<Option<f64>>,
+    /// Scores without a `feature_missing` fault's feature, where it applies.
+    missing: Vec<Option<f64>>,
     non_finite: u64,
     run_failed: u64,
     first_failure: Option<String>,
@@ -187,7 +190,7 @@ struct Column {
 
 impl Column {
     fn new(n: usize) -> Self {
-        Self { scores: vec![None; n], errors: vec![None; n], latency: vec![None; n], non_finite: 0, run_failed: 0, first_failure: None }
+        Self { scores: vec![None; n], errors: vec![None; n], latency: vec![None; n], missing: vec![None; n], non_finite: 0, run_failed: 0, first_failure: None }
     }
 }
 
@@ -202,6 +205,51 @@ struct Job<'a> {
     scenario: &'a Scenario,
     layout: &'a Layout,
     models: [&'a Model; 2],
+    missing: &'a [Option<Missing>; 2],
+}
+
+/// A `feature_missing` fault as scoring applies it: the model's feature sent as NaN on the
+/// requests in the fault's window (and segment).
+#[derive(Debug, Clone)]
+pub struct Missing {
+    /// Position of the feature in the model's features.
+    feature: usize,
+    start: Option<i64>,
+    end: Option<i64>,
+    /// (index in the layout's segments, value).
+    segment: Option<(usize, String)>,
+}
+
+impl Missing {
+    /// Per model, the scenario's `feature_missing` fault (validated: at most one per model, on a
+    /// feature the model reads).
+    pub fn of(scenario: &Scenario, layout: &Layout, models: [&Model; 2]) -> [Option<Missing>; 2] {
+        let mut out = [None, None];
+        for fault in &scenario.faults {
+            if let crate::policy::Effect::FeatureMissing { feature } = &fault.effect {
+                let m = index(fault.model);
+                if let Some(position) = models[m].features.iter().position(|f| f == feature) {
+                    out[m] = Some(Missing {
+                        feature: position,
+                        start: fault.start,
+                        end: fault.end,
+                        segment: fault.segment.as_ref().and_then(|(c, v)| layout.segments.iter().position(|s| s == c).map(|i| (i, v.clone()))),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn applies(&self, batch: &TrafficBatch, row: usize) -> bool {
+        let t = batch.time[row];
+        let in_time = self.start.is_none_or(|s| t >= s) && self.end.is_none_or(|e| t < e);
+        let in_segment = self.segment.as_ref().is_none_or(|(i, v)| {
+            let values = batch.segments[*i].as_string::<i32>();
+            values.is_valid(row) && values.value(row) == v
+        });
+        in_time && in_segment
+    }
 }
 
 impl Job<'_> {
@@ -237,7 +285,7 @@ impl Job<'_> {
         let mut writer = ArrowWriter::try_new(handle, schema.clone(), Some(properties)).map_err(|e| Error::Internal(e.to_string()))?;
         let files = std::slice::from_ref(file);
         let batch_rows = self.scenario.scoring.batch_rows;
-        let (traffic, layout, models) = (&self.scenario.traffic, self.layout, self.models);
+        let (traffic, layout, models, missing) = (&self.scenario.traffic, self.layout, self.models, self.missing);
         let stop = AtomicBool::new(false);
         // Batches written so far: the reader stays at most `window` batches ahead of the writer,
         // which bounds the reorder buffer even when one batch is slow (e.g. isolating failures).
@@ -270,7 +318,7 @@ impl Job<'_> {
                             continue;
                         }
                         let done = batch.and_then(|batch| {
-                            let columns = score_batch(worker, models, layout, &batch);
+                            let columns = score_batch(worker, models, layout, missing, &batch);
                             let tallies = [tally(&columns[0], batch.len()), tally(&columns[1], batch.len())];
                             let record = record_batch(&schema, layout, &batch, columns)?;
                             Ok(Done { record, rows: batch.len() as u64, tallies })
@@ -351,8 +399,9 @@ fn model_columns<'b>(model: &Model, layout: &Layout, batch: &'b TrafficBatch) ->
 }
 
 /// Scores a batch with both models (a failing batch is split until the failing rows are found),
-/// then measures the latency of its sampled requests.
-fn score_batch(worker: &mut Worker, models: [&Model; 2], layout: &Layout, batch: &TrafficBatch) -> [Column; 2] {
+/// scores the rows under a `feature_missing` fault again without the feature, then measures the
+/// latency of the batch's sampled requests.
+fn score_batch(worker: &mut Worker, models: [&Model; 2], layout: &Layout, missing: &[Option<Missing>; 2], batch: &TrafficBatch) -> [Column; 2] {
     let n = batch.len();
     let mut out = [Column::new(n), Column::new(n)];
     let columns = models.map(|m| model_columns(m, layout, batch));
@@ -365,6 +414,19 @@ fn score_batch(worker: &mut Worker, models: [&Model; 2], layout: &Layout, batch:
             Ok(scores) => record_scores(0..n, scores, &mut out[i]),
             Err(_) => predict_isolated(model, &mut worker.sessions[i], &columns[i], 0..n, &mut out[i]),
         }
+    }
+    for (m, fault) in missing.iter().enumerate() {
+        let Some(fault) = fault else { continue };
+        let applies: Vec<bool> = (0..n).map(|r| fault.applies(batch, r)).collect();
+        if !applies.contains(&true) {
+            continue;
+        }
+        let nan = vec![f64::NAN; n];
+        let mut faulted = columns[m].clone();
+        faulted[fault.feature] = &nan;
+        let mut column = Column::new(n);
+        predict_isolated(models[m], &mut worker.sessions[m], &faulted, 0..n, &mut column);
+        out[m].missing = column.scores.into_iter().zip(applies).map(|(s, a)| if a { s } else { None }).collect();
     }
     let [stable, candidate] = &mut out;
     worker.sampler.measure(&mut worker.sessions, models, layout, batch, [&mut stable.latency, &mut candidate.latency]);
@@ -419,6 +481,8 @@ fn record_batch(schema: &arrow::datatypes::SchemaRef, layout: &Layout, batch: &T
     arrays.push(Arc::new(StringArray::from(candidate.errors)));
     arrays.push(Arc::new(Float64Array::from(stable.latency)));
     arrays.push(Arc::new(Float64Array::from(candidate.latency)));
+    arrays.push(Arc::new(Float64Array::from(stable.missing)));
+    arrays.push(Arc::new(Float64Array::from(candidate.missing)));
     RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::Internal(format!("building a score batch: {e}")))
 }
 

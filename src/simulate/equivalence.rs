@@ -86,6 +86,8 @@ fn write_traffic(path: &Path, seed: u64, rows: usize, hours: i64, shift: f64, er
         text(&c_err),
         float(&s_lat),
         float(&c_lat),
+        float(&vec![None; rows]),
+        float(&vec![None; rows]),
     ];
     let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
     let mut writer = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();

@@ -2,12 +2,13 @@
 //! (its combination of segment values), routing hash, label, and what each model returned after
 //! the scenario's faults.
 //!
-//! Latency is measured on a sample of requests only (see `score::latency`). A request outside the
-//! sample gets a latency drawn from its model's measured distribution at a quantile fixed by a hash
-//! of its id, so every request has a latency, the distribution is the measured one, and the same
-//! request always gets the same value. Faults then act on these outputs: latency added or
+//! Latency exists only where it was measured (a deterministic sample of requests, see
+//! `score::latency`): latency metrics are computed on those requests alone, so their sample sizes
+//! are honest — filling the other requests in from the measured distribution would make a thousand
+//! measurements look like a hundred thousand. Faults then act on the outputs: latency added or
 //! multiplied, a share of requests (chosen by hash) failing, the score shifted (probabilities stay
-//! in [0, 1]) or replaced by a constant.
+//! in [0, 1]) or replaced by a constant, or the score the model returned when one feature was sent
+//! as missing (scored for real into the cache, see `score::Missing`).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -22,7 +23,7 @@ use crate::hash;
 use crate::ingest::Layout;
 use crate::policy::{Effect, Fault};
 use crate::scenario::Role;
-use crate::score::cache::{label_time_column, CANDIDATE_ERROR, CANDIDATE_LATENCY, CANDIDATE_SCORE, STABLE_ERROR, STABLE_LATENCY, STABLE_SCORE};
+use crate::score::cache::{label_time_column, CANDIDATE_ERROR, CANDIDATE_LATENCY, CANDIDATE_MISSING, CANDIDATE_SCORE, STABLE_ERROR, STABLE_LATENCY, STABLE_MISSING, STABLE_SCORE};
 use crate::time::Micros;
 
 /// What one model returned for one request.
@@ -30,7 +31,7 @@ use crate::time::Micros;
 pub struct Output {
     pub error: bool,
     pub score: Option<f64>,
-    /// Milliseconds; `None` when no latency was measured for this model at all.
+    /// Milliseconds, on the requests whose latency was measured.
     pub latency_ms: Option<f64>,
 }
 
@@ -102,17 +103,13 @@ pub struct Replay {
     pub first: Micros,
     pub last: Micros,
     pub rows: u64,
-    /// Each model's measured latencies (ms), sorted, for imputation.
-    measured: [Vec<f64>; 2],
 }
 
-const LATENCY_SALT: &str = "canary-replay/latency-impute";
 const KEY_SEPARATOR: char = '\u{1f}';
 
 impl Replay {
-    /// First pass over the score cache: measured latencies, score range, label kind, segment cells.
+    /// First pass over the score cache: score range, label kind, segment cells.
     pub fn scan(parts: &[PathBuf], layout: &Layout, faults: &[Fault]) -> Result<Replay> {
-        let mut measured: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
         let mut binary = true;
         let mut cells = Cells::new(layout.segments.clone());
@@ -122,9 +119,6 @@ impl Replay {
             let c = Columns::of(batch, layout)?;
             for i in 0..batch.num_rows() {
                 for m in 0..2 {
-                    if c.latency[m].is_valid(i) {
-                        measured[m].push(c.latency[m].value(i) / 1000.0);
-                    }
                     if c.score[m].is_valid(i) {
                         lo = lo.min(c.score[m].value(i));
                         hi = hi.max(c.score[m].value(i));
@@ -142,9 +136,6 @@ impl Replay {
             }
             Ok(())
         })?;
-        for m in &mut measured {
-            m.sort_by(f64::total_cmp);
-        }
         Ok(Replay {
             parts: parts.to_vec(),
             layout: layout.clone(),
@@ -155,7 +146,6 @@ impl Replay {
             first: first.unwrap_or(0),
             last,
             rows,
-            measured,
         })
     }
 
@@ -174,18 +164,16 @@ impl Replay {
                 let label_time = c.label_time.filter(|l| l.is_valid(i)).map(|l| l.value(i));
                 let label = c.label.filter(|l| l.is_valid(i)).map(|l| l.value(i)).filter(|y| y.is_finite() && label_time.is_some());
                 let label_time = label_time.filter(|_| label.is_some());
-                let outputs = [0, 1].map(|m| {
-                    let latency_ms = if c.latency[m].is_valid(i) {
-                        Some(c.latency[m].value(i) / 1000.0)
-                    } else {
-                        impute(&self.measured[m], hash::unit(LATENCY_SALT, id.as_bytes()))
-                    };
-                    Output { error: c.error[m].is_valid(i), score: c.score[m].is_valid(i).then(|| c.score[m].value(i)), latency_ms }
+                let outputs = [0, 1].map(|m| Output {
+                    error: c.error[m].is_valid(i),
+                    score: c.score[m].is_valid(i).then(|| c.score[m].value(i)),
+                    latency_ms: c.latency[m].is_valid(i).then(|| c.latency[m].value(i) / 1000.0),
                 });
                 c.cell_key(i, &mut key);
                 let cell = self.cells.index[key.as_str()];
                 let mut row = Row { time: c.time.value(i), label, label_time, cell, u: hash::unit(salt, entity.as_bytes()), outputs };
-                apply_faults(&mut row, &self.faults, &self.cells, id, self.binary);
+                let missing = [0, 1].map(|m| c.missing[m].is_valid(i).then(|| c.missing[m].value(i)));
+                apply_faults(&mut row, &self.faults, &self.cells, id, self.binary, missing);
                 f(&row);
             }
             Ok(())
@@ -200,16 +188,9 @@ impl Replay {
     }
 }
 
-/// The measured latency at quantile `q` (nearest rank), or `None` without measurements.
-fn impute(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let index = ((q * sorted.len() as f64) as usize).min(sorted.len() - 1);
-    Some(sorted[index])
-}
-
-fn apply_faults(row: &mut Row, faults: &[Fault], cells: &Cells, id: &str, binary: bool) {
+/// `missing`: each model's score computed without a `feature_missing` fault's feature (scored
+/// into the cache, where the fault applies).
+fn apply_faults(row: &mut Row, faults: &[Fault], cells: &Cells, id: &str, binary: bool, missing: [Option<f64>; 2]) {
     for (k, fault) in faults.iter().enumerate() {
         if !fault.active(row.time) {
             continue;
@@ -242,8 +223,14 @@ fn apply_faults(row: &mut Row, faults: &[Fault], cells: &Cells, id: &str, binary
                     out.score = Some(*value);
                 }
             }
-            // Applied when scoring: the cache then holds the scores computed without the feature.
-            Effect::FeatureMissing { .. } => {}
+            // Scored into the cache without the feature; a failed or non-finite run is an error.
+            Effect::FeatureMissing { .. } => match missing[m] {
+                Some(score) if score.is_finite() => out.score = Some(score),
+                _ => {
+                    out.error = true;
+                    out.score = None;
+                }
+            },
         }
     }
 }
@@ -271,6 +258,7 @@ struct Columns<'a> {
     score: [&'a Float64Array; 2],
     error: [&'a StringArray; 2],
     latency: [&'a Float64Array; 2],
+    missing: [&'a Float64Array; 2],
 }
 
 impl<'a> Columns<'a> {
@@ -289,6 +277,7 @@ impl<'a> Columns<'a> {
             score: [f64s(STABLE_SCORE)?, f64s(CANDIDATE_SCORE)?],
             error: [strs(STABLE_ERROR)?, strs(CANDIDATE_ERROR)?],
             latency: [f64s(STABLE_LATENCY)?, f64s(CANDIDATE_LATENCY)?],
+            missing: [f64s(STABLE_MISSING)?, f64s(CANDIDATE_MISSING)?],
         })
     }
 
