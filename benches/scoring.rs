@@ -216,7 +216,7 @@ fn memory(root: &Path) {
             .stdout(std::process::Stdio::null())
             .status()
             .unwrap();
-        assert!(status.success());
+        assert!(matches!(status.code(), Some(0 | 1 | 3)), "run failed: {status}");
         let timings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("timings.json")).unwrap()).unwrap();
         println!(
             "  {label:<32} peak RSS {:>7.1} MiB · {:>6.1} s · {:>8.0} rows/s scored",
