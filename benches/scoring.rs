@@ -10,11 +10,12 @@
 //!   failure isolation, writing the cache part), with latency sampling off and at the default.
 //!
 //! Each configuration runs `BENCH_REPEATS` times (default 5), interleaved, and the median counts.
-//! Peak memory runs the release binary on the demo log without a window (336,776 rows) and on a
-//! 10× copy (the log repeated with times shifted by whole years), reading `peak_rss_mib` from
-//! `timings.json`.
+//! Peak memory runs the release binary (scoring, oracle and the default policy's simulation) on the
+//! demo log without a window (336,776 rows) and on a copy ten times as dense over the same year,
+//! reading `peak_rss_mib` from `timings.json`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use canary_replay::ingest::{Batches, TrafficBatch};
@@ -153,44 +154,10 @@ fn median(values: &[f64]) -> f64 {
 
 /// Peak RSS of `canary-replay run` on the demo log and on a 10× copy of it.
 fn memory(root: &Path) {
-    use arrow::array::{ArrayRef, Int64Array, RecordBatch};
-    use arrow::compute::{cast, kernels::numeric::add};
-    use arrow::datatypes::DataType;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use parquet::arrow::ArrowWriter;
-
     let dir = tempfile::tempdir().unwrap();
     let source = root.join("data/flights/traffic.parquet");
     let ten = dir.path().join("traffic-10x.parquet");
-    {
-        let file = std::fs::File::open(&source).unwrap();
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-        let schema = builder.schema().clone();
-        let mut writer = ArrowWriter::try_new(std::fs::File::create(&ten).unwrap(), schema.clone(), None).unwrap();
-        for copy in 0..10i64 {
-            let shift = copy * 371 * 86_400_000_000; // 53 whole weeks: after the year the log spans, weekdays kept
-            let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&source).unwrap()).unwrap().build().unwrap();
-            for batch in reader {
-                let batch = batch.unwrap();
-                let columns: Vec<ArrayRef> = batch
-                    .schema()
-                    .fields()
-                    .iter()
-                    .zip(batch.columns())
-                    .map(|(f, c)| {
-                        if matches!(f.name().as_str(), "request_ts" | "label_ts") {
-                            let shifted = add(&cast(c, &DataType::Int64).unwrap(), &Int64Array::new_scalar(shift)).unwrap();
-                            cast(&shifted, f.data_type()).unwrap()
-                        } else {
-                            c.clone()
-                        }
-                    })
-                    .collect();
-                writer.write(&RecordBatch::try_new(schema.clone(), columns).unwrap()).unwrap();
-            }
-        }
-        writer.close().unwrap();
-    }
+    write_ten_times_denser(&source, &ten);
     println!("\npeak memory of `canary-replay run` (fresh score cache each time):");
     for (label, traffic) in [("1× demo log (336,776 rows)", source.clone()), ("10× demo log (3,367,760 rows)", ten.clone())] {
         let scenario = dir.path().join("memory.toml");
@@ -219,10 +186,76 @@ fn memory(root: &Path) {
         assert!(matches!(status.code(), Some(0 | 1 | 3)), "run failed: {status}");
         let timings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("timings.json")).unwrap()).unwrap();
         println!(
-            "  {label:<32} peak RSS {:>7.1} MiB · {:>6.1} s · {:>8.0} rows/s scored",
+            "  {label:<32} peak RSS {:>6.1} MiB ({:>6.1} MiB before the simulation) · {:>5.1} s in all · {:>7.0} rows/s scored · simulation {:.2} s",
             timings["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+            timings["peak_rss_before_simulation_mib"].as_f64().unwrap_or(f64::NAN),
             timings["total_seconds"].as_f64().unwrap(),
-            timings["rows_scored_per_second"].as_f64().unwrap_or(f64::NAN)
+            timings["rows_scored_per_second"].as_f64().unwrap_or(f64::NAN),
+            timings["simulation_seconds"].as_f64().unwrap_or(f64::NAN)
         );
     }
+}
+
+/// The log ten times as dense over the same year: ten copies of every request, the k-th 6·k seconds
+/// later with its own request and entity ids, sorted by time (so a run has as many checks as on the
+/// demo log, each with ten times the requests).
+fn write_ten_times_denser(source: &Path, target: &Path) {
+    use arrow::array::{Array, ArrayRef, AsArray, Int64Array, LargeStringArray, RecordBatch, RecordBatchReader};
+    use arrow::compute::kernels::numeric::add;
+    use arrow::compute::{cast, concat_batches, sort_to_indices, take_record_batch};
+    use arrow::datatypes::{DataType, Schema};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ArrowWriter;
+
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(source).unwrap()).unwrap().build().unwrap();
+    // Dictionary columns as plain strings: concatenating batches would overflow their int8 keys.
+    let fields: Vec<_> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Dictionary(_, values) => f.as_ref().clone().with_data_type(values.as_ref().clone()),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batches: Vec<RecordBatch> = reader
+        .map(|b| {
+            let b = b.unwrap();
+            let columns = b.columns().iter().zip(schema.fields()).map(|(c, f)| cast(c, f.data_type()).unwrap()).collect();
+            RecordBatch::try_new(schema.clone(), columns).unwrap()
+        })
+        .collect();
+    let log = concat_batches(&schema, &batches).unwrap();
+    let copies: Vec<RecordBatch> = (0..10i64)
+        .map(|k| {
+            let columns: Vec<ArrayRef> = schema
+                .fields()
+                .iter()
+                .zip(log.columns())
+                .map(|(f, c)| match f.name().as_str() {
+                    "request_ts" | "label_ts" => {
+                        let shifted = add(&cast(c, &DataType::Int64).unwrap(), &Int64Array::new_scalar(k * 6_000_000)).unwrap();
+                        cast(&shifted, f.data_type()).unwrap()
+                    }
+                    "request_id" | "entity_id" => {
+                        let ids = c.as_string::<i64>();
+                        Arc::new(ids.iter().map(|id| id.map(|id| format!("{id}#{k}"))).collect::<LargeStringArray>()) as ArrayRef
+                    }
+                    _ => Arc::clone(c),
+                })
+                .collect();
+            RecordBatch::try_new(schema.clone(), columns).unwrap()
+        })
+        .collect();
+    let all = concat_batches(&schema, &copies).unwrap();
+    let order = sort_to_indices(all.column_by_name("request_ts").unwrap(), None, None).unwrap();
+    let sorted = take_record_batch(&all, &order).unwrap();
+    assert_eq!(sorted.num_rows(), 10 * log.num_rows());
+    assert_eq!(sorted.column_by_name("request_id").unwrap().null_count(), 0);
+    let mut writer = ArrowWriter::try_new(std::fs::File::create(target).unwrap(), schema, None).unwrap();
+    for start in (0..sorted.num_rows()).step_by(65_536) {
+        writer.write(&sorted.slice(start, 65_536.min(sorted.num_rows() - start))).unwrap();
+    }
+    writer.close().unwrap();
 }

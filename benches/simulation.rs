@@ -66,7 +66,7 @@ fn main() {
     let (f, r) = (median(fast_runs), median(reference_runs));
     println!("{} rows, {} cells, {} checks of {} gates on {} scopes", replay.rows, replay.cells.len(), checks, policy.gates.len(), setup.scopes.len());
     println!("scan of the score cache (once per replay):      {:>9.1} ms", scan * 1e3);
-    println!("fast-path index build (once per salt):          {:>9.1} ms ({keys} request and {label_keys} label summaries)", median(builds) * 1e3);
+    println!("fast-path index build (once per salt):          {:>9.1} ms ({keys} request and {label_keys} label keys)", median(builds) * 1e3);
     println!("one policy evaluation, fast path:               {:>9.1} ms", f * 1e3);
     println!("one policy evaluation, row-by-row reference:    {:>9.1} ms", r * 1e3);
     println!("reference / fast:                               {:>9.1}×", r / f);

@@ -317,7 +317,7 @@ impl<'a> Columns<'a> {
 
     fn row(&self, i: usize, binning: &Binning) -> Row<'a> {
         let f = |a: &Float64Array| a.is_valid(i).then(|| a.value(i));
-        let label = self.label.and_then(|l| f(l)).filter(|y| y.is_finite());
+        let label = self.label.and_then(f).filter(|y| y.is_finite());
         let scores = [f(self.scores[0]), f(self.scores[1])];
         let both = scores[0].is_some() && scores[1].is_some();
         let paired = both && label.is_some();

@@ -132,6 +132,7 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     let oracle: Oracle = oracle::compute(&scored.parts, &prepared.layout)?;
     let oracle_seconds = oracle_started.elapsed().as_secs_f64();
 
+    let peak_rss_before_simulation_mib = report::peak_rss_mib();
     let simulation_started = Instant::now();
     let replay = Replay::scan(&scored.parts, &prepared.layout, &scenario.faults)?;
     let setup = Setup::new(&scenario.policy, &replay);
@@ -161,6 +162,7 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
         workers: settings.workers,
         intra_threads: settings.intra_threads,
         peak_rss_mib: None,
+        peak_rss_before_simulation_mib,
     };
     if scored.parts_scored > 0 && scored.streaming_seconds > 0.0 {
         timings.rows_scored_per_second = Some(scored.stable.rows as f64 / scored.streaming_seconds);

@@ -152,7 +152,8 @@ pub fn locate(options: &RuntimeOptions) -> std::result::Result<(PathBuf, String,
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) {
         explicit.push((PathBuf::from(p), Source::Env));
     }
-    for (given, source) in explicit {
+    // The flag wins over the environment variable.
+    if let Some((given, source)) = explicit.into_iter().next() {
         let what = if source == Source::Flag { "--ort-lib" } else { "ORT_DYLIB_PATH" };
         let files = libraries_in(&given);
         let Some(file) = files.first() else {

@@ -52,7 +52,7 @@ fn the_default_policy_promotes_in_september_and_misses_the_winter() {
     assert!(sim.decided_at.starts_with("2013-09"), "{}", sim.decided_at);
     // Right in September, wrong later: without monitoring nothing catches the autumn and winter.
     assert_eq!(sim.grade.grade, "missed_regression");
-    assert!(sim.grade.findings.iter().any(|f| f.gate == "log_loss non_inferiority" && f.start >= "2013-10".to_string()));
+    assert!(sim.grade.findings.iter().any(|f| f.gate == "log_loss non_inferiority" && f.start.as_str() >= "2013-10"));
     assert!(sim.exposure.after_decision_in_regressed_windows > 10_000);
     assert_eq!(out.exit_code, 0);
 }

@@ -127,6 +127,8 @@ pub struct Timings {
     pub intra_threads: usize,
     /// Peak resident memory of the process (Linux).
     pub peak_rss_mib: Option<f64>,
+    /// Peak resident memory when scoring and the oracle were done, before the simulation.
+    pub peak_rss_before_simulation_mib: Option<f64>,
 }
 
 /// Builds the summary of a run.

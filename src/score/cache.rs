@@ -71,8 +71,11 @@ pub struct PartInfo {
     pub latency_sample: f64,
     pub latency_warmup: usize,
     /// `feature_missing` faults scored into the part: (model, feature, start, end, segment).
-    pub missing: Vec<(String, String, Option<i64>, Option<i64>, Option<(String, String)>)>,
+    pub missing: Vec<MissingKey>,
 }
+
+/// (model, feature, start, end, segment) of a `feature_missing` fault.
+pub type MissingKey = (String, String, Option<i64>, Option<i64>, Option<(String, String)>);
 
 /// The column roles, as they decide the part's columns.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -53,6 +53,7 @@ impl Sampler {
     }
 
     /// Measures the sampled requests of `batch`, writing microseconds into `out[model][row]`.
+    #[allow(clippy::needless_range_loop)] // `row` indexes the batch's columns and both outputs alike
     pub fn measure(&mut self, sessions: &mut [Session; 2], models: [&Model; 2], layout: &Layout, batch: &TrafficBatch, out: [&mut Vec<Option<f64>>; 2]) {
         if self.rate <= 0.0 {
             return;

@@ -240,7 +240,7 @@ pub struct Input {
 
 /// Reads the score column out of a run-time output tensor.
 fn pick<T: Copy>(shape: &[i64], data: &[T], class: Option<usize>, n: usize, to_f64: impl Fn(T) -> f64) -> std::result::Result<Vec<f64>, String> {
-    let width = if n == 0 { 0 } else { data.len() / n };
+    let width = data.len().checked_div(n).unwrap_or(0);
     if data.len() != n * width || width == 0 {
         return Err(format!("output of shape {shape:?} does not hold one score per row for {n} rows"));
     }

@@ -1,7 +1,7 @@
 //! The fast path must decide exactly as the reference simulator: a property test over random
 //! traffic (segments, label delays, errors, measured latencies), random policies (stages, windows,
-//! holdbacks, caps, waves, every gate kind, both sequential tests, every correction) and random
-//! faults.
+//! holdbacks, caps, waves, every gate kind, both sequential tests, every correction), random
+//! faults, and keys kept as rows, folded into summaries, or both.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -163,7 +163,7 @@ proptest! {
     fn the_fast_path_decides_exactly_as_the_reference(
         raw in raw_policy(), seed in 0u64..1_000_000, rows in 300usize..2500, hours in 24i64..120,
         shift in prop::sample::select(vec![0.0, 0.05, 0.3]), errors in prop::sample::select(vec![0.0, 0.01, 0.1]),
-        fault in 0u8..4,
+        fault in 0u8..4, fold_above in prop::sample::select(vec![0usize, 3, 16, usize::MAX]),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let part = dir.path().join("part.parquet");
@@ -186,7 +186,7 @@ proptest! {
         let setup = Setup::new(&policy, &replay);
         let rows = replay.rows(&policy.ramp.salt).unwrap();
         let mut reference = Reference::new(&rows, &setup.scopes, setup.scale);
-        let mut fast = Fast::build(&replay, &policy.ramp.salt, &policy.weights(), &setup.scopes, setup.scale, setup.origin, policy.ramp.check_every).unwrap();
+        let mut fast = Fast::build_folding(&replay, &policy.ramp.salt, &policy.weights(), &setup.scopes, setup.scale, (setup.origin, policy.ramp.check_every), fold_above).unwrap();
         let (a, b) = (setup.simulate(&mut reference), setup.simulate(&mut fast));
         prop_assert_eq!(&a.outcome, &b.outcome);
         prop_assert_eq!(a.decided_at, b.decided_at);

@@ -3,10 +3,11 @@
 //! One pass over the replay builds summaries keyed by (time bucket × cell × hash band). A time
 //! bucket is one check interval; a cell is a combination of segment values; a hash band is the
 //! range of routing hashes between two consecutive weights the policy can use, so "u < w" is a set
-//! of whole bands for every such w. Each key holds two [`Packed`] summaries: what the stable model
-//! and what the candidate returned for those requests (both are known offline; routing picks one
-//! per band at query time). Label arrivals are summarised separately by (arrival bucket × request
-//! bucket × cell × band), so a check counts exactly the labels that had arrived.
+//! of whole bands for every such w. Each key holds what the stable model and what the candidate
+//! returned for its requests (both are known offline; routing picks one per band at query time):
+//! the rows themselves while there are few, two [`Packed`] summaries once there are many. Label
+//! arrivals are indexed separately by (arrival bucket × request bucket × cell × band), so a check
+//! counts exactly the labels that had arrived.
 //!
 //! A window is the sum of its buckets. Windows only grow during a stage, so each check adds just
 //! the buckets since the previous one; a new stage (or a sliding window) starts from its first
@@ -14,26 +15,165 @@
 //! requests — a day of 10,000 requests per second is 24 hourly buckets per cell. All sums are
 //! integers, so the results equal the reference simulator's bit for bit.
 
-use super::metrics::{Packed, Scale};
+use std::collections::BTreeMap;
+
+use super::metrics::{ArmStats, Contribution, Packed, Scale};
 use super::replay::Replay;
 use super::window::{Scopes, WindowStats};
 use super::Source;
 use crate::error::{Error, Result};
 use crate::time::Micros;
 
-/// Summaries of one (bucket, cell, band): [stable output, candidate output].
+/// Summaries of one key: [stable output, candidate output].
 type Pair = [Packed; 2];
+
+/// (bucket, cell, band).
+type RequestKey = (u32, u32, u8);
+
+/// (arrival bucket, request bucket, cell, band).
+type LabelKey = (u32, u32, u32, u8);
+
+/// Keys with at most this many requests keep them as rows: a folded pair of summaries takes 1–5 KB,
+/// a kept row 48 bytes (40 for a label), so sparse traffic costs about 90 bytes per request and
+/// dense keys are added in one step.
+const FOLD_ABOVE: usize = 16;
+
+/// What a key holds: its rows in the index's row store, or their summaries.
+#[derive(Debug)]
+enum Group {
+    Rows { start: u32, len: u32 },
+    Folded(Box<Pair>),
+}
+
+impl Group {
+    /// Requests in a request key (either model served all of them).
+    fn requests(&self) -> u64 {
+        match self {
+            Group::Rows { len, .. } => u64::from(*len),
+            Group::Folded(pair) => pair[0].requests(),
+        }
+    }
+}
+
+/// A row the index keeps: folded into summaries, or added to a window as it is.
+trait Kept: Copy {
+    fn fold(&self, scale: &Scale, pair: &mut Pair);
+    fn add(&self, scale: &Scale, arm: usize, stats: &mut ArmStats);
+}
+
+/// A request: what each model returned.
+impl Kept for [Contribution; 2] {
+    fn fold(&self, _: &Scale, pair: &mut Pair) {
+        pair[0].add(&self[0]);
+        pair[1].add(&self[1]);
+    }
+
+    fn add(&self, _: &Scale, arm: usize, stats: &mut ArmStats) {
+        stats.add(&self[arm]);
+    }
+}
+
+/// An arrived label and each model's score (the quality terms are recomputed when added, which
+/// keeps the row at 40 bytes instead of 112).
+#[derive(Debug, Clone, Copy)]
+struct Labelled {
+    label: f64,
+    scores: [Option<f64>; 2],
+}
+
+impl Kept for Labelled {
+    fn fold(&self, scale: &Scale, pair: &mut Pair) {
+        for (m, packed) in pair.iter_mut().enumerate() {
+            if let Some(q) = scale.quality_of(self.scores[m], self.label) {
+                packed.add_quality(&q);
+            }
+        }
+    }
+
+    fn add(&self, scale: &Scale, arm: usize, stats: &mut ArmStats) {
+        if let Some(q) = scale.quality_of(self.scores[arm], self.label) {
+            stats.add_quality(&q);
+        }
+    }
+}
+
+/// Keys in order, each with its rows or summaries.
+struct Index<K, R> {
+    keys: Vec<(K, Group)>,
+    rows: Vec<R>,
+}
+
+impl<K: Ord + Copy, R: Kept> Index<K, R> {
+    fn new() -> Self {
+        Self { keys: Vec::new(), rows: Vec::new() }
+    }
+
+    /// Appends a batch of rows whose keys all sort after every key already indexed: sorted by key
+    /// (the order within a key does not matter, all sums are integers), keys with more than
+    /// `fold_above` rows folded, the others' rows kept.
+    fn append(&mut self, batch: &mut Vec<(K, R)>, scale: &Scale, fold_above: usize) -> Result<()> {
+        batch.sort_unstable_by_key(|(k, _)| *k);
+        if let (Some((last, _)), Some((first, _))) = (self.keys.last(), batch.first()) {
+            if first <= last {
+                return Err(Error::Internal("the score cache is not in time order".into()));
+            }
+        }
+        let mut i = 0;
+        while i < batch.len() {
+            let key = batch[i].0;
+            let len = batch[i..].partition_point(|(k, _)| *k == key);
+            let rows = &batch[i..i + len];
+            if len > fold_above {
+                let mut pair = Pair::default();
+                for (_, row) in rows {
+                    row.fold(scale, &mut pair);
+                }
+                self.keys.push((key, Group::Folded(Box::new(pair))));
+            } else {
+                let start = u32::try_from(self.rows.len()).map_err(|_| Error::Internal("more rows than the fast path can index".into()))?;
+                self.rows.extend(rows.iter().map(|(_, r)| *r));
+                self.keys.push((key, Group::Rows { start, len: len as u32 }));
+            }
+            i += len;
+        }
+        batch.clear();
+        Ok(())
+    }
+
+    fn finish(&mut self) {
+        self.keys.shrink_to_fit();
+        self.rows.shrink_to_fit();
+    }
+
+    /// The keys whose bucket (`bucket` of the key) is in [from, to).
+    fn between(&self, from: u32, to: u32, bucket: impl Fn(&K) -> u32) -> &[(K, Group)] {
+        let a = self.keys.partition_point(|(k, _)| bucket(k) < from);
+        let b = self.keys.partition_point(|(k, _)| bucket(k) < to);
+        &self.keys[a..b.max(a)]
+    }
+
+    fn add(&self, group: &Group, scale: &Scale, arm: usize, stats: &mut ArmStats) {
+        match group {
+            Group::Rows { start, len } => {
+                for row in &self.rows[*start as usize..(start + len) as usize] {
+                    row.add(scale, arm, stats);
+                }
+            }
+            Group::Folded(pair) => pair[arm].add_to(stats),
+        }
+    }
+}
 
 pub struct Fast<'a> {
     scopes: &'a Scopes,
+    scale: Scale,
     origin: Micros,
     width: Micros,
     /// Routing weights that start a band, ascending, all in (0, 1).
     cuts: Vec<f64>,
-    /// (bucket, cell, band) → request summaries, sorted.
-    requests: Vec<((u32, u32, u8), Pair)>,
-    /// (arrival bucket, request bucket, cell, band) → label summaries, sorted by arrival.
-    labels: Vec<((u32, u32, u32, u8), Pair)>,
+    requests: Index<RequestKey, [Contribution; 2]>,
+    /// Sorted by arrival.
+    labels: Index<LabelKey, Labelled>,
     stats: WindowStats,
     /// What `stats` holds: buckets [start, end) at these weights.
     state: Option<(u32, u32, Vec<f64>)>,
@@ -42,47 +182,65 @@ pub struct Fast<'a> {
 impl<'a> Fast<'a> {
     /// Summarises the replay for routing `salt`, weights `weights` and buckets of `width` from `origin`.
     pub fn build(replay: &Replay, salt: &str, weights: &[f64], scopes: &'a Scopes, scale: Scale, origin: Micros, width: Micros) -> Result<Self> {
+        Self::build_folding(replay, salt, weights, scopes, scale, (origin, width), FOLD_ABOVE)
+    }
+
+    /// [`Fast::build`], folding keys with more than `fold_above` rows (tests try several).
+    pub(crate) fn build_folding(replay: &Replay, salt: &str, weights: &[f64], scopes: &'a Scopes, scale: Scale, (origin, width): (Micros, Micros), fold_above: usize) -> Result<Self> {
         let mut cuts: Vec<f64> = weights.iter().copied().filter(|w| *w > 0.0 && *w < 1.0).collect();
         cuts.sort_by(f64::total_cmp);
         cuts.dedup();
-        let bucket = |t: Micros| -> u32 { (t - origin).div_euclid(width).max(0) as u32 };
-        let mut requests: std::collections::BTreeMap<(u32, u32, u8), Pair> = Default::default();
-        let mut labels: std::collections::BTreeMap<(u32, u32, u32, u8), Pair> = Default::default();
-        replay.for_each_row(salt, |row| {
-            let band = cuts.partition_point(|c| *c <= row.u) as u8;
-            let b = bucket(row.time);
-            let pair = requests.entry((b, row.cell, band)).or_default();
-            for (m, out) in row.outputs.iter().enumerate() {
-                pair[m].add(&scale.contribution(out));
-            }
-            if let (Some(y), Some(lt)) = (row.label, row.label_time) {
-                let arrival = bucket(lt).max(b);
-                let pair = labels.entry((arrival, b, row.cell, band)).or_default();
-                for (m, out) in row.outputs.iter().enumerate() {
-                    if let Some(q) = scale.quality(out, y) {
-                        pair[m].add_quality(&q);
-                    }
-                }
-            }
-        })?;
         if cuts.len() > u8::MAX as usize {
             return Err(Error::Internal("too many distinct routing weights".into()));
         }
-        Ok(Self {
-            scopes,
-            origin,
-            width,
-            cuts,
-            requests: requests.into_iter().collect(),
-            labels: labels.into_iter().collect(),
-            stats: WindowStats::new(scopes.len()),
-            state: None,
-        })
+        let bucket = |t: Micros| -> u32 { (t - origin).div_euclid(width).max(0) as u32 };
+        // Rows come in time order, so request buckets never go back: a bucket's requests are
+        // indexed when the next bucket starts, and labels once the requests reach their arrival
+        // bucket (a label arrives no earlier than its request's bucket). Memory holds the index and
+        // the labels still in flight, never the log.
+        let (mut requests, mut labels) = (Index::new(), Index::new());
+        let (mut bucket_rows, mut current) = (Vec::new(), 0u32);
+        let mut in_flight: BTreeMap<u32, Vec<(LabelKey, Labelled)>> = BTreeMap::new();
+        let mut failed = None;
+        replay.for_each_row(salt, |row| {
+            if failed.is_some() {
+                return;
+            }
+            let band = cuts.partition_point(|c| *c <= row.u) as u8;
+            let b = bucket(row.time);
+            if b != current {
+                let mut arrived = in_flight.split_off(&b);
+                std::mem::swap(&mut arrived, &mut in_flight);
+                let flushed = requests
+                    .append(&mut bucket_rows, &scale, fold_above)
+                    .and_then(|()| arrived.into_values().try_for_each(|mut batch| labels.append(&mut batch, &scale, fold_above)));
+                if let Err(e) = flushed {
+                    failed = Some(e);
+                    return;
+                }
+                current = b;
+            }
+            bucket_rows.push(((b, row.cell, band), row.outputs.map(|out| scale.contribution(&out))));
+            if let (Some(label), Some(lt)) = (row.label, row.label_time) {
+                let arrival = bucket(lt).max(b);
+                in_flight.entry(arrival).or_default().push(((arrival, b, row.cell, band), Labelled { label, scores: row.outputs.map(|out| out.score) }));
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        requests.append(&mut bucket_rows, &scale, fold_above)?;
+        for mut batch in in_flight.into_values() {
+            labels.append(&mut batch, &scale, fold_above)?;
+        }
+        requests.finish();
+        labels.finish();
+        Ok(Self { scopes, scale, origin, width, cuts, requests, labels, stats: WindowStats::new(scopes.len()), state: None })
     }
 
-    /// Summaries stored (for the benchmark): (request keys, label keys).
+    /// Keys stored (for the benchmark): (request keys, label keys).
     pub fn size(&self) -> (usize, usize) {
-        (self.requests.len(), self.labels.len())
+        (self.requests.keys.len(), self.labels.keys.len())
     }
 
     fn bucket_of(&self, t: Micros) -> u32 {
@@ -90,41 +248,36 @@ impl<'a> Fast<'a> {
     }
 
     /// Whether a band serves the candidate at weight `w`: u < w for every u in the band.
-    fn candidate_band(&self, band: u8, w: f64) -> bool {
+    fn candidate_band(cuts: &[f64], band: u8, w: f64) -> bool {
         if w >= 1.0 {
             return true;
         }
-        match self.cuts.iter().position(|c| *c == w) {
+        match cuts.iter().position(|c| *c == w) {
             Some(k) => (band as usize) <= k,
-            None => panic!("routing weight {w} is not one of the fast path's cuts {:?}", self.cuts),
+            None => panic!("routing weight {w} is not one of the fast path's cuts {cuts:?}"),
         }
     }
 
     fn add_buckets(&mut self, start: u32, from: u32, to: u32, weights: &[f64]) {
-        let a = self.requests.partition_point(|(k, _)| k.0 < from);
-        let b = self.requests.partition_point(|(k, _)| k.0 < to);
-        for i in a..b {
-            let ((_, cell, band), _) = self.requests[i];
-            let w = weights[cell as usize];
+        let Self { scopes, scale, cuts, requests, labels, stats, .. } = self;
+        for ((_, cell, band), group) in requests.between(from, to, |k| k.0) {
+            let w = weights[*cell as usize];
             if !(w > 0.0 && w < 1.0) {
                 continue;
             }
-            let arm = usize::from(self.candidate_band(band, w));
-            for &s in &self.scopes.of_cell[cell as usize] {
-                self.requests[i].1[arm].add_to(self.stats.arm(s, w, arm));
+            let arm = usize::from(Self::candidate_band(cuts, *band, w));
+            for &s in &scopes.of_cell[*cell as usize] {
+                requests.add(group, scale, arm, stats.arm(s, w, arm));
             }
         }
-        let a = self.labels.partition_point(|(k, _)| k.0 < from);
-        let b = self.labels.partition_point(|(k, _)| k.0 < to);
-        for i in a..b {
-            let ((_, requested, cell, band), _) = self.labels[i];
-            let w = weights[cell as usize];
-            if requested < start || !(w > 0.0 && w < 1.0) {
+        for ((_, requested, cell, band), group) in labels.between(from, to, |k| k.0) {
+            let w = weights[*cell as usize];
+            if *requested < start || !(w > 0.0 && w < 1.0) {
                 continue;
             }
-            let arm = usize::from(self.candidate_band(band, w));
-            for &s in &self.scopes.of_cell[cell as usize] {
-                self.labels[i].1[arm].add_to(self.stats.arm(s, w, arm));
+            let arm = usize::from(Self::candidate_band(cuts, *band, w));
+            for &s in &scopes.of_cell[*cell as usize] {
+                labels.add(group, scale, arm, stats.arm(s, w, arm));
             }
         }
     }
@@ -148,13 +301,11 @@ impl Source for Fast<'_> {
     fn served(&mut self, start: Micros, end: Micros, weights: &[f64]) -> Vec<[u64; 2]> {
         let (start, end) = (self.bucket_of(start), self.bucket_of(end));
         let mut out = vec![[0u64; 2]; self.scopes.len()];
-        let a = self.requests.partition_point(|(k, _)| k.0 < start);
-        let b = self.requests.partition_point(|(k, _)| k.0 < end);
-        for ((_, cell, band), pair) in &self.requests[a..b] {
+        for ((_, cell, band), group) in self.requests.between(start, end, |k| k.0) {
             let w = weights[*cell as usize];
-            let arm = usize::from(w > 0.0 && self.candidate_band(*band, w));
+            let arm = usize::from(w > 0.0 && Self::candidate_band(&self.cuts, *band, w));
             for &s in &self.scopes.of_cell[*cell as usize] {
-                out[s][arm] += pair[arm].requests();
+                out[s][arm] += group.requests();
             }
         }
         out
@@ -163,22 +314,20 @@ impl Source for Fast<'_> {
     fn oracle(&mut self, start: Micros, end: Micros) -> WindowStats {
         let (start, end) = (self.bucket_of(start), self.bucket_of(end));
         let mut stats = WindowStats::new(self.scopes.len());
-        let a = self.requests.partition_point(|(k, _)| k.0 < start);
-        let b = self.requests.partition_point(|(k, _)| k.0 < end);
-        for ((_, cell, _), pair) in &self.requests[a..b] {
+        for ((_, cell, _), group) in self.requests.between(start, end, |k| k.0) {
             for &s in &self.scopes.of_cell[*cell as usize] {
-                for (arm, packed) in pair.iter().enumerate() {
-                    packed.add_to(stats.arm(s, 1.0, arm));
+                for arm in 0..2 {
+                    self.requests.add(group, &self.scale, arm, stats.arm(s, 1.0, arm));
                 }
             }
         }
-        for ((_, requested, cell, _), pair) in &self.labels {
+        for ((_, requested, cell, _), group) in &self.labels.keys {
             if *requested < start || *requested >= end {
                 continue;
             }
             for &s in &self.scopes.of_cell[*cell as usize] {
-                for (arm, packed) in pair.iter().enumerate() {
-                    packed.add_to(stats.arm(s, 1.0, arm));
+                for arm in 0..2 {
+                    self.labels.add(group, &self.scale, arm, stats.arm(s, 1.0, arm));
                 }
             }
         }

@@ -12,6 +12,7 @@
 //!   serves — over the whole rest of the replay and over each `ramp.monitor_window` of it (a
 //!   regression in December is not excused by a good October) — else a *missed regression*.
 //! - A hold is graded as held, saying whether the candidate was truly regressed anywhere.
+//!
 //! Exposure counts the requests the candidate served before the decision and those in segments
 //! truly regressed over that time, and after the decision those served in the windows and segments
 //! found regressed.

@@ -17,6 +17,7 @@
 //!   is inside the margin; otherwise it is inconclusive, split into
 //!   UNDERPOWERED and NEEDS_MORE_DATA with the observations (and, at the current traffic, the
 //!   hours) that would likely settle it. A regression gate that does not reject passes.
+//!
 //! With the default `rollout` window one test per (gate, scope) runs across the whole rollout on
 //! the stages' estimates combined by inverse-variance weights, at α. With `stage` or `sliding`
 //! windows each stage runs fresh tests at α divided by the number of stages that compare the arms,

@@ -70,13 +70,36 @@ fn latency_centre(bin: usize) -> f64 {
     LATENCY_FLOOR_MS * 10f64.powf((bin as f64 + 0.5) / LATENCY_PER_DECADE)
 }
 
-/// What one request adds to the statistics of the arm that served it.
+/// What one request adds to the statistics of the arm that served it: 24 bytes, as the fast path
+/// keeps one per model for every request of a sparse key.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Contribution {
-    pub error: bool,
-    pub latency: Option<(u16, i64)>,
+    /// Fixed-point latency and score, meaningful when their bin is set.
+    latency: i64,
+    score: i64,
+    latency_bin: u16,
+    score_bin: u8,
+    flags: u8,
+}
+
+const NO_LATENCY: u16 = u16::MAX;
+const ERROR: u8 = 1;
+const SCORED: u8 = 2;
+
+impl Contribution {
+    pub fn error(&self) -> bool {
+        self.flags & ERROR != 0
+    }
+
+    /// Latency bin and fixed-point milliseconds, when measured.
+    pub fn latency(&self) -> Option<(u16, i64)> {
+        (self.latency_bin != NO_LATENCY).then_some((self.latency_bin, self.latency))
+    }
+
     /// Drift bin and fixed-point score, when the model returned one.
-    pub score: Option<(u8, i64)>,
+    pub fn score(&self) -> Option<(u8, i64)> {
+        (self.flags & SCORED != 0).then_some((self.score_bin, self.score))
+    }
 }
 
 /// What one labelled request adds to an arm's quality statistics.
@@ -95,16 +118,20 @@ pub struct Quality {
 
 impl Scale {
     pub fn contribution(&self, out: &super::replay::Output) -> Contribution {
-        Contribution {
-            error: out.error,
-            latency: out.latency_ms.map(|ms| (latency_bin(ms) as u16, fixed(ms))),
-            score: out.score.map(|s| (self.bins.bin(s, DRIFT_BINS) as u8, fixed(s))),
-        }
+        let (latency_bin, latency) = out.latency_ms.map_or((NO_LATENCY, 0), |ms| (latency_bin(ms) as u16, fixed(ms)));
+        let (score_bin, score) = out.score.map_or((0, 0), |s| (self.bins.bin(s, DRIFT_BINS) as u8, fixed(s)));
+        let flags = if out.error { ERROR } else { 0 } | if out.score.is_some() { SCORED } else { 0 };
+        Contribution { latency, score, latency_bin, score_bin, flags }
     }
 
     /// The quality terms of a labelled request the model scored.
     pub fn quality(&self, out: &super::replay::Output, label: f64) -> Option<Quality> {
-        let s = out.score?;
+        self.quality_of(out.score, label)
+    }
+
+    /// The quality terms of a label and the score the model returned, if any.
+    pub fn quality_of(&self, score: Option<f64>, label: f64) -> Option<Quality> {
+        let s = score?;
         let p = s.clamp(f64::EPSILON, 1.0 - f64::EPSILON);
         let positive = label > 0.5;
         let predicted = s >= self.threshold;
@@ -202,11 +229,11 @@ impl Scalars {
 
     fn add(&mut self, c: &Contribution) {
         self.requests += 1;
-        self.errors += u64::from(c.error);
-        if let Some((_, l)) = c.latency {
+        self.errors += u64::from(c.error());
+        if let Some((_, l)) = c.latency() {
             self.latency.add(l);
         }
-        if let Some((_, s)) = c.score {
+        if let Some((_, s)) = c.score() {
             self.score.add(s);
         }
     }
@@ -271,10 +298,10 @@ impl ArmStats {
 
     pub fn add(&mut self, c: &Contribution) {
         self.s.add(c);
-        if let Some((bin, _)) = c.latency {
+        if let Some((bin, _)) = c.latency() {
             self.latency[bin as usize] += 1;
         }
-        if let Some((bin, _)) = c.score {
+        if let Some((bin, _)) = c.score() {
             self.drift[bin as usize] += 1;
         }
     }
@@ -483,10 +510,10 @@ impl Packed {
 
     pub fn add(&mut self, c: &Contribution) {
         self.s.add(c);
-        if let Some((bin, _)) = c.latency {
+        if let Some((bin, _)) = c.latency() {
             self.bump(Hist::Latency, bin as usize);
         }
-        if let Some((bin, _)) = c.score {
+        if let Some((bin, _)) = c.score() {
             self.bump(Hist::Drift, bin as usize);
         }
     }
@@ -536,6 +563,19 @@ mod tests {
         packed.add_to(&mut from_packed);
         assert_eq!(dense, from_packed);
         assert_eq!(dense.value(Metric::ErrorRate), Some(30.0 / 500.0));
+    }
+
+    #[test]
+    fn contributions_stay_small_and_round_trip() {
+        // The fast path keeps two per request of a sparse key.
+        assert_eq!(std::mem::size_of::<Contribution>(), 24);
+        let c = scale().contribution(&Output { error: true, score: None, latency_ms: Some(12.5) });
+        assert!(c.error());
+        assert_eq!(c.score(), None);
+        assert_eq!(c.latency().map(|(_, ms)| unfixed(i128::from(ms))), Some(12.5));
+        let c = scale().contribution(&Output { error: false, score: Some(0.25), latency_ms: None });
+        assert_eq!((c.error(), c.latency()), (false, None));
+        assert_eq!(c.score().map(|(bin, s)| (bin, unfixed(i128::from(s)))), Some((7, 0.25)));
     }
 
     #[test]

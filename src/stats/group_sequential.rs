@@ -8,6 +8,7 @@
 //! - O'Brien-Fleming type: f(t) = 2 − 2Φ(z_{1−a/2}/√t) (almost nothing early),
 //! - Pocock type: f(t) = a·ln(1 + (e − 1)t),
 //! - power family: f(t) = a·t^ρ.
+//!
 //! The joint law of the looks is that of Brownian motion: the B-value W(t) = Z(t)√t has
 //! independent N(0, Δt) increments. Its sub-density on the continuation region is carried from
 //! look to look by numerical integration (Simpson's rule on a fine grid), and each boundary is

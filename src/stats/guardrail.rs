@@ -12,6 +12,7 @@
 //!   effects of the margin's size; about n·(MDE/Δ)² per arm would), else NEEDS_MORE_DATA (the
 //!   estimate sits too close to the margin; about n·(h/(Δ − |θ̂|))² per arm would settle it, h the
 //!   interval's half-width, when the estimate is inside the margin).
+//!
 //! Guardrails need no α correction among themselves (promotion requires all of them:
 //! intersection-union); power is corrected instead (per-guardrail power 1 − β/G).
 

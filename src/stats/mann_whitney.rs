@@ -18,6 +18,7 @@
 //!   root is the k-th smallest difference for k = ⌈n_x n_y − T⌉, T = n_x n_y/2 + z·σ ± 0.5 (the
 //!   continuity correction on the side of z), found by selection; with ties the root is bracketed
 //!   by bisection on d, each evaluation one merge of the sorted samples, O(n_x + n_y).
+//!
 //! Assumes independent observations within and between samples.
 
 use serde::Serialize;
@@ -100,7 +101,7 @@ pub fn hodges_lehmann(x: &[f64], y: &[f64]) -> Option<f64> {
     if total == 0 {
         return None;
     }
-    let k = (total + 1) / 2;
+    let k = total.div_ceil(2);
     let lower = kth_difference(&xs, &ys, k);
     if total % 2 == 1 {
         Some(lower)
