@@ -20,7 +20,7 @@ use crate::error::Problem;
 use crate::scenario::raw::RawTime;
 use crate::stats::group_sequential::Spending;
 use crate::stats::multiple::Correction;
-use crate::time::{format_duration, format_timestamp, parse_duration, parse_timestamp, Micros};
+use crate::time::{format_duration, format_timestamp, parse_duration, Micros};
 use raw::{RawCost, RawDecision, RawFault, RawGate, RawRamp, RawSegmentPolicy, RawStage};
 
 /// A validated policy.
@@ -656,11 +656,7 @@ pub fn faults(raw: &[RawFault], shape: &TrafficShape, file: &str, problems: &mut
 }
 
 fn time(c: &mut Check, key: &str, value: &Option<RawTime>) -> Option<Micros> {
-    let text = match value.as_ref()? {
-        RawTime::Text(s) => s.clone(),
-        RawTime::Toml(d) => d.to_string(),
-    };
-    match parse_timestamp(&text) {
+    match value.as_ref()?.parse() {
         Ok(t) => Some(t),
         Err(e) => {
             c.problem(key, e, None);

@@ -15,6 +15,15 @@ pub enum RawTime {
     Toml(toml::value::Datetime),
 }
 
+impl RawTime {
+    pub fn parse(&self) -> Result<crate::time::Micros, String> {
+        match self {
+            RawTime::Text(s) => crate::time::parse_timestamp(s),
+            RawTime::Toml(d) => crate::time::parse_timestamp(&d.to_string()),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawScenario {

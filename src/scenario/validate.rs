@@ -8,7 +8,7 @@ use super::raw::{RawModel, RawScenario, RawScoring, RawTime, RawTraffic};
 use super::{ModelSpec, Role, Scenario, Scoring, Traffic};
 use crate::error::Problem;
 use crate::policy::{self, Policy, RawPolicy, TrafficShape};
-use crate::time::{format_timestamp, parse_duration, parse_timestamp, Micros};
+use crate::time::{format_timestamp, parse_duration, Micros};
 
 /// Collects problems for one file.
 struct Checker<'a> {
@@ -59,11 +59,7 @@ impl Checker<'_> {
     }
 
     fn time(&mut self, key: &str, value: &Option<RawTime>) -> Option<Micros> {
-        let text = match value.as_ref()? {
-            RawTime::Text(s) => s.clone(),
-            RawTime::Toml(d) => d.to_string(),
-        };
-        match parse_timestamp(&text) {
+        match value.as_ref()?.parse() {
             Ok(t) => Some(t),
             Err(e) => {
                 self.problem(key, e, None);
