@@ -85,6 +85,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Re-render a run folder's review report (report.html, charts/*.png) from its files, without rescoring.
+    Report {
+        /// The folder `run` wrote (reports/<scenario name>/ or its --out).
+        run_dir: PathBuf,
+    },
     /// Print a commented scenario template.
     Init,
 }
@@ -104,7 +109,8 @@ fn main() -> ExitCode {
 fn execute(command: Command) -> Result<i32, Error> {
     match command {
         Command::Run { scenario, out, runtime, cache_dir, rescore, json, quiet, reference } => {
-            let options = run::RunOptions { out, runtime: runtime.options(), cache_dir, rescore, quiet, reference };
+            let command = std::env::args().collect();
+            let options = run::RunOptions { out, runtime: runtime.options(), cache_dir, rescore, quiet, reference, command };
             let output = run::run(&scenario, &options)?;
             for warning in &output.warnings {
                 eprintln!("warning: {warning}");
@@ -139,6 +145,11 @@ fn execute(command: Command) -> Result<i32, Error> {
             } else {
                 print!("{}", profile.to_text());
             }
+            Ok(exit::PROMOTE)
+        }
+        Command::Report { run_dir } => {
+            let page = report::write_report(&run_dir)?;
+            println!("Wrote {} and {}", page.display(), run_dir.join("charts").display());
             Ok(exit::PROMOTE)
         }
         Command::Init => {

@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Simulate with the row-by-row reference instead of the fast path.
     pub reference: bool,
+    /// The command line, for the report's provenance.
+    pub command: Vec<String>,
 }
 
 /// Everything checked and opened before scoring.
@@ -154,6 +156,7 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
         scoring_setup_seconds: scored.setup_seconds,
         oracle_seconds,
         simulation_seconds,
+        report_seconds: 0.0,
         rows: scored.rows,
         rows_scored_per_second: None,
         parts_reused: scored.parts_reused,
@@ -167,7 +170,12 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     if scored.parts_scored > 0 && scored.streaming_seconds > 0.0 {
         timings.rows_scored_per_second = Some(scored.stable.rows as f64 / scored.streaming_seconds);
     }
-    report::write_run(&out_dir, &scored.parts, &summary, &report::RunFiles { setup: &setup, run: &run }, &mut timings, started)?;
+    let invocation = report::Invocation {
+        command: options.command.clone(),
+        working_dir: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    report::write_run(&out_dir, &scored.parts, &summary, &report::RunFiles { setup: &setup, run: &run, invocation: &invocation }, &mut timings, started)?;
     let exit_code = match run.outcome {
         Outcome::Promoted => exit::PROMOTE,
         Outcome::RolledBack => exit::ROLLBACK,

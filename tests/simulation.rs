@@ -34,6 +34,7 @@ fn replay(scenario: &str, reference: bool) -> RunOutput {
         rescore: false,
         quiet: true,
         reference,
+        command: Vec::new(),
     };
     run(&repo(scenario), &options).unwrap_or_else(|e| panic!("{scenario}: {e}"))
 }

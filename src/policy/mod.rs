@@ -186,6 +186,23 @@ impl Fault {
     pub fn active(&self, t: Micros) -> bool {
         self.start.is_none_or(|s| t >= s) && self.end.is_none_or(|e| t < e)
     }
+
+    /// What the fault does, in words: `+40 ms latency on origin=JFK (candidate)`.
+    pub fn describe(&self) -> String {
+        let effect = match &self.effect {
+            Effect::Latency { add_ms, multiply } => match (*add_ms != 0.0, *multiply != 1.0) {
+                (true, true) => format!("latency ×{multiply} +{add_ms} ms"),
+                (false, true) => format!("latency ×{multiply}"),
+                _ => format!("+{add_ms} ms latency"),
+            },
+            Effect::ErrorRate { rate } => format!("{}% errors", rate * 100.0),
+            Effect::ScoreShift { shift } => format!("score shifted by {shift:+}"),
+            Effect::ConstantOutput { value } => format!("constant output {value}"),
+            Effect::FeatureMissing { feature } => format!("feature {feature} sent missing"),
+        };
+        let scope = self.segment.as_ref().map(|(c, v)| format!(" on {c}={v}")).unwrap_or_default();
+        format!("{effect}{scope} ({})", self.model.name())
+    }
 }
 
 /// The policy sections of a scenario, as written.

@@ -4,8 +4,11 @@
 //! name and renamed into place when complete, so a failed run never leaves a folder that looks
 //! finished.
 
+mod charts;
+mod page;
 pub mod simulation;
 mod terminal;
+pub mod view;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -18,7 +21,9 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
+pub use page::escape;
 pub use terminal::print_run;
+pub use view::Invocation;
 
 use crate::atomic::Pending;
 use crate::error::{Error, Result};
@@ -36,12 +41,16 @@ pub struct Summary {
     pub scenario: ScenarioInfo,
     pub rows_replayed: u64,
     pub window: Window,
+    /// The traffic's column roles.
+    pub columns: Columns,
     pub runtime: RuntimeInfo,
     pub inputs: Vec<Input>,
     pub models: BTreeMap<&'static str, ModelInfo>,
     pub latency: LatencyMethod,
     /// The canary policy as it ran (every default written out).
     pub policy: serde_json::Value,
+    /// The incidents injected into the replay.
+    pub faults: Vec<FaultInfo>,
     /// What the policy did, when, why, and whether it was right.
     pub simulation: simulation::Simulation,
     pub oracle: Oracle,
@@ -66,6 +75,16 @@ pub struct Window {
     pub end: Option<String>,
     pub first_request: String,
     pub last_request: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Columns {
+    pub time: String,
+    pub entity: String,
+    pub id: String,
+    pub label: Option<String>,
+    pub label_time: Option<String>,
+    pub segments: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -106,6 +125,30 @@ pub struct LatencyMethod {
     pub warmup_runs: usize,
 }
 
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FaultInfo {
+    pub description: String,
+    pub model: &'static str,
+    pub effect: crate::policy::Effect,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    /// `column=value`.
+    pub segment: Option<String>,
+}
+
+impl FaultInfo {
+    fn of(fault: &crate::policy::Fault) -> Self {
+        Self {
+            description: fault.describe(),
+            model: fault.model.name(),
+            effect: fault.effect.clone(),
+            start: fault.start.map(format_timestamp),
+            end: fault.end.map(format_timestamp),
+            segment: fault.segment.as_ref().map(|(c, v)| format!("{c}={v}")),
+        }
+    }
+}
+
 /// `timings.json`: wall-clock figures of this run.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Timings {
@@ -116,6 +159,8 @@ pub struct Timings {
     pub scoring_setup_seconds: f64,
     pub oracle_seconds: f64,
     pub simulation_seconds: f64,
+    /// Rendering `report.html` and the charts.
+    pub report_seconds: f64,
     pub rows: u64,
     /// Rows scored per second by both models once sessions are loaded (absent when every part
     /// came from the cache).
@@ -150,6 +195,10 @@ pub fn summary(prepared: &Prepared, oracle: &Oracle, simulation: simulation::Sim
             first_request: format_timestamp(prepared.survey.first),
             last_request: format_timestamp(prepared.survey.last),
         },
+        columns: {
+            let t = &scenario.traffic;
+            Columns { time: t.time.clone(), entity: t.entity.clone(), id: t.id.clone(), label: t.label.clone(), label_time: t.label_time.clone(), segments: t.segments.clone() }
+        },
         runtime: prepared.runtime.info(),
         inputs,
         models: BTreeMap::from([("stable", ModelInfo::of(&prepared.stable)), ("candidate", ModelInfo::of(&prepared.candidate))]),
@@ -162,13 +211,14 @@ pub fn summary(prepared: &Prepared, oracle: &Oracle, simulation: simulation::Sim
             let (ramp, segment_policy, gates, decision) = scenario.policy.to_raw();
             serde_json::json!({ "ramp": ramp, "segment_policy": segment_policy, "gates": gates, "decision": decision })
         },
+        faults: scenario.faults.iter().map(FaultInfo::of).collect(),
         simulation,
         oracle: oracle.clone(),
     })
 }
 
 /// Writes the run's folder: `scores.parquet`, `summary.json`, `checks.parquet`, `policy.toml`,
-/// `timings.json`.
+/// `invocation.json`, the review report (`report.html`, `charts/*.png`) and `timings.json`.
 pub fn write_run(out_dir: &Path, parts: &[PathBuf], summary: &Summary, extra: &RunFiles, timings: &mut Timings, started: Instant) -> Result<()> {
     if let Some(parent) = out_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
@@ -180,6 +230,10 @@ pub fn write_run(out_dir: &Path, parts: &[PathBuf], summary: &Summary, extra: &R
     std::fs::write(dir.join("summary.json"), to_json(summary)).map_err(|e| Error::io(out_dir.join("summary.json"), e))?;
     simulation::write_checks(&dir.join("checks.parquet"), extra.setup, extra.run)?;
     std::fs::write(dir.join("policy.toml"), simulation::policy_toml(extra.setup.policy)).map_err(|e| Error::io(out_dir.join("policy.toml"), e))?;
+    std::fs::write(dir.join("invocation.json"), to_json(extra.invocation)).map_err(|e| Error::io(out_dir.join("invocation.json"), e))?;
+    let report_started = Instant::now();
+    render_report(dir, out_dir)?;
+    timings.report_seconds = report_started.elapsed().as_secs_f64();
     timings.peak_rss_mib = peak_rss_mib();
     timings.total_seconds = started.elapsed().as_secs_f64();
     std::fs::write(dir.join("timings.json"), to_json(timings)).map_err(|e| Error::io(out_dir.join("timings.json"), e))?;
@@ -191,6 +245,32 @@ pub fn write_run(out_dir: &Path, parts: &[PathBuf], summary: &Summary, extra: &R
 pub struct RunFiles<'a> {
     pub setup: &'a crate::simulate::Setup<'a>,
     pub run: &'a crate::simulate::Run,
+    pub invocation: &'a Invocation,
+}
+
+/// Renders the review report of the run folder `dir` from its files: `report.html` and
+/// `charts/*.png`. The charts folder is replaced whole and the page written last, each under a
+/// temporary name first, so a failed render never leaves a page that looks complete.
+pub fn write_report(dir: &Path) -> Result<PathBuf> {
+    render_report(dir, dir)
+}
+
+/// Renders the report of the run folder `dir`, which will be found at `shown_as` (a run is
+/// assembled under a temporary name).
+fn render_report(dir: &Path, shown_as: &Path) -> Result<PathBuf> {
+    let mut view = view::RunView::load(dir)?;
+    view.dir = shown_as.to_path_buf();
+    let charts = charts::all(&view)?;
+    let html = page::render(&view, &charts);
+    let folder = Pending::new(dir.join("charts"));
+    std::fs::create_dir_all(folder.path()).map_err(|e| Error::io(folder.path(), e))?;
+    for chart in &charts {
+        std::fs::write(folder.path().join(&chart.file), &chart.png).map_err(|e| Error::io(dir.join("charts").join(&chart.file), e))?;
+    }
+    folder.commit()?;
+    let page = dir.join("report.html");
+    crate::atomic::write(&page, html.as_bytes())?;
+    Ok(page)
 }
 
 /// Pretty JSON with a final newline.

@@ -56,7 +56,7 @@ pub fn print_run(summary: &Summary, timings: &Timings, out_dir: &std::path::Path
             }
         }
     }
-    let _ = writeln!(s, "\nWrote {}/{{summary.json, checks.parquet, policy.toml, scores.parquet, timings.json}}", out_dir.display());
+    let _ = writeln!(s, "\nWrote {}/{{report.html, summary.json, checks.parquet, policy.toml, scores.parquet, charts/, invocation.json, timings.json}}", out_dir.display());
     s
 }
 

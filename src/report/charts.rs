@@ -1,0 +1,569 @@
+//! The report's charts, drawn with plotters into RGB buffers and encoded as PNG. Text is set in
+//! DejaVu Sans, embedded in the binary (see `assets/fonts/`), so no system font library is needed
+//! at build or run time and a chart looks the same on every machine.
+
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::register_font;
+
+use super::view::{GatePoint, GateSeries, GateView, RunView};
+use crate::error::{Error, Result};
+use crate::stats::guardrail::Better;
+use crate::policy::Metric;
+use crate::time::{parse_timestamp, Micros};
+
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+const FAMILY: &str = "sans-serif";
+
+pub const STABLE: RGBColor = RGBColor(70, 110, 170);
+pub const CANDIDATE: RGBColor = RGBColor(230, 120, 20);
+pub const PASS: RGBColor = RGBColor(40, 150, 70);
+pub const FAIL: RGBColor = RGBColor(200, 40, 40);
+pub const OPEN: RGBColor = RGBColor(160, 160, 160);
+const FAULT: RGBColor = RGBColor(220, 60, 60);
+const REGRESSED: RGBColor = RGBColor(120, 60, 170);
+const INK: RGBColor = RGBColor(40, 40, 40);
+
+/// One rendered chart.
+pub struct Chart {
+    /// File name under `charts/`.
+    pub file: String,
+    pub title: String,
+    /// What the chart shows, for the caption and the image's alt text.
+    pub caption: String,
+    pub png: Vec<u8>,
+}
+
+type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+fn register_fonts() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for family in ["sans-serif", "serif", "monospace"] {
+            for style in [FontStyle::Normal, FontStyle::Bold, FontStyle::Italic, FontStyle::Oblique] {
+                register_font(family, style, FONT).unwrap_or_else(|_| panic!("the embedded font is a valid TrueType font"));
+            }
+        }
+    });
+}
+
+/// Draws into a `width` × `height` RGB canvas and encodes it as PNG.
+fn render(width: u32, height: u32, draw: impl FnOnce(&Area) -> DrawResult) -> Result<Vec<u8>> {
+    register_fonts();
+    let mut pixels = vec![255u8; width as usize * height as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(chart_error)?;
+        draw(&root).map_err(|e| Error::Internal(format!("drawing a chart: {e}")))?;
+        root.present().map_err(chart_error)?;
+    }
+    let mut png = Vec::new();
+    let mut encoder = png::Encoder::new(&mut png, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(|e| Error::Internal(format!("encoding a chart: {e}")))?;
+    writer.write_image_data(&pixels).map_err(|e| Error::Internal(format!("encoding a chart: {e}")))?;
+    writer.finish().map_err(|e| Error::Internal(format!("encoding a chart: {e}")))?;
+    Ok(png)
+}
+
+fn chart_error(e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("drawing a chart: {e}"))
+}
+
+fn style(size: u32) -> TextStyle<'static> {
+    (FAMILY, size).into_font().color(&INK)
+}
+
+/// Days since the Unix epoch: the time axis of every chart over replayed time.
+fn days(t: Micros) -> f64 {
+    t as f64 / 86_400e6
+}
+
+fn day_label(span_days: f64) -> impl Fn(&f64) -> String {
+    move |d: &f64| {
+        let micros = (d * 86_400e6).round() as i64;
+        let Some(t) = chrono::DateTime::from_timestamp_micros(micros) else { return String::new() };
+        if span_days < 3.0 {
+            t.format("%m-%d %H:%M").to_string()
+        } else {
+            t.format("%Y-%m-%d").to_string()
+        }
+    }
+}
+
+fn at(text: &str) -> Option<Micros> {
+    parse_timestamp(text).ok()
+}
+
+/// Every chart of the report, in the order the page shows them.
+pub fn all(view: &RunView) -> Result<Vec<Chart>> {
+    let mut charts = vec![timeline(view)?];
+    for (i, series) in view.gates.iter().enumerate() {
+        let gate = view.summary.policy.gates.iter().find(|g| g.name() == series.gate);
+        charts.push(gate_chart(view, i, series, gate)?);
+    }
+    charts.push(scores(view)?);
+    if view.scores.calibration.iter().any(|c| !c.is_empty()) {
+        charts.push(calibration(view)?);
+    }
+    if view.scores.latency_us.iter().any(|l| !l.is_empty()) {
+        charts.push(latency(view)?);
+    }
+    Ok(charts)
+}
+
+/// The fault windows, clipped to the replay, in days.
+fn fault_windows(view: &RunView, x0: f64, x1: f64) -> Vec<(f64, f64, String)> {
+    view.summary
+        .faults
+        .iter()
+        .map(|f| {
+            let start = f.start.as_deref().and_then(at).map(days).unwrap_or(x0).max(x0);
+            let end = f.end.as_deref().and_then(at).map(days).unwrap_or(x1).min(x1);
+            (start, end, f.description.clone())
+        })
+        .filter(|(s, e, _)| e > s)
+        .collect()
+}
+
+fn shade_faults<DB: DrawingBackend>(chart: &mut ChartContext<DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>, faults: &[(f64, f64, String)], y: (f64, f64), legend: bool) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    for (i, (start, end, description)) in faults.iter().enumerate() {
+        let drawn = chart.draw_series(std::iter::once(Rectangle::new([(*start, y.0), (*end, y.1)], FAULT.mix(0.12).filled())))?;
+        if legend && i == 0 {
+            let text = if faults.len() == 1 { format!("fault: {description}") } else { format!("faults ({})", faults.len()) };
+            drawn.label(text).legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 18, y + 6)], FAULT.mix(0.25).filled()));
+        }
+    }
+    Ok(())
+}
+
+/// The weight staircase over replayed time, every check coloured by how its gates came out,
+/// promotions and the decision marked, fault windows shaded.
+fn timeline(view: &RunView) -> Result<Chart> {
+    let (first, last) = view.span();
+    let simulation = &view.summary.simulation;
+    let decided = at(&simulation.decided_at).map(days).unwrap_or(days(last));
+    let x0 = days(first);
+    // After a rollback nothing more happens: show the rollout, not the empty months after it.
+    let x1 = match simulation.outcome.as_str() {
+        "rolled_back" => (decided + ((decided - x0) * 0.15).max(0.5)).min(days(last)),
+        _ => days(last),
+    }
+    .max(x0 + 1.0 / 24.0);
+    let mut steps: Vec<(f64, f64)> = Vec::new();
+    for stage in &simulation.stages {
+        let (s, e) = (at(&stage.start).map(days).unwrap_or(x0), at(&stage.end).map(days).unwrap_or(x1));
+        steps.push((s, stage.weight));
+        steps.push((e, stage.weight));
+    }
+    let after = match simulation.outcome.as_str() {
+        "promoted" => 100.0,
+        "rolled_back" => 0.0,
+        _ => steps.last().map(|p| p.1).unwrap_or(0.0),
+    };
+    steps.push((decided, after));
+    steps.push((x1, after));
+    let promotions: Vec<f64> = simulation.stages.iter().filter(|s| s.decision == "promote").filter_map(|s| at(&s.end).map(days)).collect();
+    let faults = fault_windows(view, x0, x1);
+    let mut regressed: Vec<(f64, f64)> = Vec::new();
+    for f in &simulation.grade.findings {
+        if let (Some(s), Some(e)) = (at(&f.start), at(&f.end)) {
+            let window = (days(s).max(x0), days(e).min(x1));
+            if window.1 > window.0 && !regressed.contains(&window) {
+                regressed.push(window);
+            }
+        }
+    }
+    let span = x1 - x0;
+    let png = render(1200, 460, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption("Candidate weight over replayed time", style(22))
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x0..x1, 0.0..108.0)?;
+        chart
+            .configure_mesh()
+            .x_labels(8)
+            .x_label_formatter(&day_label(span))
+            .y_desc("candidate weight (%)")
+            .label_style(style(15))
+            .axis_desc_style(style(16))
+            .light_line_style(WHITE)
+            .draw()?;
+        shade_faults(&mut chart, &faults, (0.0, 108.0), true)?;
+        for (i, (start, end)) in regressed.iter().enumerate() {
+            let drawn = chart.draw_series(std::iter::once(Rectangle::new([(*start, 0.0), (*end, 108.0)], REGRESSED.mix(0.16).filled())))?;
+            if i == 0 {
+                drawn.label("oracle: candidate truly worse here").legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 18, y + 6)], REGRESSED.mix(0.3).filled()));
+            }
+        }
+        chart.draw_series(LineSeries::new(steps.clone(), INK.stroke_width(2)))?.label("weight").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], INK.stroke_width(2)));
+        for (color, label, pick) in [
+            (PASS, "check: all gates pass", 0u8),
+            (OPEN, "check: waiting or inconclusive", 1),
+            (FAIL, "check: a gate fails", 2),
+        ] {
+            let points: Vec<(f64, f64)> = view
+                .checks
+                .iter()
+                .filter(|c| (if c.fails > 0 { 2 } else if c.open > 0 { 1 } else { 0 }) == pick)
+                .map(|c| (days(c.time), c.weight))
+                .collect();
+            if !points.is_empty() {
+                chart
+                    .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))?
+                    .label(label)
+                    .legend(move |(x, y)| Circle::new((x + 9, y), 4, color.filled()));
+            }
+        }
+        if !promotions.is_empty() {
+            chart
+                .draw_series(promotions.iter().map(|&x| {
+                    let y = steps.iter().rev().find(|p| p.0 <= x).map(|p| p.1).unwrap_or(0.0);
+                    TriangleMarker::new((x, y), 7, PASS.filled())
+                }))?
+                .label("promoted to the next stage")
+                .legend(|(x, y)| TriangleMarker::new((x + 9, y), 6, PASS.filled()));
+        }
+        let (color, label) = match simulation.outcome.as_str() {
+            "promoted" => (PASS, "promoted to 100%"),
+            "rolled_back" => (FAIL, "rolled back"),
+            _ => (OPEN, "held"),
+        };
+        chart
+            .draw_series(std::iter::once(PathElement::new(vec![(decided, 0.0), (decided, 108.0)], color.stroke_width(2))))?
+            .label(format!("decision: {label}"))
+            .legend(move |(x, y)| PathElement::new(vec![(x + 9, y - 7), (x + 9, y + 7)], color.stroke_width(2)));
+        chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).background_style(WHITE.mix(0.9)).border_style(OPEN).label_font(style(14)).draw()?;
+        Ok(())
+    })?;
+    Ok(Chart {
+        file: "timeline.png".into(),
+        title: "Timeline".into(),
+        caption: format!(
+            "The candidate's weight over replayed time ({} checks); each dot is a check, green when every gate passed, grey while waiting for data or inconclusive, red when a gate failed; triangles mark promotions, the vertical line the decision{}.",
+            view.checks.len(),
+            [(!faults.is_empty()).then_some("; red shading: injected faults"), (!regressed.is_empty()).then_some("; purple shading: windows where the oracle found the candidate truly worse")]
+                .into_iter()
+                .flatten()
+                .collect::<String>()
+        ),
+        png,
+    })
+}
+
+/// Splits a series into runs of consecutive points where `value` is known.
+fn runs(points: &[GatePoint], value: impl Fn(&GatePoint) -> Option<f64>) -> Vec<Vec<(f64, f64)>> {
+    let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+    for p in points {
+        match value(p).filter(|v| v.is_finite()) {
+            Some(v) => runs.last_mut().expect("one run").push((days(p.time), v)),
+            None if !runs.last().expect("one run").is_empty() => runs.push(Vec::new()),
+            None => {}
+        }
+    }
+    runs.retain(|r| !r.is_empty());
+    runs
+}
+
+fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    let (lo, hi) = values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo > hi {
+        return None;
+    }
+    let pad = if hi > lo { (hi - lo) * 0.08 } else { lo.abs().max(1e-3) * 0.1 };
+    Some((lo - pad, hi + pad))
+}
+
+/// One gate on all traffic: both arms' values over the checks (top), and the candidate's
+/// difference (or ratio) with its interval against the margin or thresholds (bottom).
+fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&GateView>) -> Result<Chart> {
+    let (first, last) = view.span();
+    // The checks' span: checks stop at the decision.
+    let x0 = days(first);
+    let last_check = series.points.last().map(|p| days(p.time)).unwrap_or(days(last));
+    let x1 = (last_check + ((last_check - x0) * 0.03).max(1.0 / 24.0)).min(days(last)).max(x0 + 1.0 / 24.0);
+    let metric = gate.and_then(|g| Metric::parse(&g.metric));
+    let kind = gate.map(|g| g.kind.as_str()).unwrap_or("");
+    let ratio = kind == "ratio";
+    let higher_better = metric.and_then(|m| m.better()) == Some(Better::Higher);
+    let faults = fault_windows(view, x0, x1);
+    let points = &series.points;
+    // The line the difference must stay on the right side of.
+    let limit = |p: &GatePoint| -> Option<f64> {
+        match kind {
+            "non_inferiority" => p.margin.map(|m| if higher_better { -m } else { m }),
+            "regression" => Some(0.0),
+            _ => None,
+        }
+    };
+    let thresholds: Vec<f64> = gate.filter(|_| kind == "threshold" || ratio).map(|g| [g.min, g.max].into_iter().flatten().collect()).unwrap_or_default();
+    let values = bounds(
+        points
+            .iter()
+            .flat_map(|p| [p.stable, p.canary])
+            .flatten()
+            .chain(if kind == "threshold" { thresholds.clone() } else { Vec::new() }),
+    );
+    let diffs = bounds(
+        points
+            .iter()
+            .flat_map(|p| [p.estimate, p.lower, p.upper, limit(p)])
+            .flatten()
+            .chain(if ratio { thresholds.clone() } else { Vec::new() })
+            .chain(std::iter::once(if ratio { 1.0 } else { 0.0 })),
+    );
+    let span = x1 - x0;
+    let name = series.gate.clone();
+    let png = render(1200, 620, |root| {
+        let title_height = 36;
+        let (title, body) = root.split_vertically(title_height);
+        title.titled(&format!("Gate: {name} (all traffic)"), style(22))?;
+        let (top, bottom) = body.split_vertically(270);
+        let Some((v0, v1)) = values else {
+            top.draw_text("no values yet: the gate never had data", &style(16), (80, 120))?;
+            return Ok(());
+        };
+        let mut upper = ChartBuilder::on(&top).margin(12).x_label_area_size(28).y_label_area_size(72).build_cartesian_2d(x0..x1, v0..v1)?;
+        upper
+            .configure_mesh()
+            .x_labels(8)
+            .x_label_formatter(&day_label(span))
+            .y_desc(gate.map(|g| g.metric.clone()).unwrap_or_default())
+            .label_style(style(14))
+            .axis_desc_style(style(15))
+            .light_line_style(WHITE)
+            .draw()?;
+        shade_faults(&mut upper, &faults, (v0, v1), true)?;
+        for (i, run) in runs(points, |p| p.stable).into_iter().enumerate() {
+            let drawn = upper.draw_series(LineSeries::new(run, STABLE.stroke_width(2)))?;
+            if i == 0 {
+                drawn.label("stable").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], STABLE.stroke_width(2)));
+            }
+        }
+        for (i, run) in runs(points, |p| p.canary).into_iter().enumerate() {
+            let drawn = upper.draw_series(LineSeries::new(run, CANDIDATE.stroke_width(2)))?;
+            if i == 0 {
+                drawn.label("candidate").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], CANDIDATE.stroke_width(2)));
+            }
+        }
+        let failing_values: Vec<(f64, f64)> = points.iter().filter(|p| p.verdict == "FAIL").filter_map(|p| Some((days(p.time), p.canary?))).collect();
+        if !failing_values.is_empty() {
+            upper
+                .draw_series(failing_values.into_iter().map(|p| Cross::new(p, 5, FAIL.stroke_width(2))))?
+                .label("failing check")
+                .legend(|(x, y)| Cross::new((x + 9, y), 5, FAIL.stroke_width(2)));
+        }
+        if kind == "threshold" {
+            for t in &thresholds {
+                upper.draw_series(DashedLineSeries::new(vec![(x0, *t), (x1, *t)], 8, 6, FAIL.stroke_width(2)))?;
+            }
+        }
+        upper.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.9)).border_style(OPEN).label_font(style(13)).draw()?;
+
+        let Some((d0, d1)) = diffs.filter(|_| points.iter().any(|p| p.estimate.is_some())) else {
+            bottom.draw_text("no difference estimated yet: the arms never both had the minimum sample", &style(15), (90, 110))?;
+            return Ok(());
+        };
+        let mut lower = ChartBuilder::on(&bottom).margin(12).x_label_area_size(36).y_label_area_size(72).build_cartesian_2d(x0..x1, d0..d1)?;
+        lower
+            .configure_mesh()
+            .x_labels(8)
+            .x_label_formatter(&day_label(span))
+            .y_desc(if ratio { "candidate / stable" } else { "candidate − stable" })
+            .label_style(style(14))
+            .axis_desc_style(style(15))
+            .light_line_style(WHITE)
+            .draw()?;
+        shade_faults(&mut lower, &faults, (d0, d1), false)?;
+        let baseline = if ratio { 1.0 } else { 0.0 };
+        lower.draw_series(LineSeries::new(vec![(x0, baseline), (x1, baseline)], OPEN.stroke_width(1)))?;
+        // The interval as a band: contiguous runs of checks with both ends known.
+        let mut band: Vec<(f64, f64, f64)> = Vec::new();
+        let flush = |band: &mut Vec<(f64, f64, f64)>, chart: &mut ChartContext<BitMapBackend, _>| -> DrawResult {
+            if band.len() > 1 {
+                let outline: Vec<(f64, f64)> = band.iter().map(|p| (p.0, p.2)).chain(band.iter().rev().map(|p| (p.0, p.1))).collect();
+                chart.draw_series(std::iter::once(Polygon::new(outline, CANDIDATE.mix(0.18).filled())))?;
+            }
+            band.clear();
+            Ok(())
+        };
+        for p in points {
+            match (p.lower.filter(|v| v.is_finite()), p.upper.filter(|v| v.is_finite())) {
+                (Some(lo), Some(hi)) => band.push((days(p.time), lo.max(d0), hi.min(d1))),
+                _ => flush(&mut band, &mut lower)?,
+            }
+        }
+        flush(&mut band, &mut lower)?;
+        for (i, run) in runs(points, |p| p.estimate).into_iter().enumerate() {
+            let drawn = lower.draw_series(LineSeries::new(run, CANDIDATE.stroke_width(2)))?;
+            if i == 0 {
+                drawn.label(if kind == "non_inferiority" { "rollout estimate (stages combined), with its confidence sequence" } else { "estimate, with its always-valid interval" }).legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], CANDIDATE.mix(0.4).filled()));
+            }
+        }
+        let limit_label = match kind {
+            "non_inferiority" => "non-inferiority margin",
+            "regression" => "no worse than stable",
+            _ => "threshold",
+        };
+        let mut labelled = false;
+        for run in runs(points, limit) {
+            let drawn = lower.draw_series(DashedLineSeries::new(run, 8, 6, FAIL.stroke_width(2)))?;
+            if !labelled {
+                drawn.label(limit_label).legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], FAIL.stroke_width(2)));
+                labelled = true;
+            }
+        }
+        if ratio {
+            for t in &thresholds {
+                lower.draw_series(DashedLineSeries::new(vec![(x0, *t), (x1, *t)], 8, 6, FAIL.stroke_width(2)))?;
+            }
+        }
+        lower.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.9)).border_style(OPEN).label_font(style(13)).draw()?;
+        Ok(())
+    })?;
+    let direction = if higher_better { "lower is worse" } else { "higher is worse" };
+    Ok(Chart {
+        file: format!("gate-{}-{}.png", index + 1, series.gate.replace(' ', "-")),
+        title: format!("Gate: {}", series.gate),
+        caption: match kind {
+            "non_inferiority" => format!(
+                "{} on all traffic at each check. Top: both arms over the window the check judged, failing checks crossed (a check fails when the candidate is significantly worse than the margin in that window, after the correction across gates and scopes). Bottom: the difference from stable over the whole rollout, stages combined by inverse-variance weights, with its always-valid confidence sequence (a running intersection, so it can exclude the latest estimate when the effect drifts); the gate passes when the sequence's harmful end stays inside the margin ({direction}).",
+                series.gate
+            ),
+            _ => format!(
+                "{} on all traffic at each check (top: both arms over the window the check judged, failing checks crossed; bottom: the candidate's {} with its always-valid interval; {direction}).",
+                series.gate,
+                if ratio { "ratio to stable" } else { "difference from stable" }
+            ),
+        },
+        png,
+    })
+}
+
+/// Both models' score distributions on all replayed requests.
+fn scores(view: &RunView) -> Result<Chart> {
+    let s = &view.scores;
+    let totals = [0, 1].map(|arm| s.histograms[arm].iter().sum::<u64>().max(1) as f64);
+    let (lo, hi) = (s.edges.first().copied().unwrap_or(0.0), s.edges.last().copied().unwrap_or(1.0));
+    let width = s.edges.get(1).map(|e| e - lo).unwrap_or(1.0);
+    let share = |arm: usize| -> Vec<(f64, f64)> {
+        let mut line = vec![(lo, 0.0)];
+        for (i, n) in s.histograms[arm].iter().enumerate() {
+            let y = *n as f64 / totals[arm];
+            line.push((lo + width * i as f64, y));
+            line.push((lo + width * (i + 1) as f64, y));
+        }
+        line.push((hi, 0.0));
+        line
+    };
+    let lines = [share(0), share(1)];
+    let top = lines.iter().flatten().map(|p| p.1).fold(0.0, f64::max).max(1e-6) * 1.1;
+    let png = render(1200, 460, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption("Score distributions on all replayed requests", style(22))
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d(lo..hi, 0.0..top)?;
+        chart.configure_mesh().x_desc("score").y_desc("share of requests").label_style(style(15)).axis_desc_style(style(16)).light_line_style(WHITE).draw()?;
+        for (arm, (color, name)) in [(STABLE, "stable"), (CANDIDATE, "candidate")].into_iter().enumerate() {
+            chart.draw_series(AreaSeries::new(lines[arm].clone(), 0.0, color.mix(0.15)).border_style(color.stroke_width(2)))?.label(name).legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 18, y + 5)], color.mix(0.5).filled())
+            });
+        }
+        chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).background_style(WHITE.mix(0.9)).border_style(OPEN).label_font(style(14)).draw()?;
+        Ok(())
+    })?;
+    let drift = &view.summary.oracle.overall.drift;
+    Ok(Chart {
+        file: "scores.png".into(),
+        title: "Score distributions".into(),
+        caption: format!(
+            "Histograms of both models' scores on every replayed request ({} bins); PSI {}, Jensen-Shannon distance {}.",
+            s.edges.len().saturating_sub(1),
+            drift.psi.map(|v| format!("{v:.4}")).unwrap_or_else(|| "n/a".into()),
+            drift.jensen_shannon.map(|v| format!("{v:.4}")).unwrap_or_else(|| "n/a".into())
+        ),
+        png,
+    })
+}
+
+/// Reliability curves: observed positive rate against mean score per score decile.
+fn calibration(view: &RunView) -> Result<Chart> {
+    let curves = &view.scores.calibration;
+    let png = render(900, 620, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption("Calibration on labelled requests", style(22))
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
+        chart.configure_mesh().x_desc("mean predicted probability").y_desc("observed rate").label_style(style(15)).axis_desc_style(style(16)).light_line_style(WHITE).draw()?;
+        chart.draw_series(DashedLineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], 6, 6, OPEN.stroke_width(1)))?.label("perfectly calibrated").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], OPEN));
+        for (arm, (color, name)) in [(STABLE, "stable"), (CANDIDATE, "candidate")].into_iter().enumerate() {
+            let points: Vec<(f64, f64)> = curves[arm].iter().map(|c| (c.0, c.1)).collect();
+            chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?.label(name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
+        }
+        chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.9)).border_style(OPEN).label_font(style(14)).draw()?;
+        Ok(())
+    })?;
+    Ok(Chart {
+        file: "calibration.png".into(),
+        title: "Calibration".into(),
+        caption: "Reliability curves on all labelled requests: the observed positive rate against the mean score in each score decile; closer to the diagonal is better calibrated.".into(),
+        png,
+    })
+}
+
+/// Cumulative distributions of the measured single-request latencies.
+fn latency(view: &RunView) -> Result<Chart> {
+    let samples = &view.scores.latency_us;
+    let all = samples.iter().flatten().copied().filter(|v| *v > 0.0);
+    let (lo, hi) = all.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = if lo.is_finite() && hi > lo { (lo * 0.9, hi * 1.1) } else { (1.0, 10.0) };
+    let png = render(1200, 460, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption("Measured latency of one request, alone", style(22))
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d((lo..hi).log_scale(), 0.0..1.0)?;
+        chart
+            .configure_mesh()
+            .x_desc("latency (µs, log scale)")
+            .y_desc("share of requests at most this fast")
+            .label_style(style(15))
+            .axis_desc_style(style(16))
+            .light_line_style(WHITE)
+            .draw()?;
+        for (arm, (color, name)) in [(STABLE, "stable"), (CANDIDATE, "candidate")].into_iter().enumerate() {
+            let n = samples[arm].len().max(1) as f64;
+            let line: Vec<(f64, f64)> = samples[arm].iter().enumerate().filter(|(_, v)| **v > 0.0).map(|(i, v)| (*v, (i + 1) as f64 / n)).collect();
+            chart
+                .draw_series(LineSeries::new(line, color.stroke_width(2)))?
+                .label(format!("{name} ({} measured)", samples[arm].len()))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        }
+        chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.9)).border_style(OPEN).label_font(style(14)).draw()?;
+        Ok(())
+    })?;
+    Ok(Chart {
+        file: "latency.png".into(),
+        title: "Latency".into(),
+        caption: format!(
+            "Cumulative distribution of single-request latency measured on the same sampled requests for both models ({}% of requests, interleaved); injected latency faults are not included.",
+            view.summary.latency.sample_share * 100.0
+        ),
+        png,
+    })
+}

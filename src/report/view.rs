@@ -1,0 +1,528 @@
+//! A run folder read back for the review report: `summary.json` (only what the report shows),
+//! `policy.toml`, `invocation.json`, and polars queries over `checks.parquet` and
+//! `scores.parquet`. The report is rendered from these files alone, so `canary-replay report`
+//! re-renders it without rescoring or simulating again.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::Deserialize;
+
+use crate::error::{Error, Problem, Result};
+use crate::time::{parse_timestamp, Micros};
+
+/// Everything the report shows.
+pub struct RunView {
+    pub dir: PathBuf,
+    pub summary: SummaryView,
+    pub policy_toml: String,
+    pub invocation: Option<Invocation>,
+    pub checks: Vec<CheckPoint>,
+    pub gates: Vec<GateSeries>,
+    pub segments: Vec<SegmentRow>,
+    pub scores: ScoreViews,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SummaryView {
+    pub tool: ToolView,
+    pub scenario: ScenarioView,
+    pub rows_replayed: u64,
+    pub window: WindowView,
+    pub columns: ColumnsView,
+    pub runtime: RuntimeView,
+    pub inputs: Vec<InputView>,
+    pub models: BTreeMap<String, ModelView>,
+    pub latency: LatencyView,
+    pub policy: PolicyView,
+    #[serde(default)]
+    pub faults: Vec<FaultView>,
+    pub simulation: SimulationView,
+    pub oracle: OracleView,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ToolView {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ScenarioView {
+    pub name: String,
+    pub file: String,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WindowView {
+    pub first_request: String,
+    pub last_request: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ColumnsView {
+    pub time: String,
+    pub entity: String,
+    pub id: String,
+    pub label: Option<String>,
+    pub segments: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RuntimeView {
+    pub version: String,
+    pub path: String,
+    pub source: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InputView {
+    pub file: String,
+    pub blake3: String,
+    pub rows: i64,
+    pub rows_in_window: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ModelView {
+    pub path: String,
+    pub blake3: String,
+    pub output: String,
+    pub features: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LatencyView {
+    pub method: String,
+    pub sample_share: f64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PolicyView {
+    pub gates: Vec<GateView>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GateView {
+    pub metric: String,
+    pub kind: String,
+    pub margin: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub critical: bool,
+    pub required: bool,
+    pub from_weight: Option<f64>,
+}
+
+impl GateView {
+    /// The gate's name as checks name it: `log_loss non_inferiority`.
+    pub fn name(&self) -> String {
+        format!("{} {}", self.metric, self.kind)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FaultView {
+    pub description: String,
+    pub start: Option<String>,
+    pub end: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SimulationView {
+    pub outcome: String,
+    pub decided_at: String,
+    pub reason: String,
+    pub grade: GradeView,
+    pub exposure: ExposureView,
+    pub default_policy: bool,
+    pub stages: Vec<StageView>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GradeView {
+    pub grade: String,
+    pub explanation: String,
+    pub findings: Vec<FindingView>,
+    pub time_to_decision: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FindingView {
+    pub gate: String,
+    pub scope: String,
+    pub stable: Option<f64>,
+    pub candidate: Option<f64>,
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ExposureView {
+    pub candidate_requests: u64,
+    pub candidate_share: f64,
+    pub in_regressed_segments: u64,
+    pub regressed_segments: Vec<String>,
+    pub candidate_requests_total: u64,
+    pub after_decision_in_regressed_windows: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StageView {
+    pub weight: f64,
+    pub monitoring: bool,
+    pub start: String,
+    pub end: String,
+    pub decision: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OracleView {
+    pub task: String,
+    pub overall: ComparisonView,
+    pub segments: BTreeMap<String, BTreeMap<String, ComparisonView>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ComparisonView {
+    pub rows: u64,
+    pub paired_labelled: u64,
+    pub stable: SideView,
+    pub candidate: SideView,
+    pub drift: DriftView,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SideView {
+    pub error_rate: f64,
+    pub quality: BTreeMap<String, f64>,
+    pub latency_us: LatencyQuantiles,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LatencyQuantiles {
+    pub samples: u64,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DriftView {
+    pub psi: Option<f64>,
+    pub jensen_shannon: Option<f64>,
+}
+
+/// `invocation.json`: how the run was started.
+#[derive(Debug, Clone, serde::Serialize, Deserialize, PartialEq)]
+pub struct Invocation {
+    pub command: Vec<String>,
+    pub working_dir: String,
+    pub started_at: String,
+}
+
+/// One check: its time, weight and how its gates came out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckPoint {
+    pub time: Micros,
+    pub weight: f64,
+    pub action: String,
+    /// Failing gate results (any scope).
+    pub fails: u64,
+    /// All-traffic gate results that did not pass.
+    pub open: u64,
+}
+
+/// One gate on all traffic over the checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateSeries {
+    pub gate: String,
+    pub points: Vec<GatePoint>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatePoint {
+    pub time: Micros,
+    pub verdict: String,
+    pub stable: Option<f64>,
+    pub canary: Option<f64>,
+    pub estimate: Option<f64>,
+    pub lower: Option<f64>,
+    pub upper: Option<f64>,
+    pub margin: Option<f64>,
+}
+
+/// One gate on one scope over the whole run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentRow {
+    pub gate: String,
+    pub scope: String,
+    pub checks: u64,
+    pub fails: u64,
+    pub passes: u64,
+    /// The verdict at the scope's last check.
+    pub last_verdict: String,
+    /// The last estimate the gate computed, with its interval.
+    pub estimate: Option<f64>,
+    pub lower: Option<f64>,
+    pub upper: Option<f64>,
+}
+
+/// What the charts of the models' outputs need.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScoreViews {
+    /// Shared bin edges of both models' score histograms.
+    pub edges: Vec<f64>,
+    /// Requests per bin, [stable, candidate].
+    pub histograms: [Vec<u64>; 2],
+    /// Reliability curve per model: (mean score, observed rate, requests) per score decile.
+    pub calibration: [Vec<(f64, f64, u64)>; 2],
+    /// Measured single-request latencies, microseconds, sorted.
+    pub latency_us: [Vec<f64>; 2],
+}
+
+const SCORE_BINS: usize = 40;
+const CALIBRATION_BINS: usize = 10;
+
+impl RunView {
+    /// Reads the run folder at `dir`.
+    pub fn load(dir: &Path) -> Result<RunView> {
+        let file = |name: &str| -> Result<PathBuf> {
+            let path = dir.join(name);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(Error::invalid(
+                    Problem::new(dir.display().to_string(), format!("is not a complete canary-replay run folder: {name} is missing"))
+                        .fix("pass the folder `canary-replay run` wrote (reports/<scenario name>/ or its --out)"),
+                ))
+            }
+        };
+        let summary_path = file("summary.json")?;
+        let text = std::fs::read_to_string(&summary_path).map_err(|e| Error::io(&summary_path, e))?;
+        let summary: SummaryView = serde_json::from_str(&text).map_err(|e| {
+            Error::invalid(
+                Problem::new(summary_path.display().to_string(), format!("cannot be read as a run summary: {e}"))
+                    .fix("re-run the scenario with this version of canary-replay to rewrite it"),
+            )
+        })?;
+        let policy_path = file("policy.toml")?;
+        let policy_toml = std::fs::read_to_string(&policy_path).map_err(|e| Error::io(&policy_path, e))?;
+        let invocation = std::fs::read_to_string(dir.join("invocation.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let checks_path = file("checks.parquet")?;
+        let (checks, gates, segments) = read_checks(&checks_path)?;
+        let scores_path = file("scores.parquet")?;
+        let label = summary.columns.label.as_deref().filter(|_| summary.oracle.task == "binary");
+        let scores = read_scores(&scores_path, label)?;
+        Ok(RunView { dir: dir.to_path_buf(), summary, policy_toml, invocation, checks, gates, segments, scores })
+    }
+
+    /// The first and last request, microseconds.
+    pub fn span(&self) -> (Micros, Micros) {
+        let at = |t: &str| parse_timestamp(t).unwrap_or(0);
+        (at(&self.summary.window.first_request), at(&self.summary.window.last_request))
+    }
+}
+
+fn unreadable(path: &Path) -> impl Fn(PolarsError) -> Error + '_ {
+    move |e| {
+        Error::invalid(
+            Problem::new(path.display().to_string(), format!("cannot be read: {e}")).fix("re-run the scenario to rewrite the run folder"),
+        )
+    }
+}
+
+fn scan(path: &Path) -> Result<LazyFrame> {
+    LazyFrame::scan_parquet(PlRefPath::new(path.to_string_lossy().as_ref()), ScanArgsParquet::default()).map_err(unreadable(path))
+}
+
+fn floats(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<f64>>> {
+    Ok(df.column(name)?.cast(&DataType::Float64)?.f64()?.iter().collect())
+}
+
+fn counts(df: &DataFrame, name: &str) -> PolarsResult<Vec<u64>> {
+    Ok(df.column(name)?.cast(&DataType::UInt64)?.u64()?.iter().map(|v| v.unwrap_or(0)).collect())
+}
+
+fn times(df: &DataFrame, name: &str) -> PolarsResult<Vec<Micros>> {
+    Ok(df.column(name)?.cast(&DataType::Int64)?.i64()?.iter().map(|v| v.unwrap_or(0)).collect())
+}
+
+fn texts(df: &DataFrame, name: &str) -> PolarsResult<Vec<String>> {
+    Ok(df.column(name)?.str()?.iter().map(|v| v.unwrap_or_default().to_string()).collect())
+}
+
+/// Per check, per gate on all traffic, and per gate and scope.
+fn read_checks(path: &Path) -> Result<(Vec<CheckPoint>, Vec<GateSeries>, Vec<SegmentRow>)> {
+    let bad = unreadable(path);
+    let lf = scan(path)?.with_column(col("time").dt().timestamp(TimeUnit::Microseconds).alias("time"));
+    let fail = col("verdict").eq(lit("FAIL"));
+
+    let per_check = lf
+        .clone()
+        .group_by_stable([col("time")])
+        .agg([
+            col("weight").first(),
+            col("action").first(),
+            fail.clone().cast(DataType::UInt64).sum().alias("fails"),
+            (col("scope").eq(lit("overall")).and(col("verdict").neq(lit("PASS")))).cast(DataType::UInt64).sum().alias("open"),
+        ])
+        .sort(["time"], SortMultipleOptions::default())
+        .collect()
+        .map_err(&bad)?;
+    let checks = (|| -> PolarsResult<Vec<CheckPoint>> {
+        let (time, weight, action) = (times(&per_check, "time")?, floats(&per_check, "weight")?, texts(&per_check, "action")?);
+        let (fails, open) = (counts(&per_check, "fails")?, counts(&per_check, "open")?);
+        Ok((0..time.len())
+            .map(|i| CheckPoint { time: time[i], weight: weight[i].unwrap_or(0.0), action: action[i].clone(), fails: fails[i], open: open[i] })
+            .collect())
+    })()
+    .map_err(&bad)?;
+
+    let overall = lf
+        .clone()
+        .filter(col("scope").eq(lit("overall")))
+        .select([col("gate"), col("time"), col("verdict"), col("stable"), col("canary"), col("estimate"), col("lower"), col("upper"), col("margin")])
+        .sort(["time"], SortMultipleOptions::default().with_maintain_order(true))
+        .collect()
+        .map_err(&bad)?;
+    let gates = (|| -> PolarsResult<Vec<GateSeries>> {
+        let (gate, time, verdict) = (texts(&overall, "gate")?, times(&overall, "time")?, texts(&overall, "verdict")?);
+        let [stable, canary, estimate, lower, upper, margin] =
+            ["stable", "canary", "estimate", "lower", "upper", "margin"].map(|c| floats(&overall, c).unwrap_or_default());
+        let mut series: Vec<GateSeries> = Vec::new();
+        for i in 0..gate.len() {
+            let point = GatePoint {
+                time: time[i],
+                verdict: verdict[i].clone(),
+                stable: stable[i],
+                canary: canary[i],
+                estimate: estimate[i],
+                lower: lower[i],
+                upper: upper[i],
+                margin: margin[i],
+            };
+            match series.iter_mut().find(|s| s.gate == gate[i]) {
+                Some(s) => s.points.push(point),
+                None => series.push(GateSeries { gate: gate[i].clone(), points: vec![point] }),
+            }
+        }
+        Ok(series)
+    })()
+    .map_err(&bad)?;
+
+    let per_scope = lf
+        .sort(["time"], SortMultipleOptions::default().with_maintain_order(true))
+        .group_by_stable([col("gate"), col("scope")])
+        .agg([
+            len().cast(DataType::UInt64).alias("checks"),
+            fail.cast(DataType::UInt64).sum().alias("fails"),
+            col("verdict").eq(lit("PASS")).cast(DataType::UInt64).sum().alias("passes"),
+            col("verdict").last().alias("last_verdict"),
+            col("estimate").drop_nulls().last().alias("estimate"),
+            col("lower").drop_nulls().last().alias("lower"),
+            col("upper").drop_nulls().last().alias("upper"),
+        ])
+        .collect()
+        .map_err(&bad)?;
+    let segments = (|| -> PolarsResult<Vec<SegmentRow>> {
+        let (gate, scope, last) = (texts(&per_scope, "gate")?, texts(&per_scope, "scope")?, texts(&per_scope, "last_verdict")?);
+        let (checks, fails, passes) = (counts(&per_scope, "checks")?, counts(&per_scope, "fails")?, counts(&per_scope, "passes")?);
+        let (estimate, lower, upper) = (floats(&per_scope, "estimate")?, floats(&per_scope, "lower")?, floats(&per_scope, "upper")?);
+        Ok((0..gate.len())
+            .map(|i| SegmentRow {
+                gate: gate[i].clone(),
+                scope: scope[i].clone(),
+                checks: checks[i],
+                fails: fails[i],
+                passes: passes[i],
+                last_verdict: last[i].clone(),
+                estimate: estimate[i],
+                lower: lower[i],
+                upper: upper[i],
+            })
+            .collect())
+    })()
+    .map_err(&bad)?;
+    Ok((checks, gates, segments))
+}
+
+/// Score histograms, reliability curves and measured latencies of both models.
+/// `label`: the 0/1 label column of a binary task, for the reliability curves.
+fn read_scores(path: &Path, label: Option<&str>) -> Result<ScoreViews> {
+    let binary = label.is_some();
+    let bad = unreadable(path);
+    let lf = scan(path)?;
+    let arms = ["stable", "candidate"];
+    let mut views = ScoreViews::default();
+
+    let range = lf
+        .clone()
+        .select([
+            col("stable_score").min().alias("stable_lo"),
+            col("candidate_score").min().alias("candidate_lo"),
+            col("stable_score").max().alias("stable_hi"),
+            col("candidate_score").max().alias("candidate_hi"),
+        ])
+        .collect()
+        .map_err(&bad)?;
+    let value = |name: &str| floats(&range, name).ok().and_then(|v| v.first().copied().flatten());
+    let lo = [value("stable_lo"), value("candidate_lo")].into_iter().flatten().reduce(f64::min);
+    let hi = [value("stable_hi"), value("candidate_hi")].into_iter().flatten().reduce(f64::max);
+    let (lo, hi) = match (lo, hi) {
+        (Some(lo), Some(hi)) if binary && lo >= 0.0 && hi <= 1.0 => (0.0, 1.0),
+        (Some(lo), Some(hi)) if hi > lo => (lo, hi),
+        (Some(lo), _) => (lo - 0.5, lo + 0.5),
+        _ => (0.0, 1.0),
+    };
+    let width = (hi - lo) / SCORE_BINS as f64;
+    views.edges = (0..=SCORE_BINS).map(|i| lo + width * i as f64).collect();
+    let bin = |score: Expr, bins: usize, lo: f64, width: f64| {
+        let raw = ((score - lit(lo)) / lit(width)).floor().cast(DataType::Int64);
+        when(raw.clone().gt_eq(lit(bins as i64))).then(lit(bins as i64 - 1)).otherwise(raw).alias("bin")
+    };
+    for (arm, name) in arms.iter().enumerate() {
+        let score = format!("{name}_score");
+        let hist = lf
+            .clone()
+            .filter(col(score.as_str()).is_not_null())
+            .group_by([bin(col(score.as_str()), SCORE_BINS, lo, width)])
+            .agg([len().cast(DataType::UInt64).alias("n")])
+            .collect()
+            .map_err(&bad)?;
+        let mut counts_per_bin = vec![0u64; SCORE_BINS];
+        for (b, n) in times(&hist, "bin").map_err(&bad)?.into_iter().zip(counts(&hist, "n").map_err(&bad)?) {
+            if let Some(slot) = usize::try_from(b).ok().and_then(|b| counts_per_bin.get_mut(b)) {
+                *slot += n;
+            }
+        }
+        views.histograms[arm] = counts_per_bin;
+
+        if let Some(label) = label {
+            let curve = lf
+                .clone()
+                .filter(col(score.as_str()).is_not_null().and(col(label).is_not_null()))
+                .group_by([bin(col(score.as_str()), CALIBRATION_BINS, 0.0, 1.0 / CALIBRATION_BINS as f64)])
+                .agg([col(score.as_str()).mean().alias("mean_score"), col(label).cast(DataType::Float64).mean().alias("rate"), len().cast(DataType::UInt64).alias("n")])
+                .sort(["bin"], SortMultipleOptions::default())
+                .collect()
+                .map_err(&bad)?;
+            let (mean, rate, n) = (floats(&curve, "mean_score").map_err(&bad)?, floats(&curve, "rate").map_err(&bad)?, counts(&curve, "n").map_err(&bad)?);
+            views.calibration[arm] = (0..n.len()).filter_map(|i| Some((mean[i]?, rate[i]?, n[i]))).collect();
+        }
+
+        let latency = format!("{name}_latency_us");
+        let measured = lf
+            .clone()
+            .filter(col(latency.as_str()).is_not_null())
+            .select([col(latency.as_str())])
+            .sort([latency.as_str()], SortMultipleOptions::default())
+            .collect()
+            .map_err(&bad)?;
+        views.latency_us[arm] = floats(&measured, &latency).map_err(&bad)?.into_iter().flatten().collect();
+    }
+    Ok(views)
+}
