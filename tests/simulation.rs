@@ -68,6 +68,9 @@ fn a_monitored_holdback_catches_the_regression_after_the_summer() {
     assert!(sim.stages.iter().find(|s| s.monitoring).unwrap().start.starts_with("2013-09"), "promoted in September");
     assert!(at(&sim.decided_at) >= at("2013-10-01T00:00:00Z"), "rolled back after the summer: {}", sim.decided_at);
     assert_eq!(sim.grade.grade, "correct_rollback");
+    // The candidate served the window the oracle found worse before the rollback caught it.
+    let e = &sim.exposure;
+    assert!(e.before_decision_in_regressed_windows > 0 && e.before_decision_in_regressed_windows <= e.candidate_requests, "{e:?}");
     assert_eq!(out.exit_code, 1);
 }
 
@@ -90,6 +93,8 @@ fn injected_incidents_are_rolled_back_within_days() {
         assert_eq!(sim.outcome, Outcome::RolledBack, "{scenario}: {}", sim.reason);
         assert_eq!(sim.grade.grade, "correct_rollback", "{scenario}");
         assert!(after > 0 && after <= 5 * 86_400_000_000, "{scenario}: decided {} after the fault", format_approx(after));
+        let e = &sim.exposure;
+        assert!(e.before_decision_in_regressed_windows > 0 && e.before_decision_in_regressed_windows <= e.candidate_requests, "{scenario}: {e:?}");
     }
 }
 

@@ -230,7 +230,7 @@ fn verdict(s: &mut String, view: &RunView) {
         (format!("{}", view.checks.len()), "checks".to_string()),
         (sim.grade.time_to_decision.clone(), "from the first request to the decision".to_string()),
         (format!("{}", e.candidate_requests), format!("candidate requests before the decision ({:.1}% of traffic)", 100.0 * e.candidate_share)),
-        (format!("{}", e.in_regressed_segments), "of them in truly regressed segments".to_string()),
+        (format!("{}", e.before_decision_in_regressed_windows), "of them in windows the oracle found truly worse".to_string()),
         (format!("{}", e.after_decision_in_regressed_windows), "candidate requests after the decision in truly regressed windows".to_string()),
     ];
     let _ = writeln!(s, "<div class=\"figures\">");
@@ -431,8 +431,9 @@ fn exposure(s: &mut String, view: &RunView) {
     let e = &view.summary.simulation.exposure;
     let total = view.summary.rows_replayed.max(1) as f64;
     let _ = writeln!(s, "<section id=\"exposure\"><h2>Exposure</h2>");
-    let regressed = e.in_regressed_segments as f64 / total * 100.0;
-    let before = (e.candidate_requests.saturating_sub(e.in_regressed_segments)) as f64 / total * 100.0;
+    let worse = e.before_decision_in_regressed_windows.min(e.candidate_requests);
+    let regressed = worse as f64 / total * 100.0;
+    let before = e.candidate_requests.saturating_sub(worse) as f64 / total * 100.0;
     let after = e.candidate_requests_total.saturating_sub(e.candidate_requests) as f64 / total * 100.0;
     let _ = writeln!(
         s,
@@ -440,10 +441,11 @@ fn exposure(s: &mut String, view: &RunView) {
     );
     let _ = writeln!(
         s,
-        "<p>Of {} replayed requests, the candidate served {} before the decision ({:.1}% of the traffic up to then), {} of them in segments that were truly regressed{}; over the whole replay it served {}, and {} after the decision in windows the oracle found regressed.</p>",
+        "<p>Of {} replayed requests, the candidate served {} before the decision ({:.1}% of the traffic up to then): {} of them in the windows and segments the oracle found truly worse, and {} in segments truly worse over the whole time before the decision{}. Over the whole replay it served {}, and {} after the decision in windows the oracle found regressed.</p>",
         view.summary.rows_replayed,
         e.candidate_requests,
         100.0 * e.candidate_share,
+        e.before_decision_in_regressed_windows,
         e.in_regressed_segments,
         if e.regressed_segments.is_empty() { String::new() } else { format!(" ({})", escape(&e.regressed_segments.join(", "))) },
         e.candidate_requests_total,

@@ -32,6 +32,9 @@ pub fn print_run(summary: &Summary, timings: &Timings, out_dir: &std::path::Path
     if e.in_regressed_segments > 0 {
         let _ = write!(s, ", {} in truly regressed segments", e.in_regressed_segments);
     }
+    if e.before_decision_in_regressed_windows > 0 {
+        let _ = write!(s, ", {} in the windows found truly worse", e.before_decision_in_regressed_windows);
+    }
     if e.after_decision_in_regressed_windows > 0 {
         let _ = write!(s, "; {} after it in regressed weeks", e.after_decision_in_regressed_windows);
     }

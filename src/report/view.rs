@@ -166,6 +166,8 @@ pub struct ExposureView {
     pub in_regressed_segments: u64,
     pub regressed_segments: Vec<String>,
     pub candidate_requests_total: u64,
+    #[serde(default)]
+    pub before_decision_in_regressed_windows: u64,
     pub after_decision_in_regressed_windows: u64,
 }
 

@@ -60,6 +60,9 @@ pub struct Exposure {
     pub regressed_segments: Vec<String>,
     /// Requests the candidate serves over the whole replay (after a promotion: all of them).
     pub candidate_requests_total: u64,
+    /// Requests the candidate served before the decision in the windows and segments the grade
+    /// found truly regressed (for a rollback: the window the deciding check judged).
+    pub before_decision_in_regressed_windows: u64,
     /// Requests the candidate served after the decision in the windows and segments the grade
     /// found truly regressed (what a missed regression cost).
     pub after_decision_in_regressed_windows: u64,
@@ -232,13 +235,16 @@ pub fn exposure(setup: &Setup, source: &mut dyn Source, run: &Run, grade: &Grade
     // Regressed windows after the decision: the shortest windows found (each `monitor_window`),
     // counting all candidate requests when all traffic regressed, else the segments'.
     let mut after = 0u64;
+    let mut before_in_windows = 0u64;
     let mut windows: Vec<(&str, &str)> = grade.findings.iter().map(|f| (f.start.as_str(), f.end.as_str())).collect();
     windows.sort_unstable();
     windows.dedup();
     let width = setup.policy.ramp.monitor_window;
     for (a, b) in windows {
         let (Ok(a), Ok(b)) = (crate::time::parse_timestamp(a), crate::time::parse_timestamp(b)) else { continue };
-        if a < run.decided_at || b - a > width {
+        // Windows before the decision (the one a rollback judged) count up to the decision.
+        let (b, count_before) = if a < run.decided_at { (b.min(run.decided_at), true) } else { (b, false) };
+        if b <= a || (!count_before && b - a > width) {
             continue;
         }
         let scopes: Vec<usize> = grade
@@ -258,7 +264,12 @@ pub fn exposure(setup: &Setup, source: &mut dyn Source, run: &Run, grade: &Grade
                 }
                 acc
             });
-        after += if scopes.contains(&0) { served[0][1] } else { scopes.iter().collect::<std::collections::BTreeSet<_>>().iter().map(|&&s| served[s][1]).sum() };
+        let in_window: u64 = if scopes.contains(&0) { served[0][1] } else { scopes.iter().collect::<std::collections::BTreeSet<_>>().iter().map(|&&s| served[s][1]).sum() };
+        if count_before {
+            before_in_windows += in_window;
+        } else {
+            after += in_window;
+        }
     }
     Exposure {
         candidate_requests: before[0][1],
@@ -266,6 +277,7 @@ pub fn exposure(setup: &Setup, source: &mut dyn Source, run: &Run, grade: &Grade
         in_regressed_segments: in_regressed,
         regressed_segments: regressed.iter().map(|&s| setup.scopes.scopes[s].label()).collect(),
         candidate_requests_total: total,
+        before_decision_in_regressed_windows: before_in_windows,
         after_decision_in_regressed_windows: after,
     }
 }
