@@ -242,7 +242,7 @@ fn timeline(view: &RunView) -> Result<Chart> {
             .draw_series(std::iter::once(PathElement::new(vec![(decided, 0.0), (decided, 108.0)], color.stroke_width(2))))?
             .label(format!("decision: {label}"))
             .legend(move |(x, y)| PathElement::new(vec![(x + 9, y - 7), (x + 9, y + 7)], color.stroke_width(2)));
-        chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).background_style(WHITE.mix(0.9)).border_style(OPEN).label_font(style(14)).draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight, 14)?;
         Ok(())
     })?;
     Ok(Chart {
@@ -258,6 +258,32 @@ fn timeline(view: &RunView) -> Result<Chart> {
         ),
         png,
     })
+}
+
+type Panel<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+
+/// One panel of a gate chart: replayed time across, `y` up.
+fn time_panel<'a, 'b>(area: &'a Area<'b>, x: (f64, f64), y: (f64, f64), x_labels: u32, y_desc: &str) -> std::result::Result<Panel<'a, 'b>, Box<dyn std::error::Error>> {
+    let mut panel = ChartBuilder::on(area).margin(12).x_label_area_size(x_labels).y_label_area_size(72).build_cartesian_2d(x.0..x.1, y.0..y.1)?;
+    panel
+        .configure_mesh()
+        .x_labels(8)
+        .x_label_formatter(&day_label(x.1 - x.0))
+        .y_desc(y_desc)
+        .label_style(style(14))
+        .axis_desc_style(style(15))
+        .light_line_style(WHITE)
+        .draw()?;
+    Ok(panel)
+}
+
+/// The series legend, on a translucent box.
+fn legend<'a, DB: DrawingBackend + 'a, C: CoordTranslate>(chart: &mut ChartContext<'a, DB, C>, position: SeriesLabelPosition, size: u32) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    chart.configure_series_labels().position(position).background_style(WHITE.mix(0.9)).border_style(OPEN).label_font(style(size)).draw()?;
+    Ok(())
 }
 
 /// Splits a series into runs of consecutive points where `value` is known.
@@ -321,7 +347,6 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
             .chain(if ratio { thresholds.clone() } else { Vec::new() })
             .chain(std::iter::once(if ratio { 1.0 } else { 0.0 })),
     );
-    let span = x1 - x0;
     let name = series.gate.clone();
     let png = render(1200, 620, |root| {
         let title_height = 36;
@@ -332,16 +357,7 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
             top.draw_text("no values yet: the gate never had data", &style(16), (80, 120))?;
             return Ok(());
         };
-        let mut upper = ChartBuilder::on(&top).margin(12).x_label_area_size(28).y_label_area_size(72).build_cartesian_2d(x0..x1, v0..v1)?;
-        upper
-            .configure_mesh()
-            .x_labels(8)
-            .x_label_formatter(&day_label(span))
-            .y_desc(gate.map(|g| g.metric.clone()).unwrap_or_default())
-            .label_style(style(14))
-            .axis_desc_style(style(15))
-            .light_line_style(WHITE)
-            .draw()?;
+        let mut upper = time_panel(&top, (x0, x1), (v0, v1), 28, &gate.map(|g| g.metric.clone()).unwrap_or_default())?;
         shade_faults(&mut upper, &faults, (v0, v1), true)?;
         for (i, run) in runs(points, |p| p.stable).into_iter().enumerate() {
             let drawn = upper.draw_series(LineSeries::new(run, STABLE.stroke_width(2)))?;
@@ -367,22 +383,13 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
                 upper.draw_series(DashedLineSeries::new(vec![(x0, *t), (x1, *t)], 8, 6, FAIL.stroke_width(2)))?;
             }
         }
-        upper.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.9)).border_style(OPEN).label_font(style(13)).draw()?;
+        legend(&mut upper, SeriesLabelPosition::UpperLeft, 13)?;
 
         let Some((d0, d1)) = diffs.filter(|_| points.iter().any(|p| p.estimate.is_some())) else {
             bottom.draw_text("no difference estimated yet: the arms never both had the minimum sample", &style(15), (90, 110))?;
             return Ok(());
         };
-        let mut lower = ChartBuilder::on(&bottom).margin(12).x_label_area_size(36).y_label_area_size(72).build_cartesian_2d(x0..x1, d0..d1)?;
-        lower
-            .configure_mesh()
-            .x_labels(8)
-            .x_label_formatter(&day_label(span))
-            .y_desc(if ratio { "candidate / stable" } else { "candidate − stable" })
-            .label_style(style(14))
-            .axis_desc_style(style(15))
-            .light_line_style(WHITE)
-            .draw()?;
+        let mut lower = time_panel(&bottom, (x0, x1), (d0, d1), 36, if ratio { "candidate / stable" } else { "candidate − stable" })?;
         shade_faults(&mut lower, &faults, (d0, d1), false)?;
         let baseline = if ratio { 1.0 } else { 0.0 };
         lower.draw_series(LineSeries::new(vec![(x0, baseline), (x1, baseline)], OPEN.stroke_width(1)))?;
@@ -427,7 +434,7 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
                 lower.draw_series(DashedLineSeries::new(vec![(x0, *t), (x1, *t)], 8, 6, FAIL.stroke_width(2)))?;
             }
         }
-        lower.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.9)).border_style(OPEN).label_font(style(13)).draw()?;
+        legend(&mut lower, SeriesLabelPosition::UpperLeft, 13)?;
         Ok(())
     })?;
     let direction = if higher_better { "lower is worse" } else { "higher is worse" };
@@ -480,7 +487,7 @@ fn scores(view: &RunView) -> Result<Chart> {
                 Rectangle::new([(x, y - 5), (x + 18, y + 5)], color.mix(0.5).filled())
             });
         }
-        chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).background_style(WHITE.mix(0.9)).border_style(OPEN).label_font(style(14)).draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight, 14)?;
         Ok(())
     })?;
     let drift = &view.summary.oracle.overall.drift;
@@ -514,7 +521,7 @@ fn calibration(view: &RunView) -> Result<Chart> {
             chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?.label(name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
             chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
         }
-        chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.9)).border_style(OPEN).label_font(style(14)).draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft, 14)?;
         Ok(())
     })?;
     Ok(Chart {
@@ -554,7 +561,7 @@ fn latency(view: &RunView) -> Result<Chart> {
                 .label(format!("{name} ({} measured)", samples[arm].len()))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
         }
-        chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.9)).border_style(OPEN).label_font(style(14)).draw()?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight, 14)?;
         Ok(())
     })?;
     Ok(Chart {

@@ -145,18 +145,8 @@ pub struct SimulationView {
 pub struct GradeView {
     pub grade: String,
     pub explanation: String,
-    pub findings: Vec<FindingView>,
+    pub findings: Vec<crate::simulate::grade::Finding>,
     pub time_to_decision: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct FindingView {
-    pub gate: String,
-    pub scope: String,
-    pub stable: Option<f64>,
-    pub candidate: Option<f64>,
-    pub start: String,
-    pub end: String,
 }
 
 #[derive(Debug, Deserialize)]

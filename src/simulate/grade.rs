@@ -27,7 +27,7 @@ use crate::stats::guardrail::Better;
 use crate::time::{format_duration, format_timestamp, Micros};
 
 /// A gate the candidate truly breaks on a window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Finding {
     pub gate: String,
     pub scope: String,
