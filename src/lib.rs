@@ -21,3 +21,4 @@ pub mod report;
 pub mod run;
 pub mod score;
 pub mod stats;
+pub mod tune;

@@ -90,6 +90,26 @@ enum Command {
         /// The folder `run` wrote (reports/<scenario name>/ or its --out).
         run_dir: PathBuf,
     },
+    /// Search policy variants against incident and good-release scenarios (each with `expect`) and write the best as tuned-policy.toml.
+    Tune {
+        /// Scenarios with `expect = "rollback"` (incidents) or `expect = "promote"` (good releases, A/A replays).
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+        /// The search space: [search] and [[param]] tables.
+        #[arg(long, value_name = "SPACE.toml")]
+        space: PathBuf,
+        /// Output folder (default: reports/tune/).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+        /// Score cache folder (default: ~/.cache/canary-replay/scores).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Print a commented scenario template.
     Init,
 }
@@ -151,6 +171,12 @@ fn execute(command: Command) -> Result<i32, Error> {
             let page = report::write_report(&run_dir)?;
             println!("Wrote {} and {}", page.display(), run_dir.join("charts").display());
             Ok(exit::PROMOTE)
+        }
+        Command::Tune { scenarios, space, out, runtime, cache_dir, quiet } => {
+            let options = canary_replay::tune::TuneOptions { out, runtime: runtime.options(), cache_dir, quiet };
+            let output = canary_replay::tune::tune(&scenarios, &space, &options)?;
+            print!("{}", canary_replay::tune::to_text(&output));
+            Ok(if output.tuned.is_some() { exit::PROMOTE } else { exit::HELD })
         }
         Command::Init => {
             print!("{}", scenario::TEMPLATE);

@@ -143,3 +143,50 @@ fn the_reference_simulator_and_the_fast_path_write_the_same_summary() {
     let reference = replay("scenarios/flights-2013-monitored.toml", true);
     assert_eq!(fast.summary, reference.summary);
 }
+
+#[test]
+fn tune_finds_a_policy_that_catches_the_incident_and_writes_drop_in_sections() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = dir.path().join("space.toml");
+    std::fs::write(
+        &space,
+        "[search]\nmethod = \"grid\"\nsalts = 2\n[[param]]\nkey = \"decision.consecutive_failures\"\nvalues = [1, 3]\n[[param]]\nkey = \"ramp.stages\"\nvalues = [[5, 25, 50, 100], [50, 100]]\n",
+    )
+    .unwrap();
+    let options = canary_replay::tune::TuneOptions {
+        out: Some(dir.path().join("tune")),
+        runtime: RuntimeOptions::from_env(),
+        cache_dir: Some(cache().to_path_buf()),
+        quiet: true,
+    };
+    let scenarios = [repo("scenarios/incidents/errors.toml"), repo("scenarios/flights-2013-aa.toml")];
+    let output = canary_replay::tune::tune(&scenarios, &space, &options).unwrap();
+    let t = &output.summary;
+    println!("{}", canary_replay::tune::to_text(&output));
+    assert_eq!(t.variants.len(), 4);
+    let winner = &t.variants[t.winner.expect("a feasible variant")];
+    let score = winner.score.as_ref().unwrap();
+    assert_eq!(score.missed_incidents, 0);
+    assert_eq!(score.good_replays, 2, "one A/A scenario under 2 salts");
+    assert!(winner.frontier && winner.feasible);
+    // No feasible variant exposes fewer requests than the winner.
+    for v in t.variants.iter().filter(|v| v.feasible) {
+        assert!(v.score.as_ref().unwrap().exposure >= score.exposure);
+    }
+    assert_eq!(t.reference_check.as_deref(), Some("identical decisions on every scenario"));
+
+    // tuned-policy.toml is drop-in: a scenario with these sections validates and keeps the values.
+    let sections = std::fs::read_to_string(dir.path().join("tune/tuned-policy.toml")).unwrap();
+    let aa = std::fs::read_to_string(repo("scenarios/flights-2013-aa.toml")).unwrap();
+    let scenario_text = format!("{}\n{sections}", aa.replace("../data", &repo("data").display().to_string()));
+    let scenario = canary_replay::scenario::parse_str(&scenario_text, &dir.path().join("tuned.toml")).unwrap();
+    let weights: Vec<String> = winner.params["ramp.stages"].as_array().unwrap().iter().map(|w| w.to_string()).collect();
+    assert_eq!(scenario.policy.ramp.stages.len(), weights.len(), "{weights:?}");
+    assert_eq!(scenario.policy.decision.consecutive_failures as i64, winner.params["decision.consecutive_failures"].as_i64().unwrap());
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("tune/tune.json")).unwrap()).unwrap();
+    assert_eq!(summary["variants"].as_array().unwrap().len(), 4);
+
+    // A scenario that does not say what should have happened is named, with the fix.
+    let err = canary_replay::tune::tune(&[repo("scenarios/flights-2013.toml")], &space, &options).err().expect("rejected").to_string();
+    assert!(err.contains("flights-2013.toml: expect") && err.contains("expect = \"rollback\""), "{err}");
+}

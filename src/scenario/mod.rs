@@ -34,6 +34,8 @@ pub struct Scenario {
     pub policy: Policy,
     /// Incidents injected into a model's outputs.
     pub faults: Vec<Fault>,
+    /// What a good policy should do with this replay (`tune` needs it).
+    pub expect: Option<Expect>,
     /// Things the user should know that do not stop the run.
     pub warnings: Vec<String>,
 }
@@ -72,6 +74,16 @@ impl Traffic {
     pub fn in_window(&self, t: Micros) -> bool {
         self.start.is_none_or(|s| t >= s) && self.end.is_none_or(|e| t <= e)
     }
+}
+
+/// What should have happened to a scenario's candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    /// An incident: a good policy rolls it back.
+    Rollback,
+    /// A good release or an A/A replay: a good policy promotes it, and never rolls it back.
+    Promote,
 }
 
 /// Which of the two models.

@@ -31,6 +31,9 @@ pub struct RawScenario {
     pub name: String,
     /// Free text shown in reports.
     pub description: Option<String>,
+    /// What a good policy should do with this replay, for `tune`: "rollback" (an incident) or
+    /// "promote" (a good release, an A/A replay).
+    pub expect: Option<String>,
     /// Where the logged requests are and which columns play which role.
     pub traffic: RawTraffic,
     /// The two models to compare.

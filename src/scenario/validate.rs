@@ -130,6 +130,15 @@ pub(super) fn validate(raw: RawScenario, file: &Path, problems: &mut Vec<Problem
         }
     }
 
+    let expect = raw.expect.as_deref().and_then(|e| match e {
+        "rollback" => Some(crate::scenario::Expect::Rollback),
+        "promote" => Some(crate::scenario::Expect::Promote),
+        other => {
+            c.problem("expect", format!("\"{other}\" is not an expected outcome"), Some("use \"rollback\" (an incident) or \"promote\" (a good release or an A/A replay)".into()));
+            None
+        }
+    });
+
     let mut warnings = Vec::new();
     let shape = TrafficShape { segments: &traffic.segments, labelled: traffic.label.is_some() };
     let raw_policy = RawPolicy { ramp: raw.ramp.clone(), segment_policy: raw.segment_policy.clone(), gates: raw.gates.clone(), decision: raw.decision.clone() };
@@ -157,6 +166,7 @@ pub(super) fn validate(raw: RawScenario, file: &Path, problems: &mut Vec<Problem
         scoring,
         policy,
         faults,
+        expect,
         warnings,
     }
 }

@@ -1,0 +1,511 @@
+//! `tune`: search policy variants against scenarios whose right answer is known — incidents that
+//! must be rolled back, good releases and A/A replays that must never be — and emit the best
+//! policy as drop-in scenario sections.
+//!
+//! The objective, in order:
+//! 1. no missed incident: a variant that fails to roll back any `expect = "rollback"` scenario is
+//!    cut after that first, cheap stage (one routing salt per incident) — the early cut;
+//! 2. false rollbacks within the budget: each `expect = "promote"` scenario is replayed under
+//!    `search.salts` routing salts, and the share rolled back (with its 95% Wilson interval) must
+//!    be at most `search.false_rollback_budget`;
+//! 3. then the least exposure (candidate requests served before the rollback, summed over the
+//!    incidents) and the shortest time to promotion of the good scenarios (mean hours; a replay
+//!    that never promotes counts its whole span). The Pareto frontier over these two is reported;
+//!    the winner is the frontier point with the least exposure, ties broken by time to promotion.
+//!
+//! Every variant is simulated by the fast path, in parallel across variants; the winner is
+//! re-checked with the row-by-row reference simulator on every scenario.
+
+pub mod space;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Error, Problem, Result};
+use crate::policy::{Policy, RawPolicy, TrafficShape};
+use crate::runtime::{self, RuntimeOptions};
+use crate::scenario::{Expect, Scenario};
+use crate::score::{self, cache::CacheDir};
+use crate::simulate::fast::Fast;
+use crate::simulate::reference::Reference;
+use crate::simulate::replay::Replay;
+use crate::simulate::{Outcome, Setup};
+use crate::stats::binomial::wilson;
+use crate::stats::moments::Counts;
+use space::{Space, Variant};
+
+/// Options of `tune` beyond the scenarios and the space.
+#[derive(Debug, Clone, Default)]
+pub struct TuneOptions {
+    /// Output folder; default `reports/tune/`.
+    pub out: Option<PathBuf>,
+    pub runtime: RuntimeOptions,
+    pub cache_dir: Option<PathBuf>,
+    pub quiet: bool,
+}
+
+/// A scenario ready to replay: scored, scanned, with what should happen.
+struct Case {
+    scenario: Scenario,
+    expect: Expect,
+    replay: Replay,
+}
+
+impl Case {
+    fn shape(&self) -> TrafficShape<'_> {
+        TrafficShape { segments: &self.scenario.traffic.segments, labelled: self.scenario.traffic.label.is_some() }
+    }
+}
+
+/// One replay of one policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Replayed {
+    outcome: Outcome,
+    /// From the first request to the decision.
+    hours: f64,
+    /// The whole replay.
+    span_hours: f64,
+    candidate_requests: u64,
+}
+
+/// What a policy did over the scenario set.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Score {
+    pub incidents: usize,
+    pub missed_incidents: usize,
+    /// Candidate requests served before the rollback, summed over the incidents.
+    pub exposure: u64,
+    /// Mean hours from the first request to the rollback, over the incidents caught.
+    pub hours_to_rollback: Option<f64>,
+    /// Replays of good scenarios (scenarios × salts); absent when cut early.
+    pub good_replays: usize,
+    pub false_rollbacks: usize,
+    pub false_rollback_rate: Option<f64>,
+    /// 95% Wilson interval of the false-rollback rate.
+    pub false_rollback_interval: Option<[f64; 2]>,
+    /// Mean hours to promotion over the good replays (never promoted: the replay's span).
+    pub hours_to_promotion: Option<f64>,
+    pub promoted: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct VariantResult {
+    pub id: usize,
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Why the variant could not run (an invalid policy), if so.
+    pub invalid: Option<String>,
+    /// "incidents" when cut after missing an incident, else "full".
+    pub stage: &'static str,
+    pub score: Option<Score>,
+    pub feasible: bool,
+    pub frontier: bool,
+}
+
+/// `tune.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TuneSummary {
+    pub scenarios: Vec<ScenarioRef>,
+    pub objective: &'static str,
+    pub search: SearchInfo,
+    /// The first scenario's own policy (the base the variants change) and the default policy.
+    pub baselines: BTreeMap<&'static str, Score>,
+    pub variants: Vec<VariantResult>,
+    pub winner: Option<usize>,
+    /// The winner's decisions re-checked with the reference simulator on every scenario.
+    pub reference_check: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioRef {
+    pub name: String,
+    pub file: String,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchInfo {
+    pub method: &'static str,
+    pub variants: usize,
+    pub salts: usize,
+    pub false_rollback_budget: f64,
+    pub cut_early: usize,
+    pub feasible: usize,
+    pub seconds: f64,
+    pub variants_per_second: f64,
+}
+
+const OBJECTIVE: &str = "no missed incident; false-rollback rate at most the budget; then least exposure (candidate requests before rollback, summed over incidents), ties by shortest mean time to promotion of the good scenarios";
+
+/// What `tune` produced.
+pub struct TuneOutput {
+    pub out_dir: PathBuf,
+    pub summary: TuneSummary,
+    pub tuned: Option<Policy>,
+}
+
+/// Loads, scores (or reuses the cache) and scans each scenario.
+fn cases(paths: &[PathBuf], options: &TuneOptions) -> Result<Vec<Case>> {
+    let cache = CacheDir(options.cache_dir.clone().unwrap_or_else(|| runtime::cache_root(None).join("scores")));
+    let mut cases = Vec::new();
+    for path in paths {
+        let prepared = crate::run::prepare(path, &options.runtime)?;
+        let scenario = &prepared.scenario;
+        let Some(expect) = scenario.expect else {
+            return Err(Error::invalid(
+                Problem::new(format!("{}: expect", path.display()), "is missing: tune needs to know what should have happened")
+                    .fix("add `expect = \"rollback\"` (an incident) or `expect = \"promote\"` (a good release or an A/A replay)"),
+            ));
+        };
+        let settings = score::Settings::new(scenario, cache.clone(), true, options.quiet);
+        let scored = score::score(prepared.runtime, scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings)?;
+        let replay = Replay::scan(&scored.parts, &prepared.layout, &scenario.faults)?;
+        cases.push(Case { scenario: prepared.scenario, expect, replay });
+    }
+    Ok(cases)
+}
+
+/// The policy of `base` with the variant's overrides, validated against the case's traffic.
+fn apply(base: &Policy, variant: &Variant, case: &Case) -> std::result::Result<Policy, String> {
+    let (ramp, segment_policy, gates, decision) = base.to_raw();
+    let to_value = |v: &dyn erased::Ser| v.value();
+    let (mut ramp, mut gates, mut decision) = (to_value(&ramp)?, to_value(&gates)?, to_value(&decision)?);
+    for (key, value) in variant {
+        let parts: Vec<&str> = key.split('.').collect();
+        match parts.as_slice() {
+            ["ramp", "stages"] => {
+                let weights = value.as_array().ok_or_else(|| format!("{key}: give a list of weights, e.g. [5, 25, 100]"))?;
+                let old = ramp.get("stages").and_then(|s| s.as_array()).cloned().unwrap_or_default();
+                let stages = weights
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| {
+                        let mut stage = toml::map::Map::new();
+                        stage.insert("weight".into(), w.clone());
+                        let bake = old.get(i).and_then(|s| s.get("bake")).cloned().unwrap_or_else(|| toml::Value::String("1d".into()));
+                        stage.insert("bake".into(), bake);
+                        toml::Value::Table(stage)
+                    })
+                    .collect();
+                table(&mut ramp).insert("stages".into(), toml::Value::Array(stages));
+            }
+            ["ramp", "bake"] => {
+                if let Some(stages) = table(&mut ramp).get_mut("stages").and_then(|s| s.as_array_mut()) {
+                    for stage in stages.iter_mut().filter(|s| s.get("weight").and_then(as_f64).is_some_and(|w| w < 100.0)) {
+                        table(stage).insert("bake".into(), value.clone());
+                    }
+                }
+            }
+            ["ramp", field] => {
+                table(&mut ramp).insert((*field).into(), value.clone());
+            }
+            ["decision", field] => {
+                table(&mut decision).insert((*field).into(), value.clone());
+            }
+            ["gates", metric, field] => {
+                let mut found = false;
+                for gate in gates.as_array_mut().into_iter().flatten().filter(|g| g.get("metric").and_then(|m| m.as_str()) == Some(metric)) {
+                    table(gate).insert((*field).into(), value.clone());
+                    found = true;
+                }
+                if !found {
+                    return Err(format!("{key}: the policy has no {metric} gate"));
+                }
+            }
+            _ => return Err(format!("{key}: not a tunable key")),
+        }
+    }
+    let raw = RawPolicy {
+        ramp: Some(ramp.try_into().map_err(|e: toml::de::Error| e.message().to_string())?),
+        segment_policy,
+        gates: gates.try_into().map_err(|e: toml::de::Error| e.message().to_string())?,
+        decision: Some(decision.try_into().map_err(|e: toml::de::Error| e.message().to_string())?),
+    };
+    let mut problems = Vec::new();
+    let policy = Policy::from_raw(&raw, &case.shape(), &case.scenario.file_name(), &mut problems);
+    if problems.is_empty() {
+        Ok(policy)
+    } else {
+        Err(problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))
+    }
+}
+
+/// Serializing the raw policy sections to TOML values, whatever their type.
+mod erased {
+    pub trait Ser {
+        fn value(&self) -> Result<toml::Value, String>;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn value(&self) -> Result<toml::Value, String> {
+            toml::Value::try_from(self).map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn table(value: &mut toml::Value) -> &mut toml::map::Map<String, toml::Value> {
+    if !value.is_table() {
+        *value = toml::Value::Table(toml::map::Map::new());
+    }
+    value.as_table_mut().expect("a table")
+}
+
+fn as_f64(value: &toml::Value) -> Option<f64> {
+    value.as_float().or_else(|| value.as_integer().map(|i| i as f64))
+}
+
+/// Replays one policy on one case with the fast path (or the reference).
+fn replay(policy: &Policy, case: &Case, reference: bool) -> Result<Replayed> {
+    let setup = Setup::new(policy, &case.replay);
+    let (run, _, exposure) = if reference {
+        let rows = case.replay.rows(&policy.ramp.salt)?;
+        crate::run::evaluate(&setup, &mut Reference::new(&rows, &setup.scopes, setup.scale))
+    } else {
+        crate::run::evaluate(&setup, &mut Fast::build(&case.replay, &policy.ramp.salt, &policy.weights(), &setup.scopes, setup.scale, setup.origin, policy.ramp.check_every)?)
+    };
+    Ok(Replayed {
+        outcome: run.outcome,
+        hours: (run.decided_at - run.origin) as f64 / 3_600e6,
+        span_hours: (run.end - run.origin) as f64 / 3_600e6,
+        candidate_requests: exposure.candidate_requests,
+    })
+}
+
+/// The salts a good scenario is replayed under.
+fn salts(policy: &Policy, n: usize) -> Vec<String> {
+    (0..n).map(|k| if k == 0 { policy.ramp.salt.clone() } else { format!("{}-{k}", policy.ramp.salt) }).collect()
+}
+
+/// Scores one policy (given per case) over the scenario set; `None` for the good scenarios when
+/// an incident was missed and `cut` is set.
+fn score(policies: &[Policy], cases: &[Case], salts_per_good: usize, cut: bool) -> Result<Score> {
+    let mut s = Score {
+        incidents: 0,
+        missed_incidents: 0,
+        exposure: 0,
+        hours_to_rollback: None,
+        good_replays: 0,
+        false_rollbacks: 0,
+        false_rollback_rate: None,
+        false_rollback_interval: None,
+        hours_to_promotion: None,
+        promoted: 0,
+    };
+    let mut rollback_hours = Vec::new();
+    for (policy, case) in policies.iter().zip(cases).filter(|(_, c)| c.expect == Expect::Rollback) {
+        let r = replay(policy, case, false)?;
+        s.incidents += 1;
+        s.exposure += r.candidate_requests;
+        if r.outcome == Outcome::RolledBack {
+            rollback_hours.push(r.hours);
+        } else {
+            s.missed_incidents += 1;
+        }
+    }
+    s.hours_to_rollback = (!rollback_hours.is_empty()).then(|| rollback_hours.iter().sum::<f64>() / rollback_hours.len() as f64);
+    if cut && s.missed_incidents > 0 {
+        return Ok(s);
+    }
+    let mut promotion_hours = Vec::new();
+    for (policy, case) in policies.iter().zip(cases).filter(|(_, c)| c.expect == Expect::Promote) {
+        for salt in salts(policy, salts_per_good) {
+            let mut salted = policy.clone();
+            salted.ramp.salt = salt;
+            let r = replay(&salted, case, false)?;
+            s.good_replays += 1;
+            match r.outcome {
+                Outcome::RolledBack => {
+                    s.false_rollbacks += 1;
+                    promotion_hours.push(r.span_hours);
+                }
+                Outcome::Promoted => {
+                    s.promoted += 1;
+                    promotion_hours.push(r.hours);
+                }
+                Outcome::Held => promotion_hours.push(r.span_hours),
+            }
+        }
+    }
+    if s.good_replays > 0 {
+        s.false_rollback_rate = Some(s.false_rollbacks as f64 / s.good_replays as f64);
+        s.false_rollback_interval = wilson(Counts { successes: s.false_rollbacks as u64, trials: s.good_replays as u64 }, 0.05).map(|i| [i.lower, i.upper]);
+        s.hours_to_promotion = Some(promotion_hours.iter().sum::<f64>() / promotion_hours.len() as f64);
+    }
+    Ok(s)
+}
+
+fn feasible(s: &Score, budget: f64) -> bool {
+    s.missed_incidents == 0 && s.false_rollback_rate.is_some_and(|r| r <= budget)
+}
+
+/// Runs the search and writes `tuned-policy.toml` and `tune.json`.
+pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions) -> Result<TuneOutput> {
+    let started = std::time::Instant::now();
+    let space: Space = space::load(space_path)?;
+    if scenario_paths.is_empty() {
+        return Err(Error::invalid(Problem::new("tune", "no scenarios given").fix("pass incident and good-release scenarios with `expect` set")));
+    }
+    let cases = cases(scenario_paths, options)?;
+    let base = cases[0].scenario.policy.clone();
+    // The base policy, as each case validates it (segment columns may differ between logs).
+    let per_case = |variant: &Variant| -> std::result::Result<Vec<Policy>, String> { cases.iter().map(|c| apply(&base, variant, c)).collect() };
+
+    let mut baselines = BTreeMap::new();
+    let base_policies = per_case(&Vec::new()).map_err(|e| Error::invalid(Problem::new(cases[0].scenario.file_name(), e)))?;
+    baselines.insert("base", score(&base_policies, &cases, space.salts, false)?);
+    let defaults: Vec<Policy> = cases
+        .iter()
+        .map(|c| {
+            let mut problems = Vec::new();
+            Policy::from_raw(&RawPolicy::default(), &c.shape(), &c.scenario.file_name(), &mut problems)
+        })
+        .collect();
+    baselines.insert("default", score(&defaults, &cases, space.salts, false)?);
+
+    let variants = space.variants();
+    let bar = crate::progress::bar(variants.len() as u64, "tuning", "variants", options.quiet);
+    let mut results: Vec<VariantResult> = variants
+        .par_iter()
+        .enumerate()
+        .map(|(id, variant)| {
+            let params = variant.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null))).collect();
+            let result = match per_case(variant) {
+                Err(e) => VariantResult { id, params, invalid: Some(e), stage: "invalid", score: None, feasible: false, frontier: false },
+                Ok(policies) => match score(&policies, &cases, space.salts, true) {
+                    Ok(s) => VariantResult {
+                        id,
+                        params,
+                        invalid: None,
+                        stage: if s.missed_incidents > 0 { "incidents" } else { "full" },
+                        feasible: feasible(&s, space.false_rollback_budget),
+                        score: Some(s),
+                        frontier: false,
+                    },
+                    Err(e) => VariantResult { id, params, invalid: Some(e.to_string()), stage: "invalid", score: None, feasible: false, frontier: false },
+                },
+            };
+            bar.inc(1);
+            result
+        })
+        .collect();
+    bar.finish_and_clear();
+
+    // The Pareto frontier over (exposure, hours to promotion) among the feasible variants.
+    let key = |r: &VariantResult| r.score.as_ref().map(|s| (s.exposure as f64, s.hours_to_promotion.unwrap_or(f64::INFINITY))).unwrap_or((f64::INFINITY, f64::INFINITY));
+    let feasible_ids: Vec<usize> = results.iter().filter(|r| r.feasible).map(|r| r.id).collect();
+    for &i in &feasible_ids {
+        let (e, h) = key(&results[i]);
+        results[i].frontier = !feasible_ids.iter().any(|&j| {
+            let (e2, h2) = key(&results[j]);
+            (e2 <= e && h2 <= h) && (e2 < e || h2 < h)
+        });
+    }
+    let winner = feasible_ids.iter().copied().filter(|&i| results[i].frontier).min_by(|&a, &b| {
+        let (ka, kb) = (key(&results[a]), key(&results[b]));
+        ka.0.total_cmp(&kb.0).then(ka.1.total_cmp(&kb.1)).then(a.cmp(&b))
+    });
+
+    // The winner re-checked with the reference simulator.
+    let mut tuned = None;
+    let mut reference_check = None;
+    if let Some(w) = winner {
+        let policies = per_case(&variants[w]).map_err(|e| Error::Internal(format!("the winner no longer validates: {e}")))?;
+        let mut mismatches = Vec::new();
+        for (policy, case) in policies.iter().zip(&cases) {
+            let (fast, slow) = (replay(policy, case, false)?, replay(policy, case, true)?);
+            if fast.outcome != slow.outcome || fast.hours != slow.hours {
+                mismatches.push(format!("{}: fast {:?} after {:.0}h, reference {:?} after {:.0}h", case.scenario.name, fast.outcome, fast.hours, slow.outcome, slow.hours));
+            }
+        }
+        reference_check = Some(if mismatches.is_empty() { "identical decisions on every scenario".to_string() } else { mismatches.join("; ") });
+        tuned = policies.into_iter().next();
+    }
+
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = TuneSummary {
+        scenarios: cases.iter().map(|c| ScenarioRef { name: c.scenario.name.clone(), file: c.scenario.file.display().to_string(), expect: c.expect }).collect(),
+        objective: OBJECTIVE,
+        search: SearchInfo {
+            method: match space.method {
+                space::Method::Grid => "grid",
+                space::Method::Random => "random",
+            },
+            variants: results.len(),
+            salts: space.salts,
+            false_rollback_budget: space.false_rollback_budget,
+            cut_early: results.iter().filter(|r| r.stage == "incidents").count(),
+            feasible: feasible_ids.len(),
+            seconds,
+            variants_per_second: results.len() as f64 / seconds.max(1e-9),
+        },
+        baselines,
+        variants: results,
+        winner,
+        reference_check,
+    };
+
+    let out_dir = options.out.clone().unwrap_or_else(|| Path::new("reports").join("tune"));
+    if let Some(parent) = out_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let pending = crate::atomic::Pending::new(&out_dir);
+    std::fs::create_dir_all(pending.path()).map_err(|e| Error::io(pending.path(), e))?;
+    std::fs::write(pending.path().join("tune.json"), crate::report::to_json(&summary)).map_err(|e| Error::io(out_dir.join("tune.json"), e))?;
+    if let Some(policy) = &tuned {
+        let text = crate::report::simulation::policy_toml(policy).replacen(
+            "# The effective canary policy of this run, every default written out.",
+            "# The policy `canary-replay tune` found best on its scenarios, every default written out.",
+            1,
+        );
+        std::fs::write(pending.path().join("tuned-policy.toml"), text).map_err(|e| Error::io(out_dir.join("tuned-policy.toml"), e))?;
+    }
+    pending.commit()?;
+    Ok(TuneOutput { out_dir, summary, tuned })
+}
+
+fn describe(s: &Score) -> String {
+    let hours = |h: Option<f64>| h.map(|h| format!("{h:.0}h")).unwrap_or_else(|| "–".into());
+    let fr = match (s.false_rollback_rate, s.false_rollback_interval) {
+        (Some(r), Some([lo, hi])) => format!("{}/{} false rollbacks ({:.1}%, 95% [{:.1}%, {:.1}%])", s.false_rollbacks, s.good_replays, r * 100.0, lo * 100.0, hi * 100.0),
+        _ => "good scenarios not replayed (cut early)".into(),
+    };
+    format!(
+        "{}/{} incidents caught, exposure {} requests, rollback after {} on average; {fr}; promotion after {}",
+        s.incidents - s.missed_incidents,
+        s.incidents,
+        s.exposure,
+        hours(s.hours_to_rollback),
+        hours(s.hours_to_promotion)
+    )
+}
+
+/// The terminal summary of a search.
+pub fn to_text(output: &TuneOutput) -> String {
+    use std::fmt::Write as _;
+    let t = &output.summary;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "tune: {} variants ({} search) over {} scenarios in {:.1}s ({:.1} variants/s); {} cut after missing an incident, {} feasible",
+        t.search.variants, t.search.method, t.scenarios.len(), t.search.seconds, t.search.variants_per_second, t.search.cut_early, t.search.feasible
+    );
+    for (name, score) in &t.baselines {
+        let _ = writeln!(s, "  {name:<8} policy: {}", describe(score));
+    }
+    match t.winner {
+        Some(w) => {
+            let v = &t.variants[w];
+            let params: Vec<String> = v.params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            let _ = writeln!(s, "  tuned    policy: {}", v.score.as_ref().map(describe).unwrap_or_default());
+            let _ = writeln!(s, "    with {}", params.join(", "));
+            let frontier = t.variants.iter().filter(|v| v.frontier).count();
+            let _ = writeln!(s, "  Pareto frontier: {frontier} variant(s); reference simulator: {}", t.reference_check.as_deref().unwrap_or("not run"));
+            let _ = writeln!(s, "Wrote {}/{{tuned-policy.toml, tune.json}}", output.out_dir.display());
+        }
+        None => {
+            let _ = writeln!(s, "  no variant caught every incident within the false-rollback budget; widen the space. Wrote {}/tune.json", output.out_dir.display());
+        }
+    }
+    s
+}
