@@ -62,14 +62,14 @@ pub struct Tool {
     pub version: &'static str,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct ScenarioInfo {
     pub name: String,
     pub file: String,
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct Window {
     pub start: Option<String>,
     pub end: Option<String>,
@@ -77,7 +77,7 @@ pub struct Window {
     pub last_request: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct Columns {
     pub time: String,
     pub entity: String,
@@ -87,7 +87,7 @@ pub struct Columns {
     pub segments: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct Input {
     pub file: String,
     pub blake3: String,

@@ -27,12 +27,12 @@ pub struct RunView {
 #[derive(Debug, Deserialize)]
 pub struct SummaryView {
     pub tool: ToolView,
-    pub scenario: ScenarioView,
+    pub scenario: super::ScenarioInfo,
     pub rows_replayed: u64,
-    pub window: WindowView,
-    pub columns: ColumnsView,
+    pub window: super::Window,
+    pub columns: super::Columns,
     pub runtime: RuntimeView,
-    pub inputs: Vec<InputView>,
+    pub inputs: Vec<super::Input>,
     pub models: BTreeMap<String, ModelView>,
     pub latency: LatencyView,
     pub policy: PolicyView,
@@ -49,40 +49,10 @@ pub struct ToolView {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ScenarioView {
-    pub name: String,
-    pub file: String,
-    pub description: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct WindowView {
-    pub first_request: String,
-    pub last_request: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ColumnsView {
-    pub time: String,
-    pub entity: String,
-    pub id: String,
-    pub label: Option<String>,
-    pub segments: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
 pub struct RuntimeView {
     pub version: String,
     pub path: String,
     pub source: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct InputView {
-    pub file: String,
-    pub blake3: String,
-    pub rows: i64,
-    pub rows_in_window: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -383,8 +353,8 @@ fn read_checks(path: &Path) -> Result<(Vec<CheckPoint>, Vec<GateSeries>, Vec<Seg
         .map_err(&bad)?;
     let gates = (|| -> PolarsResult<Vec<GateSeries>> {
         let (gate, time, verdict) = (texts(&overall, "gate")?, times(&overall, "time")?, texts(&overall, "verdict")?);
-        let [stable, canary, estimate, lower, upper, margin] =
-            ["stable", "canary", "estimate", "lower", "upper", "margin"].map(|c| floats(&overall, c).unwrap_or_default());
+        let (stable, canary, estimate) = (floats(&overall, "stable")?, floats(&overall, "canary")?, floats(&overall, "estimate")?);
+        let (lower, upper, margin) = (floats(&overall, "lower")?, floats(&overall, "upper")?, floats(&overall, "margin")?);
         let mut series: Vec<GateSeries> = Vec::new();
         for i in 0..gate.len() {
             let point = GatePoint {
