@@ -170,7 +170,6 @@ fn cases(paths: &[PathBuf], options: &TuneOptions) -> Result<Vec<Case>> {
 /// The policy of `base` with the variant's overrides, validated against the case's traffic.
 fn apply(base: &Policy, variant: &Variant, case: &Case) -> std::result::Result<Policy, String> {
     let (ramp, segment_policy, gates, decision) = base.to_raw();
-    let to_value = |v: &dyn erased::Ser| v.value();
     let (mut ramp, mut gates, mut decision) = (to_value(&ramp)?, to_value(&gates)?, to_value(&decision)?);
     for (key, value) in variant {
         let parts: Vec<&str> = key.split('.').collect();
@@ -232,16 +231,9 @@ fn apply(base: &Policy, variant: &Variant, case: &Case) -> std::result::Result<P
     }
 }
 
-/// Serializing the raw policy sections to TOML values, whatever their type.
-mod erased {
-    pub trait Ser {
-        fn value(&self) -> Result<toml::Value, String>;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn value(&self) -> Result<toml::Value, String> {
-            toml::Value::try_from(self).map_err(|e| e.to_string())
-        }
-    }
+/// A raw policy section as a TOML value, to apply overrides to.
+fn to_value(section: &impl Serialize) -> std::result::Result<toml::Value, String> {
+    toml::Value::try_from(section).map_err(|e| e.to_string())
 }
 
 fn table(value: &mut toml::Value) -> &mut toml::map::Map<String, toml::Value> {
