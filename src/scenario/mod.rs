@@ -174,6 +174,15 @@ mod tests {
     }
 
     #[test]
+    fn expect_names_the_two_outcomes() {
+        let text = TEMPLATE.replace("# expect = \"rollback\"", "expect = \"maybe\"");
+        let err = parse_str(&text, &repo_file("template.toml")).unwrap_err().to_string();
+        assert!(err.contains("expect: \"maybe\" is not an expected outcome") && err.contains("\"rollback\"") && err.contains("\"promote\""), "{err}");
+        let scenario = parse_str(&TEMPLATE.replace("# expect = \"rollback\"", "expect = \"promote\""), &repo_file("template.toml")).unwrap();
+        assert_eq!(scenario.expect, Some(Expect::Promote));
+    }
+
+    #[test]
     fn cross_field_problems_are_reported_together() {
         let text = TEMPLATE.replace("start = \"2013-09-01T00:00:00Z\"", "start = \"2014-01-01T00:00:00Z\"").replace("label_time = \"label_ts\"", "label_time = \"request_ts\"");
         let err = parse_str(&text, &repo_file("template.toml")).unwrap_err().to_string();

@@ -313,6 +313,12 @@ steps = 3
     }
 
     #[test]
+    fn a_missing_space_file_is_named() {
+        let err = load(Path::new("no/such/space.toml")).unwrap_err().to_string();
+        assert!(err.contains("no/such/space.toml: cannot be read") && err.contains("--space"), "{err}");
+    }
+
+    #[test]
     fn bad_spaces_name_every_problem() {
         let text = "[search]\nmethod = \"anneal\"\n[[param]]\nkey = \"decision.alpah\"\nvalues = [0.1]\n[[param]]\nkey = \"gates.log_loss.margin\"\nrange = [0.5, 0.1]\n";
         let Err(Error::Invalid(problems)) = parse(text, "space.toml") else { panic!("accepted") };
