@@ -36,20 +36,20 @@ fn main() {
     let setup = Setup::new(policy, &replay);
 
     let mut builds = Vec::new();
-    let mut fast = None;
+    let mut summaries = None;
     for _ in 0..repeats {
         let t = Instant::now();
-        fast = Some(Fast::build(&replay, &policy.ramp.salt, &policy.weights(), &setup.scopes, setup.scale, setup.origin, policy.ramp.check_every).unwrap());
+        summaries = Some(setup.summaries(&replay).unwrap());
         builds.push(t.elapsed().as_secs_f64());
     }
-    let mut fast = fast.unwrap();
+    let summaries = summaries.unwrap();
     let rows = replay.rows(&policy.ramp.salt).unwrap();
     let mut fast_runs = Vec::new();
     let mut reference_runs = Vec::new();
     let mut checks = 0;
     for _ in 0..repeats {
         let t = Instant::now();
-        let a = setup.simulate(&mut fast);
+        let a = setup.simulate(&mut Fast::new(&summaries, &setup.scopes));
         fast_runs.push(t.elapsed().as_secs_f64());
         if std::env::var_os("BENCH_FAST_ONLY").is_some() {
             reference_runs.push(f64::NAN);
@@ -62,7 +62,7 @@ fn main() {
         assert_eq!(a, b, "the simulators disagree");
         checks = a.checks.len();
     }
-    let (keys, label_keys) = fast.size();
+    let (keys, label_keys) = summaries.size();
     let (f, r) = (median(fast_runs), median(reference_runs));
     println!("{} rows, {} cells, {} checks of {} gates on {} scopes", replay.rows, replay.cells.len(), checks, policy.gates.len(), setup.scopes.len());
     println!("scan of the score cache (once per replay):      {:>9.1} ms", scan * 1e3);

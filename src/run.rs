@@ -143,7 +143,7 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
         let rows = replay.rows(&policy.ramp.salt)?;
         evaluate(&setup, &mut Reference::new(&rows, &setup.scopes, setup.scale))
     } else {
-        evaluate(&setup, &mut Fast::build(&replay, &policy.ramp.salt, &policy.weights(), &setup.scopes, setup.scale, setup.origin, policy.ramp.check_every)?)
+        evaluate(&setup, &mut Fast::new(&setup.summaries(&replay)?, &setup.scopes))
     };
     let simulation_seconds = simulation_started.elapsed().as_secs_f64();
 

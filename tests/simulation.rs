@@ -119,7 +119,8 @@ fn an_aa_replay_rarely_rolls_back_across_100_salts() {
         let mut policy = scenario.policy.clone();
         policy.ramp.salt = format!("aa-{salt}");
         let setup = Setup::new(&policy, &replay);
-        let mut fast = Fast::build(&replay, &policy.ramp.salt, &policy.weights(), &setup.scopes, setup.scale, setup.origin, policy.ramp.check_every).unwrap();
+        let summaries = setup.summaries(&replay).unwrap();
+        let mut fast = Fast::new(&summaries, &setup.scopes);
         match setup.simulate(&mut fast).outcome {
             Outcome::RolledBack => rollbacks += 1,
             Outcome::Promoted => promoted += 1,
@@ -163,7 +164,8 @@ fn tune_finds_a_policy_that_catches_the_incident_and_writes_drop_in_sections() {
     let output = canary_replay::tune::tune(&scenarios, &space, &options).unwrap();
     let t = &output.summary;
     println!("{}", canary_replay::tune::to_text(&output));
-    assert_eq!(t.variants.len(), 4);
+    assert_eq!(t.variants.len(), 5, "the grid and the base policy");
+    assert!(t.variants[0].params.is_empty(), "the base policy competes as variant 0");
     let winner = &t.variants[t.winner.expect("a feasible variant")];
     let score = winner.score.as_ref().unwrap();
     assert_eq!(score.missed_incidents, 0);
@@ -180,11 +182,15 @@ fn tune_finds_a_policy_that_catches_the_incident_and_writes_drop_in_sections() {
     let aa = std::fs::read_to_string(repo("scenarios/flights-2013-aa.toml")).unwrap();
     let scenario_text = format!("{}\n{sections}", aa.replace("../data", &repo("data").display().to_string()));
     let scenario = canary_replay::scenario::parse_str(&scenario_text, &dir.path().join("tuned.toml")).unwrap();
-    let weights: Vec<String> = winner.params["ramp.stages"].as_array().unwrap().iter().map(|w| w.to_string()).collect();
-    assert_eq!(scenario.policy.ramp.stages.len(), weights.len(), "{weights:?}");
-    assert_eq!(scenario.policy.decision.consecutive_failures as i64, winner.params["decision.consecutive_failures"].as_i64().unwrap());
+    let tuned = output.tuned.as_ref().unwrap();
+    assert_eq!(scenario.policy.ramp, tuned.ramp);
+    assert_eq!(scenario.policy.gates, tuned.gates);
+    assert_eq!(scenario.policy.decision, tuned.decision);
+    if let Some(n) = winner.params.get("decision.consecutive_failures") {
+        assert_eq!(scenario.policy.decision.consecutive_failures as i64, n.as_i64().unwrap());
+    }
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("tune/tune.json")).unwrap()).unwrap();
-    assert_eq!(summary["variants"].as_array().unwrap().len(), 4);
+    assert_eq!(summary["variants"].as_array().unwrap().len(), 5);
 
     // A scenario that does not say what should have happened is named, with the fix.
     let err = canary_replay::tune::tune(&[repo("scenarios/flights-2013.toml")], &space, &options).err().expect("rejected").to_string();

@@ -19,6 +19,7 @@ pub use metric::{Metric, Statistic};
 use crate::error::Problem;
 use crate::scenario::raw::RawTime;
 use crate::stats::group_sequential::Spending;
+use crate::stats::msprt::MAX_COMPONENTS;
 use crate::stats::multiple::Correction;
 use crate::time::{format_duration, format_timestamp, parse_duration, Micros};
 use raw::{RawCost, RawDecision, RawFault, RawGate, RawRamp, RawSegmentPolicy, RawStage};
@@ -520,7 +521,10 @@ fn decision(c: &mut Check, raw: RawDecision) -> Decision {
     if tuning.is_empty() || tuning.iter().any(|n| !(*n >= 1.0)) {
         c.problem("decision.tuning", format!("= {tuning:?}: list sample sizes of at least 1"), None);
     }
-    let tuning: Vec<f64> = tuning.into_iter().filter(|n| *n >= 1.0).collect();
+    if tuning.len() > MAX_COMPONENTS {
+        c.problem("decision.tuning", format!("lists {} sample sizes; at most {MAX_COMPONENTS} are mixed", tuning.len()), Some("keep a few sizes a decade apart, e.g. [200, 2000, 20000, 200000]"));
+    }
+    let tuning: Vec<f64> = tuning.into_iter().filter(|n| *n >= 1.0).take(MAX_COMPONENTS).collect();
     let tuning = if tuning.is_empty() { vec![2_000.0] } else { tuning };
     let correction = c.choice(
         "decision.correction",

@@ -11,7 +11,7 @@ use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMi
 use parquet::arrow::ArrowWriter;
 use proptest::prelude::*;
 
-use super::fast::Fast;
+use super::fast::{Fast, Summaries};
 use super::reference::Reference;
 use super::replay::Replay;
 use super::{grade, Setup};
@@ -186,7 +186,8 @@ proptest! {
         let setup = Setup::new(&policy, &replay);
         let rows = replay.rows(&policy.ramp.salt).unwrap();
         let mut reference = Reference::new(&rows, &setup.scopes, setup.scale);
-        let mut fast = Fast::build_folding(&replay, &policy.ramp.salt, &policy.weights(), &setup.scopes, setup.scale, (setup.origin, policy.ramp.check_every), fold_above).unwrap();
+        let summaries = Summaries::build_folding(&replay, &policy.ramp.salt, &policy.weights(), setup.scale, (setup.origin, policy.ramp.check_every), fold_above).unwrap();
+        let mut fast = Fast::new(&summaries, &setup.scopes);
         let (a, b) = (setup.simulate(&mut reference), setup.simulate(&mut fast));
         prop_assert_eq!(&a.outcome, &b.outcome);
         prop_assert_eq!(a.decided_at, b.decided_at);

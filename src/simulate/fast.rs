@@ -98,6 +98,7 @@ impl Kept for Labelled {
 }
 
 /// Keys in order, each with its rows or summaries.
+#[derive(Debug)]
 struct Index<K, R> {
     keys: Vec<(K, Group)>,
     rows: Vec<R>,
@@ -164,8 +165,10 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
     }
 }
 
-pub struct Fast<'a> {
-    scopes: &'a Scopes,
+/// The summaries of one replay under one routing salt: built once, then read by every policy
+/// evaluated on it ([`Fast`]) — a tune shares one across all its variants and threads.
+#[derive(Debug)]
+pub struct Summaries {
     scale: Scale,
     origin: Micros,
     width: Micros,
@@ -174,19 +177,16 @@ pub struct Fast<'a> {
     requests: Index<RequestKey, [Contribution; 2]>,
     /// Sorted by arrival.
     labels: Index<LabelKey, Labelled>,
-    stats: WindowStats,
-    /// What `stats` holds: buckets [start, end) at these weights.
-    state: Option<(u32, u32, Vec<f64>)>,
 }
 
-impl<'a> Fast<'a> {
-    /// Summarises the replay for routing `salt`, weights `weights` and buckets of `width` from `origin`.
-    pub fn build(replay: &Replay, salt: &str, weights: &[f64], scopes: &'a Scopes, scale: Scale, origin: Micros, width: Micros) -> Result<Self> {
-        Self::build_folding(replay, salt, weights, scopes, scale, (origin, width), FOLD_ABOVE)
+impl Summaries {
+    /// Summarises the replay for routing `salt`, any of `weights` and buckets of `width` from `origin`.
+    pub fn build(replay: &Replay, salt: &str, weights: &[f64], scale: Scale, origin: Micros, width: Micros) -> Result<Self> {
+        Self::build_folding(replay, salt, weights, scale, (origin, width), FOLD_ABOVE)
     }
 
-    /// [`Fast::build`], folding keys with more than `fold_above` rows (tests try several).
-    pub(crate) fn build_folding(replay: &Replay, salt: &str, weights: &[f64], scopes: &'a Scopes, scale: Scale, (origin, width): (Micros, Micros), fold_above: usize) -> Result<Self> {
+    /// [`Summaries::build`], folding keys with more than `fold_above` rows (tests try several).
+    pub(crate) fn build_folding(replay: &Replay, salt: &str, weights: &[f64], scale: Scale, (origin, width): (Micros, Micros), fold_above: usize) -> Result<Self> {
         let mut cuts: Vec<f64> = weights.iter().copied().filter(|w| *w > 0.0 && *w < 1.0).collect();
         cuts.sort_by(f64::total_cmp);
         cuts.dedup();
@@ -235,7 +235,7 @@ impl<'a> Fast<'a> {
         }
         requests.finish();
         labels.finish();
-        Ok(Self { scopes, scale, origin, width, cuts, requests, labels, stats: WindowStats::new(scopes.len()), state: None })
+        Ok(Self { scale, origin, width, cuts, requests, labels })
     }
 
     /// Keys stored (for the benchmark): (request keys, label keys).
@@ -243,41 +243,98 @@ impl<'a> Fast<'a> {
         (self.requests.keys.len(), self.labels.keys.len())
     }
 
+    /// Whether these summaries can answer a policy routing at `weights` with contributions from
+    /// `scale`, checking every `check_every` from `origin`.
+    pub fn serves(&self, weights: &[f64], scale: &Scale, origin: Micros, check_every: Micros) -> bool {
+        self.scale == *scale
+            && (origin - self.origin).rem_euclid(self.width) == 0
+            && check_every % self.width == 0
+            && weights.iter().all(|w| !(*w > 0.0 && *w < 1.0) || self.cuts.contains(w))
+    }
+
     fn bucket_of(&self, t: Micros) -> u32 {
         (t - self.origin).div_euclid(self.width).max(0) as u32
     }
 
-    /// Whether a band serves the candidate at weight `w`: u < w for every u in the band.
-    fn candidate_band(cuts: &[f64], band: u8, w: f64) -> bool {
-        if w >= 1.0 {
-            return true;
-        }
-        match cuts.iter().position(|c| *c == w) {
-            Some(k) => (band as usize) <= k,
-            None => panic!("routing weight {w} is not one of the fast path's cuts {cuts:?}"),
+    /// The last band that serves the candidate at weight `w` in (0, 1): bands up to the one ending at w.
+    fn last_candidate_band(&self, w: f64) -> usize {
+        match self.cuts.iter().position(|c| *c == w) {
+            Some(k) => k,
+            None => panic!("routing weight {w} is not one of the fast path's cuts {:?}", self.cuts),
         }
     }
 
-    fn add_buckets(&mut self, start: u32, from: u32, to: u32, weights: &[f64]) {
-        let Self { scopes, scale, cuts, requests, labels, stats, .. } = self;
-        for ((_, cell, band), group) in requests.between(from, to, |k| k.0) {
-            let w = weights[*cell as usize];
-            if !(w > 0.0 && w < 1.0) {
-                continue;
+    /// Whether a band serves the candidate at weight `w`: u < w for every u in the band.
+    fn candidate_band(&self, band: u8, w: f64) -> bool {
+        w >= 1.0 || band as usize <= self.last_candidate_band(w)
+    }
+}
+
+/// Where one cell's requests go at the current weights: the last band that serves the candidate,
+/// and the cell's (scope, group) slots in the window statistics.
+#[derive(Debug, Clone, Default)]
+struct Route {
+    last_candidate_band: usize,
+    slots: Vec<(usize, usize)>,
+}
+
+/// One policy evaluation over shared [`Summaries`]: the window being judged, grown bucket by bucket.
+pub struct Fast<'a> {
+    summaries: &'a Summaries,
+    scopes: &'a Scopes,
+    stats: WindowStats,
+    /// What `stats` holds: buckets [start, end) at these weights.
+    state: Option<(u32, u32, Vec<f64>)>,
+    /// Per cell, its route at `routed` weights (`None`: weight 0 or 1, no comparison).
+    routes: Vec<Option<Route>>,
+    routed: Vec<f64>,
+}
+
+impl<'a> Fast<'a> {
+    pub fn new(summaries: &'a Summaries, scopes: &'a Scopes) -> Self {
+        Self { summaries, scopes, stats: WindowStats::new(scopes.len()), state: None, routes: Vec::new(), routed: Vec::new() }
+    }
+
+    /// Routes every cell at `weights`, creating the groups first so the slots stay valid.
+    fn route(&mut self, weights: &[f64]) {
+        if self.routed == weights {
+            return;
+        }
+        let compared = |w: f64| w > 0.0 && w < 1.0;
+        for (cell, w) in weights.iter().enumerate().filter(|(_, w)| compared(**w)) {
+            for &s in &self.scopes.of_cell[cell] {
+                self.stats.group(s, *w);
             }
-            let arm = usize::from(Self::candidate_band(cuts, *band, w));
-            for &s in &scopes.of_cell[*cell as usize] {
-                requests.add(group, scale, arm, stats.arm(s, w, arm));
+        }
+        self.routes = weights
+            .iter()
+            .enumerate()
+            .map(|(cell, &w)| {
+                compared(w).then(|| Route {
+                    last_candidate_band: self.summaries.last_candidate_band(w),
+                    slots: self.scopes.of_cell[cell].iter().map(|&s| (s, self.stats.group(s, w))).collect(),
+                })
+            })
+            .collect();
+        self.routed = weights.to_vec();
+    }
+
+    fn add_buckets(&mut self, start: u32, from: u32, to: u32, weights: &[f64]) {
+        self.route(weights);
+        let Self { summaries, stats, routes, .. } = self;
+        let Summaries { scale, requests, labels, .. } = summaries;
+        for ((_, cell, band), group) in requests.between(from, to, |k| k.0) {
+            let Some(route) = &routes[*cell as usize] else { continue };
+            let arm = usize::from(*band as usize <= route.last_candidate_band);
+            for &(s, g) in &route.slots {
+                requests.add(group, scale, arm, &mut stats.scopes[s][g].arms[arm]);
             }
         }
         for ((_, requested, cell, band), group) in labels.between(from, to, |k| k.0) {
-            let w = weights[*cell as usize];
-            if *requested < start || !(w > 0.0 && w < 1.0) {
-                continue;
-            }
-            let arm = usize::from(Self::candidate_band(cuts, *band, w));
-            for &s in &scopes.of_cell[*cell as usize] {
-                labels.add(group, scale, arm, stats.arm(s, w, arm));
+            let Some(route) = routes[*cell as usize].as_ref().filter(|_| *requested >= start) else { continue };
+            let arm = usize::from(*band as usize <= route.last_candidate_band);
+            for &(s, g) in &route.slots {
+                labels.add(group, scale, arm, &mut stats.scopes[s][g].arms[arm]);
             }
         }
     }
@@ -285,7 +342,7 @@ impl<'a> Fast<'a> {
 
 impl Source for Fast<'_> {
     fn window(&mut self, start: Micros, end: Micros, weights: &[f64]) -> &WindowStats {
-        let (start, end) = (self.bucket_of(start), self.bucket_of(end));
+        let (start, end) = (self.summaries.bucket_of(start), self.summaries.bucket_of(end));
         let extend = matches!(&self.state, Some((s, e, w)) if *s == start && *e <= end && w.as_slice() == weights);
         let from = if extend {
             self.state.as_ref().expect("checked").1
@@ -299,11 +356,11 @@ impl Source for Fast<'_> {
     }
 
     fn served(&mut self, start: Micros, end: Micros, weights: &[f64]) -> Vec<[u64; 2]> {
-        let (start, end) = (self.bucket_of(start), self.bucket_of(end));
+        let (start, end) = (self.summaries.bucket_of(start), self.summaries.bucket_of(end));
         let mut out = vec![[0u64; 2]; self.scopes.len()];
-        for ((_, cell, band), group) in self.requests.between(start, end, |k| k.0) {
+        for ((_, cell, band), group) in self.summaries.requests.between(start, end, |k| k.0) {
             let w = weights[*cell as usize];
-            let arm = usize::from(w > 0.0 && Self::candidate_band(&self.cuts, *band, w));
+            let arm = usize::from(w > 0.0 && self.summaries.candidate_band(*band, w));
             for &s in &self.scopes.of_cell[*cell as usize] {
                 out[s][arm] += group.requests();
             }
@@ -312,22 +369,23 @@ impl Source for Fast<'_> {
     }
 
     fn oracle(&mut self, start: Micros, end: Micros) -> WindowStats {
-        let (start, end) = (self.bucket_of(start), self.bucket_of(end));
+        let (start, end) = (self.summaries.bucket_of(start), self.summaries.bucket_of(end));
+        let Summaries { scale, requests, labels, .. } = self.summaries;
         let mut stats = WindowStats::new(self.scopes.len());
-        for ((_, cell, _), group) in self.requests.between(start, end, |k| k.0) {
+        for ((_, cell, _), group) in requests.between(start, end, |k| k.0) {
             for &s in &self.scopes.of_cell[*cell as usize] {
                 for arm in 0..2 {
-                    self.requests.add(group, &self.scale, arm, stats.arm(s, 1.0, arm));
+                    requests.add(group, scale, arm, stats.arm(s, 1.0, arm));
                 }
             }
         }
-        for ((_, requested, cell, _), group) in &self.labels.keys {
+        for ((_, requested, cell, _), group) in &labels.keys {
             if *requested < start || *requested >= end {
                 continue;
             }
             for &s in &self.scopes.of_cell[*cell as usize] {
                 for arm in 0..2 {
-                    self.labels.add(group, &self.scale, arm, stats.arm(s, 1.0, arm));
+                    labels.add(group, scale, arm, stats.arm(s, 1.0, arm));
                 }
             }
         }

@@ -208,7 +208,8 @@ fn summary(findings: &[Finding]) -> String {
     parts.join("; ")
 }
 
-pub fn exposure(setup: &Setup, source: &mut dyn Source, run: &Run, grade: &Grade) -> Exposure {
+/// Requests served [stable, candidate] per scope before the decision; and candidate requests in all.
+pub fn served_before(setup: &Setup, source: &mut dyn Source, run: &Run) -> (Vec<[u64; 2]>, u64) {
     let mut before = vec![[0u64; 2]; setup.scopes.len()];
     let mut total = 0u64;
     for p in &run.periods {
@@ -222,6 +223,11 @@ pub fn exposure(setup: &Setup, source: &mut dyn Source, run: &Run, grade: &Grade
             }
         }
     }
+    (before, total)
+}
+
+pub fn exposure(setup: &Setup, source: &mut dyn Source, run: &Run, grade: &Grade) -> Exposure {
+    let (before, total) = served_before(setup, source, run);
     let regressed: Vec<usize> = {
         let oracle = source.oracle(run.origin, run.decided_at);
         let mut scopes: Vec<usize> = broken(setup, &oracle).into_iter().map(|(_, scope, _, _)| scope).collect();

@@ -128,8 +128,9 @@ enum NonInferiority {
 
 pub struct Judge<'a> {
     policy: &'a Policy,
-    scopes: &'a Scopes,
     bins: ScoreBins,
+    /// Per gate, the scopes it is rated on.
+    gate_scopes: Vec<Vec<usize>>,
     tests: HashMap<(usize, usize), Tests>,
 }
 
@@ -144,7 +145,8 @@ struct Pending {
 
 impl<'a> Judge<'a> {
     pub fn new(policy: &'a Policy, scopes: &'a Scopes, bins: ScoreBins) -> Self {
-        Self { policy, scopes, bins, tests: HashMap::new() }
+        let gate_scopes = policy.gates.iter().map(|g| scopes.for_columns(&g.segments)).collect();
+        Self { policy, bins, gate_scopes, tests: HashMap::new() }
     }
 
     /// A new stage: fresh harm tests; the non-inferiority intervals carry over when `keep` (the
@@ -160,7 +162,7 @@ impl<'a> Judge<'a> {
 
     /// Number of statistical (gate, scope) tests a check can run.
     fn statistical_tests(&self) -> usize {
-        self.policy.gates.iter().filter(|g| g.kind.is_statistical()).map(|g| self.scopes.for_columns(&g.segments).len()).sum()
+        self.policy.gates.iter().zip(&self.gate_scopes).filter(|(g, _)| g.kind.is_statistical()).map(|(_, scopes)| scopes.len()).sum()
     }
 
     /// Rates every gate on `stats` (the current window). Non-inferiority also uses `earlier`: the
@@ -172,7 +174,7 @@ impl<'a> Judge<'a> {
         let mut results = Vec::new();
         let mut pending: Vec<Pending> = Vec::new();
         for (g, gate) in self.policy.gates.iter().enumerate() {
-            for scope in self.scopes.for_columns(&gate.segments) {
+            for &scope in &self.gate_scopes[g] {
                 let arms = stats.merged(scope);
                 let [stable, canary] = &*arms;
                 let n = [stable.n(gate.metric), canary.n(gate.metric)];

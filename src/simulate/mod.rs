@@ -159,6 +159,21 @@ impl<'a> Setup<'a> {
         }
     }
 
+    /// The same evaluation with its clock starting at `start` instead of the first request (moved
+    /// back onto the check grid): a later window of the same replay.
+    pub fn starting_at(mut self, start: Micros) -> Self {
+        let step = self.policy.ramp.check_every;
+        self.origin = (self.origin + (start - self.origin).div_euclid(step) * step).clamp(self.origin, self.end);
+        self
+    }
+
+    /// The fast path's summaries of `replay` for this policy alone (a sweep builds wider ones once
+    /// and shares them, see [`fast::Summaries::serves`]).
+    pub fn summaries(&self, replay: &Replay) -> crate::error::Result<fast::Summaries> {
+        let ramp = &self.policy.ramp;
+        fast::Summaries::build(replay, &ramp.salt, &self.policy.weights(), self.scale, self.origin, ramp.check_every)
+    }
+
     /// Runs the policy's clock over the replay with statistics from `source`.
     pub fn simulate(&self, source: &mut dyn Source) -> Run {
         let policy = self.policy;

@@ -90,11 +90,13 @@ impl Group {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowStats {
     pub scopes: Vec<Vec<Group>>,
+    /// Both arms empty: what [`WindowStats::merged`] lends for a scope without traffic.
+    empty: [ArmStats; 2],
 }
 
 impl WindowStats {
     pub fn new(scopes: usize) -> Self {
-        Self { scopes: vec![Vec::new(); scopes] }
+        Self { scopes: vec![Vec::new(); scopes], empty: Default::default() }
     }
 
     /// Empties every arm, keeping the allocations for the next window.
@@ -108,16 +110,22 @@ impl WindowStats {
 
     /// The arm of `scope` for cells at `weight`, created when first used.
     pub fn arm(&mut self, scope: usize, weight: f64, arm: usize) -> &mut ArmStats {
+        let index = self.group(scope, weight);
+        &mut self.scopes[scope][index].arms[arm]
+    }
+
+    /// The index of the group of `scope` for cells at `weight`, created when first used (indices
+    /// stay valid until the next group is created).
+    pub fn group(&mut self, scope: usize, weight: f64) -> usize {
         let groups = &mut self.scopes[scope];
-        let index = match groups.iter().position(|g| g.weight == weight) {
+        match groups.iter().position(|g| g.weight == weight) {
             Some(i) => i,
             None => {
                 groups.push(Group { weight, arms: [ArmStats::default(), ArmStats::default()] });
                 groups.sort_by(|a, b| a.weight.total_cmp(&b.weight));
                 groups.iter().position(|g| g.weight == weight).expect("just inserted")
             }
-        };
-        &mut groups[index].arms[arm]
+        }
     }
 
     /// Adds one request served by `arm` to every scope of its cell.
@@ -136,13 +144,13 @@ impl WindowStats {
     /// The arms of a scope merged across weights (for point metrics and sample sizes); borrowed
     /// when the scope has a single weight, as it usually does.
     pub fn merged(&self, scope: usize) -> Cow<'_, [ArmStats; 2]> {
-        let groups: Vec<&Group> = self.scopes[scope].iter().filter(|g| !g.is_empty()).collect();
-        match groups.as_slice() {
-            [] => Cow::Owned([ArmStats::default(), ArmStats::default()]),
-            [one] => Cow::Borrowed(&one.arms),
-            groups => {
+        let mut groups = self.scopes[scope].iter().filter(|g| !g.is_empty());
+        match (groups.next(), groups.next()) {
+            (None, _) => Cow::Borrowed(&self.empty),
+            (Some(one), None) => Cow::Borrowed(&one.arms),
+            _ => {
                 let mut out = [ArmStats::default(), ArmStats::default()];
-                for g in groups {
+                for g in self.scopes[scope].iter().filter(|g| !g.is_empty()) {
                     out[0].merge(&g.arms[0]);
                     out[1].merge(&g.arms[1]);
                 }

@@ -31,6 +31,9 @@ use super::moments::{Counts, Moments};
 use super::confidence_sequence::rho;
 use super::{Interval, PValue};
 
+/// Mixture components a test may average (`decision.tuning` sizes, or fixed τ²).
+pub const MAX_COMPONENTS: usize = 16;
+
 /// ln Λ for estimate `theta` against `theta0`, with variance `v` and mixture variance `tau2`.
 pub fn log_likelihood_ratio(theta: f64, theta0: f64, v: f64, tau2: f64) -> f64 {
     let d = theta - theta0;
@@ -68,6 +71,9 @@ pub enum Mixing {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Msprt {
     pub mixing: Mixing,
+    /// ρ² of each tuning size (tuned mixing).
+    #[serde(skip)]
+    rho2: Vec<f64>,
     pub alpha: f64,
     pub theta0: f64,
     /// `Some(s)`: one-sided, testing s·(θ − θ₀) > 0.
@@ -84,14 +90,15 @@ impl Msprt {
 
     /// A test averaging the likelihood ratios of several fixed mixture variances.
     pub fn mixture(tau2: Vec<f64>, alpha: f64, theta0: f64) -> Self {
-        assert!(!tau2.is_empty() && tau2.iter().all(|t| *t > 0.0) && (0.0..1.0).contains(&alpha), "tau2 > 0 and alpha in (0, 1)");
-        Self { mixing: Mixing::Fixed(tau2), alpha, theta0, side: None, p: 1.0, interval: None, looks: 0 }
+        assert!(!tau2.is_empty() && tau2.len() <= MAX_COMPONENTS && tau2.iter().all(|t| *t > 0.0) && (0.0..1.0).contains(&alpha), "1 to 16 tau2 > 0 and alpha in (0, 1)");
+        Self { mixing: Mixing::Fixed(tau2), rho2: Vec::new(), alpha, theta0, side: None, p: 1.0, interval: None, looks: 0 }
     }
 
     /// A scale-free test: one GrowthBook mixture per tuning sample size, equally weighted.
     pub fn tuned(tuning: Vec<f64>, alpha: f64, theta0: f64) -> Self {
-        assert!(!tuning.is_empty() && tuning.iter().all(|n| *n > 0.0) && (0.0..1.0).contains(&alpha), "tuning sizes > 0 and alpha in (0, 1)");
-        Self { mixing: Mixing::Tuned(tuning), alpha, theta0, side: None, p: 1.0, interval: None, looks: 0 }
+        assert!(!tuning.is_empty() && tuning.len() <= MAX_COMPONENTS && tuning.iter().all(|n| *n > 0.0) && (0.0..1.0).contains(&alpha), "1 to 16 tuning sizes > 0 and alpha in (0, 1)");
+        let rho2 = tuning.iter().map(|size| rho(alpha, *size).powi(2)).collect();
+        Self { mixing: Mixing::Tuned(tuning), rho2, alpha, theta0, side: None, p: 1.0, interval: None, looks: 0 }
     }
 
     /// The same test made one-sided: evidence only for `side`·(θ − θ₀) > 0.
@@ -100,47 +107,88 @@ impl Msprt {
         self
     }
 
-    /// The mixing variances at a look with variance `v` from `n` observations.
-    fn tau2(&self, v: f64, n: f64) -> Vec<f64> {
+    /// τ²/V of each mixture component at a look with variance `v` from `n` observations, into `out`
+    /// (at most [`MAX_COMPONENTS`]); returns how many.
+    fn ratios(&self, v: f64, n: f64, out: &mut [f64; MAX_COMPONENTS]) -> usize {
         match &self.mixing {
-            Mixing::Fixed(t) => t.clone(),
-            Mixing::Tuned(sizes) => sizes.iter().map(|size| rho(self.alpha, *size).powi(2) * v * n).collect(),
+            Mixing::Fixed(t) => {
+                for (o, t) in out.iter_mut().zip(t) {
+                    *o = t / v;
+                }
+                t.len()
+            }
+            Mixing::Tuned(_) => {
+                for (o, r2) in out.iter_mut().zip(&self.rho2) {
+                    *o = r2 * n;
+                }
+                self.rho2.len()
+            }
         }
     }
 
-    /// ln of the averaged Λ at distance `d` = θ̂ − θ₀ (one-sided towards `side` when given).
-    fn log_lambda_sided(tau2: &[f64], d: f64, v: f64, side: Option<f64>) -> f64 {
-        let logs: Vec<f64> = tau2
-            .iter()
-            .map(|t| {
-                let two_sided = log_likelihood_ratio(d, 0.0, v, *t);
-                match side {
-                    None => two_sided,
-                    Some(s) => std::f64::consts::LN_2 + two_sided + ln_phi(s * d * t.sqrt() / (v * (v + t)).sqrt()),
-                }
-            })
-            .collect();
+    /// ln of the averaged Λ at z = (θ̂ − θ₀)/√V for components with τ²/V = `ratios` (one-sided
+    /// towards `side` when given). Per component, ln Λ = −½·ln(1 + r) + r/(1 + r)·z²/2.
+    fn log_lambda_sided(ratios: &[f64], z: f64, side: Option<f64>) -> f64 {
+        let mut logs = [0.0; MAX_COMPONENTS];
+        for (l, r) in logs.iter_mut().zip(ratios) {
+            let b = r / (1.0 + r);
+            let two_sided = -0.5 * r.ln_1p() + b * z * z / 2.0;
+            *l = match side {
+                None => two_sided,
+                Some(s) => std::f64::consts::LN_2 + two_sided + ln_phi(s * z * b.sqrt()),
+            };
+        }
+        let logs = &logs[..ratios.len()];
         let top = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         top + (logs.iter().map(|l| (l - top).exp()).sum::<f64>() / logs.len() as f64).ln()
     }
 
+    /// ln of the averaged two-sided Λ at distance `d` from θ₀ with variance `v` and mixture variances `tau2`.
+    #[cfg(test)]
     fn log_lambda(tau2: &[f64], d: f64, v: f64) -> f64 {
-        Self::log_lambda_sided(tau2, d, v, None)
+        let ratios: Vec<f64> = tau2.iter().map(|t| t / v).collect();
+        Self::log_lambda_sided(&ratios, d / v.sqrt(), None)
     }
 
-    /// Half-width h of {θ₀ : Λ(θ₀) < 1/α} around θ̂.
+    /// Half-width h of {θ₀ : Λ(θ₀) < 1/α} around θ̂ for mixture variances `tau2`.
+    #[cfg(test)]
     fn half_width(tau2: &[f64], v: f64, alpha: f64) -> f64 {
         if let [t] = tau2 {
             return half_width(v, *t, alpha);
         }
-        let bound = (1.0 / alpha).ln();
-        // Λ grows with the distance |θ̂ − θ₀|; the widest single-τ² interval at α/K bounds it.
-        let (mut lo, mut hi) = (0.0, tau2.iter().map(|t| half_width(v, *t, alpha / tau2.len() as f64)).fold(0.0, f64::max));
-        for _ in 0..64 {
-            let mid = (lo + hi) / 2.0;
-            if Self::log_lambda(tau2, mid, v) < bound { lo = mid } else { hi = mid }
+        let ratios: Vec<f64> = tau2.iter().map(|t| t / v).collect();
+        (2.0 * Self::half_width_u(&ratios, alpha) * v).sqrt()
+    }
+
+    /// u = z²/2 at the confidence sequence's end: the root of g(u) = Σ aₖ·exp(bₖu) − K/α with
+    /// aₖ = (1 + rₖ)^−½, bₖ = rₖ/(1 + rₖ). g is convex and increasing, and each component alone
+    /// reaches K/α at uₖ = ln(K/(α·aₖ))/bₖ, so the root is at most min uₖ; Newton's method from
+    /// there falls monotonically onto it (and no exponent exceeds ln(K/(α·aₖ))).
+    fn half_width_u(ratios: &[f64], alpha: f64) -> f64 {
+        let k = ratios.len() as f64;
+        let target = k / alpha;
+        if let [r] = ratios {
+            return ((1.0 / alpha).ln() + 0.5 * r.ln_1p()) * (1.0 + r) / r;
         }
-        hi
+        let mut u = ratios.iter().map(|r| ((k / alpha).ln() + 0.5 * r.ln_1p()) * (1.0 + r) / r).fold(f64::INFINITY, f64::min);
+        for _ in 0..100 {
+            let (mut g, mut slope) = (-target, 0.0);
+            for r in ratios {
+                let b = r / (1.0 + r);
+                let term = (b * u - 0.5 * r.ln_1p()).exp();
+                g += term;
+                slope += b * term;
+            }
+            if g <= 0.0 || slope <= 0.0 {
+                break;
+            }
+            let step = g / slope;
+            u -= step;
+            if step <= u.abs() * 1e-15 {
+                break;
+            }
+        }
+        u
     }
 
     /// Adds a look at estimate `theta` with variance `v` (`None` when `v` is not positive).
@@ -155,11 +203,13 @@ impl Msprt {
             return None;
         }
         self.looks += 1;
-        let tau2 = self.tau2(v, n);
-        let log_lambda = Self::log_lambda_sided(&tau2, theta - self.theta0, v, self.side);
+        let mut buffer = [0.0; MAX_COMPONENTS];
+        let k = self.ratios(v, n, &mut buffer);
+        let ratios = &buffer[..k];
+        let log_lambda = Self::log_lambda_sided(ratios, (theta - self.theta0) / v.sqrt(), self.side);
         self.p = self.p.min((-log_lambda).exp().min(1.0));
         // A one-sided test answers "beyond θ₀?" only; its interval is not needed (nor computed).
-        let half = if self.side.is_some() { f64::INFINITY } else { Self::half_width(&tau2, v, self.alpha) };
+        let half = if self.side.is_some() { f64::INFINITY } else { (2.0 * Self::half_width_u(ratios, self.alpha) * v).sqrt() };
         let now = Interval::around(theta, half);
         // An empty intersection can only happen with probability ≤ α; keep the latest interval then.
         self.interval = Some(self.interval.and_then(|i| i.intersect(&now)).unwrap_or(now));

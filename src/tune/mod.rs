@@ -18,7 +18,7 @@
 
 pub mod space;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -29,10 +29,13 @@ use crate::policy::{Policy, RawPolicy, TrafficShape};
 use crate::runtime::{self, RuntimeOptions};
 use crate::scenario::{Expect, Scenario};
 use crate::score::{self, cache::CacheDir};
-use crate::simulate::fast::Fast;
+use crate::simulate::fast::{Fast, Summaries};
+use crate::simulate::grade::served_before;
+use crate::simulate::metrics::Scale;
 use crate::simulate::reference::Reference;
 use crate::simulate::replay::Replay;
 use crate::simulate::{Outcome, Setup};
+use crate::time::Micros;
 use crate::stats::binomial::wilson;
 use crate::stats::moments::Counts;
 use space::{Space, Variant};
@@ -49,6 +52,8 @@ pub struct TuneOptions {
 
 /// A scenario ready to replay: scored, scanned, with what should happen.
 struct Case {
+    /// Position in the scenario list.
+    index: usize,
     scenario: Scenario,
     expect: Expect,
     replay: Replay,
@@ -89,6 +94,8 @@ pub struct Score {
     /// Mean hours to promotion over the good replays (never promoted: the replay's span).
     pub hours_to_promotion: Option<f64>,
     pub promoted: usize,
+    /// Per scenario, in the order given.
+    pub scenarios: Vec<ScenarioScore>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -97,8 +104,7 @@ pub struct VariantResult {
     pub params: BTreeMap<String, serde_json::Value>,
     /// Why the variant could not run (an invalid policy), if so.
     pub invalid: Option<String>,
-    /// "incidents" when cut after missing an incident, else "full".
-    pub stage: &'static str,
+    pub stage: Stage,
     pub score: Option<Score>,
     pub feasible: bool,
     pub frontier: bool,
@@ -130,10 +136,17 @@ pub struct SearchInfo {
     pub method: &'static str,
     pub variants: usize,
     pub salts: usize,
+    pub windows: usize,
     pub false_rollback_budget: f64,
-    pub cut_early: usize,
+    /// Variants cut after missing an incident, and after too many false rollbacks.
+    pub cut_at_incidents: usize,
+    pub cut_at_false_rollbacks: usize,
     pub feasible: usize,
+    /// The whole tune; loading, scoring and indexing the replays; evaluating the variants.
     pub seconds: f64,
+    pub index_seconds: f64,
+    pub search_seconds: f64,
+    /// Variants evaluated per second of the search (the shared indexing excluded).
     pub variants_per_second: f64,
 }
 
@@ -162,7 +175,7 @@ fn cases(paths: &[PathBuf], options: &TuneOptions) -> Result<Vec<Case>> {
         let settings = score::Settings::new(scenario, cache.clone(), true, options.quiet);
         let scored = score::score(prepared.runtime, scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings)?;
         let replay = Replay::scan(&scored.parts, &prepared.layout, &scenario.faults)?;
-        cases.push(Case { scenario: prepared.scenario, expect, replay });
+        cases.push(Case { index: cases.len(), scenario: prepared.scenario, expect, replay });
     }
     Ok(cases)
 }
@@ -247,31 +260,144 @@ fn as_f64(value: &toml::Value) -> Option<f64> {
     value.as_float().or_else(|| value.as_integer().map(|i| i as f64))
 }
 
-/// Replays one policy on one case with the fast path (or the reference).
-fn replay(policy: &Policy, case: &Case, reference: bool) -> Result<Replayed> {
-    let setup = Setup::new(policy, &case.replay);
-    let (run, _, exposure) = if reference {
-        let rows = case.replay.rows(&policy.ramp.salt)?;
-        crate::run::evaluate(&setup, &mut Reference::new(&rows, &setup.scopes, setup.scale))
+/// The fast path's summaries every replay of the search reads, built once per (case, salt) for
+/// all the routing weights and check intervals the variants use, and shared across threads.
+struct Shared {
+    summaries: HashMap<(usize, String), Summaries>,
+}
+
+impl Shared {
+    /// `policies[c]`: every policy the search will replay on case `c`.
+    fn build(cases: &[Case], policies: &[Vec<&Policy>], space: &Space, quiet: bool) -> Result<Shared> {
+        let mut jobs: Vec<(usize, String, Vec<f64>, Scale, Micros, Micros)> = Vec::new();
+        for (c, case) in cases.iter().enumerate() {
+            let Some(first) = policies[c].first() else { continue };
+            let setup = Setup::new(first, &case.replay);
+            let mut weights: Vec<f64> = policies[c].iter().flat_map(|p| p.weights()).collect();
+            weights.sort_by(f64::total_cmp);
+            weights.dedup();
+            let width = policies[c].iter().map(|p| p.ramp.check_every).fold(0, gcd);
+            let mut salts: Vec<String> = policies[c].iter().flat_map(|p| salts_of(p, case.expect, space.salts)).collect();
+            salts.sort();
+            salts.dedup();
+            for salt in salts {
+                jobs.push((c, salt, weights.clone(), setup.scale, setup.origin, width));
+            }
+        }
+        let bar = crate::progress::bar(jobs.len() as u64, "indexing", "replays", quiet);
+        let built: Vec<((usize, String), Summaries)> = jobs
+            .into_par_iter()
+            .map(|(c, salt, weights, scale, origin, width)| {
+                let summaries = Summaries::build(&cases[c].replay, &salt, &weights, scale, origin, width)?;
+                bar.inc(1);
+                Ok(((c, salt), summaries))
+            })
+            .collect::<Result<_>>()?;
+        bar.finish_and_clear();
+        Ok(Shared { summaries: built.into_iter().collect() })
+    }
+}
+
+fn gcd(a: Micros, b: Micros) -> Micros {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// The routing salts a policy is replayed under on a case: its own for an incident; `n` for a
+/// good scenario (its own, then numbered variations of it).
+fn salts_of(policy: &Policy, expect: Expect, n: usize) -> Vec<String> {
+    let n = if expect == Expect::Rollback { 1 } else { n };
+    (0..n).map(|k| if k == 0 { policy.ramp.salt.clone() } else { format!("{}-{k}", policy.ramp.salt) }).collect()
+}
+
+/// Where a good scenario's replays start: its first request, then each k/windows of its span.
+fn starts(case: &Case, expect: Expect, windows: usize) -> Vec<Micros> {
+    let windows = if expect == Expect::Rollback { 1 } else { windows.max(1) };
+    let (first, span) = (case.replay.first, case.replay.last - case.replay.first);
+    (0..windows).map(|k| first + span / windows as i64 * k as i64).collect()
+}
+
+/// Replays one policy on one case under `salt` from `start`, with the fast path over the shared
+/// summaries (or summaries of its own when they cannot serve it), or with the reference.
+fn replay(policy: &Policy, case: &Case, salt: &str, start: Micros, shared: Option<&Shared>, reference: bool) -> Result<Replayed> {
+    let setup = Setup::new(policy, &case.replay).starting_at(start);
+    let (run, candidate_requests) = if reference {
+        let rows = case.replay.rows(salt)?;
+        let mut source = Reference::new(&rows, &setup.scopes, setup.scale);
+        let run = setup.simulate(&mut source);
+        let (before, _) = served_before(&setup, &mut source, &run);
+        (run, before[0][1])
     } else {
-        crate::run::evaluate(&setup, &mut Fast::build(&case.replay, &policy.ramp.salt, &policy.weights(), &setup.scopes, setup.scale, setup.origin, policy.ramp.check_every)?)
+        let key = (case.index, salt.to_string());
+        let own;
+        let summaries = match shared.and_then(|s| s.summaries.get(&key)) {
+            Some(s) if s.serves(&policy.weights(), &setup.scale, setup.origin, policy.ramp.check_every) => s,
+            _ => {
+                own = Summaries::build(&case.replay, salt, &policy.weights(), setup.scale, setup.origin, policy.ramp.check_every)?;
+                &own
+            }
+        };
+        let mut source = Fast::new(summaries, &setup.scopes);
+        let run = setup.simulate(&mut source);
+        let (before, _) = served_before(&setup, &mut source, &run);
+        (run, before[0][1])
     };
     Ok(Replayed {
         outcome: run.outcome,
         hours: (run.decided_at - run.origin) as f64 / 3_600e6,
         span_hours: (run.end - run.origin) as f64 / 3_600e6,
-        candidate_requests: exposure.candidate_requests,
+        candidate_requests,
     })
 }
 
-/// The salts a good scenario is replayed under.
-fn salts(policy: &Policy, n: usize) -> Vec<String> {
-    (0..n).map(|k| if k == 0 { policy.ramp.salt.clone() } else { format!("{}-{k}", policy.ramp.salt) }).collect()
+/// What one policy did on one scenario, over its replays.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ScenarioScore {
+    pub scenario: String,
+    pub expect: Expect,
+    pub replays: usize,
+    pub rolled_back: usize,
+    pub promoted: usize,
+    pub held: usize,
+    /// Mean hours from the replay's start to its decision (the whole replay when held).
+    pub mean_hours: f64,
+    /// Candidate requests before the decision, summed over the replays.
+    pub candidate_requests: u64,
 }
 
-/// Scores one policy (given per case) over the scenario set; `None` for the good scenarios when
-/// an incident was missed and `cut` is set.
-fn score(policies: &[Policy], cases: &[Case], salts_per_good: usize, cut: bool) -> Result<Score> {
+impl ScenarioScore {
+    fn new(case: &Case) -> Self {
+        ScenarioScore { scenario: case.scenario.name.clone(), expect: case.expect, replays: 0, rolled_back: 0, promoted: 0, held: 0, mean_hours: 0.0, candidate_requests: 0 }
+    }
+
+    fn add(&mut self, r: &Replayed) {
+        let hours = if r.outcome == Outcome::Held { r.span_hours } else { r.hours };
+        self.mean_hours = (self.mean_hours * self.replays as f64 + hours) / (self.replays + 1) as f64;
+        self.replays += 1;
+        self.candidate_requests += r.candidate_requests;
+        match r.outcome {
+            Outcome::RolledBack => self.rolled_back += 1,
+            Outcome::Promoted => self.promoted += 1,
+            Outcome::Held => self.held += 1,
+        }
+    }
+}
+
+/// How far a variant's evaluation went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Not a valid policy.
+    Invalid,
+    /// Cut after missing an incident.
+    Incidents,
+    /// Cut once its false rollbacks exceeded what the budget allows over all good replays.
+    FalseRollbacks,
+    Full,
+}
+
+/// Scores one policy (given per case) over the scenario set. With `cut`, stops at the first
+/// missed incident, and once the false rollbacks exceed the budget's allowance.
+fn score(policies: &[Policy], cases: &[Case], space: &Space, shared: Option<&Shared>, cut: bool) -> Result<(Score, Stage)> {
     let mut s = Score {
         incidents: 0,
         missed_incidents: 0,
@@ -283,10 +409,12 @@ fn score(policies: &[Policy], cases: &[Case], salts_per_good: usize, cut: bool) 
         false_rollback_interval: None,
         hours_to_promotion: None,
         promoted: 0,
+        scenarios: cases.iter().map(ScenarioScore::new).collect(),
     };
     let mut rollback_hours = Vec::new();
     for (policy, case) in policies.iter().zip(cases).filter(|(_, c)| c.expect == Expect::Rollback) {
-        let r = replay(policy, case, false)?;
+        let r = replay(policy, case, &policy.ramp.salt, case.replay.first, shared, false)?;
+        s.scenarios[case.index].add(&r);
         s.incidents += 1;
         s.exposure += r.candidate_requests;
         if r.outcome == Outcome::RolledBack {
@@ -294,28 +422,39 @@ fn score(policies: &[Policy], cases: &[Case], salts_per_good: usize, cut: bool) 
         } else {
             s.missed_incidents += 1;
         }
+        if cut && s.missed_incidents > 0 {
+            return Ok((s, Stage::Incidents));
+        }
     }
     s.hours_to_rollback = (!rollback_hours.is_empty()).then(|| rollback_hours.iter().sum::<f64>() / rollback_hours.len() as f64);
-    if cut && s.missed_incidents > 0 {
-        return Ok(s);
-    }
+    // Good replays salt by salt, so an early cut has seen every scenario.
+    let good: Vec<(&Policy, &Case)> = policies.iter().zip(cases).filter(|(_, c)| c.expect == Expect::Promote).collect();
+    let planned: usize = good.iter().map(|(p, c)| salts_of(p, c.expect, space.salts).len() * starts(c, c.expect, space.windows).len()).sum();
+    let allowed = (space.false_rollback_budget * planned as f64 + 1e-9).floor() as usize;
     let mut promotion_hours = Vec::new();
-    for (policy, case) in policies.iter().zip(cases).filter(|(_, c)| c.expect == Expect::Promote) {
-        for salt in salts(policy, salts_per_good) {
-            let mut salted = policy.clone();
-            salted.ramp.salt = salt;
-            let r = replay(&salted, case, false)?;
-            s.good_replays += 1;
-            match r.outcome {
-                Outcome::RolledBack => {
-                    s.false_rollbacks += 1;
-                    promotion_hours.push(r.span_hours);
+    let mut stage = Stage::Full;
+    'salts: for k in 0..space.salts {
+        for &(policy, case) in &good {
+            let salt = &salts_of(policy, case.expect, space.salts)[k];
+            for start in starts(case, case.expect, space.windows) {
+                let r = replay(policy, case, salt, start, shared, false)?;
+                s.scenarios[case.index].add(&r);
+                s.good_replays += 1;
+                match r.outcome {
+                    Outcome::RolledBack => {
+                        s.false_rollbacks += 1;
+                        promotion_hours.push(r.span_hours);
+                    }
+                    Outcome::Promoted => {
+                        s.promoted += 1;
+                        promotion_hours.push(r.hours);
+                    }
+                    Outcome::Held => promotion_hours.push(r.span_hours),
                 }
-                Outcome::Promoted => {
-                    s.promoted += 1;
-                    promotion_hours.push(r.hours);
+                if cut && s.false_rollbacks > allowed {
+                    stage = Stage::FalseRollbacks;
+                    break 'salts;
                 }
-                Outcome::Held => promotion_hours.push(r.span_hours),
             }
         }
     }
@@ -324,7 +463,7 @@ fn score(policies: &[Policy], cases: &[Case], salts_per_good: usize, cut: bool) 
         s.false_rollback_interval = wilson(Counts { successes: s.false_rollbacks as u64, trials: s.good_replays as u64 }, 0.05).map(|i| [i.lower, i.upper]);
         s.hours_to_promotion = Some(promotion_hours.iter().sum::<f64>() / promotion_hours.len() as f64);
     }
-    Ok(s)
+    Ok((s, stage))
 }
 
 fn feasible(s: &Score, budget: f64) -> bool {
@@ -342,10 +481,7 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
     let base = cases[0].scenario.policy.clone();
     // The base policy, as each case validates it (segment columns may differ between logs).
     let per_case = |variant: &Variant| -> std::result::Result<Vec<Policy>, String> { cases.iter().map(|c| apply(&base, variant, c)).collect() };
-
-    let mut baselines = BTreeMap::new();
     let base_policies = per_case(&Vec::new()).map_err(|e| Error::invalid(Problem::new(cases[0].scenario.file_name(), e)))?;
-    baselines.insert("base", score(&base_policies, &cases, space.salts, false)?);
     let defaults: Vec<Policy> = cases
         .iter()
         .map(|c| {
@@ -353,35 +489,48 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
             Policy::from_raw(&RawPolicy::default(), &c.shape(), &c.scenario.file_name(), &mut problems)
         })
         .collect();
-    baselines.insert("default", score(&defaults, &cases, space.salts, false)?);
+    // The base policy competes too (no overrides), so the winner is never worse than it.
+    let mut variants = space.variants();
+    if !variants.iter().any(|v| v.is_empty()) {
+        variants.insert(0, Vec::new());
+    }
+    let policies: Vec<std::result::Result<Vec<Policy>, String>> = variants.par_iter().map(per_case).collect();
 
-    let variants = space.variants();
+    let mut by_case: Vec<Vec<&Policy>> = vec![Vec::new(); cases.len()];
+    for set in std::iter::once(&base_policies).chain(std::iter::once(&defaults)).chain(policies.iter().flatten()) {
+        for (c, policy) in set.iter().enumerate() {
+            by_case[c].push(policy);
+        }
+    }
+    let shared = Shared::build(&cases, &by_case, &space, options.quiet)?;
+    let indexed = started.elapsed().as_secs_f64();
+
+    let mut baselines = BTreeMap::new();
+    baselines.insert("base", score(&base_policies, &cases, &space, Some(&shared), false)?.0);
+    baselines.insert("default", score(&defaults, &cases, &space, Some(&shared), false)?.0);
+
+    let searching = std::time::Instant::now();
     let bar = crate::progress::bar(variants.len() as u64, "tuning", "variants", options.quiet);
     let mut results: Vec<VariantResult> = variants
         .par_iter()
+        .zip(&policies)
         .enumerate()
-        .map(|(id, variant)| {
+        .map(|(id, (variant, policies))| {
             let params = variant.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null))).collect();
-            let result = match per_case(variant) {
-                Err(e) => VariantResult { id, params, invalid: Some(e), stage: "invalid", score: None, feasible: false, frontier: false },
-                Ok(policies) => match score(&policies, &cases, space.salts, true) {
-                    Ok(s) => VariantResult {
-                        id,
-                        params,
-                        invalid: None,
-                        stage: if s.missed_incidents > 0 { "incidents" } else { "full" },
-                        feasible: feasible(&s, space.false_rollback_budget),
-                        score: Some(s),
-                        frontier: false,
-                    },
-                    Err(e) => VariantResult { id, params, invalid: Some(e.to_string()), stage: "invalid", score: None, feasible: false, frontier: false },
+            let invalid = |e: String| VariantResult { id, params: BTreeMap::new(), invalid: Some(e), stage: Stage::Invalid, score: None, feasible: false, frontier: false };
+            let result = match policies {
+                Err(e) => invalid(e.clone()),
+                Ok(policies) => match score(policies, &cases, &space, Some(&shared), true) {
+                    Ok((s, stage)) => VariantResult { id, params: BTreeMap::new(), invalid: None, stage, feasible: feasible(&s, space.false_rollback_budget), score: Some(s), frontier: false },
+                    Err(e) => invalid(e.to_string()),
                 },
             };
             bar.inc(1);
-            result
+            VariantResult { params, ..result }
         })
         .collect();
     bar.finish_and_clear();
+    let search_seconds = searching.elapsed().as_secs_f64();
 
     // The Pareto frontier over (exposure, hours to promotion) among the feasible variants.
     let key = |r: &VariantResult| r.score.as_ref().map(|s| (s.exposure as f64, s.hours_to_promotion.unwrap_or(f64::INFINITY))).unwrap_or((f64::INFINITY, f64::INFINITY));
@@ -405,7 +554,8 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
         let policies = per_case(&variants[w]).map_err(|e| Error::Internal(format!("the winner no longer validates: {e}")))?;
         let mut mismatches = Vec::new();
         for (policy, case) in policies.iter().zip(&cases) {
-            let (fast, slow) = (replay(policy, case, false)?, replay(policy, case, true)?);
+            let (salt, start) = (&policy.ramp.salt, case.replay.first);
+            let (fast, slow) = (replay(policy, case, salt, start, Some(&shared), false)?, replay(policy, case, salt, start, None, true)?);
             if fast.outcome != slow.outcome || fast.hours != slow.hours {
                 mismatches.push(format!("{}: fast {:?} after {:.0}h, reference {:?} after {:.0}h", case.scenario.name, fast.outcome, fast.hours, slow.outcome, slow.hours));
             }
@@ -425,11 +575,15 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
             },
             variants: results.len(),
             salts: space.salts,
+            windows: space.windows,
             false_rollback_budget: space.false_rollback_budget,
-            cut_early: results.iter().filter(|r| r.stage == "incidents").count(),
+            cut_at_incidents: results.iter().filter(|r| r.stage == Stage::Incidents).count(),
+            cut_at_false_rollbacks: results.iter().filter(|r| r.stage == Stage::FalseRollbacks).count(),
             feasible: feasible_ids.len(),
             seconds,
-            variants_per_second: results.len() as f64 / seconds.max(1e-9),
+            index_seconds: indexed,
+            search_seconds,
+            variants_per_second: results.len() as f64 / search_seconds.max(1e-9),
         },
         baselines,
         variants: results,
@@ -479,8 +633,16 @@ pub fn to_text(output: &TuneOutput) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "tune: {} variants ({} search) over {} scenarios in {:.1}s ({:.1} variants/s); {} cut after missing an incident, {} feasible",
-        t.search.variants, t.search.method, t.scenarios.len(), t.search.seconds, t.search.variants_per_second, t.search.cut_early, t.search.feasible
+        "tune: {} variants ({} search) over {} scenarios in {:.1}s ({:.1}s indexing the replays, then {:.1} variants/s); cut early: {} after missing an incident, {} after too many false rollbacks; {} feasible",
+        t.search.variants,
+        t.search.method,
+        t.scenarios.len(),
+        t.search.seconds,
+        t.search.index_seconds,
+        t.search.variants_per_second,
+        t.search.cut_at_incidents,
+        t.search.cut_at_false_rollbacks,
+        t.search.feasible
     );
     for (name, score) in &t.baselines {
         let _ = writeln!(s, "  {name:<8} policy: {}", describe(score));
@@ -490,7 +652,11 @@ pub fn to_text(output: &TuneOutput) -> String {
             let v = &t.variants[w];
             let params: Vec<String> = v.params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
             let _ = writeln!(s, "  tuned    policy: {}", v.score.as_ref().map(describe).unwrap_or_default());
-            let _ = writeln!(s, "    with {}", params.join(", "));
+            if params.is_empty() {
+                let _ = writeln!(s, "    which is the base policy ({}'s) unchanged: no variant did better", t.scenarios[0].file);
+            } else {
+                let _ = writeln!(s, "    with {}", params.join(", "));
+            }
             let frontier = t.variants.iter().filter(|v| v.frontier).count();
             let _ = writeln!(s, "  Pareto frontier: {frontier} variant(s); reference simulator: {}", t.reference_check.as_deref().unwrap_or("not run"));
             let _ = writeln!(s, "Wrote {}/{{tuned-policy.toml, tune.json}}", output.out_dir.display());

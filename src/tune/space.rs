@@ -8,6 +8,8 @@
 //! samples = 200              # random: variants drawn (the scenarios' own policies always run too)
 //! seed = 1
 //! salts = 10                 # routing salts per "promote" scenario (false-rollback rate)
+//! windows = 2                # start times per "promote" scenario: the replay from its first
+//!                            # request, and from each later k/windows of its span
 //! false_rollback_budget = 0.05
 //!
 //! [[param]]
@@ -59,6 +61,7 @@ struct RawSearch {
     samples: Option<usize>,
     seed: Option<u64>,
     salts: Option<usize>,
+    windows: Option<usize>,
     false_rollback_budget: Option<f64>,
 }
 
@@ -99,6 +102,8 @@ pub struct Space {
     pub samples: usize,
     pub seed: u64,
     pub salts: usize,
+    /// Start times per good scenario (its first request, then each k/windows of its span).
+    pub windows: usize,
     pub false_rollback_budget: f64,
     pub params: Vec<Param>,
 }
@@ -123,7 +128,7 @@ pub fn parse(text: &str, file: &str) -> Result<Space> {
         p.fix = fix;
         problems.push(p);
     };
-    let search = raw.search.unwrap_or(RawSearch { method: None, samples: None, seed: None, salts: None, false_rollback_budget: None });
+    let search = raw.search.unwrap_or(RawSearch { method: None, samples: None, seed: None, salts: None, windows: None, false_rollback_budget: None });
     let method = match search.method.as_deref().unwrap_or("random") {
         "grid" => Method::Grid,
         "random" => Method::Random,
@@ -139,6 +144,10 @@ pub fn parse(text: &str, file: &str) -> Result<Space> {
     let salts = search.salts.unwrap_or(10);
     if salts == 0 {
         problem("search.salts".into(), "must be at least 1".into(), None);
+    }
+    let windows = search.windows.unwrap_or(1);
+    if windows == 0 {
+        problem("search.windows".into(), "must be at least 1".into(), Some("1 replays each good scenario from its first request only".into()));
     }
     let mut params = Vec::new();
     if raw.param.is_empty() {
@@ -175,7 +184,7 @@ pub fn parse(text: &str, file: &str) -> Result<Space> {
         };
         params.push(Param { key: p.key.clone(), domain });
     }
-    let space = Space { method, samples: search.samples.unwrap_or(100), seed: search.seed.unwrap_or(1), salts, false_rollback_budget: budget, params };
+    let space = Space { method, samples: search.samples.unwrap_or(100), seed: search.seed.unwrap_or(1), salts, windows, false_rollback_budget: budget, params };
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
     }
