@@ -191,6 +191,37 @@ fn tune_finds_a_policy_that_catches_the_incident_and_writes_drop_in_sections() {
     }
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("tune/tune.json")).unwrap()).unwrap();
     assert_eq!(summary["variants"].as_array().unwrap().len(), 5);
+    let per_scenario = summary["variants"][t.winner.unwrap()]["score"]["scenarios"].as_array().unwrap().clone();
+    assert_eq!(per_scenario.len(), 2);
+    assert_eq!(per_scenario[1]["replays"], 2, "{per_scenario:?}");
+
+    // The report: well-formed, with the comparison, the frontier and the exports.
+    let html = std::fs::read_to_string(dir.path().join("tune/tune.html")).unwrap();
+    let doc = roxmltree::Document::parse_with_options(&html, roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() }).expect("tune.html is well-formed");
+    for id in ["verdict", "scenarios", "frontier", "policy", "search"] {
+        assert!(doc.descendants().any(|n| n.attribute("id") == Some(id)), "no section {id}");
+    }
+    assert!(!html.contains("<script"), "no scripts");
+    assert!(html.contains("default policy") && html.contains("tuned policy") && html.contains("argo-rollouts.yaml"));
+    let png = std::fs::read(dir.path().join("tune/frontier.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "frontier.png is a PNG");
+
+    // The exports: one metric per gate, one step pair per stage, and what each cannot express.
+    let argo = std::fs::read_to_string(dir.path().join("tune/argo-rollouts.yaml")).unwrap();
+    assert_eq!(argo.matches("\n      interval: ").count(), tuned.gates.len(), "{argo}");
+    assert_eq!(argo.matches("- setWeight: ").count(), tuned.ramp.stages.iter().filter(|s| s.weight < 1.0).count() + usize::from(tuned.ramp.holdback > 0.0));
+    let flagger = std::fs::read_to_string(dir.path().join("tune/flagger-canary.yaml")).unwrap();
+    assert_eq!(flagger.matches("kind: MetricTemplate").count(), tuned.gates.len());
+    assert!(flagger.contains(&format!("threshold: {}", tuned.decision.total_failures)));
+    for text in [&argo, &flagger] {
+        assert!(text.contains("Not expressible in this format") && text.contains("consecutive failures"), "{text}");
+    }
+    let kayenta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("tune/kayenta-canary-config.json")).unwrap()).unwrap();
+    assert_eq!(kayenta["metrics"].as_array().unwrap().len(), tuned.gates.len());
+    let weights: u64 = kayenta["classifier"]["groupWeights"].as_object().unwrap().values().map(|w| w.as_u64().unwrap()).sum();
+    assert_eq!(weights, 100, "Kayenta's group weights sum to 100");
+    let request: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("tune/kayenta-execution-request.json")).unwrap()).unwrap();
+    assert_eq!(request["thresholds"]["pass"], 100.0);
 
     // A scenario that does not say what should have happened is named, with the fix.
     let err = canary_replay::tune::tune(&[repo("scenarios/flights-2013.toml")], &space, &options).err().expect("rejected").to_string();

@@ -24,7 +24,7 @@ pub const FAIL: RGBColor = RGBColor(200, 40, 40);
 pub const OPEN: RGBColor = RGBColor(160, 160, 160);
 const FAULT: RGBColor = RGBColor(220, 60, 60);
 const REGRESSED: RGBColor = RGBColor(120, 60, 170);
-const INK: RGBColor = RGBColor(40, 40, 40);
+pub(crate) const INK: RGBColor = RGBColor(40, 40, 40);
 
 /// One rendered chart.
 pub struct Chart {
@@ -36,8 +36,8 @@ pub struct Chart {
     pub png: Vec<u8>,
 }
 
-type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
-type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+pub(crate) type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+pub(crate) type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
 fn register_fonts() {
     static ONCE: Once = Once::new();
@@ -51,7 +51,7 @@ fn register_fonts() {
 }
 
 /// Draws into a `width` × `height` RGB canvas and encodes it as PNG.
-fn render(width: u32, height: u32, draw: impl FnOnce(&Area) -> DrawResult) -> Result<Vec<u8>> {
+pub(crate) fn render(width: u32, height: u32, draw: impl FnOnce(&Area) -> DrawResult) -> Result<Vec<u8>> {
     register_fonts();
     let mut pixels = vec![255u8; width as usize * height as usize * 3];
     {
@@ -74,7 +74,7 @@ fn chart_error(e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("drawing a chart: {e}"))
 }
 
-fn style(size: u32) -> TextStyle<'static> {
+pub(crate) fn style(size: u32) -> TextStyle<'static> {
     (FAMILY, size).into_font().color(&INK)
 }
 
@@ -278,7 +278,7 @@ fn time_panel<'a, 'b>(area: &'a Area<'b>, x: (f64, f64), y: (f64, f64), x_labels
 }
 
 /// The series legend, on a translucent box.
-fn legend<'a, DB: DrawingBackend + 'a, C: CoordTranslate>(chart: &mut ChartContext<'a, DB, C>, position: SeriesLabelPosition, size: u32) -> DrawResult
+pub(crate) fn legend<'a, DB: DrawingBackend + 'a, C: CoordTranslate>(chart: &mut ChartContext<'a, DB, C>, position: SeriesLabelPosition, size: u32) -> DrawResult
 where
     DB::ErrorType: 'static,
 {

@@ -4,8 +4,8 @@
 //! name and renamed into place when complete, so a failed run never leaves a folder that looks
 //! finished.
 
-mod charts;
-mod page;
+pub(crate) mod charts;
+pub(crate) mod page;
 pub mod simulation;
 mod terminal;
 pub mod view;

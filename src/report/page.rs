@@ -27,7 +27,7 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-const STYLE: &str = r#"
+pub(crate) const STYLE: &str = r#"
 :root { --pass: #289646; --fail: #c82828; --open: #8a8a8a; --ink: #222; --muted: #666; --line: #ddd; --stable: #466eaa; --candidate: #e67814; }
 * { box-sizing: border-box; }
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; color: var(--ink); margin: 0; background: #fafafa; }
@@ -89,7 +89,7 @@ fn grade_words(grade: &str) -> (&'static str, &'static str) {
     }
 }
 
-fn num(value: Option<f64>, digits: usize) -> String {
+pub(crate) fn num(value: Option<f64>, digits: usize) -> String {
     match value {
         Some(v) if v.is_finite() => format!("{v:.digits$}"),
         _ => "–".to_string(),
@@ -111,7 +111,7 @@ fn when(timestamp: &str) -> String {
     }
 }
 
-fn figure(s: &mut String, chart: &Chart, narrow: bool) {
+pub(crate) fn figure(s: &mut String, chart: &Chart, narrow: bool) {
     let data = base64::engine::general_purpose::STANDARD.encode(&chart.png);
     let _ = writeln!(
         s,

@@ -1,21 +1,27 @@
 //! `tune`: search policy variants against scenarios whose right answer is known — incidents that
 //! must be rolled back, good releases and A/A replays that must never be — and emit the best
-//! policy as drop-in scenario sections.
+//! policy as drop-in scenario sections, a report and exports for live controllers.
 //!
 //! The objective, in order:
 //! 1. no missed incident: a variant that fails to roll back any `expect = "rollback"` scenario is
-//!    cut after that first, cheap stage (one routing salt per incident) — the early cut;
+//!    cut there, before the good scenarios (one routing salt per incident) — the first early cut;
 //! 2. false rollbacks within the budget: each `expect = "promote"` scenario is replayed under
-//!    `search.salts` routing salts, and the share rolled back (with its 95% Wilson interval) must
-//!    be at most `search.false_rollback_budget`;
-//! 3. then the least exposure (candidate requests served before the rollback, summed over the
-//!    incidents) and the shortest time to promotion of the good scenarios (mean hours; a replay
-//!    that never promotes counts its whole span). The Pareto frontier over these two is reported;
-//!    the winner is the frontier point with the least exposure, ties broken by time to promotion.
+//!    `search.salts` routing salts from `search.windows` start times, and the share rolled back
+//!    (with its 95% Wilson interval) must be at most `search.false_rollback_budget`; a variant is
+//!    cut as soon as its false rollbacks exceed what the budget allows over all planned replays —
+//!    the second early cut;
+//! 3. then the least exposure (candidate requests served on the incidents until the rollback) and
+//!    the shortest time to promotion of the good replays (mean hours; a replay that never promotes
+//!    counts its whole span). The Pareto frontier over these two is reported; the winner is the
+//!    frontier point with the least exposure, ties broken by time to promotion. The base policy
+//!    (the first scenario's) competes as a variant with no overrides.
 //!
-//! Every variant is simulated by the fast path, in parallel across variants; the winner is
-//! re-checked with the row-by-row reference simulator on every scenario.
+//! The replays' fast-path summaries are built once per (scenario, salt) for every routing weight
+//! and check interval the variants use, and shared by all of them; variants run in parallel; the
+//! winner is re-checked with the row-by-row reference simulator on every scenario.
 
+mod export;
+mod report;
 pub mod space;
 
 use std::collections::{BTreeMap, HashMap};
@@ -73,6 +79,8 @@ struct Replayed {
     hours: f64,
     /// The whole replay.
     span_hours: f64,
+    /// Candidate requests served over the whole replay: until a rollback, or to its end when the
+    /// candidate was promoted or held.
     candidate_requests: u64,
 }
 
@@ -81,7 +89,8 @@ struct Replayed {
 pub struct Score {
     pub incidents: usize,
     pub missed_incidents: usize,
-    /// Candidate requests served before the rollback, summed over the incidents.
+    /// Candidate requests served on the incidents — until the rollback, or to the end of the replay
+    /// when an incident was missed — summed.
     pub exposure: u64,
     /// Mean hours from the first request to the rollback, over the incidents caught.
     pub hours_to_rollback: Option<f64>,
@@ -150,7 +159,7 @@ pub struct SearchInfo {
     pub variants_per_second: f64,
 }
 
-const OBJECTIVE: &str = "no missed incident; false-rollback rate at most the budget; then least exposure (candidate requests before rollback, summed over incidents), ties by shortest mean time to promotion of the good scenarios";
+const OBJECTIVE: &str = "no missed incident; false-rollback rate at most the budget; then the least exposure (candidate requests served on the incidents until the rollback, summed), ties broken by the shortest mean time to promotion of the good replays (a replay never promoted counts its whole span)";
 
 /// What `tune` produced.
 pub struct TuneOutput {
@@ -324,8 +333,8 @@ fn replay(policy: &Policy, case: &Case, salt: &str, start: Micros, shared: Optio
         let rows = case.replay.rows(salt)?;
         let mut source = Reference::new(&rows, &setup.scopes, setup.scale);
         let run = setup.simulate(&mut source);
-        let (before, _) = served_before(&setup, &mut source, &run);
-        (run, before[0][1])
+        let (_, served) = served_before(&setup, &mut source, &run);
+        (run, served)
     } else {
         let key = (case.index, salt.to_string());
         let own;
@@ -338,8 +347,8 @@ fn replay(policy: &Policy, case: &Case, salt: &str, start: Micros, shared: Optio
         };
         let mut source = Fast::new(summaries, &setup.scopes);
         let run = setup.simulate(&mut source);
-        let (before, _) = served_before(&setup, &mut source, &run);
-        (run, before[0][1])
+        let (_, served) = served_before(&setup, &mut source, &run);
+        (run, served)
     };
     Ok(Replayed {
         outcome: run.outcome,
@@ -360,7 +369,7 @@ pub struct ScenarioScore {
     pub held: usize,
     /// Mean hours from the replay's start to its decision (the whole replay when held).
     pub mean_hours: f64,
-    /// Candidate requests before the decision, summed over the replays.
+    /// Candidate requests served (until a rollback, else to the end of the replay), summed over the replays.
     pub candidate_requests: u64,
 }
 
@@ -598,14 +607,33 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
     let pending = crate::atomic::Pending::new(&out_dir);
     std::fs::create_dir_all(pending.path()).map_err(|e| Error::io(pending.path(), e))?;
     std::fs::write(pending.path().join("tune.json"), crate::report::to_json(&summary)).map_err(|e| Error::io(out_dir.join("tune.json"), e))?;
-    if let Some(policy) = &tuned {
-        let text = crate::report::simulation::policy_toml(policy).replacen(
+    let write = |name: &str, bytes: &[u8]| std::fs::write(pending.path().join(name), bytes).map_err(|e| Error::io(out_dir.join(name), e));
+    let tuned_toml = tuned.as_ref().map(|policy| {
+        crate::report::simulation::policy_toml(policy).replacen(
             "# The effective canary policy of this run, every default written out.",
             "# The policy `canary-replay tune` found best on its scenarios, every default written out.",
             1,
-        );
-        std::fs::write(pending.path().join("tuned-policy.toml"), text).map_err(|e| Error::io(out_dir.join("tuned-policy.toml"), e))?;
+        )
+    });
+    if let Some(text) = &tuned_toml {
+        write("tuned-policy.toml", text.as_bytes())?;
     }
+    let mut exports = Vec::new();
+    if let Some(policy) = &tuned {
+        let name = "canary-replay-tuned";
+        for (file, what, text) in [
+            ("argo-rollouts.yaml", "Argo Rollouts AnalysisTemplate and the Rollout's canary steps", export::argo(policy, name)),
+            ("flagger-canary.yaml", "Flagger Canary analysis and its MetricTemplates", export::flagger(policy, name)),
+            ("kayenta-canary-config.json", "Kayenta canary config (NetflixACAJudge)", crate::report::to_json(&export::kayenta_config(policy, name))),
+            ("kayenta-execution-request.json", "Kayenta execution request: score thresholds and scopes", crate::report::to_json(&export::kayenta_request(policy))),
+        ] {
+            write(file, text.as_bytes())?;
+            exports.push((file.to_string(), what.to_string()));
+        }
+    }
+    let chart = report::frontier_chart(&summary)?;
+    write(&chart.file, &chart.png)?;
+    write("tune.html", report::page(&summary, &chart, tuned_toml.as_deref(), &exports).as_bytes())?;
     pending.commit()?;
     Ok(TuneOutput { out_dir, summary, tuned })
 }
@@ -659,10 +687,10 @@ pub fn to_text(output: &TuneOutput) -> String {
             }
             let frontier = t.variants.iter().filter(|v| v.frontier).count();
             let _ = writeln!(s, "  Pareto frontier: {frontier} variant(s); reference simulator: {}", t.reference_check.as_deref().unwrap_or("not run"));
-            let _ = writeln!(s, "Wrote {}/{{tuned-policy.toml, tune.json}}", output.out_dir.display());
+            let _ = writeln!(s, "Wrote {}/{{tune.html, tuned-policy.toml, tune.json, frontier.png}} and the Argo Rollouts, Flagger and Kayenta exports", output.out_dir.display());
         }
         None => {
-            let _ = writeln!(s, "  no variant caught every incident within the false-rollback budget; widen the space. Wrote {}/tune.json", output.out_dir.display());
+            let _ = writeln!(s, "  no variant caught every incident within the false-rollback budget; widen the space. Wrote {}/{{tune.html, tune.json, frontier.png}}", output.out_dir.display());
         }
     }
     s
