@@ -181,8 +181,7 @@ pub fn page(t: &TuneSummary, chart: &Chart, tuned_toml: Option<&str>, exports: &
     let _ = writeln!(s, "</table>");
     let _ = writeln!(
         s,
-        "<p>Exposure counts the candidate requests served on each incident until the rollback; a missed incident counts every candidate request to the end of its replay. Time to promotion is the mean over the good replays, counting a replay that never promoted (held or falsely rolled back) as its whole span, {}.</p>",
-        "so a policy that stalls is not rewarded"
+        "<p>Exposure counts the candidate requests served on each incident until the rollback; a missed incident counts every candidate request to the end of its replay. Time to promotion is the mean over the good replays, counting a replay that never promoted (held or falsely rolled back) as its whole span, so a policy that stalls is not rewarded.</p>"
     );
     let _ = writeln!(s, "</section>");
 
