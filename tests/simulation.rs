@@ -139,6 +139,27 @@ fn an_aa_replay_rarely_rolls_back_across_100_salts() {
 }
 
 #[test]
+fn simulating_for_decisions_only_decides_the_same() {
+    // The monitored policy has non-inferiority gates on 19 segment values, whose intervals the
+    // decisions-only mode skips; the incident makes segments fail.
+    for path in ["scenarios/flights-2013-monitored.toml", "scenarios/incidents/score-shift-ua.toml"] {
+        let out = replay(path, false);
+        let scenario = canary_replay::scenario::load(&repo(path)).unwrap();
+        let prepared = canary_replay::run::prepare(&repo(path), &RuntimeOptions::from_env()).unwrap();
+        let replay = Replay::scan(&out.scored.parts, &prepared.layout, &scenario.faults).unwrap();
+        let full = Setup::new(&scenario.policy, &replay);
+        let summaries = full.summaries(&replay).unwrap();
+        let a = full.simulate(&mut Fast::new(&summaries, &full.scopes));
+        let lean = Setup::new(&scenario.policy, &replay).decisions_only();
+        let b = lean.simulate(&mut Fast::new(&summaries, &lean.scopes));
+        assert_eq!((a.outcome, a.decided_at, &a.reason, &a.stages), (b.outcome, b.decided_at, &b.reason, &b.stages), "{path}");
+        let actions = |r: &canary_replay::simulate::Run| r.checks.iter().map(|c| (c.time, c.action)).collect::<Vec<_>>();
+        assert_eq!(actions(&a), actions(&b), "{path}");
+        assert!(b.checks.iter().all(|c| c.results.is_empty()) && a.checks.iter().any(|c| !c.results.is_empty()));
+    }
+}
+
+#[test]
 fn the_reference_simulator_and_the_fast_path_write_the_same_summary() {
     let fast = replay("scenarios/flights-2013-monitored.toml", false);
     let reference = replay("scenarios/flights-2013-monitored.toml", true);

@@ -131,6 +131,8 @@ pub struct Judge<'a> {
     bins: ScoreBins,
     /// Per gate, the scopes it is rated on.
     gate_scopes: Vec<Vec<usize>>,
+    /// Skip what cannot change a decision: the non-inferiority interval of segment scopes.
+    pub decisions_only: bool,
     tests: HashMap<(usize, usize), Tests>,
 }
 
@@ -146,7 +148,7 @@ struct Pending {
 impl<'a> Judge<'a> {
     pub fn new(policy: &'a Policy, scopes: &'a Scopes, bins: ScoreBins) -> Self {
         let gate_scopes = policy.gates.iter().map(|g| scopes.for_columns(&g.segments)).collect();
-        Self { policy, bins, gate_scopes, tests: HashMap::new() }
+        Self { policy, bins, gate_scopes, decisions_only: false, tests: HashMap::new() }
     }
 
     /// A new stage: fresh harm tests; the non-inferiority intervals carry over when `keep` (the
@@ -272,7 +274,8 @@ impl<'a> Judge<'a> {
                         r.estimate = Some(now.theta);
                         r.p_value = Some(p.get());
                         r.verdict = Verdict::Pass;
-                        if let GateKind::NonInferiority { margin } = gate.kind {
+                        let decides = scope == 0 || !self.decisions_only;
+                        if let (GateKind::NonInferiority { margin }, true) = (gate.kind, decides) {
                             // Non-inferiority: the interval over the rollout (or the stage).
                             let pooled = if ctx.combine {
                                 let before: Vec<Difference> = earlier.iter().filter_map(|w| difference(w, scope, gate)).collect();

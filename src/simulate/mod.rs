@@ -133,6 +133,8 @@ pub struct Setup<'a> {
     /// The first check time at or after the last request (so [origin, end) covers every request
     /// with whole check intervals).
     pub end: Micros,
+    /// Compute only what decides (see [`Setup::decisions_only`]).
+    decisions_only: bool,
 }
 
 impl<'a> Setup<'a> {
@@ -156,7 +158,16 @@ impl<'a> Setup<'a> {
             scale: Scale { bins: ScoreBins::new(replay.score_range), threshold: policy.decision.threshold, cost: policy.decision.cost, binary: replay.binary },
             origin: replay.first,
             end,
+            decisions_only: false,
         }
+    }
+
+    /// Simulates for the decision alone, as a policy search needs: checks keep their action but
+    /// not their gate results, and segment scopes skip the non-inferiority interval (a segment can
+    /// only fail, which the harm test alone decides). The decisions are the same.
+    pub fn decisions_only(mut self) -> Self {
+        self.decisions_only = true;
+        self
     }
 
     /// The same evaluation with its clock starting at `start` instead of the first request (moved
@@ -188,6 +199,7 @@ impl<'a> Setup<'a> {
         let mut earlier: Vec<WindowStats> = Vec::new();
         let mut epoch_start = self.origin;
         let mut judge = Judge::new(policy, &self.scopes, self.scale.bins);
+        judge.decisions_only = self.decisions_only;
         let (mut wave, mut stage, mut monitoring) = (0usize, 0usize, false);
         let mut stage_start = self.origin;
         let (mut consecutive, mut total) = (0u32, 0u32);
@@ -249,6 +261,7 @@ impl<'a> Setup<'a> {
                     (Action::Continue, String::new())
                 }
             };
+            let results = if self.decisions_only { Vec::new() } else { results };
             checks.push(Check { time: t, wave, stage, weight, monitoring, action, results });
             match action {
                 Action::Continue | Action::Failing => {

@@ -328,7 +328,7 @@ fn starts(case: &Case, expect: Expect, windows: usize) -> Vec<Micros> {
 /// Replays one policy on one case under `salt` from `start`, with the fast path over the shared
 /// summaries (or summaries of its own when they cannot serve it), or with the reference.
 fn replay(policy: &Policy, case: &Case, salt: &str, start: Micros, shared: Option<&Shared>, reference: bool) -> Result<Replayed> {
-    let setup = Setup::new(policy, &case.replay).starting_at(start);
+    let setup = Setup::new(policy, &case.replay).starting_at(start).decisions_only();
     let (run, candidate_requests) = if reference {
         let rows = case.replay.rows(salt)?;
         let mut source = Reference::new(&rows, &setup.scopes, setup.scale);
