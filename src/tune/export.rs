@@ -256,6 +256,25 @@ pub fn flagger(policy: &Policy, name: &str) -> String {
     s
 }
 
+/// Kayenta's classifier weights: one group per metric, equal weight per gate, in whole numbers
+/// that sum to 100 (Kayenta checks the sum).
+fn group_weights(policy: &Policy) -> Vec<(&'static str, u64)> {
+    let mut counts: Vec<(&'static str, u64)> = Vec::new();
+    for gate in &policy.gates {
+        match counts.iter_mut().find(|(m, _)| *m == gate.metric.name()) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((gate.metric.name(), 1)),
+        }
+    }
+    let gates = policy.gates.len().max(1) as u64;
+    let mut weights: Vec<(&'static str, u64)> = counts.iter().map(|(m, n)| (*m, n * 100 / gates)).collect();
+    let short = 100 - weights.iter().map(|(_, w)| w).sum::<u64>().min(100);
+    for (_, w) in weights.iter_mut().take(short as usize) {
+        *w += 1;
+    }
+    weights
+}
+
 /// `kayenta-canary-config.json`: the canary config Kayenta's API stores.
 pub fn kayenta_config(policy: &Policy, name: &str) -> serde_json::Value {
     let plan = Plan::new(policy, name);
@@ -302,21 +321,7 @@ pub fn kayenta_config(policy: &Policy, name: &str) -> serde_json::Value {
             })
         })
         .collect();
-    // Equal weight per gate, in whole numbers that sum to 100 (Kayenta checks the sum).
-    let mut counts: Vec<(&str, u64)> = Vec::new();
-    for gate in &policy.gates {
-        match counts.iter_mut().find(|(m, _)| *m == gate.metric.name()) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((gate.metric.name(), 1)),
-        }
-    }
-    let gates = policy.gates.len().max(1) as u64;
-    let mut weights: Vec<u64> = counts.iter().map(|(_, n)| n * 100 / gates).collect();
-    let short = 100 - weights.iter().sum::<u64>().min(100);
-    for w in weights.iter_mut().take(short as usize) {
-        *w += 1;
-    }
-    let groups: serde_json::Map<String, serde_json::Value> = counts.iter().zip(&weights).map(|((m, _), w)| (m.to_string(), json!(w))).collect();
+    let groups: serde_json::Map<String, serde_json::Value> = group_weights(policy).into_iter().map(|(m, w)| (m.to_string(), json!(w))).collect();
     json!({
         "name": name,
         "description": format!(
@@ -336,10 +341,12 @@ pub fn kayenta_config(policy: &Policy, name: &str) -> serde_json::Value {
 pub fn kayenta_request(policy: &Policy) -> serde_json::Value {
     let every = policy.ramp.check_every.max(1);
     let lifetime: Micros = policy.ramp.stages.iter().filter(|s| s.weight < 1.0).map(|s| s.bake.max(every)).sum();
-    // Every metric must pass to promote; a critical failure fails at once. A non-critical failure
-    // lands in the marginal band when more than one failing check is tolerated.
-    let per_metric = 100.0 / policy.gates.len().max(1) as f64;
-    let marginal = if policy.decision.consecutive_failures > 1 || policy.decision.total_failures > 1 { 100.0 - per_metric - 1e-6 } else { 100.0 };
+    // Every metric must pass to promote; a critical failure fails at once. When more than one
+    // failing check is tolerated, one failing group (at most the heaviest group's weight off the
+    // score) lands in the marginal band; two fail.
+    let heaviest = group_weights(policy).iter().map(|(_, w)| *w).max().unwrap_or(100);
+    let tolerated = policy.decision.consecutive_failures > 1 || policy.decision.total_failures > 1;
+    let marginal = if tolerated && heaviest < 100 { (100 - heaviest) as f64 - 0.01 } else { 100.0 };
     json!({
         "scopes": {
             "default": {
@@ -347,7 +354,7 @@ pub fn kayenta_request(policy: &Policy) -> serde_json::Value {
                 "experimentScope": { "scope": "my-model", "location": "", "start": "REPLACE_WITH_RFC3339", "end": "REPLACE_WITH_RFC3339", "step": every / 1_000_000, "extendedScopeParams": { "track": "canary" } }
             }
         },
-        "thresholds": { "pass": 100.0, "marginal": (marginal * 1e4_f64).round() / 1e4 },
+        "thresholds": { "pass": 100.0, "marginal": (marginal * 100.0_f64).round() / 100.0 },
         "siteLocal": {
             "canary-replay": format!("judge every {} over a lifetime of {} (the ramp's bakes)", go_duration(every), go_duration(lifetime))
         }
@@ -365,12 +372,38 @@ mod tests {
         assert_eq!(go_duration(0), "0s");
     }
 
-    #[test]
-    fn the_z_bound_is_bonferroni_over_looks_and_tests() {
+    fn default_policy() -> Policy {
         let mut problems = Vec::new();
         let shape = crate::policy::TrafficShape { segments: &[], labelled: true };
         let policy = Policy::from_raw(&crate::policy::RawPolicy::default(), &shape, "s.toml", &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
+        policy
+    }
+
+    #[test]
+    fn kayenta_weights_sum_to_100_and_one_failing_group_is_marginal_when_failures_are_tolerated() {
+        let mut policy = default_policy();
+        policy.decision.total_failures = 3;
+        let weights = group_weights(&policy);
+        assert_eq!(weights.iter().map(|(_, w)| w).sum::<u64>(), 100);
+        let request = kayenta_request(&policy);
+        let marginal = request["thresholds"]["marginal"].as_f64().unwrap();
+        for (_, w) in &weights {
+            let one_failing = (100 - w) as f64;
+            assert!(one_failing >= marginal && one_failing < 100.0, "one failing group scores {one_failing}, marginal {marginal}");
+        }
+        if weights.len() >= 2 {
+            let two_failing = (100 - weights[0].1 - weights[1].1) as f64;
+            assert!(two_failing < marginal, "two failing groups fail");
+        }
+        policy.decision.total_failures = 1;
+        policy.decision.consecutive_failures = 1;
+        assert_eq!(kayenta_request(&policy)["thresholds"]["marginal"], 100.0);
+    }
+
+    #[test]
+    fn the_z_bound_is_bonferroni_over_looks_and_tests() {
+        let policy = default_policy();
         let plan = Plan::new(&policy, "p");
         let expected = phi_inv(1.0 - policy.decision.alpha / (plan.looks as f64 * plan.tests as f64));
         assert!((plan.z - expected).abs() < 1e-12 && plan.z > 2.5, "{}", plan.z);
