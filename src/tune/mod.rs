@@ -17,8 +17,9 @@
 //!    (the first scenario's) competes as a variant with no overrides.
 //!
 //! The replays' fast-path summaries are built once per (scenario, salt) for every routing weight
-//! and check interval the variants use, and shared by all of them; variants run in parallel; the
-//! winner is re-checked with the row-by-row reference simulator on every scenario.
+//! and check interval the variants use, and shared by all of them; variants run in parallel and
+//! are simulated for their decisions only ([`Setup::decisions_only`]); the winner is re-checked
+//! with the row-by-row reference simulator on every scenario (its own salt, from the first request).
 
 mod export;
 mod report;
@@ -75,7 +76,7 @@ impl Case {
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Replayed {
     outcome: Outcome,
-    /// From the first request to the decision.
+    /// From the replay's start to the decision.
     hours: f64,
     /// The whole replay.
     span_hours: f64,
@@ -94,7 +95,7 @@ pub struct Score {
     pub exposure: u64,
     /// Mean hours from the first request to the rollback, over the incidents caught.
     pub hours_to_rollback: Option<f64>,
-    /// Replays of good scenarios (scenarios × salts); absent when cut early.
+    /// Replays of good scenarios (scenarios × salts × windows, fewer when cut early).
     pub good_replays: usize,
     pub false_rollbacks: usize,
     pub false_rollback_rate: Option<f64>,
@@ -129,7 +130,8 @@ pub struct TuneSummary {
     pub baselines: BTreeMap<&'static str, Score>,
     pub variants: Vec<VariantResult>,
     pub winner: Option<usize>,
-    /// The winner's decisions re-checked with the reference simulator on every scenario.
+    /// The winner's decisions re-checked with the reference simulator on every scenario (its own
+    /// salt, from the first request).
     pub reference_check: Option<String>,
 }
 
