@@ -90,7 +90,7 @@ enum Command {
         /// The folder `run` wrote (reports/<scenario name>/ or its --out).
         run_dir: PathBuf,
     },
-    /// Search policy variants against incident and good-release scenarios (each with `expect`) and write the best as tuned-policy.toml.
+    /// Search policy variants against incident and good-release scenarios (each with `expect`); write tune.html, frontier.png, tune.json, the best policy as tuned-policy.toml and its Argo Rollouts, Flagger and Kayenta exports.
     Tune {
         /// Scenarios with `expect = "rollback"` (incidents) or `expect = "promote"` (good releases, A/A replays).
         #[arg(required = true)]
