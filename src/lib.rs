@@ -12,6 +12,7 @@ pub mod scenario;
 pub mod simulate;
 pub mod time;
 pub mod atomic;
+pub mod controller;
 pub mod hash;
 pub mod inspect;
 pub mod oracle;

@@ -402,6 +402,25 @@ mod tests {
     }
 
     #[test]
+    fn argo_judges_the_exported_conditions_as_canary_replay_means_them() {
+        use crate::controller::argo::{MetricRules, Phase};
+        use crate::controller::condition::{Condition, Value};
+        let policy = default_policy();
+        let plan = Plan::new(&policy, "p");
+        assert!(policy.gates.iter().any(|g| matches!(g.kind, GateKind::NonInferiority { .. })) && policy.gates.iter().any(|g| g.kind == GateKind::Regression), "the default policy has both kinds");
+        for gate in policy.gates.iter().filter(|g| g.kind.is_statistical()) {
+            let (_, success, failure, _) = judged(gate, plan.z, "1h");
+            let parse = |c: Option<String>| c.map(|c| Condition::parse(&c).unwrap_or_else(|e| panic!("{c}: {e}")));
+            let rules = MetricRules { success: parse(success), failure: parse(failure), ..Default::default() };
+            let at = |z: f64| rules.judge(&Value::Vector(vec![z]));
+            assert_eq!(at(plan.z + 0.1), Phase::Failed, "{}", gate.name());
+            assert_eq!(at(-plan.z - 0.1), Phase::Successful, "{}", gate.name());
+            let between = if matches!(gate.kind, GateKind::NonInferiority { .. }) { Phase::Inconclusive } else { Phase::Successful };
+            assert_eq!(at(0.0), between, "{}", gate.name());
+        }
+    }
+
+    #[test]
     fn the_z_bound_is_bonferroni_over_looks_and_tests() {
         let policy = default_policy();
         let plan = Plan::new(&policy, "p");
