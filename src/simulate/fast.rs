@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use super::metrics::{ArmStats, Contribution, Packed, Scale};
+use super::metrics::{ArmStats, Contribution, Packed, Quality, Scale};
 use super::replay::Replay;
 use super::window::{Scopes, WindowStats};
 use super::Source;
@@ -57,19 +57,32 @@ impl Group {
 
 /// A row the index keeps: folded into summaries, or added to a window as it is.
 trait Kept: Copy {
+    /// What the row adds to one arm, worked out once however many scopes it goes to.
+    type Term;
     fn fold(&self, scale: &Scale, pair: &mut Pair);
-    fn add(&self, scale: &Scale, arm: usize, stats: &mut ArmStats);
+    fn term(&self, scale: &Scale, arm: usize) -> Self::Term;
+    fn add_term(term: &Self::Term, stats: &mut ArmStats);
+
+    fn add(&self, scale: &Scale, arm: usize, stats: &mut ArmStats) {
+        Self::add_term(&self.term(scale, arm), stats);
+    }
 }
 
 /// A request: what each model returned.
 impl Kept for [Contribution; 2] {
+    type Term = Contribution;
+
     fn fold(&self, _: &Scale, pair: &mut Pair) {
         pair[0].add(&self[0]);
         pair[1].add(&self[1]);
     }
 
-    fn add(&self, _: &Scale, arm: usize, stats: &mut ArmStats) {
-        stats.add(&self[arm]);
+    fn term(&self, _: &Scale, arm: usize) -> Contribution {
+        self[arm]
+    }
+
+    fn add_term(term: &Contribution, stats: &mut ArmStats) {
+        stats.add(term);
     }
 }
 
@@ -82,6 +95,8 @@ struct Labelled {
 }
 
 impl Kept for Labelled {
+    type Term = Option<Quality>;
+
     fn fold(&self, scale: &Scale, pair: &mut Pair) {
         for (m, packed) in pair.iter_mut().enumerate() {
             if let Some(q) = scale.quality_of(self.scores[m], self.label) {
@@ -90,9 +105,13 @@ impl Kept for Labelled {
         }
     }
 
-    fn add(&self, scale: &Scale, arm: usize, stats: &mut ArmStats) {
-        if let Some(q) = scale.quality_of(self.scores[arm], self.label) {
-            stats.add_quality(&q);
+    fn term(&self, scale: &Scale, arm: usize) -> Option<Quality> {
+        scale.quality_of(self.scores[arm], self.label)
+    }
+
+    fn add_term(term: &Option<Quality>, stats: &mut ArmStats) {
+        if let Some(q) = term {
+            stats.add_quality(q);
         }
     }
 }
@@ -161,6 +180,26 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
                 }
             }
             Group::Folded(pair) => pair[arm].add_to(stats),
+        }
+    }
+
+    /// Adds a group to the `arm` of each (scope, group) slot of a window, every row's terms worked
+    /// out once for all of them.
+    fn add_to_slots(&self, group: &Group, scale: &Scale, arm: usize, slots: &[(usize, usize)], stats: &mut WindowStats) {
+        match group {
+            Group::Rows { start, len } => {
+                for row in &self.rows[*start as usize..(start + len) as usize] {
+                    let term = row.term(scale, arm);
+                    for &(s, g) in slots {
+                        R::add_term(&term, &mut stats.scopes[s][g].arms[arm]);
+                    }
+                }
+            }
+            Group::Folded(pair) => {
+                for &(s, g) in slots {
+                    pair[arm].add_to(&mut stats.scopes[s][g].arms[arm]);
+                }
+            }
         }
     }
 }
@@ -326,16 +365,12 @@ impl<'a> Fast<'a> {
         for ((_, cell, band), group) in requests.between(from, to, |k| k.0) {
             let Some(route) = &routes[*cell as usize] else { continue };
             let arm = usize::from(*band as usize <= route.last_candidate_band);
-            for &(s, g) in &route.slots {
-                requests.add(group, scale, arm, &mut stats.scopes[s][g].arms[arm]);
-            }
+            requests.add_to_slots(group, scale, arm, &route.slots, stats);
         }
         for ((_, requested, cell, band), group) in labels.between(from, to, |k| k.0) {
             let Some(route) = routes[*cell as usize].as_ref().filter(|_| *requested >= start) else { continue };
             let arm = usize::from(*band as usize <= route.last_candidate_band);
-            for &(s, g) in &route.slots {
-                labels.add(group, scale, arm, &mut stats.scopes[s][g].arms[arm]);
-            }
+            labels.add_to_slots(group, scale, arm, &route.slots, stats);
         }
     }
 }
