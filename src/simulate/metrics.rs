@@ -562,7 +562,9 @@ mod tests {
     #[test]
     fn fixed_point_rounds_exactly_like_round() {
         let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut values: Vec<f64> = vec![0.0, -0.0, 0.5e-9, -0.5e-9, 1.5e-9, 2.5e-9, -2.5e-9, 0.49999999999999994e-9, 1e300, -1e300, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 123.4567891234, -0.3];
+        // Exact halves in fixed units (FIXED is a power of two), just below and above them, and extremes.
+        let mut values: Vec<f64> = [0.5, -0.5, 1.5, 2.5, -2.5, 0.5f64.next_down(), 0.5f64.next_up(), -(2.5f64.next_down())].iter().map(|x| x / FIXED).collect();
+        values.extend([0.0, -0.0, 1e300, -1e300, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 123.4567891234, -0.3]);
         for _ in 0..200_000 {
             state ^= state << 13;
             state ^= state >> 7;
