@@ -103,7 +103,7 @@ enum Command {
         out: Option<PathBuf>,
         #[command(flatten)]
         runtime: RuntimeArgs,
-        /// Score cache folder (default: ~/.cache/canary-replay/scores).
+        /// Score cache folder (default: ~/.cache/canary-replay/scores, or $CANARY_REPLAY_CACHE/scores).
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
         /// No progress bar.

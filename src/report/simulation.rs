@@ -187,9 +187,12 @@ struct PolicyFile {
 
 /// The effective policy as scenario sections, every default written out.
 pub fn policy_toml(policy: &Policy) -> String {
+    policy_sections(policy, "The effective canary policy of this run")
+}
+
+/// `policy` as scenario sections under a comment naming it (`what`), every default written out.
+pub fn policy_sections(policy: &Policy, what: &str) -> String {
     let (ramp, segment_policy, gates, decision) = policy.to_raw();
     let body = toml::to_string(&PolicyFile { ramp, segment_policy, gates, decision }).expect("the policy serializes");
-    format!(
-        "# The effective canary policy of this run, every default written out.\n# Paste these sections into a scenario to run the same policy again.\n\n{body}"
-    )
+    format!("# {what}, every default written out.\n# Paste these sections into a scenario to run the same policy again.\n\n{body}")
 }

@@ -608,15 +608,9 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
     }
     let pending = crate::atomic::Pending::new(&out_dir);
     std::fs::create_dir_all(pending.path()).map_err(|e| Error::io(pending.path(), e))?;
-    std::fs::write(pending.path().join("tune.json"), crate::report::to_json(&summary)).map_err(|e| Error::io(out_dir.join("tune.json"), e))?;
     let write = |name: &str, bytes: &[u8]| std::fs::write(pending.path().join(name), bytes).map_err(|e| Error::io(out_dir.join(name), e));
-    let tuned_toml = tuned.as_ref().map(|policy| {
-        crate::report::simulation::policy_toml(policy).replacen(
-            "# The effective canary policy of this run, every default written out.",
-            "# The policy `canary-replay tune` found best on its scenarios, every default written out.",
-            1,
-        )
-    });
+    write("tune.json", crate::report::to_json(&summary).as_bytes())?;
+    let tuned_toml = tuned.as_ref().map(|policy| crate::report::simulation::policy_sections(policy, "The policy `canary-replay tune` found best on its scenarios"));
     if let Some(text) = &tuned_toml {
         write("tuned-policy.toml", text.as_bytes())?;
     }
