@@ -183,6 +183,15 @@ mod tests {
     }
 
     #[test]
+    fn more_tuning_sizes_than_the_msprt_mixes_are_named() {
+        let sizes: Vec<String> = (1..=17).map(|k| (k * 100).to_string()).collect();
+        let text = TEMPLATE.replace("[decision]\nalpha = 0.05", &format!("[decision]\ntuning = [{}]\nalpha = 0.05", sizes.join(", ")));
+        assert_ne!(text, TEMPLATE);
+        let err = parse_str(&text, &repo_file("template.toml")).unwrap_err().to_string();
+        assert!(err.contains("decision.tuning") && err.contains("lists 17 sample sizes; at most 16"), "{err}");
+    }
+
+    #[test]
     fn cross_field_problems_are_reported_together() {
         let text = TEMPLATE.replace("start = \"2013-09-01T00:00:00Z\"", "start = \"2014-01-01T00:00:00Z\"").replace("label_time = \"label_ts\"", "label_time = \"request_ts\"");
         let err = parse_str(&text, &repo_file("template.toml")).unwrap_err().to_string();

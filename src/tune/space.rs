@@ -329,11 +329,12 @@ steps = 3
 
     #[test]
     fn bad_spaces_name_every_problem() {
-        let text = "[search]\nmethod = \"anneal\"\n[[param]]\nkey = \"decision.alpah\"\nvalues = [0.1]\n[[param]]\nkey = \"gates.log_loss.margin\"\nrange = [0.5, 0.1]\n";
+        let text = "[search]\nmethod = \"anneal\"\nwindows = 0\n[[param]]\nkey = \"decision.alpah\"\nvalues = [0.1]\n[[param]]\nkey = \"gates.log_loss.margin\"\nrange = [0.5, 0.1]\n";
         let Err(Error::Invalid(problems)) = parse(text, "space.toml") else { panic!("accepted") };
         let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         let all = text.join("\n");
         assert!(all.contains("search.method") && all.contains("anneal"), "{all}");
+        assert!(all.contains("search.windows") && all.contains("must be at least 1"), "{all}");
         assert!(all.contains("param[0].key") && all.contains("decision.alpha"), "{all}");
         assert!(all.contains("param[1].range"), "{all}");
     }
