@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::error::{exit, Error, Problem, Result};
+use crate::controller::{self, probe::Probe, spec::Spec as ControllerSpec};
 use crate::simulate::fast::Fast;
 use crate::simulate::reference::Reference;
 use crate::simulate::replay::Replay;
@@ -145,10 +146,15 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     } else {
         evaluate(&setup, &mut Fast::new(&setup.summaries(&replay)?, &setup.scopes))
     };
+    let controllers = match &scenario.controller {
+        Some(spec) => Some(emulate_controllers(spec, &setup, &replay, &run, &grade, &exposure)?),
+        None => None,
+    };
     let simulation_seconds = simulation_started.elapsed().as_secs_f64();
 
     let out_dir = options.out.clone().unwrap_or_else(|| Path::new("reports").join(&scenario.name));
-    let summary = report::summary(&prepared, &oracle, report::simulation::summary(&setup, &run, grade, exposure))?;
+    let mut summary = report::summary(&prepared, &oracle, report::simulation::summary(&setup, &run, grade, exposure))?;
+    summary.controllers = controllers;
     let mut timings = Timings {
         total_seconds: 0.0,
         prepare_seconds,
@@ -182,6 +188,30 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
         Outcome::Held => exit::HELD,
     };
     Ok(RunOutput { out_dir, summary, timings, scored, warnings: prepared.scenario.warnings.clone(), exit_code })
+}
+
+/// Replays every controller of `[controller]` on the traffic and grades each with the same oracle
+/// as the policy's run (`run`, `grade`, `exposure`).
+pub fn emulate_controllers(spec: &ControllerSpec, setup: &Setup, replay: &Replay, run: &Run, grade: &Grade, exposure: &Exposure) -> Result<report::controllers::Controllers> {
+    use rayon::prelude::*;
+    let rows = replay.rows(&setup.policy.ramp.salt)?;
+    let probe = Probe::new(&rows, setup.scale);
+    let emulated: Vec<report::controllers::ControllerSummary> = spec
+        .controllers
+        .par_iter()
+        .map(|c| {
+            let emulated = controller::emulate(c, spec, &probe, setup.origin, setup.end, setup.policy.ramp.check_every);
+            let run = emulated.run(setup.origin, setup.end, replay.cells.len());
+            let mut source = Reference::new(&rows, &setup.scopes, setup.scale);
+            let grade = grade::grade(setup, &mut source, &run);
+            let exposure = grade::exposure(setup, &mut source, &run, &grade);
+            report::controllers::summary(c, spec, &emulated, &run, &grade, &exposure)
+        })
+        .collect();
+    let who = if setup.policy.default_gates { "canary-replay: the default policy" } else { "canary-replay: the scenario's policy" };
+    let policy = report::controllers::Verdict::new(who.to_string(), run, grade, exposure);
+    let comparison = emulated.iter().map(|e| report::controllers::compare(&policy, &e.verdict)).collect();
+    Ok(report::controllers::Controllers { policy, emulated, comparison })
 }
 
 /// Simulates the policy and grades the outcome against the oracle.

@@ -41,9 +41,13 @@ impl Phase {
 pub struct MetricRules {
     pub success: Option<Condition>,
     pub failure: Option<Condition>,
-    pub failure_limit: u32,
+    /// Failed measurements tolerated; -1 turns the failure limit off (with
+    /// `consecutiveSuccessLimit`).
+    pub failure_limit: i64,
     pub inconclusive_limit: u32,
     pub consecutive_error_limit: u32,
+    /// Successful measurements in a row that complete the metric as Successful (0: off).
+    pub consecutive_success_limit: u32,
     /// Measurements to take; `None`: until the run is stopped.
     pub count: Option<u32>,
     pub dry_run: bool,
@@ -51,7 +55,7 @@ pub struct MetricRules {
 
 impl Default for MetricRules {
     fn default() -> Self {
-        Self { success: None, failure: None, failure_limit: 0, inconclusive_limit: 0, consecutive_error_limit: 4, count: None, dry_run: false }
+        Self { success: None, failure: None, failure_limit: 0, inconclusive_limit: 0, consecutive_error_limit: 4, consecutive_success_limit: 0, count: None, dry_run: false }
     }
 }
 
@@ -88,11 +92,13 @@ pub struct MetricResult {
     pub inconclusive: u32,
     pub errors: u32,
     pub consecutive_errors: u32,
+    pub consecutive_successes: u32,
 }
 
 impl MetricResult {
     /// Records a completed measurement (an error does not count towards `count`).
     pub fn record(&mut self, phase: Phase) {
+        self.consecutive_successes = if phase == Phase::Successful { self.consecutive_successes + 1 } else { 0 };
         match phase {
             Phase::Successful => self.successful += 1,
             Phase::Failed => self.failed += 1,
@@ -113,13 +119,24 @@ impl MetricResult {
         if self.count == 0 && self.errors == 0 {
             return if terminating { Phase::Successful } else { Phase::Pending };
         }
-        if self.failed > rules.failure_limit {
+        let success_limit = rules.consecutive_success_limit > 0;
+        if rules.failure_limit >= 0 && i64::from(self.failed) > rules.failure_limit {
             Phase::Failed
         } else if self.inconclusive > rules.inconclusive_limit {
             Phase::Inconclusive
         } else if self.consecutive_errors > rules.consecutive_error_limit {
             Phase::Error
-        } else if rules.count.is_some_and(|n| self.count >= n) || terminating {
+        } else if success_limit && self.consecutive_successes >= rules.consecutive_success_limit {
+            Phase::Successful
+        } else if rules.count.is_some_and(|n| self.count >= n) {
+            // With a consecutive-success limit, reaching the count without meeting it is not a
+            // success: Failed when it is the only limit, Inconclusive when a failure limit applies too.
+            match (success_limit, rules.failure_limit >= 0) {
+                (false, _) => Phase::Successful,
+                (true, false) => Phase::Failed,
+                (true, true) => Phase::Inconclusive,
+            }
+        } else if terminating {
             Phase::Successful
         } else {
             Phase::Running

@@ -1,11 +1,130 @@
-//! The live controllers teams run today, emulated: their decision rules, exactly as the
-//! controllers apply them, so a replay can show what a team's current canary configuration would
-//! have done next to a statistically sound policy.
-//!
-//! Status (issue #7): Argo Rollouts' measurement, metric and run rules ([`argo`]) and its condition
-//! expressions ([`condition`]) are in place and tested against the controller's documented edge
-//! cases. Not yet: reading Rollout / AnalysisTemplate, Flagger Canary and Kayenta files, mapping
-//! their metrics onto canary-replay's, replaying them on the traffic, and the side-by-side report.
+//! The live controllers teams run today, emulated on the replayed traffic: Argo Rollouts
+//! ([`rollout`], with the analysis rules of [`argo`] and the conditions of [`condition`]),
+//! Flagger ([`flagger`]) and Kayenta ([`kayenta`]), each read from its own files as its owners
+//! write them ([`spec`]). Every controller's metric maps onto a canary-replay metric, arm and
+//! scale; the [`probe`] computes what its query would have returned on the traffic routed the way
+//! that controller routed it. The outcome becomes a [`Run`] so it is graded against the same
+//! oracle as the canary-replay policy.
 
 pub mod argo;
 pub mod condition;
+pub mod flagger;
+pub mod kayenta;
+pub mod probe;
+pub mod rollout;
+pub mod spec;
+#[cfg(test)]
+mod tests;
+
+use serde::Serialize;
+
+use self::probe::{Probe, Schedule};
+use self::spec::{Controller, Spec};
+use crate::simulate::{Outcome, Period, Run, StageRun};
+use crate::time::Micros;
+
+/// How many timeline entries a controller keeps (decisions and weight changes always; passing
+/// measurements are only counted).
+const MAX_EVENTS: usize = 400;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub time: Micros,
+    /// Candidate weight in force (a fraction).
+    pub weight: f64,
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Events {
+    pub list: Vec<Event>,
+    /// Measurements or judgments taken.
+    pub measurements: u64,
+    /// Notable entries not kept (over [`MAX_EVENTS`]).
+    pub omitted: u64,
+}
+
+impl Events {
+    pub fn push(&mut self, time: Micros, schedule: &Schedule, what: String) {
+        self.list.push(Event { time, weight: schedule.at(time), what });
+    }
+
+    /// A measurement; kept in the timeline when `notable` (not a plain pass) and room is left.
+    pub fn measurement(&mut self, time: Micros, schedule: &Schedule, what: String, notable: bool) {
+        self.measurements += 1;
+        if notable {
+            if self.list.len() < MAX_EVENTS {
+                self.push(time, schedule, what);
+            } else {
+                self.omitted += 1;
+            }
+        }
+    }
+}
+
+/// What an emulated controller did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emulated {
+    pub outcome: Outcome,
+    pub decided_at: Micros,
+    pub reason: String,
+    /// The window of the measurement or judgment that decided (for grading a rollback).
+    pub deciding_window: (Micros, Micros),
+    /// The candidate's weight over time, after the decision included.
+    pub schedule: Schedule,
+    pub events: Events,
+    /// What the emulation could not reproduce faithfully.
+    pub caveats: Vec<String>,
+}
+
+impl Emulated {
+    /// As a simulation [`Run`] over [origin, end), with every cell at the controller's weight.
+    pub fn run(&self, origin: Micros, end: Micros, cells: usize) -> Run {
+        let mut periods = Vec::new();
+        let points = &self.schedule.0;
+        let mut from = origin;
+        let mut weight = self.schedule.at(origin);
+        for &(t, w) in points.iter().filter(|(t, _)| *t > origin) {
+            if t >= end {
+                break;
+            }
+            periods.push(Period { start: from, end: t, weights: vec![weight; cells] });
+            (from, weight) = (t, w);
+        }
+        periods.push(Period { start: from, end: end.max(from), weights: vec![weight; cells] });
+        let stages = periods
+            .iter()
+            .map(|p| StageRun {
+                wave: 0,
+                stage: 0,
+                weight: p.weights.first().copied().unwrap_or(0.0),
+                monitoring: false,
+                start: p.start,
+                end: p.end,
+                decision: "continue",
+                reason: String::new(),
+            })
+            .collect();
+        Run {
+            outcome: self.outcome,
+            decided_at: self.decided_at,
+            reason: self.reason.clone(),
+            origin,
+            end,
+            stages,
+            checks: Vec::new(),
+            periods,
+            deciding_window: self.deciding_window,
+        }
+    }
+}
+
+/// Replays one controller over [origin, end). `default_window` is the lookback of a query that
+/// names none (the scenario's check interval).
+pub fn emulate(controller: &Controller, spec: &Spec, probe: &Probe, origin: Micros, end: Micros, default_window: Micros) -> Emulated {
+    match controller {
+        Controller::Argo(r) => rollout::emulate(r, spec, probe, origin, end, default_window),
+        Controller::Flagger(c) => flagger::emulate(c, spec, probe, origin, end),
+        Controller::Kayenta(k) => kayenta::emulate(k, spec, probe, origin, end),
+    }
+}

@@ -6,6 +6,7 @@
 
 pub(crate) mod charts;
 pub(crate) mod page;
+pub mod controllers;
 pub mod simulation;
 mod terminal;
 pub mod view;
@@ -54,6 +55,9 @@ pub struct Summary {
     /// What the policy did, when, why, and whether it was right.
     pub simulation: simulation::Simulation,
     pub oracle: Oracle,
+    /// The live controllers of `[controller]`, emulated and graded next to the policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub controllers: Option<controllers::Controllers>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -214,6 +218,7 @@ pub fn summary(prepared: &Prepared, oracle: &Oracle, simulation: simulation::Sim
         faults: scenario.faults.iter().map(FaultInfo::of).collect(),
         simulation,
         oracle: oracle.clone(),
+        controllers: None,
     })
 }
 

@@ -183,6 +183,9 @@ pub fn render(view: &RunView, charts: &[Chart]) -> String {
     let rest: Vec<&Chart> = charts.filter(|c| !c.title.starts_with("Gate: ")).collect();
     oracle(&mut s, view, &rest);
     exposure(&mut s, view);
+    if let Some(c) = &summary.controllers {
+        super::controllers::section(&mut s, c);
+    }
     effective_policy(&mut s, view);
     provenance(&mut s, view);
     let _ = writeln!(

@@ -44,6 +44,9 @@ pub fn print_run(summary: &Summary, timings: &Timings, out_dir: &std::path::Path
         let what = if st.monitoring { format!("monitor {:>5.1}%", st.weight) } else { format!("{:>5.1}%", st.weight) };
         let _ = writeln!(s, "    {what:<15} {} → {}  {}", &st.start[..16], &st.end[..16], st.decision);
     }
+    if let Some(c) = &summary.controllers {
+        super::controllers::print(&mut s, c);
+    }
     let _ = writeln!(s, "\nThe models on all traffic (the oracle; {} task, {} labelled rows):", o.task, o.overall.paired_labelled);
     write_comparison(&mut s, &o.overall);
     for (column, values) in &o.segments {

@@ -40,6 +40,8 @@ pub struct SummaryView {
     pub faults: Vec<FaultView>,
     pub simulation: SimulationView,
     pub oracle: OracleView,
+    #[serde(default)]
+    pub controllers: Option<super::controllers::Controllers>,
 }
 
 #[derive(Debug, Deserialize)]

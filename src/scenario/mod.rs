@@ -38,6 +38,10 @@ pub struct Scenario {
     pub expect: Option<Expect>,
     /// Things the user should know that do not stop the run.
     pub warnings: Vec<String>,
+    /// The live controllers to emulate next to the policy (`[controller]`).
+    pub controller: Option<crate::controller::spec::Spec>,
+    /// `[controller]` as written, to add files given on the command line.
+    pub raw_controller: Option<crate::controller::spec::RawController>,
 }
 
 impl Scenario {

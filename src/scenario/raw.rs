@@ -55,6 +55,8 @@ pub struct RawScenario {
     /// Incidents injected into a model's outputs.
     #[serde(default)]
     pub faults: Vec<RawFault>,
+    /// Live controller configurations (Argo Rollouts, Flagger, Kayenta) to emulate next to the policy.
+    pub controller: Option<crate::controller::spec::RawController>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -152,6 +152,7 @@ pub(super) fn validate(raw: RawScenario, file: &Path, problems: &mut Vec<Problem
             }
         }
     }
+    let controller = raw.controller.as_ref().and_then(|rc| crate::controller::spec::load(rc, c.dir, &c.file, policy.ramp.check_every, c.problems));
     if raw.traffic.label_time.is_some() && raw.traffic.label_delay.is_some() {
         warnings.push(format!("{}: traffic.label_delay is ignored because traffic.label_time is set", c.file));
     }
@@ -168,6 +169,8 @@ pub(super) fn validate(raw: RawScenario, file: &Path, problems: &mut Vec<Problem
         faults,
         expect,
         warnings,
+        controller,
+        raw_controller: raw.controller,
     }
 }
 

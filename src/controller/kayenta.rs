@@ -1,0 +1,244 @@
+//! Kayenta: a canary config (JSON, as Kayenta's API stores it) judged by the NetflixACAJudge rules
+//! ([`crate::stats::kayenta`]) the way Spinnaker's canary stage runs it.
+//!
+//! The candidate serves a fixed share (`controller.kayenta.weight`) from the first request. After
+//! `begin_after`, a judgment every `interval` compares the two arms' metric series (one value per
+//! `step`, the resolution a Kayenta metrics query returns) over everything since the analysis began,
+//! or the last `lookback`. Per metric: NaN steps are removed (`nanStrategy: remove`, the default)
+//! or set to 0 (`replace`); with `outliers.strategy: remove` values beyond `outlierFactor` (3)
+//! interquartile ranges from the quartiles go (Apache Commons' legacy percentile, as Kayenta's IQR
+//! detector uses); then the Mann-Whitney classifier and the weighted group score. An interim score
+//! below `marginal` fails the canary at once; the last judgment, at the end of `lifetime`, must reach
+//! `pass` to promote.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use super::probe::{Probe, Schedule};
+use super::spec::{KayentaSettings, Mapping, Reader, Spec};
+use super::{Emulated, Events};
+use crate::simulate::Outcome;
+use crate::stats::kayenta::{Direction, Judge, MetricConfig};
+use crate::time::{format_duration, Micros};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KayentaMetric {
+    pub config: MetricConfig,
+    /// `nanStrategy: replace` (NaN → 0) rather than `remove`.
+    pub replace_nan: bool,
+    /// `outliers.strategy: remove` with this factor.
+    pub outlier_factor: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryConfig {
+    pub name: String,
+    pub file: String,
+    pub metrics: Vec<KayentaMetric>,
+    pub group_weights: BTreeMap<String, f64>,
+}
+
+/// `thresholds` of an execution request: (pass, marginal).
+pub(crate) fn thresholds(r: &mut Reader, json: &Json) -> Option<(f64, f64)> {
+    let t = &json["thresholds"];
+    match (t["pass"].as_f64(), t["marginal"].as_f64()) {
+        (Some(p), Some(m)) => Some((p, m)),
+        _ => {
+            r.problem("thresholds", "needs numeric pass and marginal scores", Some("write \"thresholds\": {\"pass\": 95, \"marginal\": 75}"));
+            None
+        }
+    }
+}
+
+pub(crate) fn read(r: &mut Reader, json: &Json) -> Option<CanaryConfig> {
+    let before = r.problems.len();
+    let Some(metrics) = json["metrics"].as_array() else {
+        r.problem("metrics", "is missing: not a Kayenta canary config", Some("a canary config lists metrics with analysisConfigurations.canary; an execution request holds thresholds"));
+        return None;
+    };
+    let number = |r: &mut Reader, v: &Json, path: &str, default: f64| -> f64 {
+        match v {
+            Json::Null => default,
+            other => other.as_f64().unwrap_or_else(|| {
+                r.problem(path, format!("expected a number, found {other}"), None);
+                default
+            }),
+        }
+    };
+    let mut out = Vec::new();
+    for (i, m) in metrics.iter().enumerate() {
+        let name = m["name"].as_str().unwrap_or("").to_string();
+        let path = format!("metrics[{i}] ({name})");
+        if name.is_empty() {
+            r.problem(&format!("metrics[{i}].name"), "is missing", None);
+        }
+        let canary = &m["analysisConfigurations"]["canary"];
+        let direction = match canary["direction"].as_str().unwrap_or("either") {
+            "increase" => Direction::Increase,
+            "decrease" => Direction::Decrease,
+            "either" => Direction::Either,
+            other => {
+                r.problem(&format!("{path}.analysisConfigurations.canary.direction"), format!("\"{other}\" is not a direction"), Some("use increase, decrease or either"));
+                Direction::Either
+            }
+        };
+        let effect = &canary["effectSize"];
+        let at = |k: &str| format!("{path}.analysisConfigurations.canary.effectSize.{k}");
+        let effect_size = (number(r, &effect["allowedDecrease"], &at("allowedDecrease"), 1.0), number(r, &effect["allowedIncrease"], &at("allowedIncrease"), 1.0));
+        let critical_effect_size = (number(r, &effect["criticalDecrease"], &at("criticalDecrease"), 1.0), number(r, &effect["criticalIncrease"], &at("criticalIncrease"), 1.0));
+        let replace_nan = match canary["nanStrategy"].as_str().unwrap_or("remove") {
+            "remove" => false,
+            "replace" => true,
+            other => {
+                r.problem(&format!("{path}.analysisConfigurations.canary.nanStrategy"), format!("\"{other}\" is not a NaN strategy"), Some("use remove or replace"));
+                false
+            }
+        };
+        let outliers = &canary["outliers"];
+        let outlier_factor = match outliers["strategy"].as_str().unwrap_or("keep") {
+            "keep" => None,
+            "remove" => Some(number(r, &outliers["outlierFactor"], &format!("{path}.analysisConfigurations.canary.outliers.outlierFactor"), 3.0)),
+            other => {
+                r.problem(&format!("{path}.analysisConfigurations.canary.outliers.strategy"), format!("\"{other}\" is not an outlier strategy"), Some("use keep or remove"));
+                None
+            }
+        };
+        let groups: Vec<String> = m["groups"].as_array().map(|g| g.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
+        out.push(KayentaMetric {
+            config: MetricConfig {
+                name,
+                groups: if groups.is_empty() { vec!["default".into()] } else { groups },
+                direction,
+                critical: canary["critical"].as_bool().unwrap_or(false),
+                must_have_data: canary["mustHaveData"].as_bool().unwrap_or(false),
+                effect_size,
+                critical_effect_size,
+            },
+            replace_nan,
+            outlier_factor,
+        });
+    }
+    let mut group_weights = BTreeMap::new();
+    if let Some(w) = json["classifier"]["groupWeights"].as_object() {
+        for (g, v) in w {
+            group_weights.insert(g.clone(), number(r, v, &format!("classifier.groupWeights.{g}"), 0.0));
+        }
+    }
+    let total: f64 = group_weights.values().sum();
+    if total > 100.0 + 1e-9 {
+        r.problem("classifier.groupWeights", format!("the weights add up to {total}, over 100"), None);
+    }
+    let name = json["name"].as_str().unwrap_or("unnamed").to_string();
+    (r.problems.len() == before).then(|| CanaryConfig { name, file: r.file.clone(), metrics: out, group_weights })
+}
+
+/// Apache Commons Math's legacy percentile estimate (position p·(n+1)) of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let n = sorted.len();
+    let pos = p * (n as f64 + 1.0);
+    if pos < 1.0 {
+        sorted[0]
+    } else if pos >= n as f64 {
+        sorted[n - 1]
+    } else {
+        let lower = sorted[pos.floor() as usize - 1];
+        let upper = sorted[pos.floor() as usize];
+        lower + (pos - pos.floor()) * (upper - lower)
+    }
+}
+
+/// Kayenta's IQR outlier removal.
+fn remove_outliers(values: &mut Vec<f64>, factor: f64) {
+    if values.len() < 2 {
+        return;
+    }
+    let mut sorted = values.clone();
+    sorted.sort_by(f64::total_cmp);
+    let (q1, q3) = (percentile(&sorted, 0.25), percentile(&sorted, 0.75));
+    let iqr = q3 - q1;
+    let (lo, hi) = (q1 - factor * iqr, q3 + factor * iqr);
+    values.retain(|v| *v >= lo && *v <= hi);
+}
+
+/// The samples Kayenta's judge would see for one arm.
+fn prepare(series: &[f64], metric: &KayentaMetric) -> Vec<f64> {
+    let mut values: Vec<f64> = series.iter().filter_map(|v| if v.is_nan() { metric.replace_nan.then_some(0.0) } else { Some(*v) }).collect();
+    if let Some(f) = metric.outlier_factor {
+        remove_outliers(&mut values, f);
+    }
+    values
+}
+
+pub fn emulate(config: &CanaryConfig, spec: &Spec, probe: &Probe, origin: Micros, end: Micros) -> Emulated {
+    let settings: &KayentaSettings = spec.kayenta.as_ref().expect("validated: a Kayenta config comes with settings");
+    let judge = Judge { group_weights: config.group_weights.clone(), pass_threshold: settings.pass, marginal_threshold: settings.marginal, ..Judge::default() };
+    let configs: Vec<MetricConfig> = config.metrics.iter().map(|m| m.config.clone()).collect();
+    let mappings: Vec<Mapping> = config.metrics.iter().map(|m| spec.mapping_of(&m.config.name).expect("validated: every metric is mapped")).collect();
+    let mut events = Events::default();
+    let mut schedule = Schedule::default();
+    schedule.set(origin, settings.weight);
+    events.push(origin, &schedule, format!("canary at {}% of traffic; judged every {} over a lifetime of {}", settings.weight * 100.0, format_duration(settings.interval), format_duration(settings.lifetime)));
+    let start = origin + settings.begin_after;
+    let last = start + settings.lifetime;
+    let finish = |outcome: Outcome, at: Micros, reason: String, window: (Micros, Micros), mut schedule: Schedule, mut events: Events| {
+        match outcome {
+            Outcome::RolledBack => schedule.set(at, 0.0),
+            Outcome::Promoted => schedule.set(at, 1.0),
+            Outcome::Held => {}
+        }
+        events.push(at, &schedule, format!("{}: {reason}", outcome.name()));
+        Emulated { outcome, decided_at: at, reason, deciding_window: window, schedule, events, caveats: Vec::new() }
+    };
+    let mut t = start;
+    loop {
+        t = (t + settings.interval).min(last);
+        if t > end {
+            let reason = format!("the traffic ended before the canary's lifetime of {}", format_duration(settings.lifetime));
+            return finish(Outcome::Held, end, reason, (start, end), schedule, events);
+        }
+        let from = settings.lookback.map_or(start, |l| (t - l).max(start));
+        let classified = config
+            .metrics
+            .iter()
+            .zip(&mappings)
+            .map(|(m, mapping)| {
+                let [stable, candidate] = probe.series(mapping, from, t, settings.step, &schedule);
+                judge.classify(&m.config, &prepare(&stable, m), &prepare(&candidate, m))
+            })
+            .collect();
+        let result = judge.score(&configs, classified);
+        let failing: Vec<String> =
+            result.metrics.iter().filter(|m| !matches!(m.label, crate::stats::kayenta::Label::Pass)).map(|m| format!("{} {:?}", m.metric, m.label)).collect();
+        let detail = if failing.is_empty() { "every metric passes".to_string() } else { failing.join(", ") };
+        let why = result.reason.as_ref().map_or(String::new(), |r| format!(" ({r})"));
+        let final_judgment = t >= last;
+        events.measurement(t, &schedule, format!("{} judgment: score {}{why}; {detail}", if final_judgment { "final" } else { "interim" }, result.score), true);
+        if final_judgment {
+            return if result.score >= settings.pass {
+                finish(Outcome::Promoted, t, format!("final score {} reaches pass {}", result.score, settings.pass), (from, t), schedule, events)
+            } else {
+                finish(Outcome::RolledBack, t, format!("final score {} is below pass {}{why}: {detail}", result.score, settings.pass), (from, t), schedule, events)
+            };
+        }
+        if result.score < settings.marginal {
+            return finish(Outcome::RolledBack, t, format!("interim score {} is below marginal {}{why}: {detail}", result.score, settings.marginal), (from, t), schedule, events);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_legacy_percentile_and_iqr_removal() {
+        let sorted = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
+        // Position 0.25 · 11 = 2.75: 2 + 0.75 · (3 − 2).
+        assert!((percentile(&sorted, 0.25) - 2.75).abs() < 1e-12);
+        assert!((percentile(&sorted, 0.75) - 8.25).abs() < 1e-12);
+        let mut values = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 100.0];
+        remove_outliers(&mut values, 3.0);
+        assert_eq!(values.len(), 10, "100 lies beyond Q3 + 3·IQR");
+    }
+}

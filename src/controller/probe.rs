@@ -1,0 +1,160 @@
+//! What a controller's metric query would have returned on the replayed traffic.
+//!
+//! A controller sees one service: its queries aggregate every request, whatever the segment. The
+//! probe reads the replayed rows the way the reference simulator does — each request goes to the
+//! arm its entity hash and the weight in force at its time say ([`Schedule`]), a label counts once
+//! it has arrived — and evaluates the mapped canary-replay metric on one arm, or compares the two.
+
+use super::spec::{Arm, Mapping};
+use crate::simulate::metrics::{drift_between, ArmStats, Scale};
+use crate::simulate::replay::Row;
+use crate::simulate::router::to_candidate;
+use crate::time::Micros;
+
+/// The candidate weight over time: `(from, weight)` in time order; 0 before the first entry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Schedule(pub Vec<(Micros, f64)>);
+
+impl Schedule {
+    pub fn at(&self, t: Micros) -> f64 {
+        let i = self.0.partition_point(|(from, _)| *from <= t);
+        if i == 0 {
+            0.0
+        } else {
+            self.0[i - 1].1
+        }
+    }
+
+    /// Sets the weight from `t` on (a later change replaces any at the same instant).
+    pub fn set(&mut self, t: Micros, weight: f64) {
+        if let Some(last) = self.0.last_mut() {
+            if last.0 == t {
+                last.1 = weight;
+                return;
+            }
+            if last.1 == weight {
+                return;
+            }
+        }
+        self.0.push((t, weight));
+    }
+}
+
+pub struct Probe<'a> {
+    rows: &'a [Row],
+    scale: Scale,
+}
+
+impl<'a> Probe<'a> {
+    pub fn new(rows: &'a [Row], scale: Scale) -> Self {
+        Self { rows, scale }
+    }
+
+    /// [stable, candidate] statistics of requests in [start, end) under `schedule`; with `mirror`
+    /// the candidate also scores every request (its answers discarded), as under traffic mirroring.
+    pub fn arms(&self, start: Micros, end: Micros, schedule: &Schedule, mirror: bool) -> [ArmStats; 2] {
+        self.arms_with_labels_until(start, end, end, schedule, mirror)
+    }
+
+    /// [`Probe::arms`] counting the labels that arrived before `labels_until`.
+    fn arms_with_labels_until(&self, start: Micros, end: Micros, labels_until: Micros, schedule: &Schedule, mirror: bool) -> [ArmStats; 2] {
+        let a = self.rows.partition_point(|r| r.time < start);
+        let b = self.rows.partition_point(|r| r.time < end);
+        let mut arms = [ArmStats::default(), ArmStats::default()];
+        for row in &self.rows[a..b] {
+            let served = usize::from(to_candidate(row.u, schedule.at(row.time)));
+            let seen: &[usize] = if mirror { &[0, 1] } else { std::slice::from_ref(&served) };
+            for &arm in seen {
+                let out = &row.outputs[arm];
+                arms[arm].add(&self.scale.contribution(out));
+                if let (Some(y), Some(lt)) = (row.label, row.label_time) {
+                    if lt < labels_until {
+                        if let Some(q) = self.scale.quality(out, y) {
+                            arms[arm].add_quality(&q);
+                        }
+                    }
+                }
+            }
+        }
+        arms
+    }
+
+    /// The mapped metric over [end − lookback, end), as a Prometheus query would return it: `None`
+    /// (an empty result) while a series it reads does not exist yet — the arm has served no request
+    /// since the rollout began — and NaN when the series exists but the window holds no data.
+    pub fn measure(&self, mapping: &Mapping, end: Micros, lookback: Micros, schedule: &Schedule, mirror: bool) -> Option<f64> {
+        let needs: &[usize] = match mapping.arm {
+            Arm::Candidate => &[1],
+            Arm::Stable => &[0],
+            Arm::Difference | Arm::Ratio => &[0, 1],
+        };
+        if !mirror && !needs.iter().all(|&arm| self.ever_served(arm, end, schedule)) {
+            return None;
+        }
+        let arms = self.arms(end - lookback, end, schedule, mirror);
+        Some(self.value(mapping, &arms).unwrap_or(f64::NAN))
+    }
+
+    /// Whether `arm` served any request before `until` (from the first one the schedule routes).
+    fn ever_served(&self, arm: usize, until: Micros, schedule: &Schedule) -> bool {
+        let from = schedule.0.first().map_or(Micros::MAX, |(t, _)| *t);
+        let a = self.rows.partition_point(|r| r.time < from);
+        self.rows[a..].iter().take_while(|r| r.time < until).any(|r| usize::from(to_candidate(r.u, schedule.at(r.time))) == arm)
+    }
+
+    /// The mapped metric on already gathered arms.
+    pub fn value(&self, mapping: &Mapping, arms: &[ArmStats; 2]) -> Option<f64> {
+        let [stable, candidate] = arms;
+        let raw = if mapping.metric.is_drift() {
+            drift_between(mapping.metric, stable, candidate, &self.scale.bins)?
+        } else {
+            let (s, c) = (|| stable.value(mapping.metric), || candidate.value(mapping.metric));
+            match mapping.arm {
+                Arm::Candidate => c()?,
+                Arm::Stable => s()?,
+                Arm::Difference => c()? - s()?,
+                Arm::Ratio => {
+                    let s = s()?;
+                    if s == 0.0 {
+                        return None;
+                    }
+                    c()? / s
+                }
+            }
+        };
+        Some(raw * mapping.scale + mapping.offset)
+    }
+
+    /// Per-step values of each arm's metric over [start, end) (Kayenta's time series, fetched at
+    /// `end`: a step's labels count when they arrived before `end`); a step without data is NaN.
+    pub fn series(&self, mapping: &Mapping, start: Micros, end: Micros, step: Micros, schedule: &Schedule) -> [Vec<f64>; 2] {
+        let mut out = [Vec::new(), Vec::new()];
+        let mut t = start;
+        while t < end {
+            let next = (t + step).min(end);
+            let arms = self.arms_with_labels_until(t, next, end, schedule, false);
+            for (arm, series) in out.iter_mut().enumerate() {
+                let v = if mapping.metric.is_drift() { None } else { arms[arm].value(mapping.metric) };
+                series.push(v.map_or(f64::NAN, |v| v * mapping.scale + mapping.offset));
+            }
+            t = next;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_holds_each_weight_until_the_next_change() {
+        let mut s = Schedule::default();
+        s.set(10, 0.1);
+        s.set(20, 0.5);
+        s.set(20, 0.6);
+        s.set(30, 0.6);
+        assert_eq!(s.0, vec![(10, 0.1), (20, 0.6)]);
+        assert_eq!((s.at(9), s.at(10), s.at(19), s.at(20), s.at(1000)), (0.0, 0.1, 0.1, 0.6, 0.6));
+    }
+}

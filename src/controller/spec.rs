@@ -1,0 +1,500 @@
+//! The scenario's `[controller]` section: which controller files to emulate, how their metrics map
+//! onto canary-replay's, and the canary-stage settings a Kayenta config does not hold. Every
+//! problem names the file and key (or YAML/JSON path) and the fix.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{flagger, kayenta, rollout};
+use crate::error::{did_you_mean, Problem};
+use crate::policy::Metric;
+use crate::time::{parse_duration, Micros};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawController {
+    /// Controller files, relative to the scenario: Argo Rollouts YAML (Rollout and
+    /// AnalysisTemplates), Flagger YAML (Canary and MetricTemplates), Kayenta JSON (canary config,
+    /// optionally an execution request with thresholds).
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// A TOML file with `[metrics.<name>]` and `[kayenta]` tables, shared by several scenarios.
+    pub mapping: Option<String>,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, RawMapping>,
+    pub kayenta: Option<RawKayenta>,
+    /// Argo: when someone would resume an indefinite pause (`pause: {}`); default: never (held).
+    pub resume_paused_after: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMapping {
+    pub metric: String,
+    pub arm: Option<String>,
+    pub scale: Option<f64>,
+    pub offset: Option<f64>,
+    pub window: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKayenta {
+    pub weight: Option<f64>,
+    pub interval: Option<String>,
+    pub lifetime: Option<String>,
+    pub begin_after: Option<String>,
+    pub lookback: Option<String>,
+    pub step: Option<String>,
+    pub pass: Option<f64>,
+    pub marginal: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMappingFile {
+    #[serde(default)]
+    metrics: BTreeMap<String, RawMapping>,
+    kayenta: Option<RawKayenta>,
+    resume_paused_after: Option<String>,
+}
+
+/// Which arm a controller's query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arm {
+    Candidate,
+    Stable,
+    /// candidate − stable.
+    Difference,
+    /// candidate / stable.
+    Ratio,
+}
+
+/// One controller metric as a canary-replay metric: `value × scale + offset` on `arm`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapping {
+    pub metric: Metric,
+    pub arm: Arm,
+    pub scale: f64,
+    pub offset: f64,
+    /// The query's lookback; default: the range selector in the query (`[5m]`), else the interval.
+    pub window: Option<Micros>,
+}
+
+impl Mapping {
+    pub fn describe(&self) -> String {
+        let arm = match self.arm {
+            Arm::Candidate => "candidate",
+            Arm::Stable => "stable",
+            Arm::Difference => "candidate − stable",
+            Arm::Ratio => "candidate / stable",
+        };
+        let mut s = format!("{} ({arm})", self.metric.name());
+        if self.scale != 1.0 || self.offset != 0.0 {
+            s.push_str(&format!(" × {} + {}", self.scale, self.offset));
+        }
+        s
+    }
+}
+
+/// What Spinnaker's canary stage holds and Kayenta's config does not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KayentaSettings {
+    /// Candidate traffic share during the canary (a fraction).
+    pub weight: f64,
+    /// Time between interim judgments.
+    pub interval: Micros,
+    pub lifetime: Micros,
+    pub begin_after: Micros,
+    /// Judge only the last `lookback` (default: everything since the analysis began).
+    pub lookback: Option<Micros>,
+    /// The metric series' resolution.
+    pub step: Micros,
+    pub pass: f64,
+    pub marginal: f64,
+}
+
+#[derive(Debug, Clone)]
+pub enum Controller {
+    Argo(rollout::Rollout),
+    Flagger(flagger::Canary),
+    Kayenta(kayenta::CanaryConfig),
+}
+
+impl Controller {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Controller::Argo(_) => "argo_rollouts",
+            Controller::Flagger(_) => "flagger",
+            Controller::Kayenta(_) => "kayenta",
+        }
+    }
+
+    pub fn title(&self) -> String {
+        match self {
+            Controller::Argo(r) => format!("Argo Rollouts: Rollout {} ({})", r.name, r.file),
+            Controller::Flagger(c) => format!("Flagger: Canary {} ({})", c.name, c.file),
+            Controller::Kayenta(k) => format!("Kayenta: canary config {} ({})", k.name, k.file),
+        }
+    }
+}
+
+/// The validated `[controller]` section.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub controllers: Vec<Controller>,
+    pub mapping: BTreeMap<String, Mapping>,
+    pub kayenta: Option<KayentaSettings>,
+    pub resume_paused_after: Option<Micros>,
+}
+
+impl Spec {
+    /// The mapping of a controller metric (Flagger's built-in metrics have defaults).
+    pub fn mapping_of(&self, name: &str) -> Option<Mapping> {
+        self.mapping.get(name).cloned().or_else(|| flagger::builtin(name))
+    }
+}
+
+/// Problems of one file, each at a key path.
+pub(crate) struct Reader<'p> {
+    pub file: String,
+    pub problems: &'p mut Vec<Problem>,
+}
+
+impl Reader<'_> {
+    pub fn problem(&mut self, path: &str, message: impl Into<String>, fix: Option<&str>) {
+        let mut p = Problem::new(if path.is_empty() { self.file.clone() } else { format!("{}: {path}", self.file) }, message);
+        p.fix = fix.map(str::to_string);
+        self.problems.push(p);
+    }
+
+    pub fn duration(&mut self, path: &str, text: &str) -> Option<Micros> {
+        match parse_duration(text) {
+            Ok(d) if d >= 0 => Some(d),
+            Ok(_) => {
+                self.problem(path, format!("\"{text}\" is negative"), None);
+                None
+            }
+            Err(e) => {
+                self.problem(path, e, None);
+                None
+            }
+        }
+    }
+}
+
+/// YAML access with the path kept for messages.
+pub(crate) mod yaml {
+    use serde_yaml::Value;
+
+    use super::Reader;
+    use crate::time::Micros;
+
+    pub fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+        v.as_mapping()?.get(key).filter(|v| !v.is_null())
+    }
+
+    pub fn string(r: &mut Reader, v: &Value, path: &str) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => {
+                r.problem(path, "expected a string", None);
+                None
+            }
+        }
+    }
+
+    /// An integer, also written as a string (Kubernetes' int-or-string).
+    pub fn int(r: &mut Reader, v: &Value, path: &str) -> Option<i64> {
+        let parsed = match v {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        if parsed.is_none() {
+            r.problem(path, format!("expected an integer, found {}", super::yaml::show(v)), None);
+        }
+        parsed
+    }
+
+    pub fn number(r: &mut Reader, v: &Value, path: &str) -> Option<f64> {
+        let parsed = match v {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        if parsed.is_none() {
+            r.problem(path, format!("expected a number, found {}", show(v)), None);
+        }
+        parsed
+    }
+
+    pub fn boolean(r: &mut Reader, v: &Value, path: &str) -> Option<bool> {
+        match v {
+            Value::Bool(b) => Some(*b),
+            _ => {
+                r.problem(path, format!("expected true or false, found {}", show(v)), None);
+                None
+            }
+        }
+    }
+
+    /// A Go duration (`"5m"`, `"1h30m"`) or a number of seconds.
+    pub fn duration(r: &mut Reader, v: &Value, path: &str) -> Option<Micros> {
+        match v {
+            Value::Number(n) => match n.as_f64() {
+                Some(s) if s >= 0.0 => Some((s * 1e6).round() as Micros),
+                _ => {
+                    r.problem(path, format!("{n} is not a duration"), None);
+                    None
+                }
+            },
+            Value::String(s) => r.duration(path, s),
+            _ => {
+                r.problem(path, format!("expected a duration such as \"5m\", found {}", show(v)), None);
+                None
+            }
+        }
+    }
+
+    pub fn seq<'a>(r: &mut Reader, v: &'a Value, path: &str) -> &'a [Value] {
+        match v.as_sequence() {
+            Some(s) => s,
+            None => {
+                r.problem(path, "expected a list", None);
+                &[]
+            }
+        }
+    }
+
+    pub fn show(v: &Value) -> String {
+        serde_yaml::to_string(v).map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".into())
+    }
+}
+
+/// Reads `[controller]`: the files it names, the mapping, and the settings. Paths are relative to
+/// `dir` (the scenario's folder); `file` names the scenario in messages.
+pub fn load(raw: &RawController, dir: &Path, file: &str, default_step: Micros, problems: &mut Vec<Problem>) -> Option<Spec> {
+    let before = problems.len();
+    let mut r = Reader { file: file.to_string(), problems };
+    if raw.files.is_empty() {
+        r.problem("controller.files", "names no controller file", Some("list Argo Rollouts or Flagger YAML files, or Kayenta JSON files, relative to the scenario"));
+    }
+    let mut metrics = BTreeMap::new();
+    let mut kayenta_raw = raw.kayenta.clone();
+    let mut resume = raw.resume_paused_after.clone();
+    if let Some(mapping) = &raw.mapping {
+        let path = dir.join(mapping);
+        let key = format!("{file}: controller.mapping");
+        match std::fs::read_to_string(&path) {
+            Err(e) => r.problems.push(Problem::new(key, format!("cannot read \"{mapping}\" ({}): {e}", path.display())).fix("relative paths are resolved against the scenario file's folder")),
+            Ok(text) => match toml::from_str::<RawMappingFile>(&text) {
+                Err(e) => r.problems.push(Problem::new(format!("{}", path.display()), e.message().to_string())),
+                Ok(shared) => {
+                    let shown = path.display().to_string();
+                    for (name, m) in &shared.metrics {
+                        validate_mapping(&mut Reader { file: shown.clone(), problems: r.problems }, &format!("metrics.{name}"), m).map(|m| metrics.insert(name.clone(), m));
+                    }
+                    kayenta_raw = kayenta_raw.or(shared.kayenta);
+                    resume = resume.or(shared.resume_paused_after);
+                }
+            },
+        }
+    }
+    // The scenario's own entries override the shared file's.
+    for (name, m) in &raw.metrics {
+        if let Some(m) = validate_mapping(&mut r, &format!("controller.metrics.{name}"), m) {
+            metrics.insert(name.clone(), m);
+        }
+    }
+    let resume_paused_after = resume.as_deref().and_then(|d| r.duration("controller.resume_paused_after", d));
+
+    let mut loaded = Loaded::default();
+    for (i, name) in raw.files.iter().enumerate() {
+        let path: PathBuf = dir.join(name);
+        let shown = name.clone();
+        match std::fs::read_to_string(&path) {
+            Err(e) => r.problems.push(
+                Problem::new(format!("{file}: controller.files[{i}]"), format!("cannot read \"{name}\" ({}): {e}", path.display()))
+                    .fix("relative paths are resolved against the scenario file's folder"),
+            ),
+            Ok(text) => loaded.read(&mut Reader { file: shown, problems: r.problems }, &text),
+        }
+    }
+    let controllers = loaded.resolve(&mut r);
+    let kayenta = if controllers.iter().any(|c| matches!(c, Controller::Kayenta(_))) {
+        kayenta_settings(&mut r, kayenta_raw.unwrap_or_default(), loaded.thresholds, default_step)
+    } else {
+        None
+    };
+    let spec = Spec { controllers, mapping: metrics, kayenta, resume_paused_after };
+    for c in &spec.controllers {
+        unmapped(&mut r, &spec, c);
+    }
+    (r.problems.len() == before).then_some(spec)
+}
+
+/// Everything read from the files, before templates are resolved.
+#[derive(Default)]
+struct Loaded {
+    rollouts: Vec<rollout::RawRollout>,
+    templates: BTreeMap<String, rollout::Template>,
+    canaries: Vec<flagger::RawCanary>,
+    metric_templates: BTreeMap<String, String>,
+    kayenta: Vec<kayenta::CanaryConfig>,
+    thresholds: Option<(f64, f64)>,
+}
+
+impl Loaded {
+    fn read(&mut self, r: &mut Reader, text: &str) {
+        if text.trim_start().starts_with('{') {
+            match serde_json::from_str::<serde_json::Value>(text) {
+                Err(e) => r.problem("", format!("is not valid JSON: {e}"), None),
+                Ok(json) if json.get("thresholds").is_some() => self.thresholds = kayenta::thresholds(r, &json),
+                Ok(json) => {
+                    if let Some(c) = kayenta::read(r, &json) {
+                        self.kayenta.push(c);
+                    }
+                }
+            }
+            return;
+        }
+        let mut any = false;
+        for (d, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            let value = match serde_yaml::Value::deserialize(doc) {
+                Ok(v) => v,
+                Err(e) => {
+                    r.problem(&format!("document {}", d + 1), format!("is not valid YAML: {e}"), None);
+                    return;
+                }
+            };
+            if value.is_null() {
+                continue;
+            }
+            any = true;
+            let kind = yaml::get(&value, "kind").and_then(|k| k.as_str()).unwrap_or("");
+            let at = format!("document {} (kind {})", d + 1, if kind.is_empty() { "missing" } else { kind });
+            match kind {
+                "Rollout" => self.rollouts.extend(rollout::read_rollout(r, &value, &at)),
+                "AnalysisTemplate" | "ClusterAnalysisTemplate" => {
+                    if let Some(t) = rollout::read_template(r, &value, &at) {
+                        self.templates.insert(t.name.clone(), t);
+                    }
+                }
+                "Canary" => self.canaries.extend(flagger::read_canary(r, &value, &at)),
+                "MetricTemplate" => {
+                    if let Some((name, query)) = flagger::read_metric_template(&value) {
+                        self.metric_templates.insert(name, query);
+                    }
+                }
+                other => r.problem(
+                    &at,
+                    format!("kind \"{other}\" is not a controller resource canary-replay emulates"),
+                    Some("use Rollout and AnalysisTemplate (Argo Rollouts), Canary and MetricTemplate (Flagger), or a Kayenta canary config in JSON"),
+                ),
+            }
+        }
+        if !any {
+            r.problem("", "holds no document", None);
+        }
+    }
+
+    fn resolve(&mut self, r: &mut Reader) -> Vec<Controller> {
+        let mut out = Vec::new();
+        for raw in std::mem::take(&mut self.rollouts) {
+            out.extend(rollout::resolve(r, raw, &self.templates).map(Controller::Argo));
+        }
+        for raw in std::mem::take(&mut self.canaries) {
+            out.push(Controller::Flagger(flagger::resolve(raw, &self.metric_templates)));
+        }
+        out.extend(std::mem::take(&mut self.kayenta).into_iter().map(Controller::Kayenta));
+        if out.is_empty() && r.problems.is_empty() {
+            r.problem("controller.files", "the files hold no Rollout, Canary or Kayenta canary config", None);
+        }
+        out
+    }
+}
+
+fn validate_mapping(r: &mut Reader, key: &str, raw: &RawMapping) -> Option<Mapping> {
+    let metric = Metric::ALL.iter().copied().find(|m| m.name() == raw.metric);
+    if metric.is_none() {
+        let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+        let hint = did_you_mean(&raw.metric, names.iter().copied()).map_or_else(|| format!("one of {}", names.join(", ")), |m| format!("did you mean \"{m}\"?"));
+        r.problem(&format!("{key}.metric"), format!("\"{}\" is not a canary-replay metric", raw.metric), Some(&hint));
+    }
+    let arm = match raw.arm.as_deref().unwrap_or("candidate") {
+        "candidate" => Some(Arm::Candidate),
+        "stable" => Some(Arm::Stable),
+        "difference" => Some(Arm::Difference),
+        "ratio" => Some(Arm::Ratio),
+        other => {
+            r.problem(&format!("{key}.arm"), format!("\"{other}\" is not an arm"), Some("use candidate, stable, difference (candidate − stable) or ratio (candidate / stable)"));
+            None
+        }
+    };
+    let window = raw.window.as_deref().and_then(|w| r.duration(&format!("{key}.window"), w));
+    if window == Some(0) {
+        r.problem(&format!("{key}.window"), "a query window must be longer than 0", None);
+    }
+    let scale = raw.scale.unwrap_or(1.0);
+    let offset = raw.offset.unwrap_or(0.0);
+    if !scale.is_finite() || !offset.is_finite() {
+        r.problem(key, "scale and offset must be finite numbers", None);
+    }
+    Some(Mapping { metric: metric?, arm: arm?, scale, offset, window })
+}
+
+fn kayenta_settings(r: &mut Reader, raw: RawKayenta, thresholds: Option<(f64, f64)>, default_step: Micros) -> Option<KayentaSettings> {
+    let before = r.problems.len();
+    let weight = raw.weight.unwrap_or(10.0);
+    if !(weight > 0.0 && weight < 100.0) {
+        r.problem(&format!("controller.kayenta.weight = {weight}"), "the canary's traffic share must be a percent in (0, 100)", None);
+    }
+    let Some(lifetime_text) = raw.lifetime.as_deref() else {
+        r.problem("controller.kayenta.lifetime", "is missing: how long the canary ran (Spinnaker's lifetimeDuration)", Some("add e.g. lifetime = \"3d\" under [controller.kayenta]"));
+        return None;
+    };
+    let lifetime = r.duration("controller.kayenta.lifetime", lifetime_text).unwrap_or(0);
+    let interval = raw.interval.as_deref().map_or(Some(lifetime), |d| r.duration("controller.kayenta.interval", d)).unwrap_or(lifetime);
+    let begin_after = raw.begin_after.as_deref().and_then(|d| r.duration("controller.kayenta.begin_after", d)).unwrap_or(0);
+    let lookback = raw.lookback.as_deref().and_then(|d| r.duration("controller.kayenta.lookback", d));
+    let step = raw.step.as_deref().map_or(Some(default_step), |d| r.duration("controller.kayenta.step", d)).unwrap_or(default_step);
+    for (key, d) in [("lifetime", lifetime), ("interval", interval), ("step", step)] {
+        if d <= 0 {
+            r.problem(&format!("controller.kayenta.{key}"), "must be longer than 0", None);
+        }
+    }
+    let (pass, marginal) = match (raw.pass, raw.marginal, thresholds) {
+        (Some(p), Some(m), _) => (p, m),
+        (p, m, Some((tp, tm))) => (p.unwrap_or(tp), m.unwrap_or(tm)),
+        (p, m, None) => (p.unwrap_or(95.0), m.unwrap_or(75.0)),
+    };
+    if !(0.0..=100.0).contains(&marginal) || !(0.0..=100.0).contains(&pass) || marginal > pass {
+        r.problem("controller.kayenta", format!("score thresholds pass {pass} and marginal {marginal} must satisfy 0 ≤ marginal ≤ pass ≤ 100"), None);
+    }
+    (r.problems.len() == before).then_some(KayentaSettings { weight: weight / 100.0, interval, lifetime, begin_after, lookback, step, pass, marginal })
+}
+
+/// A problem for every metric of `controller` with no mapping.
+fn unmapped(r: &mut Reader, spec: &Spec, controller: &Controller) {
+    let names: Vec<(String, String)> = match controller {
+        Controller::Argo(ro) => ro.metric_names(),
+        Controller::Flagger(c) => c.metrics.iter().map(|m| (m.name.clone(), format!("Canary {}", c.name))).collect(),
+        Controller::Kayenta(k) => k.metrics.iter().map(|m| (m.config.name.clone(), format!("canary config {}", k.name))).collect(),
+    };
+    for (name, owner) in names {
+        if spec.mapping_of(&name).is_none() {
+            let known: Vec<&str> = spec.mapping.keys().map(String::as_str).collect();
+            let hint = did_you_mean(&name, known.iter().copied()).map_or(String::new(), |k| format!(" (a mapping named \"{k}\" exists: a typo?)"));
+            r.problem(
+                "controller.metrics",
+                format!("metric \"{name}\" of {owner} is not mapped to a canary-replay metric{hint}"),
+                Some(&format!("add [controller.metrics.\"{name}\"] with metric = \"error_rate\" (or another), arm = \"candidate\", and scale/offset to match the query's units")),
+            );
+        }
+    }
+}

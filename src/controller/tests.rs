@@ -1,0 +1,232 @@
+//! The controllers' documented behaviour, replayed on synthetic traffic through the same reading
+//! path as a scenario (files on disk, `[controller]` mapping).
+
+use std::collections::BTreeMap;
+
+use super::probe::Probe;
+use super::spec::{self, RawController, RawMapping, Spec};
+use super::{emulate, Emulated};
+use crate::error::Problem;
+use crate::policy::Cost;
+use crate::simulate::metrics::{Scale, ScoreBins};
+use crate::simulate::replay::{Output, Row};
+use crate::simulate::Outcome;
+use crate::time::Micros;
+
+const HOUR: Micros = 3_600_000_000;
+
+fn scale() -> Scale {
+    Scale { bins: ScoreBins::new((0.0, 1.0)), threshold: 0.5, cost: Cost { true_positive: 0.0, false_positive: 1.0, false_negative: 5.0, true_negative: 0.0 }, binary: true }
+}
+
+/// `per_hour` requests an hour for `hours` hours; in the hours where `bad` says so, every request
+/// the candidate serves fails.
+fn rows(hours: i64, per_hour: i64, bad: impl Fn(i64) -> bool) -> Vec<Row> {
+    (0..hours * per_hour)
+        .map(|i| {
+            let time = i * HOUR / per_hour;
+            let ok = Output { error: false, score: Some(0.3), latency_ms: None };
+            let candidate = Output { error: bad(time / HOUR), ..ok };
+            Row { time, label: None, label_time: None, cell: 0, u: (i as f64 * 0.618_033_988_749_895).fract(), outputs: [ok, candidate] }
+        })
+        .collect()
+}
+
+fn errors_mapping() -> BTreeMap<String, RawMapping> {
+    let mut m = BTreeMap::new();
+    m.insert("errors".to_string(), RawMapping { metric: "error_rate".into(), arm: None, scale: None, offset: None, window: None });
+    m
+}
+
+/// Loads `files` (name, text) written to a temporary folder, with `metrics` as the mapping.
+fn load(files: &[(&str, &str)], metrics: BTreeMap<String, RawMapping>, kayenta: Option<spec::RawKayenta>) -> Result<Spec, Vec<Problem>> {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let raw = RawController { files: files.iter().map(|(n, _)| n.to_string()).collect(), mapping: None, metrics, kayenta, resume_paused_after: None };
+    let mut problems = Vec::new();
+    let spec = spec::load(&raw, dir.path(), "s.toml", HOUR, &mut problems);
+    spec.ok_or(problems)
+}
+
+fn replay(spec: &Spec, rows: &[Row], hours: i64) -> Emulated {
+    let probe = Probe::new(rows, scale());
+    emulate(&spec.controllers[0], spec, &probe, 0, hours * HOUR, HOUR)
+}
+
+fn rollout(steps: &str, background: &str) -> String {
+    format!("kind: Rollout\nmetadata: {{name: r}}\nspec:\n  strategy:\n    canary:\n{background}      steps:\n{steps}")
+}
+
+fn template(name: &str, metrics: &str) -> String {
+    format!("---\nkind: AnalysisTemplate\nmetadata: {{name: {name}}}\nspec:\n{metrics}")
+}
+
+#[test]
+fn argo_a_metric_without_conditions_always_succeeds() {
+    let yaml = rollout("        - setWeight: 20\n        - analysis: {templates: [{templateName: t}]}\n        - setWeight: 50\n        - pause: {duration: 1h}\n", "")
+        + &template("t", "  metrics:\n    - name: errors\n      provider: {prometheus: {query: 'x[1h]'}}\n");
+    let spec = load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap();
+    // Every candidate request fails, yet the measurement without a condition is Successful.
+    let run = replay(&spec, &rows(10, 100, |_| true), 10);
+    assert_eq!(run.outcome, Outcome::Promoted, "{:?}", run.events.list);
+    assert_eq!(run.decided_at, HOUR);
+}
+
+#[test]
+fn argo_background_failures_count_in_total_and_abort_past_the_limit() {
+    let background = "      analysis: {templates: [{templateName: health}]}\n";
+    let yaml = rollout("        - setWeight: 10\n        - pause: {duration: 2d}\n", background)
+        + &template("health", "  metrics:\n    - name: errors\n      interval: 1h\n      failureLimit: 2\n      successCondition: result[0] <= 0.05\n      provider: {prometheus: {query: 'sum(rate(e[1h]))'}}\n");
+    let spec = load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap();
+    // Bad hours 4, 6 and 8 (not in a row): the third failure (measured at 9 h over [8 h, 9 h)) exceeds failureLimit 2.
+    let run = replay(&spec, &rows(24, 100, |h| h == 4 || h == 6 || h == 8), 24);
+    assert_eq!(run.outcome, Outcome::RolledBack, "{:?}", run.events.list);
+    assert_eq!(run.decided_at, 9 * HOUR);
+    assert_eq!(run.deciding_window, (8 * HOUR, 9 * HOUR));
+    assert!(run.reason.contains("3 failed"), "{}", run.reason);
+    assert_eq!(run.schedule.at(9 * HOUR), 0.0, "an abort sends every request back to stable");
+}
+
+#[test]
+fn argo_both_conditions_unmet_is_inconclusive_and_pauses_the_rollout() {
+    let yaml = rollout("        - setWeight: 10\n        - analysis: {templates: [{templateName: t}]}\n        - setWeight: 100\n", "")
+        + &template("t", "  metrics:\n    - name: errors\n      interval: 1h\n      count: 3\n      successCondition: result[0] < 0.1\n      failureCondition: result[0] > 0.9\n      provider: {prometheus: {query: 'e[1h]'}}\n");
+    let spec = load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap();
+    // Every candidate request of hour 1 fails: measured at 2 h, 1 > 0.9 meets the failure condition.
+    let run = replay(&spec, &rows(24, 100, |h| h == 1), 24);
+    assert_eq!((run.outcome, run.decided_at), (Outcome::RolledBack, 2 * HOUR), "{:?}", run.events.list);
+    // Every second request fails: about 0.5 meets neither condition.
+    let half: Vec<Row> = rows(24, 100, |_| false)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut r)| {
+            r.outputs[1].error = i % 2 == 0;
+            r
+        })
+        .collect();
+    let run = replay(&spec, &half, 24);
+    assert_eq!(run.outcome, Outcome::Held, "{:?}", run.events.list);
+    assert!(run.reason.contains("Inconclusive"), "{}", run.reason);
+    assert_eq!(run.schedule.at(23 * HOUR), 0.1, "a paused rollout keeps its weight");
+}
+
+#[test]
+fn argo_dry_run_metrics_are_measured_but_never_decide() {
+    let yaml = rollout("        - setWeight: 10\n        - analysis: {templates: [{templateName: t}]}\n", "")
+        + &template("t", "  dryRun: [{metricName: errors}]\n  metrics:\n    - name: errors\n      interval: 1h\n      count: 3\n      successCondition: result[0] < 0.01\n      provider: {prometheus: {query: 'e[1h]'}}\n");
+    let spec = load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap();
+    let run = replay(&spec, &rows(24, 100, |_| true), 24);
+    assert_eq!(run.outcome, Outcome::Promoted, "{:?}", run.events.list);
+}
+
+#[test]
+fn argo_a_series_that_does_not_exist_yet_errs_and_too_many_errors_abort() {
+    // The candidate gets no traffic for 10 h: each measurement is an empty result, so result[0]
+    // errs; the fifth error in a row exceeds the default consecutiveErrorLimit of 4.
+    let background = "      analysis: {templates: [{templateName: t}]}\n";
+    let yaml = rollout("        - pause: {duration: 10h}\n        - setWeight: 10\n", background)
+        + &template("t", "  metrics:\n    - name: errors\n      interval: 1h\n      successCondition: result[0] < 0.01\n      provider: {prometheus: {query: 'e[1h]'}}\n");
+    let spec = load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap();
+    let run = replay(&spec, &rows(24, 100, |_| false), 24);
+    assert_eq!(run.outcome, Outcome::RolledBack, "{:?}", run.events.list);
+    assert_eq!(run.decided_at, 4 * HOUR);
+    assert!(run.reason.contains("Error"), "{}", run.reason);
+}
+
+#[test]
+fn flagger_counts_failed_checks_that_are_not_consecutive() {
+    let canary = "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    interval: 1h\n    threshold: 2\n    stepWeight: 10\n    maxWeight: 50\n    metrics:\n      - name: errors\n        interval: 1h\n        thresholdRange: {max: 0.05}\n";
+    let spec = load(&[("c.yaml", canary)], errors_mapping(), None).unwrap();
+    // Hour 1 bad (checked at 2 h), hour 2 fine, hour 3 bad (checked at 4 h): two failures with a
+    // pass between; the counter does not reset, and the rollback comes at the next tick.
+    let run = replay(&spec, &rows(24, 100, |h| h == 1 || h == 3), 24);
+    assert_eq!(run.outcome, Outcome::RolledBack, "{:?}", run.events.list);
+    assert_eq!(run.decided_at, 5 * HOUR);
+    // The weight advanced on the passing checks only: 10 at 0 h, 20 at 1 h, stays at 2 h, 30 at 3 h.
+    assert_eq!(run.schedule.at(4 * HOUR), 0.3);
+    // The same failures with threshold 3: the canary goes on to promote at 50%.
+    let lenient = canary.replace("threshold: 2", "threshold: 3");
+    let spec = load(&[("c.yaml", &lenient)], errors_mapping(), None).unwrap();
+    let run = replay(&spec, &rows(24, 100, |h| h == 1 || h == 3), 24);
+    assert_eq!(run.outcome, Outcome::Promoted, "{:?}", run.events.list);
+}
+
+#[test]
+fn flagger_builtin_success_rate_needs_no_mapping() {
+    let canary = "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    interval: 1h\n    threshold: 1\n    stepWeight: 25\n    maxWeight: 50\n    metrics:\n      - name: request-success-rate\n        interval: 1h\n        thresholdRange: {min: 99}\n";
+    let spec = load(&[("c.yaml", canary)], BTreeMap::new(), None).unwrap();
+    let run = replay(&spec, &rows(24, 100, |_| false), 24);
+    assert_eq!((run.outcome, run.decided_at), (Outcome::Promoted, 2 * HOUR), "{:?}", run.events.list);
+}
+
+fn kayenta_settings() -> spec::RawKayenta {
+    spec::RawKayenta { weight: Some(20.0), interval: Some("2h".into()), lifetime: Some("8h".into()), step: Some("20m".into()), ..Default::default() }
+}
+
+#[test]
+fn kayenta_a_critical_failure_at_an_interim_judgment_fails_at_once() {
+    let config = r#"{"name": "k", "metrics": [{"name": "errors", "groups": ["health"], "analysisConfigurations": {"canary": {"direction": "increase", "critical": true}}}]}"#;
+    let spec = load(&[("k.json", config)], errors_mapping(), Some(kayenta_settings())).unwrap();
+    // About 60% of the candidate's requests fail, unevenly from one 20-minute point to the next.
+    let failing: Vec<Row> = rows(24, 100, |_| false)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut r)| {
+            r.outputs[1].error = (i * 7919) % 10 < 6;
+            r
+        })
+        .collect();
+    let run = replay(&spec, &failing, 24);
+    assert_eq!((run.outcome, run.decided_at), (Outcome::RolledBack, 2 * HOUR), "{:?}", run.events.list);
+    assert!(run.reason.contains("interim score 0"), "{}", run.reason);
+    // A healthy candidate passes every judgment and is promoted at the end of the lifetime.
+    let run = replay(&spec, &rows(24, 100, |_| false), 24);
+    assert_eq!((run.outcome, run.decided_at), (Outcome::Promoted, 8 * HOUR), "{:?}", run.events.list);
+}
+
+#[test]
+fn kayenta_thresholds_come_from_an_execution_request() {
+    let config = r#"{"name": "k", "metrics": [{"name": "errors", "analysisConfigurations": {"canary": {"direction": "increase"}}}]}"#;
+    let request = r#"{"scopes": {}, "thresholds": {"pass": 90, "marginal": 50}}"#;
+    let spec = load(&[("k.json", config), ("request.json", request)], errors_mapping(), Some(spec::RawKayenta { lifetime: Some("1d".into()), ..Default::default() })).unwrap();
+    let k = spec.kayenta.unwrap();
+    assert_eq!((k.pass, k.marginal, k.weight, k.interval), (90.0, 50.0, 0.1, 24 * HOUR));
+}
+
+fn messages(problems: &[Problem]) -> String {
+    problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn unmapped_metrics_missing_templates_and_header_routing_are_named() {
+    let yaml = rollout("        - analysis: {templates: [{templateName: missing}]}\n", "") + &template("t", "  metrics:\n    - name: latency\n      provider: {prometheus: {query: 'x'}}\n");
+    let text = messages(&load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap_err());
+    assert!(text.contains("r.yaml: document 1 (kind Rollout): spec.strategy.canary.steps[0]: AnalysisTemplate \"missing\" is not in the controller files"), "{text}");
+    assert!(text.contains("templates found: t"), "{text}");
+
+    let yaml = rollout("        - analysis: {templates: [{templateName: t}]}\n", "") + &template("t", "  metrics:\n    - name: latency\n      provider: {prometheus: {query: 'x'}}\n");
+    let text = messages(&load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap_err());
+    assert!(text.contains("metric \"latency\" of Rollout r is not mapped"), "{text}");
+    assert!(text.contains("fix: add [controller.metrics.\"latency\"]"), "{text}");
+
+    let canary = "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    iterations: 10\n    match: [{headers: {x-canary: {exact: insider}}}]\n";
+    let text = messages(&load(&[("c.yaml", canary)], errors_mapping(), None).unwrap_err());
+    assert!(text.contains("c.yaml: document 1 (kind Canary): spec.analysis.match: A/B testing routes requests by HTTP headers"), "{text}");
+
+    let text = messages(&load(&[("bad.yaml", "kind: Rollout\n  spec: [")], errors_mapping(), None).unwrap_err());
+    assert!(text.contains("bad.yaml: document 1: is not valid YAML"), "{text}");
+
+    let text = messages(&load(&[("d.yaml", "kind: Deployment\nmetadata: {name: d}\n")], errors_mapping(), None).unwrap_err());
+    assert!(text.contains("kind \"Deployment\" is not a controller resource"), "{text}");
+
+    let yaml = rollout("        - setWeight: 10\n", "") + &template("t", "  metrics:\n    - name: errors\n      successCondition: result[0] <<< 1\n");
+    let text = messages(&load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap_err());
+    assert!(text.contains("spec.metrics[0] (errors).successCondition: cannot be evaluated"), "{text}");
+
+    let mut bad = errors_mapping();
+    bad.get_mut("errors").unwrap().metric = "eror_rate".into();
+    let text = messages(&load(&[("r.yaml", &rollout("        - setWeight: 10\n", ""))], bad, None).unwrap_err());
+    assert!(text.contains("controller.metrics.errors.metric: \"eror_rate\" is not a canary-replay metric") && text.contains("did you mean \"error_rate\""), "{text}");
+}

@@ -1,0 +1,207 @@
+//! The emulated live controllers next to the canary-replay policy: `controllers` in
+//! `summary.json`, a section of the report and a few printed lines. Every row is graded by the same
+//! oracle, so the numbers compare directly: how many requests a truly regressed candidate served
+//! (before and after the decision) and how long a good candidate waited for promotion.
+
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+use super::page::{escape, num};
+use crate::controller::spec::{Controller, Spec};
+use crate::controller::Emulated;
+use crate::simulate::grade::{Exposure, Grade};
+use crate::simulate::Run;
+use crate::time::format_timestamp;
+
+/// One decision maker's outcome, graded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Verdict {
+    pub who: String,
+    pub outcome: String,
+    pub decided_at: String,
+    pub time_to_decision_hours: f64,
+    pub reason: String,
+    /// correct_promotion | missed_regression | correct_rollback | false_rollback | held.
+    pub grade: String,
+    pub explanation: String,
+    pub candidate_requests_before_decision: u64,
+    pub candidate_requests_total: u64,
+    /// Candidate requests in the windows and segments the oracle found truly regressed, before and
+    /// after the decision: what a bad candidate cost users.
+    pub regressed_before_decision: u64,
+    pub regressed_after_decision: u64,
+}
+
+impl Verdict {
+    pub fn new(who: String, run: &Run, grade: &Grade, exposure: &Exposure) -> Self {
+        Verdict {
+            who,
+            outcome: run.outcome.name().to_string(),
+            decided_at: format_timestamp(run.decided_at),
+            time_to_decision_hours: grade.time_to_decision_hours,
+            reason: run.reason.clone(),
+            grade: grade.grade.to_string(),
+            explanation: grade.explanation.clone(),
+            candidate_requests_before_decision: exposure.candidate_requests,
+            candidate_requests_total: exposure.candidate_requests_total,
+            regressed_before_decision: exposure.before_decision_in_regressed_windows,
+            regressed_after_decision: exposure.after_decision_in_regressed_windows,
+        }
+    }
+
+    /// Requests served by the candidate where and when it was truly worse.
+    pub fn harm(&self) -> u64 {
+        self.regressed_before_decision + self.regressed_after_decision
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TimelineEntry {
+    pub time: String,
+    /// Candidate weight in percent.
+    pub weight: f64,
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ControllerSummary {
+    /// argo_rollouts | flagger | kayenta.
+    pub kind: String,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    /// Measurements (Argo, Flagger) or judgments (Kayenta) taken.
+    pub measurements: u64,
+    /// Weight changes, decisions and every measurement that did not pass.
+    pub timeline: Vec<TimelineEntry>,
+    pub timeline_omitted: u64,
+    /// How each controller metric was computed.
+    pub mapping: Vec<String>,
+    /// What could not be emulated faithfully.
+    pub caveats: Vec<String>,
+}
+
+/// `controllers` in `summary.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Controllers {
+    pub policy: Verdict,
+    pub emulated: Vec<ControllerSummary>,
+    /// One sentence per controller: which would have served users better, with the numbers.
+    pub comparison: Vec<String>,
+}
+
+pub fn summary(controller: &Controller, spec: &Spec, emulated: &Emulated, run: &Run, grade: &Grade, exposure: &Exposure) -> ControllerSummary {
+    let names: Vec<String> = match controller {
+        Controller::Argo(r) => r.metric_names().into_iter().map(|(n, _)| n).collect(),
+        Controller::Flagger(c) => c.metrics.iter().map(|m| m.name.clone()).collect(),
+        Controller::Kayenta(k) => k.metrics.iter().map(|m| m.config.name.clone()).collect(),
+    };
+    let mapping = names.iter().filter_map(|n| spec.mapping_of(n).map(|m| format!("{n} → {}", m.describe()))).collect();
+    ControllerSummary {
+        kind: controller.kind().to_string(),
+        verdict: Verdict::new(controller.title(), run, grade, exposure),
+        measurements: emulated.events.measurements,
+        timeline: emulated.events.list.iter().map(|e| TimelineEntry { time: format_timestamp(e.time), weight: e.weight * 100.0, what: e.what.clone() }).collect(),
+        timeline_omitted: emulated.events.omitted,
+        mapping,
+        caveats: emulated.caveats.clone(),
+    }
+}
+
+/// Whether a grade is the right call, the wrong one, or neither (held).
+fn right(grade: &str) -> Option<bool> {
+    match grade {
+        "correct_promotion" | "correct_rollback" => Some(true),
+        "false_rollback" | "missed_regression" => Some(false),
+        _ => None,
+    }
+}
+
+/// One sentence: the controller's outcome and grade against the policy's, the requests a truly
+/// regressed candidate served under each, and which served users better. The right call beats the
+/// wrong one (a false rollback withholds a good model; a missed regression serves a bad one); between
+/// two calls equally right or wrong, fewer requests served by a regressed candidate, then the sooner
+/// correct promotion.
+pub fn compare(policy: &Verdict, other: &Verdict) -> String {
+    let mut s = format!("{}: {} ({})", other.who, other.outcome.replace('_', " "), other.grade.replace('_', " "));
+    let _ = write!(s, " against the policy's {} ({})", policy.outcome.replace('_', " "), policy.grade.replace('_', " "));
+    let (h, hp) = (other.harm(), policy.harm());
+    let _ = write!(s, "; {h} requests served by a truly regressed candidate against {hp}");
+    let both_promoted = other.grade == "correct_promotion" && policy.grade == "correct_promotion";
+    if both_promoted {
+        let _ = write!(s, "; promoted after {:.0} h against {:.0} h", other.time_to_decision_hours, policy.time_to_decision_hours);
+    }
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    let rank = |g: &str| match right(g) {
+        Some(true) => 2,
+        None => 1,
+        Some(false) => 0,
+    };
+    let by_call = rank(&other.grade).cmp(&rank(&policy.grade));
+    let by_harm = hp.cmp(&h);
+    let by_time = if both_promoted { policy.time_to_decision_hours.total_cmp(&other.time_to_decision_hours) } else { Equal };
+    let better = match by_call.then(by_harm).then(by_time) {
+        Greater => "the controller would have served users better",
+        Less => "the policy would have served users better",
+        Equal => "no difference for users",
+    };
+    let _ = write!(s, ": {better}.");
+    s
+}
+
+/// The report's section.
+pub fn section(s: &mut String, c: &Controllers) {
+    let _ = writeln!(s, "<section id=\"controllers\"><h2>Your live controllers, emulated</h2>");
+    let _ = writeln!(
+        s,
+        "<p>The controller configurations named in the scenario, replayed on the same traffic with each controller's own decision rules, and graded by the same oracle as the policy above. “Regressed” counts the candidate's requests in the windows and segments where, on all traffic, it truly broke a gate.</p>"
+    );
+    let _ = writeln!(s, "<table><thead><tr><th>Who decided</th><th>Outcome</th><th>When (h)</th><th>Grade</th><th>Candidate requests before</th><th>Regressed before</th><th>Regressed after</th></tr></thead><tbody>");
+    let rows = std::iter::once(&c.policy).chain(c.emulated.iter().map(|e| &e.verdict));
+    for v in rows {
+        let _ = writeln!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            escape(&v.who),
+            escape(&v.outcome.replace('_', " ")),
+            num(Some(v.time_to_decision_hours), 0),
+            escape(&v.grade.replace('_', " ")),
+            v.candidate_requests_before_decision,
+            v.regressed_before_decision,
+            v.regressed_after_decision
+        );
+    }
+    let _ = writeln!(s, "</tbody></table>");
+    let _ = writeln!(s, "<ul>");
+    for line in &c.comparison {
+        let _ = writeln!(s, "<li>{}</li>", escape(line));
+    }
+    let _ = writeln!(s, "</ul>");
+    for e in &c.emulated {
+        let _ = writeln!(s, "<h3>{}</h3>", escape(&e.verdict.who));
+        let _ = writeln!(s, "<p><strong>{}</strong> at {}: {}</p>", escape(&e.verdict.outcome.replace('_', " ")), escape(&e.verdict.decided_at), escape(&e.verdict.reason));
+        let _ = writeln!(s, "<p>Grade: {} — {}</p>", escape(&e.verdict.grade.replace('_', " ")), escape(&e.verdict.explanation));
+        let _ = writeln!(s, "<p>Metrics: {}. {} measurements or judgments.</p>", escape(&e.mapping.join("; ")), e.measurements);
+        if !e.caveats.is_empty() {
+            let _ = writeln!(s, "<p>Not emulated faithfully: {}</p>", escape(&e.caveats.join("; ")));
+        }
+        let _ = writeln!(s, "<details><summary>Timeline ({} entries{})</summary><table><thead><tr><th>Time</th><th>Weight %</th><th>What</th></tr></thead><tbody>", e.timeline.len(), if e.timeline_omitted > 0 { format!(", {} more not kept", e.timeline_omitted) } else { String::new() });
+        for t in &e.timeline {
+            let _ = writeln!(s, "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>", escape(&t.time), num(Some(t.weight), 1), escape(&t.what));
+        }
+        let _ = writeln!(s, "</tbody></table></details>");
+    }
+    let _ = writeln!(s, "</section>");
+}
+
+/// The printed lines.
+pub fn print(s: &mut String, c: &Controllers) {
+    let _ = writeln!(s, "\nYour live controllers, emulated on the same traffic (graded by the same oracle):");
+    for e in &c.emulated {
+        let v = &e.verdict;
+        let _ = writeln!(s, "  {}\n    {} at {} ({:.0} h): {}", v.who, v.outcome.replace('_', " ").to_uppercase(), v.decided_at, v.time_to_decision_hours, v.reason);
+    }
+    for line in &c.comparison {
+        let _ = writeln!(s, "  • {line}");
+    }
+}
