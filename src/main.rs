@@ -61,12 +61,19 @@ enum Command {
         /// Simulate with the row-by-row reference simulator (slow; same decisions as the default).
         #[arg(long)]
         reference: bool,
+        /// Also emulate this controller file (Argo Rollouts or Flagger YAML, Kayenta JSON); repeatable.
+        /// Metric mappings and settings come from the scenario's [controller] section.
+        #[arg(long, value_name = "FILE")]
+        controller: Vec<PathBuf>,
     },
     /// Validate a scenario, the data's schema and order, and the models' signatures; no scoring.
     Check {
         scenario: PathBuf,
         #[command(flatten)]
         runtime: RuntimeArgs,
+        /// Also check this controller file; repeatable.
+        #[arg(long, value_name = "FILE")]
+        controller: Vec<PathBuf>,
     },
     /// Profile a traffic log: rows, time span, columns, nulls, cardinalities, labels.
     Inspect {
@@ -128,9 +135,9 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> Result<i32, Error> {
     match command {
-        Command::Run { scenario, out, runtime, cache_dir, rescore, json, quiet, reference } => {
+        Command::Run { scenario, out, runtime, cache_dir, rescore, json, quiet, reference, controller } => {
             let command = std::env::args().collect();
-            let options = run::RunOptions { out, runtime: runtime.options(), cache_dir, rescore, quiet, reference, command };
+            let options = run::RunOptions { out, runtime: runtime.options(), cache_dir, rescore, quiet, reference, command, controllers: controller };
             let output = run::run(&scenario, &options)?;
             for warning in &output.warnings {
                 eprintln!("warning: {warning}");
@@ -142,8 +149,8 @@ fn execute(command: Command) -> Result<i32, Error> {
             }
             Ok(output.exit_code)
         }
-        Command::Check { scenario, runtime } => {
-            let prepared = run::prepare(&scenario, &runtime.options())?;
+        Command::Check { scenario, runtime, controller } => {
+            let prepared = run::prepare_with(&scenario, &runtime.options(), &controller)?;
             for warning in &prepared.scenario.warnings {
                 eprintln!("warning: {warning}");
             }
@@ -156,6 +163,11 @@ fn execute(command: Command) -> Result<i32, Error> {
                 prepared.stable.features.len(),
                 prepared.candidate.features.len()
             );
+            if let Some(spec) = &prepared.scenario.controller {
+                for c in &spec.controllers {
+                    println!("  controller to emulate: {}", c.title());
+                }
+            }
             Ok(exit::PROMOTE)
         }
         Command::Inspect { traffic, time, label, label_time, json } => {

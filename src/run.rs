@@ -33,6 +33,8 @@ pub struct RunOptions {
     pub reference: bool,
     /// The command line, for the report's provenance.
     pub command: Vec<String>,
+    /// Controller files to emulate besides those of the scenario's `[controller]` (`--controller`).
+    pub controllers: Vec<PathBuf>,
 }
 
 /// Everything checked and opened before scoring.
@@ -55,7 +57,13 @@ impl Prepared {
 /// Validates the scenario, the data's schema and order, and the models' signatures, reporting
 /// every problem found at once. Nothing is scored.
 pub fn prepare(scenario_path: &Path, runtime_options: &RuntimeOptions) -> Result<Prepared> {
-    let scenario = scenario::load(scenario_path)?;
+    prepare_with(scenario_path, runtime_options, &[])
+}
+
+/// [`prepare`] with controller files given on the command line added to `[controller]`.
+pub fn prepare_with(scenario_path: &Path, runtime_options: &RuntimeOptions, controllers: &[PathBuf]) -> Result<Prepared> {
+    let mut scenario = scenario::load(scenario_path)?;
+    add_controllers(&mut scenario, controllers)?;
     let mut problems: Vec<Problem> = Vec::new();
     let files = collect(ingest::open(&scenario.traffic), &mut problems);
     let runtime = runtime::load(runtime_options)?;
@@ -72,6 +80,25 @@ pub fn prepare(scenario_path: &Path, runtime_options: &RuntimeOptions) -> Result
     }
     let survey = ingest::survey(&files, &scenario.traffic)?;
     Ok(Prepared { scenario, files, runtime, stable, candidate, layout, survey })
+}
+
+/// Adds controller files (relative to the working folder) to the scenario's `[controller]`; the
+/// mapping and settings stay the scenario's.
+fn add_controllers(scenario: &mut Scenario, files: &[PathBuf]) -> Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let mut raw = scenario.raw_controller.clone().unwrap_or_default();
+    let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+    raw.files.extend(files.iter().map(|f| cwd.join(f).display().to_string()));
+    let dir = scenario.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut problems = Vec::new();
+    scenario.controller = crate::controller::spec::load(&raw, dir, &scenario.file.display().to_string(), scenario.policy.ramp.check_every, &mut problems);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(problems))
+    }
 }
 
 /// A `feature_missing` fault must name a feature its model reads, at most one per model.
@@ -124,7 +151,7 @@ pub struct RunOutput {
 /// writes `scores.parquet`, `summary.json` and `timings.json` into the output folder.
 pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     let started = Instant::now();
-    let prepared = prepare(scenario_path, &options.runtime)?;
+    let prepared = prepare_with(scenario_path, &options.runtime, &options.controllers)?;
     let prepare_seconds = started.elapsed().as_secs_f64();
     let scenario = &prepared.scenario;
     let cache = CacheDir(options.cache_dir.clone().unwrap_or_else(|| runtime::cache_root(None).join("scores")));
@@ -147,8 +174,8 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
         evaluate(&setup, &mut Fast::new(&setup.summaries(&replay)?, &setup.scopes))
     };
     let controllers = match &scenario.controller {
-        Some(spec) => Some(emulate_controllers(spec, &setup, &replay, &run, &grade, &exposure)?),
-        None => None,
+        Some(spec) if !spec.controllers.is_empty() => Some(emulate_controllers(spec, &setup, &replay, &run, &grade, &exposure)?),
+        _ => None,
     };
     let simulation_seconds = simulation_started.elapsed().as_secs_f64();
 

@@ -400,6 +400,22 @@ fn invalid_scenarios_report_every_problem_with_its_key_path() {
     insta::assert_snapshot!("invalid_scenario", stderr);
 }
 
+#[test]
+fn a_controller_metric_without_a_mapping_is_named() {
+    let case = Case::new();
+    let flagger = "kind: Canary\nmetadata: {name: live}\nspec:\n  analysis:\n    interval: 1h\n    stepWeight: 10\n    metrics:\n      - name: p95-latency\n        thresholdRange: {max: 50}\n";
+    std::fs::write(case.path("canary.yaml"), flagger).unwrap();
+    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| s + "\n[controller]\nfiles = [\"canary.yaml\"]\n[controller.metrics.p95-latencyy]\nmetric = \"latency_p95\"\n");
+    assert_invalid(&case, &scenario, &["controller.metrics: metric \"p95-latency\" of Canary live is not mapped", "\"p95-latencyy\" exists: a typo?", "fix: add [controller.metrics.\"p95-latency\"]"]);
+    // A controller file given on the command line is read with the scenario's mapping.
+    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| s + "\n[controller]\nfiles = []\n[controller.metrics.p95-latency]\nmetric = \"latency_p95\"\n");
+    let assert = bin().arg("check").arg(&scenario).arg("--controller").arg(case.path("canary.yaml")).assert().success();
+    let stdout = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert!(stdout.contains("controller to emulate: Flagger: Canary live"), "{stdout}");
+    let stderr = stderr_of(&bin().arg("check").arg(&scenario).arg("--controller").arg(case.path("missing.yaml")).assert().code(2));
+    assert!(stderr.contains("controller.files[0]: cannot read") && stderr.contains("missing.yaml"), "{stderr}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Other commands
 

@@ -35,6 +35,7 @@ fn replay(scenario: &str, reference: bool) -> RunOutput {
         quiet: true,
         reference,
         command: Vec::new(),
+        controllers: Vec::new(),
     };
     run(&repo(scenario), &options).unwrap_or_else(|e| panic!("{scenario}: {e}"))
 }
@@ -201,7 +202,8 @@ fn tune_finds_a_policy_that_catches_the_incident_and_writes_drop_in_sections() {
     // tuned-policy.toml is drop-in: a scenario with these sections validates and keeps the values.
     let sections = std::fs::read_to_string(dir.path().join("tune/tuned-policy.toml")).unwrap();
     let aa = std::fs::read_to_string(repo("scenarios/flights-2013-aa.toml")).unwrap();
-    let scenario_text = format!("{}\n{sections}", aa.replace("../data", &repo("data").display().to_string()));
+    let aa = aa.replace("../data", &repo("data").display().to_string()).replace("\"controllers/", &format!("\"{}/", repo("scenarios/controllers").display()));
+    let scenario_text = format!("{aa}\n{sections}");
     let scenario = canary_replay::scenario::parse_str(&scenario_text, &dir.path().join("tuned.toml")).unwrap();
     let tuned = output.tuned.as_ref().unwrap();
     assert_eq!(scenario.policy.ramp, tuned.ramp);
@@ -247,4 +249,30 @@ fn tune_finds_a_policy_that_catches_the_incident_and_writes_drop_in_sections() {
     // A scenario that does not say what should have happened is named, with the fix.
     let err = canary_replay::tune::tune(&[repo("scenarios/flights-2013.toml")], &space, &options).err().expect("rejected").to_string();
     assert!(err.contains("flights-2013.toml: expect") && err.contains("expect = \"rollback\""), "{err}");
+}
+
+/// The live controllers of `scenarios/controllers/`, emulated on the injected error incident and
+/// graded by the same oracle as the policy.
+#[test]
+fn live_controllers_are_emulated_and_graded_next_to_the_policy() {
+    let out = replay("scenarios/incidents/errors.toml", false);
+    let c = out.summary.controllers.as_ref().expect("the incident names controllers");
+    let kinds: Vec<&str> = c.emulated.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["argo_rollouts", "flagger", "kayenta"]);
+    assert_eq!((c.policy.outcome.as_str(), c.policy.grade.as_str()), ("rolled_back", "correct_rollback"));
+    // 20% of the candidate's requests fail from 2013-09-05: Argo's background error-rate analysis
+    // (1-hour checks over 12 hours, failureLimit 3) aborts the rollout after that, rightly.
+    let argo = &c.emulated[0].verdict;
+    assert_eq!((argo.outcome.as_str(), argo.grade.as_str()), ("rolled_back", "correct_rollback"), "{argo:?}");
+    assert!(argo.decided_at.as_str() > "2013-09-05" && argo.reason.contains("error-rate Failed"), "{argo:?}");
+    // Kayenta's three-day canary ends before the fault and promotes: a missed regression that
+    // serves far more failing requests than the policy let through.
+    let kayenta = &c.emulated[2].verdict;
+    assert_eq!((kayenta.outcome.as_str(), kayenta.grade.as_str(), kayenta.time_to_decision_hours), ("promoted", "missed_regression", 72.0), "{kayenta:?}");
+    assert!(kayenta.harm() > 10 * c.policy.harm(), "{kayenta:?} vs {:?}", c.policy);
+    assert!(c.comparison[2].ends_with("the policy would have served users better."), "{}", c.comparison[2]);
+    // Every controller's timeline is in summary.json, with its weights.
+    let flagger = &c.emulated[1];
+    assert!(flagger.timeline.iter().any(|t| t.what == "advance canary weight 10" && t.weight == 10.0), "{:?}", flagger.timeline);
+    assert!(flagger.mapping.contains(&"request-success-rate → error_rate (candidate) × -100 + 100".to_string()), "{:?}", flagger.mapping);
 }

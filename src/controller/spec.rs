@@ -17,7 +17,7 @@ use crate::time::{parse_duration, Micros};
 pub struct RawController {
     /// Controller files, relative to the scenario: Argo Rollouts YAML (Rollout and
     /// AnalysisTemplates), Flagger YAML (Canary and MetricTemplates), Kayenta JSON (canary config,
-    /// optionally an execution request with thresholds).
+    /// optionally an execution request with thresholds). May be empty when `--controller` names them.
     #[serde(default)]
     pub files: Vec<String>,
     /// A TOML file with `[metrics.<name>]` and `[kayenta]` tables, shared by several scenarios.
@@ -281,9 +281,6 @@ pub(crate) mod yaml {
 pub fn load(raw: &RawController, dir: &Path, file: &str, default_step: Micros, problems: &mut Vec<Problem>) -> Option<Spec> {
     let before = problems.len();
     let mut r = Reader { file: file.to_string(), problems };
-    if raw.files.is_empty() {
-        r.problem("controller.files", "names no controller file", Some("list Argo Rollouts or Flagger YAML files, or Kayenta JSON files, relative to the scenario"));
-    }
     let mut metrics = BTreeMap::new();
     let mut kayenta_raw = raw.kayenta.clone();
     let mut resume = raw.resume_paused_after.clone();
@@ -347,10 +344,12 @@ struct Loaded {
     metric_templates: BTreeMap<String, String>,
     kayenta: Vec<kayenta::CanaryConfig>,
     thresholds: Option<(f64, f64)>,
+    read_any: bool,
 }
 
 impl Loaded {
     fn read(&mut self, r: &mut Reader, text: &str) {
+        self.read_any = true;
         if text.trim_start().starts_with('{') {
             match serde_json::from_str::<serde_json::Value>(text) {
                 Err(e) => r.problem("", format!("is not valid JSON: {e}"), None),
@@ -412,7 +411,7 @@ impl Loaded {
             out.push(Controller::Flagger(flagger::resolve(raw, &self.metric_templates)));
         }
         out.extend(std::mem::take(&mut self.kayenta).into_iter().map(Controller::Kayenta));
-        if out.is_empty() && r.problems.is_empty() {
+        if out.is_empty() && r.problems.is_empty() && self.read_any {
             r.problem("controller.files", "the files hold no Rollout, Canary or Kayenta canary config", None);
         }
         out

@@ -230,3 +230,32 @@ fn unmapped_metrics_missing_templates_and_header_routing_are_named() {
     let text = messages(&load(&[("r.yaml", &rollout("        - setWeight: 10\n", ""))], bad, None).unwrap_err());
     assert!(text.contains("controller.metrics.errors.metric: \"eror_rate\" is not a canary-replay metric") && text.contains("did you mean \"error_rate\""), "{text}");
 }
+
+/// The tune command's exports read back as controller files: every metric is named, and the
+/// Flagger canary climbs every stage to promotion on healthy traffic (a weight listed twice in
+/// `stepWeights` would stop it for good).
+#[test]
+fn tuned_exports_replay_as_controllers() {
+    let mut problems = Vec::new();
+    let shape = crate::policy::TrafficShape { segments: &[], labelled: true };
+    let ramp: crate::policy::raw::RawRamp = toml::from_str("stages = [{ weight = 5, bake = \"2h\" }, { weight = 25, bake = \"4h\" }, { weight = 100 }]\ncheck_every = \"1h\"\n").unwrap();
+    let gate: crate::policy::raw::RawGate = toml::from_str("metric = \"error_rate\"\nkind = \"regression\"\n").unwrap();
+    let raw = crate::policy::RawPolicy { ramp: Some(ramp), gates: vec![gate], ..Default::default() };
+    let policy = crate::policy::Policy::from_raw(&raw, &shape, "s.toml", &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    let mut mapping = BTreeMap::new();
+    for gate in &policy.gates {
+        let name = gate.name().replace(['_', ' '], "-");
+        mapping.insert(name, RawMapping { metric: "error_rate".into(), arm: Some("difference".into()), scale: None, offset: None, window: None });
+    }
+    let flagger = crate::tune::export::flagger(&policy, "tuned");
+    assert!(flagger.contains("stepWeights: [5, 25]") && flagger.contains("interval: 4h"), "{flagger}");
+    let spec = load(&[("flagger.yaml", &flagger)], mapping.clone(), None).unwrap();
+    let run = replay(&spec, &rows(48, 100, |_| false), 48);
+    // 5% at 0 h, 25% at 4 h, promoted at the next passing check (8 h).
+    assert_eq!((run.outcome, run.decided_at), (Outcome::Promoted, 8 * HOUR), "{:?}", run.events.list);
+    let argo = crate::tune::export::argo(&policy, "tuned");
+    let spec = load(&[("argo.yaml", &argo)], mapping, None).unwrap();
+    let run = replay(&spec, &rows(48, 100, |_| false), 48);
+    assert_eq!(run.outcome, Outcome::Promoted, "{:?}", run.events.list);
+}

@@ -3,10 +3,11 @@
 //! execution request. Every file opens with the mapping and with what the format cannot express.
 //!
 //! The mapping (also in the README):
-//! - stages → Argo `setWeight` + `pause: {duration: bake}` steps; Flagger `stepWeights`, each
-//!   weight repeated once per check interval of its bake (Flagger advances one step per
-//!   successful interval); Kayenta has no ramp: its execution request covers the whole rollout.
-//! - `check_every` → Argo metric `interval`, Flagger `analysis.interval`, Kayenta's interval.
+//! - stages → Argo `setWeight` + `pause: {duration: bake}` steps; Flagger `stepWeights` rising
+//!   strictly (Flagger advances one step per passing check, and a weight listed twice would stop
+//!   it for good: its next step would be 0) with `analysis.interval` the longest bake; Kayenta
+//!   has no ramp: its execution request covers the whole rollout.
+//! - `check_every` → Argo metric `interval`, Kayenta's interval.
 //! - a comparison gate (non-inferiority, regression) → a z-score query,
 //!   z = (candidate − (1 ± margin)·stable) / SE, built from per-track sums, sums of squares and
 //!   counts; it fails above z* = Φ⁻¹(1 − α/(looks × tests)): a Bonferroni bound over every look
@@ -216,20 +217,25 @@ fn percent(fraction: f64) -> String {
 /// `flagger-canary.yaml`: the Canary's analysis with MetricTemplates.
 pub fn flagger(policy: &Policy, name: &str) -> String {
     let plan = Plan::new(policy, name);
-    let interval = plan.interval();
     let every = policy.ramp.check_every.max(1);
     let mut s = header(&plan, "Flagger Canary analysis + MetricTemplates");
-    let mut weights = Vec::new();
+    // Flagger advances one step per passing check, and a weight listed twice in stepWeights gives
+    // a next step of 0 (its nextStepWeight), so the canary would stop there for good: the weights
+    // must rise strictly. Bakes become the check interval: the longest bake, so no stage bakes less.
+    let mut weights: Vec<String> = Vec::new();
     for stage in policy.ramp.stages.iter().filter(|st| st.weight < 1.0) {
-        // Flagger advances one step per successful interval: a weight repeated n times bakes n intervals.
-        let n = (stage.bake.max(every) / every).max(1);
-        weights.extend(std::iter::repeat_n(percent(stage.weight), n as usize));
+        let w = percent(stage.weight);
+        if !weights.contains(&w) {
+            weights.push(w);
+        }
     }
+    let bake = policy.ramp.stages.iter().filter(|st| st.weight < 1.0).map(|st| st.bake.max(every)).max().unwrap_or(every);
+    let interval = go_duration(bake);
     let _ = writeln!(s, "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: my-model\nspec:\n  analysis:");
+    let _ = writeln!(s, "    # One check per stage, as long as the longest bake (Flagger has one interval for all steps).");
     let _ = writeln!(s, "    interval: {interval}");
     let _ = writeln!(s, "    # Failed checks (in total, not in a row) before the rollback.");
     let _ = writeln!(s, "    threshold: {}", policy.decision.total_failures.max(1));
-    let _ = writeln!(s, "    # Each weight repeated once per interval of its bake.");
     let _ = writeln!(s, "    stepWeights: [{}]", weights.join(", "));
     let _ = writeln!(s, "    metrics:");
     for gate in &policy.gates {

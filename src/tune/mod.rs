@@ -21,7 +21,7 @@
 //! are simulated for their decisions only ([`Setup::decisions_only`]); the winner is re-checked
 //! with the row-by-row reference simulator on every scenario (its own salt, from the first request).
 
-mod export;
+pub(crate) mod export;
 mod report;
 pub mod space;
 
