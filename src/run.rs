@@ -93,7 +93,7 @@ fn add_controllers(scenario: &mut Scenario, files: &[PathBuf]) -> Result<()> {
     raw.files.extend(files.iter().map(|f| cwd.join(f).display().to_string()));
     let dir = scenario.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut problems = Vec::new();
-    scenario.controller = crate::controller::spec::load(&raw, dir, &scenario.file.display().to_string(), scenario.policy.ramp.check_every, &mut problems);
+    scenario.controller = crate::controller::spec::load(&raw, dir, &scenario.file.display().to_string(), scenario.policy.ramp.check_every, &scenario.traffic.segments, &mut problems);
     if problems.is_empty() {
         Ok(())
     } else {
@@ -227,7 +227,7 @@ pub fn emulate_controllers(spec: &ControllerSpec, setup: &Setup, replay: &Replay
         .controllers
         .par_iter()
         .map(|c| {
-            let emulated = controller::emulate(c, spec, &probe, setup.origin, setup.end, setup.policy.ramp.check_every);
+            let emulated = controller::emulate(c, spec, &probe, &replay.cells, setup.origin, setup.end, setup.policy.ramp.check_every);
             let run = emulated.run(setup.origin, setup.end, replay.cells.len());
             let mut source = Reference::new(&rows, &setup.scopes, setup.scale);
             let grade = grade::grade(setup, &mut source, &run);

@@ -15,8 +15,10 @@
 //!   advancing there.
 //! - with `iterations` and `mirror: true` (blue/green with mirroring) the candidate scores every
 //!   request but serves none for that many passing checks, then takes all traffic for one
-//!   interval, then is promoted. A/B testing (`match`) routes by request headers, which a log does
-//!   not carry: it is refused with a clear error.
+//!   interval, then is promoted.
+//! - A/B testing (`iterations` with `match`) sends every matched request to the candidate for
+//!   that many passing checks, then promotes. A log has no headers or cookies, so a segment stands
+//!   for the matched requests (`controller.ab_segment`).
 
 use std::collections::BTreeMap;
 
@@ -25,6 +27,7 @@ use serde_yaml::Value as Yaml;
 use super::probe::{Probe, Schedule};
 use super::spec::{yaml, Arm, Mapping, Reader, Spec};
 use super::{Emulated, Events};
+use crate::simulate::replay::Cells;
 use crate::policy::Metric;
 use crate::simulate::Outcome;
 use crate::time::Micros;
@@ -59,6 +62,8 @@ pub struct Canary {
     pub step_weight_promotion: u32,
     pub iterations: u32,
     pub mirror: bool,
+    /// A/B testing: `match` with `iterations`.
+    pub ab: bool,
     pub metrics: Vec<FlaggerMetric>,
     pub caveats: Vec<String>,
 }
@@ -110,18 +115,17 @@ pub(crate) fn read_canary(r: &mut Reader, v: &Yaml, at: &str) -> Option<RawCanar
         .unwrap_or_default();
     let interval = yaml::get(analysis, "interval").and_then(|x| yaml::duration(r, x, &format!("{path}.interval"))).unwrap_or(DEFAULT_INTERVAL).max(10_000_000);
     let mirror = yaml::get(analysis, "mirror").and_then(|x| yaml::boolean(r, x, &format!("{path}.mirror"))).unwrap_or(false);
-    if yaml::get(analysis, "match").is_some() {
-        r.problem(
-            &format!("{path}.match"),
-            "A/B testing routes requests by HTTP headers or cookies, which the replayed log does not carry; it cannot be emulated",
-            Some("emulate the progressive canary (stepWeight/maxWeight) or blue/green with mirror: true instead"),
-        );
+    let ab = yaml::get(analysis, "match").is_some();
+    if ab && iterations == 0 {
+        r.problem(&format!("{path}.match"), "A/B testing needs iterations", Some("add iterations: the number of passing checks before promotion"));
     }
     if step_weight == 0 && step_weights.is_empty() && iterations == 0 {
         r.problem(&path, "has neither stepWeight, stepWeights nor iterations: Flagger would never shift traffic", Some("add stepWeight and maxWeight"));
     }
     let mut caveats = Vec::new();
-    if iterations > 0 && !mirror {
+    if ab {
+        caveats.push("A/B testing: the requests `match` selects by header or cookie are stood for by controller.ab_segment".to_string());
+    } else if iterations > 0 && !mirror {
         caveats.push("blue/green without mirroring: during the iterations the candidate sees only load-test traffic, which the log does not have, so its checks find no data".to_string());
     }
     if yaml::get(analysis, "webhooks").is_some() {
@@ -160,7 +164,7 @@ pub(crate) fn read_canary(r: &mut Reader, v: &Yaml, at: &str) -> Option<RawCanar
         return None;
     }
     Some(RawCanary {
-        canary: Canary { name, file: r.file.clone(), interval, threshold, max_weight, step_weight, step_weights, step_weight_promotion, iterations, mirror, metrics, caveats },
+        canary: Canary { name, file: r.file.clone(), interval, threshold, max_weight, step_weight, step_weights, step_weight_promotion, iterations, mirror, ab, metrics, caveats },
         template_refs,
     })
 }
@@ -209,9 +213,13 @@ impl Canary {
     }
 }
 
-pub fn emulate(c: &Canary, spec: &Spec, probe: &Probe, origin: Micros, end: Micros) -> Emulated {
+pub fn emulate(c: &Canary, spec: &Spec, probe: &Probe, cells: &Cells, origin: Micros, end: Micros) -> Emulated {
     let mut events = Events::default();
     let mut schedule = Schedule::default();
+    if let (true, Some((column, values))) = (c.ab, &spec.ab_segment) {
+        let mask = (0..cells.len() as u32).map(|cell| cells.value(cell, column).is_some_and(|v| values.iter().any(|x| x == v))).collect();
+        schedule.1 = Some((mask, Micros::MAX));
+    }
     let (mut weight, mut failed, mut iterations) = (0u32, 0u32, 0u32);
     let mut deciding = (origin, origin);
     let mappings: Vec<Mapping> = c.metrics.iter().map(|m| spec.mapping_of(&m.name).expect("validated: every metric is mapped")).collect();
@@ -220,7 +228,13 @@ pub fn emulate(c: &Canary, spec: &Spec, probe: &Probe, origin: Micros, end: Micr
     let finish = |outcome: Outcome, at: Micros, reason: String, window: (Micros, Micros), mut schedule: Schedule, mut events: Events| {
         match outcome {
             Outcome::RolledBack => schedule.set(at, 0.0),
-            Outcome::Promoted => schedule.set(at, 1.0),
+            Outcome::Promoted => {
+                schedule.set(at, 1.0);
+                // A promotion ends the A/B routing: every request goes to the new version.
+                if let Some((_, until)) = schedule.1.as_mut() {
+                    *until = at;
+                }
+            }
             Outcome::Held => {}
         }
         events.push(at, &schedule, format!("{}: {reason}", outcome.name()));
@@ -258,7 +272,15 @@ pub fn emulate(c: &Canary, spec: &Spec, probe: &Probe, origin: Micros, end: Micr
                 continue;
             }
         }
-        if c.iterations > 0 {
+        if c.ab {
+            if iterations < c.iterations {
+                iterations += 1;
+                schedule.set(t, 1.0);
+                events.push(t, &schedule, format!("A/B iteration {iterations}/{}: every matched request to the candidate", c.iterations));
+            } else {
+                return finish(Outcome::Promoted, t, format!("{} A/B iterations passed; promoted", c.iterations), (origin, t), schedule, events);
+            }
+        } else if c.iterations > 0 {
             if iterations < c.iterations {
                 iterations += 1;
                 events.push(t, &schedule, format!("iteration {iterations}/{}", c.iterations));
@@ -307,6 +329,7 @@ mod tests {
             step_weight_promotion: 0,
             iterations: 0,
             mirror: false,
+            ab: false,
             metrics: Vec::new(),
             caveats: Vec::new(),
         }

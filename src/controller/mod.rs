@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use self::probe::{Probe, Schedule};
 use self::spec::{Controller, Spec};
+use crate::simulate::replay::Cells;
 use crate::simulate::{Outcome, Period, Run, StageRun};
 use crate::time::Micros;
 
@@ -78,26 +79,25 @@ pub struct Emulated {
 }
 
 impl Emulated {
-    /// As a simulation [`Run`] over [origin, end), with every cell at the controller's weight.
+    /// As a simulation [`Run`] over [origin, end), each cell at the controller's weight.
     pub fn run(&self, origin: Micros, end: Micros, cells: usize) -> Run {
+        let weights = |t: Micros| -> Vec<f64> { (0..cells as u32).map(|c| self.schedule.weight(t, c)).collect() };
+        let mut changes: Vec<Micros> = self.schedule.0.iter().map(|(t, _)| *t).chain(self.schedule.1.as_ref().map(|(_, until)| *until)).filter(|t| *t > origin && *t < end).collect();
+        changes.sort_unstable();
+        changes.dedup();
         let mut periods = Vec::new();
-        let points = &self.schedule.0;
         let mut from = origin;
-        let mut weight = self.schedule.at(origin);
-        for &(t, w) in points.iter().filter(|(t, _)| *t > origin) {
-            if t >= end {
-                break;
-            }
-            periods.push(Period { start: from, end: t, weights: vec![weight; cells] });
-            (from, weight) = (t, w);
+        for t in changes {
+            periods.push(Period { start: from, end: t, weights: weights(from) });
+            from = t;
         }
-        periods.push(Period { start: from, end: end.max(from), weights: vec![weight; cells] });
+        periods.push(Period { start: from, end: end.max(from), weights: weights(from) });
         let stages = periods
             .iter()
             .map(|p| StageRun {
                 wave: 0,
                 stage: 0,
-                weight: p.weights.first().copied().unwrap_or(0.0),
+                weight: self.schedule.at(p.start),
                 monitoring: false,
                 start: p.start,
                 end: p.end,
@@ -121,10 +121,10 @@ impl Emulated {
 
 /// Replays one controller over [origin, end). `default_window` is the lookback of a query that
 /// names none (the scenario's check interval).
-pub fn emulate(controller: &Controller, spec: &Spec, probe: &Probe, origin: Micros, end: Micros, default_window: Micros) -> Emulated {
+pub fn emulate(controller: &Controller, spec: &Spec, probe: &Probe, cells: &Cells, origin: Micros, end: Micros, default_window: Micros) -> Emulated {
     match controller {
         Controller::Argo(r) => rollout::emulate(r, spec, probe, origin, end, default_window),
-        Controller::Flagger(c) => flagger::emulate(c, spec, probe, origin, end),
+        Controller::Flagger(c) => flagger::emulate(c, spec, probe, cells, origin, end),
         Controller::Kayenta(k) => kayenta::emulate(k, spec, probe, origin, end),
     }
 }

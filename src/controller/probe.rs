@@ -11,11 +11,20 @@ use crate::simulate::replay::Row;
 use crate::simulate::router::to_candidate;
 use crate::time::Micros;
 
-/// The candidate weight over time: `(from, weight)` in time order; 0 before the first entry.
+/// The candidate weight over time: `(from, weight)` in time order; 0 before the first entry. With
+/// a mask (A/B testing), the weight applies only to the masked cells until the given time.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Schedule(pub Vec<(Micros, f64)>);
+pub struct Schedule(pub Vec<(Micros, f64)>, pub Option<(Vec<bool>, Micros)>);
 
 impl Schedule {
+    /// The weight of `cell`'s requests at `t`.
+    pub fn weight(&self, t: Micros, cell: u32) -> f64 {
+        match &self.1 {
+            Some((mask, until)) if t < *until && !mask[cell as usize] => 0.0,
+            _ => self.at(t),
+        }
+    }
+
     pub fn at(&self, t: Micros) -> f64 {
         let i = self.0.partition_point(|(from, _)| *from <= t);
         if i == 0 {
@@ -62,7 +71,7 @@ impl<'a> Probe<'a> {
         let b = self.rows.partition_point(|r| r.time < end);
         let mut arms = [ArmStats::default(), ArmStats::default()];
         for row in &self.rows[a..b] {
-            let served = usize::from(to_candidate(row.u, schedule.at(row.time)));
+            let served = usize::from(to_candidate(row.u, schedule.weight(row.time, row.cell)));
             let seen: &[usize] = if mirror { &[0, 1] } else { std::slice::from_ref(&served) };
             for &arm in seen {
                 let out = &row.outputs[arm];
@@ -99,7 +108,7 @@ impl<'a> Probe<'a> {
     fn ever_served(&self, arm: usize, until: Micros, schedule: &Schedule) -> bool {
         let from = schedule.0.first().map_or(Micros::MAX, |(t, _)| *t);
         let a = self.rows.partition_point(|r| r.time < from);
-        self.rows[a..].iter().take_while(|r| r.time < until).any(|r| usize::from(to_candidate(r.u, schedule.at(r.time))) == arm)
+        self.rows[a..].iter().take_while(|r| r.time < until).any(|r| usize::from(to_candidate(r.u, schedule.weight(r.time, r.cell))) == arm)
     }
 
     /// The mapped metric on already gathered arms.

@@ -27,6 +27,9 @@ pub struct RawController {
     pub kayenta: Option<RawKayenta>,
     /// Argo: when someone would resume an indefinite pause (`pause: {}`); default: never (held).
     pub resume_paused_after: Option<String>,
+    /// Flagger A/B testing: the segment values that stand for the requests its `match` selects
+    /// (a log has no headers), e.g. `{ carrier = ["UA"] }`.
+    pub ab_segment: Option<BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,6 +151,8 @@ pub struct Spec {
     pub mapping: BTreeMap<String, Mapping>,
     pub kayenta: Option<KayentaSettings>,
     pub resume_paused_after: Option<Micros>,
+    /// The segment (column, values) standing for Flagger's `match`.
+    pub ab_segment: Option<(String, Vec<String>)>,
 }
 
 impl Spec {
@@ -278,7 +283,8 @@ pub(crate) mod yaml {
 
 /// Reads `[controller]`: the files it names, the mapping, and the settings. Paths are relative to
 /// `dir` (the scenario's folder); `file` names the scenario in messages.
-pub fn load(raw: &RawController, dir: &Path, file: &str, default_step: Micros, problems: &mut Vec<Problem>) -> Option<Spec> {
+/// `segments` are the traffic's segment columns (for `ab_segment`).
+pub fn load(raw: &RawController, dir: &Path, file: &str, default_step: Micros, segments: &[String], problems: &mut Vec<Problem>) -> Option<Spec> {
     let before = problems.len();
     let mut r = Reader { file: file.to_string(), problems };
     let mut metrics = BTreeMap::new();
@@ -328,7 +334,26 @@ pub fn load(raw: &RawController, dir: &Path, file: &str, default_step: Micros, p
     } else {
         None
     };
-    let spec = Spec { controllers, mapping: metrics, kayenta, resume_paused_after };
+    let ab_segment = match raw.ab_segment.as_ref().map(|m| m.iter().collect::<Vec<_>>()) {
+        None => None,
+        Some(entries) if entries.len() == 1 && segments.contains(entries[0].0) && !entries[0].1.is_empty() => Some((entries[0].0.clone(), entries[0].1.clone())),
+        Some(_) => {
+            r.problem(
+                "controller.ab_segment",
+                "must name one segment column of traffic.segments with at least one value",
+                Some(&format!("e.g. ab_segment = {{ {} = [\"...\"] }}; the segments: {}", segments.first().map_or("origin", String::as_str), if segments.is_empty() { "none".to_string() } else { segments.join(", ") })),
+            );
+            None
+        }
+    };
+    if controllers.iter().any(|c| matches!(c, Controller::Flagger(f) if f.ab)) && ab_segment.is_none() && raw.ab_segment.is_none() {
+        r.problem(
+            "controller.ab_segment",
+            "is missing: a Flagger canary tests A/B (analysis.match), which routes requests by HTTP headers or cookies that the replayed log does not carry",
+            Some("name the segment that stands for the matched requests, e.g. ab_segment = { carrier = [\"UA\"] }"),
+        );
+    }
+    let spec = Spec { controllers, mapping: metrics, kayenta, resume_paused_after, ab_segment };
     for c in &spec.controllers {
         unmapped(&mut r, &spec, c);
     }

@@ -9,7 +9,7 @@ use super::{emulate, Emulated};
 use crate::error::Problem;
 use crate::policy::Cost;
 use crate::simulate::metrics::{Scale, ScoreBins};
-use crate::simulate::replay::{Output, Row};
+use crate::simulate::replay::{Cells, Output, Row};
 use crate::simulate::Outcome;
 use crate::time::Micros;
 
@@ -40,19 +40,23 @@ fn errors_mapping() -> BTreeMap<String, RawMapping> {
 
 /// Loads `files` (name, text) written to a temporary folder, with `metrics` as the mapping.
 fn load(files: &[(&str, &str)], metrics: BTreeMap<String, RawMapping>, kayenta: Option<spec::RawKayenta>) -> Result<Spec, Vec<Problem>> {
+    load_ab(files, metrics, kayenta, None)
+}
+
+fn load_ab(files: &[(&str, &str)], metrics: BTreeMap<String, RawMapping>, kayenta: Option<spec::RawKayenta>, ab_segment: Option<BTreeMap<String, Vec<String>>>) -> Result<Spec, Vec<Problem>> {
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in files {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
-    let raw = RawController { files: files.iter().map(|(n, _)| n.to_string()).collect(), mapping: None, metrics, kayenta, resume_paused_after: None };
+    let raw = RawController { files: files.iter().map(|(n, _)| n.to_string()).collect(), mapping: None, metrics, kayenta, resume_paused_after: None, ab_segment };
     let mut problems = Vec::new();
-    let spec = spec::load(&raw, dir.path(), "s.toml", HOUR, &mut problems);
+    let spec = spec::load(&raw, dir.path(), "s.toml", HOUR, &["origin".to_string()], &mut problems);
     spec.ok_or(problems)
 }
 
 fn replay(spec: &Spec, rows: &[Row], hours: i64) -> Emulated {
     let probe = Probe::new(rows, scale());
-    emulate(&spec.controllers[0], spec, &probe, 0, hours * HOUR, HOUR)
+    emulate(&spec.controllers[0], spec, &probe, &Cells::default(), 0, hours * HOUR, HOUR)
 }
 
 fn rollout(steps: &str, background: &str) -> String {
@@ -161,6 +165,41 @@ fn flagger_builtin_success_rate_needs_no_mapping() {
     assert_eq!((run.outcome, run.decided_at), (Outcome::Promoted, 2 * HOUR), "{:?}", run.events.list);
 }
 
+#[test]
+fn flagger_ab_testing_sends_the_matched_segment_to_the_candidate() {
+    let canary = "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    interval: 1h\n    threshold: 1\n    iterations: 3\n    match:\n      - headers: {x-airport: {exact: JFK}}\n    metrics:\n      - name: errors\n        interval: 1h\n        thresholdRange: {max: 0.05}\n";
+    let text = messages(&load(&[("c.yaml", canary)], errors_mapping(), None).unwrap_err());
+    assert!(text.contains("controller.ab_segment: is missing: a Flagger canary tests A/B (analysis.match)"), "{text}");
+    let ab = BTreeMap::from([("origin".to_string(), vec!["JFK".to_string()])]);
+    let spec = load_ab(&[("c.yaml", canary)], errors_mapping(), None, Some(ab)).unwrap();
+    let mut cells = Cells::new(vec!["origin".into()]);
+    let (jfk, lga) = (cells.id("JFK"), cells.id("LGA"));
+    // Two origins; the candidate fails on `bad` origin's requests only.
+    let traffic = |bad: u32| -> Vec<Row> {
+        rows(24, 100, |_| false)
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut r)| {
+                r.cell = if i % 2 == 0 { jfk } else { lga };
+                r.outputs[1].error = r.cell == bad;
+                r
+            })
+            .collect()
+    };
+    let probe_of = |rows: &[Row]| emulate(&spec.controllers[0], &spec, &Probe::new(rows, scale()), &cells, 0, 24 * HOUR, HOUR);
+    // Failing on LGA, which A/B never routes to the candidate: 3 passing iterations, then promoted.
+    let rows_lga = traffic(lga);
+    let run = probe_of(&rows_lga);
+    assert_eq!((run.outcome, run.decided_at), (Outcome::Promoted, 3 * HOUR), "{:?}", run.events.list);
+    let periods = run.run(0, 24 * HOUR, cells.len()).periods;
+    assert_eq!((periods[0].weights.clone(), periods[0].end), (vec![1.0, 0.0], 3 * HOUR), "every JFK request, no LGA one, until the promotion");
+    assert_eq!(periods.last().unwrap().weights, vec![1.0, 1.0]);
+    // Failing on JFK: the first check fails, the next tick rolls back.
+    let rows_jfk = traffic(jfk);
+    let run = probe_of(&rows_jfk);
+    assert_eq!((run.outcome, run.decided_at), (Outcome::RolledBack, 2 * HOUR), "{:?}", run.events.list);
+}
+
 fn kayenta_settings() -> spec::RawKayenta {
     spec::RawKayenta { weight: Some(20.0), interval: Some("2h".into()), lifetime: Some("8h".into()), step: Some("20m".into()), ..Default::default() }
 }
@@ -211,9 +250,9 @@ fn unmapped_metrics_missing_templates_and_header_routing_are_named() {
     assert!(text.contains("metric \"latency\" of Rollout r is not mapped"), "{text}");
     assert!(text.contains("fix: add [controller.metrics.\"latency\"]"), "{text}");
 
-    let canary = "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    iterations: 10\n    match: [{headers: {x-canary: {exact: insider}}}]\n";
+    let canary = "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    stepWeight: 10\n    match: [{headers: {x-canary: {exact: insider}}}]\n";
     let text = messages(&load(&[("c.yaml", canary)], errors_mapping(), None).unwrap_err());
-    assert!(text.contains("c.yaml: document 1 (kind Canary): spec.analysis.match: A/B testing routes requests by HTTP headers"), "{text}");
+    assert!(text.contains("c.yaml: document 1 (kind Canary): spec.analysis.match: A/B testing needs iterations"), "{text}");
 
     let text = messages(&load(&[("bad.yaml", "kind: Rollout\n  spec: [")], errors_mapping(), None).unwrap_err());
     assert!(text.contains("bad.yaml: document 1: is not valid YAML"), "{text}");

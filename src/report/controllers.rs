@@ -108,6 +108,25 @@ pub fn summary(controller: &Controller, spec: &Spec, emulated: &Emulated, run: &
     }
 }
 
+/// Which would have served users better, the controller (`other`) or the policy.
+pub fn better(policy: &Verdict, other: &Verdict) -> &'static str {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    let rank = |g: &str| match right(g) {
+        Some(true) => 2,
+        None => 1,
+        Some(false) => 0,
+    };
+    let both_promoted = other.grade == "correct_promotion" && policy.grade == "correct_promotion";
+    let by_call = rank(&other.grade).cmp(&rank(&policy.grade));
+    let by_harm = policy.harm().cmp(&other.harm());
+    let by_time = if both_promoted { policy.time_to_decision_hours.total_cmp(&other.time_to_decision_hours) } else { Equal };
+    match by_call.then(by_harm).then(by_time) {
+        Greater => "the controller would have served users better",
+        Less => "the policy would have served users better",
+        Equal => "no difference for users",
+    }
+}
+
 /// Whether a grade is the right call, the wrong one, or neither (held).
 fn right(grade: &str) -> Option<bool> {
     match grade {
@@ -131,20 +150,7 @@ pub fn compare(policy: &Verdict, other: &Verdict) -> String {
     if both_promoted {
         let _ = write!(s, "; promoted after {:.0} h against {:.0} h", other.time_to_decision_hours, policy.time_to_decision_hours);
     }
-    use std::cmp::Ordering::{Equal, Greater, Less};
-    let rank = |g: &str| match right(g) {
-        Some(true) => 2,
-        None => 1,
-        Some(false) => 0,
-    };
-    let by_call = rank(&other.grade).cmp(&rank(&policy.grade));
-    let by_harm = hp.cmp(&h);
-    let by_time = if both_promoted { policy.time_to_decision_hours.total_cmp(&other.time_to_decision_hours) } else { Equal };
-    let better = match by_call.then(by_harm).then(by_time) {
-        Greater => "the controller would have served users better",
-        Less => "the policy would have served users better",
-        Equal => "no difference for users",
-    };
+    let better = better(policy, other);
     let _ = write!(s, ": {better}.");
     s
 }
@@ -197,11 +203,11 @@ pub fn section(s: &mut String, c: &Controllers) {
 /// The printed lines.
 pub fn print(s: &mut String, c: &Controllers) {
     let _ = writeln!(s, "\nYour live controllers, emulated on the same traffic (graded by the same oracle):");
+    let p = &c.policy;
+    let _ = writeln!(s, "  {}: {}, {}; {} requests served by a truly regressed candidate", p.who, p.outcome.replace('_', " "), p.grade.replace('_', " "), p.harm());
     for e in &c.emulated {
         let v = &e.verdict;
         let _ = writeln!(s, "  {}\n    {} at {} ({:.0} h): {}", v.who, v.outcome.replace('_', " ").to_uppercase(), v.decided_at, v.time_to_decision_hours, v.reason);
-    }
-    for line in &c.comparison {
-        let _ = writeln!(s, "  • {line}");
+        let _ = writeln!(s, "    {}; {} requests served by a truly regressed candidate: {}", v.grade.replace('_', " "), v.harm(), better(p, v));
     }
 }

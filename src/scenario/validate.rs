@@ -152,7 +152,7 @@ pub(super) fn validate(raw: RawScenario, file: &Path, problems: &mut Vec<Problem
             }
         }
     }
-    let controller = raw.controller.as_ref().and_then(|rc| crate::controller::spec::load(rc, c.dir, &c.file, policy.ramp.check_every, c.problems));
+    let controller = raw.controller.as_ref().and_then(|rc| crate::controller::spec::load(rc, c.dir, &c.file, policy.ramp.check_every, &traffic.segments, c.problems));
     if raw.traffic.label_time.is_some() && raw.traffic.label_delay.is_some() {
         warnings.push(format!("{}: traffic.label_delay is ignored because traffic.label_time is set", c.file));
     }
