@@ -174,7 +174,7 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
         evaluate(&setup, &mut Fast::new(&setup.summaries(&replay)?, &setup.scopes))
     };
     let controllers = match &scenario.controller {
-        Some(spec) if !spec.controllers.is_empty() => Some(emulate_controllers(spec, &setup, &replay, &run, &grade, &exposure)?),
+        Some(spec) if !spec.controllers.is_empty() => Some(emulate_controllers(spec, &setup, &replay, scenario.scoring.latency_sample, &run, &grade, &exposure)?),
         _ => None,
     };
     let simulation_seconds = simulation_started.elapsed().as_secs_f64();
@@ -219,7 +219,7 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
 
 /// Replays every controller of `[controller]` on the traffic and grades each with the same oracle
 /// as the policy's run (`run`, `grade`, `exposure`).
-pub fn emulate_controllers(spec: &ControllerSpec, setup: &Setup, replay: &Replay, run: &Run, grade: &Grade, exposure: &Exposure) -> Result<report::controllers::Controllers> {
+pub fn emulate_controllers(spec: &ControllerSpec, setup: &Setup, replay: &Replay, latency_sample: f64, run: &Run, grade: &Grade, exposure: &Exposure) -> Result<report::controllers::Controllers> {
     use rayon::prelude::*;
     let rows = replay.rows(&setup.policy.ramp.salt)?;
     let probe = Probe::new(&rows, setup.scale);
@@ -232,7 +232,7 @@ pub fn emulate_controllers(spec: &ControllerSpec, setup: &Setup, replay: &Replay
             let mut source = Reference::new(&rows, &setup.scopes, setup.scale);
             let grade = grade::grade(setup, &mut source, &run);
             let exposure = grade::exposure(setup, &mut source, &run, &grade);
-            report::controllers::summary(c, spec, &emulated, &run, &grade, &exposure)
+            report::controllers::summary(c, spec, &emulated, &run, &grade, &exposure, latency_sample)
         })
         .collect();
     let who = if setup.policy.default_gates { "canary-replay: the default policy" } else { "canary-replay: the scenario's policy" };

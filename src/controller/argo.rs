@@ -9,13 +9,18 @@
 //! - a metric is Failed once its failed measurements exceed `failureLimit` (default 0), else
 //!   Inconclusive once its inconclusive ones exceed `inconclusiveLimit` (default 0), else Error once
 //!   its consecutive errors exceed `consecutiveErrorLimit` (default 4), else Successful once `count`
-//!   measurements were taken, else still Running; failures count in total, never reset;
+//!   measurements were taken, else still Running; failures count in total, never reset. With
+//!   `consecutiveSuccessLimit` (Argo Rollouts 1.8) the metric is Successful as soon as that many
+//!   measurements succeed in a row, and reaching `count` without the streak is Failed when it is
+//!   the only limit (`failureLimit: -1`) or Inconclusive when a failure limit applies too — the
+//!   table of Argo's analysis documentation; the code index held no release with this field to
+//!   check it against;
 //! - the run is Running while any metric is, and otherwise takes the worst metric phase in the
 //!   order Successful < Inconclusive < Error < Failed; a `dryRun` metric is measured but never
 //!   decides the run. A Failed (or Error) run aborts the rollout; an Inconclusive one pauses it.
 //!
-//! This module is the rules alone; reading Rollout and AnalysisTemplate files and replaying them
-//! on traffic is issue #7's remaining work.
+//! This module is the rules alone; [`super::rollout`] reads Rollouts and AnalysisTemplates and
+//! replays them on the traffic.
 
 use super::condition::{Condition, Value};
 
@@ -244,6 +249,28 @@ mod tests {
         let mut m = MetricResult::default();
         m.record(inconclusive.judge(&v(1.5)));
         assert_eq!(m.phase(&inconclusive, false), Phase::Inconclusive, "inconclusiveLimit 0: the first one pauses");
+    }
+
+    #[test]
+    fn a_consecutive_success_limit_completes_the_metric_early() {
+        let ok = |csl: u32, failure_limit: i64| MetricRules { count: Some(4), consecutive_success_limit: csl, failure_limit, ..rules(Some("result[0] < 1"), None) };
+        // Two successes in a row: Successful before the count.
+        let r = ok(2, 3);
+        let mut m = MetricResult::default();
+        for (x, expected) in [(0.5, Phase::Running), (5.0, Phase::Running), (0.5, Phase::Running), (0.5, Phase::Successful)] {
+            m.record(r.judge(&v(x)));
+            assert_eq!(m.phase(&r, false), expected, "{m:?}");
+        }
+        // The count reached without the streak: Inconclusive while a failure limit applies too,
+        // Failed when the success limit is the only one (failureLimit -1).
+        let mut m = MetricResult::default();
+        for x in [0.5, 5.0, 0.5, 5.0] {
+            m.record(r.judge(&v(x)));
+        }
+        assert_eq!(m.phase(&r, false), Phase::Inconclusive);
+        assert_eq!(m.phase(&ok(2, -1), false), Phase::Failed);
+        // Without a success limit the same measurements succeed at the count (2 failures ≤ 3).
+        assert_eq!(m.phase(&ok(0, 3), false), Phase::Successful);
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct ArgoMetric {
     pub lookback: Option<Micros>,
     /// The conditions index the result (`result[0]`): the query returns a vector.
     pub vector: bool,
+    /// The provider, when not Prometheus (the mapping then stands for its result).
+    pub provider: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -216,6 +218,7 @@ pub(crate) fn read_template(r: &mut Reader, v: &Yaml, at: &str) -> Option<Templa
         let (success, failure) = (condition("successCondition"), condition("failureCondition"));
         let vector = [&success, &failure].iter().any(|c| c.as_ref().is_some_and(|c| c.text().contains("result[")));
         let query = yaml::get(m, "provider").and_then(|p| yaml::get(p, "prometheus")).and_then(|p| yaml::get(p, "query")).and_then(Yaml::as_str);
+        let provider = yaml::get(m, "provider").and_then(Yaml::as_mapping).and_then(|p| p.keys().next()).and_then(Yaml::as_str).filter(|p| *p != "prometheus").map(str::to_string);
         let dry_run = dry.iter().any(|d| d == &name || d == ".*");
         let rules = MetricRules {
             success,
@@ -228,7 +231,7 @@ pub(crate) fn read_template(r: &mut Reader, v: &Yaml, at: &str) -> Option<Templa
             count: count.map(|c| c.max(0) as u32).or(if interval.is_none() { Some(1) } else { None }),
             dry_run,
         };
-        metrics.push(ArgoMetric { name, interval, initial_delay, rules, lookback: query.and_then(range_selector), vector });
+        metrics.push(ArgoMetric { name, interval, initial_delay, rules, lookback: query.and_then(range_selector), vector, provider });
     }
     Some(Template { name, metrics })
 }
@@ -270,6 +273,15 @@ pub(crate) fn resolve(r: &mut Reader, raw: RawRollout, templates: &BTreeMap<Stri
     let background = raw.background.as_ref().map(|(names, start)| (metrics_of(r, names, &format!("{}: spec.strategy.canary.analysis", raw.at)), *start));
     if missing {
         return None;
+    }
+    let inline = steps.iter().filter_map(|s| if let Step::Analysis(m) = s { Some(m) } else { None });
+    for m in inline.chain(background.as_ref().map(|(m, _)| m)).flatten() {
+        if let Some(p) = &m.provider {
+            let note = format!("metric {} queries the {p} provider: its mapping stands for what that provider returns", m.name);
+            if !caveats.contains(&note) {
+                caveats.push(note);
+            }
+        }
     }
     Some(Rollout { name: raw.name, file: raw.file, steps, background, caveats })
 }

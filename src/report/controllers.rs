@@ -90,13 +90,23 @@ pub struct Controllers {
     pub comparison: Vec<String>,
 }
 
-pub fn summary(controller: &Controller, spec: &Spec, emulated: &Emulated, run: &Run, grade: &Grade, exposure: &Exposure) -> ControllerSummary {
+/// `latency_sample`: the share of requests whose latency was measured.
+pub fn summary(controller: &Controller, spec: &Spec, emulated: &Emulated, run: &Run, grade: &Grade, exposure: &Exposure, latency_sample: f64) -> ControllerSummary {
     let names: Vec<String> = match controller {
         Controller::Argo(r) => r.metric_names().into_iter().map(|(n, _)| n).collect(),
         Controller::Flagger(c) => c.metrics.iter().map(|m| m.name.clone()).collect(),
         Controller::Kayenta(k) => k.metrics.iter().map(|m| m.config.name.clone()).collect(),
     };
     let mapping = names.iter().filter_map(|n| spec.mapping_of(n).map(|m| format!("{n} → {}", m.describe()))).collect();
+    let mut caveats = emulated.caveats.clone();
+    let latency: Vec<&String> = names.iter().filter(|n| spec.mapping_of(n).is_some_and(|m| m.metric.name().starts_with("latency"))).collect();
+    if !latency.is_empty() && latency_sample < 1.0 {
+        caveats.push(format!(
+            "{} read latency, measured on {}% of the replayed requests (scoring.latency_sample): far fewer points than a live service records",
+            latency.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            latency_sample * 100.0
+        ));
+    }
     ControllerSummary {
         kind: controller.kind().to_string(),
         verdict: Verdict::new(controller.title(), run, grade, exposure),
@@ -104,7 +114,7 @@ pub fn summary(controller: &Controller, spec: &Spec, emulated: &Emulated, run: &
         timeline: emulated.events.list.iter().map(|e| TimelineEntry { time: format_timestamp(e.time), weight: e.weight * 100.0, what: e.what.clone() }).collect(),
         timeline_omitted: emulated.events.omitted,
         mapping,
-        caveats: emulated.caveats.clone(),
+        caveats,
     }
 }
 
