@@ -102,7 +102,7 @@ pub fn summary(controller: &Controller, spec: &Spec, emulated: &Emulated, run: &
     let latency: Vec<&String> = names.iter().filter(|n| spec.mapping_of(n).is_some_and(|m| m.metric.name().starts_with("latency"))).collect();
     if !latency.is_empty() && latency_sample < 1.0 {
         caveats.push(format!(
-            "{} read latency, measured on {}% of the replayed requests (scoring.latency_sample): far fewer points than a live service records",
+            "{}: latency was measured on {}% of the replayed requests (scoring.latency_sample), far fewer points than a live service records",
             latency.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
             latency_sample * 100.0
         ));
