@@ -275,4 +275,7 @@ fn live_controllers_are_emulated_and_graded_next_to_the_policy() {
     let flagger = &c.emulated[1];
     assert!(flagger.timeline.iter().any(|t| t.what == "advance canary weight 10" && t.weight == 10.0), "{:?}", flagger.timeline);
     assert!(flagger.mapping.contains(&"request-success-rate → error_rate (candidate) × -100 + 100".to_string()), "{:?}", flagger.mapping);
+    // Deterministic: the same inputs give the same controllers, byte for byte.
+    let again = replay("scenarios/incidents/errors.toml", false);
+    assert_eq!(canary_replay::report::to_json(&again.summary.controllers), canary_replay::report::to_json(&out.summary.controllers));
 }

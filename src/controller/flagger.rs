@@ -225,20 +225,8 @@ pub fn emulate(c: &Canary, spec: &Spec, probe: &Probe, cells: &Cells, origin: Mi
     let mappings: Vec<Mapping> = c.metrics.iter().map(|m| spec.mapping_of(&m.name).expect("validated: every metric is mapped")).collect();
     let mut stalled = false;
     let mut t = origin;
-    let finish = |outcome: Outcome, at: Micros, reason: String, window: (Micros, Micros), mut schedule: Schedule, mut events: Events| {
-        match outcome {
-            Outcome::RolledBack => schedule.set(at, 0.0),
-            Outcome::Promoted => {
-                schedule.set(at, 1.0);
-                // A promotion ends the A/B routing: every request goes to the new version.
-                if let Some((_, until)) = schedule.1.as_mut() {
-                    *until = at;
-                }
-            }
-            Outcome::Held => {}
-        }
-        events.push(at, &schedule, format!("{}: {reason}", outcome.name()));
-        Emulated { outcome, decided_at: at, reason, deciding_window: window, schedule, events, caveats: c.caveats.clone() }
+    let finish = |outcome: Outcome, at: Micros, reason: String, window: (Micros, Micros), schedule: Schedule, events: Events| {
+        Emulated::decided(outcome, at, reason, window, schedule, events, c.caveats.clone())
     };
     let mut first = true;
     while t < end {

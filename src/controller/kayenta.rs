@@ -181,14 +181,8 @@ pub fn emulate(config: &CanaryConfig, spec: &Spec, probe: &Probe, origin: Micros
     events.push(origin, &schedule, format!("canary at {}% of traffic; judged every {} over a lifetime of {}", settings.weight * 100.0, format_duration(settings.interval), format_duration(settings.lifetime)));
     let start = origin + settings.begin_after;
     let last = start + settings.lifetime;
-    let finish = |outcome: Outcome, at: Micros, reason: String, window: (Micros, Micros), mut schedule: Schedule, mut events: Events| {
-        match outcome {
-            Outcome::RolledBack => schedule.set(at, 0.0),
-            Outcome::Promoted => schedule.set(at, 1.0),
-            Outcome::Held => {}
-        }
-        events.push(at, &schedule, format!("{}: {reason}", outcome.name()));
-        Emulated { outcome, decided_at: at, reason, deciding_window: window, schedule, events, caveats: Vec::new() }
+    let finish = |outcome: Outcome, at: Micros, reason: String, window: (Micros, Micros), schedule: Schedule, events: Events| {
+        Emulated::decided(outcome, at, reason, window, schedule, events, Vec::new())
     };
     let mut t = start;
     loop {

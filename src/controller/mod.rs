@@ -79,6 +79,23 @@ pub struct Emulated {
 }
 
 impl Emulated {
+    /// The controller decides at `at`: after a rollback no request goes to the candidate; after a
+    /// promotion every request does (any A/B routing ends); a hold keeps the weight.
+    pub fn decided(outcome: Outcome, at: Micros, reason: String, window: (Micros, Micros), mut schedule: Schedule, mut events: Events, caveats: Vec<String>) -> Emulated {
+        match outcome {
+            Outcome::RolledBack => schedule.set(at, 0.0),
+            Outcome::Promoted => {
+                schedule.set(at, 1.0);
+                if let Some((_, until)) = schedule.1.as_mut() {
+                    *until = (*until).min(at);
+                }
+            }
+            Outcome::Held => {}
+        }
+        events.push(at, &schedule, format!("{}: {reason}", outcome.name()));
+        Emulated { outcome, decided_at: at, reason, deciding_window: window, schedule, events, caveats }
+    }
+
     /// As a simulation [`Run`] over [origin, end), each cell at the controller's weight.
     pub fn run(&self, origin: Micros, end: Micros, cells: usize) -> Run {
         let weights = |t: Micros| -> Vec<f64> { (0..cells as u32).map(|c| self.schedule.weight(t, c)).collect() };

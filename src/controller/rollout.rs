@@ -381,14 +381,8 @@ pub fn emulate(ro: &Rollout, spec: &Spec, probe: &Probe, origin: Micros, end: Mi
     let mut inline: Option<AnalysisRun> = None;
     let mut background: Option<AnalysisRun> = None;
     let mut paused: Option<(Micros, String)> = None;
-    let finish = |outcome: Outcome, at: Micros, reason: String, window: (Micros, Micros), mut schedule: Schedule, mut events: Events| {
-        match outcome {
-            Outcome::RolledBack => schedule.set(at, 0.0),
-            Outcome::Promoted => schedule.set(at, 1.0),
-            Outcome::Held => {}
-        }
-        events.push(at, &schedule, format!("{}: {reason}", outcome.name()));
-        Emulated { outcome, decided_at: at, reason, deciding_window: window, schedule, events, caveats: ro.caveats.clone() }
+    let finish = |outcome: Outcome, at: Micros, reason: String, window: (Micros, Micros), schedule: Schedule, events: Events| {
+        Emulated::decided(outcome, at, reason, window, schedule, events, ro.caveats.clone())
     };
     loop {
         if paused.is_none() {
