@@ -298,3 +298,42 @@ fn tuned_exports_replay_as_controllers() {
     let run = replay(&spec, &rows(48, 100, |_| false), 48);
     assert_eq!(run.outcome, Outcome::Promoted, "{:?}", run.events.list);
 }
+
+/// STATS.md's Kayenta example, end to end: ten hourly points per arm whose shift is significant
+/// (p < 0.01) but whose 98% interval [0.40, 4.20] does not clear 0.25 × 2.30, so the metric passes
+/// and the canary is promoted.
+#[test]
+fn kayenta_a_wide_interval_passes_despite_a_significant_shift() {
+    const CANARY: [f64; 10] = [12.1, 14.3, 11.8, 15.2, 13.9, 16.4, 14.8, 13.1, 15.9, 17.2];
+    const BASELINE: [f64; 10] = [11.2, 12.4, 10.9, 13.0, 12.2, 11.7, 13.5, 12.8, 11.5, 12.9];
+    let config = r#"{"name": "k", "metrics": [{"name": "latency", "analysisConfigurations": {"canary": {"direction": "increase", "critical": true}}}]}"#;
+    let mut metrics = BTreeMap::new();
+    metrics.insert("latency".to_string(), RawMapping { metric: "latency_mean".into(), arm: None, scale: None, offset: None, window: None });
+    let settings = spec::RawKayenta { weight: Some(50.0), lifetime: Some("10h".into()), step: Some("1h".into()), ..Default::default() };
+    let spec = load(&[("k.json", config)], metrics, Some(settings)).unwrap();
+    // Each hour one request the candidate serves (u < 0.5) and one the stable model serves.
+    let mut traffic = Vec::new();
+    for (i, (c, b)) in CANARY.iter().zip(BASELINE).enumerate() {
+        let at = |minutes: i64| i as i64 * HOUR + minutes * 60_000_000;
+        let output = |ms: f64| Output { error: false, score: Some(0.3), latency_ms: Some(ms) };
+        traffic.push(Row { time: at(10), label: None, label_time: None, cell: 0, u: 0.1, outputs: [output(0.0), output(*c)] });
+        traffic.push(Row { time: at(20), label: None, label_time: None, cell: 0, u: 0.9, outputs: [output(b), output(0.0)] });
+    }
+    let run = replay(&spec, &traffic, 12);
+    assert_eq!((run.outcome, run.decided_at), (Outcome::Promoted, 10 * HOUR), "{:?}", run.events.list);
+    assert!(run.reason.contains("final score 100"), "{}", run.reason);
+    // The same points shifted by 5: the interval clears the band, the critical metric fails.
+    let shifted: Vec<Row> = traffic
+        .iter()
+        .map(|r| {
+            let mut r = *r;
+            if r.u < 0.5 {
+                r.outputs[1].latency_ms = r.outputs[1].latency_ms.map(|ms| ms + 5.0);
+            }
+            r
+        })
+        .collect();
+    let run = replay(&spec, &shifted, 12);
+    assert_eq!(run.outcome, Outcome::RolledBack, "{:?}", run.events.list);
+    assert!(run.reason.contains("critical metric latency was High"), "{}", run.reason);
+}
