@@ -113,7 +113,112 @@ pub fn all(view: &RunView) -> Result<Vec<Chart>> {
     if view.scores.latency_us.iter().any(|l| !l.is_empty()) {
         charts.push(latency(view)?);
     }
+    if let Some(c) = &view.summary.controllers {
+        charts.push(controllers(view, c)?);
+    }
     Ok(charts)
+}
+
+/// The title of the side-by-side chart (the page places it in the controllers' section).
+pub const CONTROLLERS: &str = "Live controllers";
+
+/// A step path through (time, weight) changes, held to `x1`.
+fn steps_through(points: impl IntoIterator<Item = (f64, f64)>, x0: f64, x1: f64) -> Vec<(f64, f64)> {
+    let mut path = vec![(x0, 0.0)];
+    for (x, w) in points {
+        let last = path.last().map_or(0.0, |p| p.1);
+        if w != last {
+            path.push((x, last));
+            path.push((x, w));
+        }
+    }
+    let last = path.last().map_or(0.0, |p| p.1);
+    path.push((x1, last));
+    path
+}
+
+/// The candidate's weight under the policy and under each emulated controller, with each one's
+/// decision marked.
+fn controllers(view: &RunView, c: &super::controllers::Controllers) -> Result<Chart> {
+    let (first, last) = view.span();
+    let decided = |t: &str| at(t).map(days);
+    // Up to a little after the last decision: what happens after it is a flat line.
+    let x0 = days(first);
+    let latest = std::iter::once(&c.policy).chain(c.emulated.iter().map(|e| &e.verdict)).filter_map(|v| decided(&v.decided_at)).fold(x0, f64::max);
+    let x1 = (latest + (latest - x0) * 0.4 + 0.5).min(days(last)).max(x0 + 1.0 / 24.0);
+    let simulation = &view.summary.simulation;
+    let mut policy: Vec<(f64, f64)> = simulation.stages.iter().filter_map(|st| Some((decided(&st.start)?, st.weight))).collect();
+    let after = match simulation.outcome.as_str() {
+        "promoted" => 100.0,
+        "rolled_back" => 0.0,
+        _ => policy.last().map_or(0.0, |p| p.1),
+    };
+    policy.extend(decided(&simulation.decided_at).map(|d| (d, after)));
+    let mut lines = vec![(c.policy.who.clone(), INK, steps_through(policy, x0, x1), decided(&c.policy.decided_at), c.policy.outcome.clone())];
+    let colors = [CANDIDATE, STABLE, REGRESSED, PASS];
+    for (i, e) in c.emulated.iter().enumerate() {
+        let points = e.timeline.iter().filter_map(|t| Some((decided(&t.time)?, t.weight)));
+        lines.push((e.verdict.who.clone(), colors[i % colors.len()], steps_through(points, x0, x1), decided(&e.verdict.decided_at), e.verdict.outcome.clone()));
+    }
+    let faults = fault_windows(view, x0, x1);
+    let span = x1 - x0;
+    // The legend goes under the plot: the lines fill every corner of it.
+    let rows = lines.len().div_ceil(2) + usize::from(!faults.is_empty());
+    let legend_height = 16 + 24 * rows as u32;
+    let png = render(1200, 400 + legend_height, |root| {
+        let (plot, key) = root.split_vertically(400);
+        let mut chart = ChartBuilder::on(&plot)
+            .caption("Candidate weight: the policy and your live controllers", style(22))
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x0..x1, 0.0..108.0)?;
+        chart
+            .configure_mesh()
+            .x_labels(8)
+            .x_label_formatter(&day_label(span))
+            .y_desc("candidate weight (%)")
+            .label_style(style(15))
+            .axis_desc_style(style(16))
+            .light_line_style(WHITE)
+            .draw()?;
+        shade_faults(&mut chart, &faults, (0.0, 108.0), false)?;
+        for (_, color, path, at, outcome) in &lines {
+            let color = *color;
+            let width = if color == INK { 3 } else { 2 };
+            chart.draw_series(LineSeries::new(path.clone(), color.stroke_width(width)))?;
+            if let Some(x) = at {
+                let y = if outcome == "rolled_back" { 0.0 } else { path.iter().rev().find(|p| p.0 <= *x).map_or(0.0, |p| p.1) };
+                if outcome == "rolled_back" {
+                    chart.draw_series(std::iter::once(Cross::new((*x, y + 2.0), 7, color.stroke_width(3))))?;
+                } else {
+                    chart.draw_series(std::iter::once(TriangleMarker::new((*x, y), 8, color.filled())))?;
+                }
+            }
+        }
+        for (i, (who, color, ..)) in lines.iter().enumerate() {
+            let (x, y) = (70 + 560 * (i % 2) as i32, 12 + 24 * (i / 2) as i32);
+            let width = if *color == INK { 3 } else { 2 };
+            key.draw(&PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(width)))?;
+            key.draw(&Text::new(who.clone(), (x + 32, y - 8), style(14)))?;
+        }
+        if let Some((_, _, description)) = faults.first() {
+            let y = 12 + 24 * lines.len().div_ceil(2) as i32;
+            key.draw(&Rectangle::new([(70, y - 7), (94, y + 7)], FAULT.mix(0.25).filled()))?;
+            let text = if faults.len() == 1 { format!("fault: {description}") } else { format!("faults ({})", faults.len()) };
+            key.draw(&Text::new(text, (102, y - 8), style(14)))?;
+        }
+        Ok(())
+    })?;
+    Ok(Chart {
+        file: "controllers.png".into(),
+        title: CONTROLLERS.into(),
+        caption: format!(
+            "The candidate's weight over replayed time under the policy (black) and under each emulated controller; a cross marks a rollback, a triangle a promotion or hold{}.",
+            if faults.is_empty() { "" } else { "; red shading: injected faults" }
+        ),
+        png,
+    })
 }
 
 /// The fault windows, clipped to the replay, in days.

@@ -165,8 +165,8 @@ pub fn compare(policy: &Verdict, other: &Verdict) -> String {
     s
 }
 
-/// The report's section.
-pub fn section(s: &mut String, c: &Controllers) {
+/// The report's section (with the side-by-side weight chart when drawn).
+pub fn section(s: &mut String, c: &Controllers, chart: Option<&super::charts::Chart>) {
     let _ = writeln!(s, "<section id=\"controllers\"><h2>Your live controllers, emulated</h2>");
     let _ = writeln!(
         s,
@@ -188,6 +188,9 @@ pub fn section(s: &mut String, c: &Controllers) {
         );
     }
     let _ = writeln!(s, "</tbody></table>");
+    if let Some(chart) = chart {
+        super::page::figure(s, chart, false);
+    }
     let _ = writeln!(s, "<ul>");
     for line in &c.comparison {
         let _ = writeln!(s, "<li>{}</li>", escape(line));

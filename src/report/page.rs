@@ -180,11 +180,11 @@ pub fn render(view: &RunView, charts: &[Chart]) -> String {
     }
     let _ = writeln!(s, "</section>");
     segments(&mut s, view);
-    let rest: Vec<&Chart> = charts.filter(|c| !c.title.starts_with("Gate: ")).collect();
+    let rest: Vec<&Chart> = charts.clone().filter(|c| !c.title.starts_with("Gate: ") && c.title != super::charts::CONTROLLERS).collect();
     oracle(&mut s, view, &rest);
     exposure(&mut s, view);
     if let Some(c) = &summary.controllers {
-        super::controllers::section(&mut s, c);
+        super::controllers::section(&mut s, c, charts.clone().find(|c| c.title == super::charts::CONTROLLERS));
     }
     effective_policy(&mut s, view);
     provenance(&mut s, view);
