@@ -4,7 +4,9 @@
 //! evaluates `scenarios/flights-2013-monitored.toml`'s policy — about 1,300 hourly checks of three
 //! gates on all traffic and 19 segment values — with each simulator, `BENCH_REPEATS` times
 //! (default 5), and prints the medians. The fast path's one-off index build is reported apart:
-//! a sweep builds it once and evaluates many policies on it.
+//! a sweep builds it once and evaluates many policies on it. Then the scenario's live controllers
+//! (`[controller]`: Argo Rollouts, Flagger, Kayenta), emulated and graded as `run` does, against
+//! the same policy's fast evaluation.
 
 use std::path::Path;
 use std::time::Instant;
@@ -70,4 +72,18 @@ fn main() {
     println!("one policy evaluation, fast path:               {:>9.1} ms", f * 1e3);
     println!("one policy evaluation, row-by-row reference:    {:>9.1} ms", r * 1e3);
     println!("reference / fast:                               {:>9.1}×", r / f);
+
+    if let Some(spec) = &prepared.scenario.controller {
+        let mut source = Fast::new(&summaries, &setup.scopes);
+        let (run, grade, exposure) = canary_replay::run::evaluate(&setup, &mut source);
+        let mut times = Vec::new();
+        for _ in 0..repeats {
+            let t = Instant::now();
+            let c = canary_replay::run::emulate_controllers(spec, &setup, &replay, prepared.scenario.scoring.latency_sample, &run, &grade, &exposure).unwrap();
+            times.push(t.elapsed().as_secs_f64());
+            assert_eq!(c.emulated.len(), spec.controllers.len());
+        }
+        let e = median(times);
+        println!("{} live controllers emulated and graded:        {:>9.1} ms ({:.1}× one fast policy evaluation)", spec.controllers.len(), e * 1e3, e / f);
+    }
 }
