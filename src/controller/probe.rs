@@ -104,9 +104,10 @@ impl<'a> Probe<'a> {
         Some(self.value(mapping, &arms).unwrap_or(f64::NAN))
     }
 
-    /// Whether `arm` served any request before `until` (from the first one the schedule routes).
+    /// Whether `arm` served any request before `until` (the candidate's search starts where the
+    /// schedule first routes to it; the stable model serves from the first request).
     fn ever_served(&self, arm: usize, until: Micros, schedule: &Schedule) -> bool {
-        let from = schedule.0.first().map_or(Micros::MAX, |(t, _)| *t);
+        let from = if arm == 1 { schedule.0.first().map_or(Micros::MAX, |(t, _)| *t) } else { Micros::MIN };
         let a = self.rows.partition_point(|r| r.time < from);
         self.rows[a..].iter().take_while(|r| r.time < until).any(|r| usize::from(to_candidate(r.u, schedule.weight(r.time, r.cell))) == arm)
     }

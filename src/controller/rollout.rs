@@ -204,6 +204,9 @@ pub(crate) fn read_template(r: &mut Reader, v: &Yaml, at: &str) -> Option<Templa
         if interval == Some(0) {
             r.problem(&format!("{path}.interval"), "must be longer than 0", None);
         }
+        if interval.is_none() && count.is_some_and(|c| c > 1) {
+            r.problem(&format!("{path}.count"), "more than one measurement needs an interval (Argo Rollouts rejects this metric too)", Some("add interval, e.g. interval: 5m"));
+        }
         let initial_delay = yaml::get(m, "initialDelay").and_then(|x| yaml::duration(r, x, &format!("{path}.initialDelay"))).unwrap_or(0);
         let mut condition = |key: &str| {
             let text = yaml::get(m, key).and_then(|x| yaml::string(r, x, &format!("{path}.{key}")))?;

@@ -337,3 +337,68 @@ fn kayenta_a_wide_interval_passes_despite_a_significant_shift() {
     assert_eq!(run.outcome, Outcome::RolledBack, "{:?}", run.events.list);
     assert!(run.reason.contains("critical metric latency was High"), "{}", run.reason);
 }
+
+/// What a Prometheus query returns: an empty result while the arm has served nothing (the
+/// series does not exist), NaN once it exists but the window is empty, else the value.
+#[test]
+fn a_query_is_empty_before_the_series_exists_and_nan_on_an_empty_window() {
+    use super::probe::Schedule;
+    // Requests in hours 0-1 and 4-5 only.
+    let traffic: Vec<Row> = rows(6, 100, |_| false).into_iter().filter(|r| !(2 * HOUR..4 * HOUR).contains(&r.time)).collect();
+    let probe = Probe::new(&traffic, scale());
+    let mut schedule = Schedule::default();
+    schedule.set(HOUR, 0.5);
+    let errors = spec::Mapping { metric: crate::policy::Metric::ErrorRate, arm: spec::Arm::Candidate, scale: 1.0, offset: 0.0, window: None };
+    assert_eq!(probe.measure(&errors, HOUR, HOUR, &schedule, false), None, "no candidate request yet");
+    assert_eq!(probe.measure(&errors, 2 * HOUR, HOUR, &schedule, false), Some(0.0));
+    assert!(probe.measure(&errors, 4 * HOUR, HOUR, &schedule, false).unwrap().is_nan(), "the series exists, the window is empty");
+    // The stable model serves from the first request, before any weight is set.
+    let stable = spec::Mapping { arm: spec::Arm::Stable, ..errors.clone() };
+    assert_eq!(probe.measure(&stable, HOUR, HOUR, &Schedule::default(), false), Some(0.0));
+    // A success rate in percent: error rate × −100 + 100.
+    let success = spec::Mapping { scale: -100.0, offset: 100.0, ..errors };
+    assert_eq!(probe.measure(&success, 2 * HOUR, HOUR, &schedule, false), Some(100.0));
+}
+
+#[test]
+fn argo_an_indefinite_pause_holds_unless_someone_resumes_it() {
+    let yaml = rollout("        - setWeight: 10\n        - pause: {}\n        - setWeight: 50\n", "");
+    let spec = load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap();
+    let run = replay(&spec, &rows(24, 100, |_| false), 24);
+    assert_eq!((run.outcome, run.decided_at), (Outcome::Held, 0), "{:?}", run.events.list);
+    assert!(run.reason.contains("paused indefinitely at step 1"), "{}", run.reason);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.yaml"), &yaml).unwrap();
+    let raw = RawController { files: vec!["r.yaml".into()], resume_paused_after: Some("6h".into()), ..Default::default() };
+    let mut problems = Vec::new();
+    let spec = spec::load(&raw, dir.path(), "s.toml", HOUR, &[], &mut problems).unwrap();
+    let run = replay(&spec, &rows(24, 100, |_| false), 24);
+    assert_eq!((run.outcome, run.decided_at), (Outcome::Promoted, 6 * HOUR), "{:?}", run.events.list);
+}
+
+#[test]
+fn argo_more_than_one_measurement_without_an_interval_is_refused() {
+    let yaml = rollout("        - analysis: {templates: [{templateName: t}]}\n", "") + &template("t", "  metrics:\n    - name: errors\n      count: 3\n      successCondition: result < 1\n");
+    let text = messages(&load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap_err());
+    assert!(text.contains("spec.metrics[0] (errors).count: more than one measurement needs an interval"), "{text}");
+}
+
+#[test]
+fn kayenta_begins_late_and_judges_a_sliding_lookback() {
+    let config = r#"{"name": "k", "metrics": [{"name": "errors", "analysisConfigurations": {"canary": {"direction": "increase", "critical": true}}}]}"#;
+    let settings = spec::RawKayenta { weight: Some(20.0), begin_after: Some("2h".into()), lifetime: Some("6h".into()), interval: Some("2h".into()), lookback: Some("2h".into()), step: Some("20m".into()), ..Default::default() };
+    let spec = load(&[("k.json", config)], errors_mapping(), Some(settings)).unwrap();
+    // Failing requests only in hours 0-1, before the analysis begins: never judged.
+    let failing: Vec<Row> = rows(24, 100, |_| false)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut r)| {
+            r.outputs[1].error = r.time < 2 * HOUR && (i * 7919) % 10 < 6;
+            r
+        })
+        .collect();
+    let run = replay(&spec, &failing, 24);
+    assert_eq!((run.outcome, run.decided_at), (Outcome::Promoted, 8 * HOUR), "{:?}", run.events.list);
+    // The candidate served its 20% from the first request, analysis or not.
+    assert_eq!(run.schedule.at(0), 0.2);
+}
