@@ -175,6 +175,11 @@ impl<'a> Judge<'a> {
         let tests = self.statistical_tests();
         let mut results = Vec::new();
         let mut pending: Vec<Pending> = Vec::new();
+        // For the decision alone, a one-sided mSPRT look is skipped when it cannot matter: with
+        // ln Λ ≤ ln 2 + z²/2 below ln(1/α), the running p-value stays above α whatever the look
+        // gives, and a p-value above α is never rejected by any correction nor changes whether
+        // another test is (its rank stays after every p-value at most α).
+        let skip_below_z2 = 2.0 * (-ctx.alpha_fail.ln() - std::f64::consts::LN_2);
         for (g, gate) in self.policy.gates.iter().enumerate() {
             for &scope in &self.gate_scopes[g] {
                 let arms = stats.merged(scope);
@@ -183,11 +188,14 @@ impl<'a> Judge<'a> {
                 if scope != 0 && n == [0, 0] {
                     continue;
                 }
+                // For the decision alone a statistical gate's values only describe a failing or
+                // all-traffic result; they are filled in after the correction.
+                let values = !(self.decisions_only && gate.kind.is_statistical());
                 let mut r = GateResult {
                     gate: g,
                     scope,
-                    stable: stable.value(gate.metric),
-                    canary: canary.value(gate.metric),
+                    stable: if values { stable.value(gate.metric) } else { None },
+                    canary: if values { canary.value(gate.metric) } else { None },
                     n,
                     verdict: Verdict::NeedsMoreData,
                     estimate: None,
@@ -260,7 +268,10 @@ impl<'a> Judge<'a> {
                         } else {
                             match harm {
                                 Harm::Msprt(m) => {
-                                    m.observe(now.theta, now.variance, now.n);
+                                    let z = (now.theta - theta0) / now.variance.sqrt();
+                                    if !(self.decisions_only && m.p_value().get() > ctx.alpha_fail && z * z < skip_below_z2) {
+                                        m.observe(now.theta, now.variance, now.n);
+                                    }
                                     (m.p_value(), None)
                                 }
                                 Harm::GroupSequential { looks, theta0 } => {
@@ -330,6 +341,16 @@ impl<'a> Judge<'a> {
             }
         }
         self.decide_regressions(&mut results, &pending, ctx.alpha_fail);
+        if self.decisions_only {
+            for r in results.iter_mut().filter(|r| r.stable.is_none() && r.canary.is_none() && (r.scope == 0 || r.verdict == Verdict::Fail)) {
+                let metric = self.policy.gates[r.gate].metric;
+                if metric.is_drift() {
+                    continue;
+                }
+                let arms = stats.merged(r.scope);
+                (r.stable, r.canary) = (arms[0].value(metric), arms[1].value(metric));
+            }
+        }
         results
     }
 

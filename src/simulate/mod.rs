@@ -163,8 +163,12 @@ impl<'a> Setup<'a> {
     }
 
     /// Simulates for the decision alone, as a policy search needs: checks keep their action but
-    /// not their gate results, and segment scopes skip the non-inferiority interval (a segment can
-    /// only fail, which the harm test alone decides). The decisions are the same.
+    /// not their gate results; segment scopes skip the non-inferiority interval (a segment can
+    /// only fail, which the harm test alone decides); an mSPRT look that cannot bring its p-value
+    /// to α is skipped; statistical gates' values are worked out only where a reason shows them.
+    /// The decisions, actions and stages are the same; a reason can differ only in the adjusted
+    /// p-value it shows for a gate that did not fail (the skipped looks' p-values, all above α,
+    /// enter that adjustment).
     pub fn decisions_only(mut self) -> Self {
         self.decisions_only = true;
         self
