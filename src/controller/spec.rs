@@ -55,6 +55,22 @@ pub struct RawKayenta {
     pub marginal: Option<f64>,
 }
 
+impl RawKayenta {
+    /// These settings, with `file`'s where these leave one out.
+    fn over(self, file: RawKayenta) -> RawKayenta {
+        RawKayenta {
+            weight: self.weight.or(file.weight),
+            interval: self.interval.or(file.interval),
+            lifetime: self.lifetime.or(file.lifetime),
+            begin_after: self.begin_after.or(file.begin_after),
+            lookback: self.lookback.or(file.lookback),
+            step: self.step.or(file.step),
+            pass: self.pass.or(file.pass),
+            marginal: self.marginal.or(file.marginal),
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMappingFile {
@@ -221,7 +237,7 @@ pub(crate) mod yaml {
             _ => None,
         };
         if parsed.is_none() {
-            r.problem(path, format!("expected an integer, found {}", super::yaml::show(v)), None);
+            r.problem(path, format!("expected an integer, found {}", show(v)), None);
         }
         parsed
     }
@@ -296,13 +312,18 @@ pub fn load(raw: &RawController, dir: &Path, file: &str, default_step: Micros, s
         match std::fs::read_to_string(&path) {
             Err(e) => r.problems.push(Problem::new(key, format!("cannot read \"{mapping}\" ({}): {e}", path.display())).fix("relative paths are resolved against the scenario file's folder")),
             Ok(text) => match toml::from_str::<RawMappingFile>(&text) {
-                Err(e) => r.problems.push(Problem::new(format!("{}", path.display()), e.message().to_string())),
+                Err(e) => r.problems.push(Problem::new(path.display().to_string(), format!("is not a mapping file: {}", e.to_string().trim_end()))),
                 Ok(shared) => {
                     let shown = path.display().to_string();
                     for (name, m) in &shared.metrics {
-                        validate_mapping(&mut Reader { file: shown.clone(), problems: r.problems }, &format!("metrics.{name}"), m).map(|m| metrics.insert(name.clone(), m));
+                        if let Some(m) = validate_mapping(&mut Reader { file: shown.clone(), problems: r.problems }, &format!("metrics.{name}"), m) {
+                            metrics.insert(name.clone(), m);
+                        }
                     }
-                    kayenta_raw = kayenta_raw.or(shared.kayenta);
+                    kayenta_raw = match (kayenta_raw, shared.kayenta) {
+                        (Some(own), Some(file)) => Some(own.over(file)),
+                        (own, file) => own.or(file),
+                    };
                     resume = resume.or(shared.resume_paused_after);
                 }
             },

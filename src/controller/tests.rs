@@ -402,3 +402,28 @@ fn kayenta_begins_late_and_judges_a_sliding_lookback() {
     // The candidate served its 20% from the first request, analysis or not.
     assert_eq!(run.schedule.at(0), 0.2);
 }
+
+#[test]
+fn a_shared_mapping_file_is_overridden_key_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"{"name": "k", "metrics": [{"name": "errors", "analysisConfigurations": {"canary": {"direction": "increase"}}}]}"#;
+    std::fs::write(dir.path().join("k.json"), config).unwrap();
+    std::fs::write(dir.path().join("metrics.toml"), "[metrics.errors]\nmetric = \"error_rate\"\n\n[kayenta]\nlifetime = \"2d\"\nweight = 5\n").unwrap();
+    let raw = RawController {
+        files: vec!["k.json".into()],
+        mapping: Some("metrics.toml".into()),
+        kayenta: Some(spec::RawKayenta { weight: Some(20.0), ..Default::default() }),
+        ..Default::default()
+    };
+    let mut problems = Vec::new();
+    let spec = spec::load(&raw, dir.path(), "s.toml", HOUR, &[], &mut problems).unwrap_or_else(|| panic!("{problems:?}"));
+    let k = spec.kayenta.unwrap();
+    assert_eq!((k.weight, k.lifetime), (0.2, 48 * HOUR), "the scenario's weight, the file's lifetime");
+    assert_eq!(spec.mapping["errors"].metric, crate::policy::Metric::ErrorRate);
+    // A mapping file that is not TOML is named with the parser's line.
+    std::fs::write(dir.path().join("metrics.toml"), "[metrics.errors\nmetric = 1\n").unwrap();
+    let mut problems = Vec::new();
+    assert!(spec::load(&raw, dir.path(), "s.toml", HOUR, &[], &mut problems).is_none());
+    let text = messages(&problems);
+    assert!(text.contains("metrics.toml: is not a mapping file: TOML parse error at line 1"), "{text}");
+}
