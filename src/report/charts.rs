@@ -161,27 +161,12 @@ fn controllers(view: &RunView, c: &super::controllers::Controllers) -> Result<Ch
         lines.push((e.verdict.who.clone(), colors[i % colors.len()], steps_through(points, x0, x1), decided(&e.verdict.decided_at), e.verdict.outcome.clone()));
     }
     let faults = fault_windows(view, x0, x1);
-    let span = x1 - x0;
     // The legend goes under the plot: the lines fill every corner of it.
     let rows = lines.len().div_ceil(2) + usize::from(!faults.is_empty());
     let legend_height = 16 + 24 * rows as u32;
     let png = render(1200, 400 + legend_height, |root| {
         let (plot, key) = root.split_vertically(400);
-        let mut chart = ChartBuilder::on(&plot)
-            .caption("Candidate weight: the policy and your live controllers", style(22))
-            .margin(14)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x0..x1, 0.0..108.0)?;
-        chart
-            .configure_mesh()
-            .x_labels(8)
-            .x_label_formatter(&day_label(span))
-            .y_desc("candidate weight (%)")
-            .label_style(style(15))
-            .axis_desc_style(style(16))
-            .light_line_style(WHITE)
-            .draw()?;
+        let mut chart = weight_panel(&plot, "Candidate weight: the policy and your live controllers", (x0, x1))?;
         shade_faults(&mut chart, &faults, (0.0, 108.0), false)?;
         for (_, color, path, at, outcome) in &lines {
             let color = *color;
@@ -286,23 +271,8 @@ fn timeline(view: &RunView) -> Result<Chart> {
             }
         }
     }
-    let span = x1 - x0;
     let png = render(1200, 460, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption("Candidate weight over replayed time", style(22))
-            .margin(14)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x0..x1, 0.0..108.0)?;
-        chart
-            .configure_mesh()
-            .x_labels(8)
-            .x_label_formatter(&day_label(span))
-            .y_desc("candidate weight (%)")
-            .label_style(style(15))
-            .axis_desc_style(style(16))
-            .light_line_style(WHITE)
-            .draw()?;
+        let mut chart = weight_panel(root, "Candidate weight over replayed time", (x0, x1))?;
         shade_faults(&mut chart, &faults, (0.0, 108.0), true)?;
         for (i, (start, end)) in regressed.iter().enumerate() {
             let drawn = chart.draw_series(std::iter::once(Rectangle::new([(*start, 0.0), (*end, 108.0)], REGRESSED.mix(0.16).filled())))?;
@@ -368,6 +338,21 @@ fn timeline(view: &RunView) -> Result<Chart> {
 type Panel<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
 
 /// One panel of a gate chart: replayed time across, `y` up.
+/// The candidate's weight (0–108%) over replayed time `x` (days), under `caption`.
+fn weight_panel<'a, 'b>(area: &'a Area<'b>, caption: &str, x: (f64, f64)) -> std::result::Result<Panel<'a, 'b>, Box<dyn std::error::Error>> {
+    let mut chart = ChartBuilder::on(area).caption(caption, style(22)).margin(14).x_label_area_size(40).y_label_area_size(56).build_cartesian_2d(x.0..x.1, 0.0..108.0)?;
+    chart
+        .configure_mesh()
+        .x_labels(8)
+        .x_label_formatter(&day_label(x.1 - x.0))
+        .y_desc("candidate weight (%)")
+        .label_style(style(15))
+        .axis_desc_style(style(16))
+        .light_line_style(WHITE)
+        .draw()?;
+    Ok(chart)
+}
+
 fn time_panel<'a, 'b>(area: &'a Area<'b>, x: (f64, f64), y: (f64, f64), x_labels: u32, y_desc: &str) -> std::result::Result<Panel<'a, 'b>, Box<dyn std::error::Error>> {
     let mut panel = ChartBuilder::on(area).margin(12).x_label_area_size(x_labels).y_label_area_size(72).build_cartesian_2d(x.0..x.1, y.0..y.1)?;
     panel
