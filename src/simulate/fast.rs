@@ -386,7 +386,10 @@ impl Source for Fast<'_> {
             start
         };
         self.add_buckets(start, from, end, weights);
-        self.state = Some((start, end, weights.to_vec()));
+        match &mut self.state {
+            Some((s, e, w)) if w.as_slice() == weights => (*s, *e) = (start, end),
+            state => *state = Some((start, end, weights.to_vec())),
+        }
         &self.stats
     }
 

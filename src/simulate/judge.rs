@@ -23,8 +23,6 @@
 //! windows each stage runs fresh tests at α divided by the number of stages that compare the arms,
 //! so the whole rollout keeps its false-rollback rate at or below α either way.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
 use super::metrics::{drift_between, ScoreBins};
@@ -133,7 +131,9 @@ pub struct Judge<'a> {
     gate_scopes: Vec<Vec<usize>>,
     /// Skip what cannot change a decision: the non-inferiority interval of segment scopes.
     pub decisions_only: bool,
-    tests: HashMap<(usize, usize), Tests>,
+    /// Per (gate, scope), at `gate × scopes + scope`.
+    tests: Vec<Tests>,
+    scopes: usize,
 }
 
 /// A statistical result waiting for the multiple-testing correction.
@@ -148,13 +148,14 @@ struct Pending {
 impl<'a> Judge<'a> {
     pub fn new(policy: &'a Policy, scopes: &'a Scopes, bins: ScoreBins) -> Self {
         let gate_scopes = policy.gates.iter().map(|g| scopes.for_columns(&g.segments)).collect();
-        Self { policy, bins, gate_scopes, decisions_only: false, tests: HashMap::new() }
+        let tests = (0..policy.gates.len() * scopes.len()).map(|_| Tests { harm: None, ni: None }).collect();
+        Self { policy, bins, gate_scopes, decisions_only: false, tests, scopes: scopes.len() }
     }
 
     /// A new stage: fresh harm tests; the non-inferiority intervals carry over when `keep` (the
     /// rollout window), else start afresh too.
     pub fn new_stage(&mut self, keep: bool) {
-        for tests in self.tests.values_mut() {
+        for tests in &mut self.tests {
             tests.harm = None;
             if !keep {
                 tests.ni = None;
@@ -244,7 +245,7 @@ impl<'a> Judge<'a> {
                             results.push(r);
                             continue;
                         };
-                        let entry = self.tests.entry((g, scope)).or_insert_with(|| Tests { harm: None, ni: None });
+                        let entry = &mut self.tests[g * self.scopes + scope];
                         // The harm test: this stage's data; a non-inferiority gate fails when worse
                         // than its margin (fixed at the test's first look), a regression gate when
                         // worse at all.

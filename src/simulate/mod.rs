@@ -213,17 +213,23 @@ impl<'a> Setup<'a> {
         let mut ending: Option<(Outcome, Micros, String, (Micros, Micros))> = None;
         let mut monitoring_since = None;
         let mut t = self.origin;
+        let mut routed: Option<(Position, Vec<f64>)> = None;
         while t < self.end {
             t += ramp.check_every;
             let weight = if monitoring { 1.0 - ramp.holdback } else { ramp.stages[stage].weight };
             let (bake, max_time) = if monitoring { (0, Micros::MAX) } else { (ramp.stages[stage].bake, ramp.stages[stage].max_time) };
-            let weights = self.router.weights(Position { wave, weight });
+            // The routing changes only with the position: worked out once per position.
+            let position = Position { wave, weight };
+            if routed.as_ref().is_none_or(|(at, _)| *at != position) {
+                routed = Some((position, self.router.weights(position)));
+            }
+            let weights = &routed.as_ref().expect("set above").1;
             let window_start = match (monitoring, ramp.window) {
                 (true, _) => epoch_start,
                 (false, Window::Rollout | Window::Stage) => stage_start,
                 (false, Window::Sliding(d)) => stage_start.max(t - d),
             };
-            let stats = source.window(window_start, t, &weights);
+            let stats = source.window(window_start, t, weights);
             let ctx = if monitoring {
                 Context { weight, elapsed: t - window_start, max_time, alpha_fail: decision.alpha, alpha_ni: decision.alpha, combine: false }
             } else {
@@ -279,14 +285,14 @@ impl<'a> Setup<'a> {
                     stages.push(StageRun { wave, stage, weight, monitoring, start: stage_start, end: t, decision: if action == Action::Rollback { "rollback" } else { "hold" }, reason: reason.clone() });
                     periods.push(Period { start: stage_start, end: t, weights: weights.clone() });
                     // After a rollback nothing goes to the candidate; a hold keeps the weight.
-                    let after = if action == Action::Hold { weights } else { vec![0.0; weights.len()] };
+                    let after = if action == Action::Hold { weights.clone() } else { vec![0.0; weights.len()] };
                     periods.push(Period { start: t, end: self.end.max(t), weights: after });
                     ending = Some((outcome, t, reason, (window_start, t)));
                     break;
                 }
                 Action::Promote => {
                     stages.push(StageRun { wave, stage, weight, monitoring, start: stage_start, end: t, decision: "promote", reason: reason.clone() });
-                    periods.push(Period { start: stage_start, end: t, weights });
+                    periods.push(Period { start: stage_start, end: t, weights: weights.clone() });
                     if combine && !monitoring {
                         earlier.push(stats.clone());
                     }
