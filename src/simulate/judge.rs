@@ -129,7 +129,9 @@ pub struct Judge<'a> {
     bins: ScoreBins,
     /// Per gate, the scopes it is rated on.
     gate_scopes: Vec<Vec<usize>>,
-    /// Skip what cannot change a decision: the non-inferiority interval of segment scopes.
+    /// Skip what cannot change a decision (see [`super::Setup::decisions_only`]): the
+    /// non-inferiority interval of segment scopes, mSPRT looks that cannot bring their p-value to
+    /// α, and statistical gates' values no reason shows.
     pub decisions_only: bool,
     /// Per (gate, scope), at `gate × scopes + scope`.
     tests: Vec<Tests>,
