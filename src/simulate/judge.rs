@@ -136,6 +136,9 @@ pub struct Judge<'a> {
     /// Per (gate, scope), at `gate × scopes + scope`.
     tests: Vec<Tests>,
     scopes: usize,
+    /// The last check's results and pending tests (buffers reused from check to check).
+    results: Vec<GateResult>,
+    pending: Vec<Pending>,
 }
 
 /// A statistical result waiting for the multiple-testing correction.
@@ -151,7 +154,7 @@ impl<'a> Judge<'a> {
     pub fn new(policy: &'a Policy, scopes: &'a Scopes, bins: ScoreBins) -> Self {
         let gate_scopes = policy.gates.iter().map(|g| scopes.for_columns(&g.segments)).collect();
         let tests = (0..policy.gates.len() * scopes.len()).map(|_| Tests { harm: None, ni: None }).collect();
-        Self { policy, bins, gate_scopes, decisions_only: false, tests, scopes: scopes.len() }
+        Self { policy, bins, gate_scopes, decisions_only: false, tests, scopes: scopes.len(), results: Vec::new(), pending: Vec::new() }
     }
 
     /// A new stage: fresh harm tests; the non-inferiority intervals carry over when `keep` (the
@@ -173,11 +176,13 @@ impl<'a> Judge<'a> {
     /// Rates every gate on `stats` (the current window). Non-inferiority also uses `earlier`: the
     /// final statistics of the rollout's earlier stages, combined with the current one by
     /// inverse-variance weights when `ctx.combine`.
-    pub fn check(&mut self, stats: &WindowStats, earlier: &[WindowStats], ctx: &Context) -> Vec<GateResult> {
+    pub fn check(&mut self, stats: &WindowStats, earlier: &[WindowStats], ctx: &Context) -> &[GateResult] {
         let decision = &self.policy.decision;
         let tests = self.statistical_tests();
-        let mut results = Vec::new();
-        let mut pending: Vec<Pending> = Vec::new();
+        let mut results = std::mem::take(&mut self.results);
+        let mut pending = std::mem::take(&mut self.pending);
+        results.clear();
+        pending.clear();
         // For the decision alone, a one-sided mSPRT look is skipped when it cannot matter: with
         // ln Λ ≤ ln 2 + z²/2 below ln(1/α), the running p-value stays above α whatever the look
         // gives, and a p-value above α is never rejected by any correction nor changes whether
@@ -354,7 +359,9 @@ impl<'a> Judge<'a> {
                 (r.stable, r.canary) = (arms[0].value(metric), arms[1].value(metric));
             }
         }
-        results
+        self.results = results;
+        self.pending = pending;
+        &self.results
     }
 
     /// Applies the multiple-testing correction to the deterioration tests.
@@ -423,22 +430,27 @@ fn combined_difference(earlier: &[Difference], now: Difference) -> Difference {
 
 /// The difference on one window's scope, combined across routing weights by traffic share.
 fn difference(stats: &WindowStats, scope: usize, gate: &Gate) -> Option<Difference> {
-    let groups: Vec<_> = stats.scopes[scope]
-        .iter()
-        .filter_map(|g| {
+    let groups = || {
+        stats.scopes[scope].iter().filter_map(|g| {
             let (s, vs) = g.arms[0].estimate(gate.metric)?;
             let (c, vc) = g.arms[1].estimate(gate.metric)?;
             let traffic = (g.arms[0].s.requests + g.arms[1].s.requests) as f64;
             let n = (g.arms[0].n(gate.metric) + g.arms[1].n(gate.metric)) as f64;
             Some((traffic, c - s, vs + vc, s, n))
         })
-        .collect();
-    let total: f64 = groups.iter().map(|g| g.0).sum();
-    if groups.is_empty() || total == 0.0 {
+    };
+    // One group is the rule (a scope's cells share a weight): no shares to work out.
+    let scopes = &stats.scopes[scope];
+    if scopes.len() == 1 {
+        let (traffic, theta, variance, stable, n) = groups().next()?;
+        return (traffic > 0.0).then_some(Difference { theta, variance, stable, n });
+    }
+    let (count, total) = groups().fold((0usize, 0.0), |(k, t), g| (k + 1, t + g.0));
+    if count == 0 || total == 0.0 {
         return None;
     }
     let mut d = Difference { theta: 0.0, variance: 0.0, stable: 0.0, n: 0.0 };
-    for (traffic, theta, v, s, n) in &groups {
+    for (traffic, theta, v, s, n) in groups() {
         let share = traffic / total;
         d.theta += share * theta;
         d.variance += share * share * v;

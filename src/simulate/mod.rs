@@ -271,7 +271,7 @@ impl<'a> Setup<'a> {
                     (Action::Continue, String::new())
                 }
             };
-            let results = if self.decisions_only { Vec::new() } else { results };
+            let results = if self.decisions_only { Vec::new() } else { results.to_vec() };
             checks.push(Check { time: t, wave, stage, weight, monitoring, action, results });
             match action {
                 Action::Continue | Action::Failing => {
