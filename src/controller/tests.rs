@@ -32,6 +32,18 @@ fn rows(hours: i64, per_hour: i64, bad: impl Fn(i64) -> bool) -> Vec<Row> {
         .collect()
 }
 
+/// `rows`' traffic where the candidate fails the requests `fails` picks (by index and row).
+fn failing_where(hours: i64, per_hour: i64, fails: impl Fn(usize, &Row) -> bool) -> Vec<Row> {
+    rows(hours, per_hour, |_| false)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut r)| {
+            r.outputs[1].error = fails(i, &r);
+            r
+        })
+        .collect()
+}
+
 fn errors_mapping() -> BTreeMap<String, RawMapping> {
     let mut m = BTreeMap::new();
     m.insert("errors".to_string(), RawMapping { metric: "error_rate".into(), arm: None, scale: None, offset: None, window: None });
@@ -102,14 +114,7 @@ fn argo_both_conditions_unmet_is_inconclusive_and_pauses_the_rollout() {
     let run = replay(&spec, &rows(24, 100, |h| h == 1), 24);
     assert_eq!((run.outcome, run.decided_at), (Outcome::RolledBack, 2 * HOUR), "{:?}", run.events.list);
     // Every second request fails: about 0.5 meets neither condition.
-    let half: Vec<Row> = rows(24, 100, |_| false)
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut r)| {
-            r.outputs[1].error = i % 2 == 0;
-            r
-        })
-        .collect();
+    let half = failing_where(24, 100, |i, _| i % 2 == 0);
     let run = replay(&spec, &half, 24);
     assert_eq!(run.outcome, Outcome::Held, "{:?}", run.events.list);
     assert!(run.reason.contains("Inconclusive"), "{}", run.reason);
@@ -209,14 +214,7 @@ fn kayenta_a_critical_failure_at_an_interim_judgment_fails_at_once() {
     let config = r#"{"name": "k", "metrics": [{"name": "errors", "groups": ["health"], "analysisConfigurations": {"canary": {"direction": "increase", "critical": true}}}]}"#;
     let spec = load(&[("k.json", config)], errors_mapping(), Some(kayenta_settings())).unwrap();
     // About 60% of the candidate's requests fail, unevenly from one 20-minute point to the next.
-    let failing: Vec<Row> = rows(24, 100, |_| false)
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut r)| {
-            r.outputs[1].error = (i * 7919) % 10 < 6;
-            r
-        })
-        .collect();
+    let failing = failing_where(24, 100, |i, _| (i * 7919) % 10 < 6);
     let run = replay(&spec, &failing, 24);
     assert_eq!((run.outcome, run.decided_at), (Outcome::RolledBack, 2 * HOUR), "{:?}", run.events.list);
     assert!(run.reason.contains("interim score 0"), "{}", run.reason);
@@ -389,14 +387,7 @@ fn kayenta_begins_late_and_judges_a_sliding_lookback() {
     let settings = spec::RawKayenta { weight: Some(20.0), begin_after: Some("2h".into()), lifetime: Some("6h".into()), interval: Some("2h".into()), lookback: Some("2h".into()), step: Some("20m".into()), ..Default::default() };
     let spec = load(&[("k.json", config)], errors_mapping(), Some(settings)).unwrap();
     // Failing requests only in hours 0-1, before the analysis begins: never judged.
-    let failing: Vec<Row> = rows(24, 100, |_| false)
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut r)| {
-            r.outputs[1].error = r.time < 2 * HOUR && (i * 7919) % 10 < 6;
-            r
-        })
-        .collect();
+    let failing = failing_where(24, 100, |i, r| r.time < 2 * HOUR && (i * 7919) % 10 < 6);
     let run = replay(&spec, &failing, 24);
     assert_eq!((run.outcome, run.decided_at), (Outcome::Promoted, 8 * HOUR), "{:?}", run.events.list);
     // The candidate served its 20% from the first request, analysis or not.
