@@ -192,15 +192,8 @@ pub fn emulate(config: &CanaryConfig, spec: &Spec, probe: &Probe, origin: Micros
             return finish(Outcome::Held, end, reason, (start, end), schedule, events);
         }
         let from = settings.lookback.map_or(start, |l| (t - l).max(start));
-        let classified = config
-            .metrics
-            .iter()
-            .zip(&mappings)
-            .map(|(m, mapping)| {
-                let [stable, candidate] = probe.series(mapping, from, t, settings.step, &schedule);
-                judge.classify(&m.config, &prepare(&stable, m), &prepare(&candidate, m))
-            })
-            .collect();
+        let series = probe.series(&mappings, from, t, settings.step, &schedule);
+        let classified = config.metrics.iter().zip(&series).map(|(m, [stable, candidate])| judge.classify(&m.config, &prepare(stable, m), &prepare(candidate, m))).collect();
         let result = judge.score(&configs, classified);
         let failing: Vec<String> =
             result.metrics.iter().filter(|m| !matches!(m.label, crate::stats::kayenta::Label::Pass)).map(|m| format!("{} {:?}", m.metric, m.label)).collect();

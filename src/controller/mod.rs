@@ -21,7 +21,7 @@ use serde::Serialize;
 use self::probe::{Probe, Schedule};
 use self::spec::{Controller, Spec};
 use crate::simulate::replay::Cells;
-use crate::simulate::{Outcome, Period, Run, StageRun};
+use crate::simulate::{Outcome, Period, Run};
 use crate::time::Micros;
 
 /// How many timeline entries a controller keeps (decisions and weight changes always; passing
@@ -109,26 +109,14 @@ impl Emulated {
             from = t;
         }
         periods.push(Period { start: from, end: end.max(from), weights: weights(from) });
-        let stages = periods
-            .iter()
-            .map(|p| StageRun {
-                wave: 0,
-                stage: 0,
-                weight: self.schedule.at(p.start),
-                monitoring: false,
-                start: p.start,
-                end: p.end,
-                decision: "continue",
-                reason: String::new(),
-            })
-            .collect();
         Run {
             outcome: self.outcome,
             decided_at: self.decided_at,
             reason: self.reason.clone(),
             origin,
             end,
-            stages,
+            // Grading reads the periods; a controller's steps are in its own timeline.
+            stages: Vec::new(),
             checks: Vec::new(),
             periods,
             deciding_window: self.deciding_window,

@@ -135,17 +135,20 @@ impl<'a> Probe<'a> {
         Some(raw * mapping.scale + mapping.offset)
     }
 
-    /// Per-step values of each arm's metric over [start, end) (Kayenta's time series, fetched at
-    /// `end`: a step's labels count when they arrived before `end`); a step without data is NaN.
-    pub fn series(&self, mapping: &Mapping, start: Micros, end: Micros, step: Micros, schedule: &Schedule) -> [Vec<f64>; 2] {
-        let mut out = [Vec::new(), Vec::new()];
+    /// Per-step values of each arm of each mapped metric over [start, end) (Kayenta's time series,
+    /// fetched at `end`: a step's labels count when they arrived before `end`); a step without data
+    /// is NaN. Each step's requests are read once for all the metrics.
+    pub fn series(&self, mappings: &[Mapping], start: Micros, end: Micros, step: Micros, schedule: &Schedule) -> Vec<[Vec<f64>; 2]> {
+        let mut out = vec![[Vec::new(), Vec::new()]; mappings.len()];
         let mut t = start;
         while t < end {
             let next = (t + step).min(end);
             let arms = self.arms_with_labels_until(t, next, end, schedule, false);
-            for (arm, series) in out.iter_mut().enumerate() {
-                let v = if mapping.metric.is_drift() { None } else { arms[arm].value(mapping.metric) };
-                series.push(v.map_or(f64::NAN, |v| v * mapping.scale + mapping.offset));
+            for (mapping, series) in mappings.iter().zip(out.iter_mut()) {
+                for (arm, values) in series.iter_mut().enumerate() {
+                    let v = if mapping.metric.is_drift() { None } else { arms[arm].value(mapping.metric) };
+                    values.push(v.map_or(f64::NAN, |v| v * mapping.scale + mapping.offset));
+                }
             }
             t = next;
         }

@@ -229,29 +229,26 @@ pub(crate) mod yaml {
         }
     }
 
-    /// An integer, also written as a string (Kubernetes' int-or-string).
-    pub fn int(r: &mut Reader, v: &Value, path: &str) -> Option<i64> {
+    /// A YAML number, or a string holding one (Kubernetes' int-or-string); `what` names the kind
+    /// in the message.
+    fn numeric<T: std::str::FromStr>(r: &mut Reader, v: &Value, path: &str, what: &str, of: impl Fn(&serde_yaml::Number) -> Option<T>) -> Option<T> {
         let parsed = match v {
-            Value::Number(n) => n.as_i64(),
+            Value::Number(n) => of(n),
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
         };
         if parsed.is_none() {
-            r.problem(path, format!("expected an integer, found {}", show(v)), None);
+            r.problem(path, format!("expected {what}, found {}", show(v)), None);
         }
         parsed
     }
 
+    pub fn int(r: &mut Reader, v: &Value, path: &str) -> Option<i64> {
+        numeric(r, v, path, "an integer", serde_yaml::Number::as_i64)
+    }
+
     pub fn number(r: &mut Reader, v: &Value, path: &str) -> Option<f64> {
-        let parsed = match v {
-            Value::Number(n) => n.as_f64(),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        };
-        if parsed.is_none() {
-            r.problem(path, format!("expected a number, found {}", show(v)), None);
-        }
-        parsed
+        numeric(r, v, path, "a number", serde_yaml::Number::as_f64)
     }
 
     pub fn boolean(r: &mut Reader, v: &Value, path: &str) -> Option<bool> {

@@ -119,6 +119,16 @@ pub fn all(view: &RunView) -> Result<Vec<Chart>> {
     Ok(charts)
 }
 
+/// The candidate's weight (%) after the policy's decision: all traffic after a promotion, none after a
+/// rollback, the weight it held at otherwise.
+fn weight_after(outcome: &str, held: f64) -> f64 {
+    match outcome {
+        "promoted" => 100.0,
+        "rolled_back" => 0.0,
+        _ => held,
+    }
+}
+
 /// The title of the side-by-side chart (the page places it in the controllers' section).
 pub const CONTROLLERS: &str = "Live controllers";
 
@@ -148,11 +158,7 @@ fn controllers(view: &RunView, c: &super::controllers::Controllers) -> Result<Ch
     let x1 = (latest + (latest - x0) * 0.4 + 0.5).min(days(last)).max(x0 + 1.0 / 24.0);
     let simulation = &view.summary.simulation;
     let mut policy: Vec<(f64, f64)> = simulation.stages.iter().filter_map(|st| Some((decided(&st.start)?, st.weight))).collect();
-    let after = match simulation.outcome.as_str() {
-        "promoted" => 100.0,
-        "rolled_back" => 0.0,
-        _ => policy.last().map_or(0.0, |p| p.1),
-    };
+    let after = weight_after(&simulation.outcome, policy.last().map_or(0.0, |p| p.1));
     policy.extend(decided(&simulation.decided_at).map(|d| (d, after)));
     let mut lines = vec![(c.policy.who.clone(), INK, steps_through(policy, x0, x1), decided(&c.policy.decided_at), c.policy.outcome.clone())];
     let colors = [CANDIDATE, STABLE, REGRESSED, PASS];
@@ -253,11 +259,7 @@ fn timeline(view: &RunView) -> Result<Chart> {
         steps.push((s, stage.weight));
         steps.push((e, stage.weight));
     }
-    let after = match simulation.outcome.as_str() {
-        "promoted" => 100.0,
-        "rolled_back" => 0.0,
-        _ => steps.last().map(|p| p.1).unwrap_or(0.0),
-    };
+    let after = weight_after(&simulation.outcome, steps.last().map(|p| p.1).unwrap_or(0.0));
     steps.push((decided, after));
     steps.push((x1, after));
     let promotions: Vec<f64> = simulation.stages.iter().filter(|s| s.decision == "promote").filter_map(|s| at(&s.end).map(days)).collect();
