@@ -79,7 +79,8 @@ fn main() {
         let mut times = Vec::new();
         for _ in 0..repeats {
             let t = Instant::now();
-            let c = canary_replay::run::emulate_controllers(spec, &setup, &replay, prepared.scenario.scoring.latency_sample, &run, &grade, &exposure).unwrap();
+            let rows = replay.rows(&policy.ramp.salt).unwrap();
+            let c = canary_replay::run::emulate_controllers(spec, &setup, &replay, &rows, prepared.scenario.scoring.latency_sample, (&run, &grade, &exposure));
             times.push(t.elapsed().as_secs_f64());
             assert_eq!(c.emulated.len(), spec.controllers.len());
         }

@@ -7,7 +7,7 @@ use crate::error::{exit, Error, Problem, Result};
 use crate::controller::{self, probe::Probe, spec::Spec as ControllerSpec};
 use crate::simulate::fast::Fast;
 use crate::simulate::reference::Reference;
-use crate::simulate::replay::Replay;
+use crate::simulate::replay::{Replay, Row};
 use crate::simulate::grade::{self, Exposure, Grade};
 use crate::simulate::{Outcome, Run, Setup, Source};
 use crate::ingest::{self, Layout, Survey, TrafficFile};
@@ -167,16 +167,15 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     let replay = Replay::scan(&scored.parts, &prepared.layout, &scenario.faults)?;
     let setup = Setup::new(&scenario.policy, &replay);
     let policy = &scenario.policy;
+    let controllers = scenario.controller.as_ref().filter(|spec| !spec.controllers.is_empty());
+    // The routed rows, laid out once for the reference simulator and the controllers alike.
+    let rows = if options.reference || controllers.is_some() { replay.rows(&policy.ramp.salt)? } else { Vec::new() };
     let (run, grade, exposure) = if options.reference {
-        let rows = replay.rows(&policy.ramp.salt)?;
         evaluate(&setup, &mut Reference::new(&rows, &setup.scopes, setup.scale))
     } else {
         evaluate(&setup, &mut Fast::new(&setup.summaries(&replay)?, &setup.scopes))
     };
-    let controllers = match &scenario.controller {
-        Some(spec) if !spec.controllers.is_empty() => Some(emulate_controllers(spec, &setup, &replay, scenario.scoring.latency_sample, &run, &grade, &exposure)?),
-        _ => None,
-    };
+    let controllers = controllers.map(|spec| emulate_controllers(spec, &setup, &replay, &rows, scenario.scoring.latency_sample, (&run, &grade, &exposure)));
     let simulation_seconds = simulation_started.elapsed().as_secs_f64();
 
     let out_dir = options.out.clone().unwrap_or_else(|| Path::new("reports").join(&scenario.name));
@@ -217,28 +216,28 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     Ok(RunOutput { out_dir, summary, timings, scored, warnings: prepared.scenario.warnings.clone(), exit_code })
 }
 
-/// Replays every controller of `[controller]` on the traffic and grades each with the same oracle
-/// as the policy's run (`run`, `grade`, `exposure`).
-pub fn emulate_controllers(spec: &ControllerSpec, setup: &Setup, replay: &Replay, latency_sample: f64, run: &Run, grade: &Grade, exposure: &Exposure) -> Result<report::controllers::Controllers> {
+/// Replays every controller of `[controller]` on the traffic (`rows`: the replay's rows under the
+/// policy's salt) and grades each with the same oracle as the policy's `(run, grade, exposure)`.
+pub fn emulate_controllers(spec: &ControllerSpec, setup: &Setup, replay: &Replay, rows: &[Row], latency_sample: f64, policy: (&Run, &Grade, &Exposure)) -> report::controllers::Controllers {
     use rayon::prelude::*;
-    let rows = replay.rows(&setup.policy.ramp.salt)?;
-    let probe = Probe::new(&rows, setup.scale);
+    let probe = Probe::new(rows, setup.scale);
     let emulated: Vec<report::controllers::ControllerSummary> = spec
         .controllers
         .par_iter()
         .map(|c| {
             let emulated = controller::emulate(c, spec, &probe, &replay.cells, setup.origin, setup.end, setup.policy.ramp.check_every);
             let run = emulated.run(setup.origin, setup.end, replay.cells.len());
-            let mut source = Reference::new(&rows, &setup.scopes, setup.scale);
+            let mut source = Reference::new(rows, &setup.scopes, setup.scale);
             let grade = grade::grade(setup, &mut source, &run);
             let exposure = grade::exposure(setup, &mut source, &run, &grade);
             report::controllers::summary(c, spec, &emulated, &run, &grade, &exposure, latency_sample)
         })
         .collect();
     let who = if setup.policy.default_gates { "canary-replay: the default policy" } else { "canary-replay: the scenario's policy" };
+    let (run, grade, exposure) = policy;
     let policy = report::controllers::Verdict::new(who.to_string(), run, grade, exposure);
     let comparison = emulated.iter().map(|e| report::controllers::compare(&policy, &e.verdict)).collect();
-    Ok(report::controllers::Controllers { policy, emulated, comparison })
+    report::controllers::Controllers { policy, emulated, comparison }
 }
 
 /// Simulates the policy and grades the outcome against the oracle.
