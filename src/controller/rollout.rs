@@ -91,18 +91,10 @@ pub struct Rollout {
 }
 
 impl Rollout {
-    /// (metric name, owner) of every metric the rollout measures.
-    pub fn metric_names(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = Vec::new();
+    /// Every metric the rollout measures, inline steps first, then the background analysis.
+    pub fn metrics(&self) -> impl Iterator<Item = &ArgoMetric> {
         let inline = self.steps.iter().filter_map(|s| if let Step::Analysis(m) = s { Some(m) } else { None });
-        for metrics in inline.chain(self.background.as_ref().map(|(m, _)| m)) {
-            for m in metrics {
-                if !out.iter().any(|(n, _)| n == &m.name) {
-                    out.push((m.name.clone(), format!("Rollout {}", self.name)));
-                }
-            }
-        }
-        out
+        inline.chain(self.background.as_ref().map(|(m, _)| m)).flatten()
     }
 }
 
@@ -277,16 +269,15 @@ pub(crate) fn resolve(r: &mut Reader, raw: RawRollout, templates: &BTreeMap<Stri
     if missing {
         return None;
     }
-    let inline = steps.iter().filter_map(|s| if let Step::Analysis(m) = s { Some(m) } else { None });
-    for m in inline.chain(background.as_ref().map(|(m, _)| m)).flatten() {
-        if let Some(p) = &m.provider {
-            let note = format!("metric {} queries the {p} provider: its mapping stands for what that provider returns", m.name);
-            if !caveats.contains(&note) {
-                caveats.push(note);
-            }
+    let mut rollout = Rollout { name: raw.name, file: raw.file, steps, background, caveats };
+    let providers: Vec<String> =
+        rollout.metrics().filter_map(|m| m.provider.as_ref().map(|p| format!("metric {} queries the {p} provider: its mapping stands for what that provider returns", m.name))).collect();
+    for note in providers {
+        if !rollout.caveats.contains(&note) {
+            rollout.caveats.push(note);
         }
     }
-    Some(Rollout { name: raw.name, file: raw.file, steps, background, caveats })
+    Some(rollout)
 }
 
 /// One metric of a running AnalysisRun.

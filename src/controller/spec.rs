@@ -151,12 +151,39 @@ impl Controller {
         }
     }
 
-    pub fn title(&self) -> String {
-        match self {
-            Controller::Argo(r) => format!("Argo Rollouts: Rollout {} ({})", r.name, r.file),
-            Controller::Flagger(c) => format!("Flagger: Canary {} ({})", c.name, c.file),
-            Controller::Kayenta(k) => format!("Kayenta: canary config {} ({})", k.name, k.file),
+    /// The names of the metrics it measures, each once, in the order the files give them.
+    pub fn metric_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        let all: Vec<&String> = match self {
+            Controller::Argo(r) => r.metrics().map(|m| &m.name).collect(),
+            Controller::Flagger(c) => c.metrics.iter().map(|m| &m.name).collect(),
+            Controller::Kayenta(k) => k.metrics.iter().map(|m| &m.config.name).collect(),
+        };
+        for name in all {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
         }
+        names
+    }
+
+    /// "Rollout x", "Canary x", "canary config x": the resource, for messages.
+    pub fn owner(&self) -> String {
+        match self {
+            Controller::Argo(r) => format!("Rollout {}", r.name),
+            Controller::Flagger(c) => format!("Canary {}", c.name),
+            Controller::Kayenta(k) => format!("canary config {}", k.name),
+        }
+    }
+
+    /// "Argo Rollouts: Rollout x (file)".
+    pub fn title(&self) -> String {
+        let (product, file) = match self {
+            Controller::Argo(r) => ("Argo Rollouts", &r.file),
+            Controller::Flagger(c) => ("Flagger", &c.file),
+            Controller::Kayenta(k) => ("Kayenta", &k.file),
+        };
+        format!("{product}: {} ({file})", self.owner())
     }
 }
 
@@ -523,12 +550,8 @@ fn kayenta_settings(r: &mut Reader, raw: RawKayenta, thresholds: Option<(f64, f6
 
 /// A problem for every metric of `controller` with no mapping.
 fn unmapped(r: &mut Reader, spec: &Spec, controller: &Controller) {
-    let names: Vec<(String, String)> = match controller {
-        Controller::Argo(ro) => ro.metric_names(),
-        Controller::Flagger(c) => c.metrics.iter().map(|m| (m.name.clone(), format!("Canary {}", c.name))).collect(),
-        Controller::Kayenta(k) => k.metrics.iter().map(|m| (m.config.name.clone(), format!("canary config {}", k.name))).collect(),
-    };
-    for (name, owner) in names {
+    let owner = controller.owner();
+    for name in controller.metric_names() {
         if spec.mapping_of(&name).is_none() {
             let known: Vec<&str> = spec.mapping.keys().map(String::as_str).collect();
             let hint = did_you_mean(&name, known.iter().copied()).map_or(String::new(), |k| format!(" (a mapping named \"{k}\" exists: a typo?)"));

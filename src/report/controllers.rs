@@ -92,11 +92,7 @@ pub struct Controllers {
 
 /// `latency_sample`: the share of requests whose latency was measured.
 pub fn summary(controller: &Controller, spec: &Spec, emulated: &Emulated, run: &Run, grade: &Grade, exposure: &Exposure, latency_sample: f64) -> ControllerSummary {
-    let names: Vec<String> = match controller {
-        Controller::Argo(r) => r.metric_names().into_iter().map(|(n, _)| n).collect(),
-        Controller::Flagger(c) => c.metrics.iter().map(|m| m.name.clone()).collect(),
-        Controller::Kayenta(k) => k.metrics.iter().map(|m| m.config.name.clone()).collect(),
-    };
+    let names = controller.metric_names();
     let mapping = names.iter().filter_map(|n| spec.mapping_of(n).map(|m| format!("{n} → {}", m.describe()))).collect();
     let mut caveats = emulated.caveats.clone();
     let latency: Vec<&String> = names.iter().filter(|n| spec.mapping_of(n).is_some_and(|m| m.metric.name().starts_with("latency"))).collect();
