@@ -418,3 +418,34 @@ fn a_shared_mapping_file_is_overridden_key_by_key() {
     let text = messages(&problems);
     assert!(text.contains("metrics.toml: is not a mapping file: TOML parse error at line 1"), "{text}");
 }
+
+#[test]
+fn every_other_bad_input_is_named_with_its_key() {
+    let expect = |problems: Vec<Problem>, needle: &str| {
+        let text = messages(&problems);
+        assert!(text.contains(needle), "lacks {needle:?}:\n{text}");
+    };
+    let kayenta = r#"{"name": "k", "metrics": [{"name": "errors", "analysisConfigurations": {"canary": {"direction": "sideways"}}}]}"#;
+    expect(load(&[("k.json", kayenta)], errors_mapping(), Some(kayenta_settings())).unwrap_err(), "k.json: metrics[0] (errors).analysisConfigurations.canary.direction: \"sideways\" is not a direction");
+    let kayenta = r#"{"name": "k", "metrics": [{"name": "errors", "analysisConfigurations": {"canary": {"direction": "increase"}}}]}"#;
+    expect(load(&[("k.json", kayenta)], errors_mapping(), None).unwrap_err(), "s.toml: controller.kayenta.lifetime: is missing");
+    let odd = spec::RawKayenta { weight: Some(150.0), pass: Some(50.0), marginal: Some(80.0), ..kayenta_settings() };
+    let text = messages(&load(&[("k.json", kayenta)], errors_mapping(), Some(odd)).unwrap_err());
+    assert!(text.contains("controller.kayenta.weight = 150: the canary's traffic share must be a percent in (0, 100)") && text.contains("must satisfy 0 ≤ marginal ≤ pass ≤ 100"), "{text}");
+    expect(load(&[("k.json", r#"{"name": "k"}"#)], errors_mapping(), None).unwrap_err(), "k.json: metrics: is missing: not a Kayenta canary config");
+    expect(load(&[("bg.yaml", "kind: Rollout\nmetadata: {name: r}\nspec:\n  strategy:\n    blueGreen: {activeService: a}\n")], errors_mapping(), None).unwrap_err(), "spec.strategy.blueGreen: blue-green rollouts switch all traffic at once and are not emulated");
+    expect(load(&[("c.yaml", "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    interval: 1h\n")], errors_mapping(), None).unwrap_err(), "has neither stepWeight, stepWeights nor iterations");
+    expect(load(&[("e.yaml", "# nothing\n")], errors_mapping(), None).unwrap_err(), "e.yaml: holds no document");
+    let mut bad = errors_mapping();
+    bad.get_mut("errors").unwrap().arm = Some("both".into());
+    bad.get_mut("errors").unwrap().window = Some("0s".into());
+    let text = messages(&load(&[("r.yaml", &rollout("        - setWeight: 10\n", ""))], bad, None).unwrap_err());
+    assert!(text.contains("controller.metrics.errors.arm: \"both\" is not an arm") && text.contains("controller.metrics.errors.window: a query window must be longer than 0"), "{text}");
+    let canary = "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    iterations: 2\n    match: [{headers: {x: {exact: y}}}]\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.yaml"), canary).unwrap();
+    let raw = RawController { files: vec!["c.yaml".into()], ab_segment: Some(BTreeMap::from([("airline".to_string(), vec!["UA".to_string()])])), ..Default::default() };
+    let mut problems = Vec::new();
+    assert!(spec::load(&raw, dir.path(), "s.toml", HOUR, &["origin".to_string()], &mut problems).is_none());
+    expect(problems, "controller.ab_segment: must name one segment column of traffic.segments");
+}
