@@ -62,7 +62,8 @@ pub struct Assessment {
     pub margin: f64,
     /// The interval's end on the harmful side.
     pub harmful_bound: f64,
-    pub mde: f64,
+    /// The minimum detectable effect, worked out when the interval alone does not settle the verdict.
+    pub mde: Option<f64>,
     /// Observations per arm that would likely settle an inconclusive verdict.
     pub n_required: Option<f64>,
 }
@@ -77,20 +78,22 @@ pub fn assess(evidence: &Evidence, stable_mean: f64, margin: f64, better: Better
     };
     let harm = Interval::new(sign * evidence.interval.lower, sign * evidence.interval.upper);
     let estimate = sign * evidence.estimate;
-    let mde = minimum_detectable_effect(evidence.standard_error, alpha, power);
     let harmful_bound = sign * harm.upper;
-    let (verdict, n_required) = if harm.lower > 0.0 {
-        (Verdict::Regression, None)
-    } else if harm.upper < delta {
-        (Verdict::NonInferior, None)
-    } else if mde > delta {
+    if harm.lower > 0.0 {
+        return Assessment { verdict: Verdict::Regression, margin: delta, harmful_bound, mde: None, n_required: None };
+    }
+    if harm.upper < delta {
+        return Assessment { verdict: Verdict::NonInferior, margin: delta, harmful_bound, mde: None, n_required: None };
+    }
+    let mde = minimum_detectable_effect(evidence.standard_error, alpha, power);
+    let (verdict, n_required) = if mde > delta {
         (Verdict::Underpowered, (delta > 0.0).then(|| sample_needed(evidence.n, mde, delta)))
     } else {
         let half = evidence.interval.width() / 2.0;
         let room = delta - estimate;
         (Verdict::NeedsMoreData, (room > 0.0).then(|| sample_needed(evidence.n, half, room)))
     };
-    Assessment { verdict, margin: delta, harmful_bound, mde, n_required }
+    Assessment { verdict, margin: delta, harmful_bound, mde: Some(mde), n_required }
 }
 
 #[cfg(test)]
@@ -110,7 +113,7 @@ mod tests {
         let under = a(evidence(0.0, 0.02, 100.0));
         assert_eq!(under.verdict, Verdict::Underpowered);
         // MDE = 2.8016·0.02 = 0.056; n ≈ 100·(0.056/0.01)² ≈ 3139.
-        assert!((under.n_required.unwrap() - 100.0 * (under.mde / 0.01f64).powi(2)).abs() < 1e-9);
+        assert!((under.n_required.unwrap() - 100.0 * (under.mde.unwrap() / 0.01f64).powi(2)).abs() < 1e-9);
         let close = a(evidence(0.005, 0.003, 10_000.0));
         assert_eq!(close.verdict, Verdict::NeedsMoreData);
         assert!(close.n_required.unwrap() > 10_000.0);
