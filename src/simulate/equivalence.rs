@@ -201,3 +201,39 @@ proptest! {
         prop_assert_eq!(grade::exposure(&setup, &mut reference, &a, &ga), grade::exposure(&setup, &mut fast, &b, &gb));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Policies simulated in lockstep over shared windows run exactly as each simulated alone,
+    /// whatever mix of check intervals, segment columns and windows they have.
+    #[test]
+    fn policies_in_lockstep_run_as_each_alone(
+        raws in prop::collection::vec(raw_policy(), 2..7), seed in 0u64..1_000_000, rows in 300usize..2000, hours in 24i64..100,
+        shift in prop::sample::select(vec![0.0, 0.05, 0.3]), lean in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("part.parquet");
+        write_traffic(&part, seed, rows, hours, shift, 0.01);
+        let segments = vec!["origin".to_string(), "carrier".to_string()];
+        let shape = TrafficShape { segments: &segments, labelled: true };
+        let mut problems = Vec::new();
+        // Copies of each policy too, so windows are shared.
+        let policies: Vec<Policy> = raws.iter().chain(&raws).map(|raw| Policy::from_raw(raw, &shape, "prop.toml", &mut problems)).collect();
+        prop_assume!(problems.is_empty(), "{:?}", problems);
+        let replay = Replay::scan(&[part], &layout(), &[]).unwrap();
+        let setups: Vec<Setup> = policies.iter().map(|p| if lean { Setup::new(p, &replay).decisions_only() } else { Setup::new(p, &replay) }).collect();
+        let weights: Vec<f64> = policies.iter().flat_map(|p| p.weights()).collect();
+        let width = policies.iter().map(|p| p.ramp.check_every).fold(0, |a, b| if a == 0 { b } else { num_gcd(a, b) });
+        let summaries = Summaries::build(&replay, "prop", &weights, setups[0].scale, setups[0].origin, width).unwrap();
+        let together = super::lockstep::simulate(&setups.iter().collect::<Vec<_>>(), &summaries);
+        for (setup, run) in setups.iter().zip(&together) {
+            let alone = setup.simulate(&mut Fast::new(&summaries, &setup.scopes));
+            prop_assert_eq!(&alone, run);
+        }
+    }
+}
+
+fn num_gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a } else { num_gcd(b, a % b) }
+}

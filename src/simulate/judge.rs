@@ -95,6 +95,8 @@ pub struct Context {
     pub alpha_ni: f64,
     /// Whether non-inferiority combines the earlier stages with this one.
     pub combine: bool,
+    /// Monitoring after the rollout: only failures matter (nothing waits for a gate to pass).
+    pub monitoring: bool,
 }
 
 /// The running tests of one (gate, scope).
@@ -130,8 +132,9 @@ pub struct Judge<'a> {
     /// Per gate, the scopes it is rated on.
     gate_scopes: Vec<Vec<usize>>,
     /// Skip what cannot change a decision (see [`super::Setup::decisions_only`]): the
-    /// non-inferiority interval of segment scopes, mSPRT looks that cannot bring their p-value to
-    /// α, and statistical gates' values no reason shows.
+    /// non-inferiority interval of segment scopes and while monitoring, mSPRT looks that cannot
+    /// bring their p-value to α, the correction when no p-value is at most α, and statistical
+    /// gates' values no reason shows.
     pub decisions_only: bool,
     /// Per (gate, scope), at `gate × scopes + scope`.
     tests: Vec<Tests>,
@@ -293,7 +296,9 @@ impl<'a> Judge<'a> {
                         r.estimate = Some(now.theta);
                         r.p_value = Some(p.get());
                         r.verdict = Verdict::Pass;
-                        let decides = scope == 0 || !self.decisions_only;
+                        // For the decision alone, non-inferiority only decides promotions: on all
+                        // traffic, before the monitoring.
+                        let decides = !self.decisions_only || (scope == 0 && !ctx.monitoring);
                         if let (GateKind::NonInferiority { margin }, true) = (gate.kind, decides) {
                             // Non-inferiority: the interval over the rollout (or the stage).
                             let pooled = if ctx.combine {
@@ -366,6 +371,10 @@ impl<'a> Judge<'a> {
 
     /// Applies the multiple-testing correction to the deterioration tests.
     fn decide_regressions(&self, results: &mut [GateResult], pending: &[Pending], alpha: f64) {
+        // No correction brings a p-value above α to α or below: for the decision alone, nothing to adjust.
+        if self.decisions_only && pending.iter().all(|p| p.crossed.is_none() && p.p.get() > alpha) {
+            return;
+        }
         let correction = match self.policy.decision.sequential {
             Sequential::Msprt => self.policy.decision.correction,
             // Group-sequential boundaries already split α across the tests.

@@ -17,6 +17,7 @@ mod equivalence;
 pub mod fast;
 pub mod grade;
 pub mod judge;
+pub mod lockstep;
 pub mod metrics;
 pub mod reference;
 pub mod replay;
@@ -162,13 +163,15 @@ impl<'a> Setup<'a> {
         }
     }
 
-    /// Simulates for the decision alone, as a policy search needs: checks keep their action but
-    /// not their gate results; segment scopes skip the non-inferiority interval (a segment can
-    /// only fail, which the harm test alone decides); an mSPRT look that cannot bring its p-value
-    /// to α is skipped; statistical gates' values are worked out only where a reason shows them.
-    /// The decisions, actions and stages are the same; a reason can differ only in the adjusted
-    /// p-value it shows for a gate that did not fail (the skipped looks' p-values, all above α,
-    /// enter that adjustment).
+    /// Simulates for the decision alone, as a policy search needs: only the checks that did
+    /// something besides continuing are kept, without their gate results; non-inferiority
+    /// intervals are worked out only where they can block a promotion (all traffic, before the
+    /// monitoring: a segment can only fail, which the harm test alone decides); an mSPRT look that
+    /// cannot bring its p-value to α is skipped, and so is the multiple-testing correction when no
+    /// p-value is at most α; statistical gates' values are worked out only where a reason shows
+    /// them. The decisions, actions and stages are the same; a reason can differ only in the
+    /// adjusted p-value it shows for a gate that did not fail (the skipped looks' p-values, all
+    /// above α, enter that adjustment, and without a correction none is shown).
     pub fn decisions_only(mut self) -> Self {
         self.decisions_only = true;
         self
@@ -191,159 +194,12 @@ impl<'a> Setup<'a> {
 
     /// Runs the policy's clock over the replay with statistics from `source`.
     pub fn simulate(&self, source: &mut dyn Source) -> Run {
-        let policy = self.policy;
-        let ramp = &policy.ramp;
-        let decision = &policy.decision;
-        // Harm tests start afresh every stage, so α is split across the stages that compare the
-        // arms; non-inferiority over the whole rollout is one interval at α, or per stage at the
-        // split α. Monitoring epochs each run at α.
-        let comparison_stages = ramp.stages.iter().filter(|s| s.weight < 1.0).count() * self.router.waves;
-        let split = decision.alpha / comparison_stages.max(1) as f64;
-        let combine = ramp.window == Window::Rollout;
-        let mut earlier: Vec<WindowStats> = Vec::new();
-        let mut epoch_start = self.origin;
-        let mut judge = Judge::new(policy, &self.scopes, self.scale.bins);
-        judge.decisions_only = self.decisions_only;
-        let (mut wave, mut stage, mut monitoring) = (0usize, 0usize, false);
-        let mut stage_start = self.origin;
-        let (mut consecutive, mut total) = (0u32, 0u32);
-        let mut checks = Vec::new();
-        let mut stages = Vec::new();
-        let mut periods = Vec::new();
-        let mut ending: Option<(Outcome, Micros, String, (Micros, Micros))> = None;
-        let mut monitoring_since = None;
-        let mut t = self.origin;
-        let mut routed: Option<(Position, Vec<f64>)> = None;
-        while t < self.end {
-            t += ramp.check_every;
-            let weight = if monitoring { 1.0 - ramp.holdback } else { ramp.stages[stage].weight };
-            let (bake, max_time) = if monitoring { (0, Micros::MAX) } else { (ramp.stages[stage].bake, ramp.stages[stage].max_time) };
-            // The routing changes only with the position: worked out once per position.
-            let position = Position { wave, weight };
-            if routed.as_ref().is_none_or(|(at, _)| *at != position) {
-                routed = Some((position, self.router.weights(position)));
-            }
-            let weights = &routed.as_ref().expect("set above").1;
-            let window_start = match (monitoring, ramp.window) {
-                (true, _) => epoch_start,
-                (false, Window::Rollout | Window::Stage) => stage_start,
-                (false, Window::Sliding(d)) => stage_start.max(t - d),
-            };
-            let stats = source.window(window_start, t, weights);
-            let ctx = if monitoring {
-                Context { weight, elapsed: t - window_start, max_time, alpha_fail: decision.alpha, alpha_ni: decision.alpha, combine: false }
-            } else {
-                Context { weight, elapsed: t - window_start, max_time, alpha_fail: split, alpha_ni: if combine { decision.alpha } else { split }, combine }
-            };
-            let results = judge.check(stats, &earlier, &ctx);
-            let critical = results.iter().find(|r| r.verdict == Verdict::Fail && policy.gates[r.gate].critical);
-            let failing = results.iter().find(|r| r.verdict == Verdict::Fail);
-            let (action, reason) = if let Some(r) = critical {
-                (Action::Rollback, format!("critical gate {} failed", self.describe(r)))
-            } else if let Some(r) = failing {
-                consecutive += 1;
-                total += 1;
-                if consecutive >= decision.consecutive_failures {
-                    (Action::Rollback, format!("{consecutive} failing checks in a row; last: {}", self.describe(r)))
-                } else if total >= decision.total_failures {
-                    (Action::Rollback, format!("{total} failing checks in all; last: {}", self.describe(r)))
-                } else {
-                    (Action::Failing, format!("failing: {}", self.describe(r)))
-                }
-            } else {
-                consecutive = 0;
-                let blocking = results.iter().find(|r| {
-                    r.scope == 0 && policy.gates[r.gate].required_from.is_some_and(|from| weight >= from - 1e-12) && r.verdict != Verdict::Pass
-                });
-                let elapsed = t - stage_start;
-                if monitoring {
-                    (Action::Continue, String::new())
-                } else if elapsed >= bake && blocking.is_none() {
-                    (Action::Promote, format!("baked {} with every required gate passing", format_duration(elapsed)))
-                } else if elapsed >= max_time {
-                    let why = blocking.map_or_else(String::new, |r| format!(": {}", self.describe(r)));
-                    match decision.on_timeout {
-                        OnTimeout::Hold => (Action::Hold, format!("inconclusive at the stage's maximum time {}{why}", format_duration(max_time))),
-                        OnTimeout::Rollback => (Action::Rollback, format!("inconclusive at the stage's maximum time {}{why}", format_duration(max_time))),
-                        OnTimeout::Promote => (Action::Promote, format!("promoted at the stage's maximum time {} although inconclusive{why}", format_duration(max_time))),
-                    }
-                } else {
-                    (Action::Continue, String::new())
-                }
-            };
-            let results = if self.decisions_only { Vec::new() } else { results.to_vec() };
-            checks.push(Check { time: t, wave, stage, weight, monitoring, action, results });
-            match action {
-                Action::Continue | Action::Failing => {
-                    if monitoring && t - epoch_start >= ramp.monitor_window {
-                        epoch_start = t;
-                        judge.new_stage(false);
-                    }
-                }
-                Action::Rollback | Action::Hold => {
-                    let outcome = if action == Action::Rollback { Outcome::RolledBack } else { Outcome::Held };
-                    stages.push(StageRun { wave, stage, weight, monitoring, start: stage_start, end: t, decision: if action == Action::Rollback { "rollback" } else { "hold" }, reason: reason.clone() });
-                    periods.push(Period { start: stage_start, end: t, weights: weights.clone() });
-                    // After a rollback nothing goes to the candidate; a hold keeps the weight.
-                    let after = if action == Action::Hold { weights.clone() } else { vec![0.0; weights.len()] };
-                    periods.push(Period { start: t, end: self.end.max(t), weights: after });
-                    ending = Some((outcome, t, reason, (window_start, t)));
-                    break;
-                }
-                Action::Promote => {
-                    stages.push(StageRun { wave, stage, weight, monitoring, start: stage_start, end: t, decision: "promote", reason: reason.clone() });
-                    periods.push(Period { start: stage_start, end: t, weights: weights.clone() });
-                    if combine && !monitoring {
-                        earlier.push(stats.clone());
-                    }
-                    stage += 1;
-                    let ramp_done = stage >= ramp.stages.len() || ramp.stages[stage].weight >= 1.0;
-                    if ramp_done {
-                        if wave + 1 < self.router.waves {
-                            wave += 1;
-                            stage = 0;
-                        } else if ramp.holdback > 0.0 {
-                            monitoring = true;
-                            monitoring_since = Some((t, reason.clone(), (window_start, t)));
-                            epoch_start = t;
-                            earlier.clear();
-                            judge.new_stage(false);
-                        } else {
-                            let full = self.router.weights(Position { wave, weight: 1.0 });
-                            periods.push(Period { start: t, end: self.end.max(t), weights: full });
-                            ending = Some((Outcome::Promoted, t, reason, (window_start, t)));
-                            break;
-                        }
-                    }
-                    stage_start = t;
-                    consecutive = 0;
-                    judge.new_stage(combine && !monitoring);
-                }
-            }
+        let mut clock = Clock::new(self);
+        while let Some((start, end, weights)) = clock.next() {
+            let stats = source.window(start, end, weights);
+            clock.check(stats);
         }
-        let (outcome, decided_at, reason, deciding_window) = match ending {
-            Some(e) => e,
-            None => {
-                let weight = if monitoring { 1.0 - ramp.holdback } else { ramp.stages[stage].weight };
-                let weights = self.router.weights(Position { wave, weight });
-                periods.push(Period { start: stage_start, end: t, weights });
-                stages.push(StageRun {
-                    wave,
-                    stage,
-                    weight,
-                    monitoring,
-                    start: stage_start,
-                    end: t,
-                    decision: "end_of_data",
-                    reason: if monitoring { "monitored until the traffic ended".into() } else { "the traffic ended before a decision".into() },
-                });
-                match monitoring_since {
-                    Some((at, why, window)) => (Outcome::Promoted, at, format!("{why}; monitored with a {}% holdback until the traffic ended", ramp.holdback * 100.0), window),
-                    None => (Outcome::Held, t, "the traffic ended before the policy decided".into(), (stage_start, t)),
-                }
-            }
-        };
-        Run { outcome, decided_at, reason, origin: self.origin, end: self.end.max(t), stages, checks, periods, deciding_window }
+        clock.finish()
     }
 
     /// "error_rate regression on origin=JFK: candidate 0.2 vs stable 0.01 (p = 0.001)".
@@ -365,6 +221,230 @@ impl<'a> Setup<'a> {
             }
         }
         s
+    }
+}
+
+/// A simulation in progress, one check at a time: [`Clock::next`] says which window the next check
+/// judges, [`Clock::check`] judges it. [`Setup::simulate`] drives one clock from a [`Source`]; a
+/// policy search drives many in lockstep over shared windows ([`lockstep`]).
+pub struct Clock<'s> {
+    setup: &'s Setup<'s>,
+    judge: Judge<'s>,
+    /// α of one stage's harm tests.
+    split: f64,
+    /// Whether non-inferiority combines the rollout's stages.
+    combine: bool,
+    earlier: Vec<WindowStats>,
+    epoch_start: Micros,
+    wave: usize,
+    stage: usize,
+    monitoring: bool,
+    stage_start: Micros,
+    consecutive: u32,
+    total: u32,
+    checks: Vec<Check>,
+    stages: Vec<StageRun>,
+    periods: Vec<Period>,
+    ending: Option<(Outcome, Micros, String, (Micros, Micros))>,
+    monitoring_since: Option<(Micros, String, (Micros, Micros))>,
+    t: Micros,
+    /// The routing at a position, worked out once per position.
+    routed: Option<(Position, Vec<f64>)>,
+    /// Where the window of the check at `t` starts.
+    window_start: Micros,
+}
+
+impl<'s> Clock<'s> {
+    pub fn new(setup: &'s Setup<'s>) -> Self {
+        let policy = setup.policy;
+        // Harm tests start afresh every stage, so α is split across the stages that compare the
+        // arms; non-inferiority over the whole rollout is one interval at α, or per stage at the
+        // split α. Monitoring epochs each run at α.
+        let comparison_stages = policy.ramp.stages.iter().filter(|s| s.weight < 1.0).count() * setup.router.waves;
+        let mut judge = Judge::new(policy, &setup.scopes, setup.scale.bins);
+        judge.decisions_only = setup.decisions_only;
+        Clock {
+            setup,
+            judge,
+            split: policy.decision.alpha / comparison_stages.max(1) as f64,
+            combine: policy.ramp.window == Window::Rollout,
+            earlier: Vec::new(),
+            epoch_start: setup.origin,
+            wave: 0,
+            stage: 0,
+            monitoring: false,
+            stage_start: setup.origin,
+            consecutive: 0,
+            total: 0,
+            checks: Vec::new(),
+            stages: Vec::new(),
+            periods: Vec::new(),
+            ending: None,
+            monitoring_since: None,
+            t: setup.origin,
+            routed: None,
+            window_start: setup.origin,
+        }
+    }
+
+    /// The stage weight in force.
+    fn weight(&self) -> f64 {
+        if self.monitoring { 1.0 - self.setup.policy.ramp.holdback } else { self.setup.policy.ramp.stages[self.stage].weight }
+    }
+
+    /// Moves to the next check: the window it judges (start, end, per-cell weights), or `None`
+    /// once the policy has decided or the traffic has ended.
+    pub fn next(&mut self) -> Option<(Micros, Micros, &[f64])> {
+        if self.ending.is_some() || self.t >= self.setup.end {
+            return None;
+        }
+        let ramp = &self.setup.policy.ramp;
+        self.t += ramp.check_every;
+        let position = Position { wave: self.wave, weight: self.weight() };
+        if self.routed.as_ref().is_none_or(|(at, _)| *at != position) {
+            self.routed = Some((position, self.setup.router.weights(position)));
+        }
+        self.window_start = match (self.monitoring, ramp.window) {
+            (true, _) => self.epoch_start,
+            (false, Window::Rollout | Window::Stage) => self.stage_start,
+            (false, Window::Sliding(d)) => self.stage_start.max(self.t - d),
+        };
+        Some((self.window_start, self.t, &self.routed.as_ref().expect("set above").1))
+    }
+
+    /// Judges the window [`Clock::next`] asked for, and acts on the verdicts.
+    pub fn check(&mut self, stats: &WindowStats) {
+        let setup = self.setup;
+        let policy = setup.policy;
+        let (ramp, decision) = (&policy.ramp, &policy.decision);
+        let (t, window_start, monitoring) = (self.t, self.window_start, self.monitoring);
+        let weight = self.weight();
+        let (bake, max_time) = if monitoring { (0, Micros::MAX) } else { (ramp.stages[self.stage].bake, ramp.stages[self.stage].max_time) };
+        let ctx = if monitoring {
+            Context { weight, elapsed: t - window_start, max_time, alpha_fail: decision.alpha, alpha_ni: decision.alpha, combine: false, monitoring }
+        } else {
+            let alpha_ni = if self.combine { decision.alpha } else { self.split };
+            Context { weight, elapsed: t - window_start, max_time, alpha_fail: self.split, alpha_ni, combine: self.combine, monitoring }
+        };
+        let results = self.judge.check(stats, &self.earlier, &ctx);
+        let critical = results.iter().find(|r| r.verdict == Verdict::Fail && policy.gates[r.gate].critical);
+        let failing = results.iter().find(|r| r.verdict == Verdict::Fail);
+        let (action, reason) = if let Some(r) = critical {
+            (Action::Rollback, format!("critical gate {} failed", setup.describe(r)))
+        } else if let Some(r) = failing {
+            self.consecutive += 1;
+            self.total += 1;
+            if self.consecutive >= decision.consecutive_failures {
+                (Action::Rollback, format!("{} failing checks in a row; last: {}", self.consecutive, setup.describe(r)))
+            } else if self.total >= decision.total_failures {
+                (Action::Rollback, format!("{} failing checks in all; last: {}", self.total, setup.describe(r)))
+            } else {
+                (Action::Failing, format!("failing: {}", setup.describe(r)))
+            }
+        } else {
+            self.consecutive = 0;
+            let blocking = results
+                .iter()
+                .find(|r| r.scope == 0 && policy.gates[r.gate].required_from.is_some_and(|from| weight >= from - 1e-12) && r.verdict != Verdict::Pass);
+            let elapsed = t - self.stage_start;
+            if monitoring {
+                (Action::Continue, String::new())
+            } else if elapsed >= bake && blocking.is_none() {
+                (Action::Promote, format!("baked {} with every required gate passing", format_duration(elapsed)))
+            } else if elapsed >= max_time {
+                let why = blocking.map_or_else(String::new, |r| format!(": {}", setup.describe(r)));
+                match decision.on_timeout {
+                    OnTimeout::Hold => (Action::Hold, format!("inconclusive at the stage's maximum time {}{why}", format_duration(max_time))),
+                    OnTimeout::Rollback => (Action::Rollback, format!("inconclusive at the stage's maximum time {}{why}", format_duration(max_time))),
+                    OnTimeout::Promote => (Action::Promote, format!("promoted at the stage's maximum time {} although inconclusive{why}", format_duration(max_time))),
+                }
+            } else {
+                (Action::Continue, String::new())
+            }
+        };
+        let (wave, stage) = (self.wave, self.stage);
+        if !setup.decisions_only {
+            self.checks.push(Check { time: t, wave, stage, weight, monitoring, action, results: results.to_vec() });
+        } else if action != Action::Continue {
+            self.checks.push(Check { time: t, wave, stage, weight, monitoring, action, results: Vec::new() });
+        }
+        let weights = &self.routed.as_ref().expect("routed by next").1;
+        match action {
+            Action::Continue | Action::Failing => {
+                if monitoring && t - self.epoch_start >= ramp.monitor_window {
+                    self.epoch_start = t;
+                    self.judge.new_stage(false);
+                }
+            }
+            Action::Rollback | Action::Hold => {
+                let outcome = if action == Action::Rollback { Outcome::RolledBack } else { Outcome::Held };
+                let decided = if action == Action::Rollback { "rollback" } else { "hold" };
+                self.stages.push(StageRun { wave, stage, weight, monitoring, start: self.stage_start, end: t, decision: decided, reason: reason.clone() });
+                self.periods.push(Period { start: self.stage_start, end: t, weights: weights.clone() });
+                // After a rollback nothing goes to the candidate; a hold keeps the weight.
+                let after = if action == Action::Hold { weights.clone() } else { vec![0.0; weights.len()] };
+                self.periods.push(Period { start: t, end: setup.end.max(t), weights: after });
+                self.ending = Some((outcome, t, reason, (window_start, t)));
+            }
+            Action::Promote => {
+                self.stages.push(StageRun { wave, stage, weight, monitoring, start: self.stage_start, end: t, decision: "promote", reason: reason.clone() });
+                self.periods.push(Period { start: self.stage_start, end: t, weights: weights.clone() });
+                if self.combine && !monitoring {
+                    self.earlier.push(stats.clone());
+                }
+                self.stage += 1;
+                let ramp_done = self.stage >= ramp.stages.len() || ramp.stages[self.stage].weight >= 1.0;
+                if ramp_done {
+                    if self.wave + 1 < setup.router.waves {
+                        self.wave += 1;
+                        self.stage = 0;
+                    } else if ramp.holdback > 0.0 {
+                        self.monitoring = true;
+                        self.monitoring_since = Some((t, reason, (window_start, t)));
+                        self.epoch_start = t;
+                        self.earlier.clear();
+                        self.judge.new_stage(false);
+                    } else {
+                        let full = setup.router.weights(Position { wave: self.wave, weight: 1.0 });
+                        self.periods.push(Period { start: t, end: setup.end.max(t), weights: full });
+                        self.ending = Some((Outcome::Promoted, t, reason, (window_start, t)));
+                        return;
+                    }
+                }
+                self.stage_start = t;
+                self.consecutive = 0;
+                self.judge.new_stage(self.combine && !self.monitoring);
+            }
+        }
+    }
+
+    /// What the policy did.
+    pub fn finish(mut self) -> Run {
+        let setup = self.setup;
+        let t = self.t;
+        let (outcome, decided_at, reason, deciding_window) = match self.ending {
+            Some(e) => e,
+            None => {
+                let (weight, monitoring) = (self.weight(), self.monitoring);
+                let weights = setup.router.weights(Position { wave: self.wave, weight });
+                self.periods.push(Period { start: self.stage_start, end: t, weights });
+                self.stages.push(StageRun {
+                    wave: self.wave,
+                    stage: self.stage,
+                    weight,
+                    monitoring,
+                    start: self.stage_start,
+                    end: t,
+                    decision: "end_of_data",
+                    reason: if monitoring { "monitored until the traffic ended".into() } else { "the traffic ended before a decision".into() },
+                });
+                match self.monitoring_since {
+                    Some((at, why, window)) => (Outcome::Promoted, at, format!("{why}; monitored with a {}% holdback until the traffic ended", setup.policy.ramp.holdback * 100.0), window),
+                    None => (Outcome::Held, t, "the traffic ended before the policy decided".into(), (self.stage_start, t)),
+                }
+            }
+        };
+        Run { outcome, decided_at, reason, origin: setup.origin, end: setup.end.max(t), stages: self.stages, checks: self.checks, periods: self.periods, deciding_window }
     }
 }
 

@@ -41,7 +41,7 @@ use crate::simulate::grade::served_before;
 use crate::simulate::metrics::Scale;
 use crate::simulate::reference::Reference;
 use crate::simulate::replay::Replay;
-use crate::simulate::{Outcome, Setup};
+use crate::simulate::{lockstep, Outcome, Setup};
 use crate::time::Micros;
 use crate::stats::binomial::wilson;
 use crate::stats::moments::Counts;
@@ -83,6 +83,17 @@ struct Replayed {
     /// Candidate requests served over the whole replay: until a rollback, or to its end when the
     /// candidate was promoted or held.
     candidate_requests: u64,
+}
+
+impl Replayed {
+    fn of(run: &crate::simulate::Run, candidate_requests: u64) -> Self {
+        Replayed {
+            outcome: run.outcome,
+            hours: (run.decided_at - run.origin) as f64 / 3_600e6,
+            span_hours: (run.end - run.origin) as f64 / 3_600e6,
+            candidate_requests,
+        }
+    }
 }
 
 /// What a policy did over the scenario set.
@@ -352,13 +363,9 @@ fn replay(policy: &Policy, case: &Case, salt: &str, start: Micros, shared: Optio
         let (_, served) = served_before(&setup, &mut source, &run);
         (run, served)
     };
-    Ok(Replayed {
-        outcome: run.outcome,
-        hours: (run.decided_at - run.origin) as f64 / 3_600e6,
-        span_hours: (run.end - run.origin) as f64 / 3_600e6,
-        candidate_requests,
-    })
+    Ok(Replayed::of(&run, candidate_requests))
 }
+
 
 /// What one policy did on one scenario, over its replays.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -406,75 +413,197 @@ pub enum Stage {
     Full,
 }
 
-/// Scores one policy (given per case) over the scenario set. With `cut`, stops at the first
-/// missed incident, and once the false rollbacks exceed the budget's allowance.
-fn score(policies: &[Policy], cases: &[Case], space: &Space, shared: Option<&Shared>, cut: bool) -> Result<(Score, Stage)> {
-    let mut s = Score {
-        incidents: 0,
-        missed_incidents: 0,
-        exposure: 0,
-        hours_to_rollback: None,
-        good_replays: 0,
-        false_rollbacks: 0,
-        false_rollback_rate: None,
-        false_rollback_interval: None,
-        hours_to_promotion: None,
-        promoted: 0,
-        scenarios: cases.iter().map(ScenarioScore::new).collect(),
-    };
-    let mut rollback_hours = Vec::new();
-    for (policy, case) in policies.iter().zip(cases).filter(|(_, c)| c.expect == Expect::Rollback) {
-        let r = replay(policy, case, &policy.ramp.salt, case.replay.first, shared, false)?;
-        s.scenarios[case.index].add(&r);
+/// A policy's score as its replays come in, in the order the objective reads them: the incidents
+/// in the order given, then the good replays salt by salt (so an early cut has seen every good
+/// scenario), each scenario from each start.
+struct Tally {
+    s: Score,
+    rollback_hours: Vec<f64>,
+    promotion_hours: Vec<f64>,
+    /// False rollbacks the budget allows over all planned good replays.
+    allowed: usize,
+    /// Whether to stop at the first missed incident and once the false rollbacks exceed `allowed`.
+    cut: bool,
+    /// Where the evaluation stopped, once it has.
+    stopped: Option<Stage>,
+}
+
+impl Tally {
+    fn new(policies: &[Policy], cases: &[Case], space: &Space, cut: bool) -> Self {
+        let planned: usize = policies
+            .iter()
+            .zip(cases)
+            .filter(|(_, c)| c.expect == Expect::Promote)
+            .map(|(p, c)| salts_of(p, c.expect, space.salts).len() * starts(c, c.expect, space.windows).len())
+            .sum();
+        let s = Score {
+            incidents: 0,
+            missed_incidents: 0,
+            exposure: 0,
+            hours_to_rollback: None,
+            good_replays: 0,
+            false_rollbacks: 0,
+            false_rollback_rate: None,
+            false_rollback_interval: None,
+            hours_to_promotion: None,
+            promoted: 0,
+            scenarios: cases.iter().map(ScenarioScore::new).collect(),
+        };
+        let allowed = (space.false_rollback_budget * planned as f64 + 1e-9).floor() as usize;
+        Tally { s, rollback_hours: Vec::new(), promotion_hours: Vec::new(), allowed, cut, stopped: None }
+    }
+
+    fn incident(&mut self, case: &Case, r: &Replayed) {
+        let s = &mut self.s;
+        s.scenarios[case.index].add(r);
         s.incidents += 1;
         s.exposure += r.candidate_requests;
         if r.outcome == Outcome::RolledBack {
-            rollback_hours.push(r.hours);
+            self.rollback_hours.push(r.hours);
         } else {
             s.missed_incidents += 1;
         }
-        if cut && s.missed_incidents > 0 {
-            return Ok((s, Stage::Incidents));
+        if self.cut && s.missed_incidents > 0 {
+            self.stopped = Some(Stage::Incidents);
         }
     }
-    s.hours_to_rollback = (!rollback_hours.is_empty()).then(|| rollback_hours.iter().sum::<f64>() / rollback_hours.len() as f64);
-    // Good replays salt by salt, so an early cut has seen every scenario.
-    let good: Vec<(&Policy, &Case)> = policies.iter().zip(cases).filter(|(_, c)| c.expect == Expect::Promote).collect();
-    let planned: usize = good.iter().map(|(p, c)| salts_of(p, c.expect, space.salts).len() * starts(c, c.expect, space.windows).len()).sum();
-    let allowed = (space.false_rollback_budget * planned as f64 + 1e-9).floor() as usize;
-    let mut promotion_hours = Vec::new();
-    let mut stage = Stage::Full;
-    'salts: for k in 0..space.salts {
-        for &(policy, case) in &good {
-            let salt = &salts_of(policy, case.expect, space.salts)[k];
-            for start in starts(case, case.expect, space.windows) {
-                let r = replay(policy, case, salt, start, shared, false)?;
-                s.scenarios[case.index].add(&r);
-                s.good_replays += 1;
-                match r.outcome {
-                    Outcome::RolledBack => {
-                        s.false_rollbacks += 1;
-                        promotion_hours.push(r.span_hours);
-                    }
-                    Outcome::Promoted => {
-                        s.promoted += 1;
-                        promotion_hours.push(r.hours);
-                    }
-                    Outcome::Held => promotion_hours.push(r.span_hours),
-                }
-                if cut && s.false_rollbacks > allowed {
-                    stage = Stage::FalseRollbacks;
-                    break 'salts;
-                }
+
+    fn good(&mut self, case: &Case, r: &Replayed) {
+        let s = &mut self.s;
+        s.scenarios[case.index].add(r);
+        s.good_replays += 1;
+        match r.outcome {
+            Outcome::RolledBack => {
+                s.false_rollbacks += 1;
+                self.promotion_hours.push(r.span_hours);
+            }
+            Outcome::Promoted => {
+                s.promoted += 1;
+                self.promotion_hours.push(r.hours);
+            }
+            Outcome::Held => self.promotion_hours.push(r.span_hours),
+        }
+        if self.cut && s.false_rollbacks > self.allowed {
+            self.stopped = Some(Stage::FalseRollbacks);
+        }
+    }
+
+    fn finish(mut self) -> (Score, Stage) {
+        let s = &mut self.s;
+        let mean = |hours: &[f64]| hours.iter().sum::<f64>() / hours.len() as f64;
+        if self.stopped != Some(Stage::Incidents) && !self.rollback_hours.is_empty() {
+            s.hours_to_rollback = Some(mean(&self.rollback_hours));
+        }
+        if s.good_replays > 0 {
+            s.false_rollback_rate = Some(s.false_rollbacks as f64 / s.good_replays as f64);
+            s.false_rollback_interval = wilson(Counts { successes: s.false_rollbacks as u64, trials: s.good_replays as u64 }, 0.05).map(|i| [i.lower, i.upper]);
+            s.hours_to_promotion = Some(mean(&self.promotion_hours));
+        }
+        (self.s, self.stopped.unwrap_or(Stage::Full))
+    }
+}
+
+/// Replays each policy on `case` from `start`, each under its salt; the policies that share a salt
+/// are simulated in lockstep over the shared summaries ([`lockstep`]).
+fn replay_many(jobs: &[(&Policy, &str)], case: &Case, start: Micros, shared: &Shared) -> Result<Vec<Replayed>> {
+    let setups: Vec<Setup> = jobs.iter().map(|(policy, _)| Setup::new(policy, &case.replay).starting_at(start).decisions_only()).collect();
+    let mut out: Vec<Option<Replayed>> = vec![None; jobs.len()];
+    let mut salts: Vec<&str> = jobs.iter().map(|(_, salt)| *salt).collect();
+    salts.sort_unstable();
+    salts.dedup();
+    for salt in salts {
+        let summaries = shared.summaries.get(&(case.index, salt.to_string()));
+        let (served, own): (Vec<usize>, Vec<usize>) = (0..jobs.len()).filter(|&i| jobs[i].1 == salt).partition(|&i| {
+            let (policy, setup) = (jobs[i].0, &setups[i]);
+            summaries.is_some_and(|s| s.serves(&policy.weights(), &setup.scale, setup.origin, policy.ramp.check_every))
+        });
+        if let Some(summaries) = summaries.filter(|_| !served.is_empty()) {
+            let runs = lockstep::simulate(&served.iter().map(|&i| &setups[i]).collect::<Vec<_>>(), summaries);
+            for (&i, run) in served.iter().zip(&runs) {
+                let (_, candidate_requests) = served_before(&setups[i], &mut Fast::new(summaries, &setups[i].scopes), run);
+                out[i] = Some(Replayed::of(run, candidate_requests));
+            }
+        }
+        for i in own {
+            out[i] = Some(replay(jobs[i].0, case, salt, start, None, false)?);
+        }
+    }
+    Ok(out.into_iter().map(|r| r.expect("every job replayed")).collect())
+}
+
+/// Scores policies (each given per case) over the scenario set. With `cut`, a policy stops at its
+/// first missed incident, and once its false rollbacks exceed the budget's allowance.
+///
+/// The replays go case by case for all policies at once, in lockstep, in parallel over (case,
+/// start, salt) and chunks of policies; the incidents all run before any cut (a policy cut at one
+/// incident wastes its replays of the later ones), the good replays salt by salt for the
+/// policies still in. Each policy's tally reads its replays in the objective's order, so the
+/// scores are those of replaying each policy alone.
+fn score_all(policies: &[&[Policy]], cases: &[Case], space: &Space, shared: &Shared, cut: bool, progress: &dyn Fn(usize)) -> Result<Vec<(Score, Stage)>> {
+    let mut tallies: Vec<Tally> = policies.iter().map(|p| Tally::new(p, cases, space, cut)).collect();
+    // Policies that ramp alike next to each other, so a chunk shares most of its windows.
+    let mut order: Vec<usize> = (0..policies.len()).collect();
+    order.sort_by_cached_key(|&v| format!("{:?}", policies[v].first().map(|p| (&p.ramp.stages, p.ramp.check_every, p.ramp.window))));
+    let chunks = rayon::current_num_threads().max(1);
+    // One unit of work: these policies on case `c` from `start`, each under its `k`-th salt.
+    let run = |live: &[usize], units: &[(usize, Micros, usize)]| -> Result<Vec<Vec<Replayed>>> {
+        let size = live.len().div_ceil(chunks).max(1);
+        let tasks: Vec<(usize, &[usize])> = units.iter().enumerate().flat_map(|(u, _)| live.chunks(size).map(move |chunk| (u, chunk))).collect();
+        let done: Vec<Vec<Replayed>> = tasks
+            .par_iter()
+            .map(|&(u, chunk)| {
+                let (c, start, k) = units[u];
+                let case = &cases[c];
+                let salts: Vec<String> = chunk.iter().map(|&v| salts_of(&policies[v][c], case.expect, space.salts)[k].clone()).collect();
+                let jobs: Vec<(&Policy, &str)> = chunk.iter().zip(&salts).map(|(&v, salt)| (&policies[v][c], salt.as_str())).collect();
+                replay_many(&jobs, case, start, shared)
+            })
+            .collect::<Result<_>>()?;
+        // Per unit, the replays of `live` in its order.
+        let mut per_unit: Vec<Vec<Replayed>> = vec![Vec::with_capacity(live.len()); units.len()];
+        for ((u, _), replays) in tasks.iter().zip(done) {
+            per_unit[*u].extend(replays);
+        }
+        Ok(per_unit)
+    };
+    let incidents: Vec<(usize, Micros, usize)> = cases.iter().enumerate().filter(|(_, c)| c.expect == Expect::Rollback).map(|(i, c)| (i, c.replay.first, 0)).collect();
+    let replays = run(&order, &incidents)?;
+    for (&(c, _, _), replays) in incidents.iter().zip(&replays) {
+        for (&v, r) in order.iter().zip(replays) {
+            if tallies[v].stopped.is_none() {
+                tallies[v].incident(&cases[c], r);
             }
         }
     }
-    if s.good_replays > 0 {
-        s.false_rollback_rate = Some(s.false_rollbacks as f64 / s.good_replays as f64);
-        s.false_rollback_interval = wilson(Counts { successes: s.false_rollbacks as u64, trials: s.good_replays as u64 }, 0.05).map(|i| [i.lower, i.upper]);
-        s.hours_to_promotion = Some(promotion_hours.iter().sum::<f64>() / promotion_hours.len() as f64);
+    let mut reported: Vec<bool> = vec![false; policies.len()];
+    let mut report = |tallies: &[Tally], last: bool| {
+        for (v, t) in tallies.iter().enumerate() {
+            if !reported[v] && (last || t.stopped.is_some()) {
+                reported[v] = true;
+                progress(v);
+            }
+        }
+    };
+    report(&tallies, false);
+    for k in 0..space.salts {
+        let live: Vec<usize> = order.iter().copied().filter(|&v| tallies[v].stopped.is_none()).collect();
+        if live.is_empty() {
+            break;
+        }
+        let units: Vec<(usize, Micros, usize)> =
+            cases.iter().enumerate().filter(|(_, c)| c.expect == Expect::Promote).flat_map(|(i, c)| starts(c, c.expect, space.windows).into_iter().map(move |s| (i, s, k))).collect();
+        let replays = run(&live, &units)?;
+        for (j, &v) in live.iter().enumerate() {
+            for (&(c, _, _), replays) in units.iter().zip(&replays) {
+                if tallies[v].stopped.is_none() {
+                    tallies[v].good(&cases[c], &replays[j]);
+                }
+            }
+        }
+        report(&tallies, false);
     }
-    Ok((s, stage))
+    report(&tallies, true);
+    Ok(tallies.into_iter().map(Tally::finish).collect())
 }
 
 fn feasible(s: &Score, budget: f64) -> bool {
@@ -517,27 +646,29 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
     let indexed = started.elapsed().as_secs_f64();
 
     let mut baselines = BTreeMap::new();
-    baselines.insert("base", score(&base_policies, &cases, &space, Some(&shared), false)?.0);
-    baselines.insert("default", score(&defaults, &cases, &space, Some(&shared), false)?.0);
+    let mut scored = score_all(&[&base_policies, &defaults], &cases, &space, &shared, false, &|_| {})?.into_iter().map(|(s, _)| s);
+    baselines.insert("base", scored.next().expect("two baselines"));
+    baselines.insert("default", scored.next().expect("two baselines"));
 
     let searching = std::time::Instant::now();
     let bar = crate::progress::bar(variants.len() as u64, "tuning", "variants", options.quiet);
+    let valid: Vec<usize> = (0..variants.len()).filter(|&i| policies[i].is_ok()).collect();
+    let sets: Vec<&[Policy]> = valid.iter().map(|&i| policies[i].as_deref().expect("valid")).collect();
+    bar.inc((variants.len() - valid.len()) as u64);
+    let mut scores = score_all(&sets, &cases, &space, &shared, true, &|_| bar.inc(1))?.into_iter();
     let mut results: Vec<VariantResult> = variants
-        .par_iter()
+        .iter()
         .zip(&policies)
         .enumerate()
         .map(|(id, (variant, policies))| {
             let params = variant.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null))).collect();
-            let invalid = |e: String| VariantResult { id, params: BTreeMap::new(), invalid: Some(e), stage: Stage::Invalid, score: None, feasible: false, frontier: false };
-            let result = match policies {
-                Err(e) => invalid(e.clone()),
-                Ok(policies) => match score(policies, &cases, &space, Some(&shared), true) {
-                    Ok((s, stage)) => VariantResult { id, params: BTreeMap::new(), invalid: None, stage, feasible: feasible(&s, space.false_rollback_budget), score: Some(s), frontier: false },
-                    Err(e) => invalid(e.to_string()),
-                },
-            };
-            bar.inc(1);
-            VariantResult { params, ..result }
+            match policies {
+                Err(e) => VariantResult { id, params, invalid: Some(e.clone()), stage: Stage::Invalid, score: None, feasible: false, frontier: false },
+                Ok(_) => {
+                    let (s, stage) = scores.next().expect("a score per valid variant");
+                    VariantResult { id, params, invalid: None, stage, feasible: feasible(&s, space.false_rollback_budget), score: Some(s), frontier: false }
+                }
+            }
         })
         .collect();
     bar.finish_and_clear();
