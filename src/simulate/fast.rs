@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use super::metrics::{ArmStats, Contribution, Packed, Quality, Scale};
+use super::metrics::{log_loss, ArmStats, Contribution, Packed, Quality, Scale};
 use super::replay::Replay;
 use super::window::{Scopes, WindowStats};
 use super::Source;
@@ -34,7 +34,7 @@ type RequestKey = (u32, u32, u8);
 type LabelKey = (u32, u32, u32, u8);
 
 /// Keys with at most this many requests keep them as rows: a folded pair of summaries takes 1–5 KB,
-/// a kept row 48 bytes (40 for a label), so sparse traffic costs about 90 bytes per request and
+/// a kept row 48 bytes (56 for a label), so sparse traffic costs about 100 bytes per request and
 /// dense keys are added in one step.
 const FOLD_ABOVE: usize = 16;
 
@@ -86,12 +86,19 @@ impl Kept for [Contribution; 2] {
     }
 }
 
-/// An arrived label and each model's score (the quality terms are recomputed when added, which
-/// keeps the row at 40 bytes instead of 112).
+/// An arrived label, each model's score and its log loss (the other quality terms are recomputed
+/// when added, which keeps the row at 56 bytes instead of 112; the logarithm is the costly part).
 #[derive(Debug, Clone, Copy)]
 struct Labelled {
     label: f64,
     scores: [Option<f64>; 2],
+    log_loss: [i64; 2],
+}
+
+impl Labelled {
+    fn new(label: f64, scores: [Option<f64>; 2]) -> Self {
+        Labelled { label, scores, log_loss: scores.map(|s| s.map_or(0, |s| log_loss(s, label))) }
+    }
 }
 
 impl Kept for Labelled {
@@ -99,14 +106,14 @@ impl Kept for Labelled {
 
     fn fold(&self, scale: &Scale, pair: &mut Pair) {
         for (m, packed) in pair.iter_mut().enumerate() {
-            if let Some(q) = scale.quality_of(self.scores[m], self.label) {
+            if let Some(q) = self.term(scale, m) {
                 packed.add_quality(&q);
             }
         }
     }
 
     fn term(&self, scale: &Scale, arm: usize) -> Option<Quality> {
-        scale.quality_of(self.scores[arm], self.label)
+        self.scores[arm].map(|s| scale.quality_given(s, self.label, self.log_loss[arm]))
     }
 
     fn add_term(term: &Option<Quality>, stats: &mut ArmStats) {
@@ -216,7 +223,18 @@ pub struct Summaries {
     requests: Index<RequestKey, [Contribution; 2]>,
     /// Sorted by arrival.
     labels: Index<LabelKey, Labelled>,
+    /// Requests per (cell, band) before every [`CHECKPOINT`]-th bucket, at `(k · cells + cell) ·
+    /// bands + band`: a long period's served requests come from two checkpoints and the keys
+    /// around them.
+    checkpoints: Vec<u64>,
+    cells: usize,
 }
+
+/// Buckets between two checkpoints of the request counts (a few in unit tests, whose replays are short).
+#[cfg(not(test))]
+const CHECKPOINT: u32 = 64;
+#[cfg(test)]
+const CHECKPOINT: u32 = 3;
 
 impl Summaries {
     /// Summarises the replay for routing `salt`, any of `weights` and buckets of `width` from `origin`.
@@ -262,7 +280,7 @@ impl Summaries {
             bucket_rows.push(((b, row.cell, band), row.outputs.map(|out| scale.contribution(&out))));
             if let (Some(label), Some(lt)) = (row.label, row.label_time) {
                 let arrival = bucket(lt).max(b);
-                in_flight.entry(arrival).or_default().push(((arrival, b, row.cell, band), Labelled { label, scores: row.outputs.map(|out| out.score) }));
+                in_flight.entry(arrival).or_default().push(((arrival, b, row.cell, band), Labelled::new(label, row.outputs.map(|out| out.score))));
             }
         })?;
         if let Some(e) = failed {
@@ -274,7 +292,40 @@ impl Summaries {
         }
         requests.finish();
         labels.finish();
-        Ok(Self { scale, origin, width, cuts, requests, labels })
+        let cells = replay.cells.len();
+        let checkpoints = checkpoints(&requests, cells, cuts.len() + 1);
+        Ok(Self { scale, origin, width, cuts, requests, labels, checkpoints, cells })
+    }
+
+    fn bands(&self) -> usize {
+        self.cuts.len() + 1
+    }
+
+    /// Adds the requests per (cell, band) of request keys in buckets [from, to) to `counts`.
+    fn count_keys(&self, from: u32, to: u32, counts: &mut [u64]) {
+        let bands = self.bands();
+        for ((_, cell, band), group) in self.requests.between(from, to, |k| k.0) {
+            counts[*cell as usize * bands + *band as usize] += group.requests();
+        }
+    }
+
+    /// Requests per (cell, band) in buckets [from, to).
+    fn requests_between(&self, from: u32, to: u32) -> Vec<u64> {
+        let size = self.cells * self.bands();
+        let mut counts = vec![0u64; size];
+        let last = (self.checkpoints.len() / size.max(1)).saturating_sub(1) as u32;
+        let (a, b) = (from.div_ceil(CHECKPOINT).min(last), (to / CHECKPOINT).min(last));
+        if a < b {
+            let (lo, hi) = (&self.checkpoints[a as usize * size..][..size], &self.checkpoints[b as usize * size..][..size]);
+            for ((c, l), h) in counts.iter_mut().zip(lo).zip(hi) {
+                *c = h - l;
+            }
+            self.count_keys(from, a * CHECKPOINT, &mut counts);
+            self.count_keys(b * CHECKPOINT, to, &mut counts);
+        } else {
+            self.count_keys(from, to, &mut counts);
+        }
+        counts
     }
 
     /// Keys stored (for the benchmark): (request keys, label keys).
@@ -307,6 +358,29 @@ impl Summaries {
     fn candidate_band(&self, band: u8, w: f64) -> bool {
         w >= 1.0 || band as usize <= self.last_candidate_band(w)
     }
+}
+
+/// The requests per (cell, band) before each multiple of [`CHECKPOINT`] buckets, up to the
+/// first checkpoint after the last key.
+fn checkpoints(requests: &Index<RequestKey, [Contribution; 2]>, cells: usize, bands: usize) -> Vec<u64> {
+    let size = cells * bands;
+    let last = requests.keys.last().map_or(0, |((b, _, _), _)| *b);
+    let mut out = vec![0u64; size];
+    let mut running = vec![0u64; size];
+    let mut k = 1u32;
+    for ((bucket, cell, band), group) in &requests.keys {
+        while *bucket >= k * CHECKPOINT {
+            out.extend_from_slice(&running);
+            k += 1;
+        }
+        running[*cell as usize * bands + *band as usize] += group.requests();
+    }
+    while (k - 1) * CHECKPOINT <= last {
+        out.extend_from_slice(&running);
+        k += 1;
+    }
+    out.shrink_to_fit();
+    out
 }
 
 /// Where one cell's requests go at the current weights: the last band that serves the candidate,
@@ -394,13 +468,16 @@ impl Source for Fast<'_> {
     }
 
     fn served(&mut self, start: Micros, end: Micros, weights: &[f64]) -> Vec<[u64; 2]> {
-        let (start, end) = (self.summaries.bucket_of(start), self.summaries.bucket_of(end));
+        let summaries = self.summaries;
+        let counts = summaries.requests_between(summaries.bucket_of(start), summaries.bucket_of(end));
         let mut out = vec![[0u64; 2]; self.scopes.len()];
-        for ((_, cell, band), group) in self.summaries.requests.between(start, end, |k| k.0) {
-            let w = weights[*cell as usize];
-            let arm = usize::from(w > 0.0 && self.summaries.candidate_band(*band, w));
-            for &s in &self.scopes.of_cell[*cell as usize] {
-                out[s][arm] += group.requests();
+        for (cell, counts) in counts.chunks(summaries.bands()).enumerate() {
+            let w = weights[cell];
+            for (band, &n) in counts.iter().enumerate().filter(|(_, n)| **n > 0) {
+                let arm = usize::from(w > 0.0 && summaries.candidate_band(band as u8, w));
+                for &s in &self.scopes.of_cell[cell] {
+                    out[s][arm] += n;
+                }
             }
         }
         out

@@ -144,7 +144,11 @@ impl Scale {
     /// The quality terms of a label and the score the model returned, if any.
     pub fn quality_of(&self, score: Option<f64>, label: f64) -> Option<Quality> {
         let s = score?;
-        let p = s.clamp(f64::EPSILON, 1.0 - f64::EPSILON);
+        Some(self.quality_given(s, label, log_loss(s, label)))
+    }
+
+    /// The quality terms of a score and its label, with their [`log_loss`] worked out before.
+    pub fn quality_given(&self, s: f64, label: f64, log_loss: i64) -> Quality {
         let positive = label > 0.5;
         let predicted = s >= self.threshold;
         let cost = match (predicted, positive) {
@@ -153,25 +157,31 @@ impl Scale {
             (false, true) => self.cost.false_negative,
             (false, false) => self.cost.true_negative,
         };
-        Some(Quality {
+        Quality {
             positive,
             correct: if self.binary { predicted == positive } else { (s - label).abs() < f64::EPSILON },
-            // A 0/1 label needs one logarithm; the general form gives the same value for it.
-            log_loss: fixed(if label == 1.0 {
-                -p.ln()
-            } else if label == 0.0 {
-                -(1.0 - p).ln()
-            } else {
-                -(label * p.ln() + (1.0 - label) * (1.0 - p).ln())
-            }),
+            log_loss,
             brier: fixed((s - label) * (s - label)),
             cost: fixed(cost),
             absolute: fixed((s - label).abs()),
             score: fixed(s),
             auc_bin: self.bins.bin(s, AUC_BINS) as u16,
             ece_bin: ((s.clamp(0.0, 1.0) * ECE_BINS as f64) as usize).min(ECE_BINS - 1) as u8,
-        })
+        }
     }
+}
+
+/// The fixed-point log loss of a score against its label: the one logarithm of the quality terms.
+pub fn log_loss(score: f64, label: f64) -> i64 {
+    let p = score.clamp(f64::EPSILON, 1.0 - f64::EPSILON);
+    // A 0/1 label needs one logarithm; the general form gives the same value for it.
+    fixed(if label == 1.0 {
+        -p.ln()
+    } else if label == 0.0 {
+        -(1.0 - p).ln()
+    } else {
+        -(label * p.ln() + (1.0 - label) * (1.0 - p).ln())
+    })
 }
 
 /// n, Σx, Σx² of fixed-point values.
