@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use canary_replay::run::{prepare, run, RunOptions};
 use canary_replay::runtime::RuntimeOptions;
-use canary_replay::simulate::fast::Fast;
 use canary_replay::simulate::reference::Reference;
 use canary_replay::simulate::replay::Replay;
 use canary_replay::simulate::Setup;
@@ -51,7 +50,7 @@ fn main() {
     let mut checks = 0;
     for _ in 0..repeats {
         let t = Instant::now();
-        let a = setup.simulate(&mut Fast::new(&summaries, &setup.scopes));
+        let a = setup.simulate(&mut setup.fast(&summaries));
         fast_runs.push(t.elapsed().as_secs_f64());
         if std::env::var_os("BENCH_FAST_ONLY").is_some() {
             reference_runs.push(f64::NAN);
@@ -74,7 +73,7 @@ fn main() {
     println!("reference / fast:                               {:>9.1}×", r / f);
 
     if let Some(spec) = &prepared.scenario.controller {
-        let mut source = Fast::new(&summaries, &setup.scopes);
+        let mut source = setup.fast(&summaries);
         let (run, grade, exposure) = canary_replay::run::evaluate(&setup, &mut source);
         let mut times = Vec::new();
         for _ in 0..repeats {

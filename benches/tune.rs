@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use canary_replay::run::prepare;
 use canary_replay::runtime::RuntimeOptions;
-use canary_replay::simulate::fast::Fast;
 use canary_replay::simulate::reference::Reference;
 use canary_replay::simulate::replay::Replay;
 use canary_replay::simulate::Setup;
@@ -82,7 +81,7 @@ fn main() {
     let summaries = setup.summaries(&replay).unwrap();
     let rows = replay.rows(&prepared.scenario.policy.ramp.salt).unwrap();
     let t = Instant::now();
-    let fast = setup.simulate(&mut Fast::new(&summaries, &setup.scopes));
+    let fast = setup.simulate(&mut setup.fast(&summaries));
     let f = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let reference = setup.simulate(&mut Reference::new(&rows, &setup.scopes, setup.scale));

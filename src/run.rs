@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use crate::error::{exit, Error, Problem, Result};
 use crate::controller::{self, probe::Probe, spec::Spec as ControllerSpec};
-use crate::simulate::fast::Fast;
 use crate::simulate::reference::Reference;
 use crate::simulate::replay::{Replay, Row};
 use crate::simulate::grade::{self, Exposure, Grade};
@@ -173,7 +172,7 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     let (run, grade, exposure) = if options.reference {
         evaluate(&setup, &mut Reference::new(&rows, &setup.scopes, setup.scale))
     } else {
-        evaluate(&setup, &mut Fast::new(&setup.summaries(&replay)?, &setup.scopes))
+        evaluate(&setup, &mut setup.fast(&setup.summaries(&replay)?))
     };
     let controllers = controllers.map(|spec| emulate_controllers(spec, &setup, &replay, &rows, scenario.scoring.latency_sample, (&run, &grade, &exposure)));
     let simulation_seconds = simulation_started.elapsed().as_secs_f64();

@@ -152,7 +152,7 @@ fn simulating_for_decisions_only_decides_the_same() {
         let summaries = full.summaries(&replay).unwrap();
         let a = full.simulate(&mut Fast::new(&summaries, &full.scopes));
         let lean = Setup::new(&scenario.policy, &replay).decisions_only();
-        let b = lean.simulate(&mut Fast::new(&summaries, &lean.scopes));
+        let b = lean.simulate(&mut lean.fast(&summaries));
         assert_eq!((a.outcome, a.decided_at, &a.reason, &a.stages), (b.outcome, b.decided_at, &b.reason, &b.stages), "{path}");
         let actions = |r: &canary_replay::simulate::Run| r.checks.iter().filter(|c| c.action != Action::Continue).map(|c| (c.time, c.action)).collect::<Vec<_>>();
         assert_eq!(actions(&a), actions(&b), "{path}");

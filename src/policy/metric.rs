@@ -109,6 +109,11 @@ impl Metric {
         matches!(self, Metric::Accuracy | Metric::LogLoss | Metric::Brier | Metric::Auc | Metric::Ece | Metric::ExpectedCost | Metric::Mae | Metric::Rmse)
     }
 
+    /// Whether the metric is read from an arm's histograms (latency quantiles, score drift, AUC, ECE).
+    pub fn reads_histogram(self) -> bool {
+        matches!(self, Metric::LatencyP50 | Metric::LatencyP95 | Metric::LatencyP99 | Metric::Auc | Metric::Ece) || self.is_drift()
+    }
+
     pub fn is_drift(self) -> bool {
         matches!(self, Metric::ScorePsi | Metric::ScoreJs | Metric::ScoreWasserstein)
     }

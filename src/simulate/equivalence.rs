@@ -11,7 +11,7 @@ use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMi
 use parquet::arrow::ArrowWriter;
 use proptest::prelude::*;
 
-use super::fast::{Fast, Summaries};
+use super::fast::Summaries;
 use super::reference::Reference;
 use super::replay::Replay;
 use super::{grade, Setup};
@@ -187,7 +187,7 @@ proptest! {
         let rows = replay.rows(&policy.ramp.salt).unwrap();
         let mut reference = Reference::new(&rows, &setup.scopes, setup.scale);
         let summaries = Summaries::build_folding(&replay, &policy.ramp.salt, &policy.weights(), setup.scale, (setup.origin, policy.ramp.check_every), fold_above).unwrap();
-        let mut fast = Fast::new(&summaries, &setup.scopes);
+        let mut fast = setup.fast(&summaries);
         let (a, b) = (setup.simulate(&mut reference), setup.simulate(&mut fast));
         prop_assert_eq!(&a.outcome, &b.outcome);
         prop_assert_eq!(a.decided_at, b.decided_at);
@@ -228,7 +228,7 @@ proptest! {
         let summaries = Summaries::build(&replay, "prop", &weights, setups[0].scale, setups[0].origin, width).unwrap();
         let together = super::lockstep::simulate(&setups.iter().collect::<Vec<_>>(), &summaries);
         for (setup, run) in setups.iter().zip(&together) {
-            let alone = setup.simulate(&mut Fast::new(&summaries, &setup.scopes));
+            let alone = setup.simulate(&mut setup.fast(&summaries));
             prop_assert_eq!(&alone, run);
         }
     }

@@ -405,7 +405,14 @@ pub struct Fast<'a> {
 
 impl<'a> Fast<'a> {
     pub fn new(summaries: &'a Summaries, scopes: &'a Scopes) -> Self {
-        Self { summaries, scopes, stats: WindowStats::new(scopes.len()), state: None, routes: Vec::new(), routed: Vec::new() }
+        Self::with_histograms(summaries, scopes, true)
+    }
+
+    /// A source whose windows keep histograms or not: a policy none of whose metrics reads one
+    /// ([`crate::policy::Metric::reads_histogram`]) is judged on scalars alone, 20 times less
+    /// memory to add to and clear (see [`super::Setup::fast`]).
+    pub fn with_histograms(summaries: &'a Summaries, scopes: &'a Scopes, histograms: bool) -> Self {
+        Self { summaries, scopes, stats: WindowStats::with_histograms(scopes.len(), histograms), state: None, routes: Vec::new(), routed: Vec::new() }
     }
 
     /// Routes every cell at `weights`, creating the groups first so the slots stay valid.

@@ -40,6 +40,7 @@ struct Shared<'a> {
 /// Setups whose clocks tick together ([`compatible`]).
 fn simulate_class(setups: &[&Setup], summaries: &Summaries) -> Vec<Run> {
     let scopes = &setups[0].scopes;
+    let histograms = setups.iter().any(|s| s.reads_histograms());
     let mut clocks: Vec<Clock> = setups.iter().map(|s| Clock::new(s)).collect();
     let mut windows: Vec<Shared> = Vec::new();
     loop {
@@ -50,7 +51,7 @@ fn simulate_class(setups: &[&Setup], summaries: &Summaries) -> Vec<Run> {
             let i = match windows.iter().position(|w| w.start == start && w.weights == weights) {
                 Some(i) => i,
                 None => {
-                    windows.push(Shared { start, weights: weights.to_vec(), fast: Fast::new(summaries, scopes), used: false });
+                    windows.push(Shared { start, weights: weights.to_vec(), fast: Fast::with_histograms(summaries, scopes, histograms), used: false });
                     windows.len() - 1
                 }
             };

@@ -294,86 +294,119 @@ enum Hist {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArmStats {
     pub s: Scalars,
-    latency: Box<[u64; LATENCY_BINS]>,
+    /// `None` when the window was built for policies whose metrics read no histogram
+    /// ([`Metric::reads_histogram`]): the metrics that do read them then have no value.
+    h: Option<Box<Histograms>>,
+}
+
+/// The histograms of an arm: latency quantiles, score drift, AUC, ECE.
+#[derive(Debug, Clone, PartialEq)]
+struct Histograms {
+    latency: [u64; LATENCY_BINS],
     drift: [u64; DRIFT_BINS],
-    auc: Box<[[u64; AUC_BINS]; 2]>,
+    auc: [[u64; AUC_BINS]; 2],
     ece: [u64; ECE_BINS],
     ece_positive: [u64; ECE_BINS],
 }
 
+impl Histograms {
+    fn empty() -> Box<Self> {
+        Box::new(Self { latency: [0; LATENCY_BINS], drift: [0; DRIFT_BINS], auc: [[0; AUC_BINS]; 2], ece: [0; ECE_BINS], ece_positive: [0; ECE_BINS] })
+    }
+}
+
+/// All-zero histograms, what an arm without them reads as.
+static NO_HISTOGRAMS: Histograms = Histograms { latency: [0; LATENCY_BINS], drift: [0; DRIFT_BINS], auc: [[0; AUC_BINS]; 2], ece: [0; ECE_BINS], ece_positive: [0; ECE_BINS] };
+
 impl Default for ArmStats {
     fn default() -> Self {
-        Self {
-            s: Scalars::default(),
-            latency: Box::new([0; LATENCY_BINS]),
-            drift: [0; DRIFT_BINS],
-            auc: Box::new([[0; AUC_BINS]; 2]),
-            ece: [0; ECE_BINS],
-            ece_positive: [0; ECE_BINS],
-        }
+        Self { s: Scalars::default(), h: Some(Histograms::empty()) }
     }
 }
 
 impl ArmStats {
+    /// An empty arm, with histograms or without (scalars only: about 500 bytes instead of 10 KB).
+    pub fn new(histograms: bool) -> Self {
+        Self { s: Scalars::default(), h: histograms.then(Histograms::empty) }
+    }
+
+    fn hist(&self) -> &Histograms {
+        self.h.as_deref().unwrap_or(&NO_HISTOGRAMS)
+    }
+
     /// Back to empty, keeping the allocations.
     pub fn reset(&mut self) {
         self.s = Scalars::default();
-        self.latency.fill(0);
-        self.drift = [0; DRIFT_BINS];
-        self.auc.iter_mut().for_each(|h| h.fill(0));
-        self.ece = [0; ECE_BINS];
-        self.ece_positive = [0; ECE_BINS];
+        if let Some(h) = &mut self.h {
+            h.latency.fill(0);
+            h.drift = [0; DRIFT_BINS];
+            h.auc.iter_mut().for_each(|a| a.fill(0));
+            h.ece = [0; ECE_BINS];
+            h.ece_positive = [0; ECE_BINS];
+        }
     }
 
     pub fn add(&mut self, c: &Contribution) {
         self.s.add(c);
-        if let Some((bin, _)) = c.latency() {
-            self.latency[bin as usize] += 1;
-        }
-        if let Some((bin, _)) = c.score() {
-            self.drift[bin as usize] += 1;
+        if let Some(h) = &mut self.h {
+            if let Some((bin, _)) = c.latency() {
+                h.latency[bin as usize] += 1;
+            }
+            if let Some((bin, _)) = c.score() {
+                h.drift[bin as usize] += 1;
+            }
         }
     }
 
     pub fn add_quality(&mut self, q: &Quality) {
         self.s.add_quality(q);
-        self.auc[usize::from(!q.positive)][q.auc_bin as usize] += 1;
-        self.ece[q.ece_bin as usize] += 1;
-        self.ece_positive[q.ece_bin as usize] += u64::from(q.positive);
+        if let Some(h) = &mut self.h {
+            h.auc[usize::from(!q.positive)][q.auc_bin as usize] += 1;
+            h.ece[q.ece_bin as usize] += 1;
+            h.ece_positive[q.ece_bin as usize] += u64::from(q.positive);
+        }
     }
 
+    /// Adds `o` (its histograms only if this arm keeps them).
     pub fn merge(&mut self, o: &ArmStats) {
         self.s.merge(&o.s);
-        for (a, b) in self.latency.iter_mut().zip(o.latency.iter()) {
+        let (Some(h), Some(o)) = (&mut self.h, &o.h) else { return };
+        for (a, b) in h.latency.iter_mut().zip(o.latency.iter()) {
             *a += b;
         }
-        for (a, b) in self.drift.iter_mut().zip(&o.drift) {
+        for (a, b) in h.drift.iter_mut().zip(&o.drift) {
             *a += b;
         }
         for k in 0..2 {
-            for (a, b) in self.auc[k].iter_mut().zip(o.auc[k].iter()) {
+            for (a, b) in h.auc[k].iter_mut().zip(o.auc[k].iter()) {
                 *a += b;
             }
         }
-        for (a, b) in self.ece.iter_mut().zip(&o.ece) {
+        for (a, b) in h.ece.iter_mut().zip(&o.ece) {
             *a += b;
         }
-        for (a, b) in self.ece_positive.iter_mut().zip(&o.ece_positive) {
+        for (a, b) in h.ece_positive.iter_mut().zip(&o.ece_positive) {
             *a += b;
         }
+    }
+
+    /// An empty arm shaped like this one (with histograms if it has them).
+    pub fn empty_like(&self) -> Self {
+        Self::new(self.h.is_some())
     }
 
     fn add_packed(&mut self, p: &Packed) {
         self.s.merge(&p.s);
+        let Some(h) = &mut self.h else { return };
         for &(hist, bin, count) in &p.bins {
             let bin = bin as usize;
             match hist {
-                Hist::Latency => self.latency[bin] += count,
-                Hist::Drift => self.drift[bin] += count,
-                Hist::AucPositive => self.auc[0][bin] += count,
-                Hist::AucNegative => self.auc[1][bin] += count,
-                Hist::Ece => self.ece[bin] += count,
-                Hist::EcePositive => self.ece_positive[bin] += count,
+                Hist::Latency => h.latency[bin] += count,
+                Hist::Drift => h.drift[bin] += count,
+                Hist::AucPositive => h.auc[0][bin] += count,
+                Hist::AucNegative => h.auc[1][bin] += count,
+                Hist::Ece => h.ece[bin] += count,
+                Hist::EcePositive => h.ece_positive[bin] += count,
             }
         }
     }
@@ -439,13 +472,14 @@ impl ArmStats {
     }
 
     fn latency_quantile(&self, p: f64) -> Option<f64> {
-        let n: u64 = self.latency.iter().sum();
+        let latency = &self.hist().latency;
+        let n: u64 = latency.iter().sum();
         if n == 0 {
             return None;
         }
         let rank = ((p * n as f64).ceil() as u64).max(1);
         let mut seen = 0;
-        for (bin, count) in self.latency.iter().enumerate() {
+        for (bin, count) in latency.iter().enumerate() {
             seen += count;
             if seen >= rank {
                 return Some(latency_centre(bin));
@@ -456,15 +490,16 @@ impl ArmStats {
 
     /// AUC from the class histograms (ties within a bin) and its Hanley-McNeil variance.
     fn auc_and_variance(&self) -> Option<(f64, f64)> {
-        let (p, q) = (self.auc[0].iter().sum::<u64>() as f64, self.auc[1].iter().sum::<u64>() as f64);
+        let auc = &self.hist().auc;
+        let (p, q) = (auc[0].iter().sum::<u64>() as f64, auc[1].iter().sum::<u64>() as f64);
         if p == 0.0 || q == 0.0 {
             return None;
         }
         let mut below = 0.0;
         let mut wins = 0.0;
         for bin in 0..AUC_BINS {
-            wins += self.auc[0][bin] as f64 * (below + self.auc[1][bin] as f64 / 2.0);
-            below += self.auc[1][bin] as f64;
+            wins += auc[0][bin] as f64 * (below + auc[1][bin] as f64 / 2.0);
+            below += auc[1][bin] as f64;
         }
         let a = wins / (p * q);
         let (q1, q2) = (a / (2.0 - a), 2.0 * a * a / (1.0 + a));
@@ -473,13 +508,14 @@ impl ArmStats {
     }
 
     fn ece(&self) -> Option<f64> {
-        let n: u64 = self.ece.iter().sum();
+        let h = self.hist();
+        let n: u64 = h.ece.iter().sum();
         (n > 0).then(|| {
             (0..ECE_BINS)
-                .filter(|&b| self.ece[b] > 0)
+                .filter(|&b| h.ece[b] > 0)
                 .map(|b| {
-                    let k = self.ece[b] as f64;
-                    (k / n as f64) * (self.ece_positive[b] as f64 / k - unfixed(self.s.ece_score[b]) / k).abs()
+                    let k = h.ece[b] as f64;
+                    (k / n as f64) * (h.ece_positive[b] as f64 / k - unfixed(self.s.ece_score[b]) / k).abs()
                 })
                 .sum()
         })
@@ -488,12 +524,13 @@ impl ArmStats {
 
 /// Drift of the candidate's scores from the stable model's (stable is the reference).
 pub fn drift_between(metric: Metric, stable: &ArmStats, candidate: &ArmStats, bins: &ScoreBins) -> Option<f64> {
-    let (ns, nc) = (stable.drift.iter().sum::<u64>() as f64, candidate.drift.iter().sum::<u64>() as f64);
+    let (stable_bins, candidate_bins) = (&stable.hist().drift, &candidate.hist().drift);
+    let (ns, nc) = (stable_bins.iter().sum::<u64>() as f64, candidate_bins.iter().sum::<u64>() as f64);
     if ns == 0.0 || nc == 0.0 {
         return None;
     }
-    let r: Vec<f64> = stable.drift.iter().map(|c| *c as f64 / ns).collect();
-    let c: Vec<f64> = candidate.drift.iter().map(|x| *x as f64 / nc).collect();
+    let r: Vec<f64> = stable_bins.iter().map(|c| *c as f64 / ns).collect();
+    let c: Vec<f64> = candidate_bins.iter().map(|x| *x as f64 / nc).collect();
     match metric {
         Metric::ScorePsi => {
             let (mut r, mut c) = (r, c);

@@ -192,6 +192,17 @@ impl<'a> Setup<'a> {
         fast::Summaries::build(replay, &ramp.salt, &self.policy.weights(), self.scale, self.origin, ramp.check_every)
     }
 
+    /// Whether the policy's gates read histograms (latency quantiles, drift, AUC, ECE).
+    pub fn reads_histograms(&self) -> bool {
+        self.policy.gates.iter().any(|g| g.metric.reads_histogram())
+    }
+
+    /// The fast path over `summaries` for this policy: windows without histograms when its gates
+    /// read none.
+    pub fn fast<'f>(&'f self, summaries: &'f fast::Summaries) -> fast::Fast<'f> {
+        fast::Fast::with_histograms(summaries, &self.scopes, self.reads_histograms())
+    }
+
     /// Runs the policy's clock over the replay with statistics from `source`.
     pub fn simulate(&self, source: &mut dyn Source) -> Run {
         let mut clock = Clock::new(self);

@@ -92,11 +92,18 @@ pub struct WindowStats {
     pub scopes: Vec<Vec<Group>>,
     /// Both arms empty: what [`WindowStats::merged`] lends for a scope without traffic.
     empty: [ArmStats; 2],
+    /// Whether the arms keep histograms.
+    histograms: bool,
 }
 
 impl WindowStats {
     pub fn new(scopes: usize) -> Self {
-        Self { scopes: vec![Vec::new(); scopes], empty: Default::default() }
+        Self::with_histograms(scopes, true)
+    }
+
+    /// Statistics whose arms keep histograms or not (see [`ArmStats::new`]).
+    pub fn with_histograms(scopes: usize, histograms: bool) -> Self {
+        Self { scopes: vec![Vec::new(); scopes], empty: [ArmStats::new(histograms), ArmStats::new(histograms)], histograms }
     }
 
     /// Empties every arm, keeping the allocations for the next window.
@@ -121,7 +128,7 @@ impl WindowStats {
         match groups.iter().position(|g| g.weight == weight) {
             Some(i) => i,
             None => {
-                groups.push(Group { weight, arms: [ArmStats::default(), ArmStats::default()] });
+                groups.push(Group { weight, arms: [ArmStats::new(self.histograms), ArmStats::new(self.histograms)] });
                 groups.sort_by(|a, b| a.weight.total_cmp(&b.weight));
                 groups.iter().position(|g| g.weight == weight).expect("just inserted")
             }
@@ -149,7 +156,7 @@ impl WindowStats {
             (None, _) => Cow::Borrowed(&self.empty),
             (Some(one), None) => Cow::Borrowed(&one.arms),
             _ => {
-                let mut out = [ArmStats::default(), ArmStats::default()];
+                let mut out = [ArmStats::new(self.histograms), ArmStats::new(self.histograms)];
                 for g in self.scopes[scope].iter().filter(|g| !g.is_empty()) {
                     out[0].merge(&g.arms[0]);
                     out[1].merge(&g.arms[1]);

@@ -36,7 +36,7 @@ use crate::policy::{Policy, RawPolicy, TrafficShape};
 use crate::runtime::{self, RuntimeOptions};
 use crate::scenario::{Expect, Scenario};
 use crate::score::{self, cache::CacheDir};
-use crate::simulate::fast::{Fast, Summaries};
+use crate::simulate::fast::Summaries;
 use crate::simulate::grade::served_before;
 use crate::simulate::metrics::Scale;
 use crate::simulate::reference::Reference;
@@ -358,7 +358,7 @@ fn replay(policy: &Policy, case: &Case, salt: &str, start: Micros, shared: Optio
                 &own
             }
         };
-        let mut source = Fast::new(summaries, &setup.scopes);
+        let mut source = setup.fast(summaries);
         let run = setup.simulate(&mut source);
         let (_, served) = served_before(&setup, &mut source, &run);
         (run, served)
@@ -520,7 +520,7 @@ fn replay_many(jobs: &[(&Policy, &str)], case: &Case, start: Micros, shared: &Sh
         if let Some(summaries) = summaries.filter(|_| !served.is_empty()) {
             let runs = lockstep::simulate(&served.iter().map(|&i| &setups[i]).collect::<Vec<_>>(), summaries);
             for (&i, run) in served.iter().zip(&runs) {
-                let (_, candidate_requests) = served_before(&setups[i], &mut Fast::new(summaries, &setups[i].scopes), run);
+                let (_, candidate_requests) = served_before(&setups[i], &mut setups[i].fast(summaries), run);
                 out[i] = Some(Replayed::of(run, candidate_requests));
             }
         }
