@@ -62,7 +62,16 @@ fn main() {
     let output = tune(&scenarios, &space, &options).unwrap_or_else(|e| panic!("{e}"));
     let s = &output.summary.search;
     let replays: usize = output.summary.variants.iter().filter_map(|v| v.score.as_ref()).map(|sc| sc.scenarios.iter().map(|x| x.replays).sum::<usize>()).sum();
-    println!("{} variants over {} scenarios on {} threads ({} cut at an incident, {} at the false-rollback allowance, {} feasible)", s.variants, scenarios.len(), rayon::current_num_threads(), s.cut_at_incidents, s.cut_at_false_rollbacks, s.feasible);
+    println!(
+        "{} variants over {} scenarios on {} threads ({} cut at an incident, {} at the false-rollback allowance, {} once sure to be dominated, {} feasible)",
+        s.variants,
+        scenarios.len(),
+        rayon::current_num_threads(),
+        s.cut_at_incidents,
+        s.cut_at_false_rollbacks,
+        s.cut_dominated,
+        s.feasible
+    );
     println!("whole tune (scoring from the cache, indexing, baselines, reference re-check): {:>8.1} s", s.seconds);
     println!("indexing the replays (once per scenario and salt):                        {:>8.1} s", s.index_seconds);
     println!("search:                                                                   {:>8.1} s", s.search_seconds);

@@ -252,6 +252,43 @@ fn tune_finds_a_policy_that_catches_the_incident_and_writes_drop_in_sections() {
     assert!(err.contains("flights-2013.toml: expect") && err.contains("expect = \"rollback\""), "{err}");
 }
 
+/// Cutting the variants a finished feasible one is sure to dominate changes neither the frontier
+/// nor the winner, and leaves every other variant's results as they were.
+#[test]
+fn cutting_dominated_variants_keeps_the_frontier_and_the_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = |cut: bool| {
+        let path = dir.path().join(format!("space-{cut}.toml"));
+        // The example space, smaller.
+        let text = std::fs::read_to_string(repo("scenarios/tune/space.toml"))
+            .unwrap()
+            .replace("samples = 120", "samples = 40")
+            .replace("salts = 5 ", "salts = 2 ")
+            .replace("windows = 2 ", "windows = 1 ")
+            .replace("false_rollback_budget = 0.05", &format!("false_rollback_budget = 0.05\ncut_dominated = {cut}"));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let scenarios = ["scenarios/incidents/errors.toml", "scenarios/incidents/latency-jfk.toml", "scenarios/flights-2013-aa.toml", "scenarios/flights-2013-september.toml"].map(repo);
+    let tune = |cut: bool| {
+        let options = canary_replay::tune::TuneOptions { out: Some(dir.path().join(format!("tune-{cut}"))), runtime: RuntimeOptions::from_env(), cache_dir: Some(cache().to_path_buf()), quiet: true };
+        canary_replay::tune::tune(&scenarios, &space(cut), &options).unwrap().summary
+    };
+    let (all, cut) = (tune(false), tune(true));
+    assert_eq!(all.search.cut_dominated, 0);
+    assert!(cut.search.cut_dominated > 0, "the space has dominated variants to cut");
+    assert_eq!(all.winner, cut.winner);
+    let frontier = |t: &canary_replay::tune::TuneSummary| t.variants.iter().filter(|v| v.frontier).map(|v| v.id).collect::<Vec<_>>();
+    assert_eq!(frontier(&all), frontier(&cut));
+    for (a, c) in all.variants.iter().zip(&cut.variants) {
+        if c.stage == canary_replay::tune::Stage::Dominated {
+            assert!(!a.frontier, "variant {} was on the frontier", a.id);
+        } else {
+            assert_eq!(a, c);
+        }
+    }
+}
+
 /// The live controllers of `scenarios/controllers/`, emulated on the injected error incident and
 /// graded by the same oracle as the policy.
 #[test]

@@ -160,9 +160,11 @@ pub struct SearchInfo {
     pub salts: usize,
     pub windows: usize,
     pub false_rollback_budget: f64,
-    /// Variants cut after missing an incident, and after too many false rollbacks.
+    /// Variants cut after missing an incident, after too many false rollbacks, and once sure to
+    /// be dominated on the frontier.
     pub cut_at_incidents: usize,
     pub cut_at_false_rollbacks: usize,
+    pub cut_dominated: usize,
     pub feasible: usize,
     /// The whole tune; loading, scoring and indexing the replays; evaluating the variants.
     pub seconds: f64,
@@ -410,6 +412,9 @@ pub enum Stage {
     Incidents,
     /// Cut once its false rollbacks exceeded what the budget allows over all good replays.
     FalseRollbacks,
+    /// Cut once a finished feasible variant was sure to dominate it on the frontier: no more
+    /// exposure and a mean time to promotion no longer than the least it could still reach.
+    Dominated,
     Full,
 }
 
@@ -426,6 +431,9 @@ struct Tally {
     cut: bool,
     /// Where the evaluation stopped, once it has.
     stopped: Option<Stage>,
+    /// With cuts, per planned good replay in the tally's order, the least it can add to the time
+    /// to promotion ([`promotion_floor`]).
+    floors: Vec<f64>,
 }
 
 impl Tally {
@@ -450,7 +458,40 @@ impl Tally {
             scenarios: cases.iter().map(ScenarioScore::new).collect(),
         };
         let allowed = (space.false_rollback_budget * planned as f64 + 1e-9).floor() as usize;
-        Tally { s, rollback_hours: Vec::new(), promotion_hours: Vec::new(), allowed, cut, stopped: None }
+        let mut floors = Vec::new();
+        if cut {
+            for k in 0..space.salts {
+                for (policy, case) in policies.iter().zip(cases).filter(|(_, c)| c.expect == Expect::Promote) {
+                    if k < salts_of(policy, case.expect, space.salts).len() {
+                        floors.extend(starts(case, case.expect, space.windows).into_iter().map(|start| promotion_floor(policy, case, start)));
+                    }
+                }
+            }
+        }
+        Tally { s, rollback_hours: Vec::new(), promotion_hours: Vec::new(), allowed, cut, stopped: None, floors }
+    }
+
+    /// The mean time to promotion over the good replays so far.
+    fn mean_hours(&self) -> f64 {
+        self.promotion_hours.iter().sum::<f64>() / self.promotion_hours.len() as f64
+    }
+
+    /// The least mean time to promotion the variant can still reach: the replays so far, and each
+    /// one left at its floor. Summed in the same order as the final mean, each term at most the
+    /// one it stands for, so (floating-point addition being monotone) never above the final mean.
+    fn least_hours(&self) -> f64 {
+        let seen = self.promotion_hours.len().min(self.floors.len());
+        self.promotion_hours.iter().chain(&self.floors[seen..]).sum::<f64>() / self.floors.len().max(1) as f64
+    }
+
+    /// Whether a finished feasible variant at `points` (exposure, mean hours to promotion) is
+    /// sure to dominate this one on the frontier: no more exposure (this one's is final once the
+    /// incidents are replayed) and no longer than the least this one can reach, one of them
+    /// strictly less. Such a variant can be on no frontier nor win (and whatever it would have
+    /// dominated, the other dominates too), so it is cut without changing either.
+    fn dominated_by(&self, points: &[(f64, f64)]) -> bool {
+        let (e, h) = (self.s.exposure as f64, self.least_hours());
+        points.iter().any(|&(pe, ph)| pe <= e && ph <= h && (pe < e || ph < h))
     }
 
     fn incident(&mut self, case: &Case, r: &Replayed) {
@@ -489,18 +530,31 @@ impl Tally {
     }
 
     fn finish(mut self) -> (Score, Stage) {
+        let hours_to_promotion = self.mean_hours();
         let s = &mut self.s;
-        let mean = |hours: &[f64]| hours.iter().sum::<f64>() / hours.len() as f64;
         if self.stopped != Some(Stage::Incidents) && !self.rollback_hours.is_empty() {
-            s.hours_to_rollback = Some(mean(&self.rollback_hours));
+            s.hours_to_rollback = Some(self.rollback_hours.iter().sum::<f64>() / self.rollback_hours.len() as f64);
         }
         if s.good_replays > 0 {
             s.false_rollback_rate = Some(s.false_rollbacks as f64 / s.good_replays as f64);
             s.false_rollback_interval = wilson(Counts { successes: s.false_rollbacks as u64, trials: s.good_replays as u64 }, 0.05).map(|i| [i.lower, i.upper]);
-            s.hours_to_promotion = Some(mean(&self.promotion_hours));
+            s.hours_to_promotion = Some(hours_to_promotion);
         }
         (self.s, self.stopped.unwrap_or(Stage::Full))
     }
+}
+
+/// The least a replay of `policy` on `case` from `start` can count in the mean time to promotion,
+/// in the same units: a promotion needs every stage below 100% (in every wave) to last at least
+/// its bake (or its maximum time, if shorter) rounded up to whole check intervals, and a replay
+/// that never promotes counts its whole span.
+fn promotion_floor(policy: &Policy, case: &Case, start: Micros) -> f64 {
+    let setup = Setup::new(policy, &case.replay).starting_at(start);
+    let step = policy.ramp.check_every;
+    let wave: Micros = policy.ramp.stages.iter().take_while(|s| s.weight < 1.0).map(|s| (s.bake.min(s.max_time).max(1) + step - 1) / step * step).sum();
+    let earliest = wave * setup.router.waves as Micros;
+    let span = setup.end.max(setup.origin) - setup.origin;
+    earliest.min(span) as f64 / 3_600e6
 }
 
 /// Replays each policy on `case` from `start`, each under its salt; the policies that share a salt
@@ -576,33 +630,88 @@ fn score_all(policies: &[&[Policy]], cases: &[Case], space: &Space, shared: &Sha
         }
     }
     let mut reported: Vec<bool> = vec![false; policies.len()];
-    let mut report = |tallies: &[Tally], last: bool| {
+    let mut report = |tallies: &[Tally], done: &[usize]| {
         for (v, t) in tallies.iter().enumerate() {
-            if !reported[v] && (last || t.stopped.is_some()) {
+            if !reported[v] && (t.stopped.is_some() || done.contains(&v)) {
                 reported[v] = true;
                 progress(v);
             }
         }
     };
-    report(&tallies, false);
-    for k in 0..space.salts {
-        let live: Vec<usize> = order.iter().copied().filter(|&v| tallies[v].stopped.is_none()).collect();
-        if live.is_empty() {
-            break;
-        }
-        let units: Vec<(usize, Micros, usize)> =
-            cases.iter().enumerate().filter(|(_, c)| c.expect == Expect::Promote).flat_map(|(i, c)| starts(c, c.expect, space.windows).into_iter().map(move |s| (i, s, k))).collect();
-        let replays = run(&live, &units)?;
-        for (j, &v) in live.iter().enumerate() {
-            for (&(c, _, _), replays) in units.iter().zip(&replays) {
-                if tallies[v].stopped.is_none() {
-                    tallies[v].good(&cases[c], &replays[j]);
+    report(&tallies, &[]);
+    // The good replays, salt by salt, for `batch` (in the ramp order), each salt's replays read
+    // by the tallies in order; before each salt, `prune` may stop some.
+    let good_units = |k: usize| -> Vec<(usize, Micros, usize)> {
+        cases.iter().enumerate().filter(|(_, c)| c.expect == Expect::Promote).flat_map(|(i, c)| starts(c, c.expect, space.windows).into_iter().map(move |s| (i, s, k))).collect()
+    };
+    let mut good = |tallies: &mut [Tally], batch: &[usize], prune: &dyn Fn(&mut Tally)| -> Result<()> {
+        for k in 0..space.salts {
+            batch.iter().for_each(|&v| prune(&mut tallies[v]));
+            let live: Vec<usize> = batch.iter().copied().filter(|&v| tallies[v].stopped.is_none()).collect();
+            if live.is_empty() {
+                break;
+            }
+            let units = good_units(k);
+            let replays = run(&live, &units)?;
+            for (j, &v) in live.iter().enumerate() {
+                for (&(c, _, _), replays) in units.iter().zip(&replays) {
+                    if tallies[v].stopped.is_none() {
+                        tallies[v].good(&cases[c], &replays[j]);
+                    }
                 }
             }
+            report(tallies, &[]);
         }
-        report(&tallies, false);
+        report(tallies, batch);
+        Ok(())
+    };
+    let live: Vec<usize> = order.iter().copied().filter(|&v| tallies[v].stopped.is_none()).collect();
+    if !cut || !space.cut_dominated {
+        good(&mut tallies, &live, &|_| {})?;
+        return Ok(tallies.into_iter().map(Tally::finish).collect());
     }
-    report(&tallies, true);
+    // With cuts, the most promising variants first (least exposure and earliest possible
+    // promotion, by the sum of their ranks), in batches that double: the feasible ones finished
+    // so far stop any variant they are sure to dominate (see `Tally::dominated_by`).
+    let mut by_exposure = live.clone();
+    by_exposure.sort_by_key(|&v| (tallies[v].s.exposure, v));
+    let mut by_floor = live.clone();
+    by_floor.sort_by(|&a, &b| tallies[a].least_hours().total_cmp(&tallies[b].least_hours()).then(a.cmp(&b)));
+    let mut rank = vec![0usize; policies.len()];
+    for (i, (&e, &f)) in by_exposure.iter().zip(&by_floor).enumerate() {
+        rank[e] += i;
+        rank[f] += i;
+    }
+    let mut promising = live.clone();
+    promising.sort_by_key(|&v| (rank[v], v));
+    let position: Vec<usize> = {
+        let mut p = vec![0usize; policies.len()];
+        order.iter().enumerate().for_each(|(i, &v)| p[v] = i);
+        p
+    };
+    let mut finished: Vec<(f64, f64)> = Vec::new();
+    let (mut from, mut size) = (0, (2 * rayon::current_num_threads()).max(8));
+    while from < promising.len() {
+        let mut batch = promising[from..(from + size).min(promising.len())].to_vec();
+        batch.sort_by_key(|&v| position[v]);
+        let points = std::mem::take(&mut finished);
+        good(&mut tallies, &batch, &|t: &mut Tally| {
+            if t.stopped.is_none() && t.dominated_by(&points) {
+                t.stopped = Some(Stage::Dominated);
+            }
+        })?;
+        finished = points;
+        for &v in &batch {
+            let t = &tallies[v];
+            // As `feasible` will judge it: the rate worked out as `finish` does.
+            let rate = (t.s.good_replays > 0).then(|| t.s.false_rollbacks as f64 / t.s.good_replays as f64);
+            if t.stopped.is_none() && t.s.missed_incidents == 0 && rate.is_some_and(|r| r <= space.false_rollback_budget) {
+                finished.push((t.s.exposure as f64, t.mean_hours()));
+            }
+        }
+        from += size;
+        size *= 2;
+    }
     Ok(tallies.into_iter().map(Tally::finish).collect())
 }
 
@@ -666,7 +775,7 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
                 Err(e) => VariantResult { id, params, invalid: Some(e.clone()), stage: Stage::Invalid, score: None, feasible: false, frontier: false },
                 Ok(_) => {
                     let (s, stage) = scores.next().expect("a score per valid variant");
-                    VariantResult { id, params, invalid: None, stage, feasible: feasible(&s, space.false_rollback_budget), score: Some(s), frontier: false }
+                    VariantResult { id, params, invalid: None, stage, feasible: stage == Stage::Full && feasible(&s, space.false_rollback_budget), score: Some(s), frontier: false }
                 }
             }
         })
@@ -721,6 +830,7 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
             false_rollback_budget: space.false_rollback_budget,
             cut_at_incidents: results.iter().filter(|r| r.stage == Stage::Incidents).count(),
             cut_at_false_rollbacks: results.iter().filter(|r| r.stage == Stage::FalseRollbacks).count(),
+            cut_dominated: results.iter().filter(|r| r.stage == Stage::Dominated).count(),
             feasible: feasible_ids.len(),
             seconds,
             index_seconds: indexed,
@@ -788,7 +898,7 @@ pub fn to_text(output: &TuneOutput) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "tune: {} variants ({} search) over {} scenarios in {:.1}s ({:.1}s indexing the replays, then {:.1} variants/s); cut early: {} after missing an incident, {} after too many false rollbacks; {} feasible",
+        "tune: {} variants ({} search) over {} scenarios in {:.1}s ({:.1}s indexing the replays, then {:.1} variants/s); cut early: {} after missing an incident, {} after too many false rollbacks, {} once sure to be dominated; {} feasible",
         t.search.variants,
         t.search.method,
         t.scenarios.len(),
@@ -797,6 +907,7 @@ pub fn to_text(output: &TuneOutput) -> String {
         t.search.variants_per_second,
         t.search.cut_at_incidents,
         t.search.cut_at_false_rollbacks,
+        t.search.cut_dominated,
         t.search.feasible
     );
     for (name, score) in &t.baselines {

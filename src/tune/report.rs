@@ -20,7 +20,8 @@ fn point(s: &Score) -> Option<(f64, f64)> {
 /// The variants in exposure × time to promotion, the frontier joined, the winner ringed, the
 /// baselines marked.
 pub fn frontier_chart(t: &TuneSummary) -> Result<Chart> {
-    let scored: Vec<(&VariantResult, (f64, f64))> = t.variants.iter().filter_map(|v| Some((v, point(v.score.as_ref()?)?))).collect();
+    // A variant cut as dominated has a time to promotion over part of its replays only: not drawn.
+    let scored: Vec<(&VariantResult, (f64, f64))> = t.variants.iter().filter(|v| v.stage != Stage::Dominated).filter_map(|v| Some((v, point(v.score.as_ref()?)?))).collect();
     let baselines: Vec<(&str, (f64, f64))> = t.baselines.iter().filter_map(|(name, s)| Some((*name, point(s)?))).collect();
     let xs = scored.iter().map(|(_, p)| p.0).chain(baselines.iter().map(|(_, p)| p.0));
     let ys = scored.iter().map(|(_, p)| p.1).chain(baselines.iter().map(|(_, p)| p.1));
@@ -86,11 +87,12 @@ pub fn frontier_chart(t: &TuneSummary) -> Result<Chart> {
         Ok(())
     })?;
     let cut = t.variants.iter().filter(|v| v.stage == Stage::Incidents).count();
+    let dominated = t.variants.iter().filter(|v| v.stage == Stage::Dominated).count();
     Ok(Chart {
         file: "frontier.png".into(),
         title: "Pareto frontier".into(),
         caption: format!(
-            "Each variant that reached the good scenarios; lower left is better on both counts. {cut} variant(s) missed an incident and were cut before the good scenarios, so they have no time to promotion and are not drawn. Triangles: the base policy and canary-replay's default policy."
+            "Each variant that reached the good scenarios; lower left is better on both counts. {cut} variant(s) missed an incident and were cut before the good scenarios, so they have no time to promotion, and {dominated} were cut once a feasible variant was sure to dominate them: neither is drawn. Triangles: the base policy and canary-replay's default policy."
         ),
         png,
     })
@@ -266,6 +268,7 @@ pub fn page(t: &TuneSummary, chart: &Chart, tuned_toml: Option<&str>, exports: &
         ("false-rollback budget", format!("{:.1}%", search.false_rollback_budget * 100.0)),
         ("cut after missing an incident", search.cut_at_incidents.to_string()),
         ("cut once false rollbacks exceeded the budget's allowance", search.cut_at_false_rollbacks.to_string()),
+        ("cut once a finished feasible variant was sure to dominate them", search.cut_dominated.to_string()),
         ("feasible", search.feasible.to_string()),
         ("time", format!("{:.1} s in all; {:.1} s indexing the replays; {:.1} s searching ({:.1} variants/s)", search.seconds, search.index_seconds, search.search_seconds, search.variants_per_second)),
     ] {

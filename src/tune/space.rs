@@ -11,6 +11,9 @@
 //! windows = 2                # start times per "promote" scenario: the replay from its first
 //!                            # request, and from each later k/windows of its span
 //! false_rollback_budget = 0.05
+//! cut_dominated = true       # stop a variant once a finished feasible one is sure to dominate it
+//!                            # (the frontier and the winner are the same; false: every variant
+//!                            # replayed to the end of its cuts at incidents and false rollbacks)
 //!
 //! [[param]]
 //! key = "decision.alpha"
@@ -63,6 +66,7 @@ struct RawSearch {
     salts: Option<usize>,
     windows: Option<usize>,
     false_rollback_budget: Option<f64>,
+    cut_dominated: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +109,8 @@ pub struct Space {
     /// Start times per good scenario (its first request, then each k/windows of its span).
     pub windows: usize,
     pub false_rollback_budget: f64,
+    /// Whether to stop variants once sure to be dominated on the frontier.
+    pub cut_dominated: bool,
     pub params: Vec<Param>,
 }
 
@@ -128,7 +134,7 @@ pub fn parse(text: &str, file: &str) -> Result<Space> {
         p.fix = fix;
         problems.push(p);
     };
-    let search = raw.search.unwrap_or(RawSearch { method: None, samples: None, seed: None, salts: None, windows: None, false_rollback_budget: None });
+    let search = raw.search.unwrap_or(RawSearch { method: None, samples: None, seed: None, salts: None, windows: None, false_rollback_budget: None, cut_dominated: None });
     let method = match search.method.as_deref().unwrap_or("random") {
         "grid" => Method::Grid,
         "random" => Method::Random,
@@ -184,7 +190,7 @@ pub fn parse(text: &str, file: &str) -> Result<Space> {
         };
         params.push(Param { key: p.key.clone(), domain });
     }
-    let space = Space { method, samples: search.samples.unwrap_or(100), seed: search.seed.unwrap_or(1), salts, windows, false_rollback_budget: budget, params };
+    let space = Space { method, samples: search.samples.unwrap_or(100), seed: search.seed.unwrap_or(1), salts, windows, false_rollback_budget: budget, cut_dominated: search.cut_dominated.unwrap_or(true), params };
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
     }
