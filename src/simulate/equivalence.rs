@@ -237,3 +237,34 @@ proptest! {
 fn num_gcd(a: i64, b: i64) -> i64 {
     if b == 0 { a } else { num_gcd(b, a % b) }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Simulating for the decision alone ([`Setup::decisions_only`]: skipped looks, intervals and
+    /// corrections, results reused while nothing changes) decides exactly as the full simulation.
+    #[test]
+    fn deciding_alone_decides_as_the_full_simulation(
+        // Sparse enough that a segment often gets nothing new between two checks.
+        raw in raw_policy(), seed in 0u64..1_000_000, rows in 60usize..1200, hours in 24i64..120,
+        shift in prop::sample::select(vec![0.0, 0.05, 0.3]), errors in prop::sample::select(vec![0.0, 0.01, 0.1]),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("part.parquet");
+        write_traffic(&part, seed, rows, hours, shift, errors);
+        let segments = vec!["origin".to_string(), "carrier".to_string()];
+        let shape = TrafficShape { segments: &segments, labelled: true };
+        let mut problems = Vec::new();
+        let policy = Policy::from_raw(&raw, &shape, "prop.toml", &mut problems);
+        prop_assume!(problems.is_empty(), "{:?}", problems);
+        let replay = Replay::scan(&[part], &layout(), &[]).unwrap();
+        let (full, lean) = (Setup::new(&policy, &replay), Setup::new(&policy, &replay).decisions_only());
+        let summaries = full.summaries(&replay).unwrap();
+        let (a, b) = (full.simulate(&mut full.fast(&summaries)), lean.simulate(&mut lean.fast(&summaries)));
+        prop_assert_eq!((a.outcome, a.decided_at, &a.periods, a.deciding_window), (b.outcome, b.decided_at, &b.periods, b.deciding_window));
+        let stages = |r: &super::Run| r.stages.iter().map(|s| (s.wave, s.stage, s.monitoring, s.start, s.end, s.decision)).collect::<Vec<_>>();
+        prop_assert_eq!(stages(&a), stages(&b));
+        let acting = |r: &super::Run| r.checks.iter().filter(|c| c.action != super::Action::Continue).map(|c| (c.time, c.action)).collect::<Vec<_>>();
+        prop_assert_eq!(acting(&a), acting(&b));
+    }
+}

@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use super::metrics::{drift_between, ScoreBins};
 use super::window::{Scopes, WindowStats};
-use crate::policy::{Gate, GateKind, Policy, Sequential};
+use crate::policy::{Decision, Gate, GateKind, Policy, Sequential};
 use crate::stats::group_sequential::Looks;
 use crate::stats::guardrail::{self, Better, Evidence};
 use crate::stats::msprt::Msprt;
@@ -95,6 +95,8 @@ pub struct Context {
     pub alpha_ni: f64,
     /// Whether non-inferiority combines the earlier stages with this one.
     pub combine: bool,
+    /// Whether the window is the last check's, grown (same start and routing, same stage).
+    pub grown: bool,
     /// Monitoring after the rollout: only failures matter (nothing waits for a gate to pass).
     pub monitoring: bool,
 }
@@ -103,6 +105,8 @@ pub struct Context {
 struct Tests {
     harm: Option<Harm>,
     ni: Option<NonInferiority>,
+    /// For the decision alone, a segment's last harm look (harmful, p) and what it read.
+    segment: Option<([u64; 3], (bool, PValue))>,
 }
 
 /// Is the candidate worse (than the margin)? One-sided, over the current stage.
@@ -133,8 +137,9 @@ pub struct Judge<'a> {
     gate_scopes: Vec<Vec<usize>>,
     /// Skip what cannot change a decision (see [`super::Setup::decisions_only`]): the
     /// non-inferiority interval of segment scopes and while monitoring, mSPRT looks that cannot
-    /// bring their p-value to α, the correction when no p-value is at most α, and statistical
-    /// gates' values no reason shows.
+    /// bring their p-value to α, a segment's look while nothing came into it, the result of a
+    /// segment's statistical gate unless its harm test fails, the correction when no p-value is
+    /// at most α, and statistical gates' values no reason shows.
     pub decisions_only: bool,
     /// Per (gate, scope), at `gate × scopes + scope`.
     tests: Vec<Tests>,
@@ -146,7 +151,9 @@ pub struct Judge<'a> {
 
 /// A statistical result waiting for the multiple-testing correction.
 struct Pending {
-    index: usize,
+    /// Its result; `None` for a segment's test that, for the decision alone, can only count in
+    /// the correction (its p-value is above α).
+    index: Option<usize>,
     harmful: bool,
     p: PValue,
     /// Group-sequential: the boundary was crossed on the harmful side.
@@ -156,7 +163,7 @@ struct Pending {
 impl<'a> Judge<'a> {
     pub fn new(policy: &'a Policy, scopes: &'a Scopes, bins: ScoreBins) -> Self {
         let gate_scopes = policy.gates.iter().map(|g| scopes.for_columns(&g.segments)).collect();
-        let tests = (0..policy.gates.len() * scopes.len()).map(|_| Tests { harm: None, ni: None }).collect();
+        let tests = (0..policy.gates.len() * scopes.len()).map(|_| Tests { harm: None, ni: None, segment: None }).collect();
         Self { policy, bins, gate_scopes, decisions_only: false, tests, scopes: scopes.len(), results: Vec::new(), pending: Vec::new() }
     }
 
@@ -165,6 +172,7 @@ impl<'a> Judge<'a> {
     pub fn new_stage(&mut self, keep: bool) {
         for tests in &mut self.tests {
             tests.harm = None;
+            tests.segment = None;
             if !keep {
                 tests.ni = None;
             }
@@ -191,6 +199,8 @@ impl<'a> Judge<'a> {
         // gives, and a p-value above α is never rejected by any correction nor changes whether
         // another test is (its rank stays after every p-value at most α).
         let skip_below_z2 = 2.0 * (-ctx.alpha_fail.ln() - std::f64::consts::LN_2);
+        // (Group-sequential boundaries depend on each look's time: no shortcut.)
+        let lean_segments = self.decisions_only && decision.sequential == Sequential::Msprt;
         for (g, gate) in self.policy.gates.iter().enumerate() {
             for &scope in &self.gate_scopes[g] {
                 let arms = stats.merged(scope);
@@ -198,6 +208,32 @@ impl<'a> Judge<'a> {
                 let n = [stable.n(gate.metric), canary.n(gate.metric)];
                 if scope != 0 && n == [0, 0] {
                     continue;
+                }
+                // For the decision alone a segment's statistical gate matters only when its harm
+                // test fails: below the minimum sample or without a difference it cannot, and with
+                // a p-value above α it only counts in the correction. While the window only grows
+                // and nothing comes into the scope (same observations, and requests when several
+                // routing groups weigh the difference), the last look stands: an mSPRT look at
+                // the same estimate leaves its running p-value as it was.
+                if lean_segments && scope != 0 && gate.kind.is_statistical() {
+                    if n[0].min(n[1]) < gate.min_samples {
+                        continue;
+                    }
+                    let read = [n[0], n[1], if stats.scopes[scope].len() > 1 { stable.s.requests + canary.s.requests } else { 0 }];
+                    let entry = &mut self.tests[g * self.scopes + scope];
+                    let (harmful, p) = match entry.segment.filter(|(seen, _)| ctx.grown && *seen == read) {
+                        Some((_, look)) => look,
+                        None => {
+                            let Some(now) = difference(stats, scope, gate) else { continue };
+                            let (harmful, p, _) = harm_look(entry, gate, decision, ctx, &now, tests, Some(skip_below_z2));
+                            entry.segment = Some((read, (harmful, p)));
+                            (harmful, p)
+                        }
+                    };
+                    if p.get() > ctx.alpha_fail {
+                        pending.push(Pending { index: None, harmful, p, crossed: None });
+                        continue;
+                    }
                 }
                 // For the decision alone a statistical gate's values only describe a failing or
                 // all-traffic result; they are filled in after the correction.
@@ -249,50 +285,13 @@ impl<'a> Judge<'a> {
                     }
                     GateKind::NonInferiority { .. } | GateKind::Regression => {
                         let better = gate.metric.better().expect("validated: statistical metrics have a better side");
-                        let harm_sign = if better == Better::Lower { 1.0 } else { -1.0 };
                         let Some(now) = difference(stats, scope, gate) else {
                             r.verdict = Verdict::NoData;
                             results.push(r);
                             continue;
                         };
                         let entry = &mut self.tests[g * self.scopes + scope];
-                        // The harm test: this stage's data; a non-inferiority gate fails when worse
-                        // than its margin (fixed at the test's first look), a regression gate when
-                        // worse at all.
-                        let harm = entry.harm.get_or_insert_with(|| {
-                            let theta0 = match gate.kind {
-                                GateKind::NonInferiority { margin } => harm_sign * margin * now.stable.abs(),
-                                _ => 0.0,
-                            };
-                            match decision.sequential {
-                                Sequential::Msprt => Harm::Msprt(Msprt::tuned(decision.tuning.clone(), ctx.alpha_fail, theta0).one_sided(harm_sign)),
-                                Sequential::GroupSequential(spending) => {
-                                    Harm::GroupSequential { looks: Looks::new(2.0 * ctx.alpha_fail / tests.max(1) as f64, spending, 201), theta0 }
-                                }
-                            }
-                        });
-                        let theta0 = harm.theta0();
-                        let harmful = harm_sign * (now.theta - theta0) > 0.0;
-                        let (p, crossed) = if now.variance == 0.0 {
-                            // Both arms constant (no errors at all, say): the difference is certain.
-                            (PValue::new(if harmful { 0.0 } else { 1.0 }), None)
-                        } else {
-                            match harm {
-                                Harm::Msprt(m) => {
-                                    let z = (now.theta - theta0) / now.variance.sqrt();
-                                    if !(self.decisions_only && m.p_value().get() > ctx.alpha_fail && z * z < skip_below_z2) {
-                                        m.observe(now.theta, now.variance, now.n);
-                                    }
-                                    (m.p_value(), None)
-                                }
-                                Harm::GroupSequential { looks, theta0 } => {
-                                    let t = (ctx.elapsed as f64 / ctx.max_time.max(1) as f64).clamp(1e-9, 1.0);
-                                    let c = looks.next(t);
-                                    let z = (now.theta - *theta0) / now.variance.sqrt();
-                                    (crate::stats::two_sided_p(z), Some(harm_sign * z >= c))
-                                }
-                            }
-                        };
+                        let (harmful, p, crossed) = harm_look(entry, gate, decision, ctx, &now, tests, self.decisions_only.then_some(skip_below_z2));
                         r.estimate = Some(now.theta);
                         r.p_value = Some(p.get());
                         r.verdict = Verdict::Pass;
@@ -347,7 +346,7 @@ impl<'a> Judge<'a> {
                             r.n_required = assessment.n_required;
                             r.hours_required = assessment.n_required.and_then(|req| hours(ctx, n[1], req));
                         }
-                        pending.push(Pending { index: results.len(), harmful, p, crossed });
+                        pending.push(Pending { index: Some(results.len()), harmful, p, crossed });
                     }
                 }
                 results.push(r);
@@ -382,7 +381,9 @@ impl<'a> Judge<'a> {
         };
         let adjusted = adjust(&pending.iter().map(|p| p.p).collect::<Vec<_>>(), correction);
         for (p, adj) in pending.iter().zip(adjusted) {
-            let r = &mut results[p.index];
+            // No correction lowers a p-value: one above α stays above it.
+            let Some(index) = p.index else { continue };
+            let r = &mut results[index];
             r.adjusted_p = Some(adj.get());
             let rejected = match p.crossed {
                 Some(crossed) => crossed,
@@ -393,6 +394,47 @@ impl<'a> Judge<'a> {
                 r.n_required = None;
                 r.hours_required = None;
             }
+        }
+    }
+}
+
+/// The harm test's look at this check's difference: (harmful, p-value, group-sequential boundary
+/// crossed on the harmful side). A non-inferiority gate fails when worse than its margin (fixed at
+/// the test's first look), a regression gate when worse at all; the test covers this stage's data.
+/// With `skip_below_z2` (the decision alone), an mSPRT look that cannot bring a p-value above α to
+/// α is skipped: with ln Λ ≤ ln 2 + z²/2 below ln(1/α) the running p-value stays above α.
+fn harm_look(entry: &mut Tests, gate: &Gate, decision: &Decision, ctx: &Context, now: &Difference, tests: usize, skip_below_z2: Option<f64>) -> (bool, PValue, Option<bool>) {
+    let better = gate.metric.better().expect("validated: statistical metrics have a better side");
+    let harm_sign = if better == Better::Lower { 1.0 } else { -1.0 };
+    let harm = entry.harm.get_or_insert_with(|| {
+        let theta0 = match gate.kind {
+            GateKind::NonInferiority { margin } => harm_sign * margin * now.stable.abs(),
+            _ => 0.0,
+        };
+        match decision.sequential {
+            Sequential::Msprt => Harm::Msprt(Msprt::tuned(decision.tuning.clone(), ctx.alpha_fail, theta0).one_sided(harm_sign)),
+            Sequential::GroupSequential(spending) => Harm::GroupSequential { looks: Looks::new(2.0 * ctx.alpha_fail / tests.max(1) as f64, spending, 201), theta0 },
+        }
+    });
+    let theta0 = harm.theta0();
+    let harmful = harm_sign * (now.theta - theta0) > 0.0;
+    if now.variance == 0.0 {
+        // Both arms constant (no errors at all, say): the difference is certain.
+        return (harmful, PValue::new(if harmful { 0.0 } else { 1.0 }), None);
+    }
+    match harm {
+        Harm::Msprt(m) => {
+            let z = (now.theta - theta0) / now.variance.sqrt();
+            if !skip_below_z2.is_some_and(|skip| m.p_value().get() > ctx.alpha_fail && z * z < skip) {
+                m.observe(now.theta, now.variance, now.n);
+            }
+            (harmful, m.p_value(), None)
+        }
+        Harm::GroupSequential { looks, theta0 } => {
+            let t = (ctx.elapsed as f64 / ctx.max_time.max(1) as f64).clamp(1e-9, 1.0);
+            let c = looks.next(t);
+            let z = (now.theta - *theta0) / now.variance.sqrt();
+            (harmful, crate::stats::two_sided_p(z), Some(harm_sign * z >= c))
         }
     }
 }

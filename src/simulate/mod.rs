@@ -167,9 +167,10 @@ impl<'a> Setup<'a> {
     /// something besides continuing are kept, without their gate results; non-inferiority
     /// intervals are worked out only where they can block a promotion (all traffic, before the
     /// monitoring: a segment can only fail, which the harm test alone decides); an mSPRT look that
-    /// cannot bring its p-value to α is skipped, and so is the multiple-testing correction when no
-    /// p-value is at most α; statistical gates' values are worked out only where a reason shows
-    /// them. The decisions, actions and stages are the same; a reason can differ only in the
+    /// cannot bring its p-value to α is skipped, and so is a segment's look while nothing came
+    /// into it; a segment's statistical gate has a result only when its harm test fails (above α
+    /// its p-value only counts in the correction), and the correction is skipped when no p-value
+    /// is at most α; statistical gates' values are worked out only where a reason shows them. The decisions, actions and stages are the same; a reason can differ only in the
     /// adjusted p-value it shows for a gate that did not fail (the skipped looks' p-values, all
     /// above α, enter that adjustment, and without a correction none is shown).
     pub fn decisions_only(mut self) -> Self {
@@ -263,6 +264,9 @@ pub struct Clock<'s> {
     routed: Option<(Position, Vec<f64>)>,
     /// Where the window of the check at `t` starts.
     window_start: Micros,
+    /// The last check's window (start, position): a window that only grew since is judged on
+    /// statistics that only grew.
+    judged: Option<(Micros, Position)>,
 }
 
 impl<'s> Clock<'s> {
@@ -295,6 +299,7 @@ impl<'s> Clock<'s> {
             t: setup.origin,
             routed: None,
             window_start: setup.origin,
+            judged: None,
         }
     }
 
@@ -331,11 +336,13 @@ impl<'s> Clock<'s> {
         let (t, window_start, monitoring) = (self.t, self.window_start, self.monitoring);
         let weight = self.weight();
         let (bake, max_time) = if monitoring { (0, Micros::MAX) } else { (ramp.stages[self.stage].bake, ramp.stages[self.stage].max_time) };
+        let position = self.routed.as_ref().expect("routed by next").0;
+        let grown = self.judged.replace((window_start, position)) == Some((window_start, position));
         let ctx = if monitoring {
-            Context { weight, elapsed: t - window_start, max_time, alpha_fail: decision.alpha, alpha_ni: decision.alpha, combine: false, monitoring }
+            Context { weight, elapsed: t - window_start, max_time, alpha_fail: decision.alpha, alpha_ni: decision.alpha, combine: false, monitoring, grown }
         } else {
             let alpha_ni = if self.combine { decision.alpha } else { self.split };
-            Context { weight, elapsed: t - window_start, max_time, alpha_fail: self.split, alpha_ni, combine: self.combine, monitoring }
+            Context { weight, elapsed: t - window_start, max_time, alpha_fail: self.split, alpha_ni, combine: self.combine, monitoring, grown }
         };
         let results = self.judge.check(stats, &self.earlier, &ctx);
         let critical = results.iter().find(|r| r.verdict == Verdict::Fail && policy.gates[r.gate].critical);
