@@ -588,17 +588,20 @@ fn replay_many(jobs: &[(&Policy, &str)], case: &Case, start: Micros, shared: &Sh
 /// Scores policies (each given per case) over the scenario set. With `cut`, a policy stops at its
 /// first missed incident, and once its false rollbacks exceed the budget's allowance.
 ///
-/// The replays go case by case for all policies at once, in lockstep, in parallel over (case,
+/// The replays go case by case for many policies at once, in lockstep, in parallel over (case,
 /// start, salt) and chunks of policies; the incidents all run before any cut (a policy cut at one
 /// incident wastes its replays of the later ones), the good replays salt by salt for the
-/// policies still in. Each policy's tally reads its replays in the objective's order, so the
-/// scores are those of replaying each policy alone.
+/// policies still in — with cuts, in batches, the most promising first, so that finished
+/// feasible variants can cut those they are sure to dominate. Each policy's tally reads its
+/// replays in the objective's order, so the scores are those of replaying each policy alone.
 fn score_all(policies: &[&[Policy]], cases: &[Case], space: &Space, shared: &Shared, cut: bool, progress: &dyn Fn(usize)) -> Result<Vec<(Score, Stage)>> {
     let mut tallies: Vec<Tally> = policies.iter().map(|p| Tally::new(p, cases, space, cut)).collect();
     // Policies that ramp alike next to each other, so a chunk shares most of its windows.
     let mut order: Vec<usize> = (0..policies.len()).collect();
     order.sort_by_cached_key(|&v| format!("{:?}", policies[v].first().map(|p| (&p.ramp.stages, p.ramp.check_every, p.ramp.window))));
-    let chunks = rayon::current_num_threads().max(1);
+    // Two chunks a thread: units differ in length (a four-month A/A replay, a one-month window),
+    // so more, smaller tasks balance the cores better than the shared windows they split.
+    let chunks = 2 * rayon::current_num_threads().max(1);
     // One unit of work: these policies on case `c` from `start`, each under its `k`-th salt.
     let run = |live: &[usize], units: &[(usize, Micros, usize)]| -> Result<Vec<Vec<Replayed>>> {
         let size = live.len().div_ceil(chunks).max(1);
