@@ -14,12 +14,17 @@
 //!    the shortest time to promotion of the good replays (mean hours; a replay that never promotes
 //!    counts its whole span). The Pareto frontier over these two is reported; the winner is the
 //!    frontier point with the least exposure, ties broken by time to promotion. The base policy
-//!    (the first scenario's) competes as a variant with no overrides.
+//!    (the first scenario's) competes as a variant with no overrides. The third early cut
+//!    (`search.cut_dominated`, on by default) stops a variant once a finished feasible one is
+//!    sure to dominate it: no more exposure, and a mean time to promotion no longer than the
+//!    least the variant can still reach (see `Tally::dominated_by`); the frontier and the
+//!    winner are the same as without it.
 //!
 //! The replays' fast-path summaries are built once per (scenario, salt) for every routing weight
-//! and check interval the variants use, and shared by all of them; variants run in parallel and
-//! are simulated for their decisions only ([`Setup::decisions_only`]); the winner is re-checked
-//! with the row-by-row reference simulator on every scenario (its own salt, from the first request).
+//! and check interval the variants use, and shared by all of them; variants are simulated for
+//! their decisions only ([`Setup::decisions_only`]), many at once in lockstep over shared windows
+//! ([`lockstep`]), in parallel; the winner is re-checked with the row-by-row reference simulator
+//! on every scenario (its own salt, from the first request).
 
 pub(crate) mod export;
 mod report;
