@@ -46,7 +46,7 @@ fn simulate_class(setups: &[&Setup], summaries: &Summaries) -> Vec<Run> {
     loop {
         let mut ticking = false;
         for clock in &mut clocks {
-            let Some((start, end, weights)) = clock.next() else { continue };
+            let Some((start, end, weights)) = clock.tick() else { continue };
             ticking = true;
             let i = match windows.iter().position(|w| w.start == start && w.weights == weights) {
                 Some(i) => i,

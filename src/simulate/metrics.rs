@@ -497,9 +497,9 @@ impl ArmStats {
         }
         let mut below = 0.0;
         let mut wins = 0.0;
-        for bin in 0..AUC_BINS {
-            wins += auc[0][bin] as f64 * (below + auc[1][bin] as f64 / 2.0);
-            below += auc[1][bin] as f64;
+        for (&positive, &negative) in auc[0].iter().zip(&auc[1]) {
+            wins += positive as f64 * (below + negative as f64 / 2.0);
+            below += negative as f64;
         }
         let a = wins / (p * q);
         let (q1, q2) = (a / (2.0 - a), 2.0 * a * a / (1.0 + a));

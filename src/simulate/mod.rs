@@ -207,7 +207,7 @@ impl<'a> Setup<'a> {
     /// Runs the policy's clock over the replay with statistics from `source`.
     pub fn simulate(&self, source: &mut dyn Source) -> Run {
         let mut clock = Clock::new(self);
-        while let Some((start, end, weights)) = clock.next() {
+        while let Some((start, end, weights)) = clock.tick() {
             let stats = source.window(start, end, weights);
             clock.check(stats);
         }
@@ -236,7 +236,7 @@ impl<'a> Setup<'a> {
     }
 }
 
-/// A simulation in progress, one check at a time: [`Clock::next`] says which window the next check
+/// A simulation in progress, one check at a time: [`Clock::tick`] says which window the next check
 /// judges, [`Clock::check`] judges it. [`Setup::simulate`] drives one clock from a [`Source`]; a
 /// policy search drives many in lockstep over shared windows ([`lockstep`]).
 pub struct Clock<'s> {
@@ -310,7 +310,7 @@ impl<'s> Clock<'s> {
 
     /// Moves to the next check: the window it judges (start, end, per-cell weights), or `None`
     /// once the policy has decided or the traffic has ended.
-    pub fn next(&mut self) -> Option<(Micros, Micros, &[f64])> {
+    pub fn tick(&mut self) -> Option<(Micros, Micros, &[f64])> {
         if self.ending.is_some() || self.t >= self.setup.end {
             return None;
         }
@@ -328,7 +328,7 @@ impl<'s> Clock<'s> {
         Some((self.window_start, self.t, &self.routed.as_ref().expect("set above").1))
     }
 
-    /// Judges the window [`Clock::next`] asked for, and acts on the verdicts.
+    /// Judges the window [`Clock::tick`] asked for, and acts on the verdicts.
     pub fn check(&mut self, stats: &WindowStats) {
         let setup = self.setup;
         let policy = setup.policy;
@@ -336,7 +336,7 @@ impl<'s> Clock<'s> {
         let (t, window_start, monitoring) = (self.t, self.window_start, self.monitoring);
         let weight = self.weight();
         let (bake, max_time) = if monitoring { (0, Micros::MAX) } else { (ramp.stages[self.stage].bake, ramp.stages[self.stage].max_time) };
-        let position = self.routed.as_ref().expect("routed by next").0;
+        let position = self.routed.as_ref().expect("routed by tick").0;
         let grown = self.judged.replace((window_start, position)) == Some((window_start, position));
         let ctx = if monitoring {
             Context { weight, elapsed: t - window_start, max_time, alpha_fail: decision.alpha, alpha_ni: decision.alpha, combine: false, monitoring, grown }
@@ -386,7 +386,7 @@ impl<'s> Clock<'s> {
         } else if action != Action::Continue {
             self.checks.push(Check { time: t, wave, stage, weight, monitoring, action, results: Vec::new() });
         }
-        let weights = &self.routed.as_ref().expect("routed by next").1;
+        let weights = &self.routed.as_ref().expect("routed by tick").1;
         match action {
             Action::Continue | Action::Failing => {
                 if monitoring && t - self.epoch_start >= ramp.monitor_window {
