@@ -95,6 +95,28 @@ fn write_traffic(path: &Path, seed: u64, rows: usize, hours: i64, shift: f64, er
     writer.close().unwrap();
 }
 
+fn segments() -> Vec<String> {
+    vec!["origin".to_string(), "carrier".to_string()]
+}
+
+/// The policy of `raw` on the synthetic traffic's shape, unless it does not validate.
+fn validated(raw: &RawPolicy) -> Option<Policy> {
+    let segments = segments();
+    let mut problems = Vec::new();
+    let policy = Policy::from_raw(raw, &TrafficShape { segments: &segments, labelled: true }, "prop.toml", &mut problems);
+    problems.is_empty().then_some(policy)
+}
+
+/// Synthetic traffic ([`write_traffic`]) scanned with `faults`; the directory keeps the part for
+/// as long as the replay reads it.
+fn scanned(seed: u64, rows: usize, hours: i64, shift: f64, errors: f64, faults: &[crate::policy::Fault]) -> (tempfile::TempDir, Replay) {
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("part.parquet");
+    write_traffic(&part, seed, rows, hours, shift, errors);
+    let replay = Replay::scan(&[part], &layout(), faults).unwrap();
+    (dir, replay)
+}
+
 prop_compose! {
     fn raw_policy()(
         weights in prop::sample::subsequence(vec![1.0, 5.0, 10.0, 25.0, 50.0, 100.0], 1..5),
@@ -165,14 +187,9 @@ proptest! {
         shift in prop::sample::select(vec![0.0, 0.05, 0.3]), errors in prop::sample::select(vec![0.0, 0.01, 0.1]),
         fault in 0u8..4, fold_above in prop::sample::select(vec![0usize, 3, 16, usize::MAX]),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let part = dir.path().join("part.parquet");
-        write_traffic(&part, seed, rows, hours, shift, errors);
-        let segments = vec!["origin".to_string(), "carrier".to_string()];
-        let shape = TrafficShape { segments: &segments, labelled: true };
-        let mut problems = Vec::new();
-        let policy = Policy::from_raw(&raw, &shape, "prop.toml", &mut problems);
-        prop_assume!(problems.is_empty(), "{:?}", problems);
+        let policy = validated(&raw);
+        prop_assume!(policy.is_some());
+        let policy = policy.expect("valid");
         let start = Some(RawTime::Text("2013-09-02T00:00:00Z".into()));
         let raw_faults = match fault {
             1 => vec![RawFault { kind: "error_rate".into(), model: None, start, end: None, segment: None, add_ms: None, multiply: None, rate: Some(0.3), shift: None, value: None, feature: None }],
@@ -180,9 +197,10 @@ proptest! {
             3 => vec![RawFault { kind: "score_shift".into(), model: None, start, end: None, segment: Some(BTreeMap::from([("carrier".to_string(), "UA".to_string())])), add_ms: None, multiply: None, rate: None, shift: Some(0.3), value: None, feature: None }],
             _ => vec![],
         };
-        let faults = policy::faults(&raw_faults, &shape, "prop.toml", &mut problems);
+        let (segments, mut problems) = (segments(), Vec::new());
+        let faults = policy::faults(&raw_faults, &TrafficShape { segments: &segments, labelled: true }, "prop.toml", &mut problems);
         prop_assert!(problems.is_empty(), "{:?}", problems);
-        let replay = Replay::scan(&[part], &layout(), &faults).unwrap();
+        let (_dir, replay) = scanned(seed, rows, hours, shift, errors, &faults);
         let setup = Setup::new(&policy, &replay);
         let rows = replay.rows(&policy.ramp.salt).unwrap();
         let mut reference = Reference::new(&rows, &setup.scopes, setup.scale);
@@ -212,16 +230,11 @@ proptest! {
         raws in prop::collection::vec(raw_policy(), 2..7), seed in 0u64..1_000_000, rows in 300usize..2000, hours in 24i64..100,
         shift in prop::sample::select(vec![0.0, 0.05, 0.3]), lean in any::<bool>(),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let part = dir.path().join("part.parquet");
-        write_traffic(&part, seed, rows, hours, shift, 0.01);
-        let segments = vec!["origin".to_string(), "carrier".to_string()];
-        let shape = TrafficShape { segments: &segments, labelled: true };
-        let mut problems = Vec::new();
         // Copies of each policy too, so windows are shared.
-        let policies: Vec<Policy> = raws.iter().chain(&raws).map(|raw| Policy::from_raw(raw, &shape, "prop.toml", &mut problems)).collect();
-        prop_assume!(problems.is_empty(), "{:?}", problems);
-        let replay = Replay::scan(&[part], &layout(), &[]).unwrap();
+        let policies: Option<Vec<Policy>> = raws.iter().chain(&raws).map(validated).collect();
+        prop_assume!(policies.is_some());
+        let policies = policies.expect("valid");
+        let (_dir, replay) = scanned(seed, rows, hours, shift, 0.01, &[]);
         let setups: Vec<Setup> = policies.iter().map(|p| if lean { Setup::new(p, &replay).decisions_only() } else { Setup::new(p, &replay) }).collect();
         let weights: Vec<f64> = policies.iter().flat_map(|p| p.weights()).collect();
         let width = policies.iter().map(|p| p.ramp.check_every).fold(0, |a, b| if a == 0 { b } else { num_gcd(a, b) });
@@ -241,23 +254,18 @@ fn num_gcd(a: i64, b: i64) -> i64 {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
-    /// Simulating for the decision alone ([`Setup::decisions_only`]: skipped looks, intervals and
-    /// corrections, results reused while nothing changes) decides exactly as the full simulation.
+    /// Simulating for the decision alone ([`Setup::decisions_only`]: skipped looks, intervals,
+    /// results and corrections) decides exactly as the full simulation.
     #[test]
     fn deciding_alone_decides_as_the_full_simulation(
         // Sparse enough that a segment often gets nothing new between two checks.
         raw in raw_policy(), seed in 0u64..1_000_000, rows in 60usize..1200, hours in 24i64..120,
         shift in prop::sample::select(vec![0.0, 0.05, 0.3]), errors in prop::sample::select(vec![0.0, 0.01, 0.1]),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let part = dir.path().join("part.parquet");
-        write_traffic(&part, seed, rows, hours, shift, errors);
-        let segments = vec!["origin".to_string(), "carrier".to_string()];
-        let shape = TrafficShape { segments: &segments, labelled: true };
-        let mut problems = Vec::new();
-        let policy = Policy::from_raw(&raw, &shape, "prop.toml", &mut problems);
-        prop_assume!(problems.is_empty(), "{:?}", problems);
-        let replay = Replay::scan(&[part], &layout(), &[]).unwrap();
+        let policy = validated(&raw);
+        prop_assume!(policy.is_some());
+        let policy = policy.expect("valid");
+        let (_dir, replay) = scanned(seed, rows, hours, shift, errors, &[]);
         let (full, lean) = (Setup::new(&policy, &replay), Setup::new(&policy, &replay).decisions_only());
         let summaries = full.summaries(&replay).unwrap();
         let (a, b) = (full.simulate(&mut full.fast(&summaries)), lean.simulate(&mut lean.fast(&summaries)));
