@@ -105,8 +105,16 @@ pub struct Context {
 struct Tests {
     harm: Option<Harm>,
     ni: Option<NonInferiority>,
-    /// For the decision alone, a segment's last harm look (harmful, p) and what it read.
-    segment: Option<([u64; 3], (bool, PValue))>,
+}
+
+/// For the decision alone, a segment's last harm look and what it read. Kept apart from the
+/// tests, densely: a search judges thousands of variants at every check, and this is all a
+/// segment whose data did not change reads of its variant's state.
+#[derive(Clone, Copy)]
+struct SegmentLook {
+    read: [u64; 3],
+    p: PValue,
+    harmful: bool,
 }
 
 /// Is the candidate worse (than the margin)? One-sided, over the current stage.
@@ -143,6 +151,8 @@ pub struct Judge<'a> {
     pub decisions_only: bool,
     /// Per (gate, scope), at `gate × scopes + scope`.
     tests: Vec<Tests>,
+    /// Per (gate, scope) likewise, for the decision alone: the segments' last looks.
+    segments: Vec<Option<SegmentLook>>,
     scopes: usize,
     /// The last check's results and pending tests (buffers reused from check to check).
     results: Vec<GateResult>,
@@ -163,8 +173,9 @@ struct Pending {
 impl<'a> Judge<'a> {
     pub fn new(policy: &'a Policy, scopes: &'a Scopes, bins: ScoreBins) -> Self {
         let gate_scopes = policy.gates.iter().map(|g| scopes.for_columns(&g.segments)).collect();
-        let tests = (0..policy.gates.len() * scopes.len()).map(|_| Tests { harm: None, ni: None, segment: None }).collect();
-        Self { policy, bins, gate_scopes, decisions_only: false, tests, scopes: scopes.len(), results: Vec::new(), pending: Vec::new() }
+        let tests: Vec<Tests> = (0..policy.gates.len() * scopes.len()).map(|_| Tests { harm: None, ni: None }).collect();
+        let segments = vec![None; tests.len()];
+        Self { policy, bins, gate_scopes, decisions_only: false, tests, segments, scopes: scopes.len(), results: Vec::new(), pending: Vec::new() }
     }
 
     /// A new stage: fresh harm tests; the non-inferiority intervals carry over when `keep` (the
@@ -172,11 +183,11 @@ impl<'a> Judge<'a> {
     pub fn new_stage(&mut self, keep: bool) {
         for tests in &mut self.tests {
             tests.harm = None;
-            tests.segment = None;
             if !keep {
                 tests.ni = None;
             }
         }
+        self.segments.fill(None);
     }
 
     /// Number of statistical (gate, scope) tests a check can run.
@@ -220,13 +231,13 @@ impl<'a> Judge<'a> {
                         continue;
                     }
                     let read = [n[0], n[1], if stats.scopes[scope].len() > 1 { stable.s.requests + canary.s.requests } else { 0 }];
-                    let entry = &mut self.tests[g * self.scopes + scope];
-                    let (harmful, p) = match entry.segment.filter(|(seen, _)| ctx.grown && *seen == read) {
-                        Some((_, look)) => look,
+                    let index = g * self.scopes + scope;
+                    let (harmful, p) = match self.segments[index].filter(|look| ctx.grown && look.read == read) {
+                        Some(look) => (look.harmful, look.p),
                         None => {
                             let Some(now) = difference(stats, scope, gate) else { continue };
-                            let (harmful, p, _) = harm_look(entry, gate, decision, ctx, &now, tests, Some(skip_below_z2));
-                            entry.segment = Some((read, (harmful, p)));
+                            let (harmful, p, _) = harm_look(&mut self.tests[index], gate, decision, ctx, &now, tests, Some(skip_below_z2));
+                            self.segments[index] = Some(SegmentLook { read, p, harmful });
                             (harmful, p)
                         }
                     };
