@@ -465,13 +465,10 @@ impl Tally {
         let allowed = (space.false_rollback_budget * planned as f64 + 1e-9).floor() as usize;
         let mut floors = Vec::new();
         if cut {
-            for k in 0..space.salts {
-                for (policy, case) in policies.iter().zip(cases).filter(|(_, c)| c.expect == Expect::Promote) {
-                    if k < salts_of(policy, case.expect, space.salts).len() {
-                        floors.extend(starts(case, case.expect, space.windows).into_iter().map(|start| promotion_floor(policy, case, start)));
-                    }
-                }
-            }
+            // The same for every salt: worked out once per (scenario, start), repeated per salt.
+            let good = policies.iter().zip(cases).filter(|(_, c)| c.expect == Expect::Promote);
+            let per_salt: Vec<f64> = good.flat_map(|(policy, case)| starts(case, case.expect, space.windows).into_iter().map(move |start| promotion_floor(policy, case, start))).collect();
+            floors = per_salt.repeat(space.salts);
         }
         Tally { s, rollback_hours: Vec::new(), promotion_hours: Vec::new(), allowed, cut, stopped: None, floors }
     }
