@@ -245,6 +245,8 @@ impl<'a> Judge<'a> {
                         pending.push(Pending { index: None, harmful, p, crossed: None });
                         continue;
                     }
+                    // At most α: the full result below, whose look at the same estimate repeats
+                    // this one without changing it.
                 }
                 // For the decision alone a statistical gate's values only describe a failing or
                 // all-traffic result; they are filled in after the correction.

@@ -373,7 +373,6 @@ fn replay(policy: &Policy, case: &Case, salt: &str, start: Micros, shared: Optio
     Ok(Replayed::of(&run, candidate_requests))
 }
 
-
 /// What one policy did on one scenario, over its replays.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ScenarioScore {
@@ -436,8 +435,8 @@ struct Tally {
     cut: bool,
     /// Where the evaluation stopped, once it has.
     stopped: Option<Stage>,
-    /// With cuts, per planned good replay in the tally's order, the least it can add to the time
-    /// to promotion ([`promotion_floor`]).
+    /// When dominated variants are cut, per planned good replay in the tally's order, the least it
+    /// can add to the time to promotion ([`promotion_floors`]).
     floors: Vec<f64>,
 }
 
@@ -463,14 +462,17 @@ impl Tally {
             scenarios: cases.iter().map(ScenarioScore::new).collect(),
         };
         let allowed = (space.false_rollback_budget * planned as f64 + 1e-9).floor() as usize;
-        let mut floors = Vec::new();
-        if cut {
-            // The same for every salt: worked out once per (scenario, start), repeated per salt.
-            let good = policies.iter().zip(cases).filter(|(_, c)| c.expect == Expect::Promote);
-            let per_salt: Vec<f64> = good.flat_map(|(policy, case)| starts(case, case.expect, space.windows).into_iter().map(move |start| promotion_floor(policy, case, start))).collect();
-            floors = per_salt.repeat(space.salts);
-        }
-        Tally { s, rollback_hours: Vec::new(), promotion_hours: Vec::new(), allowed, cut, stopped: None, floors }
+        Tally { s, rollback_hours: Vec::new(), promotion_hours: Vec::new(), allowed, cut, stopped: None, floors: Vec::new() }
+    }
+
+    /// The false-rollback rate over the good replays so far.
+    fn false_rollback_rate(&self) -> Option<f64> {
+        (self.s.good_replays > 0).then(|| self.s.false_rollbacks as f64 / self.s.good_replays as f64)
+    }
+
+    /// Replayed to the end, and feasible as [`feasible`] will judge its score.
+    fn finished_feasible(&self, budget: f64) -> bool {
+        self.stopped.is_none() && within_budget(self.s.missed_incidents, self.false_rollback_rate(), budget)
     }
 
     /// The mean time to promotion over the good replays so far.
@@ -532,13 +534,13 @@ impl Tally {
     }
 
     fn finish(mut self) -> (Score, Stage) {
-        let hours_to_promotion = self.mean_hours();
+        let (hours_to_promotion, rate) = (self.mean_hours(), self.false_rollback_rate());
         let s = &mut self.s;
         if self.stopped != Some(Stage::Incidents) && !self.rollback_hours.is_empty() {
             s.hours_to_rollback = Some(self.rollback_hours.iter().sum::<f64>() / self.rollback_hours.len() as f64);
         }
         if s.good_replays > 0 {
-            s.false_rollback_rate = Some(s.false_rollbacks as f64 / s.good_replays as f64);
+            s.false_rollback_rate = rate;
             s.false_rollback_interval = wilson(Counts { successes: s.false_rollbacks as u64, trials: s.good_replays as u64 }, 0.05).map(|i| [i.lower, i.upper]);
             s.hours_to_promotion = Some(hours_to_promotion);
         }
@@ -546,17 +548,23 @@ impl Tally {
     }
 }
 
-/// The least a replay of `policy` on `case` from `start` can count in the mean time to promotion,
-/// in the same units: a promotion needs every stage below 100% (in every wave) to last at least
-/// its bake (or its maximum time, if shorter) rounded up to whole check intervals, and a replay
-/// that never promotes counts its whole span.
-fn promotion_floor(policy: &Policy, case: &Case, start: Micros) -> f64 {
-    let setup = Setup::new(policy, &case.replay).starting_at(start);
-    let step = policy.ramp.check_every;
-    let wave: Micros = policy.ramp.stages.iter().take_while(|s| s.weight < 1.0).map(|s| (s.bake.min(s.max_time).max(1) + step - 1) / step * step).sum();
-    let earliest = wave * setup.router.waves as Micros;
-    let span = setup.end.max(setup.origin) - setup.origin;
-    earliest.min(span) as f64 / 3_600e6
+/// Per planned good replay of a policy (given per case), in a tally's order, the least it can
+/// count in the mean time to promotion, in the same units: a promotion needs every stage below
+/// 100% (in every wave) to last at least its bake (or its maximum time, if shorter) rounded up to
+/// whole check intervals, and a replay that never promotes counts its whole span. The same for
+/// every salt: worked out once per (scenario, start), repeated per salt.
+fn promotion_floors(policies: &[Policy], cases: &[Case], space: &Space) -> Vec<f64> {
+    let floor = |policy: &Policy, case: &Case, start: Micros| {
+        let setup = Setup::new(policy, &case.replay).starting_at(start);
+        let step = policy.ramp.check_every;
+        let wave: Micros = policy.ramp.stages.iter().take_while(|s| s.weight < 1.0).map(|s| (s.bake.min(s.max_time).max(1) + step - 1) / step * step).sum();
+        let earliest = wave * setup.router.waves as Micros;
+        let span = setup.end.max(setup.origin) - setup.origin;
+        earliest.min(span) as f64 / 3_600e6
+    };
+    let good = policies.iter().zip(cases).filter(|(_, c)| c.expect == Expect::Promote);
+    let per_salt: Vec<f64> = good.flat_map(|(policy, case)| starts(case, case.expect, space.windows).into_iter().map(move |start| floor(policy, case, start))).collect();
+    per_salt.repeat(space.salts)
 }
 
 /// Replays each policy on `case` from `start`, each under its salt; the policies that share a salt
@@ -634,11 +642,11 @@ fn score_all(policies: &[&[Policy]], cases: &[Case], space: &Space, shared: &Sha
             }
         }
     }
+    // Progress: a variant counts once it is cut or its batch is done.
     let mut reported: Vec<bool> = vec![false; policies.len()];
     let mut report = |tallies: &[Tally], done: &[usize]| {
-        for (v, t) in tallies.iter().enumerate() {
-            if !reported[v] && (t.stopped.is_some() || done.contains(&v)) {
-                reported[v] = true;
+        for v in done.iter().copied().chain((0..tallies.len()).filter(|&v| tallies[v].stopped.is_some())) {
+            if !std::mem::replace(&mut reported[v], true) {
                 progress(v);
             }
         }
@@ -678,6 +686,10 @@ fn score_all(policies: &[&[Policy]], cases: &[Case], space: &Space, shared: &Sha
     // With cuts, the most promising variants first (least exposure and earliest possible
     // promotion, by the sum of their ranks), in batches that double: the feasible ones finished
     // so far stop any variant they are sure to dominate (see `Tally::dominated_by`).
+    let floors: Vec<Vec<f64>> = live.par_iter().map(|&v| promotion_floors(policies[v], cases, space)).collect();
+    for (&v, floors) in live.iter().zip(floors) {
+        tallies[v].floors = floors;
+    }
     let mut by_exposure = live.clone();
     by_exposure.sort_by_key(|&v| (tallies[v].s.exposure, v));
     let mut by_floor = live.clone();
@@ -706,14 +718,7 @@ fn score_all(policies: &[&[Policy]], cases: &[Case], space: &Space, shared: &Sha
             }
         })?;
         finished = points;
-        for &v in &batch {
-            let t = &tallies[v];
-            // As `feasible` will judge it: the rate worked out as `finish` does.
-            let rate = (t.s.good_replays > 0).then(|| t.s.false_rollbacks as f64 / t.s.good_replays as f64);
-            if t.stopped.is_none() && t.s.missed_incidents == 0 && rate.is_some_and(|r| r <= space.false_rollback_budget) {
-                finished.push((t.s.exposure as f64, t.mean_hours()));
-            }
-        }
+        finished.extend(batch.iter().map(|&v| &tallies[v]).filter(|t| t.finished_feasible(space.false_rollback_budget)).map(|t| (t.s.exposure as f64, t.mean_hours())));
         from += size;
         size *= 2;
     }
@@ -721,7 +726,12 @@ fn score_all(policies: &[&[Policy]], cases: &[Case], space: &Space, shared: &Sha
 }
 
 fn feasible(s: &Score, budget: f64) -> bool {
-    s.missed_incidents == 0 && s.false_rollback_rate.is_some_and(|r| r <= budget)
+    within_budget(s.missed_incidents, s.false_rollback_rate, budget)
+}
+
+/// No missed incident, and a false-rollback rate (there were good replays) within the budget.
+fn within_budget(missed_incidents: usize, false_rollback_rate: Option<f64>, budget: f64) -> bool {
+    missed_incidents == 0 && false_rollback_rate.is_some_and(|r| r <= budget)
 }
 
 /// Runs the search and writes `tuned-policy.toml` and `tune.json`.
