@@ -438,7 +438,9 @@ fn harm_look(entry: &mut Tests, gate: &Gate, decision: &Decision, ctx: &Context,
     match harm {
         Harm::Msprt(m) => {
             let z = (now.theta - theta0) / now.variance.sqrt();
-            if !skip_below_z2.is_some_and(|skip| m.p_value().get() > ctx.alpha_fail && z * z < skip) {
+            // On the harmless side (harm_sign · z ≤ 0) every alternative the one-sided mixture
+            // weighs has a likelihood ratio below 1, so Λ⁺ < 1 and the running p-value cannot fall.
+            if !skip_below_z2.is_some_and(|skip| harm_sign * z <= 0.0 || (m.p_value().get() > ctx.alpha_fail && z * z < skip)) {
                 m.observe(now.theta, now.variance, now.n);
             }
             (harmful, m.p_value(), None)
