@@ -415,6 +415,11 @@ impl<'a> Fast<'a> {
         Self { summaries, scopes, stats: WindowStats::with_histograms(scopes.len(), histograms), state: None, routes: Vec::new(), routed: Vec::new() }
     }
 
+    /// The statistics of the last window asked for.
+    pub fn stats(&self) -> &WindowStats {
+        &self.stats
+    }
+
     /// Routes every cell at `weights`, creating the groups first so the slots stay valid.
     fn route(&mut self, weights: &[f64]) {
         if self.routed == weights {

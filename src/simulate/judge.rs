@@ -23,11 +23,13 @@
 //! windows each stage runs fresh tests at α divided by the number of stages that compare the arms,
 //! so the whole rollout keeps its false-rollback rate at or below α either way.
 
+use std::cell::Cell;
+
 use serde::Serialize;
 
 use super::metrics::{drift_between, ScoreBins};
 use super::window::{Scopes, WindowStats};
-use crate::policy::{Decision, Gate, GateKind, Policy, Sequential};
+use crate::policy::{Decision, Gate, GateKind, Metric, Policy, Sequential};
 use crate::stats::group_sequential::Looks;
 use crate::stats::guardrail::{self, Better, Evidence};
 use crate::stats::msprt::Msprt;
@@ -138,6 +140,72 @@ enum NonInferiority {
     GroupSequential(Looks),
 }
 
+/// What the judge reads of one (metric, scope) of a window.
+#[derive(Clone, Copy)]
+struct Reading {
+    /// The state of the window it was read at ([`Readings::clear`] moves on).
+    at: u64,
+    /// Observations [stable, canary] of the arms merged across routing groups.
+    n: [u64; 2],
+    /// What a segment's look read: `n`, and the requests when several routing groups weigh the
+    /// difference.
+    read: [u64; 3],
+    /// The difference, once worked out at this state.
+    difference: Option<Option<Difference>>,
+}
+
+/// A window's readings per (metric, scope): the sample sizes and the difference, worked out at
+/// most once per state of the window however many policies judge it (a policy search judges
+/// each shared window for every variant that asks for it, see [`super::lockstep`]).
+pub struct Readings {
+    at: u64,
+    scopes: usize,
+    slots: Vec<Cell<Reading>>,
+}
+
+impl Readings {
+    pub fn new(scopes: usize) -> Self {
+        let stale = Reading { at: 0, n: [0; 2], read: [0; 3], difference: None };
+        Readings { at: 1, scopes, slots: vec![Cell::new(stale); Metric::ALL.len() * scopes] }
+    }
+
+    /// The window changed: every reading is stale.
+    pub fn clear(&mut self) {
+        self.at += 1;
+    }
+
+    fn slot(&self, metric: Metric, scope: usize) -> &Cell<Reading> {
+        &self.slots[metric as usize * self.scopes + scope]
+    }
+
+    /// The sample sizes of `metric` on `scope` of `stats` (the window these readings are of).
+    fn get(&self, stats: &WindowStats, metric: Metric, scope: usize) -> Reading {
+        let slot = self.slot(metric, scope);
+        let reading = slot.get();
+        if reading.at == self.at {
+            return reading;
+        }
+        let arms = stats.merged(scope);
+        let n = [arms[0].n(metric), arms[1].n(metric)];
+        let requests = if stats.scopes[scope].len() > 1 { arms[0].s.requests + arms[1].s.requests } else { 0 };
+        let reading = Reading { at: self.at, n, read: [n[0], n[1], requests], difference: None };
+        slot.set(reading);
+        reading
+    }
+
+    /// The difference of `metric` on `scope` of `stats` (see [`difference`]).
+    fn difference(&self, stats: &WindowStats, metric: Metric, scope: usize) -> Option<Difference> {
+        let mut reading = self.get(stats, metric, scope);
+        if let Some(d) = reading.difference {
+            return d;
+        }
+        let d = difference(stats, scope, metric);
+        reading.difference = Some(d);
+        self.slot(metric, scope).set(reading);
+        d
+    }
+}
+
 pub struct Judge<'a> {
     policy: &'a Policy,
     bins: ScoreBins,
@@ -195,10 +263,10 @@ impl<'a> Judge<'a> {
         self.policy.gates.iter().zip(&self.gate_scopes).filter(|(g, _)| g.kind.is_statistical()).map(|(_, scopes)| scopes.len()).sum()
     }
 
-    /// Rates every gate on `stats` (the current window). Non-inferiority also uses `earlier`: the
-    /// final statistics of the rollout's earlier stages, combined with the current one by
-    /// inverse-variance weights when `ctx.combine`.
-    pub fn check(&mut self, stats: &WindowStats, earlier: &[WindowStats], ctx: &Context) -> &[GateResult] {
+    /// Rates every gate on `stats` (the current window, whose `readings` these are).
+    /// Non-inferiority also uses `earlier`: the final statistics of the rollout's earlier stages,
+    /// combined with the current one by inverse-variance weights when `ctx.combine`.
+    pub fn check(&mut self, stats: &WindowStats, readings: &Readings, earlier: &[WindowStats], ctx: &Context) -> &[GateResult] {
         let decision = &self.policy.decision;
         let tests = self.statistical_tests();
         let mut results = std::mem::take(&mut self.results);
@@ -214,9 +282,8 @@ impl<'a> Judge<'a> {
         let lean_segments = self.decisions_only && decision.sequential == Sequential::Msprt;
         for (g, gate) in self.policy.gates.iter().enumerate() {
             for &scope in &self.gate_scopes[g] {
-                let arms = stats.merged(scope);
-                let [stable, canary] = &*arms;
-                let n = [stable.n(gate.metric), canary.n(gate.metric)];
+                let reading = readings.get(stats, gate.metric, scope);
+                let n = reading.n;
                 if scope != 0 && n == [0, 0] {
                     continue;
                 }
@@ -230,12 +297,12 @@ impl<'a> Judge<'a> {
                     if n[0].min(n[1]) < gate.min_samples {
                         continue;
                     }
-                    let read = [n[0], n[1], if stats.scopes[scope].len() > 1 { stable.s.requests + canary.s.requests } else { 0 }];
+                    let read = reading.read;
                     let index = g * self.scopes + scope;
                     let (harmful, p) = match self.segments[index].filter(|look| ctx.grown && look.read == read) {
                         Some(look) => (look.harmful, look.p),
                         None => {
-                            let Some(now) = difference(stats, scope, gate) else { continue };
+                            let Some(now) = readings.difference(stats, gate.metric, scope) else { continue };
                             let (harmful, p, _) = harm_look(&mut self.tests[index], gate, decision, ctx, &now, tests, Some(skip_below_z2));
                             self.segments[index] = Some(SegmentLook { read, p, harmful });
                             (harmful, p)
@@ -251,11 +318,13 @@ impl<'a> Judge<'a> {
                 // For the decision alone a statistical gate's values only describe a failing or
                 // all-traffic result; they are filled in after the correction.
                 let values = !(self.decisions_only && gate.kind.is_statistical());
+                let arms = if values || gate.metric.is_drift() { Some(stats.merged(scope)) } else { None };
+                let [stable, canary] = arms.as_deref().map_or([None, None], |[s, c]| [Some(s), Some(c)]);
                 let mut r = GateResult {
                     gate: g,
                     scope,
-                    stable: if values { stable.value(gate.metric) } else { None },
-                    canary: if values { canary.value(gate.metric) } else { None },
+                    stable: stable.filter(|_| values).and_then(|a| a.value(gate.metric)),
+                    canary: canary.filter(|_| values).and_then(|a| a.value(gate.metric)),
                     n,
                     verdict: Verdict::NeedsMoreData,
                     estimate: None,
@@ -266,7 +335,7 @@ impl<'a> Judge<'a> {
                     n_required: None,
                     hours_required: None,
                 };
-                if gate.metric.is_drift() {
+                if let (true, Some(stable), Some(canary)) = (gate.metric.is_drift(), stable, canary) {
                     r.stable = Some(0.0);
                     r.canary = drift_between(gate.metric, stable, canary, &self.bins);
                 }
@@ -298,7 +367,7 @@ impl<'a> Judge<'a> {
                     }
                     GateKind::NonInferiority { .. } | GateKind::Regression => {
                         let better = gate.metric.better().expect("validated: statistical metrics have a better side");
-                        let Some(now) = difference(stats, scope, gate) else {
+                        let Some(now) = readings.difference(stats, gate.metric, scope) else {
                             r.verdict = Verdict::NoData;
                             results.push(r);
                             continue;
@@ -314,7 +383,7 @@ impl<'a> Judge<'a> {
                         if let (GateKind::NonInferiority { margin }, true) = (gate.kind, decides) {
                             // Non-inferiority: the interval over the rollout (or the stage).
                             let pooled = if ctx.combine {
-                                let before: Vec<Difference> = earlier.iter().filter_map(|w| difference(w, scope, gate)).collect();
+                                let before: Vec<Difference> = earlier.iter().filter_map(|w| difference(w, scope, gate.metric)).collect();
                                 combined_difference(&before, now)
                             } else {
                                 now
@@ -494,14 +563,14 @@ fn combined_difference(earlier: &[Difference], now: Difference) -> Difference {
     }
 }
 
-/// The difference on one window's scope, combined across routing weights by traffic share.
-fn difference(stats: &WindowStats, scope: usize, gate: &Gate) -> Option<Difference> {
+/// The difference of `metric` on one window's scope, combined across routing weights by traffic share.
+fn difference(stats: &WindowStats, scope: usize, metric: Metric) -> Option<Difference> {
     let groups = || {
         stats.scopes[scope].iter().filter_map(|g| {
-            let (s, vs) = g.arms[0].estimate(gate.metric)?;
-            let (c, vc) = g.arms[1].estimate(gate.metric)?;
+            let (s, vs) = g.arms[0].estimate(metric)?;
+            let (c, vc) = g.arms[1].estimate(metric)?;
             let traffic = (g.arms[0].s.requests + g.arms[1].s.requests) as f64;
-            let n = (g.arms[0].n(gate.metric) + g.arms[1].n(gate.metric)) as f64;
+            let n = (g.arms[0].n(metric) + g.arms[1].n(metric)) as f64;
             Some((traffic, c - s, vs + vc, s, n))
         })
     };

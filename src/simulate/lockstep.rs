@@ -2,10 +2,12 @@
 //! variants on the same traffic, and at any check most of them judge the same window — all of
 //! them during the first stage at the same weight, and later those that promoted at the same
 //! checks. Each window (start, routing weights) is grown once per check from the shared
-//! [`Summaries`] and judged by every policy that asks for it; each policy keeps its own clock,
-//! judge and failure counts, so every run is the one [`Setup::simulate`] gives.
+//! [`Summaries`] and judged by every policy that asks for it, whose judges share what they read
+//! of it ([`Readings`]: sample sizes and differences per metric and scope); each policy keeps its
+//! own clock, judge and failure counts, so every run is the one [`Setup::simulate`] gives.
 
 use super::fast::{Fast, Summaries};
+use super::judge::Readings;
 use super::{Clock, Run, Setup};
 use crate::time::Micros;
 
@@ -29,12 +31,15 @@ pub fn simulate(setups: &[&Setup], summaries: &Summaries) -> Vec<Run> {
     runs.into_iter().map(|r| r.expect("every setup is in a class")).collect()
 }
 
-/// A window being grown: where it starts, the routing, and its statistics so far.
+/// A window being grown: where it starts, the routing, its statistics so far and what the
+/// judges read of them at this check.
 struct Shared<'a> {
     start: Micros,
     weights: Vec<f64>,
     fast: Fast<'a>,
-    used: bool,
+    readings: Readings,
+    /// Grown to this check.
+    grown: bool,
 }
 
 /// Setups whose clocks tick together ([`compatible`]).
@@ -51,22 +56,26 @@ fn simulate_class(setups: &[&Setup], summaries: &Summaries) -> Vec<Run> {
             let i = match windows.iter().position(|w| w.start == start && w.weights == weights) {
                 Some(i) => i,
                 None => {
-                    windows.push(Shared { start, weights: weights.to_vec(), fast: Fast::with_histograms(summaries, scopes, histograms), used: false });
+                    let fast = Fast::with_histograms(summaries, scopes, histograms);
+                    windows.push(Shared { start, weights: weights.to_vec(), fast, readings: Readings::new(scopes.len()), grown: false });
                     windows.len() - 1
                 }
             };
             let window = &mut windows[i];
-            window.used = true;
-            let stats = super::Source::window(&mut window.fast, start, end, &window.weights);
-            clock.check(stats);
+            if !window.grown {
+                super::Source::window(&mut window.fast, start, end, &window.weights);
+                window.readings.clear();
+                window.grown = true;
+            }
+            clock.check(window.fast.stats(), &window.readings);
         }
         if !ticking {
             break;
         }
         // Windows only move on: one no clock asked for at this check is dropped (were it asked for
         // again, it would be built afresh).
-        windows.retain(|w| w.used);
-        windows.iter_mut().for_each(|w| w.used = false);
+        windows.retain(|w| w.grown);
+        windows.iter_mut().for_each(|w| w.grown = false);
     }
     clocks.into_iter().map(Clock::finish).collect()
 }

@@ -26,7 +26,7 @@ pub mod window;
 
 use serde::Serialize;
 
-use self::judge::{Context, GateResult, Judge, Verdict};
+use self::judge::{Context, GateResult, Judge, Readings, Verdict};
 use self::metrics::{Scale, ScoreBins};
 use self::replay::Replay;
 use self::router::{Position, Router};
@@ -207,9 +207,11 @@ impl<'a> Setup<'a> {
     /// Runs the policy's clock over the replay with statistics from `source`.
     pub fn simulate(&self, source: &mut dyn Source) -> Run {
         let mut clock = Clock::new(self);
+        let mut readings = Readings::new(self.scopes.len());
         while let Some((start, end, weights)) = clock.tick() {
             let stats = source.window(start, end, weights);
-            clock.check(stats);
+            readings.clear();
+            clock.check(stats, &readings);
         }
         clock.finish()
     }
@@ -328,8 +330,9 @@ impl<'s> Clock<'s> {
         Some((self.window_start, self.t, &self.routed.as_ref().expect("set above").1))
     }
 
-    /// Judges the window [`Clock::tick`] asked for, and acts on the verdicts.
-    pub fn check(&mut self, stats: &WindowStats) {
+    /// Judges the window [`Clock::tick`] asked for, and acts on the verdicts: `readings` are of
+    /// `stats` as they are now (cleared since they last changed).
+    pub fn check(&mut self, stats: &WindowStats, readings: &Readings) {
         let setup = self.setup;
         let policy = setup.policy;
         let (ramp, decision) = (&policy.ramp, &policy.decision);
@@ -344,7 +347,7 @@ impl<'s> Clock<'s> {
             let alpha_ni = if self.combine { decision.alpha } else { self.split };
             Context { weight, elapsed: t - window_start, max_time, alpha_fail: self.split, alpha_ni, combine: self.combine, monitoring, grown }
         };
-        let results = self.judge.check(stats, &self.earlier, &ctx);
+        let results = self.judge.check(stats, readings, &self.earlier, &ctx);
         let critical = results.iter().find(|r| r.verdict == Verdict::Fail && policy.gates[r.gate].critical);
         let failing = results.iter().find(|r| r.verdict == Verdict::Fail);
         let (action, reason) = if let Some(r) = critical {
