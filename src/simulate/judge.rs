@@ -114,9 +114,14 @@ struct Tests {
 /// segment whose data did not change reads of its variant's state.
 #[derive(Clone, Copy)]
 struct SegmentLook {
-    read: [u64; 3],
+    /// [`Reading::read`] of the window it looked at.
+    read: u64,
     p: PValue,
     harmful: bool,
+    /// The harm test's θ₀ and running p-value after the look: a later look that cannot matter
+    /// ([`look_cannot_matter`]) needs nothing else of the test.
+    theta0: f64,
+    running: f64,
 }
 
 /// Is the candidate worse (than the margin)? One-sided, over the current stage.
@@ -147,11 +152,10 @@ struct Reading {
     at: u64,
     /// Observations [stable, canary] of the arms merged across routing groups.
     n: [u64; 2],
-    /// What a segment's look read: `n`, and the requests when several routing groups weigh the
-    /// difference.
-    read: [u64; 3],
-    /// The difference, once worked out at this state.
-    difference: Option<Option<Difference>>,
+    /// What a segment's look read: the sum of `n` and, when several routing groups weigh the
+    /// difference, their requests. While a window only grows each term can only grow, so the
+    /// sum stays the same exactly when every term does.
+    read: u64,
 }
 
 /// A window's readings per (metric, scope): the sample sizes and the difference, worked out at
@@ -161,12 +165,15 @@ pub struct Readings {
     at: u64,
     scopes: usize,
     slots: Vec<Cell<Reading>>,
+    /// The differences, apart (fewer are asked for): the state each was worked out at, and it.
+    differences: Vec<Cell<(u64, Option<Difference>)>>,
 }
 
 impl Readings {
     pub fn new(scopes: usize) -> Self {
-        let stale = Reading { at: 0, n: [0; 2], read: [0; 3], difference: None };
-        Readings { at: 1, scopes, slots: vec![Cell::new(stale); Metric::ALL.len() * scopes] }
+        let stale = Reading { at: 0, n: [0; 2], read: 0 };
+        let slots = Metric::ALL.len() * scopes;
+        Readings { at: 1, scopes, slots: vec![Cell::new(stale); slots], differences: vec![Cell::new((0, None)); slots] }
     }
 
     /// The window changed: every reading is stale.
@@ -174,13 +181,13 @@ impl Readings {
         self.at += 1;
     }
 
-    fn slot(&self, metric: Metric, scope: usize) -> &Cell<Reading> {
-        &self.slots[metric as usize * self.scopes + scope]
+    fn index(&self, metric: Metric, scope: usize) -> usize {
+        metric as usize * self.scopes + scope
     }
 
     /// The sample sizes of `metric` on `scope` of `stats` (the window these readings are of).
     fn get(&self, stats: &WindowStats, metric: Metric, scope: usize) -> Reading {
-        let slot = self.slot(metric, scope);
+        let slot = &self.slots[self.index(metric, scope)];
         let reading = slot.get();
         if reading.at == self.at {
             return reading;
@@ -188,20 +195,20 @@ impl Readings {
         let arms = stats.merged(scope);
         let n = [arms[0].n(metric), arms[1].n(metric)];
         let requests = if stats.scopes[scope].len() > 1 { arms[0].s.requests + arms[1].s.requests } else { 0 };
-        let reading = Reading { at: self.at, n, read: [n[0], n[1], requests], difference: None };
+        let reading = Reading { at: self.at, n, read: n[0] + n[1] + requests };
         slot.set(reading);
         reading
     }
 
     /// The difference of `metric` on `scope` of `stats` (see [`difference`]).
     fn difference(&self, stats: &WindowStats, metric: Metric, scope: usize) -> Option<Difference> {
-        let mut reading = self.get(stats, metric, scope);
-        if let Some(d) = reading.difference {
+        let slot = &self.differences[self.index(metric, scope)];
+        let (at, d) = slot.get();
+        if at == self.at {
             return d;
         }
         let d = difference(stats, scope, metric);
-        reading.difference = Some(d);
-        self.slot(metric, scope).set(reading);
+        slot.set((self.at, d));
         d
     }
 }
@@ -222,6 +229,8 @@ pub struct Judge<'a> {
     /// Per (gate, scope) likewise, for the decision alone: the segments' last looks.
     segments: Vec<Option<SegmentLook>>,
     scopes: usize,
+    /// Statistical (gate, scope) tests a check can run.
+    statistical: usize,
     /// The last check's results and pending tests (buffers reused from check to check).
     results: Vec<GateResult>,
     pending: Vec<Pending>,
@@ -243,7 +252,8 @@ impl<'a> Judge<'a> {
         let gate_scopes = policy.gates.iter().map(|g| scopes.for_columns(&g.segments)).collect();
         let tests: Vec<Tests> = (0..policy.gates.len() * scopes.len()).map(|_| Tests { harm: None, ni: None }).collect();
         let segments = vec![None; tests.len()];
-        Self { policy, bins, gate_scopes, decisions_only: false, tests, segments, scopes: scopes.len(), results: Vec::new(), pending: Vec::new() }
+        let statistical = policy.gates.iter().zip(&gate_scopes).filter(|(g, _)| g.kind.is_statistical()).map(|(_, scopes): (_, &Vec<usize>)| scopes.len()).sum();
+        Self { policy, bins, gate_scopes, decisions_only: false, tests, segments, scopes: scopes.len(), statistical, results: Vec::new(), pending: Vec::new() }
     }
 
     /// A new stage: fresh harm tests; the non-inferiority intervals carry over when `keep` (the
@@ -258,17 +268,12 @@ impl<'a> Judge<'a> {
         self.segments.fill(None);
     }
 
-    /// Number of statistical (gate, scope) tests a check can run.
-    fn statistical_tests(&self) -> usize {
-        self.policy.gates.iter().zip(&self.gate_scopes).filter(|(g, _)| g.kind.is_statistical()).map(|(_, scopes)| scopes.len()).sum()
-    }
-
     /// Rates every gate on `stats` (the current window, whose `readings` these are).
     /// Non-inferiority also uses `earlier`: the final statistics of the rollout's earlier stages,
     /// combined with the current one by inverse-variance weights when `ctx.combine`.
     pub fn check(&mut self, stats: &WindowStats, readings: &Readings, earlier: &[WindowStats], ctx: &Context) -> &[GateResult] {
         let decision = &self.policy.decision;
-        let tests = self.statistical_tests();
+        let tests = self.statistical;
         let mut results = std::mem::take(&mut self.results);
         let mut pending = std::mem::take(&mut self.pending);
         results.clear();
@@ -303,9 +308,22 @@ impl<'a> Judge<'a> {
                         Some(look) => (look.harmful, look.p),
                         None => {
                             let Some(now) = readings.difference(stats, gate.metric, scope) else { continue };
-                            let (harmful, p, _) = harm_look(&mut self.tests[index], gate, decision, ctx, &now, tests, Some(skip_below_z2));
-                            self.segments[index] = Some(SegmentLook { read, p, harmful });
-                            (harmful, p)
+                            let look = match self.segments[index] {
+                                // The test's state mirrored in the last look: a look that cannot
+                                // matter is skipped without reading the test.
+                                Some(last) if now.variance > 0.0 && look_cannot_matter(gate, &now, last.theta0, last.running, ctx.alpha_fail, skip_below_z2) => {
+                                    let harmful = harm_sign(gate) * (now.theta - last.theta0) > 0.0;
+                                    SegmentLook { read, p: PValue::new(last.running), harmful, ..last }
+                                }
+                                _ => {
+                                    let entry = &mut self.tests[index];
+                                    let (harmful, p, _) = harm_look(entry, gate, decision, ctx, &now, tests, Some(skip_below_z2));
+                                    let Some(Harm::Msprt(m)) = &entry.harm else { unreachable!("lean segments run mSPRT harm tests") };
+                                    SegmentLook { read, p, harmful, theta0: m.theta0, running: m.p_value().get() }
+                                }
+                            };
+                            self.segments[index] = Some(look);
+                            (look.harmful, look.p)
                         }
                     };
                     if p.get() > ctx.alpha_fail {
@@ -486,8 +504,7 @@ impl<'a> Judge<'a> {
 /// With `skip_below_z2` (the decision alone), an mSPRT look that cannot bring a p-value above α to
 /// α is skipped: with ln Λ ≤ ln 2 + z²/2 below ln(1/α) the running p-value stays above α.
 fn harm_look(entry: &mut Tests, gate: &Gate, decision: &Decision, ctx: &Context, now: &Difference, tests: usize, skip_below_z2: Option<f64>) -> (bool, PValue, Option<bool>) {
-    let better = gate.metric.better().expect("validated: statistical metrics have a better side");
-    let harm_sign = if better == Better::Lower { 1.0 } else { -1.0 };
+    let harm_sign = harm_sign(gate);
     let harm = entry.harm.get_or_insert_with(|| {
         let theta0 = match gate.kind {
             GateKind::NonInferiority { margin } => harm_sign * margin * now.stable.abs(),
@@ -506,10 +523,7 @@ fn harm_look(entry: &mut Tests, gate: &Gate, decision: &Decision, ctx: &Context,
     }
     match harm {
         Harm::Msprt(m) => {
-            let z = (now.theta - theta0) / now.variance.sqrt();
-            // On the harmless side (harm_sign · z ≤ 0) every alternative the one-sided mixture
-            // weighs has a likelihood ratio below 1, so Λ⁺ < 1 and the running p-value cannot fall.
-            if !skip_below_z2.is_some_and(|skip| harm_sign * z <= 0.0 || (m.p_value().get() > ctx.alpha_fail && z * z < skip)) {
+            if !skip_below_z2.is_some_and(|skip| look_cannot_matter(gate, now, theta0, m.p_value().get(), ctx.alpha_fail, skip)) {
                 m.observe(now.theta, now.variance, now.n);
             }
             (harmful, m.p_value(), None)
@@ -521,6 +535,22 @@ fn harm_look(entry: &mut Tests, gate: &Gate, decision: &Decision, ctx: &Context,
             (harmful, crate::stats::two_sided_p(z), Some(harm_sign * z >= c))
         }
     }
+}
+
+/// +1 when a higher value of the gate's metric is harmful, −1 when a lower one is.
+fn harm_sign(gate: &Gate) -> f64 {
+    let better = gate.metric.better().expect("validated: statistical metrics have a better side");
+    if better == Better::Lower { 1.0 } else { -1.0 }
+}
+
+/// For the decision alone, whether a one-sided mSPRT harm look at `now` (variance > 0) against
+/// `theta0` cannot bring the running p-value `running` to α. On the harmless side (z ≤ 0 towards
+/// harm) every alternative the one-sided mixture weighs has a likelihood ratio below 1, so Λ⁺ < 1
+/// and the p-value cannot fall at all; elsewhere ln Λ⁺ ≤ ln 2 + z²/2, below ln(1/α) when z² is
+/// below `skip_below_z2`, so a p-value above α stays above it.
+fn look_cannot_matter(gate: &Gate, now: &Difference, theta0: f64, running: f64, alpha: f64, skip_below_z2: f64) -> bool {
+    let z = (now.theta - theta0) / now.variance.sqrt();
+    harm_sign(gate) * z <= 0.0 || (running > alpha && z * z < skip_below_z2)
 }
 
 fn pass_if(ok: bool) -> Verdict {
