@@ -109,19 +109,18 @@ struct Tests {
     ni: Option<NonInferiority>,
 }
 
-/// For the decision alone, a segment's last harm look and what it read. Kept apart from the
-/// tests, densely: a search judges thousands of variants at every check, and this is all a
-/// segment whose data did not change reads of its variant's state.
+/// For the decision alone, an mSPRT harm test's θ₀ and running p-value, mirrored apart from the
+/// tests, densely: a search judges thousands of variants at every check, and a look that cannot
+/// matter ([`look_cannot_matter`]) reads nothing else of its variant's state.
 #[derive(Clone, Copy)]
-struct SegmentLook {
-    /// [`Reading::read`] of the window it looked at.
-    read: u64,
-    p: PValue,
-    harmful: bool,
-    /// The harm test's θ₀ and running p-value after the look: a later look that cannot matter
-    /// ([`look_cannot_matter`]) needs nothing else of the test.
+struct Mirror {
+    /// NaN: no test yet this stage.
     theta0: f64,
     running: f64,
+}
+
+impl Mirror {
+    const UNSET: Mirror = Mirror { theta0: f64::NAN, running: 1.0 };
 }
 
 /// Is the candidate worse (than the margin)? One-sided, over the current stage.
@@ -152,10 +151,6 @@ struct Reading {
     at: u64,
     /// Observations [stable, canary] of the arms merged across routing groups.
     n: [u64; 2],
-    /// What a segment's look read: the sum of `n` and, when several routing groups weigh the
-    /// difference, their requests. While a window only grows each term can only grow, so the
-    /// sum stays the same exactly when every term does.
-    read: u64,
 }
 
 /// A window's readings per (metric, scope): the sample sizes and the difference, worked out at
@@ -171,7 +166,7 @@ pub struct Readings {
 
 impl Readings {
     pub fn new(scopes: usize) -> Self {
-        let stale = Reading { at: 0, n: [0; 2], read: 0 };
+        let stale = Reading { at: 0, n: [0; 2] };
         let slots = Metric::ALL.len() * scopes;
         Readings { at: 1, scopes, slots: vec![Cell::new(stale); slots], differences: vec![Cell::new((0, None)); slots] }
     }
@@ -193,9 +188,7 @@ impl Readings {
             return reading;
         }
         let arms = stats.merged(scope);
-        let n = [arms[0].n(metric), arms[1].n(metric)];
-        let requests = if stats.scopes[scope].len() > 1 { arms[0].s.requests + arms[1].s.requests } else { 0 };
-        let reading = Reading { at: self.at, n, read: n[0] + n[1] + requests };
+        let reading = Reading { at: self.at, n: [arms[0].n(metric), arms[1].n(metric)] };
         slot.set(reading);
         reading
     }
@@ -226,8 +219,8 @@ pub struct Judge<'a> {
     pub decisions_only: bool,
     /// Per (gate, scope), at `gate × scopes + scope`.
     tests: Vec<Tests>,
-    /// Per (gate, scope) likewise, for the decision alone: the segments' last looks.
-    segments: Vec<Option<SegmentLook>>,
+    /// Per (gate, scope) likewise, for the decision alone: the harm tests' mirrors.
+    mirrors: Vec<Mirror>,
     scopes: usize,
     /// Statistical (gate, scope) tests a check can run.
     statistical: usize,
@@ -251,9 +244,9 @@ impl<'a> Judge<'a> {
     pub fn new(policy: &'a Policy, scopes: &'a Scopes, bins: ScoreBins) -> Self {
         let gate_scopes = policy.gates.iter().map(|g| scopes.for_columns(&g.segments)).collect();
         let tests: Vec<Tests> = (0..policy.gates.len() * scopes.len()).map(|_| Tests { harm: None, ni: None }).collect();
-        let segments = vec![None; tests.len()];
+        let mirrors = vec![Mirror::UNSET; tests.len()];
         let statistical = policy.gates.iter().zip(&gate_scopes).filter(|(g, _)| g.kind.is_statistical()).map(|(_, scopes): (_, &Vec<usize>)| scopes.len()).sum();
-        Self { policy, bins, gate_scopes, decisions_only: false, tests, segments, scopes: scopes.len(), statistical, results: Vec::new(), pending: Vec::new() }
+        Self { policy, bins, gate_scopes, decisions_only: false, tests, mirrors, scopes: scopes.len(), statistical, results: Vec::new(), pending: Vec::new() }
     }
 
     /// A new stage: fresh harm tests; the non-inferiority intervals carry over when `keep` (the
@@ -265,7 +258,7 @@ impl<'a> Judge<'a> {
                 tests.ni = None;
             }
         }
-        self.segments.fill(None);
+        self.mirrors.fill(Mirror::UNSET);
     }
 
     /// Rates every gate on `stats` (the current window, whose `readings` these are).
@@ -284,7 +277,7 @@ impl<'a> Judge<'a> {
         // another test is (its rank stays after every p-value at most α).
         let skip_below_z2 = 2.0 * (-ctx.alpha_fail.ln() - std::f64::consts::LN_2);
         // (Group-sequential boundaries depend on each look's time: no shortcut.)
-        let lean_segments = self.decisions_only && decision.sequential == Sequential::Msprt;
+        let lean = self.decisions_only && decision.sequential == Sequential::Msprt;
         for (g, gate) in self.policy.gates.iter().enumerate() {
             for &scope in &self.gate_scopes[g] {
                 let reading = readings.get(stats, gate.metric, scope);
@@ -293,38 +286,24 @@ impl<'a> Judge<'a> {
                     continue;
                 }
                 // For the decision alone a segment's statistical gate matters only when its harm
-                // test fails: below the minimum sample or without a difference it cannot, and with
-                // a p-value above α it only counts in the correction. While the window only grows
-                // and nothing comes into the scope (same observations, and requests when several
-                // routing groups weigh the difference), the last look stands: an mSPRT look at
-                // the same estimate leaves its running p-value as it was.
-                if lean_segments && scope != 0 && gate.kind.is_statistical() {
+                // test fails (while monitoring, all traffic's too: nothing waits for a pass there):
+                // below the minimum sample or without a difference it cannot, and with a p-value
+                // above α it only counts in the correction.
+                if lean && gate.kind.is_statistical() && (scope != 0 || ctx.monitoring) {
                     if n[0].min(n[1]) < gate.min_samples {
                         continue;
                     }
-                    let read = reading.read;
+                    let Some(now) = readings.difference(stats, gate.metric, scope) else { continue };
                     let index = g * self.scopes + scope;
-                    let (harmful, p) = match self.segments[index].filter(|look| ctx.grown && look.read == read) {
-                        Some(look) => (look.harmful, look.p),
-                        None => {
-                            let Some(now) = readings.difference(stats, gate.metric, scope) else { continue };
-                            let look = match self.segments[index] {
-                                // The test's state mirrored in the last look: a look that cannot
-                                // matter is skipped without reading the test.
-                                Some(last) if now.variance > 0.0 && look_cannot_matter(gate, &now, last.theta0, last.running, ctx.alpha_fail, skip_below_z2) => {
-                                    let harmful = harm_sign(gate) * (now.theta - last.theta0) > 0.0;
-                                    SegmentLook { read, p: PValue::new(last.running), harmful, ..last }
-                                }
-                                _ => {
-                                    let entry = &mut self.tests[index];
-                                    let (harmful, p, _) = harm_look(entry, gate, decision, ctx, &now, tests, Some(skip_below_z2));
-                                    let Some(Harm::Msprt(m)) = &entry.harm else { unreachable!("lean segments run mSPRT harm tests") };
-                                    SegmentLook { read, p, harmful, theta0: m.theta0, running: m.p_value().get() }
-                                }
-                            };
-                            self.segments[index] = Some(look);
-                            (look.harmful, look.p)
-                        }
+                    let last = self.mirrors[index];
+                    let (harmful, p) = if !last.theta0.is_nan() && now.variance > 0.0 && look_cannot_matter(gate, &now, last.theta0, last.running, ctx.alpha_fail, skip_below_z2) {
+                        (harm_sign(gate.metric) * (now.theta - last.theta0) > 0.0, PValue::new(last.running))
+                    } else {
+                        let entry = &mut self.tests[index];
+                        let (harmful, p, _) = harm_look(entry, gate, decision, ctx, &now, tests, Some(skip_below_z2));
+                        let Some(Harm::Msprt(m)) = &entry.harm else { unreachable!("lean looks are mSPRT harm tests") };
+                        self.mirrors[index] = Mirror { theta0: m.theta0, running: m.p_value().get() };
+                        (harmful, p)
                     };
                     if p.get() > ctx.alpha_fail {
                         pending.push(Pending { index: None, harmful, p, crossed: None });
@@ -504,7 +483,7 @@ impl<'a> Judge<'a> {
 /// With `skip_below_z2` (the decision alone), an mSPRT look that cannot bring a p-value above α to
 /// α is skipped: with ln Λ ≤ ln 2 + z²/2 below ln(1/α) the running p-value stays above α.
 fn harm_look(entry: &mut Tests, gate: &Gate, decision: &Decision, ctx: &Context, now: &Difference, tests: usize, skip_below_z2: Option<f64>) -> (bool, PValue, Option<bool>) {
-    let harm_sign = harm_sign(gate);
+    let harm_sign = harm_sign(gate.metric);
     let harm = entry.harm.get_or_insert_with(|| {
         let theta0 = match gate.kind {
             GateKind::NonInferiority { margin } => harm_sign * margin * now.stable.abs(),
@@ -537,9 +516,9 @@ fn harm_look(entry: &mut Tests, gate: &Gate, decision: &Decision, ctx: &Context,
     }
 }
 
-/// +1 when a higher value of the gate's metric is harmful, −1 when a lower one is.
-fn harm_sign(gate: &Gate) -> f64 {
-    let better = gate.metric.better().expect("validated: statistical metrics have a better side");
+/// +1 when a higher value of a statistical metric is harmful, −1 when a lower one is.
+fn harm_sign(metric: Metric) -> f64 {
+    let better = metric.better().expect("validated: statistical metrics have a better side");
     if better == Better::Lower { 1.0 } else { -1.0 }
 }
 
@@ -550,7 +529,7 @@ fn harm_sign(gate: &Gate) -> f64 {
 /// below `skip_below_z2`, so a p-value above α stays above it.
 fn look_cannot_matter(gate: &Gate, now: &Difference, theta0: f64, running: f64, alpha: f64, skip_below_z2: f64) -> bool {
     let z = (now.theta - theta0) / now.variance.sqrt();
-    harm_sign(gate) * z <= 0.0 || (running > alpha && z * z < skip_below_z2)
+    harm_sign(gate.metric) * z <= 0.0 || (running > alpha && z * z < skip_below_z2)
 }
 
 fn pass_if(ok: bool) -> Verdict {
