@@ -213,8 +213,8 @@ pub struct Judge<'a> {
     gate_scopes: Vec<Vec<usize>>,
     /// Skip what cannot change a decision (see [`super::Setup::decisions_only`]): the
     /// non-inferiority interval of segment scopes and while monitoring, mSPRT looks that cannot
-    /// bring their p-value to α, a segment's look while nothing came into it, the result of a
-    /// segment's statistical gate unless its harm test fails, the correction when no p-value is
+    /// bring their p-value to α, the result of a segment's (and, while monitoring, all traffic's)
+    /// statistical gate unless its harm test fails, the correction when no p-value is
     /// at most α, and statistical gates' values no reason shows.
     pub decisions_only: bool,
     /// Per (gate, scope), at `gate × scopes + scope`.

@@ -167,8 +167,8 @@ impl<'a> Setup<'a> {
     /// something besides continuing are kept, without their gate results; non-inferiority
     /// intervals are worked out only where they can block a promotion (all traffic, before the
     /// monitoring: a segment can only fail, which the harm test alone decides); an mSPRT look that
-    /// cannot bring its p-value to α is skipped, and so is a segment's look while nothing came
-    /// into it; a segment's statistical gate has a result only when its harm test fails (above α
+    /// cannot bring its p-value to α is skipped; a segment's statistical gate (and, while
+    /// monitoring, all traffic's) has a result only when its harm test fails (above α
     /// its p-value only counts in the correction), and the correction is skipped when no p-value
     /// is at most α; statistical gates' values are worked out only where a reason shows them. The decisions, actions and stages are the same; a reason can differ only in the
     /// adjusted p-value it shows for a gate that did not fail (the skipped looks' p-values, all
