@@ -97,8 +97,6 @@ pub struct Context {
     pub alpha_ni: f64,
     /// Whether non-inferiority combines the earlier stages with this one.
     pub combine: bool,
-    /// Whether the window is the last check's, grown (same start and routing, same stage).
-    pub grown: bool,
     /// Monitoring after the rollout: only failures matter (nothing waits for a gate to pass).
     pub monitoring: bool,
 }

@@ -266,9 +266,6 @@ pub struct Clock<'s> {
     routed: Option<(Position, Vec<f64>)>,
     /// Where the window of the check at `t` starts.
     window_start: Micros,
-    /// The last check's window (start, position): a window that only grew since is judged on
-    /// statistics that only grew.
-    judged: Option<(Micros, Position)>,
 }
 
 impl<'s> Clock<'s> {
@@ -301,7 +298,6 @@ impl<'s> Clock<'s> {
             t: setup.origin,
             routed: None,
             window_start: setup.origin,
-            judged: None,
         }
     }
 
@@ -339,13 +335,11 @@ impl<'s> Clock<'s> {
         let (t, window_start, monitoring) = (self.t, self.window_start, self.monitoring);
         let weight = self.weight();
         let (bake, max_time) = if monitoring { (0, Micros::MAX) } else { (ramp.stages[self.stage].bake, ramp.stages[self.stage].max_time) };
-        let position = self.routed.as_ref().expect("routed by tick").0;
-        let grown = self.judged.replace((window_start, position)) == Some((window_start, position));
         let ctx = if monitoring {
-            Context { weight, elapsed: t - window_start, max_time, alpha_fail: decision.alpha, alpha_ni: decision.alpha, combine: false, monitoring, grown }
+            Context { weight, elapsed: t - window_start, max_time, alpha_fail: decision.alpha, alpha_ni: decision.alpha, combine: false, monitoring }
         } else {
             let alpha_ni = if self.combine { decision.alpha } else { self.split };
-            Context { weight, elapsed: t - window_start, max_time, alpha_fail: self.split, alpha_ni, combine: self.combine, monitoring, grown }
+            Context { weight, elapsed: t - window_start, max_time, alpha_fail: self.split, alpha_ni, combine: self.combine, monitoring }
         };
         let results = self.judge.check(stats, readings, &self.earlier, &ctx);
         let critical = results.iter().find(|r| r.verdict == Verdict::Fail && policy.gates[r.gate].critical);
