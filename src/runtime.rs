@@ -62,7 +62,7 @@ impl std::fmt::Display for Source {
             Source::PythonPackage => "the Python onnxruntime package",
             Source::System => "a system library folder",
             Source::Cache => "canary-replay's cache",
-            Source::Fetched => "fetched from the Python package index",
+            Source::Fetched => "the Python package index, fetched just now into canary-replay's cache",
         })
     }
 }
