@@ -5,7 +5,8 @@
 //! *truly regressed* on a window when, on all of its traffic, the candidate breaks the gate:
 //! beyond the margin for non-inferiority gates (worse at all for regression gates) by more than
 //! chance on that much traffic (a one-sided 95% bound, so a segment of a few hundred requests does
-//! not count a coin flip as a regression), outside the bounds for threshold and ratio gates.
+//! not count a coin flip as a regression), outside the bounds for threshold and ratio gates. Like
+//! the gate, the oracle judges a window only on at least the gate's `min_samples`.
 //! - A rollback is *correct* when some gate is truly regressed on the window the deciding check
 //!   judged, else a *false rollback*.
 //! - A promotion is *correct* when no gate is truly regressed on the traffic the candidate then
@@ -94,7 +95,11 @@ fn broken(setup: &Setup, oracle: &WindowStats) -> Vec<(usize, usize, Option<f64>
         for scope in setup.scopes.for_columns(&gate.segments) {
             let arms = oracle.merged(scope);
             let [stable, candidate] = &*arms;
-            if stable.s.requests == 0 {
+            // On less traffic than the gate itself needs to judge, the oracle cannot tell either:
+            // a week's latency sample in a small segment is a handful of requests, and one slow
+            // one among them is not a regression (an A/A replay showed such "findings").
+            let n = candidate.n(gate.metric).min(if matches!(gate.kind, GateKind::Threshold { .. }) { u64::MAX } else { stable.n(gate.metric) });
+            if stable.s.requests == 0 || n < gate.min_samples {
                 continue;
             }
             let (s, c) = if gate.metric.is_drift() {
