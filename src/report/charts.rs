@@ -167,11 +167,11 @@ fn controllers(view: &RunView, c: &super::controllers::Controllers) -> Result<Ch
         lines.push((e.verdict.who.clone(), colors[i % colors.len()], steps_through(points, x0, x1), decided(&e.verdict.decided_at), e.verdict.outcome.clone()));
     }
     let faults = fault_windows(view, x0, x1);
-    // The legend goes under the plot: the lines fill every corner of it.
-    let rows = lines.len().div_ceil(2) + usize::from(!faults.is_empty());
-    let legend_height = 16 + 24 * rows as u32;
-    let png = render(1200, 400 + legend_height, |root| {
-        let (plot, key) = root.split_vertically(400);
+    // The key goes under the plot: the lines fill every corner of it.
+    let mut key: Vec<(Mark, String)> = lines.iter().map(|(who, color, ..)| (Mark::Line(*color, if *color == INK { 3 } else { 2 }), who.clone())).collect();
+    key.extend(fault_label(&faults).map(|text| (Mark::Shade(FAULT.mix(0.25)), text)));
+    let png = render(1200, 400 + key_height(key.len(), 2), |root| {
+        let (plot, below) = root.split_vertically(400);
         let mut chart = weight_panel(&plot, "Candidate weight: the policy and your live controllers", (x0, x1))?;
         shade_faults(&mut chart, &faults, (0.0, 108.0), false)?;
         for (_, color, path, at, outcome) in &lines {
@@ -187,19 +187,7 @@ fn controllers(view: &RunView, c: &super::controllers::Controllers) -> Result<Ch
                 }
             }
         }
-        for (i, (who, color, ..)) in lines.iter().enumerate() {
-            let (x, y) = (70 + 560 * (i % 2) as i32, 12 + 24 * (i / 2) as i32);
-            let width = if *color == INK { 3 } else { 2 };
-            key.draw(&PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(width)))?;
-            key.draw(&Text::new(who.clone(), (x + 32, y - 8), style(14)))?;
-        }
-        if let Some((_, _, description)) = faults.first() {
-            let y = 12 + 24 * lines.len().div_ceil(2) as i32;
-            key.draw(&Rectangle::new([(70, y - 7), (94, y + 7)], FAULT.mix(0.25).filled()))?;
-            let text = if faults.len() == 1 { format!("fault: {description}") } else { format!("faults ({})", faults.len()) };
-            key.draw(&Text::new(text, (102, y - 8), style(14)))?;
-        }
-        Ok(())
+        draw_key(&below, &key, 2)
     })?;
     Ok(Chart {
         file: "controllers.png".into(),
@@ -230,12 +218,52 @@ fn shade_faults<DB: DrawingBackend>(chart: &mut ChartContext<DB, Cartesian2d<plo
 where
     DB::ErrorType: 'static,
 {
-    for (i, (start, end, description)) in faults.iter().enumerate() {
+    for (i, (start, end, _)) in faults.iter().enumerate() {
         let drawn = chart.draw_series(std::iter::once(Rectangle::new([(*start, y.0), (*end, y.1)], FAULT.mix(0.12).filled())))?;
-        if legend && i == 0 {
-            let text = if faults.len() == 1 { format!("fault: {description}") } else { format!("faults ({})", faults.len()) };
+        if let Some(text) = fault_label(faults).filter(|_| legend && i == 0) {
             drawn.label(text).legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 18, y + 6)], FAULT.mix(0.25).filled()));
         }
+    }
+    Ok(())
+}
+
+/// What the fault shading stands for, in a legend.
+fn fault_label(faults: &[(f64, f64, String)]) -> Option<String> {
+    match faults {
+        [] => None,
+        [(_, _, description)] => Some(format!("fault: {description}")),
+        _ => Some(format!("faults ({})", faults.len())),
+    }
+}
+
+/// The mark of an entry in a key drawn under a plot.
+enum Mark {
+    Line(RGBColor, u32),
+    Dot(RGBColor),
+    Triangle(RGBColor),
+    /// A vertical line, as a decision is drawn.
+    Tick(RGBColor),
+    Shade(RGBAColor),
+}
+
+/// Height of a key of `entries` entries in `columns` columns.
+fn key_height(entries: usize, columns: usize) -> u32 {
+    16 + 24 * entries.div_ceil(columns) as u32
+}
+
+/// A key under a plot, row by row in `columns` columns, for charts whose data fills every corner.
+fn draw_key(area: &Area, entries: &[(Mark, String)], columns: usize) -> DrawResult {
+    let column_width = (area.dim_in_pixel().0 as i32 - 140) / columns as i32;
+    for (i, (mark, text)) in entries.iter().enumerate() {
+        let (x, y) = (70 + column_width * (i % columns) as i32, 12 + 24 * (i / columns) as i32);
+        match *mark {
+            Mark::Line(color, width) => area.draw(&PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(width)))?,
+            Mark::Dot(color) => area.draw(&Circle::new((x + 12, y), 4, color.filled()))?,
+            Mark::Triangle(color) => area.draw(&TriangleMarker::new((x + 12, y), 6, color.filled()))?,
+            Mark::Tick(color) => area.draw(&PathElement::new(vec![(x + 12, y - 7), (x + 12, y + 7)], color.stroke_width(2)))?,
+            Mark::Shade(color) => area.draw(&Rectangle::new([(x, y - 7), (x + 24, y + 7)], color.filled()))?,
+        }
+        area.draw(&Text::new(text.clone(), (x + 32, y - 8), style(14)))?;
     }
     Ok(())
 }
@@ -273,54 +301,52 @@ fn timeline(view: &RunView) -> Result<Chart> {
             }
         }
     }
-    let png = render(1200, 460, |root| {
-        let mut chart = weight_panel(root, "Candidate weight over replayed time", (x0, x1))?;
-        shade_faults(&mut chart, &faults, (0.0, 108.0), true)?;
-        for (i, (start, end)) in regressed.iter().enumerate() {
-            let drawn = chart.draw_series(std::iter::once(Rectangle::new([(*start, 0.0), (*end, 108.0)], REGRESSED.mix(0.16).filled())))?;
-            if i == 0 {
-                drawn.label("oracle: candidate truly worse here").legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 18, y + 6)], REGRESSED.mix(0.3).filled()));
-            }
+    let decision = match simulation.outcome.as_str() {
+        "promoted" => (PASS, "promoted to 100%"),
+        "rolled_back" => (FAIL, "rolled back"),
+        _ => (OPEN, "held"),
+    };
+    let kinds = [(PASS, "check: all gates pass"), (OPEN, "check: waiting or inconclusive"), (FAIL, "check: a gate fails")];
+    let kind = |c: &&super::view::CheckPoint| if c.fails > 0 { 2 } else if c.open > 0 { 1 } else { 0 };
+    let mut checks: [Vec<(f64, f64)>; 3] = Default::default();
+    for c in &view.checks {
+        checks[kind(&c)].push((days(c.time), c.weight));
+    }
+    // The key goes under the plot: the staircase, the shading and the decision fill every corner.
+    let mut key: Vec<(Mark, String)> = Vec::new();
+    if !regressed.is_empty() {
+        key.push((Mark::Shade(REGRESSED.mix(0.3)), "oracle: candidate truly worse here".into()));
+    }
+    if let Some(fault) = fault_label(&faults) {
+        key.push((Mark::Shade(FAULT.mix(0.25)), fault));
+    }
+    key.push((Mark::Line(INK, 2), "weight".into()));
+    for ((color, label), points) in kinds.iter().zip(&checks) {
+        if !points.is_empty() {
+            key.push((Mark::Dot(*color), (*label).into()));
         }
-        chart.draw_series(LineSeries::new(steps.clone(), INK.stroke_width(2)))?.label("weight").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], INK.stroke_width(2)));
-        for (color, label, pick) in [
-            (PASS, "check: all gates pass", 0u8),
-            (OPEN, "check: waiting or inconclusive", 1),
-            (FAIL, "check: a gate fails", 2),
-        ] {
-            let points: Vec<(f64, f64)> = view
-                .checks
-                .iter()
-                .filter(|c| (if c.fails > 0 { 2 } else if c.open > 0 { 1 } else { 0 }) == pick)
-                .map(|c| (days(c.time), c.weight))
-                .collect();
-            if !points.is_empty() {
-                chart
-                    .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))?
-                    .label(label)
-                    .legend(move |(x, y)| Circle::new((x + 9, y), 4, color.filled()));
-            }
+    }
+    if !promotions.is_empty() {
+        key.push((Mark::Triangle(PASS), "promoted to the next stage".into()));
+    }
+    key.push((Mark::Tick(decision.0), format!("decision: {}", decision.1)));
+    let png = render(1200, 420 + key_height(key.len(), 3), |root| {
+        let (plot, below) = root.split_vertically(420);
+        let mut chart = weight_panel(&plot, "Candidate weight over replayed time", (x0, x1))?;
+        shade_faults(&mut chart, &faults, (0.0, 108.0), false)?;
+        for (start, end) in &regressed {
+            chart.draw_series(std::iter::once(Rectangle::new([(*start, 0.0), (*end, 108.0)], REGRESSED.mix(0.16).filled())))?;
         }
-        if !promotions.is_empty() {
-            chart
-                .draw_series(promotions.iter().map(|&x| {
-                    let y = steps.iter().rev().find(|p| p.0 <= x).map(|p| p.1).unwrap_or(0.0);
-                    TriangleMarker::new((x, y), 7, PASS.filled())
-                }))?
-                .label("promoted to the next stage")
-                .legend(|(x, y)| TriangleMarker::new((x + 9, y), 6, PASS.filled()));
+        chart.draw_series(LineSeries::new(steps.clone(), INK.stroke_width(2)))?;
+        for ((color, _), points) in kinds.iter().zip(&checks) {
+            chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
         }
-        let (color, label) = match simulation.outcome.as_str() {
-            "promoted" => (PASS, "promoted to 100%"),
-            "rolled_back" => (FAIL, "rolled back"),
-            _ => (OPEN, "held"),
-        };
-        chart
-            .draw_series(std::iter::once(PathElement::new(vec![(decided, 0.0), (decided, 108.0)], color.stroke_width(2))))?
-            .label(format!("decision: {label}"))
-            .legend(move |(x, y)| PathElement::new(vec![(x + 9, y - 7), (x + 9, y + 7)], color.stroke_width(2)));
-        legend(&mut chart, SeriesLabelPosition::UpperRight, 14)?;
-        Ok(())
+        chart.draw_series(promotions.iter().map(|&x| {
+            let y = steps.iter().rev().find(|p| p.0 <= x).map(|p| p.1).unwrap_or(0.0);
+            TriangleMarker::new((x, y), 7, PASS.filled())
+        }))?;
+        chart.draw_series(std::iter::once(PathElement::new(vec![(decided, 0.0), (decided, 108.0)], decision.0.stroke_width(2))))?;
+        draw_key(&below, &key, 3)
     })?;
     Ok(Chart {
         file: "timeline.png".into(),
@@ -367,6 +393,45 @@ fn time_panel<'a, 'b>(area: &'a Area<'b>, x: (f64, f64), y: (f64, f64), x_labels
         .light_line_style(WHITE)
         .draw()?;
     Ok(panel)
+}
+
+/// Where a legend hides no data: the first of `corners` (upper ones first) where no point falls
+/// under the legend's box, `size` being its width and height as fractions of the plot; else the
+/// first corner with the top of the y range raised until every point stays below the box.
+/// `points` are (x as a fraction of the plot's width, y). Returns the corner and the y range.
+pub(crate) fn legend_room(points: &[(f64, f64)], y: (f64, f64), size: (f64, f64), corners: &[SeriesLabelPosition]) -> (SeriesLabelPosition, (f64, f64)) {
+    let free = |corner: &&SeriesLabelPosition| {
+        let (right, upper) = match corner {
+            SeriesLabelPosition::UpperRight => (true, true),
+            SeriesLabelPosition::LowerLeft => (false, false),
+            SeriesLabelPosition::LowerRight => (true, false),
+            _ => (false, true),
+        };
+        points.iter().all(|&(fx, py)| {
+            let fy = (py - y.0) / (y.1 - y.0);
+            let under_x = if right { fx > 1.0 - size.0 } else { fx < size.0 };
+            let under_y = if upper { fy > 1.0 - size.1 } else { fy < size.1 };
+            !(under_x && under_y)
+        })
+    };
+    match corners.iter().find(free) {
+        Some(corner) => (corner.clone(), y),
+        None => (corners[0].clone(), (y.0, y.0 + (y.1 - y.0) / (1.0 - size.1).max(0.1))),
+    }
+}
+
+/// Points along horizontal lines at `ys` across a whole plot, for [`legend_room`].
+fn across(ys: &[f64]) -> impl Iterator<Item = (f64, f64)> + '_ {
+    ys.iter().flat_map(|&y| (0..=20).map(move |i| (i as f64 / 20.0, y)))
+}
+
+/// The size of a legend box of `labels` in `font`-pixel text inside a plot of `plot` pixels, as
+/// fractions of the plot's width and height, with the margin plotters leaves around it.
+pub(crate) fn legend_size<S: AsRef<str>>(labels: &[S], font: u32, plot: (u32, u32)) -> (f64, f64) {
+    let chars = labels.iter().map(|l| l.as_ref().chars().count()).max().unwrap_or(0) as f64;
+    let width = 50.0 + 0.45 * font as f64 * chars;
+    let height = 20.0 + labels.len() as f64 * (font as f64 + 6.0);
+    ((width / plot.0 as f64).min(1.0), (height / plot.1 as f64).min(0.9))
 }
 
 /// The series legend, on a translucent box.
@@ -440,12 +505,37 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
             .chain(std::iter::once(if ratio { 1.0 } else { 0.0 })),
     );
     let name = series.gate.clone();
+    let fx = |p: &GatePoint| (days(p.time) - x0) / (x1 - x0);
+    let failing = points.iter().any(|p| p.verdict == "FAIL" && p.canary.is_some());
+    let estimate_label = if kind == "non_inferiority" { "rollout estimate (stages combined), with its confidence sequence" } else { "estimate, with its always-valid interval" };
+    let limit_label = match kind {
+        "non_inferiority" => "non-inferiority margin",
+        "regression" => "no worse than stable",
+        _ => "threshold",
+    };
+    // Where each panel's legend hides no line, the value axis raised when every corner has one.
+    let corners = [SeriesLabelPosition::UpperLeft, SeriesLabelPosition::UpperRight, SeriesLabelPosition::LowerLeft, SeriesLabelPosition::LowerRight];
+    let values = values.map(|v| {
+        let labels = ["stable".to_string(), "candidate".into()].into_iter().chain(failing.then(|| "failing check".into())).chain(fault_label(&faults));
+        let mut drawn: Vec<(f64, f64)> = points.iter().flat_map(|p| [p.stable, p.canary].into_iter().flatten().map(move |v| (fx(p), v))).collect();
+        if kind == "threshold" {
+            drawn.extend(across(&thresholds));
+        }
+        legend_room(&drawn, v, legend_size(&labels.collect::<Vec<_>>(), 13, (1104, 218)), &corners)
+    });
+    let diffs = diffs.map(|d| {
+        let mut drawn: Vec<(f64, f64)> = points.iter().flat_map(|p| [p.estimate, p.lower, p.upper, limit(p)].into_iter().flatten().map(move |v| (fx(p), v.clamp(d.0, d.1)))).collect();
+        if ratio {
+            drawn.extend(across(&thresholds));
+        }
+        legend_room(&drawn, d, legend_size(&[estimate_label, limit_label], 13, (1104, 254)), &corners)
+    });
     let png = render(1200, 620, |root| {
         let title_height = 36;
         let (title, body) = root.split_vertically(title_height);
         title.titled(&format!("Gate: {name} (all traffic)"), style(22))?;
         let (top, bottom) = body.split_vertically(270);
-        let Some((v0, v1)) = values else {
+        let Some((upper_legend, (v0, v1))) = values.clone() else {
             top.draw_text("no values yet: the gate never had data", &style(16), (80, 120))?;
             return Ok(());
         };
@@ -475,9 +565,9 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
                 upper.draw_series(DashedLineSeries::new(vec![(x0, *t), (x1, *t)], 8, 6, FAIL.stroke_width(2)))?;
             }
         }
-        legend(&mut upper, SeriesLabelPosition::UpperLeft, 13)?;
+        legend(&mut upper, upper_legend, 13)?;
 
-        let Some((d0, d1)) = diffs.filter(|_| points.iter().any(|p| p.estimate.is_some())) else {
+        let Some((lower_legend, (d0, d1))) = diffs.clone().filter(|_| points.iter().any(|p| p.estimate.is_some())) else {
             bottom.draw_text("no difference estimated yet: the arms never both had the minimum sample", &style(15), (90, 110))?;
             return Ok(());
         };
@@ -505,14 +595,9 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
         for (i, run) in runs(points, |p| p.estimate).into_iter().enumerate() {
             let drawn = lower.draw_series(LineSeries::new(run, CANDIDATE.stroke_width(2)))?;
             if i == 0 {
-                drawn.label(if kind == "non_inferiority" { "rollout estimate (stages combined), with its confidence sequence" } else { "estimate, with its always-valid interval" }).legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], CANDIDATE.mix(0.4).filled()));
+                drawn.label(estimate_label).legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], CANDIDATE.mix(0.4).filled()));
             }
         }
-        let limit_label = match kind {
-            "non_inferiority" => "non-inferiority margin",
-            "regression" => "no worse than stable",
-            _ => "threshold",
-        };
         let mut labelled = false;
         for run in runs(points, limit) {
             let drawn = lower.draw_series(DashedLineSeries::new(run, 8, 6, FAIL.stroke_width(2)))?;
@@ -526,7 +611,7 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
                 lower.draw_series(DashedLineSeries::new(vec![(x0, *t), (x1, *t)], 8, 6, FAIL.stroke_width(2)))?;
             }
         }
-        legend(&mut lower, SeriesLabelPosition::UpperLeft, 13)?;
+        legend(&mut lower, lower_legend, 13)?;
         Ok(())
     })?;
     let direction = if higher_better { "lower is worse" } else { "higher is worse" };
@@ -665,4 +750,27 @@ fn latency(view: &RunView) -> Result<Chart> {
         ),
         png,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_legend_goes_where_it_hides_no_point() {
+        let corners = [SeriesLabelPosition::UpperRight, SeriesLabelPosition::UpperLeft, SeriesLabelPosition::LowerRight, SeriesLabelPosition::LowerLeft];
+        let (y, size) = ((0.0, 1000.0), (0.4, 0.3));
+        let (place, range) = legend_room(&[(0.9, 950.0), (0.1, 100.0)], y, size, &corners);
+        assert!(matches!(place, SeriesLabelPosition::UpperLeft), "{place:?}");
+        assert_eq!(range, y);
+        // A point under every corner: the axis rises so that the data stays below the legend.
+        let everywhere = [(0.9, 950.0), (0.1, 950.0), (0.9, 50.0), (0.1, 50.0)];
+        let (place, range) = legend_room(&everywhere, y, size, &corners);
+        assert!(matches!(place, SeriesLabelPosition::UpperRight), "{place:?}");
+        assert!((range.1 - 1000.0 / 0.7).abs() < 1e-9, "{range:?}");
+        assert_eq!(legend_room(&everywhere, range, size, &corners).1, range, "the raised range leaves the upper right free");
+        // Seven rows of 50 characters take about a third of a 1000 × 500 plot each way.
+        let (w, h) = legend_size(&vec!["x".repeat(50); 7], 14, (1000, 500));
+        assert!((0.3..0.4).contains(&w) && (0.28..0.36).contains(&h), "{w} × {h}");
+    }
 }

@@ -9,35 +9,8 @@ use plotters::prelude::*;
 
 use super::{Score, Stage, TuneSummary, VariantResult};
 use crate::error::Result;
-use crate::report::charts::{legend, render, style, Chart, CANDIDATE, FAIL, OPEN, PASS, STABLE};
+use crate::report::charts::{legend, legend_room, legend_size, render, style, Chart, CANDIDATE, FAIL, OPEN, PASS, STABLE};
 use crate::report::page::{escape, figure, STYLE};
-
-/// Where the frontier chart's legend hides no point: the first corner of the plot with no point
-/// under the legend's box (at most 45% of the plot's width and 32% of its height, for seven rows of
-/// the longest labels), else the upper right with the y axis raised so that the data stays below
-/// it. Returns the corner and the y range.
-fn legend_place(points: &[(f64, f64)], x: (f64, f64), y: (f64, f64)) -> (SeriesLabelPosition, (f64, f64)) {
-    const WIDTH: f64 = 0.45;
-    const HEIGHT: f64 = 0.32;
-    let at = |(px, py): (f64, f64)| ((px.ln() - x.0.ln()) / (x.1.ln() - x.0.ln()), (py - y.0) / (y.1 - y.0));
-    let corners = [
-        (SeriesLabelPosition::UpperRight, true, true),
-        (SeriesLabelPosition::UpperLeft, false, true),
-        (SeriesLabelPosition::LowerRight, true, false),
-        (SeriesLabelPosition::LowerLeft, false, false),
-    ];
-    let free = |&&(_, right, upper): &&(SeriesLabelPosition, bool, bool)| {
-        points.iter().map(|p| at(*p)).all(|(fx, fy)| {
-            let under_x = if right { fx > 1.0 - WIDTH } else { fx < WIDTH };
-            let under_y = if upper { fy > 1.0 - HEIGHT } else { fy < HEIGHT };
-            !(under_x && under_y)
-        })
-    };
-    match corners.iter().find(free) {
-        Some((place, _, _)) => (place.clone(), y),
-        None => (SeriesLabelPosition::UpperRight, (y.0, y.0 + (y.1 - y.0) / (1.0 - HEIGHT))),
-    }
-}
 
 /// (exposure, mean hours to promotion) of a score that reached the good scenarios.
 fn point(s: &Score) -> Option<(f64, f64)> {
@@ -62,11 +35,23 @@ pub fn frontier_chart(t: &TuneSummary) -> Result<Chart> {
     } else {
         ((1.0, 10.0), (0.0, 1.0))
     };
-    let points: Vec<(f64, f64)> = scored.iter().map(|(_, p)| *p).chain(baselines.iter().map(|(_, p)| *p)).collect();
-    let (place, y) = legend_place(&points, x, y);
     let mut frontier: Vec<(f64, f64)> = scored.iter().filter(|(v, _)| v.frontier).map(|(_, p)| *p).collect();
     frontier.sort_by(|a, b| a.0.total_cmp(&b.0));
     let winner = t.winner.and_then(|w| scored.iter().find(|(v, _)| v.id == w)).map(|(_, p)| *p);
+    let infeasible: Vec<(f64, f64)> = scored.iter().filter(|(v, _)| !v.feasible).map(|(_, p)| *p).collect();
+    let feasible: Vec<(f64, f64)> = scored.iter().filter(|(v, _)| v.feasible && !v.frontier).map(|(_, p)| *p).collect();
+    let mut labels = vec![
+        format!("infeasible: a false rollback over the budget ({})", infeasible.len()),
+        format!("feasible, dominated ({})", feasible.len()),
+        format!("Pareto frontier ({})", frontier.len()),
+    ];
+    labels.extend(winner.map(|_| "tuned policy (least exposure on the frontier)".to_string()));
+    labels.extend(baselines.iter().map(|(name, _)| format!("{name} policy")));
+    // The legend where it hides no variant: exposure is on a log scale.
+    let fx = |v: f64| (v.ln() - x.0.ln()) / (x.1.ln() - x.0.ln());
+    let drawn: Vec<(f64, f64)> = scored.iter().map(|(_, p)| *p).chain(baselines.iter().map(|(_, p)| *p)).map(|(px, py)| (fx(px), py)).collect();
+    let corners = [SeriesLabelPosition::UpperRight, SeriesLabelPosition::UpperLeft, SeriesLabelPosition::LowerRight, SeriesLabelPosition::LowerLeft];
+    let (place, y) = legend_room(&drawn, y, legend_size(&labels, 14, (996, 514)), &corners);
     let png = render(1100, 620, |root| {
         let mut chart = ChartBuilder::on(root)
             .caption("Policies tried: exposure to bad candidates against time to promote good ones", style(21))
@@ -84,20 +69,18 @@ pub fn frontier_chart(t: &TuneSummary) -> Result<Chart> {
             .axis_desc_style(style(15))
             .light_line_style(WHITE)
             .draw()?;
-        let infeasible: Vec<(f64, f64)> = scored.iter().filter(|(v, _)| !v.feasible).map(|(_, p)| *p).collect();
         chart
             .draw_series(infeasible.iter().map(|p| Cross::new(*p, 5, FAIL.stroke_width(2))))?
-            .label(format!("infeasible: a false rollback over the budget ({})", infeasible.len()))
+            .label(&labels[0])
             .legend(|(x, y)| Cross::new((x + 9, y), 5, FAIL.stroke_width(2)));
-        let feasible: Vec<(f64, f64)> = scored.iter().filter(|(v, _)| v.feasible && !v.frontier).map(|(_, p)| *p).collect();
         chart
             .draw_series(feasible.iter().map(|p| Circle::new(*p, 4, OPEN.filled())))?
-            .label(format!("feasible, dominated ({})", feasible.len()))
+            .label(&labels[1])
             .legend(|(x, y)| Circle::new((x + 9, y), 4, OPEN.filled()));
         chart.draw_series(LineSeries::new(frontier.clone(), PASS.stroke_width(2)))?;
         chart
             .draw_series(frontier.iter().map(|p| Circle::new(*p, 6, PASS.filled())))?
-            .label(format!("Pareto frontier ({})", frontier.len()))
+            .label(&labels[2])
             .legend(|(x, y)| Circle::new((x + 9, y), 6, PASS.filled()));
         if let Some(p) = winner {
             chart
@@ -307,24 +290,4 @@ pub fn page(t: &TuneSummary, chart: &Chart, tuned_toml: Option<&str>, exports: &
     let _ = writeln!(s, "<footer>Written by canary-replay {}.</footer>", env!("CARGO_PKG_VERSION"));
     s.push_str("</main>\n</body>\n</html>\n");
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_legend_goes_where_it_hides_no_point() {
-        let (x, y) = ((1e3, 1e6), (0.0, 1000.0));
-        let upper_right = (5e5, 950.0);
-        let (place, range) = legend_place(&[upper_right, (2e3, 100.0)], x, y);
-        assert!(matches!(place, SeriesLabelPosition::UpperLeft), "{place:?}");
-        assert_eq!(range, y);
-        // A point under every corner: the axis rises so that the data stays below the legend.
-        let corners = [upper_right, (2e3, 950.0), (5e5, 50.0), (2e3, 50.0)];
-        let (place, range) = legend_place(&corners, x, y);
-        assert!(matches!(place, SeriesLabelPosition::UpperRight), "{place:?}");
-        assert!(range.1 > 1000.0 / 0.68 - 1e-9 && range.1 < 1000.0 / 0.68 + 1e-9, "{range:?}");
-        assert!(legend_place(&corners, x, range).1 == range, "the raised range leaves the upper right free");
-    }
 }
