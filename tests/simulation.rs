@@ -260,6 +260,24 @@ fn tune_finds_a_policy_that_catches_the_incident_and_writes_drop_in_sections() {
     // A scenario that does not say what should have happened is named, with the fix.
     let err = canary_replay::tune::tune(&[repo("scenarios/flights-2013.toml")], &space, &options).err().expect("rejected").to_string();
     assert!(err.contains("flights-2013.toml: expect") && err.contains("expect = \"rollback\""), "{err}");
+    // Without a good scenario false rollbacks cannot be measured: refused, not an empty search.
+    let err = canary_replay::tune::tune(&scenarios[..1], &space, &options).err().expect("rejected").to_string();
+    assert!(err.contains("no scenario says `expect = \"promote\"`") && err.contains("flights-2013-aa.toml"), "{err}");
+    // A gate the base policy does not have is named up front, with the gates it has.
+    let auc = dir.path().join("auc.toml");
+    std::fs::write(&auc, "[search]\nmethod = \"grid\"\n[[param]]\nkey = \"gates.auc.margin\"\nvalues = [0.01]\n").unwrap();
+    let err = canary_replay::tune::tune(&scenarios, &auc, &options).err().expect("rejected");
+    assert_eq!(err.exit_code(), 2);
+    let err = err.to_string();
+    assert!(err.contains("auc.toml: param[0].key") && err.contains("has no auc gate") && err.contains("error_rate, latency_mean, log_loss"), "{err}");
+    // Values that make no valid policy are counted and explained, not silently dropped.
+    let alpha = dir.path().join("alpha.toml");
+    std::fs::write(&alpha, "[search]\nmethod = \"grid\"\nsalts = 1\nwindows = 1\n[[param]]\nkey = \"decision.alpha\"\nvalues = [1.5, 0.05]\n").unwrap();
+    let output = canary_replay::tune::tune(&scenarios, &alpha, &options).unwrap();
+    assert_eq!(output.summary.search.invalid, 1);
+    let invalid = output.summary.variants.iter().find(|v| v.invalid.is_some()).expect("the α = 1.5 variant");
+    assert!(invalid.invalid.as_deref().unwrap().contains("alpha"), "{invalid:?}");
+    assert!(canary_replay::tune::to_text(&output).contains("1 variant(s) are not valid policies"), "{}", canary_replay::tune::to_text(&output));
 }
 
 /// Cutting the variants a finished feasible one is sure to dominate changes neither the frontier

@@ -165,6 +165,8 @@ pub struct SearchInfo {
     pub salts: usize,
     pub windows: usize,
     pub false_rollback_budget: f64,
+    /// Variants whose parameters do not make a valid policy (each says why in `invalid`).
+    pub invalid: usize,
     /// Variants cut after missing an incident, after too many false rollbacks, and once sure to
     /// be dominated on the frontier.
     pub cut_at_incidents: usize,
@@ -191,16 +193,27 @@ pub struct TuneOutput {
 /// Loads, scores (or reuses the cache) and scans each scenario.
 fn cases(paths: &[PathBuf], options: &TuneOptions) -> Result<Vec<Case>> {
     let cache = CacheDir(options.cache_dir.clone().unwrap_or_else(|| runtime::cache_root(None).join("scores")));
-    let mut cases = Vec::new();
+    // Every scenario checked, and what it should have done known, before any is scored.
+    let mut prepared = Vec::new();
     for path in paths {
-        let prepared = crate::run::prepare(path, &options.runtime)?;
-        let scenario = &prepared.scenario;
-        let Some(expect) = scenario.expect else {
+        let p = crate::run::prepare(path, &options.runtime)?;
+        let Some(expect) = p.scenario.expect else {
             return Err(Error::invalid(
                 Problem::new(format!("{}: expect", path.display()), "is missing: tune needs to know what should have happened")
                     .fix("add `expect = \"rollback\"` (an incident) or `expect = \"promote\"` (a good release or an A/A replay)"),
             ));
         };
+        prepared.push((p, expect));
+    }
+    if !prepared.iter().any(|(_, expect)| *expect == Expect::Promote) {
+        return Err(Error::invalid(
+            Problem::new("tune", "no scenario says `expect = \"promote\"`: without a good release or an A/A replay, false rollbacks cannot be measured, and rolling back every candidate at once would win")
+                .fix("add a good release or an A/A replay of the same traffic (see scenarios/flights-2013-aa.toml)"),
+        ));
+    }
+    let mut cases = Vec::new();
+    for (prepared, expect) in prepared {
+        let scenario = &prepared.scenario;
         let settings = score::Settings::new(scenario, cache.clone(), true, options.quiet);
         let scored = score::score(prepared.runtime, scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings)?;
         let replay = Replay::scan(&scored.parts, &prepared.layout, &scenario.faults)?;
@@ -287,6 +300,24 @@ fn table(value: &mut toml::Value) -> &mut toml::map::Map<String, toml::Value> {
 
 fn as_f64(value: &toml::Value) -> Option<f64> {
     value.as_float().or_else(|| value.as_integer().map(|i| i as f64))
+}
+
+/// Every `gates.<metric>.<field>` parameter names a gate the base policy has: otherwise no variant
+/// that sets it would be a valid policy.
+fn gates_exist(space: &Space, space_path: &Path, base: &Policy, base_file: &str) -> Result<()> {
+    let metrics: Vec<&str> = base.gates.iter().map(|g| g.metric.name()).collect();
+    let mut problems = Vec::new();
+    for (i, key) in space.params.iter().map(|p| &p.key).enumerate() {
+        if let ["gates", metric, _] = key.split('.').collect::<Vec<_>>().as_slice() {
+            if !metrics.contains(metric) {
+                problems.push(
+                    Problem::new(format!("{}: param[{i}].key", space_path.display()), format!("\"{key}\": the base policy ({base_file}'s) has no {metric} gate"))
+                        .fix(format!("tune one of its gates ({}), or add a gate on {metric} to {base_file}", metrics.join(", "))),
+                );
+            }
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(Error::Invalid(problems)) }
 }
 
 /// The fast path's summaries every replay of the search reads, built once per (case, salt) for
@@ -749,6 +780,7 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
     }
     let cases = cases(scenario_paths, options)?;
     let base = cases[0].scenario.policy.clone();
+    gates_exist(&space, space_path, &base, &cases[0].scenario.file.display().to_string())?;
     // The base policy, as each case validates it (segment columns may differ between logs).
     let per_case = |variant: &Variant| -> std::result::Result<Vec<Policy>, String> { cases.iter().map(|c| apply(&base, variant, c)).collect() };
     let base_policies = per_case(&Vec::new()).map_err(|e| Error::invalid(Problem::new(cases[0].scenario.file_name(), e)))?;
@@ -849,6 +881,7 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
             salts: space.salts,
             windows: space.windows,
             false_rollback_budget: space.false_rollback_budget,
+            invalid: results.iter().filter(|r| r.stage == Stage::Invalid).count(),
             cut_at_incidents: results.iter().filter(|r| r.stage == Stage::Incidents).count(),
             cut_at_false_rollbacks: results.iter().filter(|r| r.stage == Stage::FalseRollbacks).count(),
             cut_dominated: results.iter().filter(|r| r.stage == Stage::Dominated).count(),
@@ -931,6 +964,9 @@ pub fn to_text(output: &TuneOutput) -> String {
         t.search.cut_dominated,
         t.search.feasible
     );
+    if let Some(first) = t.variants.iter().find_map(|v| v.invalid.as_deref()) {
+        let _ = writeln!(s, "  {} variant(s) are not valid policies and were not replayed, e.g. {first}", t.search.invalid);
+    }
     for (name, score) in &t.baselines {
         let _ = writeln!(s, "  {name:<8} policy: {}", describe(score));
     }

@@ -278,6 +278,7 @@ pub fn page(t: &TuneSummary, chart: &Chart, tuned_toml: Option<&str>, exports: &
         ("routing salts per good scenario", search.salts.to_string()),
         ("time windows per good scenario", search.windows.to_string()),
         ("false-rollback budget", format!("{:.1}%", search.false_rollback_budget * 100.0)),
+        ("not valid policies (see each variant's `invalid` in tune.json)", search.invalid.to_string()),
         ("cut after missing an incident", search.cut_at_incidents.to_string()),
         ("cut once false rollbacks exceeded the budget's allowance", search.cut_at_false_rollbacks.to_string()),
         ("cut once a finished feasible variant was sure to dominate them", search.cut_dominated.to_string()),
