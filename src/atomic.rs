@@ -16,6 +16,20 @@ pub fn temp_path(dest: &Path) -> PathBuf {
     dest.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
 }
 
+/// Checks, before any long work, that an output folder can be written where it is asked for: it
+/// and the folders above it are folders where they exist.
+pub fn check_output_folder(dir: &Path) -> Result<()> {
+    for path in dir.ancestors().filter(|p| !p.as_os_str().is_empty()) {
+        if path.exists() && !path.is_dir() {
+            return Err(Error::invalid(
+                crate::error::Problem::new(format!("--out {}", dir.display()), format!("{} is a file, not a folder", path.display()))
+                    .fix("pass a folder with --out: it is created, or replaced when it holds an earlier report"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A file or folder being written under a temporary name.
 #[derive(Debug)]
 pub struct Pending {

@@ -153,6 +153,8 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     let prepared = prepare_with(scenario_path, &options.runtime, &options.controllers)?;
     let prepare_seconds = started.elapsed().as_secs_f64();
     let scenario = &prepared.scenario;
+    let out_dir = options.out.clone().unwrap_or_else(|| Path::new("reports").join(&scenario.name));
+    crate::atomic::check_output_folder(&out_dir)?;
     let cache = CacheDir(options.cache_dir.clone().unwrap_or_else(|| runtime::cache_root(None).join("scores")));
     let settings = score::Settings::new(scenario, cache.clone(), !options.rescore, options.quiet);
     let scored = score::score(prepared.runtime, scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings)?;
@@ -177,7 +179,6 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     let controllers = controllers.map(|spec| emulate_controllers(spec, &setup, &replay, &rows, scenario.scoring.latency_sample, (&run, &grade, &exposure)));
     let simulation_seconds = simulation_started.elapsed().as_secs_f64();
 
-    let out_dir = options.out.clone().unwrap_or_else(|| Path::new("reports").join(&scenario.name));
     let mut summary = report::summary(&prepared, &oracle, report::simulation::summary(&setup, &run, grade, exposure))?;
     summary.controllers = controllers;
     let mut timings = Timings {

@@ -473,6 +473,19 @@ fn an_explicit_runtime_that_does_not_exist_fails_with_the_path() {
     assert!(stderr_of(&assert).contains("--ort-lib /nonexistent/libonnxruntime.so"), "{}", stderr_of(&assert));
 }
 
+#[test]
+fn an_output_folder_that_is_a_file_is_named_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("taken");
+    std::fs::write(&file, "not a folder").unwrap();
+    let assert = bin().arg("run").arg(repo("scenarios/flights-2013.toml")).arg("--out").arg(&file).arg("-q").assert().code(2);
+    let stderr = stderr_of(&assert);
+    assert!(stderr.contains(&format!("{} is a file, not a folder", file.display())) && stderr.contains("fix: pass a folder with --out"), "{stderr}");
+    let assert = bin().args(["tune", "--space"]).arg(repo("scenarios/tune/space.toml")).arg(repo("scenarios/incidents/errors.toml")).arg("--out").arg(file.join("tune")).assert().code(2);
+    assert!(stderr_of(&assert).contains("is a file, not a folder"), "{}", stderr_of(&assert));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a folder", "the file is left as it was");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The review report
 

@@ -775,6 +775,8 @@ fn within_budget(missed_incidents: usize, false_rollback_rate: Option<f64>, budg
 pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions) -> Result<TuneOutput> {
     let started = std::time::Instant::now();
     let space: Space = space::load(space_path)?;
+    let out_dir = options.out.clone().unwrap_or_else(|| Path::new("reports").join("tune"));
+    crate::atomic::check_output_folder(&out_dir)?;
     if scenario_paths.is_empty() {
         return Err(Error::invalid(Problem::new("tune", "no scenarios given").fix("pass incident and good-release scenarios with `expect` set")));
     }
@@ -897,7 +899,6 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
         reference_check,
     };
 
-    let out_dir = options.out.clone().unwrap_or_else(|| Path::new("reports").join("tune"));
     if let Some(parent) = out_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
