@@ -1,7 +1,7 @@
 // Loads canary-replay report pages in headless Chromium (Debian's `chromium`), fails on any
 // console error or warning, page error, dialog (a script that ran), network request or image that
 // did not decode, checks the verdict banner is shown, and saves a full-page screenshot and a
-// printed PDF of each.
+// printed PDF of each. Takes run reports (report.html) and tuning reports (tune.html) alike.
 //
 //   node check-report.mjs OUT_DIR REPORT.html...
 import { chromium } from 'playwright-core';
@@ -32,7 +32,7 @@ for (const path of pages) {
   const url = pathToFileURL(resolve(path)).href;
   await page.goto(url, { waitUntil: 'load' });
   const banner = (await page.locator('#verdict').innerText()).trim();
-  if (!/PROMOTED|ROLLED BACK|HELD/.test(banner)) problems.push(`the verdict banner shows no outcome: ${banner.slice(0, 120)}`);
+  if (!/PROMOTED|ROLLED BACK|HELD|TUNED POLICY FOUND|NO FEASIBLE POLICY/.test(banner)) problems.push(`the verdict banner shows no outcome: ${banner.slice(0, 120)}`);
   if (!(await page.locator('#verdict').isVisible())) problems.push('the verdict banner is not visible');
   const images = await page.$$eval('img', (imgs) => imgs.map((i) => ({ ok: i.complete && i.naturalWidth > 0, alt: i.alt })));
   if (images.length === 0) problems.push('no charts on the page');
