@@ -193,7 +193,12 @@ pub fn locate(options: &RuntimeOptions) -> std::result::Result<(PathBuf, String,
         ));
         return Err(message);
     }
-    eprintln!("{message}");
+    // On a first run the fetch is the expected path: one line says why, the full search list is
+    // kept for when the fetch fails.
+    eprintln!("ONNX Runtime (1.{MIN_MINOR} or newer) is not installed in the {} places canary-replay looks (`--ort-lib` overrides).", looked.len());
+    for r in &rejected {
+        eprintln!("  skipped {r}");
+    }
     let path = fetch(&cache).map_err(|e| {
         format!(
             "{message}\nFetching onnxruntime=={PINNED_VERSION} with pip failed: {e}\n  fix: install it (`python3 -m pip install onnxruntime=={PINNED_VERSION}`), or pass --ort-lib PATH or set ORT_DYLIB_PATH"
