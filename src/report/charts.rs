@@ -307,10 +307,10 @@ fn timeline(view: &RunView) -> Result<Chart> {
         _ => (OPEN, "held"),
     };
     let kinds = [(PASS, "check: all gates pass"), (OPEN, "check: waiting or inconclusive"), (FAIL, "check: a gate fails")];
-    let kind = |c: &&super::view::CheckPoint| if c.fails > 0 { 2 } else if c.open > 0 { 1 } else { 0 };
+    let kind = |c: &super::view::CheckPoint| if c.fails > 0 { 2 } else if c.open > 0 { 1 } else { 0 };
     let mut checks: [Vec<(f64, f64)>; 3] = Default::default();
     for c in &view.checks {
-        checks[kind(&c)].push((days(c.time), c.weight));
+        checks[kind(c)].push((days(c.time), c.weight));
     }
     // The key goes under the plot: the staircase, the shading and the decision fill every corner.
     let mut key: Vec<(Mark, String)> = Vec::new();
@@ -535,7 +535,7 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
         let (title, body) = root.split_vertically(title_height);
         title.titled(&format!("Gate: {name} (all traffic)"), style(22))?;
         let (top, bottom) = body.split_vertically(270);
-        let Some((upper_legend, (v0, v1))) = values.clone() else {
+        let Some((upper_legend, (v0, v1))) = values else {
             top.draw_text("no values yet: the gate never had data", &style(16), (80, 120))?;
             return Ok(());
         };
@@ -567,7 +567,7 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
         }
         legend(&mut upper, upper_legend, 13)?;
 
-        let Some((lower_legend, (d0, d1))) = diffs.clone().filter(|_| points.iter().any(|p| p.estimate.is_some())) else {
+        let Some((lower_legend, (d0, d1))) = diffs.filter(|_| points.iter().any(|p| p.estimate.is_some())) else {
             bottom.draw_text("no difference estimated yet: the arms never both had the minimum sample", &style(15), (90, 110))?;
             return Ok(());
         };

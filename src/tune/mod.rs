@@ -190,8 +190,9 @@ pub struct TuneOutput {
     pub tuned: Option<Policy>,
 }
 
-/// Loads, scores (or reuses the cache) and scans each scenario.
-fn cases(paths: &[PathBuf], options: &TuneOptions) -> Result<Vec<Case>> {
+/// Loads each scenario and checks the set and the space against them, then scores (or reuses the
+/// cache) and scans each.
+fn cases(paths: &[PathBuf], space: &Space, space_path: &Path, options: &TuneOptions) -> Result<Vec<Case>> {
     let cache = CacheDir(options.cache_dir.clone().unwrap_or_else(|| runtime::cache_root(None).join("scores")));
     // Every scenario checked, and what it should have done known, before any is scored.
     let mut prepared = Vec::new();
@@ -211,6 +212,8 @@ fn cases(paths: &[PathBuf], options: &TuneOptions) -> Result<Vec<Case>> {
                 .fix("add a good release or an A/A replay of the same traffic (see scenarios/flights-2013-aa.toml)"),
         ));
     }
+    let base = &prepared[0].0.scenario;
+    gates_exist(space, space_path, &base.policy, &base.file.display().to_string())?;
     let mut cases = Vec::new();
     for (prepared, expect) in prepared {
         let scenario = &prepared.scenario;
@@ -780,9 +783,8 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
     if scenario_paths.is_empty() {
         return Err(Error::invalid(Problem::new("tune", "no scenarios given").fix("pass incident and good-release scenarios with `expect` set")));
     }
-    let cases = cases(scenario_paths, options)?;
+    let cases = cases(scenario_paths, &space, space_path, options)?;
     let base = cases[0].scenario.policy.clone();
-    gates_exist(&space, space_path, &base, &cases[0].scenario.file.display().to_string())?;
     // The base policy, as each case validates it (segment columns may differ between logs).
     let per_case = |variant: &Variant| -> std::result::Result<Vec<Policy>, String> { cases.iter().map(|c| apply(&base, variant, c)).collect() };
     let base_policies = per_case(&Vec::new()).map_err(|e| Error::invalid(Problem::new(cases[0].scenario.file_name(), e)))?;

@@ -82,17 +82,19 @@ pub fn frontier_chart(t: &TuneSummary) -> Result<Chart> {
             .draw_series(frontier.iter().map(|p| Circle::new(*p, 6, PASS.filled())))?
             .label(&labels[2])
             .legend(|(x, y)| Circle::new((x + 9, y), 6, PASS.filled()));
+        // The labels after the first three, in the order they were listed above.
+        let mut more = labels[3..].iter();
         if let Some(p) = winner {
             chart
                 .draw_series(std::iter::once(Circle::new(p, 12, BLACK.stroke_width(3))))?
-                .label("tuned policy (least exposure on the frontier)")
+                .label(more.next().expect("a label for the winner"))
                 .legend(|(x, y)| Circle::new((x + 9, y), 8, BLACK.stroke_width(3)));
         }
-        for (name, p) in &baselines {
+        for ((name, p), label) in baselines.iter().zip(more) {
             let color = if *name == "default" { CANDIDATE } else { STABLE };
             chart
                 .draw_series(std::iter::once(TriangleMarker::new(*p, 9, color.filled())))?
-                .label(format!("{name} policy"))
+                .label(label)
                 .legend(move |(x, y)| TriangleMarker::new((x + 9, y), 7, color.filled()));
         }
         legend(&mut chart, place, 14)?;
