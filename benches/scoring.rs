@@ -88,7 +88,7 @@ struct Inputs {
 fn materialize(prepared: &Prepared) -> Inputs {
     let scenario = &prepared.scenario;
     let mut out = Inputs { batches: Vec::new(), rows: Vec::new() };
-    for batch in Batches::new(&prepared.files, &scenario.traffic, &prepared.layout, scenario.scoring.batch_rows) {
+    for batch in Batches::new(&prepared.files, &scenario.traffic, &prepared.layout, &prepared.survey.rules, scenario.scoring.batch_rows) {
         let batch = batch.unwrap();
         let matrices = prepared.models().map(|m| matrix(m, prepared, &batch));
         out.rows.push(batch.len());

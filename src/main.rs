@@ -142,6 +142,9 @@ fn execute(command: Command) -> Result<i32, Error> {
             for warning in &output.warnings {
                 eprintln!("warning: {warning}");
             }
+            for assumption in &output.summary.assumptions {
+                eprintln!("note: {assumption}");
+            }
             if json {
                 print!("{}", report::to_json(&output.summary));
             } else {
@@ -154,10 +157,13 @@ fn execute(command: Command) -> Result<i32, Error> {
             for warning in &prepared.scenario.warnings {
                 eprintln!("warning: {warning}");
             }
+            for assumption in &prepared.assumptions {
+                eprintln!("note: {assumption}");
+            }
             println!(
                 "{}: OK: {} file(s), {} requests in the window, ONNX Runtime {}; stable reads {} features, candidate {}",
                 scenario.display(),
-                prepared.files.len(),
+                prepared.survey.files.len(),
                 prepared.survey.rows_in_window,
                 prepared.runtime.version,
                 prepared.stable.features.len(),

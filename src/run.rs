@@ -14,7 +14,7 @@ use crate::oracle::{self, Oracle};
 use crate::report::{self, Summary, Timings};
 use crate::runtime::{self, Runtime, RuntimeOptions};
 use crate::scenario::{self, Scenario};
-use crate::score::{self, cache::CacheDir, model::Model, Scored};
+use crate::score::{self, cache::CacheDir, model::Model, probe::FirstRows, Scored};
 
 /// Options of `run` beyond the scenario.
 #[derive(Debug, Clone, Default)]
@@ -39,12 +39,17 @@ pub struct RunOptions {
 /// Everything checked and opened before scoring.
 pub struct Prepared {
     pub scenario: Scenario,
+    /// The traffic files, then the sorted runs of those that are not sorted (`traffic.sort`).
     pub files: Vec<TrafficFile>,
     pub runtime: &'static Runtime,
     pub stable: Model,
     pub candidate: Model,
     pub layout: Layout,
     pub survey: Survey,
+    /// The task, decided from both models' scores on the first rows and the label.
+    pub probe: FirstRows,
+    /// What was assumed where the scenario is silent, said when it runs and kept in summary.json.
+    pub assumptions: Vec<String>,
 }
 
 impl Prepared {
@@ -61,7 +66,11 @@ pub fn prepare(scenario_path: &Path, runtime_options: &RuntimeOptions) -> Result
 
 /// [`prepare`] with controller files given on the command line added to `[controller]`.
 pub fn prepare_with(scenario_path: &Path, runtime_options: &RuntimeOptions, controllers: &[PathBuf]) -> Result<Prepared> {
-    let mut scenario = scenario::load(scenario_path)?;
+    prepare_scenario(scenario::load(scenario_path)?, runtime_options, controllers)
+}
+
+/// [`prepare_with`] for a scenario already loaded.
+fn prepare_scenario(mut scenario: Scenario, runtime_options: &RuntimeOptions, controllers: &[PathBuf]) -> Result<Prepared> {
     add_controllers(&mut scenario, controllers)?;
     let mut problems: Vec<Problem> = Vec::new();
     let files = collect(ingest::open(&scenario.traffic), &mut problems);
@@ -77,8 +86,66 @@ pub fn prepare_with(scenario_path: &Path, runtime_options: &RuntimeOptions, cont
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
     }
-    let survey = ingest::survey(&files, &scenario.traffic)?;
-    Ok(Prepared { scenario, files, runtime, stable, candidate, layout, survey })
+    let mut survey = ingest::survey(&files, &scenario.traffic)?;
+    keep_named_values(&scenario, &mut survey.rules);
+    let mut files = files;
+    let mut sorted = Vec::new();
+    for index in survey.unsorted() {
+        let runs = ingest::sorted_runs(&files[index], &scenario.traffic, &layout, &runtime::cache_root(None), ingest::RUN_ROWS)?;
+        sorted.push(format!("{} is not sorted by time: read in {} sorted run(s) (traffic.sort = true)", files[index].path.display(), runs.len()));
+        survey.replace_file(index, files.len()..files.len() + runs.len());
+        files.extend(runs);
+    }
+    let probe = score::probe::probe(runtime, &scenario, &files, &survey, &layout, [&stable, &candidate])?;
+    survey.rules.positive_class = probe.positive_class.map(|k| k as f64);
+    let file = scenario.file.display().to_string();
+    let problems = scenario.policy.fit_task(probe.task, &probe.why, &file);
+    if !problems.is_empty() {
+        return Err(Error::Invalid(problems));
+    }
+    let mut assumptions = assumptions(&scenario, &survey, &probe);
+    assumptions.extend(sorted);
+    Ok(Prepared { scenario, files, runtime, stable, candidate, layout, survey, probe, assumptions })
+}
+
+/// Segment values the scenario names (faults, segment policies) are judged one by one even when
+/// they are too rare to be among `traffic.max_segment_values`.
+fn keep_named_values(scenario: &Scenario, rules: &mut ingest::Rules) {
+    let segments = &scenario.traffic.segments;
+    let fault_values = scenario.faults.iter().filter_map(|f| f.segment.clone());
+    let policy_values = scenario.policy.segment_policies.iter().flat_map(|p| {
+        let values = p.include.iter().flatten().chain(&p.exclude).chain(p.waves.iter().flatten()).chain(p.caps.keys());
+        values.map(|v| (p.column.clone(), v.clone()))
+    });
+    for (column, value) in fault_values.chain(policy_values) {
+        if let Some(Some(kept)) = segments.iter().position(|s| *s == column).and_then(|k| rules.kept.get_mut(k)) {
+            kept.insert(value);
+        }
+    }
+}
+
+/// What a run takes for granted where the scenario is silent.
+fn assumptions(scenario: &Scenario, survey: &Survey, probe: &FirstRows) -> Vec<String> {
+    let mut out = vec![format!("task: {} ({})", probe.task.name(), probe.why)];
+    for s in survey.segments.iter().filter(|s| s.kept < s.values) {
+        out.push(format!(
+            "segment column \"{}\" has {} values: the {} with the most requests are judged one by one, the other {} ({} requests) together as \"{}\" (traffic.max_segment_values)",
+            s.column,
+            s.values,
+            s.kept,
+            s.values - s.kept,
+            s.other_rows,
+            crate::scenario::OTHER
+        ));
+    }
+    if survey.duplicates > 0 {
+        out.push(format!("{} request(s) repeat an id seen before: only the first request of each id is replayed (traffic.duplicates = \"keep_first\")", survey.duplicates));
+    }
+    let traffic = &scenario.traffic;
+    if traffic.label.is_some() && traffic.label_time.is_none() && traffic.label_delay == 0 {
+        out.push("labels arrive with their requests: neither traffic.label_time nor traffic.label_delay is set, so a check sees every label of its window at once (set traffic.label_delay, e.g. \"2h\", if labels come later)".into());
+    }
+    out
 }
 
 /// Adds controller files (relative to the working folder) to the scenario's `[controller]`; the
@@ -150,14 +217,16 @@ pub struct RunOutput {
 /// writes `scores.parquet`, `summary.json` and `timings.json` into the output folder.
 pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     let started = Instant::now();
-    let prepared = prepare_with(scenario_path, &options.runtime, &options.controllers)?;
-    let prepare_seconds = started.elapsed().as_secs_f64();
-    let scenario = &prepared.scenario;
+    let scenario = scenario::load(scenario_path)?;
     let out_dir = options.out.clone().unwrap_or_else(|| Path::new("reports").join(&scenario.name));
     crate::atomic::check_output_folder(&out_dir)?;
+    let prepared = prepare_scenario(scenario, &options.runtime, &options.controllers)?;
+    let prepare_seconds = started.elapsed().as_secs_f64();
+    let scenario = &prepared.scenario;
     let cache = CacheDir(options.cache_dir.clone().unwrap_or_else(|| runtime::cache_root(None).join("scores")));
     let settings = score::Settings::new(scenario, cache.clone(), !options.rescore, options.quiet);
     let scored = score::score(prepared.runtime, scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings)?;
+    failed_everywhere(&prepared, &scored)?;
 
     let oracle_started = Instant::now();
     let oracle: Oracle = oracle::compute(&scored.parts, &prepared.layout)?;
@@ -207,13 +276,33 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
         working_dir: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
-    report::write_run(&out_dir, &scored.parts, &summary, &report::RunFiles { setup: &setup, run: &run, invocation: &invocation }, &mut timings, started)?;
+    report::write_run(&out_dir, &scored.parts, &summary, &report::RunFiles { setup: &setup, run: &run, invocation: &invocation, types: ingest::restorable_types(&prepared.files, &prepared.layout) }, &mut timings, started)?;
     let exit_code = match run.outcome {
         Outcome::Promoted => exit::PROMOTE,
         Outcome::RolledBack => exit::ROLLBACK,
         Outcome::Held => exit::HELD,
     };
     Ok(RunOutput { out_dir, summary, timings, scored, warnings: prepared.scenario.warnings.clone(), exit_code })
+}
+
+/// A model that scored no row at all cannot be compared: an input error, never a verdict.
+fn failed_everywhere(prepared: &Prepared, scored: &Scored) -> Result<()> {
+    let problems: Vec<Problem> = prepared
+        .models()
+        .into_iter()
+        .zip([&scored.stable, &scored.candidate])
+        .filter(|(_, tally)| tally.rows > 0 && tally.run_failed + tally.non_finite == tally.rows)
+        .map(|(model, tally)| {
+            let first = tally.first_failure.as_deref().unwrap_or("its scores are NaN or infinite");
+            Problem::new(model.spec.path.display().to_string(), format!("produced no score on any of the {} rows: {first}", tally.rows))
+                .fix("check the model runs on these features in Python ONNX Runtime, and its output and class")
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(problems))
+    }
 }
 
 /// Replays every controller of `[controller]` on the traffic (`rows`: the replay's rows under the

@@ -101,6 +101,14 @@ pub fn parse_timestamp(text: &str) -> Result<Micros, String> {
     Err(format!("`{text}` is not a timestamp: write RFC 3339, e.g. 2013-09-01T00:00:00Z"))
 }
 
+/// Parses the inclusive end of a window: as [`parse_timestamp`], except that a date alone means
+/// the whole day (its last microsecond), so `end = "2013-10-31"` keeps October 31st.
+pub fn parse_inclusive_end(text: &str) -> Result<Micros, String> {
+    let start = parse_timestamp(text)?;
+    let date_only = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").is_ok();
+    Ok(if date_only { start + 86_400 * MICROS_PER_SECOND - 1 } else { start })
+}
+
 /// Formats an instant as RFC 3339 in UTC, with sub-second digits only when needed.
 pub fn format_timestamp(micros: Micros) -> String {
     match DateTime::<Utc>::from_timestamp_micros(micros) {
@@ -142,5 +150,7 @@ mod tests {
         assert_eq!(format_timestamp(t), "2013-09-01T00:00:00Z");
         assert_eq!(format_timestamp(t + 5), "2013-09-01T00:00:00.000005Z");
         assert!(parse_timestamp("September").is_err());
+        assert_eq!(parse_inclusive_end("2013-09-01"), Ok(t + 86_400 * MICROS_PER_SECOND - 1));
+        assert_eq!(parse_inclusive_end("2013-09-01T00:00:00Z"), Ok(t));
     }
 }

@@ -8,20 +8,26 @@
 //! by time within and across files.
 
 mod columns;
+mod decode;
+mod duplicates;
+mod sort;
 mod survey;
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 
 pub use columns::{to_f64, to_f64_nan, to_micros, to_utf8, type_problem, utf8, ColumnRole};
-pub use survey::{survey, FileSurvey, Survey};
+pub use decode::contained;
+pub use sort::{sorted_runs, RUN_ROWS};
+pub use survey::{survey, FileSurvey, Group, Rules, SegmentValues, Survey};
 
 use crate::error::{did_you_mean, Error, Problem, Result};
 use crate::scenario::{display_name, Traffic};
@@ -34,6 +40,9 @@ pub struct TrafficFile {
     pub metadata: ArrowReaderMetadata,
     /// Per row group: the time column's (min, max) from statistics, when present.
     pub time_ranges: Vec<Option<(Micros, Micros)>>,
+    /// Hive partition keys of the file's folders below `traffic.path` (`date=2013-09-01/`): columns
+    /// whose value is the same for every row of the file (`None`: Hive's null partition).
+    pub partitions: Vec<(String, Option<String>)>,
 }
 
 impl TrafficFile {
@@ -63,7 +72,9 @@ impl TrafficFile {
     }
 }
 
-/// The Parquet files a path names: a file, a folder's `.parquet` files, or a glob's matches.
+/// The Parquet files a path names: a file, every `.parquet` file below a folder (Hive and Spark
+/// layouts included), or a glob's matches. Hidden files and `_`-prefixed ones (`_SUCCESS`,
+/// `_common_metadata`) are skipped, as pyarrow and Spark skip them.
 pub fn resolve_path(path: &Path) -> Result<Vec<PathBuf>> {
     let text = path.to_string_lossy();
     let mut files: Vec<PathBuf> = if text.contains(['*', '?', '[']) {
@@ -73,11 +84,24 @@ pub fn resolve_path(path: &Path) -> Result<Vec<PathBuf>> {
             .filter(|p| p.is_file())
             .collect()
     } else if path.is_dir() {
-        std::fs::read_dir(path)
-            .map_err(|e| Error::invalid(Problem::new(path.display().to_string(), format!("cannot list the folder: {e}"))))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "parquet" || x == "parq"))
-            .collect()
+        let mut found = Vec::new();
+        let mut folders = vec![path.to_path_buf()];
+        while let Some(folder) = folders.pop() {
+            let entries = std::fs::read_dir(&folder)
+                .map_err(|e| Error::invalid(Problem::new(folder.display().to_string(), format!("cannot list the folder: {e}"))))?;
+            for entry in entries.filter_map(|e| e.ok()) {
+                let (entry, name) = (entry.path(), entry.file_name().to_string_lossy().into_owned());
+                if name.starts_with(['.', '_']) {
+                    continue;
+                }
+                if entry.is_dir() {
+                    folders.push(entry);
+                } else if entry.extension().is_some_and(|x| x == "parquet" || x == "parq") {
+                    found.push(entry);
+                }
+            }
+        }
+        found
     } else {
         vec![path.to_path_buf()]
     };
@@ -85,19 +109,59 @@ pub fn resolve_path(path: &Path) -> Result<Vec<PathBuf>> {
     if files.is_empty() {
         return Err(Error::invalid(
             Problem::new(format!("traffic.path = \"{text}\""), "names no Parquet files")
-                .fix("point it at a .parquet file, a folder of them, or a glob such as logs/*.parquet"),
+                .fix("point it at a .parquet file, a folder of them (Hive partitions such as date=2013-09-01/ included), or a glob such as logs/*.parquet"),
         ));
     }
     Ok(files)
+}
+
+/// The Hive partition keys in the folders between `root` and `file`: `date=2013-09-01` gives
+/// (`date`, `2013-09-01`), with `%XX` escapes decoded and `__HIVE_DEFAULT_PARTITION__` as null.
+fn hive_partitions(root: &Path, file: &Path) -> Vec<(String, Option<String>)> {
+    let Ok(relative) = file.strip_prefix(root) else { return Vec::new() };
+    let folders = relative.parent().into_iter().flat_map(|p| p.components());
+    folders
+        .filter_map(|c| {
+            let text = c.as_os_str().to_string_lossy();
+            let (key, value) = text.split_once('=')?;
+            let value = (value != "__HIVE_DEFAULT_PARTITION__").then(|| percent_decode(value));
+            Some((percent_decode(key), value))
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes (Spark and Hive escape `/`, `=`, `%`, `:` and others in partition folders).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%').then(|| text.get(i + 1..i + 3)).flatten().and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Opens every traffic file (reading footers only) and orders them by time.
 pub fn open(traffic: &Traffic) -> Result<Vec<TrafficFile>> {
     let mut problems = Vec::new();
     let mut files = Vec::new();
+    let root = if traffic.path.is_dir() { Some(traffic.path.as_path()) } else { None };
     for path in resolve_path(&traffic.path)? {
         match open_file(&path, &traffic.time) {
-            Ok(f) => files.push(f),
+            Ok(mut f) => {
+                f.partitions = root.map(|r| hive_partitions(r, &path)).unwrap_or_default();
+                files.push(f);
+            }
             Err(p) => problems.push(p),
         }
     }
@@ -112,12 +176,38 @@ pub fn open(traffic: &Traffic) -> Result<Vec<TrafficFile>> {
 fn open_file(path: &Path, time_column: &str) -> std::result::Result<TrafficFile, Problem> {
     let location = path.display().to_string();
     let file = File::open(path).map_err(|e| Problem::new(&location, format!("cannot open: {e}")))?;
+    if let Some(problem) = not_parquet(&file, &location) {
+        return Err(problem);
+    }
     let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
         Problem::new(&location, format!("not a readable Parquet file: {e}"))
             .fix("the file may be truncated or still being written; re-export it")
     })?;
     let time_ranges = row_group_time_ranges(&metadata, time_column).unwrap_or_else(|| vec![None; metadata.metadata().num_row_groups()]);
-    Ok(TrafficFile { path: path.to_path_buf(), metadata, time_ranges })
+    Ok(TrafficFile { path: path.to_path_buf(), metadata, time_ranges, partitions: Vec::new() })
+}
+
+/// A file that does not start with Parquet's magic bytes is not Parquet at all (a CSV or JSON log
+/// named `.parquet`, an empty file): say what it looks like, not that it may be truncated.
+fn not_parquet(file: &File, location: &str) -> Option<Problem> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(64);
+    file.take(64).read_to_end(&mut head).ok()?;
+    if head.starts_with(b"PAR1") {
+        return None;
+    }
+    let looks = if head.is_empty() {
+        "it is empty".to_string()
+    } else if let Ok(text) = std::str::from_utf8(&head) {
+        let line = text.lines().next().unwrap_or_default();
+        let kind = if line.trim_start().starts_with(['{', '[']) { "JSON" } else if line.contains(',') || line.contains('\t') { "CSV" } else { "plain" };
+        format!("it holds {kind} text (\"{}\")", line.chars().take(40).collect::<String>())
+    } else {
+        "it does not start with Parquet's magic bytes PAR1".to_string()
+    };
+    Some(Problem::new(location, format!("is not a Parquet file: {looks}")).fix(
+        "convert it to Parquet (e.g. polars: pl.read_csv(p).write_parquet(\"log.parquet\")), or point traffic.path at the Parquet log",
+    ))
 }
 
 /// The time column's min and max per row group from Parquet statistics, in UTC microseconds.
@@ -162,6 +252,12 @@ impl Layout {
         }
     }
 
+    /// Whether segment column `s` is stored in the score cache under its own name: a segment that
+    /// is also the entity column is stored once, as the entity.
+    pub fn stores_segment(&self, s: &str) -> bool {
+        s != self.entity
+    }
+
     /// Every column read, with the key that names it in the scenario and its role.
     fn columns(&self) -> Vec<(String, &str, ColumnRole)> {
         let mut out = vec![
@@ -177,6 +273,25 @@ impl Layout {
     }
 }
 
+/// The log's own types of the columns the score cache stores converted (ids, entities and
+/// segments as strings, labels as doubles, times as UTC microseconds), so `scores.parquet` can be
+/// written back in them and join the log without casts. Only types a cast restores exactly are
+/// listed: integers, floats, booleans and timestamps.
+pub fn restorable_types(files: &[TrafficFile], layout: &Layout) -> Vec<(String, DataType)> {
+    let Some(schema) = files.first().map(TrafficFile::schema) else { return Vec::new() };
+    let names = [&layout.id, &layout.time, &layout.entity].into_iter().chain(&layout.segments).chain(&layout.label).chain(&layout.label_time);
+    let mut out: Vec<(String, DataType)> = Vec::new();
+    for name in names {
+        let Ok(field) = schema.field_with_name(name) else { continue };
+        let ty = field.data_type();
+        let restorable = ty.is_integer() || ty.is_floating() || matches!(ty, DataType::Boolean | DataType::Timestamp(_, _));
+        if restorable && !out.iter().any(|(n, _)| n == name) {
+            out.push((name.clone(), ty.clone()));
+        }
+    }
+    out
+}
+
 /// Checks every needed column exists in every file with a type its role accepts.
 pub fn check_columns(files: &[TrafficFile], layout: &Layout) -> Vec<Problem> {
     let mut problems = Vec::new();
@@ -184,7 +299,13 @@ pub fn check_columns(files: &[TrafficFile], layout: &Layout) -> Vec<Problem> {
         let schema = file.schema();
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         for (key, column, role) in layout.columns() {
+            let partition = file.partitions.iter().any(|(k, _)| k == column);
             match schema.column_with_name(column) {
+                None if partition && role == ColumnRole::Key => {}
+                None if partition => problems.push(
+                    Problem::new(format!("{}: column \"{column}\" ({key})", file.path.display()), "is a Hive partition key: its values are text")
+                        .fix("use partition keys as segments, entities or ids; write numbers and times into the files themselves"),
+                ),
                 None => {
                     let mut p = Problem::new(
                         format!("{}: column \"{column}\"", file.path.display()),
@@ -229,24 +350,112 @@ impl TrafficBatch {
         self.time.len()
     }
 
+    /// A batch of no rows (stands in for a finished file in a merge).
+    fn empty() -> Self {
+        let strings = || -> ArrayRef { Arc::new(StringArray::from(Vec::<&str>::new())) };
+        Self { id: strings(), time: Vec::new(), entity: strings(), segments: Vec::new(), label: None, label_time: None, features: Vec::new() }
+    }
+
+    /// Rows `offset..offset + len`.
+    fn slice(&self, offset: usize, len: usize) -> Self {
+        let range = offset..offset + len;
+        Self {
+            id: self.id.slice(offset, len),
+            time: self.time[range.clone()].to_vec(),
+            entity: self.entity.slice(offset, len),
+            segments: self.segments.iter().map(|s| s.slice(offset, len)).collect(),
+            label: self.label.as_ref().map(|l| l.slice(offset, len)),
+            label_time: self.label_time.as_ref().map(|l| l[range.clone()].to_vec()),
+            features: self.features.iter().map(|f| f[range.clone()].to_vec()).collect(),
+        }
+    }
+
+    /// The rows where `keep` is true.
+    fn filter(&self, keep: &[bool]) -> Self {
+        let mask = BooleanArray::from(keep.to_vec());
+        let pick = |a: &ArrayRef| arrow::compute::filter(a, &mask).expect("a mask of the batch's length");
+        let kept = |v: &[Micros]| v.iter().zip(keep).filter(|(_, k)| **k).map(|(t, _)| *t).collect::<Vec<_>>();
+        Self {
+            id: pick(&self.id),
+            time: kept(&self.time),
+            entity: pick(&self.entity),
+            segments: self.segments.iter().map(pick).collect(),
+            label: self.label.as_ref().map(|l| pick(&(Arc::new(l.clone()) as ArrayRef)).as_primitive::<arrow::datatypes::Float64Type>().clone()),
+            label_time: self.label_time.as_ref().map(|l| l.iter().zip(keep).filter(|(_, k)| **k).map(|(t, _)| *t).collect()),
+            features: self.features.iter().map(|f| f.iter().zip(keep).filter(|(_, k)| **k).map(|(v, _)| *v).collect()).collect(),
+        }
+    }
+
+    /// Rows picked from several batches: `picks` are (source, row) pairs, in output order.
+    fn interleave(sources: &[&TrafficBatch], picks: &[(usize, usize)]) -> Result<Self> {
+        let arrays = |get: &dyn Fn(&TrafficBatch) -> ArrayRef| -> Result<ArrayRef> {
+            let columns: Vec<ArrayRef> = sources.iter().map(|b| get(b)).collect();
+            let refs: Vec<&dyn Array> = columns.iter().map(|a| a.as_ref()).collect();
+            arrow::compute::interleave(&refs, picks).map_err(|e| Error::Internal(e.to_string()))
+        };
+        let live = sources.iter().find(|b| !b.is_empty()).expect("rows are picked from a batch");
+        let typed = |b: &TrafficBatch, k: usize| -> ArrayRef { if b.is_empty() { arrow::array::new_empty_array(live.segments[k].data_type()) } else { b.segments[k].clone() } };
+        let label = match &live.label {
+            None => None,
+            Some(_) => {
+                let get = |b: &TrafficBatch| -> ArrayRef { Arc::new(b.label.clone().unwrap_or_else(|| Float64Array::from(Vec::<f64>::new()))) };
+                Some(arrays(&get)?.as_primitive::<arrow::datatypes::Float64Type>().clone())
+            }
+        };
+        Ok(Self {
+            id: arrays(&|b| b.id.clone())?,
+            time: picks.iter().map(|&(s, r)| sources[s].time[r]).collect(),
+            entity: arrays(&|b| b.entity.clone())?,
+            segments: (0..live.segments.len()).map(|k| arrays(&|b| typed(b, k))).collect::<Result<_>>()?,
+            label,
+            label_time: live.label_time.as_ref().map(|_| picks.iter().map(|&(s, r)| sources[s].label_time.as_ref().expect("every file has label times")[r]).collect()),
+            features: (0..live.features.len()).map(|f| picks.iter().map(|&(s, r)| sources[s].features[f][r]).collect()).collect(),
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.time.is_empty()
     }
 }
 
-/// Streams the traffic in the window, file after file, one batch at a time.
-pub struct Batches<'a> {
+/// Streams the requests in the window of some files, file after file, one batch at a time.
+struct FileStream<'a> {
     files: &'a [TrafficFile],
     traffic: &'a Traffic,
     layout: &'a Layout,
+    rules: &'a Rules,
     batch_rows: usize,
     next_file: usize,
-    current: Option<(usize, ParquetRecordBatchReader)>,
+    current: Option<Reading>,
 }
 
-impl<'a> Batches<'a> {
-    pub fn new(files: &'a [TrafficFile], traffic: &'a Traffic, layout: &'a Layout, batch_rows: usize) -> Self {
-        Self { files, traffic, layout, batch_rows, next_file: 0, current: None }
+/// The file being read: its reader, the row groups and columns it reads, and the rows read so far
+/// (to name the row group that cannot be decoded).
+struct Reading {
+    index: usize,
+    reader: ParquetRecordBatchReader,
+    groups: Vec<usize>,
+    columns: Vec<usize>,
+    rows: i64,
+}
+
+impl Reading {
+    /// The row groups from the one holding the next row to read on (a batch may span several).
+    fn groups_at_failure(&self, file: &TrafficFile) -> Vec<usize> {
+        let mut before = 0;
+        for (i, &g) in self.groups.iter().enumerate() {
+            before += file.metadata.metadata().row_group(g).num_rows();
+            if before > self.rows {
+                return self.groups[i..].to_vec();
+            }
+        }
+        self.groups.clone()
+    }
+}
+
+impl<'a> FileStream<'a> {
+    fn new(files: &'a [TrafficFile], traffic: &'a Traffic, layout: &'a Layout, rules: &'a Rules, batch_rows: usize) -> Self {
+        Self { files, traffic, layout, rules, batch_rows, next_file: 0, current: None }
     }
 
     fn open_next(&mut self) -> Result<bool> {
@@ -255,25 +464,34 @@ impl<'a> Batches<'a> {
         self.next_file += 1;
         let handle = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
         let schema = file.schema();
-        let wanted: Vec<usize> = self
+        let columns: Vec<usize> = self
             .layout
             .columns()
             .iter()
             .filter_map(|(_, name, _)| schema.index_of(name).ok())
             .collect();
-        let mask = ProjectionMask::roots(file.metadata.parquet_schema(), wanted);
+        let mask = ProjectionMask::roots(file.metadata.parquet_schema(), columns.clone());
+        let groups = file.row_groups_in(self.traffic);
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
             .with_projection(mask)
-            .with_row_groups(file.row_groups_in(self.traffic))
+            .with_row_groups(groups.clone())
             .with_batch_size(self.batch_rows)
             .build()
             .map_err(|e| data_error(&file.path, e))?;
-        self.current = Some((index, reader));
+        self.current = Some(Reading { index, reader, groups, columns, rows: 0 });
         Ok(true)
     }
 
     fn convert(&self, file: &TrafficFile, batch: &RecordBatch) -> Result<TrafficBatch> {
-        let column = |name: &str| -> ArrayRef { batch.column_by_name(name).expect("projected column is present").clone() };
+        let column = |name: &str| -> ArrayRef {
+            match batch.column_by_name(name) {
+                Some(array) => array.clone(),
+                None => {
+                    let (_, value) = file.partitions.iter().find(|(k, _)| k == name).expect("a column is projected or a partition key");
+                    Arc::new(arrow::array::StringArray::from(vec![value.as_deref(); batch.num_rows()]))
+                }
+            }
+        };
         let bad = |name: &str, e: String| Error::invalid(Problem::new(format!("{}: column \"{name}\"", file.path.display()), e));
 
         let times = to_micros(&column(&self.layout.time)).map_err(|e| bad(&self.layout.time, e))?;
@@ -291,10 +509,28 @@ impl<'a> Batches<'a> {
         let key = |name: &str| -> Result<ArrayRef> { select(to_utf8(&column(name)).map_err(|e| bad(name, e))?) };
         let id = key(&self.layout.id)?;
         let entity = key(&self.layout.entity)?;
-        let segments = self.layout.segments.iter().map(|s| key(s)).collect::<Result<Vec<_>>>()?;
+        let segments = self
+            .layout
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                let values = key(s)?;
+                Ok(match self.rules.kept.get(k) {
+                    Some(Some(_)) => {
+                        let values = values.as_string::<i32>();
+                        Arc::new(values.iter().map(|v| v.map(|v| self.rules.segment(k, v))).collect::<StringArray>()) as ArrayRef
+                    }
+                    _ => values,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let label = match &self.layout.label {
             Some(name) => {
-                let values = to_f64(&column(name)).map_err(|e| bad(name, e))?;
+                let mut values = to_f64(&column(name)).map_err(|e| bad(name, e))?;
+                if let Some(k) = self.rules.positive_class {
+                    values = values.iter().map(|y| y.map(|y| f64::from(u8::from(y == k)))).collect();
+                }
                 let selected = select(Arc::new(values))?;
                 Some(selected.as_any().downcast_ref::<Float64Array>().expect("f64 stays f64").clone())
             }
@@ -320,7 +556,7 @@ impl<'a> Batches<'a> {
     }
 }
 
-impl Iterator for Batches<'_> {
+impl Iterator for FileStream<'_> {
     type Item = Result<TrafficBatch>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -332,18 +568,123 @@ impl Iterator for Batches<'_> {
                     Err(e) => return Some(Err(e)),
                 }
             }
-            let (index, reader) = self.current.as_mut().expect("a reader is open");
-            let file = &self.files[*index];
-            match reader.next() {
-                None => self.current = None,
-                Some(Err(e)) => return Some(Err(data_error(&file.path, e))),
-                Some(Ok(batch)) => {
+            let files = self.files;
+            let reading = self.current.as_mut().expect("a reader is open");
+            let file = &files[reading.index];
+            let failed = |reading: &Reading, message: String| decode::damaged(file, &reading.groups_at_failure(file), &reading.columns, &message);
+            match decode::contained(|| reading.reader.next()) {
+                Ok(None) => self.current = None,
+                Ok(Some(Err(e))) => return Some(Err(failed(reading, e.to_string()))),
+                Err(panic) => return Some(Err(failed(reading, panic))),
+                Ok(Some(Ok(batch))) => {
+                    reading.rows += batch.num_rows() as i64;
                     let converted = self.convert(file, &batch);
                     match converted {
                         Ok(b) if b.is_empty() => continue,
                         other => return Some(other),
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Streams the requests of files read together (a [`Group`]) in time order: each file is sorted,
+/// and the files are merged row by row by time (ties in file order), holding one batch per file.
+/// Segment values beyond the kept ones become "(other)", and later copies of duplicated ids are
+/// dropped, as the survey's [`Rules`] say.
+pub struct Batches<'a> {
+    streams: Vec<FileStream<'a>>,
+    /// Per file: its current batch and the next row of it to emit.
+    heads: Vec<Option<(TrafficBatch, usize)>>,
+    rules: &'a Rules,
+    /// Duplicated ids already replayed once.
+    replayed: HashSet<String>,
+    batch_rows: usize,
+}
+
+impl<'a> Batches<'a> {
+    /// The requests of `files` (each sorted by time), merged by time.
+    pub fn new(files: impl IntoIterator<Item = &'a TrafficFile>, traffic: &'a Traffic, layout: &'a Layout, rules: &'a Rules, batch_rows: usize) -> Self {
+        let streams: Vec<FileStream<'a>> = files.into_iter().map(|f| FileStream::new(std::slice::from_ref(f), traffic, layout, rules, batch_rows)).collect();
+        let heads = (0..streams.len()).map(|_| None).collect();
+        Self { streams, heads, rules, replayed: HashSet::new(), batch_rows }
+    }
+
+    /// Refills each head that has no rows left; false once every file is done.
+    fn refill(&mut self) -> Result<bool> {
+        for (stream, head) in self.streams.iter_mut().zip(&mut self.heads) {
+            if head.as_ref().is_none_or(|(b, at)| *at >= b.len()) {
+                *head = stream.next().transpose()?.map(|b| (b, 0));
+            }
+        }
+        Ok(self.heads.iter().any(Option::is_some))
+    }
+
+    /// The next rows in time order: until a file's batch runs out or `batch_rows` are taken.
+    fn merge(&mut self) -> Result<TrafficBatch> {
+        let live: Vec<usize> = (0..self.heads.len()).filter(|k| self.heads[*k].is_some()).collect();
+        if let [only] = live.as_slice() {
+            let (batch, at) = self.heads[*only].take().expect("a live head");
+            return Ok(if at == 0 { batch } else { batch.slice(at, batch.len() - at) });
+        }
+        let mut picks: Vec<(usize, usize)> = Vec::with_capacity(self.batch_rows);
+        while picks.len() < self.batch_rows {
+            let (k, _) = live
+                .iter()
+                .map(|&k| {
+                    let (b, at) = self.heads[k].as_ref().expect("a live head");
+                    (k, b.time[*at])
+                })
+                .min_by_key(|&(k, t)| (t, k))
+                .expect("heads are live");
+            let (b, at) = self.heads[k].as_mut().expect("a live head");
+            picks.push((k, *at));
+            *at += 1;
+            if *at >= b.len() {
+                break;
+            }
+        }
+        let sources: Vec<&TrafficBatch> = self.heads.iter().map(|h| h.as_ref().map_or(&*EMPTY_SOURCE, |(b, _)| b)).collect();
+        TrafficBatch::interleave(&sources, &picks)
+    }
+
+    /// Drops the later copies of duplicated ids.
+    fn first_copies(&mut self, batch: TrafficBatch) -> TrafficBatch {
+        if self.rules.duplicated.is_empty() {
+            return batch;
+        }
+        let ids = batch.id.as_string::<i32>();
+        let keep: Vec<bool> = (0..batch.len())
+            .map(|i| !ids.is_valid(i) || !self.rules.duplicated.contains(ids.value(i)) || self.replayed.insert(ids.value(i).to_string()))
+            .collect();
+        if keep.iter().all(|k| *k) {
+            batch
+        } else {
+            batch.filter(&keep)
+        }
+    }
+}
+
+/// Stands in for a finished file among a merge's sources (no row of it is picked).
+static EMPTY_SOURCE: std::sync::LazyLock<TrafficBatch> = std::sync::LazyLock::new(TrafficBatch::empty);
+
+impl Iterator for Batches<'_> {
+    type Item = Result<TrafficBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.refill() {
+                Ok(false) => return None,
+                Err(e) => return Some(Err(e)),
+                Ok(true) => {}
+            }
+            let batch = match self.merge() {
+                Ok(b) => self.first_copies(b),
+                Err(e) => return Some(Err(e)),
+            };
+            if !batch.is_empty() {
+                return Some(Ok(batch));
             }
         }
     }

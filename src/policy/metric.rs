@@ -4,6 +4,33 @@ use serde::Serialize;
 
 use crate::stats::guardrail::Better;
 
+/// What the models predict, decided once from the label and the scores: which quality metrics
+/// mean anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// A 0/1 label and probabilities of class 1 (or of the scenario's `class`).
+    BinaryClassification,
+    /// Class ids as the label and the probability of one class (`class = k`): judged as the
+    /// binary classification "is it class k" (label == k).
+    OneClassOfMulticlass,
+    /// A numeric label and predictions of it.
+    Regression,
+    /// No label column: only errors, latency and the scores themselves can be compared.
+    Unlabelled,
+}
+
+impl Task {
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::BinaryClassification => "binary classification",
+            Task::OneClassOfMulticlass => "one class of a multiclass model",
+            Task::Regression => "regression",
+            Task::Unlabelled => "unlabelled",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
@@ -107,6 +134,16 @@ impl Metric {
     /// Quality metrics are judged on labels that have arrived by the check.
     pub fn needs_labels(self) -> bool {
         matches!(self, Metric::Accuracy | Metric::LogLoss | Metric::Brier | Metric::Auc | Metric::Ece | Metric::ExpectedCost | Metric::Mae | Metric::Rmse)
+    }
+
+    /// Whether the metric means anything for `task`: probability metrics need a 0/1 label; errors
+    /// of a prediction (MAE, RMSE) fit both kinds of label.
+    pub fn fits(self, task: Task) -> bool {
+        match task {
+            Task::BinaryClassification | Task::OneClassOfMulticlass => true,
+            Task::Regression => !self.needs_labels() || matches!(self, Metric::Mae | Metric::Rmse),
+            Task::Unlabelled => !self.needs_labels(),
+        }
     }
 
     /// Whether the metric is read from an arm's histograms (latency quantiles, score drift, AUC, ECE).

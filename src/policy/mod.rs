@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-pub use metric::{Metric, Statistic};
+pub use metric::{Metric, Statistic, Task};
 
 use crate::error::Problem;
 use crate::scenario::raw::RawTime;
@@ -249,6 +249,30 @@ impl Policy {
             gates.push(RawGate { metric: "log_loss".into(), kind: "non_inferiority".into(), margin: Some(0.02), segments, ..Default::default() });
         }
         gates
+    }
+
+    /// Fits the policy to the task the data turned out to be: the default policy judges a
+    /// regression by MAE instead of log loss (non-inferior within 2%, required from 25% as well);
+    /// a scenario's gate on a metric the task has no meaning for is a problem naming the gate.
+    pub fn fit_task(&mut self, task: Task, why: &str, file: &str) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if self.default_gates {
+            for gate in self.gates.iter_mut().filter(|g| g.metric == Metric::LogLoss && task == Task::Regression) {
+                gate.metric = Metric::Mae;
+            }
+            self.gates.retain(|g| g.metric.fits(task));
+            return problems;
+        }
+        for (i, gate) in self.gates.iter().enumerate().filter(|(_, g)| !g.metric.fits(task)) {
+            let fix = match task {
+                Task::Regression => "gate on mae or rmse, which judge a numeric label",
+                _ => "name a label column (traffic.label) or gate on error_rate, latency or score metrics",
+            };
+            problems.push(
+                Problem::new(format!("{file}: gates[{i}].metric = \"{}\"", gate.metric.name()), format!("does not fit the task: {} ({why})", task.name())).fix(fix),
+            );
+        }
+        problems
     }
 
     /// Validates the policy sections; problems are named by key path in `file`.

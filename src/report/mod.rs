@@ -27,7 +27,7 @@ pub use terminal::print_run;
 pub use view::Invocation;
 
 use crate::atomic::Pending;
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 use crate::oracle::Oracle;
 use crate::run::Prepared;
 use crate::runtime::RuntimeInfo;
@@ -44,6 +44,10 @@ pub struct Summary {
     pub window: Window,
     /// The traffic's column roles.
     pub columns: Columns,
+    /// What the models predict, as decided from the label and the scores on the first rows.
+    pub task: crate::score::probe::FirstRows,
+    /// What the run took for granted where the scenario is silent.
+    pub assumptions: Vec<String>,
     pub runtime: RuntimeInfo,
     pub inputs: Vec<Input>,
     pub models: BTreeMap<&'static str, ModelInfo>,
@@ -104,7 +108,10 @@ pub struct ModelInfo {
     pub path: String,
     pub blake3: String,
     pub output: String,
-    pub class: Option<i64>,
+    pub class: Option<crate::scenario::Class>,
+    /// Omitted when the output is the score itself.
+    #[serde(skip_serializing_if = "crate::scenario::Transform::is_none")]
+    pub transform: crate::scenario::Transform,
     pub features: Vec<String>,
     pub feature_source: FeatureSource,
 }
@@ -115,7 +122,8 @@ impl ModelInfo {
             path: model.spec.path.display().to_string(),
             blake3: model.hash.clone(),
             output: model.output.clone(),
-            class: model.spec.class,
+            class: model.spec.class.clone(),
+            transform: model.spec.transform,
             features: model.features.clone(),
             feature_source: model.feature_source,
         }
@@ -203,6 +211,8 @@ pub fn summary(prepared: &Prepared, oracle: &Oracle, simulation: simulation::Sim
             let t = &scenario.traffic;
             Columns { time: t.time.clone(), entity: t.entity.clone(), id: t.id.clone(), label: t.label.clone(), label_time: t.label_time.clone(), segments: t.segments.clone() }
         },
+        task: prepared.probe.clone(),
+        assumptions: prepared.assumptions.clone(),
         runtime: prepared.runtime.info(),
         inputs,
         models: BTreeMap::from([("stable", ModelInfo::of(&prepared.stable)), ("candidate", ModelInfo::of(&prepared.candidate))]),
@@ -231,7 +241,7 @@ pub fn write_run(out_dir: &Path, parts: &[PathBuf], summary: &Summary, extra: &R
     let pending = Pending::new(out_dir);
     let dir = pending.path();
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    concatenate(parts, &dir.join("scores.parquet"))?;
+    concatenate(parts, &dir.join("scores.parquet"), &extra.types)?;
     std::fs::write(dir.join("summary.json"), to_json(summary)).map_err(|e| Error::io(out_dir.join("summary.json"), e))?;
     simulation::write_checks(&dir.join("checks.parquet"), extra.setup, extra.run)?;
     std::fs::write(dir.join("policy.toml"), simulation::policy_toml(extra.setup.policy)).map_err(|e| Error::io(out_dir.join("policy.toml"), e))?;
@@ -242,7 +252,7 @@ pub fn write_run(out_dir: &Path, parts: &[PathBuf], summary: &Summary, extra: &R
     timings.peak_rss_mib = peak_rss_mib();
     timings.total_seconds = started.elapsed().as_secs_f64();
     std::fs::write(dir.join("timings.json"), to_json(timings)).map_err(|e| Error::io(out_dir.join("timings.json"), e))?;
-    pending.commit()?;
+    pending.commit_output("run")?;
     Ok(())
 }
 
@@ -251,13 +261,24 @@ pub struct RunFiles<'a> {
     pub setup: &'a crate::simulate::Setup<'a>,
     pub run: &'a crate::simulate::Run,
     pub invocation: &'a Invocation,
+    /// The log's types of the columns `scores.parquet` gives back in them ([`crate::ingest::restorable_types`]).
+    pub types: Vec<(String, arrow::datatypes::DataType)>,
 }
 
 /// Renders the review report of the run folder `dir` from its files: `report.html` and
 /// `charts/*.png`. The charts folder is replaced whole and the page written last, each under a
 /// temporary name first, so a failed render never leaves a page that looks complete.
 pub fn write_report(dir: &Path) -> Result<PathBuf> {
-    render_report(dir, dir)
+    // A folder that is not a run is named as such first.
+    let view = view::RunView::load(dir)?;
+    // The charts folder is replaced whole: only in a folder `run` wrote, holding nothing else.
+    crate::atomic::replaceable(dir).map_err(|message| {
+        Error::invalid(Problem::new(dir.display().to_string(), message).fix("pass a folder `canary-replay run` wrote, holding only the files it wrote"))
+    })?;
+    crate::atomic::sweep_stale(dir);
+    let page = render(view, dir)?;
+    crate::atomic::write_marker(dir, "run")?;
+    Ok(page)
 }
 
 /// Renders the report of the run folder `dir`, which will be found at `shown_as` (a run is
@@ -265,6 +286,11 @@ pub fn write_report(dir: &Path) -> Result<PathBuf> {
 fn render_report(dir: &Path, shown_as: &Path) -> Result<PathBuf> {
     let mut view = view::RunView::load(dir)?;
     view.dir = shown_as.to_path_buf();
+    render(view, dir)
+}
+
+/// Writes the charts and the page of `view` into `dir`.
+fn render(view: view::RunView, dir: &Path) -> Result<PathBuf> {
     let charts = charts::all(&view)?;
     let html = page::render(&view, &charts);
     let folder = Pending::new(dir.join("charts"));
@@ -285,8 +311,9 @@ pub fn to_json(value: &impl Serialize) -> String {
     text
 }
 
-/// Copies the cache parts into one Parquet file, batch by batch.
-fn concatenate(parts: &[PathBuf], dest: &Path) -> Result<()> {
+/// Copies the cache parts into one Parquet file, batch by batch, with the columns of `types` cast
+/// back to the log's types.
+fn concatenate(parts: &[PathBuf], dest: &Path, types: &[(String, arrow::datatypes::DataType)]) -> Result<()> {
     let io = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", dest.display()));
     let mut writer: Option<ArrowWriter<File>> = None;
     for part in parts {
@@ -294,6 +321,7 @@ fn concatenate(parts: &[PathBuf], dest: &Path) -> Result<()> {
         let reader = ParquetRecordBatchReaderBuilder::try_new(handle).and_then(|b| b.with_batch_size(65_536).build()).map_err(io)?;
         for batch in reader {
             let batch = batch.map_err(|e| Error::Internal(format!("reading {}: {e}", part.display())))?;
+            let batch = restore_types(batch, types).map_err(|e| Error::Internal(format!("writing {}: {e}", dest.display())))?;
             if writer.is_none() {
                 let file = File::create(dest).map_err(|e| Error::io(dest, e))?;
                 let properties = WriterProperties::builder()
@@ -309,6 +337,27 @@ fn concatenate(parts: &[PathBuf], dest: &Path) -> Result<()> {
         w.close().map_err(io)?;
     }
     Ok(())
+}
+
+/// `batch` with each column named in `types` cast to that type.
+fn restore_types(batch: arrow::array::RecordBatch, types: &[(String, arrow::datatypes::DataType)]) -> std::result::Result<arrow::array::RecordBatch, arrow::error::ArrowError> {
+    use arrow::datatypes::{Field, Schema};
+    let schema = batch.schema();
+    let mut fields: Vec<Field> = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        match types.iter().find(|(name, _)| name == field.name()).filter(|(_, ty)| ty != field.data_type()) {
+            Some((_, ty)) => {
+                columns.push(arrow::compute::cast(column, ty)?);
+                fields.push(field.as_ref().clone().with_data_type(ty.clone()));
+            }
+            None => {
+                columns.push(column.clone());
+                fields.push(field.as_ref().clone());
+            }
+        }
+    }
+    arrow::array::RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields).with_metadata(schema.metadata().clone())), columns)
 }
 
 /// The process's peak resident set size, from /proc (Linux only).

@@ -71,6 +71,26 @@ pub struct Traffic {
     /// Inclusive window of request times.
     pub start: Option<Micros>,
     pub end: Option<Micros>,
+    /// What to do with a request id seen before.
+    pub duplicates: Duplicates,
+    /// Sort files that are not sorted by time, instead of refusing them.
+    pub sort: bool,
+    /// Values judged one by one per segment column; the rest become [`OTHER`].
+    pub max_segment_values: usize,
+}
+
+/// The segment value that stands for every value beyond `traffic.max_segment_values`.
+pub const OTHER: &str = "(other)";
+
+/// What to do with requests whose id was seen before (a log written twice, a retried export).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Duplicates {
+    /// Refuse the log, naming how many and the first.
+    #[default]
+    Error,
+    /// Replay the first request with each id (in time order) and drop the rest.
+    KeepFirst,
 }
 
 impl Traffic {
@@ -117,9 +137,48 @@ pub struct ModelSpec {
     /// Output to read the score from; `None` picks it from the model.
     pub output: Option<String>,
     /// Class column or ZipMap key; `None` means 1 for two classes.
-    pub class: Option<i64>,
+    pub class: Option<Class>,
+    /// What turns the model's raw output into the score (logits into probabilities).
+    pub transform: Transform,
     /// Feature columns in input order; `None` reads the model's `feature_names` metadata.
     pub features: Option<Vec<String>>,
+}
+
+/// Which class a model's score is: a column of an `[N, classes]` output, or a ZipMap key (an
+/// integer, or a string for pipelines trained on string labels).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Class {
+    Index(i64),
+    Key(String),
+}
+
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Class::Index(i) => write!(f, "{i}"),
+            Class::Key(k) => write!(f, "\"{k}\""),
+        }
+    }
+}
+
+/// What turns a model's raw output into its score.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transform {
+    /// The output is the score (probabilities, or a regressor's prediction).
+    #[default]
+    None,
+    /// The output is a logit: the score is 1 / (1 + e^−x) (a BCEWithLogits-trained head).
+    Sigmoid,
+    /// The output holds one logit per class: the score is the class's softmax probability.
+    Softmax,
+}
+
+impl Transform {
+    pub fn is_none(&self) -> bool {
+        *self == Transform::None
+    }
 }
 
 /// Scoring settings.

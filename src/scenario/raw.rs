@@ -17,9 +17,18 @@ pub enum RawTime {
 
 impl RawTime {
     pub fn parse(&self) -> Result<crate::time::Micros, String> {
+        crate::time::parse_timestamp(&self.text())
+    }
+
+    /// As the inclusive end of a window: a date alone covers the whole day.
+    pub fn parse_end(&self) -> Result<crate::time::Micros, String> {
+        crate::time::parse_inclusive_end(&self.text())
+    }
+
+    fn text(&self) -> String {
         match self {
-            RawTime::Text(s) => crate::time::parse_timestamp(s),
-            RawTime::Toml(d) => crate::time::parse_timestamp(&d.to_string()),
+            RawTime::Text(s) => s.clone(),
+            RawTime::Toml(d) => d.to_string(),
         }
     }
 }
@@ -81,8 +90,16 @@ pub struct RawTraffic {
     pub segments: Vec<String>,
     /// First request time to replay (inclusive), RFC 3339.
     pub start: Option<RawTime>,
-    /// Last request time to replay (inclusive), RFC 3339.
+    /// Last request time to replay (inclusive), RFC 3339; a date alone covers the whole day.
     pub end: Option<RawTime>,
+    /// What to do with requests whose id was seen before: "error" (default) or "keep_first".
+    pub duplicates: Option<String>,
+    /// Sort files that are not sorted by time (an external sort in bounded memory) instead of
+    /// refusing them (default false).
+    pub sort: Option<bool>,
+    /// Segment values judged one by one per segment column, the most frequent first; the rest are
+    /// judged together as "(other)" (default 100).
+    pub max_segment_values: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,8 +118,11 @@ pub struct RawModel {
     pub path: String,
     /// Output holding the score (default: `probabilities`, or the model's only float output).
     pub output: Option<String>,
-    /// Column of a `[N, classes]` output, or key of a ZipMap output (default 1 for two classes).
-    pub class: Option<i64>,
+    /// Column of a `[N, classes]` output, or key of a ZipMap output: a number, or a string for
+    /// models trained on string labels (default 1 for two classes).
+    pub class: Option<super::Class>,
+    /// "sigmoid" when the output is a logit, "softmax" for one logit per class (default "none").
+    pub transform: Option<String>,
     /// Feature columns of this model, in input order (overrides `[features] columns`).
     pub features: Option<Vec<String>>,
 }

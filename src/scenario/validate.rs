@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::raw::{RawModel, RawScenario, RawScoring, RawTime, RawTraffic};
-use super::{ModelSpec, Role, Scenario, Scoring, Traffic};
+use super::{Class, Duplicates, ModelSpec, Role, Scenario, Scoring, Traffic, Transform};
 use crate::error::Problem;
 use crate::policy::{self, Policy, RawPolicy, TrafficShape};
 use crate::time::{format_timestamp, parse_duration, Micros};
@@ -58,8 +58,8 @@ impl Checker<'_> {
         path
     }
 
-    fn time(&mut self, key: &str, value: &Option<RawTime>) -> Option<Micros> {
-        match value.as_ref()?.parse() {
+    fn time(&mut self, key: &str, value: &Option<RawTime>, parse: fn(&RawTime) -> Result<Micros, String>) -> Option<Micros> {
+        match parse(value.as_ref()?) {
             Ok(t) => Some(t),
             Err(e) => {
                 self.problem(key, e, None);
@@ -203,8 +203,8 @@ fn traffic(c: &mut Checker, raw: &RawTraffic) -> Traffic {
     if label_time.as_ref() == Some(&time) {
         c.problem("traffic.label_time", "is the request time column", Some("labels arrive after requests: use the column holding when the label became known, or traffic.label_delay".into()));
     }
-    let start = c.time("traffic.start", &raw.start);
-    let end = c.time("traffic.end", &raw.end);
+    let start = c.time("traffic.start", &raw.start, RawTime::parse);
+    let end = c.time("traffic.end", &raw.end, RawTime::parse_end);
     if let (Some(s), Some(e)) = (start, end) {
         if s > e {
             c.problem(
@@ -232,18 +232,44 @@ fn traffic(c: &mut Checker, raw: &RawTraffic) -> Traffic {
         if [&time, &id].contains(&s) || label.as_ref() == Some(s) {
             c.problem(&format!("traffic.segments[{i}]"), format!("\"{s}\" is the time, id or label column"), None);
         }
+        if segments[..i].contains(s) {
+            c.problem(&format!("traffic.segments[{i}]"), format!("\"{s}\" is listed twice"), Some("list each segment column once".into()));
+        }
     }
-    Traffic { path, time, entity, id, label, label_time, label_delay, segments, start, end }
+    let duplicates = match raw.duplicates.as_deref() {
+        None | Some("error") => Duplicates::Error,
+        Some("keep_first") => Duplicates::KeepFirst,
+        Some(other) => {
+            c.problem(&format!("traffic.duplicates = \"{other}\""), "is not a way to handle duplicate ids", Some("use \"error\" (the default) or \"keep_first\"".into()));
+            Duplicates::Error
+        }
+    };
+    let max_segment_values = c.int("traffic.max_segment_values", raw.max_segment_values, 100, (1, 100_000), "segment values");
+    let sort = raw.sort.unwrap_or(false);
+    Traffic { path, time, entity, id, label, label_time, label_delay, segments, start, end, duplicates, sort, max_segment_values }
 }
 
 fn model(c: &mut Checker, role: Role, raw: &RawModel) -> ModelSpec {
     let prefix = format!("models.{}", role.name());
     let path = c.path(&format!("{prefix}.path"), &raw.path, "model");
-    if let Some(class) = raw.class {
+    if let Some(Class::Index(class)) = raw.class {
         if class < 0 {
             c.problem(&format!("{prefix}.class = {class}"), "a class column index cannot be negative", None);
         }
     }
+    let transform = match raw.transform.as_deref() {
+        None | Some("none") => Transform::None,
+        Some("sigmoid") => Transform::Sigmoid,
+        Some("softmax") => Transform::Softmax,
+        Some(other) => {
+            c.problem(
+                &format!("{prefix}.transform = \"{other}\""),
+                "is not a transform",
+                Some("use \"sigmoid\" for a logit output, \"softmax\" for one logit per class, or \"none\"".into()),
+            );
+            Transform::None
+        }
+    };
     if let Some(output) = &raw.output {
         c.column(&format!("{prefix}.output"), output);
     }
@@ -253,7 +279,7 @@ fn model(c: &mut Checker, role: Role, raw: &RawModel) -> ModelSpec {
         }
         c.columns(&format!("{prefix}.features"), f)
     });
-    ModelSpec { role, path, output: raw.output.clone(), class: raw.class, features }
+    ModelSpec { role, path, output: raw.output.clone(), class: raw.class.clone(), transform, features }
 }
 
 fn scoring(c: &mut Checker, raw: Option<&RawScoring>) -> Scoring {

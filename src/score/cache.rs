@@ -15,7 +15,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::Serialize;
 
 use super::model::Model;
-use crate::ingest::{timestamp_type, Layout};
+use crate::ingest::{timestamp_type, Layout, Rules};
 use crate::policy::Effect;
 use crate::scenario::{Scenario, Scoring};
 
@@ -41,7 +41,10 @@ pub struct ModelKey {
     pub path: String,
     pub hash: String,
     pub output: String,
-    pub class: Option<i64>,
+    pub class: Option<crate::scenario::Class>,
+    /// Left out when none, so the keys of parts scored before transforms existed stay the same.
+    #[serde(skip_serializing_if = "crate::scenario::Transform::is_none")]
+    pub transform: crate::scenario::Transform,
     pub features: Vec<String>,
 }
 
@@ -51,7 +54,8 @@ impl ModelKey {
             path: model.spec.path.display().to_string(),
             hash: model.hash.clone(),
             output: model.output.clone(),
-            class: model.spec.class,
+            class: model.spec.class.clone(),
+            transform: model.spec.transform,
             features: model.features.clone(),
         }
     }
@@ -63,6 +67,9 @@ pub struct PartInfo {
     pub format: u32,
     pub source: String,
     pub source_hash: String,
+    /// What the survey's cleaning rules change ("(other)" segment values, dropped duplicates).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<String>,
     pub window: (Option<i64>, Option<i64>),
     pub layout: LayoutKey,
     pub stable: ModelKey,
@@ -90,12 +97,19 @@ pub struct LayoutKey {
 }
 
 impl PartInfo {
-    pub fn new(scenario: &Scenario, layout: &Layout, source: &Path, source_hash: String, models: [&Model; 2], onnxruntime: &str) -> Self {
+    /// The part of the files `sources` (path, content hash), read together and merged by time.
+    pub fn new(scenario: &Scenario, layout: &Layout, sources: &[(&Path, String)], rules: &Rules, models: [&Model; 2], onnxruntime: &str) -> Self {
         let Scoring { latency_sample, latency_warmup, .. } = scenario.scoring;
+        // One file keeps the key it always had; files merged by time are keyed by all their hashes.
+        let source_hash = match sources {
+            [(_, hash)] => hash.clone(),
+            _ => blake3::hash(sources.iter().map(|(_, h)| h.as_str()).collect::<Vec<_>>().join(",").as_bytes()).to_hex().to_string(),
+        };
         Self {
             format: FORMAT_VERSION,
-            source: source.display().to_string(),
+            source: sources.iter().map(|(p, _)| p.display().to_string()).collect::<Vec<_>>().join(", "),
             source_hash,
+            rules: rules.key(),
             window: (scenario.traffic.start, scenario.traffic.end),
             layout: LayoutKey {
                 time: layout.time.clone(),
@@ -154,7 +168,7 @@ pub fn part_schema(layout: &Layout) -> SchemaRef {
     if layout.entity != layout.id {
         fields.push(Field::new(&layout.entity, DataType::Utf8, true));
     }
-    fields.extend(layout.segments.iter().map(|s| Field::new(s, DataType::Utf8, true)));
+    fields.extend(layout.segments.iter().filter(|s| layout.stores_segment(s)).map(|s| Field::new(s, DataType::Utf8, true)));
     if let Some(label) = &layout.label {
         fields.push(Field::new(label, DataType::Float64, true));
         fields.push(Field::new(label_time_column(layout), timestamp_type(), true));

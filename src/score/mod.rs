@@ -15,6 +15,7 @@
 pub mod cache;
 pub mod latency;
 pub mod model;
+pub mod probe;
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -121,15 +122,16 @@ pub fn score(
 ) -> Result<Scored> {
     let started = Instant::now();
     std::fs::create_dir_all(&settings.cache.0).map_err(|e| Error::io(&settings.cache.0, e))?;
+    // Parts an interrupted run was writing: whole parts are never left under a temporary name.
+    crate::atomic::sweep_stale(&settings.cache.0);
     let mut plan = Vec::new();
-    for (file, surveyed) in files.iter().zip(&survey.files) {
-        if surveyed.rows_in_window == 0 {
-            continue;
-        }
-        let info = PartInfo::new(scenario, layout, &file.path, hash_file(&file.path)?, models, &runtime.version);
+    for group in &survey.groups {
+        let group_files: Vec<&TrafficFile> = group.files.iter().map(|&i| &files[i]).collect();
+        let sources = group_files.iter().map(|f| Ok((f.path.as_path(), hash_file(&f.path)?))).collect::<Result<Vec<_>>>()?;
+        let info = PartInfo::new(scenario, layout, &sources, &survey.rules, models, &runtime.version);
         let path = settings.cache.part(&info.key());
         let cached = settings.reuse && path.is_file();
-        plan.push((file, surveyed.rows_in_window, info, path, cached));
+        plan.push((group_files, group.rows, info, path, cached));
     }
     let to_score: u64 = plan.iter().filter(|p| !p.4).map(|p| p.1).sum();
     let mut scored = Scored {
@@ -161,12 +163,12 @@ pub fn score(
         scored.setup_seconds = started.elapsed().as_secs_f64();
         let progress = crate::progress::bar(to_score, "scoring", "rows", settings.quiet);
         let missing = Missing::of(scenario, layout, models);
-        for (file, _, info, path, cached) in &plan {
+        for (group_files, _, info, path, cached) in &plan {
             if *cached {
                 continue;
             }
-            let job = Job { scenario, layout, models, missing: &missing };
-            job.score_file(&mut workers, file, info, path, &progress, [&mut scored.stable, &mut scored.candidate])?;
+            let job = Job { scenario, layout, models, missing: &missing, rules: &survey.rules };
+            job.score_group(&mut workers, group_files, info, path, &progress, [&mut scored.stable, &mut scored.candidate])?;
             scored.parts_scored += 1;
         }
         progress.finish_and_clear();
@@ -206,6 +208,7 @@ struct Job<'a> {
     layout: &'a Layout,
     models: [&'a Model; 2],
     missing: &'a [Option<Missing>; 2],
+    rules: &'a crate::ingest::Rules,
 }
 
 /// A `feature_missing` fault as scoring applies it: the model's feature sent as NaN on the
@@ -253,14 +256,14 @@ impl Missing {
 }
 
 impl Job<'_> {
-    /// Streams one traffic file through the workers into a cache part. A reader thread decodes
+    /// Streams a group of traffic files (merged by time) through the workers into a cache part. A reader thread decodes
     /// batches into a bounded queue; each worker takes the next batch, scores it, measures its
     /// latency sample and builds the output batch; this thread restores the order and writes.
     /// On any error every thread is told to stop and the queues are drained so all of them end.
-    fn score_file(
+    fn score_group(
         &self,
         workers: &mut [Worker],
-        file: &TrafficFile,
+        group: &[&TrafficFile],
         info: &PartInfo,
         path: &PathBuf,
         progress: &indicatif::ProgressBar,
@@ -283,9 +286,8 @@ impl Job<'_> {
         let properties = properties.build();
         let schema = part_schema(self.layout);
         let mut writer = ArrowWriter::try_new(handle, schema.clone(), Some(properties)).map_err(|e| Error::Internal(e.to_string()))?;
-        let files = std::slice::from_ref(file);
         let batch_rows = self.scenario.scoring.batch_rows;
-        let (traffic, layout, models, missing) = (&self.scenario.traffic, self.layout, self.models, self.missing);
+        let (traffic, layout, models, missing, rules) = (&self.scenario.traffic, self.layout, self.models, self.missing, self.rules);
         let stop = AtomicBool::new(false);
         // Batches written so far: the reader stays at most `window` batches ahead of the writer,
         // which bounds the reorder buffer even when one batch is slow (e.g. isolating failures).
@@ -298,7 +300,7 @@ impl Job<'_> {
         std::thread::scope(|scope| -> Result<()> {
             let (stop, written) = (&stop, &written);
             scope.spawn(move || {
-                for (seq, batch) in Batches::new(files, traffic, layout, batch_rows).enumerate() {
+                for (seq, batch) in Batches::new(group.iter().copied(), traffic, layout, rules, batch_rows).enumerate() {
                     while seq >= written.load(Ordering::Acquire) + window && !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(std::time::Duration::from_millis(1));
                     }
@@ -469,7 +471,7 @@ fn record_batch(schema: &arrow::datatypes::SchemaRef, layout: &Layout, batch: &T
     if layout.entity != layout.id {
         arrays.push(batch.entity.clone());
     }
-    arrays.extend(batch.segments.iter().cloned());
+    arrays.extend(layout.segments.iter().zip(&batch.segments).filter(|(s, _)| layout.stores_segment(s)).map(|(_, a)| a.clone()));
     if let (Some(label), Some(label_time)) = (&batch.label, &batch.label_time) {
         arrays.push(Arc::new(label.clone()));
         arrays.push(Arc::new(TimestampMicrosecondArray::from(label_time.clone()).with_timezone("UTC")));

@@ -16,7 +16,7 @@ use ort::value::{DynMapValueType, Outlet, TensorElementType, TensorRef, ValueTyp
 
 use crate::error::{Error, Problem, Result};
 use crate::runtime::Runtime;
-use crate::scenario::{ModelSpec, Role};
+use crate::scenario::{Class, ModelSpec, Role, Transform};
 
 /// Element type of a model input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,10 +37,12 @@ pub enum InputLayout {
 /// Which output holds the score, and how to read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputKind {
-    /// A float tensor: `[N]`, `[N, 1]`, or `[N, C]` with a class column.
-    Tensor { class: Option<usize> },
-    /// A ZipMap: a sequence of one map per row, keyed by class.
-    ZipMap { key: ZipKey },
+    /// A float tensor: `[N]`, `[N, 1]`, or `[N, C]` with a class column, and what turns it into
+    /// the score; `columns` is C where the model declares it.
+    Tensor { class: Option<usize>, transform: Transform, columns: Option<usize> },
+    /// A ZipMap: a sequence of one map per row, keyed by class (`None`: string keys and no
+    /// `class` given, so which one is the score cannot be guessed).
+    ZipMap { key: Option<ZipKey> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,10 +84,14 @@ impl Model {
         })?;
         let hash = blake3::hash(&bytes).to_hex().to_string();
         let session = session(runtime, &bytes, 1).map_err(|e| {
-            Error::invalid(
-                Problem::new(&location, format!("is not a model ONNX Runtime {} can load: {}", runtime.version, first_line(&e.to_string())))
+            let message = e.to_string();
+            let problem = match unregistered_operator(&message) {
+                Some((domain, op)) => Problem::new(&location, format!("uses the operator {op} of the domain \"{domain}\", which ONNX Runtime {} does not have", runtime.version))
+                    .fix("export the model with standard ONNX operators only, or without the custom-operator library's ops (ONNX Runtime can only load such a model with that library registered)"),
+                None => Problem::new(&location, format!("is not a model ONNX Runtime {} can load: {}", runtime.version, first_line(&message)))
                     .fix("export the model to ONNX (skl2onnx, onnxmltools, torch.onnx.export) and check the file is complete"),
-            )
+            };
+            Error::invalid(problem)
         })?;
         let mut problems = Vec::new();
         let metadata_features = session.metadata().ok().and_then(|m| m.custom("feature_names")).map(|s| parse_feature_names(&s));
@@ -203,12 +209,12 @@ impl Model {
         let outputs = session.run(values).map_err(err)?;
         let value = outputs.get(&self.output).ok_or_else(|| format!("the run returned no output \"{}\"", self.output))?;
         let scores = match &self.output_kind {
-            OutputKind::Tensor { class } => {
+            OutputKind::Tensor { class, transform, .. } => {
                 if let Ok((shape, data)) = value.try_extract_tensor::<f32>() {
-                    pick(shape, data, *class, n, |v| v as f64)?
+                    pick(shape, data, *class, *transform, n, |v| v as f64)?
                 } else {
                     let (shape, data) = value.try_extract_tensor::<f64>().map_err(err)?;
-                    pick(shape, data, *class, n, |v| v)?
+                    pick(shape, data, *class, *transform, n, |v| v)?
                 }
             }
             OutputKind::ZipMap { key } => {
@@ -218,16 +224,38 @@ impl Model {
                 }
                 let mut out = Vec::with_capacity(n);
                 for map in &maps {
-                    let found = match key {
-                        ZipKey::Int(k) => map.try_extract_key_values::<i64, f32>().map_err(err)?.into_iter().find(|(kk, _)| kk == k).map(|(_, v)| v),
-                        ZipKey::Text(k) => map.try_extract_key_values::<String, f32>().map_err(err)?.into_iter().find(|(kk, _)| kk == k).map(|(_, v)| v),
+                    let entries: Vec<(String, f32)> = match key {
+                        Some(ZipKey::Int(_)) => map.try_extract_key_values::<i64, f32>().map_err(err)?.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                        Some(ZipKey::Text(_)) | None => map.try_extract_key_values::<String, f32>().map_err(err)?,
                     };
-                    out.push(found.ok_or_else(|| format!("output \"{}\" has no class {key:?}", self.output))? as f64);
+                    let wanted = key.as_ref().map(ZipKey::text);
+                    match entries.iter().find(|(k, _)| Some(k) == wanted.as_ref()) {
+                        Some((_, v)) => out.push(*v as f64),
+                        None => return Err(missing_key(&self.output, wanted.as_deref(), &entries)),
+                    }
                 }
                 out
             }
         };
         Ok(scores)
+    }
+}
+
+/// Why a ZipMap row has no score: the key is not among its keys, or none was given.
+fn missing_key(output: &str, wanted: Option<&str>, entries: &[(String, f32)]) -> String {
+    let keys: Vec<String> = entries.iter().map(|(k, _)| format!("\"{k}\"")).collect();
+    match wanted {
+        Some(k) => format!("ZipMap output \"{output}\" has no class \"{k}\"; its keys are {}", keys.join(", ")),
+        None => format!("ZipMap output \"{output}\" is keyed by class names ({}): which one is the score cannot be guessed", keys.join(", ")),
+    }
+}
+
+impl ZipKey {
+    fn text(&self) -> String {
+        match self {
+            ZipKey::Int(k) => k.to_string(),
+            ZipKey::Text(k) => k.clone(),
+        }
     }
 }
 
@@ -238,8 +266,8 @@ pub struct Input {
     f64s: Vec<Vec<f64>>,
 }
 
-/// Reads the score column out of a run-time output tensor.
-fn pick<T: Copy>(shape: &[i64], data: &[T], class: Option<usize>, n: usize, to_f64: impl Fn(T) -> f64) -> std::result::Result<Vec<f64>, String> {
+/// Reads the score column out of a run-time output tensor, transformed into the score.
+fn pick<T: Copy>(shape: &[i64], data: &[T], class: Option<usize>, transform: Transform, n: usize, to_f64: impl Fn(T) -> f64) -> std::result::Result<Vec<f64>, String> {
     let width = data.len().checked_div(n).unwrap_or(0);
     if data.len() != n * width || width == 0 {
         return Err(format!("output of shape {shape:?} does not hold one score per row for {n} rows"));
@@ -251,7 +279,18 @@ fn pick<T: Copy>(shape: &[i64], data: &[T], class: Option<usize>, n: usize, to_f
         (Some(c), w) => return Err(format!("class {c} is out of range: the output has {w} columns")),
         (None, w) => return Err(format!("the output has {w} columns: set `class`")),
     };
-    Ok(data.chunks_exact(width).map(|row| to_f64(row[column])).collect())
+    Ok(data
+        .chunks_exact(width)
+        .map(|row| match transform {
+            Transform::None => to_f64(row[column]),
+            Transform::Sigmoid => 1.0 / (1.0 + (-to_f64(row[column])).exp()),
+            Transform::Softmax => {
+                let max = row.iter().map(|v| to_f64(*v)).fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = row.iter().map(|v| (to_f64(*v) - max).exp()).sum();
+                (to_f64(row[column]) - max).exp() / sum
+            }
+        })
+        .collect())
 }
 
 fn session(runtime: &Runtime, bytes: &[u8], intra_threads: usize) -> ort::Result<Session> {
@@ -259,6 +298,15 @@ fn session(runtime: &Runtime, bytes: &[u8], intra_threads: usize) -> ort::Result
         .with_intra_threads(intra_threads)?
         .with_inter_threads(1)?
         .commit_from_memory(bytes)
+}
+
+/// The (domain, operator) of ONNX Runtime's "`domain:Op(-1) is not a registered function/op`".
+fn unregistered_operator(message: &str) -> Option<(String, String)> {
+    let head = &message[..message.find(" is not a registered function/op")?];
+    let (before, op) = head.rsplit_once(':')?;
+    let domain = before.rsplit([' ', ':']).next()?;
+    let op = op.split('(').next()?;
+    (!domain.is_empty() && !op.is_empty()).then(|| (domain.to_string(), op.to_string()))
 }
 
 fn first_line(text: &str) -> &str {
@@ -413,6 +461,7 @@ fn output(location: &str, spec: &ModelSpec, outlets: &[Outlet], problems: &mut V
                 (None, [only]) => only,
                 _ => match outlets.iter().find(|o| matches!(o.dtype(), ValueType::Sequence(_))) {
                     Some(o) if floats.is_empty() => o,
+                    _ if outlets.len() == 1 => &outlets[0],
                     _ => {
                         problems.push(
                             Problem::new(location.to_string(), format!("has several outputs: {}", listing()))
@@ -429,12 +478,32 @@ fn output(location: &str, spec: &ModelSpec, outlets: &[Outlet], problems: &mut V
     match chosen.dtype() {
         ValueType::Tensor { ty: TensorElementType::Float32 | TensorElementType::Float64, shape, .. } => {
             let width = if shape.len() == 2 { shape[1] } else { 1 };
-            if let Some(c) = spec.class {
+            let class = match &spec.class {
+                Some(Class::Key(k)) => {
+                    problems.push(
+                        Problem::new(format!("{location}: output \"{name}\""), format!("is a tensor, so {class_key} = \"{k}\" (a ZipMap key) cannot pick a column"))
+                            .fix(format!("give the column number: {class_key} = 1")),
+                    );
+                    return None;
+                }
+                Some(Class::Index(c)) => Some(*c),
+                None => None,
+            };
+            if spec.transform == Transform::Softmax && width == 1 {
+                problems.push(
+                    Problem::new(format!("{location}: output \"{name}\""), "has one column, so models.*.transform = \"softmax\" has no classes to normalise over")
+                        .fix(format!("a single logit takes models.{}.transform = \"sigmoid\"", spec.role.name())),
+                );
+                return None;
+            }
+            if let Some(c) = class {
                 if width > 0 && c >= width {
-                    problems.push(Problem::new(
-                        format!("{location}: output \"{name}\""),
-                        format!("has {width} columns, so {class_key} = {c} is out of range"),
-                    ));
+                    let fix = if width == 1 {
+                        format!("a single column is the score itself: remove {class_key}, or set it to 0")
+                    } else {
+                        format!("pick a column from 0 to {}: {class_key} = <column>", width - 1)
+                    };
+                    problems.push(Problem::new(format!("{location}: output \"{name}\""), format!("has {width} column(s), so {class_key} = {c} is out of range")).fix(fix));
                     return None;
                 }
             } else if width > 2 {
@@ -444,15 +513,37 @@ fn output(location: &str, spec: &ModelSpec, outlets: &[Outlet], problems: &mut V
                 );
                 return None;
             }
-            Some((name, OutputKind::Tensor { class: spec.class.map(|c| c as usize) }))
+            let columns = usize::try_from(width).ok().filter(|w| *w > 0);
+            Some((name, OutputKind::Tensor { class: class.map(|c| c as usize), transform: spec.transform, columns }))
         }
         ValueType::Sequence(inner) => match inner.as_ref() {
             ValueType::Map { key, value: TensorElementType::Float32 } => {
-                let class = spec.class.unwrap_or(1);
-                let key = match key {
-                    TensorElementType::Int64 => ZipKey::Int(class),
-                    TensorElementType::String => ZipKey::Text(class.to_string()),
-                    other => {
+                if !spec.transform.is_none() {
+                    problems.push(
+                        Problem::new(format!("{location}: output \"{name}\""), "is a ZipMap of probabilities: there is nothing to transform")
+                            .fix(format!("remove models.{}.transform", spec.role.name())),
+                    );
+                    return None;
+                }
+                let key = match (key, &spec.class) {
+                    (TensorElementType::Int64, None) => Some(ZipKey::Int(1)),
+                    (TensorElementType::Int64, Some(Class::Index(k))) => Some(ZipKey::Int(*k)),
+                    (TensorElementType::Int64, Some(Class::Key(k))) => match k.parse() {
+                        Ok(k) => Some(ZipKey::Int(k)),
+                        Err(_) => {
+                            problems.push(
+                                Problem::new(format!("{location}: output \"{name}\""), format!("is a ZipMap keyed by int64 class ids, so {class_key} = \"{k}\" matches no key"))
+                                    .fix(format!("give the class id as a number: {class_key} = 1")),
+                            );
+                            return None;
+                        }
+                    },
+                    (TensorElementType::String, None) => None,
+                    (TensorElementType::String, Some(class)) => Some(ZipKey::Text(match class {
+                        Class::Index(k) => k.to_string(),
+                        Class::Key(k) => k.clone(),
+                    })),
+                    (other, _) => {
                         problems.push(Problem::new(format!("{location}: output \"{name}\""), format!("is a ZipMap keyed by {}, which is not supported", onnx_name(other))));
                         return None;
                     }
@@ -468,10 +559,12 @@ fn output(location: &str, spec: &ModelSpec, outlets: &[Outlet], problems: &mut V
             }
         },
         other => {
-            problems.push(
-                Problem::new(format!("{location}: output \"{name}\""), format!("is {}; the score must be a float tensor", describe(other)))
-                    .fix(format!("point {key} at the output with scores or probabilities; outputs: {}", listing())),
-            );
+            let fix = if outlets.len() == 1 {
+                "it is the model's only output: export the scores or probabilities as float (skl2onnx: a classifier's `probabilities`; a regressor's prediction as float)".to_string()
+            } else {
+                format!("point {key} at the output with scores or probabilities; outputs: {}", listing())
+            };
+            problems.push(Problem::new(format!("{location}: output \"{name}\""), format!("is {}; the score must be a float tensor", describe(other))).fix(fix));
             None
         }
     }
@@ -503,6 +596,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_unregistered_operator_names_its_domain() {
+        let message = "[ONNXRuntimeError] : 1 : FAIL : Load model from m.onnx failed:Fatal error: com.example.custom:Score(-1) is not a registered function/op";
+        assert_eq!(unregistered_operator(message), Some(("com.example.custom".to_string(), "Score".to_string())));
+        assert_eq!(unregistered_operator("Load model failed: protobuf parsing failed"), None);
+    }
+
+    #[test]
     fn feature_names_metadata_is_comma_separated_or_json() {
         assert_eq!(parse_feature_names("a, b,c"), ["a", "b", "c"]);
         assert_eq!(parse_feature_names("[\"a\", \"b,c\"]"), ["a", "b,c"]);
@@ -511,10 +611,15 @@ mod tests {
     #[test]
     fn scores_are_picked_by_runtime_shape() {
         let two = [0.2f32, 0.8, 0.6, 0.4];
-        assert_eq!(pick(&[-1, 2], &two, None, 2, |v| v as f64).unwrap(), [0.800000011920929, 0.4000000059604645]);
-        assert_eq!(pick(&[1], &[0.5f32, 0.25], None, 2, |v| v as f64).unwrap(), [0.5, 0.25]);
-        assert!(pick(&[2, 3], &[0f32; 6], None, 2, |v| v as f64).unwrap_err().contains("set `class`"));
-        assert!(pick(&[2, 2], &two, Some(2), 2, |v| v as f64).unwrap_err().contains("out of range"));
-        assert!(pick(&[3], &[0f32; 3], None, 2, |v| v as f64).is_err());
+        assert_eq!(pick(&[-1, 2], &two, None, Transform::None, 2, |v| v as f64).unwrap(), [0.800000011920929, 0.4000000059604645]);
+        assert_eq!(pick(&[1], &[0.5f32, 0.25], None, Transform::None, 2, |v| v as f64).unwrap(), [0.5, 0.25]);
+        assert!(pick(&[2, 3], &[0f32; 6], None, Transform::None, 2, |v| v as f64).unwrap_err().contains("set `class`"));
+        assert!(pick(&[2, 2], &two, Some(2), Transform::None, 2, |v| v as f64).unwrap_err().contains("out of range"));
+        assert!(pick(&[3], &[0f32; 3], None, Transform::None, 2, |v| v as f64).is_err());
+        // Logits: a sigmoid of one column; a softmax over a row's columns.
+        let logits = [0.0f32, 2.0];
+        assert_eq!(pick(&[2], &logits, None, Transform::Sigmoid, 2, |v| v as f64).unwrap(), [0.5, 1.0 / (1.0 + (-2.0f64).exp())]);
+        let softmax = pick(&[1, 2], &logits, None, Transform::Softmax, 1, |v| v as f64).unwrap();
+        assert!((softmax[0] - 2f64.exp() / (1.0 + 2f64.exp())).abs() < 1e-15);
     }
 }

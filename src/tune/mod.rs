@@ -928,7 +928,7 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
     let chart = report::frontier_chart(&summary)?;
     write(&chart.file, &chart.png)?;
     write("tune.html", report::page(&summary, &chart, tuned_toml.as_deref(), &exports).as_bytes())?;
-    pending.commit()?;
+    pending.commit_output("tune")?;
     Ok(TuneOutput { out_dir, summary, tuned })
 }
 

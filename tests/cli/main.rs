@@ -13,6 +13,8 @@ use parquet::arrow::ArrowWriter;
 use serde_json::Value;
 use tempfile::TempDir;
 
+mod inputs;
+
 const FEATURES: [&str; 18] = [
     "sched_dep_min", "day_of_week", "distance", "carrier_code", "origin_code", "dest_code", "temp", "dewp", "humid", "wind_dir",
     "wind_speed", "wind_gust", "precip", "pressure", "visib", "plane_year", "seats", "dep_load",
@@ -48,6 +50,11 @@ impl Case {
 
     /// Writes `scenario.toml`: the sample traffic through the demo models, with `edit` applied.
     fn scenario(&self, traffic: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+        self.scenario_as("scenario.toml", traffic, edit)
+    }
+
+    /// [`Case::scenario`] written to the file `name`.
+    fn scenario_as(&self, name: &str, traffic: &Path, edit: impl Fn(String) -> String) -> PathBuf {
         let text = format!(
             r#"name = "case"
 [traffic]
@@ -73,7 +80,7 @@ class = 1
             repo("data/flights/stable.onnx").display(),
             repo("data/flights/candidate.onnx").display()
         );
-        let path = self.path("scenario.toml");
+        let path = self.path(name);
         std::fs::write(&path, edit(text)).unwrap();
         path
     }
@@ -199,6 +206,8 @@ fn failing_rows_are_isolated_and_recorded() {
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
         s.replacen(&repo("data/flights/stable.onnx").display().to_string(), &repo("tests/fixtures/models/faulty.onnx").display().to_string(), 1)
             .replacen("output = \"probabilities\"\nclass = 1", "output = \"score\"", 1)
+            // Its scores are no probabilities: compared without a label (against one it is refused).
+            .replace("label = \"label\"\nlabel_time = \"label_ts\"\n", "")
     });
     case.replayed(&scenario);
     let batch = read_parquet(&case.path("out/scores.parquet"));
@@ -228,6 +237,8 @@ fn models_with_one_input_per_feature_are_fed_by_input_name_and_type() {
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
         s.replacen(&repo("data/flights/stable.onnx").display().to_string(), &repo("tests/fixtures/models/per_feature.onnx").display().to_string(), 1)
             .replacen("output = \"probabilities\"\nclass = 1", "output = \"score\"", 1)
+            // Its scores are no probabilities: compared without a label (against one it is refused).
+            .replace("label = \"label\"\nlabel_time = \"label_ts\"\n", "")
     });
     case.replayed(&scenario);
     let summary = case.summary();
@@ -464,7 +475,9 @@ fn init_prints_a_template_that_checks_out_beside_the_demo_data() {
     let path = case.path("template.toml");
     std::fs::write(&path, &assert.get_output().stdout).unwrap();
     let checked = bin().arg("check").arg(&path).assert().success();
-    assert!(stderr_of(&checked).is_empty(), "the template produced warnings: {}", stderr_of(&checked));
+    // Notes say what was decided (the task); warnings would say something is off.
+    assert!(!stderr_of(&checked).contains("warning"), "the template produced warnings: {}", stderr_of(&checked));
+    assert!(stderr_of(&checked).contains("note: task: binary classification"), "{}", stderr_of(&checked));
 }
 
 #[test]
