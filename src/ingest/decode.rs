@@ -1,19 +1,21 @@
 //! Decoding a user's Parquet file without trusting it: a damaged data page (the footer intact) can
-//! make the Parquet decoder panic instead of returning an error. Every read of traffic data runs
-//! inside [`contained`], which turns such a panic into an error at the batch boundary, and
-//! [`locate`] then finds the row group and column that cannot be decoded, so the message names
-//! them and the run ends with exit 2, never a crash.
+//! make the Parquet decoder panic instead of returning an error. Every read of traffic data goes
+//! through [`Guarded`], which decodes each batch inside [`contained`] (a panic becomes an error at
+//! the batch boundary) and then [`locate`]s the row group and column that cannot be decoded, so the
+//! message names them and the run ends with exit 2, never a crash.
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Once;
 
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use arrow::array::RecordBatch;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 
 use super::TrafficFile;
 use crate::error::{Error, Problem};
+use crate::scenario::Traffic;
 
 thread_local! {
     /// Set while this thread decodes inside [`contained`]: its panics are expected and quiet.
@@ -46,6 +48,68 @@ pub fn contained<T>(step: impl FnOnce() -> T) -> Result<T, String> {
     let result = catch_unwind(AssertUnwindSafe(step));
     DECODING.with(|d| d.set(was));
     result.map_err(|_| CAUGHT.with(|c| c.borrow_mut().take()).unwrap_or_else(|| "the decoder failed".to_string()))
+}
+
+/// A reader of some columns of a user's file, over the row groups that may hold requests in the
+/// window: every batch is decoded inside [`contained`], and a failure is named by its row group
+/// and column ([`damaged`]).
+pub struct Guarded<'f> {
+    file: &'f TrafficFile,
+    reader: ParquetRecordBatchReader,
+    groups: Vec<usize>,
+    columns: Vec<usize>,
+    /// Rows read so far, to find the row group that failed.
+    rows: i64,
+}
+
+impl<'f> Guarded<'f> {
+    /// Opens `file` to read its root `columns` (sorted, without repeats) in batches of `batch_rows`.
+    pub fn open(file: &'f TrafficFile, traffic: &Traffic, columns: Vec<usize>, batch_rows: usize) -> crate::error::Result<Self> {
+        let handle = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
+        let groups = file.row_groups_in(traffic);
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
+            .with_projection(ProjectionMask::roots(file.metadata.parquet_schema(), columns.iter().copied()))
+            .with_row_groups(groups.clone())
+            .with_batch_size(batch_rows)
+            .build()
+            .map_err(|e| super::data_error(&file.path, e))?;
+        Ok(Self { file, reader, groups, columns, rows: 0 })
+    }
+
+    /// The index in the file of the first row read (row groups before the window are skipped).
+    pub fn first_row(&self) -> i64 {
+        let before = self.groups.first().copied().unwrap_or(0);
+        (0..before).map(|g| self.file.metadata.metadata().row_group(g).num_rows()).sum()
+    }
+
+    /// The row groups from the one holding the next row to read on (a batch may span several).
+    fn groups_at_failure(&self) -> &[usize] {
+        let mut before = 0;
+        for (i, &g) in self.groups.iter().enumerate() {
+            before += self.file.metadata.metadata().row_group(g).num_rows();
+            if before > self.rows {
+                return &self.groups[i..];
+            }
+        }
+        &self.groups
+    }
+}
+
+impl Iterator for Guarded<'_> {
+    type Item = crate::error::Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let failure = match contained(|| self.reader.next()) {
+            Ok(None) => return None,
+            Ok(Some(Ok(batch))) => {
+                self.rows += batch.num_rows() as i64;
+                return Some(Ok(batch));
+            }
+            Ok(Some(Err(e))) => e.to_string(),
+            Err(panic) => panic,
+        };
+        Some(Err(damaged(self.file, self.groups_at_failure(), &self.columns, &failure)))
+    }
 }
 
 /// The first (row group, column) among `groups` × `columns` (root column indices of the file's

@@ -21,8 +21,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 
 pub use columns::{to_f64, to_f64_nan, to_micros, to_utf8, type_problem, utf8, ColumnRole};
 pub use decode::contained;
@@ -56,6 +55,18 @@ impl TrafficFile {
 
     pub fn name(&self) -> String {
         display_name(&self.path)
+    }
+
+    /// Column `name` of a batch read from this file: the column itself, or a Hive partition key's
+    /// value repeated (`None` when it is neither).
+    pub fn column(&self, batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
+        match batch.column_by_name(name) {
+            Some(array) => Some(array.clone()),
+            None => {
+                let (_, value) = self.partitions.iter().find(|(k, _)| k == name)?;
+                Some(Arc::new(StringArray::from(vec![value.as_deref(); batch.num_rows()])))
+            }
+        }
     }
 
     /// Row groups that may hold requests inside the window (all, without statistics).
@@ -426,31 +437,7 @@ struct FileStream<'a> {
     rules: &'a Rules,
     batch_rows: usize,
     next_file: usize,
-    current: Option<Reading>,
-}
-
-/// The file being read: its reader, the row groups and columns it reads, and the rows read so far
-/// (to name the row group that cannot be decoded).
-struct Reading {
-    index: usize,
-    reader: ParquetRecordBatchReader,
-    groups: Vec<usize>,
-    columns: Vec<usize>,
-    rows: i64,
-}
-
-impl Reading {
-    /// The row groups from the one holding the next row to read on (a batch may span several).
-    fn groups_at_failure(&self, file: &TrafficFile) -> Vec<usize> {
-        let mut before = 0;
-        for (i, &g) in self.groups.iter().enumerate() {
-            before += file.metadata.metadata().row_group(g).num_rows();
-            if before > self.rows {
-                return self.groups[i..].to_vec();
-            }
-        }
-        self.groups.clone()
-    }
+    current: Option<(usize, decode::Guarded<'a>)>,
 }
 
 impl<'a> FileStream<'a> {
@@ -462,36 +449,14 @@ impl<'a> FileStream<'a> {
         let Some(file) = self.files.get(self.next_file) else { return Ok(false) };
         let index = self.next_file;
         self.next_file += 1;
-        let handle = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
         let schema = file.schema();
-        let columns: Vec<usize> = self
-            .layout
-            .columns()
-            .iter()
-            .filter_map(|(_, name, _)| schema.index_of(name).ok())
-            .collect();
-        let mask = ProjectionMask::roots(file.metadata.parquet_schema(), columns.clone());
-        let groups = file.row_groups_in(self.traffic);
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
-            .with_projection(mask)
-            .with_row_groups(groups.clone())
-            .with_batch_size(self.batch_rows)
-            .build()
-            .map_err(|e| data_error(&file.path, e))?;
-        self.current = Some(Reading { index, reader, groups, columns, rows: 0 });
+        let columns: Vec<usize> = self.layout.columns().iter().filter_map(|(_, name, _)| schema.index_of(name).ok()).collect();
+        self.current = Some((index, decode::Guarded::open(file, self.traffic, columns, self.batch_rows)?));
         Ok(true)
     }
 
     fn convert(&self, file: &TrafficFile, batch: &RecordBatch) -> Result<TrafficBatch> {
-        let column = |name: &str| -> ArrayRef {
-            match batch.column_by_name(name) {
-                Some(array) => array.clone(),
-                None => {
-                    let (_, value) = file.partitions.iter().find(|(k, _)| k == name).expect("a column is projected or a partition key");
-                    Arc::new(arrow::array::StringArray::from(vec![value.as_deref(); batch.num_rows()]))
-                }
-            }
-        };
+        let column = |name: &str| -> ArrayRef { file.column(batch, name).expect("a column is projected or a partition key") };
         let bad = |name: &str, e: String| Error::invalid(Problem::new(format!("{}: column \"{name}\"", file.path.display()), e));
 
         let times = to_micros(&column(&self.layout.time)).map_err(|e| bad(&self.layout.time, e))?;
@@ -569,21 +534,15 @@ impl Iterator for FileStream<'_> {
                 }
             }
             let files = self.files;
-            let reading = self.current.as_mut().expect("a reader is open");
-            let file = &files[reading.index];
-            let failed = |reading: &Reading, message: String| decode::damaged(file, &reading.groups_at_failure(file), &reading.columns, &message);
-            match decode::contained(|| reading.reader.next()) {
-                Ok(None) => self.current = None,
-                Ok(Some(Err(e))) => return Some(Err(failed(reading, e.to_string()))),
-                Err(panic) => return Some(Err(failed(reading, panic))),
-                Ok(Some(Ok(batch))) => {
-                    reading.rows += batch.num_rows() as i64;
-                    let converted = self.convert(file, &batch);
-                    match converted {
-                        Ok(b) if b.is_empty() => continue,
-                        other => return Some(other),
-                    }
-                }
+            let (index, reader) = self.current.as_mut().expect("a reader is open");
+            let file = &files[*index];
+            match reader.next() {
+                None => self.current = None,
+                Some(Err(e)) => return Some(Err(e)),
+                Some(Ok(batch)) => match self.convert(file, &batch) {
+                    Ok(b) if b.is_empty() => continue,
+                    other => return Some(other),
+                },
             }
         }
     }

@@ -12,8 +12,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::arrow::ArrowWriter;
 
 use super::{data_error, decode, open_file, to_micros, Layout, TrafficFile};
 use crate::atomic::Pending;
@@ -62,24 +61,11 @@ fn projected(file: &TrafficFile, layout: &Layout) -> Vec<usize> {
 }
 
 fn write_runs(file: &TrafficFile, traffic: &Traffic, columns: &[usize], dir: &Path, run_rows: usize) -> Result<()> {
-    let handle = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
-    let groups = file.row_groups_in(traffic);
-    let mut reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
-        .with_projection(ProjectionMask::roots(file.metadata.parquet_schema(), columns.iter().copied()))
-        .with_row_groups(groups.clone())
-        .with_batch_size(run_rows.min(65_536))
-        .build()
-        .map_err(|e| data_error(&file.path, e))?;
     let mut pending: Vec<RecordBatch> = Vec::new();
     let mut rows = 0;
     let mut index = 0;
-    loop {
-        let batch = match decode::contained(|| reader.next()) {
-            Ok(None) => break,
-            Ok(Some(Ok(batch))) => batch,
-            Ok(Some(Err(e))) => return Err(decode::damaged(file, &groups, columns, &e.to_string())),
-            Err(panic) => return Err(decode::damaged(file, &groups, columns, &panic)),
-        };
+    for batch in decode::Guarded::open(file, traffic, columns.to_vec(), run_rows.min(65_536))? {
+        let batch = batch?;
         rows += batch.num_rows();
         pending.push(batch);
         if rows >= run_rows {
@@ -87,7 +73,7 @@ fn write_runs(file: &TrafficFile, traffic: &Traffic, columns: &[usize], dir: &Pa
             (rows, index) = (0, index + 1);
         }
     }
-    if rows > 0 || index == 0 {
+    if rows > 0 {
         write_run(file, traffic, &pending, &dir.join(format!("run-{index:06}.parquet")))?;
     }
     Ok(())

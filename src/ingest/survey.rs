@@ -5,15 +5,12 @@
 //! seconds, not a scoring pass, and progress can show an ETA.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 
 use arrow::array::{Array, AsArray};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ProjectionMask;
 use serde::Serialize;
 
 use super::duplicates::{id_hash, HashRuns};
-use super::{data_error, decode, to_micros, to_utf8, TrafficFile};
+use super::{decode, to_micros, to_utf8, TrafficFile};
 use crate::error::{Error, Problem, Result};
 use crate::scenario::{Duplicates, Traffic, OTHER};
 use crate::time::{format_timestamp, Micros};
@@ -145,6 +142,8 @@ pub fn survey(files: &[TrafficFile], traffic: &Traffic) -> Result<Survey> {
     let mut counts: Vec<HashMap<String, u64>> = vec![HashMap::new(); traffic.segments.len()];
     let mut uncounted = vec![0u64; traffic.segments.len()];
     let mut out = Vec::new();
+    // Every time read, in the window or not: where the data is when the window misses it.
+    let mut seen: Option<(Micros, Micros)> = None;
     for file in files {
         let mut in_window = 0u64;
         let mut span: Option<(Micros, Micros)> = None;
@@ -164,6 +163,7 @@ pub fn survey(files: &[TrafficFile], traffic: &Traffic) -> Result<Survey> {
                 sorted = false;
             }
             previous = Some(t);
+            seen = Some(seen.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
             if !traffic.in_window(t) {
                 return Ok(());
             }
@@ -188,7 +188,7 @@ pub fn survey(files: &[TrafficFile], traffic: &Traffic) -> Result<Survey> {
     let mut groups = group(files, &out);
     let (first, last) = match (out.iter().filter_map(|f| f.span).map(|s| s.0).min(), out.iter().filter_map(|f| f.span).map(|s| s.1).max()) {
         (Some(a), Some(b)) => (a, b),
-        _ => return Err(empty(files, traffic)),
+        _ => return Err(empty(files, traffic, seen)),
     };
     let repeated = hashes.repeated()?;
     let repeats = if repeated.is_empty() { HashMap::new() } else { find_repeats(files, traffic, &groups, &repeated.into_iter().collect())? };
@@ -217,31 +217,14 @@ fn read_keys(file: &TrafficFile, traffic: &Traffic, mut row: impl FnMut(i64, Opt
     let mut columns: Vec<usize> = names.iter().filter_map(|n| schema.index_of(n).ok()).collect();
     columns.sort_unstable();
     columns.dedup();
-    let handle = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
-    let groups = file.row_groups_in(traffic);
-    let mut reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
-        .with_projection(ProjectionMask::roots(file.metadata.parquet_schema(), columns.clone()))
-        .with_row_groups(groups.clone())
-        .with_batch_size(65_536)
-        .build()
-        .map_err(|e| data_error(&file.path, e))?;
-    let mut index = groups.first().map_or(0, |g| rows_before(file, *g));
-    loop {
-        let batch = match decode::contained(|| reader.next()) {
-            Ok(None) => return Ok(()),
-            Ok(Some(Ok(batch))) => batch,
-            Ok(Some(Err(e))) => return Err(decode::damaged(file, &groups, &columns, &e.to_string())),
-            Err(panic) => return Err(decode::damaged(file, &groups, &columns, &panic)),
-        };
+    let mut reader = decode::Guarded::open(file, traffic, columns, 65_536)?;
+    let mut index = reader.first_row();
+    for batch in reader.by_ref() {
+        let batch = batch?;
         let bad = |name: &str, e: String| Error::invalid(Problem::new(format!("{}: column \"{name}\"", file.path.display()), e));
         let key = |name: &str| -> Result<arrow::array::ArrayRef> {
-            match batch.column_by_name(name) {
-                Some(array) => to_utf8(array).map_err(|e| bad(name, e)),
-                None => {
-                    let (_, value) = file.partitions.iter().find(|(k, _)| k == name).expect("a key column is read or a partition key");
-                    Ok(std::sync::Arc::new(arrow::array::StringArray::from(vec![value.as_deref(); batch.num_rows()])))
-                }
-            }
+            let column = file.column(&batch, name).expect("a key column is read or a partition key");
+            to_utf8(&column).map_err(|e| bad(name, e))
         };
         let times = to_micros(batch.column_by_name(&traffic.time).expect("the time column is read")).map_err(|e| bad(&traffic.time, e))?;
         let ids = key(&traffic.id)?;
@@ -256,6 +239,7 @@ fn read_keys(file: &TrafficFile, traffic: &Traffic, mut row: impl FnMut(i64, Opt
             index += 1;
         }
     }
+    Ok(())
 }
 
 /// Files read together: by first request, then name; a file starting before the files so far
@@ -335,7 +319,7 @@ fn segment_values(traffic: &Traffic, counts: Vec<HashMap<String, u64>>, uncounte
 }
 
 /// No request in the window: where the data is, or that there is none.
-fn empty(files: &[TrafficFile], traffic: &Traffic) -> Error {
+fn empty(files: &[TrafficFile], traffic: &Traffic, seen: Option<(Micros, Micros)>) -> Error {
     if traffic.start.is_none() && traffic.end.is_none() {
         let names: Vec<String> = files.iter().map(|f| f.path.display().to_string()).collect();
         let (location, what) = match names.as_slice() {
@@ -345,20 +329,17 @@ fn empty(files: &[TrafficFile], traffic: &Traffic) -> Error {
         return Error::invalid(Problem::new(location, what).fix("point traffic.path at the log with the requests to replay (`canary-replay inspect PATH` profiles a log)"));
     }
     let window = format!("{} .. {}", traffic.start.map_or("(open)".into(), format_timestamp), traffic.end.map_or("(open)".into(), format_timestamp));
-    let all = files.iter().flat_map(|f| f.time_ranges.iter().flatten());
-    let (lo, hi) = all.fold((None::<Micros>, None::<Micros>), |(lo, hi), (a, b)| (Some(lo.map_or(*a, |l| l.min(*a))), Some(hi.map_or(*b, |h| h.max(*b)))));
-    let span = match (lo, hi) {
-        (Some(a), Some(b)) => format!("the data spans {} .. {}", format_timestamp(a), format_timestamp(b)),
-        _ => "the data has no rows".to_string(),
+    // Row groups outside the window are not read: their statistics say where they are.
+    let statistics = files.iter().flat_map(|f| f.time_ranges.iter().flatten().copied());
+    let span = statistics.chain(seen).reduce(|(a, b), (c, d)| (a.min(c), b.max(d)));
+    let span = match span {
+        Some((a, b)) => format!("the data spans {} .. {}", format_timestamp(a), format_timestamp(b)),
+        None => "the data has no rows".to_string(),
     };
     Error::invalid(
         Problem::new("traffic.start/traffic.end", format!("the window {window} selects no requests; {span}"))
             .fix("move the window onto the data, or remove traffic.start and traffic.end"),
     )
-}
-
-fn rows_before(file: &TrafficFile, group: usize) -> i64 {
-    (0..group).map(|g| file.metadata.metadata().row_group(g).num_rows()).sum()
 }
 
 fn unsorted(file: &TrafficFile, column: &str, row: i64, t: Micros, previous: Micros) -> Error {
