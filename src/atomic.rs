@@ -80,7 +80,7 @@ pub fn check_output_folder(dir: &Path) -> Result<()> {
     }
     let parent = parent_of(dir);
     let probe = std::fs::create_dir_all(&parent).and_then(|()| {
-        let test = temp_path(&dir.to_path_buf());
+        let test = temp_path(dir);
         std::fs::write(&test, b"").and_then(|()| std::fs::remove_file(&test))
     });
     if let Err(e) = probe {

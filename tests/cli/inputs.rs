@@ -152,7 +152,7 @@ fn damaged_data_pages_end_in_exit_2_or_a_verdict_never_a_panic_or_a_cache_part()
                     let output = bin().arg("run").arg(&scenario).arg("--out").arg(&out).arg("--cache-dir").arg(&cache).arg("-q").output().unwrap();
                     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
                     let code = output.status.code();
-                    assert!(matches!(code, Some(0 | 1 | 2 | 3)), "byte {at} ^ {bit}: exit {code:?}\n{stderr}");
+                    assert!(matches!(code, Some(0..=3)), "byte {at} ^ {bit}: exit {code:?}\n{stderr}");
                     assert!(!stderr.contains("panicked"), "byte {at} ^ {bit}: {stderr}");
                     if code == Some(2) {
                         assert!(stderr.contains(&name), "byte {at} ^ {bit}: the file is not named\n{stderr}");
