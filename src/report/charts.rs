@@ -633,7 +633,7 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
     })
 }
 
-/// Both models' score distributions on all replayed requests.
+/// Both models' score distributions on the requests `scores.parquet` holds.
 fn scores(view: &RunView) -> Result<Chart> {
     let s = &view.scores;
     let totals = [0, 1].map(|arm| s.histograms[arm].iter().sum::<u64>().max(1) as f64);
@@ -653,7 +653,7 @@ fn scores(view: &RunView) -> Result<Chart> {
     let top = lines.iter().flatten().map(|p| p.1).fold(0.0, f64::max).max(1e-6) * 1.1;
     let png = render(1200, 460, |root| {
         let mut chart = ChartBuilder::on(root)
-            .caption("Score distributions on all replayed requests", style(22))
+            .caption("Score distributions", style(22))
             .margin(14)
             .x_label_area_size(40)
             .y_label_area_size(64)
@@ -672,7 +672,8 @@ fn scores(view: &RunView) -> Result<Chart> {
         file: "scores.png".into(),
         title: "Score distributions".into(),
         caption: format!(
-            "Histograms of both models' scores on every replayed request ({} bins); PSI {}, Jensen-Shannon distance {}.",
+            "Histograms of both models' scores on {} ({} bins); PSI {}, Jensen-Shannon distance {} on every replayed request.",
+            view.summary.scored_requests(),
             s.edges.len().saturating_sub(1),
             drift.psi.map(|v| format!("{v:.4}")).unwrap_or_else(|| "n/a".into()),
             drift.jensen_shannon.map(|v| format!("{v:.4}")).unwrap_or_else(|| "n/a".into())
@@ -704,7 +705,10 @@ fn calibration(view: &RunView) -> Result<Chart> {
     Ok(Chart {
         file: "calibration.png".into(),
         title: "Calibration".into(),
-        caption: "Reliability curves on all labelled requests: the observed positive rate against the mean score in each score decile; closer to the diagonal is better calibrated.".into(),
+        caption: format!(
+            "Reliability curves on the labelled requests of {}: the observed positive rate against the mean score in each score decile; closer to the diagonal is better calibrated.",
+            view.summary.scored_requests()
+        ),
         png,
     })
 }
@@ -745,8 +749,9 @@ fn latency(view: &RunView) -> Result<Chart> {
         file: "latency.png".into(),
         title: "Latency".into(),
         caption: format!(
-            "Cumulative distribution of single-request latency measured on the same sampled requests for both models ({}% of requests, interleaved); injected latency faults are not included.",
-            view.summary.latency.sample_share * 100.0
+            "Cumulative distribution of single-request latency measured on the same sampled requests for both models ({}% of requests, interleaved), among {}; injected latency faults are not included.",
+            view.summary.latency.sample_share * 100.0,
+            view.summary.scored_requests()
         ),
         png,
     })

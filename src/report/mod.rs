@@ -30,6 +30,7 @@ use crate::atomic::Pending;
 use crate::error::{Error, Problem, Result};
 use crate::oracle::Oracle;
 use crate::run::Prepared;
+use crate::scenario::{Output, ScoresFile};
 use crate::runtime::RuntimeInfo;
 use crate::score::model::{FeatureSource, Model};
 use crate::score::{hash_file, latency};
@@ -48,6 +49,8 @@ pub struct Summary {
     pub task: crate::score::probe::FirstRows,
     /// What the run took for granted where the scenario is silent.
     pub assumptions: Vec<String>,
+    /// What `scores.parquet` holds: every request, a deterministic sample, or nothing.
+    pub scores_file: ScoresInfo,
     pub runtime: RuntimeInfo,
     pub inputs: Vec<Input>,
     pub models: BTreeMap<&'static str, ModelInfo>,
@@ -62,6 +65,37 @@ pub struct Summary {
     /// The live controllers of `[controller]`, emulated and graded next to the policy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub controllers: Option<controllers::Controllers>,
+}
+
+/// What `scores.parquet` holds (`[output] scores`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct ScoresInfo {
+    pub mode: ScoresFile,
+    /// Requests written.
+    pub rows: u64,
+    /// Share of requests written: a request is in the sample when the first 8 bytes of the BLAKE3
+    /// hash of its id, read as a fraction of 2^64, fall below it (1: every request, 0: none).
+    pub fraction: f64,
+}
+
+impl ScoresInfo {
+    /// The plan for `rows` requests (`rows` written is filled in once the file is written).
+    pub fn planned(output: &Output, rows: u64) -> Self {
+        let fraction = match output.scores {
+            ScoresFile::All => 1.0,
+            ScoresFile::None => 0.0,
+            ScoresFile::Sample if rows <= output.max_score_rows => 1.0,
+            ScoresFile::Sample => output.max_score_rows as f64 / rows as f64,
+        };
+        Self { mode: output.scores, rows: 0, fraction }
+    }
+
+    /// Whether the request with this id is written.
+    pub fn keeps(&self, id: &str) -> bool {
+        let hash = blake3::hash(id.as_bytes());
+        let head = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
+        (head as f64) < self.fraction * 2f64.powi(64)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -213,6 +247,7 @@ pub fn summary(prepared: &Prepared, oracle: &Oracle, simulation: simulation::Sim
         },
         task: prepared.probe.clone(),
         assumptions: prepared.assumptions.clone(),
+        scores_file: ScoresInfo::planned(&scenario.output, prepared.survey.rows_in_window),
         runtime: prepared.runtime.info(),
         inputs,
         models: BTreeMap::from([("stable", ModelInfo::of(&prepared.stable)), ("candidate", ModelInfo::of(&prepared.candidate))]),
@@ -234,14 +269,17 @@ pub fn summary(prepared: &Prepared, oracle: &Oracle, simulation: simulation::Sim
 
 /// Writes the run's folder: `scores.parquet`, `summary.json`, `checks.parquet`, `policy.toml`,
 /// `invocation.json`, the review report (`report.html`, `charts/*.png`) and `timings.json`.
-pub fn write_run(out_dir: &Path, parts: &[PathBuf], summary: &Summary, extra: &RunFiles, timings: &mut Timings, started: Instant) -> Result<()> {
+pub fn write_run(out_dir: &Path, parts: &[PathBuf], summary: &mut Summary, extra: &RunFiles, timings: &mut Timings, started: Instant) -> Result<()> {
     if let Some(parent) = out_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
     let pending = Pending::new(out_dir);
     let dir = pending.path();
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    concatenate(parts, &dir.join("scores.parquet"), &extra.types)?;
+    if summary.scores_file.mode != ScoresFile::None {
+        let sample = (summary.scores_file.fraction < 1.0).then_some((summary.columns.id.as_str(), &summary.scores_file));
+        summary.scores_file.rows = concatenate(parts, &dir.join("scores.parquet"), &extra.types, sample)?;
+    }
     std::fs::write(dir.join("summary.json"), to_json(summary)).map_err(|e| Error::io(out_dir.join("summary.json"), e))?;
     simulation::write_checks(&dir.join("checks.parquet"), extra.setup, extra.run)?;
     std::fs::write(dir.join("policy.toml"), simulation::policy_toml(extra.setup.policy)).map_err(|e| Error::io(out_dir.join("policy.toml"), e))?;
@@ -312,8 +350,10 @@ pub fn to_json(value: &impl Serialize) -> String {
 }
 
 /// Copies the cache parts into one Parquet file, batch by batch, with the columns of `types` cast
-/// back to the log's types.
-fn concatenate(parts: &[PathBuf], dest: &Path, types: &[(String, arrow::datatypes::DataType)]) -> Result<()> {
+/// back to the log's types; with a `sample` (the id column, the plan), only the requests it keeps.
+/// Returns the rows written.
+fn concatenate(parts: &[PathBuf], dest: &Path, types: &[(String, arrow::datatypes::DataType)], sample: Option<(&str, &ScoresInfo)>) -> Result<u64> {
+    let mut rows = 0u64;
     let io = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", dest.display()));
     let mut writer: Option<ArrowWriter<File>> = None;
     for part in parts {
@@ -321,6 +361,11 @@ fn concatenate(parts: &[PathBuf], dest: &Path, types: &[(String, arrow::datatype
         let reader = ParquetRecordBatchReaderBuilder::try_new(handle).and_then(|b| b.with_batch_size(65_536).build()).map_err(io)?;
         for batch in reader {
             let batch = batch.map_err(|e| Error::Internal(format!("reading {}: {e}", part.display())))?;
+            let batch = match sample {
+                Some((id, plan)) => sampled(batch, id, plan)?,
+                None => batch,
+            };
+            rows += batch.num_rows() as u64;
             let batch = restore_types(batch, types).map_err(|e| Error::Internal(format!("writing {}: {e}", dest.display())))?;
             if writer.is_none() {
                 let file = File::create(dest).map_err(|e| Error::io(dest, e))?;
@@ -336,7 +381,15 @@ fn concatenate(parts: &[PathBuf], dest: &Path, types: &[(String, arrow::datatype
     if let Some(w) = writer {
         w.close().map_err(io)?;
     }
-    Ok(())
+    Ok(rows)
+}
+
+/// The rows of a cache part's batch whose request `plan` keeps (ids are text in the cache).
+fn sampled(batch: arrow::array::RecordBatch, id: &str, plan: &ScoresInfo) -> Result<arrow::array::RecordBatch> {
+    use arrow::array::{Array, AsArray};
+    let ids = batch.column_by_name(id).ok_or_else(|| Error::Internal(format!("the score cache has no column {id}")))?.as_string::<i32>();
+    let keep: arrow::array::BooleanArray = (0..ids.len()).map(|i| Some(ids.is_valid(i) && plan.keeps(ids.value(i)))).collect();
+    arrow::compute::filter_record_batch(&batch, &keep).map_err(|e| Error::Internal(e.to_string()))
 }
 
 /// `batch` with each column named in `types` cast to that type.

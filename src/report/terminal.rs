@@ -62,7 +62,12 @@ pub fn print_run(summary: &Summary, timings: &Timings, out_dir: &std::path::Path
             }
         }
     }
-    let _ = writeln!(s, "\nWrote {}/{{report.html, summary.json, checks.parquet, policy.toml, scores.parquet, charts/, invocation.json, timings.json}}", out_dir.display());
+    let scores = match &summary.scores_file {
+        f if f.mode == crate::scenario::ScoresFile::None => String::new(),
+        f if f.fraction < 1.0 => format!("scores.parquet (a sample of {} requests), ", f.rows),
+        _ => "scores.parquet, ".to_string(),
+    };
+    let _ = writeln!(s, "\nWrote {}/{{report.html, summary.json, checks.parquet, policy.toml, {scores}charts/, invocation.json, timings.json}}", out_dir.display());
     s
 }
 

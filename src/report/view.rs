@@ -42,6 +42,20 @@ pub struct SummaryView {
     pub oracle: OracleView,
     #[serde(default)]
     pub controllers: Option<super::controllers::Controllers>,
+    /// Absent in summaries written before `[output] scores` existed (every request was written).
+    #[serde(default)]
+    pub scores_file: Option<super::ScoresInfo>,
+}
+
+impl SummaryView {
+    /// Which requests the score charts are drawn from, for captions.
+    pub fn scored_requests(&self) -> String {
+        match &self.scores_file {
+            Some(s) if s.mode == crate::scenario::ScoresFile::None => "no request (scores.parquet was not written: [output] scores = \"none\")".to_string(),
+            Some(s) if s.fraction < 1.0 => format!("a deterministic sample of {} requests ({:.2}% of them, by a hash of the id)", s.rows, s.fraction * 100.0),
+            _ => "every replayed request".to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -278,9 +292,9 @@ impl RunView {
         let invocation = std::fs::read_to_string(dir.join("invocation.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
         let checks_path = file("checks.parquet")?;
         let (checks, gates, segments) = read_checks(&checks_path)?;
-        let scores_path = file("scores.parquet")?;
         let label = summary.columns.label.as_deref().filter(|_| summary.oracle.task == "binary");
-        let scores = read_scores(&scores_path, label)?;
+        let written = summary.scores_file.as_ref().is_none_or(|s| s.mode != crate::scenario::ScoresFile::None);
+        let scores = if written { read_scores(&file("scores.parquet")?, label)? } else { ScoreViews::default() };
         Ok(RunView { dir: dir.to_path_buf(), summary, policy_toml, invocation, checks, gates, segments, scores })
     }
 

@@ -42,6 +42,34 @@ pub struct Scenario {
     pub controller: Option<crate::controller::spec::Spec>,
     /// `[controller]` as written, to add files given on the command line.
     pub raw_controller: Option<crate::controller::spec::RawController>,
+    /// What `run` writes besides the reports.
+    pub output: Output,
+}
+
+/// What `run` writes besides the reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Output {
+    pub scores: ScoresFile,
+    /// The most rows [`ScoresFile::Sample`] writes in full.
+    pub max_score_rows: u64,
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Self { scores: ScoresFile::Sample, max_score_rows: 2_000_000 }
+    }
+}
+
+/// How much of `scores.parquet` (one row per request) is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoresFile {
+    /// Every request, whatever the size (about 60 bytes a request).
+    All,
+    /// Every request up to `max_score_rows`, else a deterministic sample of about that many.
+    Sample,
+    /// No `scores.parquet`.
+    None,
 }
 
 impl Scenario {

@@ -66,6 +66,18 @@ pub struct RawScenario {
     pub faults: Vec<RawFault>,
     /// Live controller configurations (Argo Rollouts, Flagger, Kayenta) to emulate next to the policy.
     pub controller: Option<crate::controller::spec::RawController>,
+    /// What `run` writes besides the reports: `scores.parquet` in full, sampled or not at all.
+    pub output: Option<RawOutput>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutput {
+    /// "sample" (default: every request up to `max_score_rows`, then a deterministic sample of
+    /// about that many), "all" (one row per request, whatever the size) or "none".
+    pub scores: Option<String>,
+    /// The most rows `scores = "sample"` writes in full (default 2,000,000).
+    pub max_score_rows: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

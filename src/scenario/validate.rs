@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::raw::{RawModel, RawScenario, RawScoring, RawTime, RawTraffic};
-use super::{Class, Duplicates, ModelSpec, Role, Scenario, Scoring, Traffic, Transform};
+use super::raw::{RawModel, RawOutput, RawScenario, RawScoring, RawTime, RawTraffic};
+use super::{Class, Duplicates, ModelSpec, Output, Role, Scenario, Scoring, ScoresFile, Traffic, Transform};
 use crate::error::Problem;
 use crate::policy::{self, Policy, RawPolicy, TrafficShape};
 use crate::time::{format_timestamp, parse_duration, Micros};
@@ -109,6 +109,7 @@ pub(super) fn validate(raw: RawScenario, file: &Path, problems: &mut Vec<Problem
     };
     let (stable, candidate) = (with_shared(stable), with_shared(candidate));
     let scoring = scoring(&mut c, raw.scoring.as_ref());
+    let output = output(&mut c, raw.output.as_ref());
 
     let role_columns = [&traffic.time, &traffic.entity, &traffic.id];
     for model in [&stable, &candidate] {
@@ -171,6 +172,7 @@ pub(super) fn validate(raw: RawScenario, file: &Path, problems: &mut Vec<Problem
         warnings,
         controller,
         raw_controller: raw.controller,
+        output,
     }
 }
 
@@ -280,6 +282,22 @@ fn model(c: &mut Checker, role: Role, raw: &RawModel) -> ModelSpec {
         c.columns(&format!("{prefix}.features"), f)
     });
     ModelSpec { role, path, output: raw.output.clone(), class: raw.class.clone(), transform, features }
+}
+
+fn output(c: &mut Checker, raw: Option<&RawOutput>) -> Output {
+    let default = Output::default();
+    let Some(raw) = raw else { return default };
+    let scores = match raw.scores.as_deref() {
+        None | Some("sample") => ScoresFile::Sample,
+        Some("all") => ScoresFile::All,
+        Some("none") => ScoresFile::None,
+        Some(other) => {
+            c.problem(&format!("output.scores = \"{other}\""), "is not a way to write scores.parquet", Some("use \"sample\" (the default), \"all\" or \"none\"".into()));
+            ScoresFile::Sample
+        }
+    };
+    let max_score_rows = c.int("output.max_score_rows", raw.max_score_rows, default.max_score_rows as usize, (1, i64::MAX), "rows") as u64;
+    Output { scores, max_score_rows }
 }
 
 fn scoring(c: &mut Checker, raw: Option<&RawScoring>) -> Scoring {

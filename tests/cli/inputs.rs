@@ -506,3 +506,38 @@ fn one_class_of_a_multiclass_model_is_judged_as_label_equals_class() {
     let unset = format!("path = \"{}\"", model("multiclass.onnx"));
     check_invalid(&case.scenario(&traffic, |s| with_models(s, &unset, &unset)), &["has 3 class columns", "models.stable.class"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// What run writes
+
+#[test]
+fn scores_parquet_is_bounded_by_a_deterministic_sample_or_left_out() {
+    let case = Case::new();
+    let sampled = case.scenario(&repo("data/flights/sample.parquet"), |s| s + "\n[output]\nmax_score_rows = 500\n");
+    let stdout = String::from_utf8_lossy(&case.replayed(&sampled).get_output().stdout).into_owned();
+    let summary = case.summary();
+    let rows = summary["scores_file"]["rows"].as_u64().unwrap();
+    assert_eq!(summary["scores_file"]["mode"], "sample");
+    assert_eq!(summary["scores_file"]["fraction"], 0.25);
+    assert!((400..=600).contains(&rows), "about 500 of 2000 requests: {rows}");
+    assert!(stdout.contains(&format!("scores.parquet (a sample of {rows} requests)")), "{stdout}");
+    let first = scores(&case.path("out/scores.parquet"), &["stable_score"]);
+    assert_eq!(first.len() as u64, rows);
+    let page = std::fs::read_to_string(case.path("out/report.html")).unwrap();
+    assert!(page.contains(&format!("a deterministic sample of {rows} requests")), "the charts say what they are drawn from");
+    // The same requests every time.
+    case.replayed(&sampled);
+    assert_eq!(scores(&case.path("out/scores.parquet"), &["stable_score"]).keys().collect::<std::collections::BTreeSet<_>>(), first.keys().collect());
+
+    let none = case.scenario(&repo("data/flights/sample.parquet"), |s| s + "\n[output]\nscores = \"none\"\n");
+    case.replayed(&none);
+    assert!(!case.path("out/scores.parquet").exists());
+    assert_eq!(case.summary()["scores_file"]["rows"], 0);
+    bin().arg("report").arg(case.path("out")).assert().success();
+
+    let all = case.scenario(&repo("data/flights/sample.parquet"), |s| s + "\n[output]\nscores = \"all\"\nmax_score_rows = 500\n");
+    case.replayed(&all);
+    assert_eq!(case.summary()["scores_file"]["rows"], 2000);
+    let bad = case.scenario(&repo("data/flights/sample.parquet"), |s| s + "\n[output]\nscores = \"some\"\n");
+    check_invalid(&bad, &["output.scores = \"some\"", "\"sample\" (the default), \"all\" or \"none\""]);
+}
