@@ -89,13 +89,7 @@ fn prepare_scenario(mut scenario: Scenario, runtime_options: &RuntimeOptions, co
     let mut survey = ingest::survey(&files, &scenario.traffic)?;
     keep_named_values(&scenario, &mut survey.rules);
     let mut files = files;
-    let mut sorted = Vec::new();
-    for index in survey.unsorted() {
-        let runs = ingest::sorted_runs(&files[index], &scenario.traffic, &layout, &runtime::cache_root(None), ingest::RUN_ROWS)?;
-        sorted.push(format!("{} is not sorted by time: read in {} sorted run(s) (traffic.sort = true)", files[index].path.display(), runs.len()));
-        survey.replace_file(index, files.len()..files.len() + runs.len());
-        files.extend(runs);
-    }
+    let sorted = sort_unsorted(&mut files, &mut survey, &scenario.traffic, &layout)?;
     let probe = score::probe::probe(runtime, &scenario, &files, &survey, &layout, [&stable, &candidate])?;
     survey.rules.positive_class = probe.positive_class.map(|k| k as f64);
     let file = scenario.file.display().to_string();
@@ -106,6 +100,19 @@ fn prepare_scenario(mut scenario: Scenario, runtime_options: &RuntimeOptions, co
     let mut assumptions = assumptions(&scenario, &survey, &probe);
     assumptions.extend(sorted);
     Ok(Prepared { scenario, files, runtime, stable, candidate, layout, survey, probe, assumptions })
+}
+
+/// Reads each file that is not sorted by time (`traffic.sort = true`) through sorted runs made in
+/// the tool's cache, appended to `files`; says so for each.
+fn sort_unsorted(files: &mut Vec<TrafficFile>, survey: &mut Survey, traffic: &scenario::Traffic, layout: &Layout) -> Result<Vec<String>> {
+    let mut said = Vec::new();
+    for index in survey.unsorted() {
+        let runs = ingest::sorted_runs(&files[index], traffic, layout, &runtime::cache_root(None), ingest::RUN_ROWS)?;
+        said.push(format!("{} is not sorted by time: read in {} sorted run(s) (traffic.sort = true)", files[index].path.display(), runs.len()));
+        survey.replace_file(index, files.len()..files.len() + runs.len());
+        files.extend(runs);
+    }
+    Ok(said)
 }
 
 /// Segment values the scenario names (faults, segment policies) are judged one by one even when

@@ -429,33 +429,38 @@ impl TrafficBatch {
     }
 }
 
-/// Streams the requests in the window of some files, file after file, one batch at a time.
+/// Streams the requests in the window of one file, one batch at a time, converted to the
+/// pipeline's types. The file is opened at the first batch asked for.
 struct FileStream<'a> {
-    files: &'a [TrafficFile],
+    file: &'a TrafficFile,
     traffic: &'a Traffic,
     layout: &'a Layout,
     rules: &'a Rules,
     batch_rows: usize,
-    next_file: usize,
-    current: Option<(usize, decode::Guarded<'a>)>,
+    reader: Option<decode::Guarded<'a>>,
+    done: bool,
 }
 
 impl<'a> FileStream<'a> {
-    fn new(files: &'a [TrafficFile], traffic: &'a Traffic, layout: &'a Layout, rules: &'a Rules, batch_rows: usize) -> Self {
-        Self { files, traffic, layout, rules, batch_rows, next_file: 0, current: None }
+    fn new(file: &'a TrafficFile, traffic: &'a Traffic, layout: &'a Layout, rules: &'a Rules, batch_rows: usize) -> Self {
+        Self { file, traffic, layout, rules, batch_rows, reader: None, done: false }
     }
 
-    fn open_next(&mut self) -> Result<bool> {
-        let Some(file) = self.files.get(self.next_file) else { return Ok(false) };
-        let index = self.next_file;
-        self.next_file += 1;
-        let schema = file.schema();
-        let columns: Vec<usize> = self.layout.columns().iter().filter_map(|(_, name, _)| schema.index_of(name).ok()).collect();
-        self.current = Some((index, decode::Guarded::open(file, self.traffic, columns, self.batch_rows)?));
-        Ok(true)
+    /// The next batch of the file's reader, opening it first.
+    fn read(&mut self) -> Option<Result<RecordBatch>> {
+        if self.reader.is_none() {
+            let schema = self.file.schema();
+            let columns: Vec<usize> = self.layout.columns().iter().filter_map(|(_, name, _)| schema.index_of(name).ok()).collect();
+            match decode::Guarded::open(self.file, self.traffic, columns, self.batch_rows) {
+                Ok(reader) => self.reader = Some(reader),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        self.reader.as_mut().expect("the reader is open").next()
     }
 
-    fn convert(&self, file: &TrafficFile, batch: &RecordBatch) -> Result<TrafficBatch> {
+    fn convert(&self, batch: &RecordBatch) -> Result<TrafficBatch> {
+        let file = self.file;
         let column = |name: &str| -> ArrayRef { file.column(batch, name).expect("a column is projected or a partition key") };
         let bad = |name: &str, e: String| Error::invalid(Problem::new(format!("{}: column \"{name}\"", file.path.display()), e));
 
@@ -525,26 +530,19 @@ impl Iterator for FileStream<'_> {
     type Item = Result<TrafficBatch>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if self.current.is_none() {
-                match self.open_next() {
-                    Ok(true) => {}
-                    Ok(false) => return None,
-                    Err(e) => return Some(Err(e)),
+        while !self.done {
+            let converted = self.read().map(|batch| batch.and_then(|b| self.convert(&b)));
+            match converted {
+                Some(Ok(b)) if b.is_empty() => continue,
+                Some(Ok(b)) => return Some(Ok(b)),
+                // After an error or the last batch, the file is done.
+                other => {
+                    self.done = true;
+                    return other;
                 }
             }
-            let files = self.files;
-            let (index, reader) = self.current.as_mut().expect("a reader is open");
-            let file = &files[*index];
-            match reader.next() {
-                None => self.current = None,
-                Some(Err(e)) => return Some(Err(e)),
-                Some(Ok(batch)) => match self.convert(file, &batch) {
-                    Ok(b) if b.is_empty() => continue,
-                    other => return Some(other),
-                },
-            }
         }
+        None
     }
 }
 
@@ -565,7 +563,7 @@ pub struct Batches<'a> {
 impl<'a> Batches<'a> {
     /// The requests of `files` (each sorted by time), merged by time.
     pub fn new(files: impl IntoIterator<Item = &'a TrafficFile>, traffic: &'a Traffic, layout: &'a Layout, rules: &'a Rules, batch_rows: usize) -> Self {
-        let streams: Vec<FileStream<'a>> = files.into_iter().map(|f| FileStream::new(std::slice::from_ref(f), traffic, layout, rules, batch_rows)).collect();
+        let streams: Vec<FileStream<'a>> = files.into_iter().map(|f| FileStream::new(f, traffic, layout, rules, batch_rows)).collect();
         let heads = (0..streams.len()).map(|_| None).collect();
         Self { streams, heads, rules, replayed: HashSet::new(), batch_rows }
     }
