@@ -9,6 +9,11 @@
   custom_domain.onnx  a node of the operator domain "com.example.custom", which ONNX Runtime lacks
   multiclass.onnx     a 3-class logistic regression ([N, 3] probabilities, zipmap=False) of
                       label + (distance > 1000): classes 0, 1, 2
+  partitioned/duckdb/origin=*/data_0.parquet
+                      the sample written by duckdb's COPY ... (PARTITION_BY (origin)): Hive folders,
+                      the origin column only in the folder names, rows in the writer's own order
+  partitioned/pyarrow/month=*/part-0.parquet
+                      the sample written by pyarrow.dataset.write_dataset with a Hive "month" key
   expected.parquet    Python ONNX Runtime's scores on the sample: sigmoid(logit) of logits.onnx and
                       P("late") of zipmap_strings.onnx
 
@@ -106,6 +111,22 @@ def main() -> None:
     entry = onx.metadata_props.add()
     entry.key, entry.value = "feature_names", ",".join(FEATURES)
     onnx.save(onx, OUT / "multiclass.onnx")
+
+    import shutil
+
+    import duckdb
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    for sub in ["duckdb", "pyarrow"]:
+        shutil.rmtree(OUT / "partitioned" / sub, ignore_errors=True)
+    (OUT / "partitioned").mkdir(exist_ok=True)
+    plain = sample.cast(pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in sample.schema]))
+    con = duckdb.connect()
+    con.register("sample", plain)
+    con.execute(f"COPY (SELECT * FROM sample) TO '{OUT / 'partitioned' / 'duckdb'}' (FORMAT PARQUET, PARTITION_BY (origin))")
+    months = plain.append_column("month", pc.strftime(plain["request_ts"], "%Y-%m"))
+    ds.write_dataset(months, OUT / "partitioned" / "pyarrow", format="parquet", partitioning=["month"], partitioning_flavor="hive")
 
     logits = ort.InferenceSession(str(OUT / "logits.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": xs})[0].reshape(-1)
     strings = ort.InferenceSession(str(OUT / "zipmap_strings.onnx"), providers=["CPUExecutionProvider"]).run(["output_probability"], {"input": xs})[0]

@@ -541,3 +541,18 @@ fn scores_parquet_is_bounded_by_a_deterministic_sample_or_left_out() {
     let bad = case.scenario(&repo("data/flights/sample.parquet"), |s| s + "\n[output]\nscores = \"some\"\n");
     check_invalid(&bad, &["output.scores = \"some\"", "\"sample\" (the default), \"all\" or \"none\""]);
 }
+
+#[test]
+fn partitioned_logs_written_by_duckdb_and_pyarrow_replay_as_the_log_they_hold() {
+    let case = Case::new();
+    case.replayed(&case.scenario(&repo("data/flights/sample.parquet"), |s| s));
+    let whole = decisions(&case.summary());
+    // duckdb: origin only in the folder names, the three origins overlapping in time (merged).
+    // pyarrow: a month key no segment reads, the months one after the other.
+    for writer in ["duckdb", "pyarrow"] {
+        let folder = repo(&format!("tests/fixtures/inputs/partitioned/{writer}"));
+        case.replayed(&case.scenario(&folder, |s| s));
+        assert_eq!(case.summary()["rows_replayed"], 2000, "{writer}");
+        assert_eq!(decisions(&case.summary()), whole, "{writer}");
+    }
+}
