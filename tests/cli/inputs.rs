@@ -556,3 +556,60 @@ fn partitioned_logs_written_by_duckdb_and_pyarrow_replay_as_the_log_they_hold() 
         assert_eq!(decisions(&case.summary()), whole, "{writer}");
     }
 }
+
+#[test]
+fn new_scenario_keys_name_their_bad_values() {
+    let case = Case::new();
+    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
+        s.replace("segments = [\"origin\", \"carrier\"]", "segments = [\"origin\", \"origin\"]\nduplicates = \"drop\"\nmax_segment_values = 0")
+            .replacen("class = 1", "class = 1\ntransform = \"tanh\"", 1)
+    });
+    let stderr = check_invalid(&scenario, &[]);
+    for needle in [
+        "traffic.segments[1]: \"origin\" is listed twice",
+        "traffic.duplicates = \"drop\": is not a way to handle duplicate ids",
+        "\"keep_first\"",
+        "traffic.max_segment_values = 0",
+        "models.stable.transform = \"tanh\": is not a transform",
+    ] {
+        assert!(stderr.contains(needle), "stderr lacks {needle:?}:\n{stderr}");
+    }
+    // A gate on labels without a label column is named (by the scenario's own checks).
+    let unlabelled = case.scenario(&repo("data/flights/sample.parquet"), |s| {
+        s.replace("label = \"label\"\nlabel_time = \"label_ts\"\n", "") + "\n[[gates]]\nmetric = \"auc\"\nkind = \"non_inferiority\"\nmargin = 0.01\n"
+    });
+    check_invalid(&unlabelled, &["gates[0].metric = \"auc\": needs labels, but traffic.label is not set"]);
+}
+
+#[test]
+fn class_and_transform_that_do_not_fit_the_output_are_named() {
+    let case = Case::new();
+    let demo = format!("path = \"{}\"", repo("data/flights/candidate.onnx").display());
+    let named = format!("{demo}\nclass = \"late\"");
+    check_invalid(&case.scenario(&repo("data/flights/sample.parquet"), |s| with_models(s, &named, &demo)), &[
+        "output \"probabilities\": is a tensor, so models.stable.class = \"late\" (a ZipMap key) cannot pick a column",
+        "fix: give the column number",
+    ]);
+    let softmax = format!("path = \"{}\"\ntransform = \"softmax\"", model("logits.onnx"));
+    check_invalid(&case.scenario(&repo("data/flights/sample.parquet"), |s| with_models(s, &softmax, &demo)), &["has one column, so models.*.transform = \"softmax\"", "models.stable.transform = \"sigmoid\""]);
+    let zipmap = format!("path = \"{}\"\nclass = \"late\"\ntransform = \"sigmoid\"", model("zipmap_strings.onnx"));
+    check_invalid(&case.scenario(&repo("data/flights/sample.parquet"), |s| with_models(s, &zipmap, &demo)), &["is a ZipMap of probabilities: there is nothing to transform", "remove models.stable.transform"]);
+    let int_keys = format!("path = \"{}\"\nclass = \"late\"", repo("tests/fixtures/models/zipmap.onnx").display());
+    check_invalid(&case.scenario(&repo("data/flights/sample.parquet"), |s| with_models(s, &int_keys, &demo)), &["is a ZipMap keyed by int64 class ids, so models.stable.class = \"late\" matches no key"]);
+}
+
+#[test]
+fn a_model_that_fails_on_every_row_is_an_input_error_not_a_verdict() {
+    let case = Case::new();
+    let demo = format!("path = \"{}\"", repo("data/flights/candidate.onnx").display());
+    // faulty.onnx fails on Sundays only: a log of Sundays alone fails on every row.
+    let sundays = rewrite_sample(&case, "sundays.parquet", |b| {
+        let day = arrow::compute::cast(b.column_by_name("day_of_week").unwrap(), &arrow::datatypes::DataType::Int64).unwrap();
+        let day = day.as_primitive::<arrow::datatypes::Int64Type>().clone();
+        rows_where(&b, |i| day.value(i) == 6)
+    });
+    let faulty = format!("path = \"{}\"\noutput = \"score\"", repo("tests/fixtures/models/faulty.onnx").display());
+    let scenario = case.scenario(&sundays, |s| with_models(s, &faulty, &demo).replace("label = \"label\"\nlabel_time = \"label_ts\"\n", ""));
+    let stderr = assert_invalid(&case, &scenario, &["faulty.onnx: output \"score\": scores none of the log's first", "Gather", "fix: check the model runs"]);
+    assert!(!stderr.contains("ROLLED BACK"), "{stderr}");
+}
