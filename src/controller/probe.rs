@@ -74,9 +74,9 @@ impl<'a> Probe<'a> {
             let served = usize::from(to_candidate(row.u, schedule.weight(row.time, row.cell)));
             let seen: &[usize] = if mirror { &[0, 1] } else { std::slice::from_ref(&served) };
             for &arm in seen {
-                let out = &row.outputs[arm];
+                let out = &row.output(arm);
                 arms[arm].add(&self.scale.contribution(out));
-                if let (Some(y), Some(lt)) = (row.label, row.label_time) {
+                if let (Some(y), Some(lt)) = (row.label(), row.label_time()) {
                     if lt < labels_until {
                         if let Some(q) = self.scale.quality(out, y) {
                             arms[arm].add_quality(&q);

@@ -27,7 +27,7 @@ fn rows(hours: i64, per_hour: i64, bad: impl Fn(i64) -> bool) -> Vec<Row> {
             let time = i * HOUR / per_hour;
             let ok = Output { error: false, score: Some(0.3), latency_ms: None };
             let candidate = Output { error: bad(time / HOUR), ..ok };
-            Row { time, label: None, label_time: None, cell: 0, u: (i as f64 * 0.618_033_988_749_895).fract(), outputs: [ok, candidate] }
+            Row::new(time, None, None, 0, (i as f64 * 0.618_033_988_749_895).fract(), [ok, candidate])
         })
         .collect()
 }
@@ -38,7 +38,8 @@ fn failing_where(hours: i64, per_hour: i64, fails: impl Fn(usize, &Row) -> bool)
         .into_iter()
         .enumerate()
         .map(|(i, mut r)| {
-            r.outputs[1].error = fails(i, &r);
+            let fail = fails(i, &r);
+            r.update_output(1, |out| out.error = fail);
             r
         })
         .collect()
@@ -186,7 +187,8 @@ fn flagger_ab_testing_sends_the_matched_segment_to_the_candidate() {
             .enumerate()
             .map(|(i, mut r)| {
                 r.cell = if i % 2 == 0 { jfk } else { lga };
-                r.outputs[1].error = r.cell == bad;
+                let fail = r.cell == bad;
+                r.update_output(1, |out| out.error = fail);
                 r
             })
             .collect()
@@ -314,8 +316,8 @@ fn kayenta_a_wide_interval_passes_despite_a_significant_shift() {
     for (i, (c, b)) in CANARY.iter().zip(BASELINE).enumerate() {
         let at = |minutes: i64| i as i64 * HOUR + minutes * 60_000_000;
         let output = |ms: f64| Output { error: false, score: Some(0.3), latency_ms: Some(ms) };
-        traffic.push(Row { time: at(10), label: None, label_time: None, cell: 0, u: 0.1, outputs: [output(0.0), output(*c)] });
-        traffic.push(Row { time: at(20), label: None, label_time: None, cell: 0, u: 0.9, outputs: [output(b), output(0.0)] });
+        traffic.push(Row::new(at(10), None, None, 0, 0.1, [output(0.0), output(*c)]));
+        traffic.push(Row::new(at(20), None, None, 0, 0.9, [output(b), output(0.0)]));
     }
     let run = replay(&spec, &traffic, 12);
     assert_eq!((run.outcome, run.decided_at), (Outcome::Promoted, 10 * HOUR), "{:?}", run.events.list);
@@ -326,7 +328,7 @@ fn kayenta_a_wide_interval_passes_despite_a_significant_shift() {
         .map(|r| {
             let mut r = *r;
             if r.u < 0.5 {
-                r.outputs[1].latency_ms = r.outputs[1].latency_ms.map(|ms| ms + 5.0);
+                r.update_output(1, |out| out.latency_ms = out.latency_ms.map(|ms| ms + 5.0));
             }
             r
         })

@@ -713,18 +713,28 @@ fn time(c: &mut Check, key: &str, value: &Option<RawTime>) -> Option<Micros> {
 fn fault(c: &mut Check, i: usize, raw: &RawFault, shape: &TrafficShape) -> Option<Fault> {
     use crate::scenario::Role;
     let key = format!("faults[{i}]");
+    // Every number of a fault must be finite (TOML allows nan and inf).
+    let finite = |c: &mut Check, name: &str, v: f64| -> f64 {
+        if !v.is_finite() {
+            c.problem(&format!("{key}.{name} = {v}"), "must be a finite number", None);
+        }
+        v
+    };
     let need = |c: &mut Check, name: &str, v: Option<f64>| -> f64 {
-        v.unwrap_or_else(|| {
-            c.problem(&format!("{key}.{name}"), format!("a {} fault needs {name}", raw.kind), None);
-            0.0
-        })
+        match v {
+            Some(v) => finite(c, name, v),
+            None => {
+                c.problem(&format!("{key}.{name}"), format!("a {} fault needs {name}", raw.kind), None);
+                0.0
+            }
+        }
     };
     let effect = match raw.kind.as_str() {
         "latency" => {
             if raw.add_ms.is_none() && raw.multiply.is_none() {
                 c.problem(&key, "a latency fault needs add_ms or multiply", None);
             }
-            Effect::Latency { add_ms: raw.add_ms.unwrap_or(0.0), multiply: raw.multiply.unwrap_or(1.0) }
+            Effect::Latency { add_ms: finite(c, "add_ms", raw.add_ms.unwrap_or(0.0)), multiply: finite(c, "multiply", raw.multiply.unwrap_or(1.0)) }
         }
         "error_rate" => {
             let rate = need(c, "rate", raw.rate);

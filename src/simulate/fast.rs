@@ -277,10 +277,10 @@ impl Summaries {
                 }
                 current = b;
             }
-            bucket_rows.push(((b, row.cell, band), row.outputs.map(|out| scale.contribution(&out))));
-            if let (Some(label), Some(lt)) = (row.label, row.label_time) {
+            bucket_rows.push(((b, row.cell, band), row.outputs().map(|out| scale.contribution(&out))));
+            if let (Some(label), Some(lt)) = (row.label(), row.label_time()) {
                 let arrival = bucket(lt).max(b);
-                in_flight.entry(arrival).or_default().push(((arrival, b, row.cell, band), Labelled::new(label, row.outputs.map(|out| out.score))));
+                in_flight.entry(arrival).or_default().push(((arrival, b, row.cell, band), Labelled::new(label, row.outputs().map(|out| out.score))));
             }
         })?;
         if let Some(e) = failed {

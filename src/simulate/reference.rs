@@ -38,9 +38,9 @@ impl Source for Reference<'_> {
             }
             let arm = usize::from(to_candidate(row.u, w));
             let scopes = &self.scopes.of_cell[row.cell as usize];
-            let out = &row.outputs[arm];
+            let out = &row.output(arm);
             self.stats.add(scopes, w, arm, &self.scale.contribution(out));
-            if let (Some(y), Some(lt)) = (row.label, row.label_time) {
+            if let (Some(y), Some(lt)) = (row.label(), row.label_time()) {
                 if lt < end {
                     if let Some(q) = self.scale.quality(out, y) {
                         self.stats.add_quality(scopes, w, arm, &q);
@@ -66,9 +66,9 @@ impl Source for Reference<'_> {
         let mut stats = WindowStats::new(self.scopes.len());
         for row in self.span(start, end) {
             let scopes = &self.scopes.of_cell[row.cell as usize];
-            for (arm, out) in row.outputs.iter().enumerate() {
+            for (arm, out) in row.outputs().iter().enumerate() {
                 stats.add(scopes, 1.0, arm, &self.scale.contribution(out));
-                if let Some(q) = row.label.and_then(|y| self.scale.quality(out, y)) {
+                if let Some(q) = row.label().and_then(|y| self.scale.quality(out, y)) {
                     stats.add_quality(scopes, 1.0, arm, &q);
                 }
             }

@@ -563,6 +563,7 @@ fn new_scenario_keys_name_their_bad_values() {
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
         s.replace("segments = [\"origin\", \"carrier\"]", "segments = [\"origin\", \"origin\"]\nduplicates = \"drop\"\nmax_segment_values = 0")
             .replacen("class = 1", "class = 1\ntransform = \"tanh\"", 1)
+            + "\n[[faults]]\nkind = \"score_shift\"\nshift = nan\n"
     });
     let stderr = check_invalid(&scenario, &[]);
     for needle in [
@@ -571,6 +572,7 @@ fn new_scenario_keys_name_their_bad_values() {
         "\"keep_first\"",
         "traffic.max_segment_values = 0",
         "models.stable.transform = \"tanh\": is not a transform",
+        "faults[0].shift = NaN: must be a finite number",
     ] {
         assert!(stderr.contains(needle), "stderr lacks {needle:?}:\n{stderr}");
     }
