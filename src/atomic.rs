@@ -40,12 +40,16 @@ fn running(pid: u32) -> bool {
 }
 
 /// Removes the temporaries in `dir` that a process which is gone left behind (an interrupted run,
-/// a killed job). Only names of the form [`temp_path`] writes are touched. Returns how many.
-pub fn sweep_stale(dir: &Path) -> usize {
+/// a killed job): names of the form [`temp_path`] writes, `.NAME.tmp-PID-N`, whose NAME `of`
+/// accepts. Returns how many.
+pub fn sweep_stale(dir: &Path, of: impl Fn(&str) -> bool) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     let mut swept = 0;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")).is_some_and(|(inner, _)| of(inner)) {
+            continue;
+        }
         let Some(pid) = temp_owner(&name) else { continue };
         if pid == std::process::id() || running(pid) {
             continue;
@@ -88,7 +92,9 @@ pub fn check_output_folder(dir: &Path) -> Result<()> {
             Problem::new(&flag, format!("cannot write into {}: {e}", parent.display())).fix("pass a folder you can write to with --out"),
         ));
     }
-    sweep_stale(&parent);
+    // Beside the output folder, only its own temporaries (the folder holding it is the user's).
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    sweep_stale(&parent, |inner| inner == name);
     Ok(())
 }
 
@@ -299,7 +305,10 @@ mod tests {
         for path in [&stale, &live, &other] {
             std::fs::write(path, "x").unwrap();
         }
-        assert_eq!(sweep_stale(dir.path()), 2);
+        // Only the names asked for: here an output folder's own temporaries.
+        assert_eq!(sweep_stale(dir.path(), |inner| inner == "out"), 1);
+        assert!(stale.exists());
+        assert_eq!(sweep_stale(dir.path(), |inner| inner.ends_with(".parquet")), 1);
         assert!(!stale.exists() && live.exists() && other.exists());
         assert_eq!(temp_owner(".a.b.tmp-12-0"), Some(12));
         assert_eq!(temp_owner("a.tmp-12-0"), None);

@@ -30,7 +30,7 @@ pub fn sorted_runs(file: &TrafficFile, traffic: &Traffic, layout: &Layout, cache
     let dir = cache.join("sorted").join(&blake3::hash(key.as_bytes()).to_hex()[..32]);
     if !dir.is_dir() {
         std::fs::create_dir_all(cache.join("sorted")).map_err(|e| Error::io(cache.join("sorted"), e))?;
-        crate::atomic::sweep_stale(&cache.join("sorted"));
+        crate::atomic::sweep_stale(&cache.join("sorted"), |_| true);
         let pending = Pending::new(&dir);
         std::fs::create_dir_all(pending.path()).map_err(|e| Error::io(pending.path(), e))?;
         write_runs(file, traffic, &columns, pending.path(), run_rows)?;

@@ -313,7 +313,7 @@ pub fn write_report(dir: &Path) -> Result<PathBuf> {
     crate::atomic::replaceable(dir).map_err(|message| {
         Error::invalid(Problem::new(dir.display().to_string(), message).fix("pass a folder `canary-replay run` wrote, holding only the files it wrote"))
     })?;
-    crate::atomic::sweep_stale(dir);
+    crate::atomic::sweep_stale(dir, |_| true);
     let page = render(view, dir)?;
     crate::atomic::write_marker(dir, "run")?;
     Ok(page)

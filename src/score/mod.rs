@@ -123,7 +123,7 @@ pub fn score(
     let started = Instant::now();
     std::fs::create_dir_all(&settings.cache.0).map_err(|e| Error::io(&settings.cache.0, e))?;
     // Parts an interrupted run was writing: whole parts are never left under a temporary name.
-    crate::atomic::sweep_stale(&settings.cache.0);
+    crate::atomic::sweep_stale(&settings.cache.0, |inner| inner.ends_with(".parquet"));
     let mut plan = Vec::new();
     for group in &survey.groups {
         let group_files: Vec<&TrafficFile> = group.files.iter().map(|&i| &files[i]).collect();
