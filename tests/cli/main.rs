@@ -14,6 +14,9 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 mod inputs;
+mod logs;
+mod models;
+mod report;
 
 const FEATURES: [&str; 18] = [
     "sched_dep_min", "day_of_week", "distance", "carrier_code", "origin_code", "dest_code", "temp", "dewp", "humid", "wind_dir",
@@ -147,6 +150,54 @@ fn assert_close(actual: &std::collections::HashMap<String, Vec<Option<f64>>>, ex
 
 fn stderr_of(assert: &assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
+}
+
+fn model(name: &str) -> String {
+    repo(&format!("tests/fixtures/inputs/{name}")).display().to_string()
+}
+
+/// The scenario with `stable` and `candidate` as models (each `[models.*]` table replaced whole).
+fn with_models(text: String, stable: &str, candidate: &str) -> String {
+    let head = &text[..text.find("[models.stable]").unwrap()];
+    format!("{head}[models.stable]\n{stable}\n\n[models.candidate]\n{candidate}\n")
+}
+
+/// `check` of a scenario that should fail: exit 2, every needle in stderr, no panic.
+fn check_invalid(scenario: &Path, needles: &[&str]) -> String {
+    let assert = bin().arg("check").arg(scenario).assert().code(2);
+    let stderr = stderr_of(&assert);
+    for needle in needles {
+        assert!(stderr.contains(needle), "stderr lacks {needle:?}:\n{stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+/// The rows of `batch` where `keep` holds.
+fn rows_where(batch: &RecordBatch, keep: impl Fn(usize) -> bool) -> RecordBatch {
+    let mask = arrow::array::BooleanArray::from((0..batch.num_rows()).map(keep).collect::<Vec<_>>());
+    arrow::compute::filter_record_batch(batch, &mask).unwrap()
+}
+
+/// What must not change when the same requests come in another form: the decision, and the
+/// oracle to 10 significant digits (sums over rows in another order differ in the last bits).
+fn decisions(summary: &Value) -> (Value, Value, Value) {
+    let mut oracle = summary["oracle"].clone();
+    comparable(&mut oracle);
+    (summary["simulation"]["outcome"].clone(), summary["simulation"]["stages"].clone(), oracle)
+}
+
+/// Latency left out (it is measured anew by each scoring), numbers rounded.
+fn comparable(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|k, _| !k.contains("latency"));
+            map.values_mut().for_each(comparable);
+        }
+        Value::Array(items) => items.iter_mut().for_each(comparable),
+        Value::Number(n) if n.is_f64() => *value = Value::String(format!("{:.9e}", n.as_f64().unwrap())),
+        _ => {}
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -497,122 +548,4 @@ fn an_output_folder_that_is_a_file_is_named_before_any_work() {
     let assert = bin().args(["tune", "--space"]).arg(repo("scenarios/tune/space.toml")).arg(repo("scenarios/incidents/errors.toml")).arg("--out").arg(file.join("tune")).assert().code(2);
     assert!(stderr_of(&assert).contains("is a file, not a folder"), "{}", stderr_of(&assert));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a folder", "the file is left as it was");
-}
-
-// ---------------------------------------------------------------------------------------------
-// The review report
-
-const HOSTILE: &str = "<script>alert(1)</script>";
-
-/// Parses `report.html` strictly: it is well-formed XML as well as HTML.
-fn parse_report(html: &str) -> roxmltree::Document<'_> {
-    roxmltree::Document::parse_with_options(html, roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() }).expect("report.html is well-formed")
-}
-
-fn text_of(node: roxmltree::Node) -> String {
-    node.descendants().filter(|n| n.is_text()).filter_map(|n| n.text()).collect()
-}
-
-fn by_id<'a, 'input>(doc: &'a roxmltree::Document<'input>, id: &str) -> roxmltree::Node<'a, 'input> {
-    doc.descendants().find(|n| n.attribute("id") == Some(id)).unwrap_or_else(|| panic!("report.html has no #{id}"))
-}
-
-fn decode_png(bytes: &[u8]) -> (u32, u32) {
-    let reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().expect("a PNG");
-    let info = reader.info();
-    (info.width, info.height)
-}
-
-#[test]
-fn the_report_shows_verdict_charts_and_escaped_data() {
-    let case = Case::new();
-    let traffic = rewrite_sample(&case, "hostile.parquet", |b| {
-        let carrier = arrow::compute::cast(b.column_by_name("carrier").unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
-        let values: StringArray = carrier.as_string::<i32>().iter().map(|v| v.map(|v| if v == "UA" { HOSTILE } else { v })).collect();
-        replace_column(b, "carrier", Some(Arc::new(values)))
-    });
-    case.replayed(&case.scenario(&traffic, |s| s));
-    let html = std::fs::read_to_string(case.path("out/report.html")).unwrap();
-    let summary = case.summary();
-
-    // The hostile segment value is data, never markup.
-    assert!(!html.contains(HOSTILE), "the hostile value reached the page unescaped");
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-    let doc = parse_report(&html);
-    assert!(doc.descendants().all(|n| !n.has_tag_name("script")), "the page has a script element");
-    let cells = doc.descendants().filter(|n| (n.has_tag_name("td") || n.has_tag_name("th")) && text_of(*n).contains(HOSTILE)).count();
-    assert!(cells >= 2, "the hostile carrier should appear (as text) in the per-segment and oracle tables, found {cells}");
-
-    // The verdict banner says what happened and when, and the oracle's grade follows it.
-    let outcome = summary["simulation"]["outcome"].as_str().unwrap();
-    let words = match outcome {
-        "promoted" => "PROMOTED",
-        "rolled_back" => "ROLLED BACK",
-        _ => "HELD",
-    };
-    let banner = text_of(by_id(&doc, "verdict"));
-    assert!(banner.contains(words), "{banner}");
-    assert!(banner.contains(&summary["simulation"]["decided_at"].as_str().unwrap()[..10]), "{banner}");
-    let grade = text_of(by_id(&doc, "grade"));
-    assert!(grade.to_lowercase().contains(&summary["simulation"]["grade"]["grade"].as_str().unwrap().replace('_', " ")), "{grade}");
-    for section in ["timeline", "gates", "segments", "oracle", "exposure", "policy", "provenance"] {
-        by_id(&doc, section);
-    }
-    let provenance = text_of(by_id(&doc, "provenance"));
-    for hash in [&summary["models"]["stable"]["blake3"], &summary["models"]["candidate"]["blake3"], &summary["inputs"][0]["blake3"]] {
-        assert!(provenance.contains(hash.as_str().unwrap()));
-    }
-
-    // Every chart is embedded as a PNG that decodes, and written beside the page.
-    let mut files: Vec<String> =
-        std::fs::read_dir(case.path("out/charts")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    files.sort();
-    let gates = summary["policy"]["gates"].as_array().unwrap().len();
-    for expected in ["timeline.png", "scores.png", "calibration.png", "latency.png"] {
-        assert!(files.iter().any(|f| f == expected), "{expected} missing from {files:?}");
-    }
-    assert_eq!(files.iter().filter(|f| f.starts_with("gate-")).count(), gates, "{files:?}");
-    let embedded: Vec<Vec<u8>> = doc
-        .descendants()
-        .filter(|n| n.has_tag_name("img"))
-        .map(|n| {
-            use base64::Engine as _;
-            let src = n.attribute("src").unwrap();
-            let data = src.strip_prefix("data:image/png;base64,").unwrap_or_else(|| panic!("an image that is not embedded: {}", &src[..40.min(src.len())]));
-            base64::engine::general_purpose::STANDARD.decode(data).unwrap()
-        })
-        .collect();
-    assert_eq!(embedded.len(), files.len());
-    for file in &files {
-        let bytes = std::fs::read(case.path("out/charts").join(file)).unwrap();
-        let (width, height) = decode_png(&bytes);
-        assert!(width >= 900 && height >= 400, "{file} is {width}×{height}");
-        assert!(embedded.contains(&bytes), "{file} is not the chart embedded in the page");
-    }
-
-    // Kept for the browser check of CI (scripts/check-report-in-browser).
-    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile-report");
-    let _ = std::fs::remove_dir_all(&keep);
-    std::fs::create_dir_all(&keep).unwrap();
-    std::fs::copy(case.path("out/report.html"), keep.join("report.html")).unwrap();
-}
-
-#[test]
-fn report_re_renders_a_run_folder_without_rescoring() {
-    let case = Case::new();
-    case.replayed(&case.scenario(&repo("data/flights/sample.parquet"), |s| s));
-    let out = case.path("out");
-    let page = std::fs::read(out.join("report.html")).unwrap();
-    let timings = std::fs::read(out.join("timings.json")).unwrap();
-    std::fs::remove_file(out.join("report.html")).unwrap();
-    std::fs::remove_dir_all(out.join("charts")).unwrap();
-
-    bin().arg("report").arg(&out).assert().success();
-    assert!(std::fs::read(out.join("report.html")).unwrap() == page, "the re-rendered page differs");
-    assert!(out.join("charts/timeline.png").is_file());
-    assert!(std::fs::read(out.join("timings.json")).unwrap() == timings, "report must not rerun anything");
-
-    // A folder that is not a run is named, with the fix.
-    let stderr = stderr_of(&bin().arg("report").arg(case.path("cache")).assert().code(2));
-    assert!(stderr.contains("summary.json is missing") && stderr.contains("canary-replay run"), "{stderr}");
 }

@@ -1,0 +1,119 @@
+//! The review report: what it shows, that data and configuration are escaped, and that `report`
+//! re-renders a run folder without rescoring.
+
+use super::*;
+
+const HOSTILE: &str = "<script>alert(1)</script>";
+
+/// Parses `report.html` strictly: it is well-formed XML as well as HTML.
+fn parse_report(html: &str) -> roxmltree::Document<'_> {
+    roxmltree::Document::parse_with_options(html, roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() }).expect("report.html is well-formed")
+}
+
+fn text_of(node: roxmltree::Node) -> String {
+    node.descendants().filter(|n| n.is_text()).filter_map(|n| n.text()).collect()
+}
+
+fn by_id<'a, 'input>(doc: &'a roxmltree::Document<'input>, id: &str) -> roxmltree::Node<'a, 'input> {
+    doc.descendants().find(|n| n.attribute("id") == Some(id)).unwrap_or_else(|| panic!("report.html has no #{id}"))
+}
+
+fn decode_png(bytes: &[u8]) -> (u32, u32) {
+    let reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().expect("a PNG");
+    let info = reader.info();
+    (info.width, info.height)
+}
+
+#[test]
+fn the_report_shows_verdict_charts_and_escaped_data() {
+    let case = Case::new();
+    let traffic = rewrite_sample(&case, "hostile.parquet", |b| {
+        let carrier = arrow::compute::cast(b.column_by_name("carrier").unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
+        let values: StringArray = carrier.as_string::<i32>().iter().map(|v| v.map(|v| if v == "UA" { HOSTILE } else { v })).collect();
+        replace_column(b, "carrier", Some(Arc::new(values)))
+    });
+    case.replayed(&case.scenario(&traffic, |s| s));
+    let html = std::fs::read_to_string(case.path("out/report.html")).unwrap();
+    let summary = case.summary();
+
+    // The hostile segment value is data, never markup.
+    assert!(!html.contains(HOSTILE), "the hostile value reached the page unescaped");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    let doc = parse_report(&html);
+    assert!(doc.descendants().all(|n| !n.has_tag_name("script")), "the page has a script element");
+    let cells = doc.descendants().filter(|n| (n.has_tag_name("td") || n.has_tag_name("th")) && text_of(*n).contains(HOSTILE)).count();
+    assert!(cells >= 2, "the hostile carrier should appear (as text) in the per-segment and oracle tables, found {cells}");
+
+    // The verdict banner says what happened and when, and the oracle's grade follows it.
+    let outcome = summary["simulation"]["outcome"].as_str().unwrap();
+    let words = match outcome {
+        "promoted" => "PROMOTED",
+        "rolled_back" => "ROLLED BACK",
+        _ => "HELD",
+    };
+    let banner = text_of(by_id(&doc, "verdict"));
+    assert!(banner.contains(words), "{banner}");
+    assert!(banner.contains(&summary["simulation"]["decided_at"].as_str().unwrap()[..10]), "{banner}");
+    let grade = text_of(by_id(&doc, "grade"));
+    assert!(grade.to_lowercase().contains(&summary["simulation"]["grade"]["grade"].as_str().unwrap().replace('_', " ")), "{grade}");
+    for section in ["timeline", "gates", "segments", "oracle", "exposure", "policy", "provenance"] {
+        by_id(&doc, section);
+    }
+    let provenance = text_of(by_id(&doc, "provenance"));
+    for hash in [&summary["models"]["stable"]["blake3"], &summary["models"]["candidate"]["blake3"], &summary["inputs"][0]["blake3"]] {
+        assert!(provenance.contains(hash.as_str().unwrap()));
+    }
+
+    // Every chart is embedded as a PNG that decodes, and written beside the page.
+    let mut files: Vec<String> =
+        std::fs::read_dir(case.path("out/charts")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    files.sort();
+    let gates = summary["policy"]["gates"].as_array().unwrap().len();
+    for expected in ["timeline.png", "scores.png", "calibration.png", "latency.png"] {
+        assert!(files.iter().any(|f| f == expected), "{expected} missing from {files:?}");
+    }
+    assert_eq!(files.iter().filter(|f| f.starts_with("gate-")).count(), gates, "{files:?}");
+    let embedded: Vec<Vec<u8>> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("img"))
+        .map(|n| {
+            use base64::Engine as _;
+            let src = n.attribute("src").unwrap();
+            let data = src.strip_prefix("data:image/png;base64,").unwrap_or_else(|| panic!("an image that is not embedded: {}", &src[..40.min(src.len())]));
+            base64::engine::general_purpose::STANDARD.decode(data).unwrap()
+        })
+        .collect();
+    assert_eq!(embedded.len(), files.len());
+    for file in &files {
+        let bytes = std::fs::read(case.path("out/charts").join(file)).unwrap();
+        let (width, height) = decode_png(&bytes);
+        assert!(width >= 900 && height >= 400, "{file} is {width}×{height}");
+        assert!(embedded.contains(&bytes), "{file} is not the chart embedded in the page");
+    }
+
+    // Kept for the browser check of CI (scripts/check-report-in-browser).
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile-report");
+    let _ = std::fs::remove_dir_all(&keep);
+    std::fs::create_dir_all(&keep).unwrap();
+    std::fs::copy(case.path("out/report.html"), keep.join("report.html")).unwrap();
+}
+
+#[test]
+fn report_re_renders_a_run_folder_without_rescoring() {
+    let case = Case::new();
+    case.replayed(&case.scenario(&repo("data/flights/sample.parquet"), |s| s));
+    let out = case.path("out");
+    let page = std::fs::read(out.join("report.html")).unwrap();
+    let timings = std::fs::read(out.join("timings.json")).unwrap();
+    std::fs::remove_file(out.join("report.html")).unwrap();
+    std::fs::remove_dir_all(out.join("charts")).unwrap();
+
+    bin().arg("report").arg(&out).assert().success();
+    assert!(std::fs::read(out.join("report.html")).unwrap() == page, "the re-rendered page differs");
+    assert!(out.join("charts/timeline.png").is_file());
+    assert!(std::fs::read(out.join("timings.json")).unwrap() == timings, "report must not rerun anything");
+
+    // A folder that is not a run is named, with the fix.
+    let stderr = stderr_of(&bin().arg("report").arg(case.path("cache")).assert().code(2));
+    assert!(stderr.contains("summary.json is missing") && stderr.contains("canary-replay run"), "{stderr}");
+}
