@@ -57,16 +57,18 @@ impl TrafficBatch {
     /// The rows where `keep` is true.
     fn filter(&self, keep: &[bool]) -> Self {
         let mask = BooleanArray::from(keep.to_vec());
-        let pick = |a: &ArrayRef| arrow::compute::filter(a, &mask).expect("a mask of the batch's length");
-        let kept = |v: &[Micros]| v.iter().zip(keep).filter(|(_, k)| **k).map(|(t, _)| *t).collect::<Vec<_>>();
+        let pick = |a: &dyn Array| arrow::compute::filter(a, &mask).expect("a mask of the batch's length");
+        fn kept<T: Copy>(values: &[T], keep: &[bool]) -> Vec<T> {
+            values.iter().zip(keep).filter(|(_, k)| **k).map(|(v, _)| *v).collect()
+        }
         Self {
             id: pick(&self.id),
-            time: kept(&self.time),
+            time: kept(&self.time, keep),
             entity: pick(&self.entity),
-            segments: self.segments.iter().map(pick).collect(),
-            label: self.label.as_ref().map(|l| pick(&(Arc::new(l.clone()) as ArrayRef)).as_primitive::<arrow::datatypes::Float64Type>().clone()),
-            label_time: self.label_time.as_ref().map(|l| l.iter().zip(keep).filter(|(_, k)| **k).map(|(t, _)| *t).collect()),
-            features: self.features.iter().map(|f| f.iter().zip(keep).filter(|(_, k)| **k).map(|(v, _)| *v).collect()).collect(),
+            segments: self.segments.iter().map(|s| pick(s)).collect(),
+            label: self.label.as_ref().map(|l| pick(l).as_primitive::<arrow::datatypes::Float64Type>().clone()),
+            label_time: self.label_time.as_ref().map(|l| kept(l, keep)),
+            features: self.features.iter().map(|f| kept(f, keep)).collect(),
         }
     }
 
