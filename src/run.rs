@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use crate::error::{exit, Error, Problem, Result};
 use crate::controller::{self, probe::Probe, spec::Spec as ControllerSpec};
+use crate::simulate::ranged::{Ranged, RangedSource};
 use crate::simulate::reference::Reference;
 use crate::simulate::replay::{Replay, Row};
 use crate::simulate::grade::{self, Exposure, Grade};
@@ -245,14 +246,22 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     let setup = Setup::new(&scenario.policy, &replay);
     let policy = &scenario.policy;
     let controllers = scenario.controller.as_ref().filter(|spec| !spec.controllers.is_empty());
-    // The routed rows, laid out once for the reference simulator and the controllers alike.
-    let rows = if options.reference || controllers.is_some() { replay.rows(&policy.ramp.salt)? } else { Vec::new() };
-    let (run, grade, exposure) = if options.reference {
-        evaluate(&setup, &mut Reference::new(&rows, &setup.scopes, setup.scale))
+    let latency_sample = scenario.scoring.latency_sample;
+    let (run, grade, exposure, controllers) = if options.reference {
+        // Every routed row, for the reference simulator and the controllers alike.
+        let rows = replay.rows(&policy.ramp.salt)?;
+        let (run, grade, exposure) = evaluate(&setup, &mut Reference::new(&rows, &setup.scopes, setup.scale));
+        let controllers = controllers.map(|spec| emulate_controllers(spec, &setup, &replay, Traffic::Rows(&rows), latency_sample, (&run, &grade, &exposure))).transpose()?;
+        (run, grade, exposure, controllers)
     } else {
-        evaluate(&setup, &mut setup.fast(&setup.summaries(&replay)?))
+        // One index for the policy and the controllers: cut at every weight either routes at.
+        let weights: Vec<f64> = controllers.iter().flat_map(|spec| spec.controllers.iter().flat_map(|c| c.weights(spec))).collect();
+        let summaries = setup.summaries_with(&replay, &weights)?;
+        let (run, grade, exposure) = evaluate(&setup, &mut setup.fast(&summaries));
+        let ranged = Ranged::new(&summaries, &replay, &policy.ramp.salt);
+        let controllers = controllers.map(|spec| emulate_controllers(spec, &setup, &replay, Traffic::Ranged(&ranged), latency_sample, (&run, &grade, &exposure))).transpose()?;
+        (run, grade, exposure, controllers)
     };
-    let controllers = controllers.map(|spec| emulate_controllers(spec, &setup, &replay, &rows, scenario.scoring.latency_sample, (&run, &grade, &exposure)));
     let simulation_seconds = simulation_started.elapsed().as_secs_f64();
 
     let mut summary = report::summary(&prepared, &oracle, report::simulation::summary(&setup, &run, grade, exposure))?;
@@ -312,28 +321,48 @@ fn failed_everywhere(prepared: &Prepared, scored: &Scored) -> Result<()> {
     }
 }
 
-/// Replays every controller of `[controller]` on the traffic (`rows`: the replay's rows under the
-/// policy's salt) and grades each with the same oracle as the policy's `(run, grade, exposure)`.
-pub fn emulate_controllers(spec: &ControllerSpec, setup: &Setup, replay: &Replay, rows: &[Row], latency_sample: f64, policy: (&Run, &Grade, &Exposure)) -> report::controllers::Controllers {
+/// Where the controllers' emulation reads the traffic.
+#[derive(Clone, Copy)]
+pub enum Traffic<'a> {
+    /// Every routed row (the reference).
+    Rows(&'a [Row]),
+    /// The fast path's summaries, with the rows of a few buckets at a time.
+    Ranged(&'a Ranged<'a>),
+}
+
+/// Replays every controller of `[controller]` on the traffic (routed under the policy's salt) and
+/// grades each with the same oracle as the policy's `(run, grade, exposure)`.
+pub fn emulate_controllers(spec: &ControllerSpec, setup: &Setup, replay: &Replay, traffic: Traffic, latency_sample: f64, policy: (&Run, &Grade, &Exposure)) -> Result<report::controllers::Controllers> {
     use rayon::prelude::*;
-    let probe = Probe::new(rows, setup.scale);
+    let probe = match traffic {
+        Traffic::Rows(rows) => Probe::new(rows, setup.scale),
+        Traffic::Ranged(ranged) => Probe::ranged(ranged, setup.scale),
+    };
     let emulated: Vec<report::controllers::ControllerSummary> = spec
         .controllers
         .par_iter()
         .map(|c| {
             let emulated = controller::emulate(c, spec, &probe, &replay.cells, setup.origin, setup.end, setup.policy.ramp.check_every);
             let run = emulated.run(setup.origin, setup.end, replay.cells.len());
-            let mut source = Reference::new(rows, &setup.scopes, setup.scale);
-            let grade = grade::grade(setup, &mut source, &run);
-            let exposure = grade::exposure(setup, &mut source, &run, &grade);
+            let mut source: Box<dyn Source> = match traffic {
+                Traffic::Rows(rows) => Box::new(Reference::new(rows, &setup.scopes, setup.scale)),
+                Traffic::Ranged(ranged) => Box::new(RangedSource::new(ranged, &setup.scopes)),
+            };
+            let grade = grade::grade(setup, source.as_mut(), &run);
+            let exposure = grade::exposure(setup, source.as_mut(), &run, &grade);
             report::controllers::summary(c, spec, &emulated, &run, &grade, &exposure, latency_sample)
         })
         .collect();
+    if let Traffic::Ranged(ranged) = traffic {
+        if let Some(e) = ranged.failure() {
+            return Err(e);
+        }
+    }
     let who = if setup.policy.default_gates { "canary-replay: the default policy" } else { "canary-replay: the scenario's policy" };
     let (run, grade, exposure) = policy;
     let policy = report::controllers::Verdict::new(who.to_string(), run, grade, exposure);
     let comparison = emulated.iter().map(|e| report::controllers::compare(&policy, &e.verdict)).collect();
-    report::controllers::Controllers { policy, emulated, comparison }
+    Ok(report::controllers::Controllers { policy, emulated, comparison })
 }
 
 /// Simulates the policy and grades the outcome against the oracle.

@@ -192,6 +192,21 @@ impl Canary {
         }
     }
 
+    /// The weights it steps through (as fractions), up to its maximum.
+    pub fn weights(&self) -> Vec<f64> {
+        let mut weights = Vec::new();
+        let mut weight = 0u32;
+        while weight < self.max() {
+            let step = self.next_step(weight);
+            if step == 0 {
+                break;
+            }
+            weight = (weight + step).min(100);
+            weights.push(f64::from(weight) / 100.0);
+        }
+        weights
+    }
+
     /// Flagger's `nextStepWeight`.
     fn next_step(&self, weight: u32) -> u32 {
         if self.step_weight > 0 || self.step_weights.is_empty() {

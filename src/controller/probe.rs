@@ -7,6 +7,7 @@
 
 use super::spec::{Arm, Mapping};
 use crate::simulate::metrics::{drift_between, ArmStats, Scale};
+use crate::simulate::ranged::{Labels, Ranged, Routing, Sink};
 use crate::simulate::replay::Row;
 use crate::simulate::router::to_candidate;
 use crate::time::Micros;
@@ -49,14 +50,48 @@ impl Schedule {
     }
 }
 
+impl Routing for Schedule {
+    fn weight(&self, t: Micros, cell: u32) -> f64 {
+        Schedule::weight(self, t, cell)
+    }
+
+    fn changes_within(&self, a: Micros, b: Micros) -> bool {
+        let inside = |t: Micros| t > a && t < b;
+        self.0.iter().any(|(t, _)| inside(*t)) || self.1.as_ref().is_some_and(|(_, until)| inside(*until))
+    }
+}
+
+/// Where the probe reads the traffic.
+enum Traffic<'a> {
+    /// Every row (the reference).
+    Rows(&'a [Row]),
+    /// The fast path's summaries and the rows of a few buckets at a time.
+    Ranged(&'a Ranged<'a>),
+}
+
 pub struct Probe<'a> {
-    rows: &'a [Row],
+    traffic: Traffic<'a>,
     scale: Scale,
 }
 
+/// Both arms of the whole service.
+struct Service([ArmStats; 2]);
+
+impl Sink for Service {
+    fn add(&mut self, _: u32, _: f64, arm: usize, add: &dyn Fn(&mut ArmStats)) {
+        add(&mut self.0[arm]);
+    }
+}
+
 impl<'a> Probe<'a> {
+    /// A probe reading every row (the reference).
     pub fn new(rows: &'a [Row], scale: Scale) -> Self {
-        Self { rows, scale }
+        Self { traffic: Traffic::Rows(rows), scale }
+    }
+
+    /// A probe reading the fast path's summaries (with `scale`, the summaries' own).
+    pub fn ranged(ranged: &'a Ranged<'a>, scale: Scale) -> Self {
+        Self { traffic: Traffic::Ranged(ranged), scale }
     }
 
     /// [stable, candidate] statistics of requests in [start, end) under `schedule`; with `mirror`
@@ -67,10 +102,18 @@ impl<'a> Probe<'a> {
 
     /// [`Probe::arms`] counting the labels that arrived before `labels_until`.
     fn arms_with_labels_until(&self, start: Micros, end: Micros, labels_until: Micros, schedule: &Schedule, mirror: bool) -> [ArmStats; 2] {
-        let a = self.rows.partition_point(|r| r.time < start);
-        let b = self.rows.partition_point(|r| r.time < end);
+        let rows = match self.traffic {
+            Traffic::Rows(rows) => rows,
+            Traffic::Ranged(ranged) => {
+                let mut service = Service([ArmStats::default(), ArmStats::default()]);
+                ranged.visit(start, end, Labels::Before(labels_until), schedule, mirror, &mut service);
+                return service.0;
+            }
+        };
+        let a = rows.partition_point(|r| r.time < start);
+        let b = rows.partition_point(|r| r.time < end);
         let mut arms = [ArmStats::default(), ArmStats::default()];
-        for row in &self.rows[a..b] {
+        for row in &rows[a..b] {
             let served = usize::from(to_candidate(row.u, schedule.weight(row.time, row.cell)));
             let seen: &[usize] = if mirror { &[0, 1] } else { std::slice::from_ref(&served) };
             for &arm in seen {
@@ -108,8 +151,12 @@ impl<'a> Probe<'a> {
     /// schedule first routes to it; the stable model serves from the first request).
     fn ever_served(&self, arm: usize, until: Micros, schedule: &Schedule) -> bool {
         let from = if arm == 1 { schedule.0.first().map_or(Micros::MAX, |(t, _)| *t) } else { Micros::MIN };
-        let a = self.rows.partition_point(|r| r.time < from);
-        self.rows[a..].iter().take_while(|r| r.time < until).any(|r| usize::from(to_candidate(r.u, schedule.weight(r.time, r.cell))) == arm)
+        let rows = match self.traffic {
+            Traffic::Rows(rows) => rows,
+            Traffic::Ranged(ranged) => return ranged.served_any(arm, from, until, schedule),
+        };
+        let a = rows.partition_point(|r| r.time < from);
+        rows[a..].iter().take_while(|r| r.time < until).any(|r| usize::from(to_candidate(r.u, schedule.weight(r.time, r.cell))) == arm)
     }
 
     /// The mapped metric on already gathered arms.

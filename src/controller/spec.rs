@@ -167,6 +167,15 @@ impl Controller {
         names
     }
 
+    /// The candidate weights it can route at (the fast path's summaries cut their hash bands there).
+    pub fn weights(&self, spec: &Spec) -> Vec<f64> {
+        match self {
+            Controller::Argo(r) => r.steps.iter().filter_map(|s| if let rollout::Step::SetWeight(w) = s { Some(*w) } else { None }).collect(),
+            Controller::Flagger(c) => c.weights(),
+            Controller::Kayenta(_) => spec.kayenta.iter().map(|k| k.weight).collect(),
+        }
+    }
+
     /// "Rollout x", "Canary x", "canary config x": the resource, for messages.
     pub fn owner(&self) -> String {
         match self {

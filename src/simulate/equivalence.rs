@@ -276,3 +276,66 @@ proptest! {
         prop_assert_eq!(acting(&a), acting(&b));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Windows at any boundaries under any routing, read from the summaries and the rows of the
+    /// buckets they cut ([`super::ranged`]), equal the row-by-row windows: the controllers' queries
+    /// (an Argo retry lands 10 s off the check grid, weights change at the controller's own times,
+    /// Flagger's A/B routing masks cells, mirroring sends every request to both arms) and their grading.
+    #[test]
+    fn windows_at_any_time_equal_the_rows(
+        seed in 0u64..1_000_000, rows in 200usize..1500, hours in 12i64..60, fold_above in prop::sample::select(vec![0usize, 3, 16, usize::MAX]),
+        width in prop::sample::select(vec![HOUR / 2, HOUR, 2 * HOUR]),
+        changes in prop::collection::vec((0.0f64..1.0, any::<bool>(), prop::sample::select(vec![0.0, 0.05, 0.1, 0.3, 0.5, 1.0])), 0..6),
+        masked in prop::option::of(0.0f64..1.0),
+        queries in prop::collection::vec((0.0f64..1.0, 0.0f64..0.5, any::<bool>(), any::<bool>(), 0.0f64..0.3), 1..12),
+    ) {
+        use crate::controller::probe::{Probe, Schedule};
+        use crate::simulate::ranged::{Ranged, RangedSource};
+        use crate::simulate::Source;
+        let (_dir, replay) = scanned(seed, rows, hours, 0.05, 0.05, &[]);
+        let policy = validated(&RawPolicy::default()).expect("the default policy");
+        let setup = Setup::new(&policy, &replay);
+        let salt = "prop";
+        let all = replay.rows(salt).unwrap();
+        // Cuts at some weights the schedule uses, not all (0.3 is never one).
+        let summaries = Summaries::build_folding(&replay, salt, &[0.05, 0.1, 0.5], setup.scale, (setup.origin, width), fold_above).unwrap();
+        let ranged = Ranged::new(&summaries, &replay, salt);
+        let span = (replay.last + 1 - replay.first) as f64;
+        // A time anywhere, or on the bucket grid.
+        let at = |x: f64, on_grid: bool| -> i64 {
+            let t = replay.first + (x * span) as i64;
+            if on_grid { setup.origin + (t - setup.origin).div_euclid(width) * width } else { t }
+        };
+        let mut schedule = Schedule::default();
+        let mut times: Vec<(i64, f64)> = changes.iter().map(|(x, g, w)| (at(*x, *g), *w)).collect();
+        times.sort_by_key(|(t, _)| *t);
+        for (t, w) in times {
+            schedule.set(t, w);
+        }
+        if let Some(until) = masked {
+            schedule.1 = Some(((0..replay.cells.len()).map(|c| c % 2 == 0).collect(), at(until, false)));
+        }
+        let (by_rows, by_summaries) = (Probe::new(&all, setup.scale), Probe::ranged(&ranged, setup.scale));
+        let mut reference = Reference::new(&all, &setup.scopes, setup.scale);
+        let mut source = RangedSource::new(&ranged, &setup.scopes);
+        for (x, length, on_grid, mirror, step) in queries {
+            let start = at(x, on_grid);
+            let end = start + 1 + (length * span) as i64;
+            prop_assert_eq!(by_rows.arms(start, end, &schedule, mirror), by_summaries.arms(start, end, &schedule, mirror));
+            let steps = 1 + (step * span) as i64;
+            let mapping = crate::controller::spec::Mapping { metric: crate::policy::Metric::LogLoss, arm: crate::controller::spec::Arm::Ratio, scale: 1.0, offset: 0.0, window: None };
+            let (a, b) = (by_rows.series(std::slice::from_ref(&mapping), start, end, steps, &schedule), by_summaries.series(std::slice::from_ref(&mapping), start, end, steps, &schedule));
+            prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
+            let (a, b) = (by_rows.measure(&mapping, end, end - start, &schedule, mirror), by_summaries.measure(&mapping, end, end - start, &schedule, mirror));
+            prop_assert_eq!(a.map(f64::to_bits), b.map(f64::to_bits));
+            let weights: Vec<f64> = (0..replay.cells.len() as u32).map(|c| schedule.weight(start, c)).collect();
+            prop_assert_eq!(reference.window(start, end, &weights).clone(), source.window(start, end, &weights).clone());
+            prop_assert_eq!(reference.served(start, end, &weights), source.served(start, end, &weights));
+            prop_assert_eq!(reference.oracle(start, end), source.oracle(start, end));
+        }
+        prop_assert!(ranged.failure().is_none());
+    }
+}

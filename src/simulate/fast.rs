@@ -28,10 +28,10 @@ use crate::time::Micros;
 type Pair = [Packed; 2];
 
 /// (bucket, cell, band).
-type RequestKey = (u32, u32, u8);
+pub(super) type RequestKey = (u32, u32, u8);
 
 /// (arrival bucket, request bucket, cell, band).
-type LabelKey = (u32, u32, u32, u8);
+pub(super) type LabelKey = (u32, u32, u32, u8);
 
 /// Keys with at most this many requests keep them as rows: a folded pair of summaries takes 1–5 KB,
 /// a kept row 48 bytes (56 for a label), so sparse traffic costs about 100 bytes per request and
@@ -40,14 +40,14 @@ const FOLD_ABOVE: usize = 16;
 
 /// What a key holds: its rows in the index's row store, or their summaries.
 #[derive(Debug)]
-enum Group {
+pub(super) enum Group {
     Rows { start: u32, len: u32 },
     Folded(Box<Pair>),
 }
 
 impl Group {
     /// Requests in a request key (either model served all of them).
-    fn requests(&self) -> u64 {
+    pub(super) fn requests(&self) -> u64 {
         match self {
             Group::Rows { len, .. } => u64::from(*len),
             Group::Folded(pair) => pair[0].requests(),
@@ -56,7 +56,7 @@ impl Group {
 }
 
 /// A row the index keeps: folded into summaries, or added to a window as it is.
-trait Kept: Copy {
+pub(super) trait Kept: Copy {
     /// What the row adds to one arm, worked out once however many scopes it goes to.
     type Term;
     fn fold(&self, scale: &Scale, pair: &mut Pair);
@@ -89,7 +89,7 @@ impl Kept for [Contribution; 2] {
 /// An arrived label, each model's score and its log loss (the other quality terms are recomputed
 /// when added, which keeps the row at 56 bytes instead of 112; the logarithm is the costly part).
 #[derive(Debug, Clone, Copy)]
-struct Labelled {
+pub(super) struct Labelled {
     label: f64,
     scores: [Option<f64>; 2],
     log_loss: [i64; 2],
@@ -125,7 +125,7 @@ impl Kept for Labelled {
 
 /// Keys in order, each with its rows or summaries.
 #[derive(Debug)]
-struct Index<K, R> {
+pub(super) struct Index<K, R> {
     keys: Vec<(K, Group)>,
     rows: Vec<R>,
 }
@@ -173,13 +173,13 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
     }
 
     /// The keys whose bucket (`bucket` of the key) is in [from, to).
-    fn between(&self, from: u32, to: u32, bucket: impl Fn(&K) -> u32) -> &[(K, Group)] {
+    pub(super) fn between(&self, from: u32, to: u32, bucket: impl Fn(&K) -> u32) -> &[(K, Group)] {
         let a = self.keys.partition_point(|(k, _)| bucket(k) < from);
         let b = self.keys.partition_point(|(k, _)| bucket(k) < to);
         &self.keys[a..b.max(a)]
     }
 
-    fn add(&self, group: &Group, scale: &Scale, arm: usize, stats: &mut ArmStats) {
+    pub(super) fn add(&self, group: &Group, scale: &Scale, arm: usize, stats: &mut ArmStats) {
         match group {
             Group::Rows { start, len } => {
                 for row in &self.rows[*start as usize..(start + len) as usize] {
@@ -215,14 +215,17 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
 /// evaluated on it ([`Fast`]) — a tune shares one across all its variants and threads.
 #[derive(Debug)]
 pub struct Summaries {
-    scale: Scale,
-    origin: Micros,
-    width: Micros,
+    pub(super) scale: Scale,
+    pub(super) origin: Micros,
+    pub(super) width: Micros,
     /// Routing weights that start a band, ascending, all in (0, 1).
     cuts: Vec<f64>,
-    requests: Index<RequestKey, [Contribution; 2]>,
+    pub(super) requests: Index<RequestKey, [Contribution; 2]>,
     /// Sorted by arrival.
-    labels: Index<LabelKey, Labelled>,
+    pub(super) labels: Index<LabelKey, Labelled>,
+    /// The position (in time order) of each bucket's first request, and after the last bucket the
+    /// number of requests: a bucket's rows can be read back ([`super::ranged`]).
+    pub(super) starts: Vec<u64>,
     /// Requests per (cell, band) before every [`CHECKPOINT`]-th bucket, at `(k · cells + cell) ·
     /// bands + band`: a long period's served requests come from two checkpoints and the keys
     /// around them.
@@ -259,12 +262,17 @@ impl Summaries {
         let (mut bucket_rows, mut current) = (Vec::new(), 0u32);
         let mut in_flight: BTreeMap<u32, Vec<(LabelKey, Labelled)>> = BTreeMap::new();
         let mut failed = None;
+        let (mut starts, mut seen) = (vec![0u64], 0u64);
         replay.for_each_row(salt, |row| {
             if failed.is_some() {
                 return;
             }
             let band = cuts.partition_point(|c| *c <= row.u) as u8;
             let b = bucket(row.time);
+            while starts.len() <= b as usize {
+                starts.push(seen);
+            }
+            seen += 1;
             if b != current {
                 let mut arrived = in_flight.split_off(&b);
                 std::mem::swap(&mut arrived, &mut in_flight);
@@ -292,9 +300,11 @@ impl Summaries {
         }
         requests.finish();
         labels.finish();
+        starts.push(seen);
+        starts.shrink_to_fit();
         let cells = replay.cells.len();
         let checkpoints = checkpoints(&requests, cells, cuts.len() + 1);
-        Ok(Self { scale, origin, width, cuts, requests, labels, checkpoints, cells })
+        Ok(Self { scale, origin, width, cuts, requests, labels, starts, checkpoints, cells })
     }
 
     fn bands(&self) -> usize {
@@ -342,7 +352,18 @@ impl Summaries {
             && weights.iter().all(|w| !(*w > 0.0 && *w < 1.0) || self.cuts.contains(w))
     }
 
-    fn bucket_of(&self, t: Micros) -> u32 {
+    /// The arm band `band` serves at weight `w` (`None`: `w` is not one of the cuts).
+    pub(super) fn arm_of_band(&self, band: u8, w: f64) -> Option<usize> {
+        if w <= 0.0 {
+            Some(0)
+        } else if w >= 1.0 {
+            Some(1)
+        } else {
+            self.cuts.iter().position(|c| *c == w).map(|k| usize::from(band as usize <= k))
+        }
+    }
+
+    pub(super) fn bucket_of(&self, t: Micros) -> u32 {
         (t - self.origin).div_euclid(self.width).max(0) as u32
     }
 

@@ -19,6 +19,7 @@ pub mod grade;
 pub mod judge;
 pub mod lockstep;
 pub mod metrics;
+pub mod ranged;
 pub mod reference;
 pub mod replay;
 pub mod router;
@@ -191,6 +192,14 @@ impl<'a> Setup<'a> {
     pub fn summaries(&self, replay: &Replay) -> crate::error::Result<fast::Summaries> {
         let ramp = &self.policy.ramp;
         fast::Summaries::build(replay, &ramp.salt, &self.policy.weights(), self.scale, self.origin, ramp.check_every)
+    }
+
+    /// [`Setup::summaries`] also cut at `weights` (the live controllers' routing).
+    pub fn summaries_with(&self, replay: &Replay, weights: &[f64]) -> crate::error::Result<fast::Summaries> {
+        let ramp = &self.policy.ramp;
+        let mut all = self.policy.weights();
+        all.extend_from_slice(weights);
+        fast::Summaries::build(replay, &ramp.salt, &all, self.scale, self.origin, ramp.check_every)
     }
 
     /// Whether the policy's gates read histograms (latency quantiles, drift, AUC, ECE).

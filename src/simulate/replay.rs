@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 
 use crate::error::{Error, Result};
 use crate::hash;
@@ -156,6 +156,8 @@ pub struct Replay {
     pub first: Micros,
     pub last: Micros,
     pub rows: u64,
+    /// Rows in each part, for reading a range of rows back ([`Replay::rows_between`]).
+    pub part_rows: Vec<u64>,
 }
 
 const KEY_SEPARATOR: char = '\u{1f}';
@@ -168,7 +170,12 @@ impl Replay {
         let mut cells = Cells::new(layout.segments.clone());
         let (mut first, mut last, mut rows) = (None, 0, 0u64);
         let mut key = String::new();
-        for_each_batch(parts, |batch| {
+        let mut part_rows = Vec::with_capacity(parts.len());
+        for_each_batch(parts, None, |part, batch| {
+            if part_rows.len() <= part {
+                part_rows.resize(part + 1, 0);
+            }
+            part_rows[part] += batch.num_rows() as u64;
             let c = Columns::of(batch, layout)?;
             for i in 0..batch.num_rows() {
                 for m in 0..2 {
@@ -189,6 +196,7 @@ impl Replay {
             }
             Ok(())
         })?;
+        part_rows.resize(parts.len(), 0);
         Ok(Replay {
             parts: parts.to_vec(),
             layout: layout.clone(),
@@ -199,39 +207,57 @@ impl Replay {
             first: first.unwrap_or(0),
             last,
             rows,
+            part_rows,
         })
     }
 
     /// Second pass: every request in time order, routed with `salt`, faults applied.
-    pub fn for_each_row(&self, salt: &str, mut f: impl FnMut(&Row)) -> Result<()> {
+    pub fn for_each_row(&self, salt: &str, f: impl FnMut(&Row)) -> Result<()> {
+        self.rows_in(salt, None, f)
+    }
+
+    /// Requests `from..to` (their positions in time order), as [`Replay::for_each_row`] gives them:
+    /// read back from the parts holding them, skipping the rest.
+    pub fn rows_between(&self, salt: &str, from: u64, to: u64) -> Result<Vec<Row>> {
+        let mut rows = Vec::with_capacity(to.saturating_sub(from) as usize);
+        self.rows_in(salt, Some((from, to)), |r| rows.push(*r))?;
+        Ok(rows)
+    }
+
+    fn rows_in(&self, salt: &str, range: Option<(u64, u64)>, mut f: impl FnMut(&Row)) -> Result<()> {
         let mut key = String::new();
-        for_each_batch(&self.parts, |batch| {
+        let selection = range.map(|(from, to)| select(&self.part_rows, from, to));
+        for_each_batch(&self.parts, selection.as_deref(), |_, batch| {
             let c = Columns::of(batch, &self.layout)?;
             for i in 0..batch.num_rows() {
-                let id = if c.id.is_valid(i) { c.id.value(i) } else { "" };
-                let entity = match c.entity {
-                    Some(e) if e.is_valid(i) => e.value(i),
-                    _ => id,
-                };
-                // A label without an arrival time never arrives: it cannot be used.
-                let label_time = c.label_time.filter(|l| l.is_valid(i)).map(|l| l.value(i));
-                let label = c.label.filter(|l| l.is_valid(i)).map(|l| l.value(i)).filter(|y| y.is_finite() && label_time.is_some());
-                let label_time = label_time.filter(|_| label.is_some());
-                let outputs = [0, 1].map(|m| Output {
-                    error: c.error[m].is_valid(i),
-                    score: c.score[m].is_valid(i).then(|| c.score[m].value(i)),
-                    latency_ms: c.latency[m].is_valid(i).then(|| c.latency[m].value(i) / 1000.0),
-                });
-                c.cell_key(i, &mut key);
-                let cell = self.cells.index[key.as_str()];
-                let mut outputs = outputs;
-                let time = c.time.value(i);
-                let missing = [0, 1].map(|m| c.missing[m].is_valid(i).then(|| c.missing[m].value(i)));
-                apply_faults(time, cell, &mut outputs, &self.faults, &self.cells, id, self.binary, missing);
-                f(&Row::new(time, label, label_time, cell, hash::unit(salt, entity.as_bytes()), outputs));
+                f(&self.row(&c, i, salt, &mut key));
             }
             Ok(())
         })
+    }
+
+    /// Row `i` of a batch, routed with `salt`, faults applied.
+    fn row(&self, c: &Columns, i: usize, salt: &str, key: &mut String) -> Row {
+        let id = if c.id.is_valid(i) { c.id.value(i) } else { "" };
+        let entity = match c.entity {
+            Some(e) if e.is_valid(i) => e.value(i),
+            _ => id,
+        };
+        // A label without an arrival time never arrives: it cannot be used.
+        let label_time = c.label_time.filter(|l| l.is_valid(i)).map(|l| l.value(i));
+        let label = c.label.filter(|l| l.is_valid(i)).map(|l| l.value(i)).filter(|y| y.is_finite() && label_time.is_some());
+        let label_time = label_time.filter(|_| label.is_some());
+        let mut outputs = [0, 1].map(|m| Output {
+            error: c.error[m].is_valid(i),
+            score: c.score[m].is_valid(i).then(|| c.score[m].value(i)),
+            latency_ms: c.latency[m].is_valid(i).then(|| c.latency[m].value(i) / 1000.0),
+        });
+        c.cell_key(i, key);
+        let cell = self.cells.index[key.as_str()];
+        let time = c.time.value(i);
+        let missing = [0, 1].map(|m| c.missing[m].is_valid(i).then(|| c.missing[m].value(i)));
+        apply_faults(time, cell, &mut outputs, &self.faults, &self.cells, id, self.binary, missing);
+        Row::new(time, label, label_time, cell, hash::unit(salt, entity.as_bytes()), outputs)
     }
 
     /// Every request, collected (for the reference simulator and tests).
@@ -290,14 +316,41 @@ fn apply_faults(time: Micros, cell: u32, outputs: &mut [Output; 2], faults: &[Fa
     }
 }
 
-fn for_each_batch(parts: &[PathBuf], mut f: impl FnMut(&RecordBatch) -> Result<()>) -> Result<()> {
-    for part in parts {
+/// Per part, the rows to read (`None`: the part is skipped) when `from..to` of all rows is wanted.
+fn select(part_rows: &[u64], from: u64, to: u64) -> Vec<Option<RowSelection>> {
+    let mut start = 0u64;
+    part_rows
+        .iter()
+        .map(|&n| {
+            let (a, b) = (from.clamp(start, start + n) - start, to.clamp(start, start + n) - start);
+            start += n;
+            (a < b).then(|| RowSelection::from(vec![RowSelector::skip(a as usize), RowSelector::select((b - a) as usize)]))
+        })
+        .collect()
+}
+
+/// Every batch of every part (`selection`: only the selected rows of each part), with the part's index.
+fn for_each_batch(parts: &[PathBuf], selection: Option<&[Option<RowSelection>]>, mut f: impl FnMut(usize, &RecordBatch) -> Result<()>) -> Result<()> {
+    for (k, part) in parts.iter().enumerate() {
+        let rows = match selection {
+            Some(s) => match s.get(k).cloned().flatten() {
+                Some(rows) => Some(rows),
+                None => continue,
+            },
+            None => None,
+        };
         let handle = File::open(part).map_err(|e| Error::io(part, e))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(handle)
-            .and_then(|b| b.with_batch_size(65_536).build())
+            .and_then(|b| {
+                let b = b.with_batch_size(65_536);
+                match rows {
+                    Some(rows) => b.with_row_selection(rows).build(),
+                    None => b.build(),
+                }
+            })
             .map_err(|e| Error::Internal(format!("{}: {e}", part.display())))?;
         for batch in reader {
-            f(&batch.map_err(|e| Error::Internal(format!("{}: {e}", part.display())))?)?;
+            f(k, &batch.map_err(|e| Error::Internal(format!("{}: {e}", part.display())))?)?;
         }
     }
     Ok(())
