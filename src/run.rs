@@ -243,23 +243,31 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     let peak_rss_before_simulation_mib = report::peak_rss_mib();
     let simulation_started = Instant::now();
     let replay = Replay::scan(&scored.parts, &prepared.layout, &scenario.faults)?;
+    let mut phases = report::SimulationPhases { scan_seconds: simulation_started.elapsed().as_secs_f64(), ..Default::default() };
     let setup = Setup::new(&scenario.policy, &replay);
     let policy = &scenario.policy;
     let controllers = scenario.controller.as_ref().filter(|spec| !spec.controllers.is_empty());
     let latency_sample = scenario.scoring.latency_sample;
+    let mut index = None;
     let (run, grade, exposure, controllers) = if options.reference {
         // Every routed row, for the reference simulator and the controllers alike.
-        let rows = replay.rows(&policy.ramp.salt)?;
-        let (run, grade, exposure) = evaluate(&setup, &mut Reference::new(&rows, &setup.scopes, setup.scale));
-        let controllers = controllers.map(|spec| emulate_controllers(spec, &setup, &replay, Traffic::Rows(&rows), latency_sample, (&run, &grade, &exposure))).transpose()?;
+        let rows = phases.time(|p| &mut p.index_seconds, || replay.rows(&policy.ramp.salt))?;
+        let (run, grade, exposure) = phases.time(|p| &mut p.policy_seconds, || evaluate(&setup, &mut Reference::new(&rows, &setup.scopes, setup.scale)));
+        let controllers = phases.time(|p| &mut p.controllers_seconds, || {
+            controllers.map(|spec| emulate_controllers(spec, &setup, &replay, Traffic::Rows(&rows), latency_sample, (&run, &grade, &exposure))).transpose()
+        })?;
         (run, grade, exposure, controllers)
     } else {
         // One index for the policy and the controllers: cut at every weight either routes at.
         let weights: Vec<f64> = controllers.iter().flat_map(|spec| spec.controllers.iter().flat_map(|c| c.weights(spec))).collect();
-        let summaries = setup.summaries_with(&replay, &weights)?;
-        let (run, grade, exposure) = evaluate(&setup, &mut setup.fast(&summaries));
+        let summaries = phases.time(|p| &mut p.index_seconds, || setup.summaries_with(&replay, &weights))?;
+        index = Some(summaries.footprint());
+        let (run, grade, exposure) = phases.time(|p| &mut p.policy_seconds, || evaluate(&setup, &mut setup.fast(&summaries)));
         let ranged = Ranged::new(&summaries, &replay, &policy.ramp.salt);
-        let controllers = controllers.map(|spec| emulate_controllers(spec, &setup, &replay, Traffic::Ranged(&ranged), latency_sample, (&run, &grade, &exposure))).transpose()?;
+        let controllers = phases.time(|p| &mut p.controllers_seconds, || {
+            controllers.map(|spec| emulate_controllers(spec, &setup, &replay, Traffic::Ranged(&ranged), latency_sample, (&run, &grade, &exposure))).transpose()
+        })?;
+        phases.rows_read_back = Some(ranged.reads());
         (run, grade, exposure, controllers)
     };
     let simulation_seconds = simulation_started.elapsed().as_secs_f64();
@@ -283,6 +291,8 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
         intra_threads: settings.intra_threads,
         peak_rss_mib: None,
         peak_rss_before_simulation_mib,
+        simulation_phases: phases,
+        index,
     };
     if scored.parts_scored > 0 && scored.streaming_seconds > 0.0 {
         timings.rows_scored_per_second = Some(scored.stable.rows as f64 / scored.streaming_seconds);

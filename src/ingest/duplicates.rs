@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use crate::atomic::Pending;
 use crate::error::{Error, Result};
 
-/// Hashes kept in memory before a sorted run is spilled to disk (128 MiB).
-const RUN: usize = 16 << 20;
+/// Hashes kept in memory before a sorted run is spilled to disk (16 MiB: the survey of a log of
+/// any size stays within it).
+const RUN: usize = 2 << 20;
 
 /// The 64-bit hash of an id (SipHash with fixed keys: the same in every run).
 pub fn id_hash(id: &str) -> u64 {

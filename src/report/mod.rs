@@ -220,6 +220,35 @@ pub struct Timings {
     pub peak_rss_mib: Option<f64>,
     /// Peak resident memory when scoring and the oracle were done, before the simulation.
     pub peak_rss_before_simulation_mib: Option<f64>,
+    /// What `simulation_seconds` went to.
+    pub simulation_phases: SimulationPhases,
+    /// The fast path's index (absent with `--reference`).
+    pub index: Option<crate::simulate::fast::Footprint>,
+}
+
+/// The parts of the simulation's time.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct SimulationPhases {
+    /// The first pass over the score cache (score range, labels, segment cells).
+    pub scan_seconds: f64,
+    /// Building the fast path's index (with `--reference`: reading every row).
+    pub index_seconds: f64,
+    /// Simulating and grading the policy.
+    pub policy_seconds: f64,
+    /// Emulating and grading the live controllers.
+    pub controllers_seconds: f64,
+    /// Buckets of rows the controllers' windows read back from the score cache (see `simulate::ranged`).
+    pub rows_read_back: Option<u64>,
+}
+
+impl SimulationPhases {
+    /// Runs `f`, adding its time to the phase `of` picks.
+    pub fn time<T>(&mut self, of: impl Fn(&mut Self) -> &mut f64, f: impl FnOnce() -> T) -> T {
+        let started = std::time::Instant::now();
+        let out = f();
+        *of(self) += started.elapsed().as_secs_f64();
+        out
+    }
 }
 
 /// Builds the summary of a run.

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use super::metrics::{log_loss, ArmStats, Contribution, Packed, Quality, Scale};
+use super::metrics::{log_loss, ArmStats, Contribution, Decoded, Packed, Quality, Scale};
 use super::replay::Replay;
 use super::window::{Scopes, WindowStats};
 use super::Source;
@@ -33,26 +33,24 @@ pub(super) type RequestKey = (u32, u32, u8);
 /// (arrival bucket, request bucket, cell, band).
 pub(super) type LabelKey = (u32, u32, u32, u8);
 
-/// Keys with at most this many requests keep them as rows: a folded pair of summaries takes 1–5 KB,
-/// a kept row 48 bytes (56 for a label), so sparse traffic costs about 100 bytes per request and
-/// dense keys are added in one step.
+/// Keys with at most this many requests keep them as rows while the index keeps fewer than
+/// [`KEPT_ROWS`]: a kept row takes 48 bytes (56 for a label) and is added to a window faster than a
+/// summary is read, a folded pair of summaries about 30–300 bytes however many requests it holds.
 const FOLD_ABOVE: usize = 16;
 
-/// What a key holds: its rows in the index's row store, or their summaries.
+/// Rows an index keeps at most (about 50 MB); beyond, every key is folded, so memory grows with
+/// the keys, never with the requests.
+#[cfg(not(test))]
+const KEPT_ROWS: usize = 1 << 20;
+#[cfg(test)]
+const KEPT_ROWS: usize = 400;
+
+/// What a key holds: its rows in the index's row store, or their summaries in its arena (the
+/// stable model's, then the candidate's, each [`Packed::encode`]d, the first after its length).
 #[derive(Debug)]
 pub(super) enum Group {
     Rows { start: u32, len: u32 },
-    Folded(Box<Pair>),
-}
-
-impl Group {
-    /// Requests in a request key (either model served all of them).
-    pub(super) fn requests(&self) -> u64 {
-        match self {
-            Group::Rows { len, .. } => u64::from(*len),
-            Group::Folded(pair) => pair[0].requests(),
-        }
-    }
+    Folded(u64),
 }
 
 /// A row the index keeps: folded into summaries, or added to a window as it is.
@@ -128,11 +126,32 @@ impl Kept for Labelled {
 pub(super) struct Index<K, R> {
     keys: Vec<(K, Group)>,
     rows: Vec<R>,
+    /// The folded keys' summaries.
+    arena: Vec<u8>,
 }
 
 impl<K: Ord + Copy, R: Kept> Index<K, R> {
     fn new() -> Self {
-        Self { keys: Vec::new(), rows: Vec::new() }
+        Self { keys: Vec::new(), rows: Vec::new(), arena: Vec::new() }
+    }
+
+    /// Requests in a request key (either model served all of them).
+    pub(super) fn requests(&self, group: &Group) -> u64 {
+        match group {
+            Group::Rows { len, .. } => u64::from(*len),
+            Group::Folded(at) => Packed::encoded_requests(&self.summary(*at, 0)),
+        }
+    }
+
+    /// The summary of model `arm` of a folded key.
+    fn summary(&self, at: u64, arm: usize) -> &[u8] {
+        let bytes = &self.arena[at as usize..];
+        let (first, skip) = read_length(bytes);
+        if arm == 0 {
+            &bytes[skip..]
+        } else {
+            &bytes[skip + first..]
+        }
     }
 
     /// Appends a batch of rows whose keys all sort after every key already indexed: sorted by key
@@ -150,12 +169,18 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
             let key = batch[i].0;
             let len = batch[i..].partition_point(|(k, _)| *k == key);
             let rows = &batch[i..i + len];
-            if len > fold_above {
+            if len > fold_above || self.rows.len() + len > KEPT_ROWS {
                 let mut pair = Pair::default();
                 for (_, row) in rows {
                     row.fold(scale, &mut pair);
                 }
-                self.keys.push((key, Group::Folded(Box::new(pair))));
+                let at = self.arena.len() as u64;
+                let mut first = Vec::new();
+                pair[0].encode(&mut first);
+                write_length(&mut self.arena, first.len());
+                self.arena.extend_from_slice(&first);
+                pair[1].encode(&mut self.arena);
+                self.keys.push((key, Group::Folded(at)));
             } else {
                 let start = u32::try_from(self.rows.len()).map_err(|_| Error::Internal("more rows than the fast path can index".into()))?;
                 self.rows.extend(rows.iter().map(|(_, r)| *r));
@@ -167,9 +192,17 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
         Ok(())
     }
 
+    /// (keys, folded keys, kept rows, bytes).
+    fn footprint(&self) -> (usize, usize, usize, usize) {
+        let folded = self.keys.iter().filter(|(_, g)| matches!(g, Group::Folded(_))).count();
+        let bytes = self.keys.capacity() * std::mem::size_of::<(K, Group)>() + self.rows.capacity() * std::mem::size_of::<R>() + self.arena.capacity();
+        (self.keys.len(), folded, self.rows.len(), bytes)
+    }
+
     fn finish(&mut self) {
         self.keys.shrink_to_fit();
         self.rows.shrink_to_fit();
+        self.arena.shrink_to_fit();
     }
 
     /// The keys whose bucket (`bucket` of the key) is in [from, to).
@@ -186,7 +219,9 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
                     row.add(scale, arm, stats);
                 }
             }
-            Group::Folded(pair) => pair[arm].add_to(stats),
+            Group::Folded(at) => {
+                stats.add_encoded(self.summary(*at, arm));
+            }
         }
     }
 
@@ -202,13 +237,39 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
                     }
                 }
             }
-            Group::Folded(pair) => {
+            Group::Folded(at) => {
+                let (summary, _) = Decoded::read(self.summary(*at, arm));
                 for &(s, g) in slots {
-                    pair[arm].add_to(&mut stats.scopes[s][g].arms[arm]);
+                    stats.scopes[s][g].arms[arm].add_decoded(&summary);
                 }
             }
         }
     }
+}
+
+/// The size of a [`Summaries`] index.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Footprint {
+    pub buckets: usize,
+    pub cells: usize,
+    pub bands: usize,
+    pub request_keys: usize,
+    pub label_keys: usize,
+    /// Keys holding summaries rather than their rows.
+    pub folded_keys: usize,
+    /// Rows kept by keys with few of them.
+    pub kept_rows: usize,
+    pub bytes: usize,
+}
+
+/// Appends a length as 4 bytes.
+fn write_length(out: &mut Vec<u8>, len: usize) {
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+}
+
+/// (length, bytes it took).
+fn read_length(bytes: &[u8]) -> (usize, usize) {
+    (u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize, 4)
 }
 
 /// The summaries of one replay under one routing salt: built once, then read by every policy
@@ -315,7 +376,7 @@ impl Summaries {
     fn count_keys(&self, from: u32, to: u32, counts: &mut [u64]) {
         let bands = self.bands();
         for ((_, cell, band), group) in self.requests.between(from, to, |k| k.0) {
-            counts[*cell as usize * bands + *band as usize] += group.requests();
+            counts[*cell as usize * bands + *band as usize] += self.requests.requests(group);
         }
     }
 
@@ -341,6 +402,22 @@ impl Summaries {
     /// Keys stored (for the benchmark): (request keys, label keys).
     pub fn size(&self) -> (usize, usize) {
         (self.requests.keys.len(), self.labels.keys.len())
+    }
+
+    /// What the index holds and about how many bytes it takes (`timings.json`, the scale benchmark).
+    pub fn footprint(&self) -> Footprint {
+        let (rk, rf, rr, rb) = self.requests.footprint();
+        let (lk, lf, lr, lb) = self.labels.footprint();
+        Footprint {
+            buckets: self.starts.len().saturating_sub(1),
+            cells: self.cells,
+            bands: self.bands(),
+            request_keys: rk,
+            label_keys: lk,
+            folded_keys: rf + lf,
+            kept_rows: rr + lr,
+            bytes: rb + lb + (self.starts.capacity() + self.checkpoints.capacity()) * 8,
+        }
     }
 
     /// Whether these summaries can answer a policy routing at `weights` with contributions from
@@ -394,7 +471,7 @@ fn checkpoints(requests: &Index<RequestKey, [Contribution; 2]>, cells: usize, ba
             out.extend_from_slice(&running);
             k += 1;
         }
-        running[*cell as usize * bands + *band as usize] += group.requests();
+        running[*cell as usize * bands + *band as usize] += requests.requests(group);
     }
     while (k - 1) * CHECKPOINT <= last {
         out.extend_from_slice(&running);

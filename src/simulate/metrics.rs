@@ -310,6 +310,19 @@ struct Histograms {
 }
 
 impl Histograms {
+    /// Adds `n` to the bin at `position` ([`Hist`] · [`HIST_STRIDE`] + bin).
+    fn bump(&mut self, position: u32, n: u64) {
+        let bin = (position % HIST_STRIDE) as usize;
+        match HISTS[(position / HIST_STRIDE) as usize] {
+            Hist::Latency => self.latency[bin] += n,
+            Hist::Drift => self.drift[bin] += n,
+            Hist::AucPositive => self.auc[0][bin] += n,
+            Hist::AucNegative => self.auc[1][bin] += n,
+            Hist::Ece => self.ece[bin] += n,
+            Hist::EcePositive => self.ece_positive[bin] += n,
+        }
+    }
+
     fn empty() -> Box<Self> {
         Box::new(Self { latency: [0; LATENCY_BINS], drift: [0; DRIFT_BINS], auc: [[0; AUC_BINS]; 2], ece: [0; ECE_BINS], ece_positive: [0; ECE_BINS] })
     }
@@ -398,16 +411,8 @@ impl ArmStats {
     fn add_packed(&mut self, p: &Packed) {
         self.s.merge(&p.s);
         let Some(h) = &mut self.h else { return };
-        for &(hist, bin, count) in &p.bins {
-            let bin = bin as usize;
-            match hist {
-                Hist::Latency => h.latency[bin] += count,
-                Hist::Drift => h.drift[bin] += count,
-                Hist::AucPositive => h.auc[0][bin] += count,
-                Hist::AucNegative => h.auc[1][bin] += count,
-                Hist::Ece => h.ece[bin] += count,
-                Hist::EcePositive => h.ece_positive[bin] += count,
-            }
+        for &position in &p.bins {
+            h.bump(position, 1);
         }
     }
 
@@ -557,21 +562,18 @@ pub fn drift_between(metric: Metric, stable: &ArmStats, candidate: &ArmStats, bi
     }
 }
 
-/// Pre-aggregated statistics of a group of requests (a bucket of the fast path): the scalars and
-/// only the histogram bins that are not empty.
+/// Pre-aggregated statistics of a group of requests (a key of the fast path) while it is folded:
+/// the scalars, and the histogram bins each request touched (their positions, one per increment,
+/// counted when [encoded](Packed::encode)).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Packed {
     s: Scalars,
-    bins: Vec<(Hist, u16, u64)>,
+    bins: Vec<u32>,
 }
 
 impl Packed {
     fn bump(&mut self, hist: Hist, bin: usize) {
-        let bin = bin as u16;
-        match self.bins.iter_mut().find(|(h, b, _)| *h == hist && *b == bin) {
-            Some(entry) => entry.2 += 1,
-            None => self.bins.push((hist, bin, 1)),
-        }
+        self.bins.push(hist as u32 * HIST_STRIDE + bin as u32);
     }
 
     pub fn add(&mut self, c: &Contribution) {
@@ -599,6 +601,194 @@ impl Packed {
 
     pub fn requests(&self) -> u64 {
         self.s.requests
+    }
+
+    /// Appends this summary to `out` compactly — the fields that are not zero as variable-length
+    /// integers, the histogram bins by their distance from the previous one — about 20 to 150 bytes
+    /// instead of a struct of 560 and its bins. [`ArmStats::add_encoded`] reads it back exactly.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let fields = self.s.fields();
+        let mask = fields.iter().enumerate().filter(|(_, v)| **v != 0).fold(0u64, |m, (k, _)| m | 1 << k);
+        put(out, u128::from(mask));
+        for v in fields.iter().filter(|v| **v != 0) {
+            put(out, *v);
+        }
+        // The bins after their length in bytes, so a reader without histograms skips them.
+        let mut bins = self.bins.clone();
+        bins.sort_unstable();
+        let mut section = Vec::with_capacity(bins.len() * 2);
+        let mut previous = 0;
+        for run in bins.chunk_by(|a, b| a == b) {
+            put(&mut section, u128::from(run[0] - previous));
+            put(&mut section, run.len() as u128);
+            previous = run[0];
+        }
+        put(out, section.len() as u128);
+        out.extend_from_slice(&section);
+    }
+
+    /// The requests of a summary [`Packed::encode`] wrote at the start of `bytes`.
+    pub fn encoded_requests(bytes: &[u8]) -> u64 {
+        let (mut at, mut mask) = (0, 0u128);
+        take(bytes, &mut at, &mut mask);
+        if mask & 1 == 0 {
+            return 0;
+        }
+        let mut requests = 0u128;
+        take(bytes, &mut at, &mut requests);
+        requests as u64
+    }
+}
+
+/// Bins of one histogram before the next starts, in [`Packed::encode`]'s bin positions.
+const HIST_STRIDE: u32 = LATENCY_BINS as u32;
+const HISTS: [Hist; 6] = [Hist::Latency, Hist::Drift, Hist::AucPositive, Hist::AucNegative, Hist::Ece, Hist::EcePositive];
+
+/// Appends `v` in LEB128 (7 bits a byte, the high bit saying more follow).
+fn put(out: &mut Vec<u8>, mut v: u128) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads a LEB128 integer at `bytes[*at..]` into `v`, moving `at` past it.
+fn take(bytes: &[u8], at: &mut usize, v: &mut u128) {
+    let (mut x, mut shift) = (0u128, 0);
+    loop {
+        let b = bytes[*at];
+        *at += 1;
+        x |= u128::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            break;
+        }
+        shift += 7;
+    }
+    *v = x;
+}
+
+/// Signed sums as unsigned (zigzag: 0, -1, 1, -2 → 0, 1, 2, 3) for [`put`].
+fn zigzag(x: i128) -> u128 {
+    ((x << 1) ^ (x >> 127)) as u128
+}
+
+fn unzigzag(x: u128) -> i128 {
+    ((x >> 1) as i128) ^ -((x & 1) as i128)
+}
+
+/// The scalars in [`Packed::encode`]'s order: 33 fields.
+const FIELDS: usize = 33;
+
+impl Scalars {
+    fn fields(&self) -> [u128; FIELDS] {
+        let mut f = [0u128; FIELDS];
+        let sums = [&self.latency, &self.score, &self.log_loss, &self.brier, &self.cost, &self.absolute];
+        f[0] = u128::from(self.requests);
+        f[1] = u128::from(self.errors);
+        f[2] = u128::from(self.labelled);
+        f[3] = u128::from(self.positives);
+        f[4] = u128::from(self.correct);
+        for (k, s) in sums.iter().enumerate() {
+            f[5 + 3 * k] = u128::from(s.n);
+            f[6 + 3 * k] = zigzag(s.sum);
+            f[7 + 3 * k] = zigzag(s.sum_sq);
+        }
+        for (k, e) in self.ece_score.iter().enumerate() {
+            f[23 + k] = zigzag(*e);
+        }
+        f
+    }
+
+    /// Adds field `k` of [`Scalars::fields`]' order.
+    fn add_field(&mut self, k: usize, v: u128) {
+        let sum = |s: &mut Sums, part: usize| match part {
+            0 => s.n += v as u64,
+            1 => s.sum += unzigzag(v),
+            _ => s.sum_sq += unzigzag(v),
+        };
+        match k {
+            0 => self.requests += v as u64,
+            1 => self.errors += v as u64,
+            2 => self.labelled += v as u64,
+            3 => self.positives += v as u64,
+            4 => self.correct += v as u64,
+            5..=7 => sum(&mut self.latency, k - 5),
+            8..=10 => sum(&mut self.score, k - 8),
+            11..=13 => sum(&mut self.log_loss, k - 11),
+            14..=16 => sum(&mut self.brier, k - 14),
+            17..=19 => sum(&mut self.cost, k - 17),
+            20..=22 => sum(&mut self.absolute, k - 20),
+            _ => self.ece_score[k - 23] += unzigzag(v),
+        }
+    }
+}
+
+/// A summary [`Packed::encode`] wrote, its scalars read, its bins still encoded.
+pub struct Decoded<'b> {
+    s: Scalars,
+    bins: &'b [u8],
+}
+
+impl<'b> Decoded<'b> {
+    /// The summary at the start of `bytes`, and the bytes it takes.
+    pub fn read(bytes: &'b [u8]) -> (Self, usize) {
+        let (mut at, mut mask) = (0, 0u128);
+        take(bytes, &mut at, &mut mask);
+        let mut s = Scalars::default();
+        let mut v = 0u128;
+        while mask != 0 {
+            let k = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            take(bytes, &mut at, &mut v);
+            s.add_field(k, v);
+        }
+        let mut len = 0u128;
+        take(bytes, &mut at, &mut len);
+        let bins = &bytes[at..at + len as usize];
+        (Decoded { s, bins }, at + len as usize)
+    }
+}
+
+impl ArmStats {
+    /// Adds a summary [`Packed::encode`] wrote at the start of `bytes`; returns the bytes it took.
+    pub fn add_encoded(&mut self, bytes: &[u8]) -> usize {
+        // [`Decoded::read`] and [`ArmStats::add_decoded`] in one step, without the scalars between.
+        let (mut at, mut mask) = (0, 0u128);
+        take(bytes, &mut at, &mut mask);
+        let mut v = 0u128;
+        while mask != 0 {
+            let k = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            take(bytes, &mut at, &mut v);
+            self.s.add_field(k, v);
+        }
+        let mut len = 0u128;
+        take(bytes, &mut at, &mut len);
+        let end = at + len as usize;
+        if let Some(h) = &mut self.h {
+            let (mut position, mut step, mut n) = (0u32, 0u128, 0u128);
+            while at < end {
+                take(bytes, &mut at, &mut step);
+                take(bytes, &mut at, &mut n);
+                position += step as u32;
+                h.bump(position, n as u64);
+            }
+        }
+        end
+    }
+
+    /// Adds a read summary (its bins only if this arm keeps histograms).
+    pub fn add_decoded(&mut self, d: &Decoded) {
+        self.s.merge(&d.s);
+        let Some(h) = &mut self.h else { return };
+        let (mut at, mut position, mut step, mut n) = (0, 0u32, 0u128, 0u128);
+        while at < d.bins.len() {
+            take(d.bins, &mut at, &mut step);
+            take(d.bins, &mut at, &mut n);
+            position += step as u32;
+            h.bump(position, n as u64);
+        }
     }
 }
 
@@ -654,6 +844,25 @@ mod tests {
         let mut from_packed = ArmStats::default();
         packed.add_to(&mut from_packed);
         assert_eq!(dense, from_packed);
+        // Encoded, after another summary (negative scores and costs included), and read back.
+        let mut other = Packed::default();
+        let negative = Scale { cost: Cost { true_positive: -2.0, ..scale.cost }, binary: false, ..scale };
+        for i in 0..40 {
+            let out = Output { error: false, score: Some(-3.0 + i as f64 * 0.1), latency_ms: (i % 3 == 0).then_some(0.5) };
+            other.add(&negative.contribution(&out));
+            other.add_quality(&negative.quality(&out, 1.0).unwrap());
+        }
+        let mut bytes = Vec::new();
+        other.encode(&mut bytes);
+        let first = bytes.len();
+        packed.encode(&mut bytes);
+        let (mut a, mut b) = (ArmStats::default(), ArmStats::default());
+        assert_eq!(a.add_encoded(&bytes), first);
+        assert_eq!(a.add_encoded(&bytes[first..]), bytes.len() - first);
+        assert_eq!(a, { packed.add_to(&mut b); other.add_to(&mut b); b });
+        assert_eq!((Packed::encoded_requests(&bytes), Packed::encoded_requests(&bytes[first..])), (40, 500));
+        let unpacked = std::mem::size_of::<Packed>() + packed.bins.len() * std::mem::size_of::<u32>();
+        assert!((bytes.len() - first) * 2 < unpacked, "{} bytes encoded, {unpacked} unpacked", bytes.len() - first);
         assert_eq!(dense.value(Metric::ErrorRate), Some(30.0 / 500.0));
     }
 
