@@ -29,7 +29,10 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let demo = std::fs::read_to_string(root.join("scenarios/flights-2013.toml")).unwrap();
     println!("the demo scenario (default policy, Argo Rollouts, Flagger and Kayenta emulated) on the demo log replicated k times");
-    println!("{:>6} {:>12} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}", "k", "requests", "peak MiB", "pre-sim", "prepare", "scoring", "oracle", "simulate", "report");
+    println!(
+        "{:>6} {:>12} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}",
+        "k", "requests", "peak MiB", "pre-sim", "prepare", "scoring", "oracle", "simulate", "report", "keys", "index MiB", "read back"
+    );
     for k in scales {
         let log = dir.join(format!("traffic-{k}x.parquet"));
         if !log.is_file() {
@@ -57,8 +60,9 @@ fn main() {
         assert!(matches!(status.code(), Some(0 | 1 | 3)), "run failed at {k}×: {status}");
         let t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("timings.json")).unwrap()).unwrap();
         let f = |key: &str| t[key].as_f64().unwrap_or(f64::NAN);
+        let index = &t["index"];
         println!(
-            "{:>5}× {:>12} {:>10.1} {:>10.1} {:>8.1}s {:>8.1}s {:>8.1}s {:>8.1}s {:>8.1}s",
+            "{:>5}× {:>12} {:>10.1} {:>10.1} {:>8.1}s {:>8.1}s {:>8.1}s {:>8.1}s {:>8.1}s {:>10} {:>10.1} {:>10}",
             k,
             t["rows"].as_u64().unwrap_or(0),
             f("peak_rss_mib"),
@@ -67,8 +71,12 @@ fn main() {
             f("scoring_seconds"),
             f("oracle_seconds"),
             f("simulation_seconds"),
-            f("report_seconds")
+            f("report_seconds"),
+            index["request_keys"].as_u64().unwrap_or(0) + index["label_keys"].as_u64().unwrap_or(0),
+            index["bytes"].as_f64().unwrap_or(f64::NAN) / (1024.0 * 1024.0),
+            t["simulation_phases"]["rows_read_back"].as_u64().unwrap_or(0)
         );
+        println!("       simulation phases: {}", t["simulation_phases"]);
         let _ = std::fs::remove_dir_all(&cache);
     }
 }

@@ -78,8 +78,8 @@ fn main() {
         let mut times = Vec::new();
         for _ in 0..repeats {
             let t = Instant::now();
-            let weights: Vec<f64> = spec.controllers.iter().flat_map(|c| c.weights(spec)).collect();
-            let summaries = setup.summaries_with(&replay, &weights).unwrap();
+            let (weights, metrics) = spec.reads();
+            let summaries = setup.summaries_with(&replay, &weights, &metrics).unwrap();
             let ranged = canary_replay::simulate::ranged::Ranged::new(&summaries, &replay, &policy.ramp.salt);
             let traffic = canary_replay::run::Traffic::Ranged(&ranged);
             let c = canary_replay::run::emulate_controllers(spec, &setup, &replay, traffic, prepared.scenario.scoring.latency_sample, (&run, &grade, &exposure)).unwrap();

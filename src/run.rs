@@ -258,9 +258,10 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
         })?;
         (run, grade, exposure, controllers)
     } else {
-        // One index for the policy and the controllers: cut at every weight either routes at.
-        let weights: Vec<f64> = controllers.iter().flat_map(|spec| spec.controllers.iter().flat_map(|c| c.weights(spec))).collect();
-        let summaries = phases.time(|p| &mut p.index_seconds, || setup.summaries_with(&replay, &weights))?;
+        // One index for the policy and the controllers: cut at every weight either routes at, keeping
+        // what either reads.
+        let (weights, metrics) = controllers.map(ControllerSpec::reads).unwrap_or_default();
+        let summaries = phases.time(|p| &mut p.index_seconds, || setup.summaries_with(&replay, &weights, &metrics))?;
         index = Some(summaries.footprint());
         let (run, grade, exposure) = phases.time(|p| &mut p.policy_seconds, || evaluate(&setup, &mut setup.fast(&summaries)));
         let ranged = Ranged::new(&summaries, &replay, &policy.ramp.salt);

@@ -208,6 +208,14 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// The candidate weights its controllers route at and the canary-replay metrics their queries
+    /// read: what the fast path's index must cut at and keep for them.
+    pub fn reads(&self) -> (Vec<f64>, Vec<Metric>) {
+        let weights = self.controllers.iter().flat_map(|c| c.weights(self)).collect();
+        let metrics = self.controllers.iter().flat_map(|c| c.metric_names()).filter_map(|name| self.mapping_of(&name)).map(|m| m.metric).collect();
+        (weights, metrics)
+    }
+
     /// The mapping of a controller metric (Flagger's built-in metrics have defaults).
     pub fn mapping_of(&self, name: &str) -> Option<Mapping> {
         self.mapping.get(name).cloned().or_else(|| flagger::builtin(name))

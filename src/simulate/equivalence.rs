@@ -12,6 +12,7 @@ use parquet::arrow::ArrowWriter;
 use proptest::prelude::*;
 
 use super::fast::Summaries;
+use super::metrics::Needs;
 use super::reference::Reference;
 use super::replay::Replay;
 use super::{grade, Setup};
@@ -185,7 +186,7 @@ proptest! {
     fn the_fast_path_decides_exactly_as_the_reference(
         raw in raw_policy(), seed in 0u64..1_000_000, rows in 300usize..2500, hours in 24i64..120,
         shift in prop::sample::select(vec![0.0, 0.05, 0.3]), errors in prop::sample::select(vec![0.0, 0.01, 0.1]),
-        fault in 0u8..4, fold_above in prop::sample::select(vec![0usize, 3, 16, usize::MAX]),
+        fault in 0u8..4, fold_above in prop::sample::select(vec![0usize, 3, 16, usize::MAX]), lean_index in any::<bool>(),
     ) {
         let policy = validated(&raw);
         prop_assume!(policy.is_some());
@@ -204,7 +205,9 @@ proptest! {
         let setup = Setup::new(&policy, &replay);
         let rows = replay.rows(&policy.ramp.salt).unwrap();
         let mut reference = Reference::new(&rows, &setup.scopes, setup.scale);
-        let summaries = Summaries::build_folding(&replay, &policy.ramp.salt, &policy.weights(), setup.scale, (setup.origin, policy.ramp.check_every), fold_above).unwrap();
+        // An index keeping only what the gates read decides as one keeping everything.
+        let needs = if lean_index { Needs::of(policy.gates.iter().map(|g| g.metric)) } else { Needs::ALL };
+        let summaries = Summaries::build_folding(&replay, &policy.ramp.salt, &policy.weights(), setup.scale, (setup.origin, policy.ramp.check_every), fold_above, needs).unwrap();
         let mut fast = setup.fast(&summaries);
         let (a, b) = (setup.simulate(&mut reference), setup.simulate(&mut fast));
         prop_assert_eq!(&a.outcome, &b.outcome);
@@ -301,7 +304,7 @@ proptest! {
         let salt = "prop";
         let all = replay.rows(salt).unwrap();
         // Cuts at some weights the schedule uses, not all (0.3 is never one).
-        let summaries = Summaries::build_folding(&replay, salt, &[0.05, 0.1, 0.5], setup.scale, (setup.origin, width), fold_above).unwrap();
+        let summaries = Summaries::build_folding(&replay, salt, &[0.05, 0.1, 0.5], setup.scale, (setup.origin, width), fold_above, Needs::ALL).unwrap();
         let ranged = Ranged::new(&summaries, &replay, salt);
         let span = (replay.last + 1 - replay.first) as f64;
         // A time anywhere, or on the bucket grid.

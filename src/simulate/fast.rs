@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use super::metrics::{log_loss, ArmStats, Contribution, Decoded, Packed, Quality, Scale};
+use super::metrics::{log_loss, ArmStats, Contribution, Decoded, Needs, Packed, Quality, Scale};
 use super::replay::Replay;
 use super::window::{Scopes, WindowStats};
 use super::Source;
@@ -38,10 +38,10 @@ pub(super) type LabelKey = (u32, u32, u32, u8);
 /// summary is read, a folded pair of summaries about 30–300 bytes however many requests it holds.
 const FOLD_ABOVE: usize = 16;
 
-/// Rows an index keeps at most (about 50 MB); beyond, every key is folded, so memory grows with
+/// Rows an index keeps at most (about 13 MB); beyond, every key is folded, so memory grows with
 /// the keys, never with the requests.
 #[cfg(not(test))]
-const KEPT_ROWS: usize = 1 << 20;
+const KEPT_ROWS: usize = 1 << 18;
 #[cfg(test)]
 const KEPT_ROWS: usize = 400;
 
@@ -128,18 +128,20 @@ pub(super) struct Index<K, R> {
     rows: Vec<R>,
     /// The folded keys' summaries.
     arena: Vec<u8>,
+    /// What folded summaries keep.
+    needs: Needs,
 }
 
 impl<K: Ord + Copy, R: Kept> Index<K, R> {
-    fn new() -> Self {
-        Self { keys: Vec::new(), rows: Vec::new(), arena: Vec::new() }
+    fn new(needs: Needs) -> Self {
+        Self { keys: Vec::new(), rows: Vec::new(), arena: Vec::new(), needs }
     }
 
     /// Requests in a request key (either model served all of them).
     pub(super) fn requests(&self, group: &Group) -> u64 {
         match group {
             Group::Rows { len, .. } => u64::from(*len),
-            Group::Folded(at) => Packed::encoded_requests(&self.summary(*at, 0)),
+            Group::Folded(at) => Packed::encoded_requests(self.summary(*at, 0)),
         }
     }
 
@@ -176,10 +178,10 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
                 }
                 let at = self.arena.len() as u64;
                 let mut first = Vec::new();
-                pair[0].encode(&mut first);
+                pair[0].encode(&self.needs, &mut first);
                 write_length(&mut self.arena, first.len());
                 self.arena.extend_from_slice(&first);
-                pair[1].encode(&mut self.arena);
+                pair[1].encode(&self.needs, &mut self.arena);
                 self.keys.push((key, Group::Folded(at)));
             } else {
                 let start = u32::try_from(self.rows.len()).map_err(|_| Error::Internal("more rows than the fast path can index".into()))?;
@@ -287,6 +289,8 @@ pub struct Summaries {
     /// The position (in time order) of each bucket's first request, and after the last bucket the
     /// number of requests: a bucket's rows can be read back ([`super::ranged`]).
     pub(super) starts: Vec<u64>,
+    /// What the folded summaries keep.
+    needs: Needs,
     /// Requests per (cell, band) before every [`CHECKPOINT`]-th bucket, at `(k · cells + cell) ·
     /// bands + band`: a long period's served requests come from two checkpoints and the keys
     /// around them.
@@ -303,11 +307,21 @@ const CHECKPOINT: u32 = 3;
 impl Summaries {
     /// Summarises the replay for routing `salt`, any of `weights` and buckets of `width` from `origin`.
     pub fn build(replay: &Replay, salt: &str, weights: &[f64], scale: Scale, origin: Micros, width: Micros) -> Result<Self> {
-        Self::build_folding(replay, salt, weights, scale, (origin, width), FOLD_ABOVE)
+        Self::build_with(replay, salt, weights, scale, (origin, width), FOLD_ABOVE, Needs::ALL)
     }
 
-    /// [`Summaries::build`], folding keys with more than `fold_above` rows (tests try several).
-    pub(crate) fn build_folding(replay: &Replay, salt: &str, weights: &[f64], scale: Scale, (origin, width): (Micros, Micros), fold_above: usize) -> Result<Self> {
+    /// [`Summaries::build`] keeping only what `needs` says (see [`Needs`]).
+    pub fn build_for(replay: &Replay, salt: &str, weights: &[f64], scale: Scale, (origin, width): (Micros, Micros), needs: Needs) -> Result<Self> {
+        Self::build_with(replay, salt, weights, scale, (origin, width), FOLD_ABOVE, needs)
+    }
+
+    /// [`Summaries::build_for`], folding keys with more than `fold_above` rows (tests try several).
+    #[cfg(test)]
+    pub(crate) fn build_folding(replay: &Replay, salt: &str, weights: &[f64], scale: Scale, grid: (Micros, Micros), fold_above: usize, needs: Needs) -> Result<Self> {
+        Self::build_with(replay, salt, weights, scale, grid, fold_above, needs)
+    }
+
+    fn build_with(replay: &Replay, salt: &str, weights: &[f64], scale: Scale, (origin, width): (Micros, Micros), fold_above: usize, needs: Needs) -> Result<Self> {
         let mut cuts: Vec<f64> = weights.iter().copied().filter(|w| *w > 0.0 && *w < 1.0).collect();
         cuts.sort_by(f64::total_cmp);
         cuts.dedup();
@@ -319,7 +333,7 @@ impl Summaries {
         // indexed when the next bucket starts, and labels once the requests reach their arrival
         // bucket (a label arrives no earlier than its request's bucket). Memory holds the index and
         // the labels still in flight, never the log.
-        let (mut requests, mut labels) = (Index::new(), Index::new());
+        let (mut requests, mut labels) = (Index::new(needs), Index::new(needs));
         let (mut bucket_rows, mut current) = (Vec::new(), 0u32);
         let mut in_flight: BTreeMap<u32, Vec<(LabelKey, Labelled)>> = BTreeMap::new();
         let mut failed = None;
@@ -365,7 +379,7 @@ impl Summaries {
         starts.shrink_to_fit();
         let cells = replay.cells.len();
         let checkpoints = checkpoints(&requests, cells, cuts.len() + 1);
-        Ok(Self { scale, origin, width, cuts, requests, labels, starts, checkpoints, cells })
+        Ok(Self { scale, origin, width, cuts, requests, labels, starts, needs, checkpoints, cells })
     }
 
     fn bands(&self) -> usize {
@@ -423,7 +437,8 @@ impl Summaries {
     /// Whether these summaries can answer a policy routing at `weights` with contributions from
     /// `scale`, checking every `check_every` from `origin`.
     pub fn serves(&self, weights: &[f64], scale: &Scale, origin: Micros, check_every: Micros) -> bool {
-        self.scale == *scale
+        self.needs == Needs::ALL
+            && self.scale == *scale
             && (origin - self.origin).rem_euclid(self.width) == 0
             && check_every % self.width == 0
             && weights.iter().all(|w| !(*w > 0.0 && *w < 1.0) || self.cuts.contains(w))

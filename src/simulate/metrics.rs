@@ -82,6 +82,52 @@ fn latency_centre(bin: usize) -> f64 {
     LATENCY_FLOOR_MS * 10f64.powf((bin as f64 + 0.5) / LATENCY_PER_DECADE)
 }
 
+/// Quantile `p` of the latencies counted in `bins` (the [`LATENCY_BINS`] logarithmic bins), in
+/// milliseconds: the geometric centre of the bin holding the ⌈p·n⌉-th smallest.
+fn latency_quantile_of(bins: &[u64], p: f64) -> Option<f64> {
+    let n: u64 = bins.iter().sum();
+    if n == 0 {
+        return None;
+    }
+    let rank = ((p * n as f64).ceil() as u64).max(1);
+    let mut seen = 0;
+    for (bin, count) in bins.iter().enumerate() {
+        seen += count;
+        if seen >= rank {
+            return Some(latency_centre(bin));
+        }
+    }
+    None
+}
+
+/// Latency quantiles in bounded memory, as the checks read them: counts on the [`LATENCY_BINS`]
+/// logarithmic bins from 1 µs to 100 s, 64 a decade — DDSketch's logarithmic mapping with
+/// γ = 10^(1/64), so a quantile is within 1.8% of a latency in its bin (values outside the range
+/// go to the end bins). Mergeable by adding counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatencySketch {
+    /// Empty until the first latency.
+    bins: Vec<u64>,
+}
+
+impl LatencySketch {
+    pub fn add_ms(&mut self, ms: f64) {
+        if self.bins.is_empty() {
+            self.bins = vec![0; LATENCY_BINS];
+        }
+        self.bins[latency_bin(ms)] += 1;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.bins.iter().sum()
+    }
+
+    /// Quantile `p` in milliseconds (`None` without latencies).
+    pub fn quantile_ms(&self, p: f64) -> Option<f64> {
+        latency_quantile_of(&self.bins, p)
+    }
+}
+
 /// What one request adds to the statistics of the arm that served it: 24 bytes, as the fast path
 /// keeps one per model for every request of a sparse key.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -477,20 +523,7 @@ impl ArmStats {
     }
 
     fn latency_quantile(&self, p: f64) -> Option<f64> {
-        let latency = &self.hist().latency;
-        let n: u64 = latency.iter().sum();
-        if n == 0 {
-            return None;
-        }
-        let rank = ((p * n as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (bin, count) in latency.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                return Some(latency_centre(bin));
-            }
-        }
-        None
+        latency_quantile_of(&self.hist().latency, p)
     }
 
     /// AUC from the class histograms (ties within a bin) and its Hanley-McNeil variance.
@@ -606,15 +639,15 @@ impl Packed {
     /// Appends this summary to `out` compactly — the fields that are not zero as variable-length
     /// integers, the histogram bins by their distance from the previous one — about 20 to 150 bytes
     /// instead of a struct of 560 and its bins. [`ArmStats::add_encoded`] reads it back exactly.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn encode(&self, needs: &Needs, out: &mut Vec<u8>) {
         let fields = self.s.fields();
-        let mask = fields.iter().enumerate().filter(|(_, v)| **v != 0).fold(0u64, |m, (k, _)| m | 1 << k);
+        let mask = fields.iter().enumerate().filter(|(k, v)| **v != 0 && needs.fields >> k & 1 == 1).fold(0u64, |m, (k, _)| m | 1 << k);
         put(out, u128::from(mask));
-        for v in fields.iter().filter(|v| **v != 0) {
+        for (_, v) in fields.iter().enumerate().filter(|(k, _)| mask >> k & 1 == 1) {
             put(out, *v);
         }
         // The bins after their length in bytes, so a reader without histograms skips them.
-        let mut bins = self.bins.clone();
+        let mut bins: Vec<u32> = self.bins.iter().copied().filter(|b| needs.keeps_bin(*b)).collect();
         bins.sort_unstable();
         let mut section = Vec::with_capacity(bins.len() * 2);
         let mut previous = 0;
@@ -721,6 +754,56 @@ impl Scalars {
             20..=22 => sum(&mut self.absolute, k - 20),
             _ => self.ece_score[k - 23] += unzigzag(v),
         }
+    }
+}
+
+/// What an index keeps of its folded summaries: the scalar fields (in [`Scalars::fields`]' order)
+/// and histograms some metric reads. A policy's index keeps what its gates, its grading and the
+/// live controllers' queries read, so a key of a policy without quality-histogram gates holds no
+/// AUC or calibration bins; the fields left out read as zero, and no metric it asks for reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    fields: u64,
+    hists: u8,
+}
+
+impl Needs {
+    /// Everything (an index shared by policies not known in advance).
+    pub const ALL: Needs = Needs { fields: (1 << FIELDS) - 1, hists: (1 << HISTS.len()) - 1 };
+
+    /// What `metrics` read: requests, errors, labelled and positive counts always.
+    pub fn of(metrics: impl IntoIterator<Item = Metric>) -> Needs {
+        let range = |a: u32, b: u32| ((1u64 << (b + 1)) - 1) & !((1u64 << a) - 1);
+        let hist = |h: Hist| 1u8 << h as u8;
+        let mut needs = Needs { fields: range(0, 3), hists: 0 };
+        for metric in metrics {
+            let (fields, hists) = match metric {
+                Metric::ErrorRate => (0, 0),
+                Metric::LatencyMean => (range(5, 7), 0),
+                Metric::LatencyP50 | Metric::LatencyP95 | Metric::LatencyP99 => (range(5, 7), hist(Hist::Latency)),
+                Metric::ScoreMean => (range(8, 10), 0),
+                Metric::ScorePsi | Metric::ScoreJs | Metric::ScoreWasserstein => (range(8, 10), hist(Hist::Drift)),
+                Metric::Accuracy => (range(4, 4), 0),
+                Metric::LogLoss => (range(11, 13), 0),
+                Metric::Brier | Metric::Rmse => (range(14, 16), 0),
+                Metric::ExpectedCost => (range(17, 19), 0),
+                Metric::Mae => (range(20, 22), 0),
+                Metric::Auc => (0, hist(Hist::AucPositive) | hist(Hist::AucNegative)),
+                Metric::Ece => (range(23, 32), hist(Hist::Ece) | hist(Hist::EcePositive)),
+            };
+            needs.fields |= fields;
+            needs.hists |= hists;
+        }
+        needs
+    }
+
+    /// Whether everything `other` needs is kept.
+    pub fn covers(&self, other: &Needs) -> bool {
+        self.fields & other.fields == other.fields && self.hists & other.hists == other.hists
+    }
+
+    fn keeps_bin(&self, position: u32) -> bool {
+        self.hists >> (position / HIST_STRIDE) & 1 == 1
     }
 }
 
@@ -853,14 +936,23 @@ mod tests {
             other.add_quality(&negative.quality(&out, 1.0).unwrap());
         }
         let mut bytes = Vec::new();
-        other.encode(&mut bytes);
+        other.encode(&Needs::ALL, &mut bytes);
         let first = bytes.len();
-        packed.encode(&mut bytes);
+        packed.encode(&Needs::ALL, &mut bytes);
         let (mut a, mut b) = (ArmStats::default(), ArmStats::default());
         assert_eq!(a.add_encoded(&bytes), first);
         assert_eq!(a.add_encoded(&bytes[first..]), bytes.len() - first);
         assert_eq!(a, { packed.add_to(&mut b); other.add_to(&mut b); b });
         assert_eq!((Packed::encoded_requests(&bytes), Packed::encoded_requests(&bytes[first..])), (40, 500));
+        // Kept for log loss alone: log loss and the counts as before, no histogram, fewer bytes.
+        let mut lean = Vec::new();
+        packed.encode(&Needs::of([Metric::LogLoss]), &mut lean);
+        let mut read = ArmStats::default();
+        read.add_encoded(&lean);
+        assert_eq!((read.value(Metric::LogLoss), read.value(Metric::ErrorRate), read.n(Metric::LogLoss)), (dense.value(Metric::LogLoss), dense.value(Metric::ErrorRate), dense.n(Metric::LogLoss)));
+        assert_eq!((read.value(Metric::Auc), read.value(Metric::LatencyP99), read.value(Metric::Brier)), (None, None, None));
+        assert!(lean.len() * 10 < bytes.len() - first, "{} bytes for log loss alone", lean.len());
+        assert!(Needs::ALL.covers(&Needs::of([Metric::Auc, Metric::Ece])) && !Needs::of([Metric::LogLoss]).covers(&Needs::of([Metric::Auc])));
         let unpacked = std::mem::size_of::<Packed>() + packed.bins.len() * std::mem::size_of::<u32>();
         assert!((bytes.len() - first) * 2 < unpacked, "{} bytes encoded, {unpacked} unpacked", bytes.len() - first);
         assert_eq!(dense.value(Metric::ErrorRate), Some(30.0 / 500.0));

@@ -187,19 +187,20 @@ impl<'a> Setup<'a> {
         self
     }
 
-    /// The fast path's summaries of `replay` for this policy alone (a sweep builds wider ones once
-    /// and shares them, see [`fast::Summaries::serves`]).
+    /// The fast path's summaries of `replay` for this policy alone, keeping what its gates read (a
+    /// sweep builds wider ones once and shares them, see [`fast::Summaries::serves`]).
     pub fn summaries(&self, replay: &Replay) -> crate::error::Result<fast::Summaries> {
-        let ramp = &self.policy.ramp;
-        fast::Summaries::build(replay, &ramp.salt, &self.policy.weights(), self.scale, self.origin, ramp.check_every)
+        self.summaries_with(replay, &[], &[])
     }
 
-    /// [`Setup::summaries`] also cut at `weights` (the live controllers' routing).
-    pub fn summaries_with(&self, replay: &Replay, weights: &[f64]) -> crate::error::Result<fast::Summaries> {
+    /// [`Setup::summaries`] also cut at `weights` and keeping what `metrics` read (the live
+    /// controllers' routing and queries).
+    pub fn summaries_with(&self, replay: &Replay, weights: &[f64], metrics: &[crate::policy::Metric]) -> crate::error::Result<fast::Summaries> {
         let ramp = &self.policy.ramp;
         let mut all = self.policy.weights();
         all.extend_from_slice(weights);
-        fast::Summaries::build(replay, &ramp.salt, &all, self.scale, self.origin, ramp.check_every)
+        let needs = metrics::Needs::of(self.policy.gates.iter().map(|g| g.metric).chain(metrics.iter().copied()));
+        fast::Summaries::build_for(replay, &ramp.salt, &all, self.scale, (self.origin, ramp.check_every), needs)
     }
 
     /// Whether the policy's gates read histograms (latency quantiles, drift, AUC, ECE).

@@ -16,7 +16,6 @@ pub mod msprt;
 pub mod multiple;
 pub mod power;
 pub mod quality;
-pub mod quantile;
 pub mod sketch;
 pub mod two_sample;
 
