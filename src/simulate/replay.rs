@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+use parquet::arrow::ProjectionMask;
 
 use crate::error::{Error, Result};
 use crate::hash;
@@ -171,27 +172,34 @@ impl Replay {
         let (mut first, mut last, mut rows) = (None, 0, 0u64);
         let mut key = String::new();
         let mut part_rows = Vec::with_capacity(parts.len());
-        for_each_batch(parts, None, |part, batch| {
+        // Only the columns it reads: the time, segments, label and scores.
+        let mut wanted: Vec<&str> = vec![layout.time.as_str(), STABLE_SCORE, CANDIDATE_SCORE];
+        wanted.extend(layout.segments.iter().map(String::as_str).chain(layout.label.as_deref()));
+        for_each_batch(parts, None, Some(&wanted), |part, batch| {
             if part_rows.len() <= part {
                 part_rows.resize(part + 1, 0);
             }
             part_rows[part] += batch.num_rows() as u64;
-            let c = Columns::of(batch, layout)?;
+            let get = |name: &str| batch.column_by_name(name).ok_or_else(|| Error::Internal(format!("the score cache has no column {name}")));
+            let time = get(&layout.time)?.as_primitive::<TimestampMicrosecondType>();
+            let score = [get(STABLE_SCORE)?.as_primitive::<Float64Type>(), get(CANDIDATE_SCORE)?.as_primitive::<Float64Type>()];
+            let label = layout.label.as_deref().map(get).transpose()?.map(|l| l.as_primitive::<Float64Type>());
+            let segments: Vec<&StringArray> = layout.segments.iter().map(|s| get(s).map(|a| a.as_string::<i32>())).collect::<Result<_>>()?;
             for i in 0..batch.num_rows() {
-                for m in 0..2 {
-                    if c.score[m].is_valid(i) {
-                        lo = lo.min(c.score[m].value(i));
-                        hi = hi.max(c.score[m].value(i));
+                for s in &score {
+                    if s.is_valid(i) {
+                        lo = lo.min(s.value(i));
+                        hi = hi.max(s.value(i));
                     }
                 }
-                if let Some(l) = c.label.filter(|l| l.is_valid(i)) {
+                if let Some(l) = label.filter(|l| l.is_valid(i)) {
                     let y = l.value(i);
                     binary &= y == 0.0 || y == 1.0;
                 }
-                c.cell_key(i, &mut key);
+                cell_key(&segments, i, &mut key);
                 cells.id(&key);
-                first.get_or_insert(c.time.value(i));
-                last = c.time.value(i);
+                first.get_or_insert(time.value(i));
+                last = time.value(i);
                 rows += 1;
             }
             Ok(())
@@ -227,7 +235,7 @@ impl Replay {
     fn rows_in(&self, salt: &str, range: Option<(u64, u64)>, mut f: impl FnMut(&Row)) -> Result<()> {
         let mut key = String::new();
         let selection = range.map(|(from, to)| select(&self.part_rows, from, to));
-        for_each_batch(&self.parts, selection.as_deref(), |_, batch| {
+        for_each_batch(&self.parts, selection.as_deref(), None, |_, batch| {
             let c = Columns::of(batch, &self.layout)?;
             for i in 0..batch.num_rows() {
                 f(&self.row(&c, i, salt, &mut key));
@@ -329,8 +337,9 @@ fn select(part_rows: &[u64], from: u64, to: u64) -> Vec<Option<RowSelection>> {
         .collect()
 }
 
-/// Every batch of every part (`selection`: only the selected rows of each part), with the part's index.
-fn for_each_batch(parts: &[PathBuf], selection: Option<&[Option<RowSelection>]>, mut f: impl FnMut(usize, &RecordBatch) -> Result<()>) -> Result<()> {
+/// Every batch of every part (`selection`: only the selected rows of each part; `columns`: only
+/// these columns), with the part's index.
+fn for_each_batch(parts: &[PathBuf], selection: Option<&[Option<RowSelection>]>, columns: Option<&[&str]>, mut f: impl FnMut(usize, &RecordBatch) -> Result<()>) -> Result<()> {
     for (k, part) in parts.iter().enumerate() {
         let rows = match selection {
             Some(s) => match s.get(k).cloned().flatten() {
@@ -342,6 +351,15 @@ fn for_each_batch(parts: &[PathBuf], selection: Option<&[Option<RowSelection>]>,
         let handle = File::open(part).map_err(|e| Error::io(part, e))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(handle)
             .and_then(|b| {
+                let b = match columns {
+                    Some(names) => {
+                        let schema = b.schema().clone();
+                        let indices = names.iter().filter_map(|n| schema.index_of(n).ok());
+                        let mask = ProjectionMask::roots(b.parquet_schema(), indices);
+                        b.with_projection(mask)
+                    }
+                    None => b,
+                };
                 let b = b.with_batch_size(65_536);
                 match rows {
                     Some(rows) => b.with_row_selection(rows).build(),
@@ -354,6 +372,17 @@ fn for_each_batch(parts: &[PathBuf], selection: Option<&[Option<RowSelection>]>,
         }
     }
     Ok(())
+}
+
+/// Row `i`'s values of `segments` joined with a unit separator ("(null)" for nulls), into `key`.
+fn cell_key(segments: &[&StringArray], i: usize, key: &mut String) {
+    key.clear();
+    for (k, s) in segments.iter().enumerate() {
+        if k > 0 {
+            key.push(KEY_SEPARATOR);
+        }
+        key.push_str(if s.is_valid(i) { s.value(i) } else { "(null)" });
+    }
 }
 
 struct Columns<'a> {
@@ -391,13 +420,7 @@ impl<'a> Columns<'a> {
 
     /// The row's segment values joined with a unit separator, into a reused buffer.
     fn cell_key(&self, i: usize, key: &mut String) {
-        key.clear();
-        for (k, s) in self.segments.iter().enumerate() {
-            if k > 0 {
-                key.push(KEY_SEPARATOR);
-            }
-            key.push_str(if s.is_valid(i) { s.value(i) } else { "(null)" });
-        }
+        cell_key(&self.segments, i, key);
     }
 }
 
