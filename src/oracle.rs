@@ -40,6 +40,84 @@ pub struct Oracle {
     pub overall: Comparison,
     /// Per segment column, per value (sorted).
     pub segments: BTreeMap<String, BTreeMap<String, Comparison>>,
+    /// What the report's charts of the models' outputs show, on every request (`distributions.json`,
+    /// not `summary.json`).
+    #[serde(skip)]
+    pub distributions: Distributions,
+}
+
+/// Score histograms, reliability curves and latency distributions of both models, from the
+/// oracle's pass over every request: the report's charts of the models' outputs, written to the run
+/// folder as `distributions.json` (`scores.parquet` may hold a sample, or nothing).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct Distributions {
+    /// The requests they describe ("every replayed request").
+    pub of: String,
+    /// Shared bin edges of both models' score histograms.
+    pub edges: Vec<f64>,
+    /// Requests per bin, [stable, candidate].
+    pub histograms: [Vec<u64>; 2],
+    /// Reliability curve per model (binary tasks): (mean score, observed positive rate, requests)
+    /// per score decile.
+    pub calibration: [Vec<(f64, f64, u64)>; 2],
+    /// Cumulative distribution of the measured latencies: (µs, share of measured requests at most
+    /// that slow).
+    pub latency_cdf_us: [Vec<(f64, f64)>; 2],
+    pub latency_measured: [u64; 2],
+}
+
+/// Score histogram bins of the report's chart.
+pub const CHART_SCORE_BINS: usize = 40;
+/// Reliability curve bins (deciles of [0, 1]).
+pub const CALIBRATION_BINS: usize = 10;
+
+/// The chart histograms while the pass runs: over [0, 1] and over the scores' range (which one is
+/// shown is known once every label has been seen), and the reliability sums.
+struct ChartSums {
+    unit: [[u64; CHART_SCORE_BINS]; 2],
+    range: [[u64; CHART_SCORE_BINS]; 2],
+    /// Per decile: Σ score, Σ label, requests.
+    calibration: [[(f64, f64, u64); CALIBRATION_BINS]; 2],
+    lo: f64,
+    hi: f64,
+}
+
+/// Bin of `x` among `bins` over [lo, hi] (the last bin closed).
+fn chart_bin(x: f64, lo: f64, hi: f64, bins: usize) -> usize {
+    (((x - lo) / (hi - lo) * bins as f64).floor().max(0.0) as usize).min(bins - 1)
+}
+
+impl ChartSums {
+    fn new(lo: f64, hi: f64) -> Self {
+        let (lo, hi) = if hi > lo { (lo, hi) } else { (lo - 0.5, lo + 0.5) };
+        Self { unit: [[0; CHART_SCORE_BINS]; 2], range: [[0; CHART_SCORE_BINS]; 2], calibration: [[(0.0, 0.0, 0); CALIBRATION_BINS]; 2], lo, hi }
+    }
+
+    fn add(&mut self, row: &Row) {
+        for (m, model) in row.models.iter().enumerate() {
+            let Some((s, _)) = model.score else { continue };
+            self.unit[m][chart_bin(s, 0.0, 1.0, CHART_SCORE_BINS)] += 1;
+            self.range[m][chart_bin(s, self.lo, self.hi, CHART_SCORE_BINS)] += 1;
+            if let Some(y) = row.label {
+                let c = &mut self.calibration[m][chart_bin(s, 0.0, 1.0, CALIBRATION_BINS)];
+                *c = (c.0 + s, c.1 + y, c.2 + 1);
+            }
+        }
+    }
+
+    fn finish(self, binary: bool, overall: &Sums) -> Distributions {
+        let probabilities = binary && self.lo >= 0.0 && self.hi <= 1.0;
+        let (lo, hi, histograms) = if probabilities { (0.0, 1.0, self.unit) } else { (self.lo, self.hi, self.range) };
+        let width = (hi - lo) / CHART_SCORE_BINS as f64;
+        Distributions {
+            of: "every replayed request".into(),
+            edges: (0..=CHART_SCORE_BINS).map(|i| lo + width * i as f64).collect(),
+            histograms: histograms.map(|h| h.to_vec()),
+            calibration: self.calibration.map(|bins| if binary { bins.iter().filter(|b| b.2 > 0).map(|(s, y, n)| (s / *n as f64, y / *n as f64, *n)).collect() } else { Vec::new() }),
+            latency_cdf_us: [0, 1].map(|m| overall.sides[m].latency.cdf_ms().into_iter().map(|(ms, share)| (ms * 1000.0, share)).collect()),
+            latency_measured: [0, 1].map(|m| overall.sides[m].latency.count()),
+        }
+    }
 }
 
 /// Stable vs candidate on one set of requests.
@@ -248,7 +326,8 @@ impl Sums {
 
 /// Computes the oracle from score-cache files (parts or a run's `scores.parquet`).
 pub fn compute(files: &[impl AsRef<Path>], layout: &Layout) -> Result<Oracle> {
-    let binning = score_range(files)?;
+    let (binning, (lo, hi)) = score_range(files)?;
+    let mut charts = ChartSums::new(lo, hi);
     let mut overall = Sums::default();
     let mut segments: Vec<BTreeMap<String, Sums>> = vec![BTreeMap::new(); layout.segments.len()];
     let mut binary = true;
@@ -267,6 +346,7 @@ pub fn compute(files: &[impl AsRef<Path>], layout: &Layout) -> Result<Oracle> {
                     binary &= y == 0.0 || y == 1.0;
                 }
                 overall.add(&row);
+                charts.add(&row);
                 for (values, column) in segments.iter_mut().zip(&columns.segments) {
                     let key = if column.is_valid(i) { column.value(i) } else { "(null)" };
                     // Look up before inserting so the common case allocates nothing.
@@ -283,8 +363,10 @@ pub fn compute(files: &[impl AsRef<Path>], layout: &Layout) -> Result<Oracle> {
         (true, true) => "binary",
         (true, false) => "regression",
     };
+    let distributions = charts.finish(task == "binary", &overall);
     Ok(Oracle {
         task,
+        distributions,
         overall: overall.finish(&binning, binary),
         segments: layout
             .segments
@@ -350,7 +432,7 @@ impl<'a> Columns<'a> {
 }
 
 /// The range of all scores of both models, from a first pass over the two score columns.
-fn score_range(files: &[impl AsRef<Path>]) -> Result<Binning> {
+fn score_range(files: &[impl AsRef<Path>]) -> Result<(Binning, (f64, f64))> {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for file in files {
         let path = file.as_ref();
@@ -371,5 +453,6 @@ fn score_range(files: &[impl AsRef<Path>]) -> Result<Binning> {
             }
         }
     }
-    Ok(if lo.is_finite() { Binning::new(lo, hi) } else { Binning::new(0.0, 1.0) })
+    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    Ok((Binning::new(lo, hi), (lo, hi)))
 }

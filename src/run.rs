@@ -303,7 +303,7 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
         working_dir: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
-    report::write_run(&out_dir, &scored.parts, &mut summary, &report::RunFiles { setup: &setup, run: &run, invocation: &invocation, types: ingest::restorable_types(&prepared.files, &prepared.layout) }, &mut timings, started)?;
+    report::write_run(&out_dir, &scored.parts, &mut summary, &report::RunFiles { setup: &setup, run: &run, invocation: &invocation, distributions: &oracle.distributions, types: ingest::restorable_types(&prepared.files, &prepared.layout) }, &mut timings, started)?;
     let exit_code = match run.outcome {
         Outcome::Promoted => exit::PROMOTE,
         Outcome::RolledBack => exit::ROLLBACK,

@@ -110,7 +110,7 @@ pub fn all(view: &RunView) -> Result<Vec<Chart>> {
     if view.scores.calibration.iter().any(|c| !c.is_empty()) {
         charts.push(calibration(view)?);
     }
-    if view.scores.latency_us.iter().any(|l| !l.is_empty()) {
+    if view.scores.latency_cdf_us.iter().any(|l| !l.is_empty()) {
         charts.push(latency(view)?);
     }
     if let Some(c) = &view.summary.controllers {
@@ -633,7 +633,7 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
     })
 }
 
-/// Both models' score distributions on the requests `scores.parquet` holds.
+/// Both models' score distributions.
 fn scores(view: &RunView) -> Result<Chart> {
     let s = &view.scores;
     let totals = [0, 1].map(|arm| s.histograms[arm].iter().sum::<u64>().max(1) as f64);
@@ -673,7 +673,7 @@ fn scores(view: &RunView) -> Result<Chart> {
         title: "Score distributions".into(),
         caption: format!(
             "Histograms of both models' scores on {} ({} bins); PSI {}, Jensen-Shannon distance {} on every replayed request.",
-            view.summary.scored_requests(),
+            s.of,
             s.edges.len().saturating_sub(1),
             drift.psi.map(|v| format!("{v:.4}")).unwrap_or_else(|| "n/a".into()),
             drift.jensen_shannon.map(|v| format!("{v:.4}")).unwrap_or_else(|| "n/a".into())
@@ -707,7 +707,7 @@ fn calibration(view: &RunView) -> Result<Chart> {
         title: "Calibration".into(),
         caption: format!(
             "Reliability curves on the labelled requests of {}: the observed positive rate against the mean score in each score decile; closer to the diagonal is better calibrated.",
-            view.summary.scored_requests()
+            view.scores.of
         ),
         png,
     })
@@ -715,8 +715,8 @@ fn calibration(view: &RunView) -> Result<Chart> {
 
 /// Cumulative distributions of the measured single-request latencies.
 fn latency(view: &RunView) -> Result<Chart> {
-    let samples = &view.scores.latency_us;
-    let all = samples.iter().flatten().copied().filter(|v| *v > 0.0);
+    let (cdf, measured) = (&view.scores.latency_cdf_us, view.scores.latency_measured);
+    let all = cdf.iter().flatten().map(|p| p.0).filter(|v| *v > 0.0);
     let (lo, hi) = all.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if lo.is_finite() && hi > lo { (lo * 0.9, hi * 1.1) } else { (1.0, 10.0) };
     let png = render(1200, 460, |root| {
@@ -735,11 +735,10 @@ fn latency(view: &RunView) -> Result<Chart> {
             .light_line_style(WHITE)
             .draw()?;
         for (arm, (color, name)) in [(STABLE, "stable"), (CANDIDATE, "candidate")].into_iter().enumerate() {
-            let n = samples[arm].len().max(1) as f64;
-            let line: Vec<(f64, f64)> = samples[arm].iter().enumerate().filter(|(_, v)| **v > 0.0).map(|(i, v)| (*v, (i + 1) as f64 / n)).collect();
+            let line: Vec<(f64, f64)> = cdf[arm].iter().copied().filter(|p| p.0 > 0.0).collect();
             chart
                 .draw_series(LineSeries::new(line, color.stroke_width(2)))?
-                .label(format!("{name} ({} measured)", samples[arm].len()))
+                .label(format!("{name} ({} measured)", measured[arm]))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
         }
         legend(&mut chart, SeriesLabelPosition::LowerRight, 14)?;
@@ -749,9 +748,10 @@ fn latency(view: &RunView) -> Result<Chart> {
         file: "latency.png".into(),
         title: "Latency".into(),
         caption: format!(
-            "Cumulative distribution of single-request latency measured on the same sampled requests for both models ({}% of requests, interleaved), among {}; injected latency faults are not included.",
+            "Cumulative distribution of single-request latency measured on the same sampled requests for both models ({}% of requests, interleaved), among {}{}; injected latency faults are not included.",
             view.summary.latency.sample_share * 100.0,
-            view.summary.scored_requests()
+            view.scores.of,
+            if view.scores.of == "every replayed request" { " (on 512 logarithmic bins, 64 a decade)" } else { "" }
         ),
         png,
     })

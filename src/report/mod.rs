@@ -297,7 +297,7 @@ pub fn summary(prepared: &Prepared, oracle: &Oracle, simulation: simulation::Sim
 }
 
 /// Writes the run's folder: `scores.parquet`, `summary.json`, `checks.parquet`, `policy.toml`,
-/// `invocation.json`, the review report (`report.html`, `charts/*.png`) and `timings.json`.
+/// `distributions.json`, `invocation.json`, the review report (`report.html`, `charts/*.png`) and `timings.json`.
 pub fn write_run(out_dir: &Path, parts: &[PathBuf], summary: &mut Summary, extra: &RunFiles, timings: &mut Timings, started: Instant) -> Result<()> {
     if let Some(parent) = out_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
@@ -310,6 +310,7 @@ pub fn write_run(out_dir: &Path, parts: &[PathBuf], summary: &mut Summary, extra
         summary.scores_file.rows = concatenate(parts, &dir.join("scores.parquet"), &extra.types, sample)?;
     }
     std::fs::write(dir.join("summary.json"), to_json(summary)).map_err(|e| Error::io(out_dir.join("summary.json"), e))?;
+    std::fs::write(dir.join(view::DISTRIBUTIONS), to_json(extra.distributions)).map_err(|e| Error::io(out_dir.join(view::DISTRIBUTIONS), e))?;
     simulation::write_checks(&dir.join("checks.parquet"), extra.setup, extra.run)?;
     std::fs::write(dir.join("policy.toml"), simulation::policy_toml(extra.setup.policy)).map_err(|e| Error::io(out_dir.join("policy.toml"), e))?;
     std::fs::write(dir.join("invocation.json"), to_json(extra.invocation)).map_err(|e| Error::io(out_dir.join("invocation.json"), e))?;
@@ -328,6 +329,8 @@ pub struct RunFiles<'a> {
     pub setup: &'a crate::simulate::Setup<'a>,
     pub run: &'a crate::simulate::Run,
     pub invocation: &'a Invocation,
+    /// The report's charts of the models' outputs.
+    pub distributions: &'a crate::oracle::Distributions,
     /// The log's types of the columns `scores.parquet` gives back in them ([`crate::ingest::restorable_types`]).
     pub types: Vec<(String, arrow::datatypes::DataType)>,
 }

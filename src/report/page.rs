@@ -190,7 +190,7 @@ pub fn render(view: &RunView, charts: &[Chart]) -> String {
     provenance(&mut s, view);
     let _ = writeln!(
         s,
-        "<footer>Written by {} {} from the run folder's summary.json, checks.parquet, scores.parquet (when written) and policy.toml. Re-render with <code>canary-replay report {}</code>.</footer>",
+        "<footer>Written by {} {} from the run folder's summary.json, distributions.json, checks.parquet and policy.toml. Re-render with <code>canary-replay report {}</code>.</footer>",
         escape(&summary.tool.name),
         escape(&summary.tool.version),
         escape(&view.dir.display().to_string())

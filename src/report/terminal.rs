@@ -67,7 +67,7 @@ pub fn print_run(summary: &Summary, timings: &Timings, out_dir: &std::path::Path
         f if f.fraction < 1.0 => format!("scores.parquet (a sample of {} requests), ", f.rows),
         _ => "scores.parquet, ".to_string(),
     };
-    let _ = writeln!(s, "\nWrote {}/{{report.html, summary.json, checks.parquet, policy.toml, {scores}charts/, invocation.json, timings.json}}", out_dir.display());
+    let _ = writeln!(s, "\nWrote {}/{{report.html, summary.json, distributions.json, checks.parquet, policy.toml, {scores}charts/, invocation.json, timings.json}}", out_dir.display());
     s
 }
 

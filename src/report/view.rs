@@ -1,7 +1,8 @@
 //! A run folder read back for the review report: `summary.json` (only what the report shows),
-//! `policy.toml`, `invocation.json`, and polars queries over `checks.parquet` and
-//! `scores.parquet`. The report is rendered from these files alone, so `canary-replay report`
-//! re-renders it without rescoring or simulating again.
+//! `distributions.json` (the charts of the models' outputs, on every request), `policy.toml`,
+//! `invocation.json`, and polars queries over `checks.parquet` (and over `scores.parquet` for the
+//! charts of a folder written before `distributions.json`). The report is rendered from these files
+//! alone, so `canary-replay report` re-renders it without rescoring or simulating again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use polars::prelude::*;
 use serde::Deserialize;
 
 use crate::error::{Error, Problem, Result};
+use crate::oracle::{Distributions, CALIBRATION_BINS, CHART_SCORE_BINS as SCORE_BINS};
 use crate::time::{parse_timestamp, Micros};
 
 /// Everything the report shows.
@@ -249,21 +251,10 @@ pub struct SegmentRow {
     pub upper: Option<f64>,
 }
 
-/// What the charts of the models' outputs need.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ScoreViews {
-    /// Shared bin edges of both models' score histograms.
-    pub edges: Vec<f64>,
-    /// Requests per bin, [stable, candidate].
-    pub histograms: [Vec<u64>; 2],
-    /// Reliability curve per model: (mean score, observed rate, requests) per score decile.
-    pub calibration: [Vec<(f64, f64, u64)>; 2],
-    /// Measured single-request latencies, microseconds, sorted.
-    pub latency_us: [Vec<f64>; 2],
-}
+/// What the charts of the models' outputs need: the oracle's [`Distributions`] on every request
+/// (`distributions.json`), or for a run folder written before it, what `scores.parquet` holds.
+pub type ScoreViews = Distributions;
 
-const SCORE_BINS: usize = 40;
-const CALIBRATION_BINS: usize = 10;
 
 impl RunView {
     /// Reads the run folder at `dir`.
@@ -294,7 +285,19 @@ impl RunView {
         let (checks, gates, segments) = read_checks(&checks_path)?;
         let label = summary.columns.label.as_deref().filter(|_| summary.oracle.task == "binary");
         let written = summary.scores_file.as_ref().is_none_or(|s| s.mode != crate::scenario::ScoresFile::None);
-        let scores = if written { read_scores(&file("scores.parquet")?, label)? } else { ScoreViews::default() };
+        let distributions = dir.join(DISTRIBUTIONS);
+        let scores = if distributions.is_file() {
+            let text = std::fs::read_to_string(&distributions).map_err(|e| Error::io(&distributions, e))?;
+            serde_json::from_str(&text).map_err(|e| {
+                Error::invalid(Problem::new(distributions.display().to_string(), format!("cannot be read: {e}")).fix("re-run the scenario with this version of canary-replay to rewrite it"))
+            })?
+        } else if written {
+            let mut views = read_scores(&file("scores.parquet")?, label)?;
+            views.of = summary.scored_requests();
+            views
+        } else {
+            ScoreViews::default()
+        };
         Ok(RunView { dir: dir.to_path_buf(), summary, policy_toml, invocation, checks, gates, segments, scores })
     }
 
@@ -428,6 +431,9 @@ fn read_checks(path: &Path) -> Result<(Vec<CheckPoint>, Vec<GateSeries>, Vec<Seg
     Ok((checks, gates, segments))
 }
 
+/// The file of the oracle's distributions in a run folder.
+pub const DISTRIBUTIONS: &str = "distributions.json";
+
 /// Score histograms, reliability curves and measured latencies of both models.
 /// `label`: the 0/1 label column of a binary task, for the reliability curves.
 fn read_scores(path: &Path, label: Option<&str>) -> Result<ScoreViews> {
@@ -500,7 +506,10 @@ fn read_scores(path: &Path, label: Option<&str>) -> Result<ScoreViews> {
             .sort([latency.as_str()], SortMultipleOptions::default())
             .collect()
             .map_err(&bad)?;
-        views.latency_us[arm] = floats(&measured, &latency).map_err(&bad)?.into_iter().flatten().collect();
+        let sorted: Vec<f64> = floats(&measured, &latency).map_err(&bad)?.into_iter().flatten().collect();
+        let n = sorted.len();
+        views.latency_cdf_us[arm] = sorted.into_iter().enumerate().map(|(i, v)| (v, (i + 1) as f64 / n as f64)).collect();
+        views.latency_measured[arm] = n as u64;
     }
     Ok(views)
 }

@@ -126,6 +126,19 @@ impl LatencySketch {
     pub fn quantile_ms(&self, p: f64) -> Option<f64> {
         latency_quantile_of(&self.bins, p)
     }
+
+    /// The cumulative distribution at the upper edge of each bin holding latencies: (ms, share of
+    /// latencies at most that).
+    pub fn cdf_ms(&self) -> Vec<(f64, f64)> {
+        let n = self.count().max(1) as f64;
+        let mut seen = 0;
+        let mut out = Vec::new();
+        for (bin, count) in self.bins.iter().enumerate().filter(|(_, c)| **c > 0) {
+            seen += count;
+            out.push((LATENCY_FLOOR_MS * 10f64.powf((bin + 1) as f64 / LATENCY_PER_DECADE), seen as f64 / n));
+        }
+        out
+    }
 }
 
 /// What one request adds to the statistics of the arm that served it: 24 bytes, as the fast path

@@ -117,3 +117,59 @@ fn report_re_renders_a_run_folder_without_rescoring() {
     let stderr = stderr_of(&bin().arg("report").arg(case.path("cache")).assert().code(2));
     assert!(stderr.contains("summary.json is missing") && stderr.contains("canary-replay run"), "{stderr}");
 }
+
+/// The charts of the models' outputs come from the oracle's pass over every request
+/// (`distributions.json`): they equal what every request's scores, labels and latencies give,
+/// and they are drawn when `scores.parquet` holds a sample or nothing.
+#[test]
+fn the_output_charts_are_drawn_from_every_request() {
+    let case = Case::new();
+    let all = case.scenario(&repo("data/flights/sample.parquet"), |s| s + "\n[output]\nscores = \"all\"\n");
+    case.replayed(&all);
+    let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(case.path("out/distributions.json")).unwrap()).unwrap();
+    let rows = scores(&case.path("out/scores.parquet"), &["stable_score", "candidate_score", "label", "stable_latency_us", "candidate_latency_us"]);
+    assert_eq!(rows.len(), 2000);
+    let bin = |x: f64, bins: usize| ((x * bins as f64).floor() as usize).min(bins - 1);
+    for arm in 0..2 {
+        // Binary probabilities: 40 bins over [0, 1].
+        let mut histogram = vec![0u64; 40];
+        let mut deciles = vec![(0.0, 0.0, 0u64); 10];
+        for values in rows.values() {
+            let Some(s) = values[arm] else { continue };
+            histogram[bin(s, 40)] += 1;
+            if let Some(y) = values[2] {
+                let c = &mut deciles[bin(s, 10)];
+                *c = (c.0 + s, c.1 + y, c.2 + 1);
+            }
+        }
+        let got: Vec<u64> = d["histograms"][arm].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        assert_eq!(got, histogram, "score histogram of arm {arm}");
+        let curve = d["calibration"][arm].as_array().unwrap();
+        let expected: Vec<&(f64, f64, u64)> = deciles.iter().filter(|c| c.2 > 0).collect();
+        assert_eq!(curve.len(), expected.len());
+        for (point, (s, y, n)) in curve.iter().zip(expected) {
+            assert_eq!(point[2].as_u64().unwrap(), *n);
+            assert!((point[0].as_f64().unwrap() - s / *n as f64).abs() < 1e-12 && (point[1].as_f64().unwrap() - y / *n as f64).abs() < 1e-12, "{point}");
+        }
+        // The latency distribution: every measurement counted, its quantiles within a bin (3.7%).
+        let mut measured: Vec<f64> = rows.values().filter_map(|v| v[3 + arm]).collect();
+        measured.sort_by(f64::total_cmp);
+        assert!(!measured.is_empty());
+        assert_eq!(d["latency_measured"][arm].as_u64().unwrap(), measured.len() as u64);
+        let cdf = d["latency_cdf_us"][arm].as_array().unwrap();
+        let median = measured[(measured.len() - 1) / 2];
+        let at_half = cdf.iter().find(|p| p[1].as_f64().unwrap() >= 0.5).unwrap()[0].as_f64().unwrap();
+        assert!(at_half >= median && at_half <= median * 1.04, "median {median} µs, CDF reaches one half at {at_half} µs");
+    }
+    assert_eq!(d["of"], "every replayed request");
+
+    // With no scores.parquet the report still draws them, and says on what.
+    let none = case.scenario(&repo("data/flights/sample.parquet"), |s| s + "\n[output]\nscores = \"none\"\n");
+    case.replayed(&none);
+    assert!(!case.path("out/scores.parquet").exists());
+    for chart in ["scores.png", "calibration.png", "latency.png"] {
+        assert!(case.path("out/charts").join(chart).is_file(), "{chart} is drawn without scores.parquet");
+    }
+    let page = std::fs::read_to_string(case.path("out/report.html")).unwrap();
+    assert!(page.contains("scores on every replayed request (40 bins)"), "the charts say what they are drawn from");
+}
