@@ -5,9 +5,11 @@
 //! range of routing hashes between two consecutive weights the policy can use, so "u < w" is a set
 //! of whole bands for every such w. Each key holds what the stable model and what the candidate
 //! returned for its requests (both are known offline; routing picks one per band at query time):
-//! the rows themselves while there are few, two [`Packed`] summaries once there are many. Label
-//! arrivals are indexed separately by (arrival bucket × request bucket × cell × band), so a check
-//! counts exactly the labels that had arrived.
+//! the rows themselves while there are few (and the index holds fewer than `KEPT_ROWS`), else
+//! two [`Packed`] summaries encoded into the index's arena, keeping only what the metrics read
+//! ([`Needs`]): memory grows with the keys, not the requests. Label arrivals are indexed separately
+//! by (arrival bucket × request bucket × cell × band), so a check counts exactly the labels that
+//! had arrived.
 //!
 //! A window is the sum of its buckets. Windows only grow during a stage, so each check adds just
 //! the buckets since the previous one; a new stage (or a sliding window) starts from its first

@@ -467,6 +467,7 @@ impl ArmStats {
         Self::new(self.h.is_some())
     }
 
+    #[cfg(test)]
     fn add_packed(&mut self, p: &Packed) {
         self.s.merge(&p.s);
         let Some(h) = &mut self.h else { return };
@@ -641,12 +642,10 @@ impl Packed {
         }
     }
 
+    /// Adds these statistics, as they are (the tests' check of the encoding).
+    #[cfg(test)]
     pub fn add_to(&self, stats: &mut ArmStats) {
         stats.add_packed(self);
-    }
-
-    pub fn requests(&self) -> u64 {
-        self.s.requests
     }
 
     /// Appends this summary to `out` compactly — the fields that are not zero as variable-length
@@ -770,7 +769,7 @@ impl Scalars {
     }
 }
 
-/// What an index keeps of its folded summaries: the scalar fields (in [`Scalars::fields`]' order)
+/// What an index keeps of its folded summaries: the scalar fields (in `Scalars::fields`' order)
 /// and histograms some metric reads. A policy's index keeps what its gates, its grading and the
 /// live controllers' queries read, so a key of a policy without quality-histogram gates holds no
 /// AUC or calibration bins; the fields left out read as zero, and no metric it asks for reads them.
