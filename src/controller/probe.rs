@@ -1,9 +1,11 @@
 //! What a controller's metric query would have returned on the replayed traffic.
 //!
-//! A controller sees one service: its queries aggregate every request, whatever the segment. The
-//! probe reads the replayed rows the way the reference simulator does — each request goes to the
-//! arm its entity hash and the weight in force at its time say ([`Schedule`]), a label counts once
-//! it has arrived — and evaluates the mapped canary-replay metric on one arm, or compares the two.
+//! A controller sees one service: its queries aggregate every request, whatever the segment. Each
+//! request goes to the arm its entity hash and the weight in force at its time say ([`Schedule`]),
+//! a label counts once it has arrived, and the probe evaluates the mapped canary-replay metric on
+//! one arm, or compares the two. It reads the traffic from the fast path's index with the rows of
+//! the buckets a query cuts ([`crate::simulate::ranged`]), or with `--reference` from every routed
+//! row; both give the same statistics bit for bit.
 
 use super::spec::{Arm, Mapping};
 use crate::simulate::metrics::{drift_between, ArmStats, Scale};
