@@ -48,11 +48,39 @@ const KEPT_ROWS: usize = 1 << 18;
 const KEPT_ROWS: usize = 400;
 
 /// What a key holds: its rows in the index's row store, or their summaries in its arena (the
-/// stable model's, then the candidate's, each [`Packed::encode`]d, the first after its length).
-#[derive(Debug)]
-pub(super) enum Group {
+/// stable model's, then the candidate's, each [`Packed::encode`]d, the first after its length) —
+/// packed into 8 bytes, as there is one per key ([`Held`] is what it says).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Group(u64);
+
+/// A [`Group`] read.
+enum Held {
     Rows { start: u32, len: u32 },
     Folded(u64),
+}
+
+/// The bit of a [`Group`] that says it is folded.
+const FOLDED: u64 = 1 << 63;
+
+impl Group {
+    /// `len` below 2³¹ (an index keeps at most `KEPT_ROWS` rows).
+    fn rows(start: u32, len: u32) -> Self {
+        debug_assert!(len < 1 << 31);
+        Group(u64::from(start) << 31 | u64::from(len))
+    }
+
+    /// At byte `at` of the arena (below 2⁶³).
+    fn folded(at: u64) -> Self {
+        Group(FOLDED | at)
+    }
+
+    fn held(self) -> Held {
+        if self.0 & FOLDED != 0 {
+            Held::Folded(self.0 & !FOLDED)
+        } else {
+            Held::Rows { start: (self.0 >> 31) as u32, len: (self.0 & ((1 << 31) - 1)) as u32 }
+        }
+    }
 }
 
 /// A row the index keeps: folded into summaries, or added to a window as it is.
@@ -141,9 +169,9 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
 
     /// Requests in a request key (either model served all of them).
     pub(super) fn requests(&self, group: &Group) -> u64 {
-        match group {
-            Group::Rows { len, .. } => u64::from(*len),
-            Group::Folded(at) => Packed::encoded_requests(self.summary(*at, 0)),
+        match group.held() {
+            Held::Rows { len, .. } => u64::from(len),
+            Held::Folded(at) => Packed::encoded_requests(self.summary(at, 0)),
         }
     }
 
@@ -184,11 +212,11 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
                 write_length(&mut self.arena, first.len());
                 self.arena.extend_from_slice(&first);
                 pair[1].encode(&self.needs, &mut self.arena);
-                self.keys.push((key, Group::Folded(at)));
+                self.keys.push((key, Group::folded(at)));
             } else {
                 let start = u32::try_from(self.rows.len()).map_err(|_| Error::Internal("more rows than the fast path can index".into()))?;
                 self.rows.extend(rows.iter().map(|(_, r)| *r));
-                self.keys.push((key, Group::Rows { start, len: len as u32 }));
+                self.keys.push((key, Group::rows(start, len as u32)));
             }
             i += len;
         }
@@ -198,7 +226,7 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
 
     /// (keys, folded keys, kept rows, bytes).
     fn footprint(&self) -> (usize, usize, usize, usize) {
-        let folded = self.keys.iter().filter(|(_, g)| matches!(g, Group::Folded(_))).count();
+        let folded = self.keys.iter().filter(|(_, g)| matches!(g.held(), Held::Folded(_))).count();
         let bytes = self.keys.capacity() * std::mem::size_of::<(K, Group)>() + self.rows.capacity() * std::mem::size_of::<R>() + self.arena.capacity();
         (self.keys.len(), folded, self.rows.len(), bytes)
     }
@@ -217,14 +245,14 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
     }
 
     pub(super) fn add(&self, group: &Group, scale: &Scale, arm: usize, stats: &mut ArmStats) {
-        match group {
-            Group::Rows { start, len } => {
-                for row in &self.rows[*start as usize..(start + len) as usize] {
+        match group.held() {
+            Held::Rows { start, len } => {
+                for row in &self.rows[start as usize..(start + len) as usize] {
                     row.add(scale, arm, stats);
                 }
             }
-            Group::Folded(at) => {
-                stats.add_encoded(self.summary(*at, arm));
+            Held::Folded(at) => {
+                stats.add_encoded(self.summary(at, arm));
             }
         }
     }
@@ -232,17 +260,17 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
     /// Adds a group to the `arm` of each (scope, group) slot of a window, every row's terms worked
     /// out once for all of them.
     fn add_to_slots(&self, group: &Group, scale: &Scale, arm: usize, slots: &[(usize, usize)], stats: &mut WindowStats) {
-        match group {
-            Group::Rows { start, len } => {
-                for row in &self.rows[*start as usize..(start + len) as usize] {
+        match group.held() {
+            Held::Rows { start, len } => {
+                for row in &self.rows[start as usize..(start + len) as usize] {
                     let term = row.term(scale, arm);
                     for &(s, g) in slots {
                         R::add_term(&term, &mut stats.scopes[s][g].arms[arm]);
                     }
                 }
             }
-            Group::Folded(at) => {
-                let (summary, _) = Decoded::read(self.summary(*at, arm));
+            Held::Folded(at) => {
+                let (summary, _) = Decoded::read(self.summary(at, arm));
                 for &(s, g) in slots {
                     stats.scopes[s][g].arms[arm].add_decoded(&summary);
                 }
