@@ -236,36 +236,19 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     let scored = score::score(prepared.runtime, scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings)?;
     failed_everywhere(&prepared, &scored)?;
 
+    let oracle_started = Instant::now();
+    let oracle: Oracle = oracle::compute(&scored.parts, &prepared.layout)?;
+    let oracle_seconds = oracle_started.elapsed().as_secs_f64();
+
     let peak_rss_before_simulation_mib = report::peak_rss_mib();
     let simulation_started = Instant::now();
+    let replay = Replay::scan(&scored.parts, &prepared.layout, &scenario.faults)?;
+    let mut phases = report::SimulationPhases { scan_seconds: simulation_started.elapsed().as_secs_f64(), ..Default::default() };
+    let setup = Setup::new(&scenario.policy, &replay);
     let policy = &scenario.policy;
     let controllers = scenario.controller.as_ref().filter(|spec| !spec.controllers.is_empty());
     let latency_sample = scenario.scoring.latency_sample;
-    let mut phases = report::SimulationPhases::default();
-    // The oracle's pass and the replay's (its scan, then the fast path's index) read the score
-    // cache side by side, one core each.
-    let (oracle, replayed) = std::thread::scope(|threads| {
-        let oracle = threads.spawn(|| {
-            let started = Instant::now();
-            oracle::compute(&scored.parts, &prepared.layout).map(|o| (o, started.elapsed().as_secs_f64()))
-        });
-        let replayed = (|| -> Result<(Replay, Option<crate::simulate::fast::Summaries>)> {
-            let replay = phases.time(|p| &mut p.scan_seconds, || Replay::scan(&scored.parts, &prepared.layout, &scenario.faults))?;
-            if options.reference {
-                return Ok((replay, None));
-            }
-            // One index for the policy and the controllers: cut at every weight either routes at,
-            // keeping what either reads.
-            let (weights, metrics) = controllers.map(ControllerSpec::reads).unwrap_or_default();
-            let summaries = phases.time(|p| &mut p.index_seconds, || Setup::new(policy, &replay).summaries_with(&replay, &weights, &metrics))?;
-            Ok((replay, Some(summaries)))
-        })();
-        (oracle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), replayed)
-    });
-    let (oracle, oracle_seconds): (Oracle, f64) = oracle?;
-    let (replay, summaries) = replayed?;
-    let setup = Setup::new(policy, &replay);
-    let index = summaries.as_ref().map(|s| s.footprint());
+    let mut index = None;
     let (run, grade, exposure, controllers) = if options.reference {
         // Every routed row, for the reference simulator and the controllers alike.
         let rows = phases.time(|p| &mut p.index_seconds, || replay.rows(&policy.ramp.salt))?;
@@ -275,7 +258,11 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
         })?;
         (run, grade, exposure, controllers)
     } else {
-        let summaries = summaries.expect("built unless --reference");
+        // One index for the policy and the controllers: cut at every weight either routes at, keeping
+        // what either reads.
+        let (weights, metrics) = controllers.map(ControllerSpec::reads).unwrap_or_default();
+        let summaries = phases.time(|p| &mut p.index_seconds, || setup.summaries_with(&replay, &weights, &metrics))?;
+        index = Some(summaries.footprint());
         let (run, grade, exposure) = phases.time(|p| &mut p.policy_seconds, || evaluate(&setup, &mut setup.fast(&summaries)));
         let ranged = Ranged::new(&summaries, &replay, &policy.ramp.salt);
         let controllers = phases.time(|p| &mut p.controllers_seconds, || {

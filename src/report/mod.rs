@@ -203,9 +203,7 @@ pub struct Timings {
     pub scoring_seconds: f64,
     /// Part of `scoring_seconds` spent hashing inputs and loading sessions.
     pub scoring_setup_seconds: f64,
-    /// The oracle's pass, which runs beside the simulation's scan and index build.
     pub oracle_seconds: f64,
-    /// From the end of scoring to the end of the simulation (the oracle's pass included, beside it).
     pub simulation_seconds: f64,
     /// Rendering `report.html` and the charts.
     pub report_seconds: f64,
@@ -220,7 +218,7 @@ pub struct Timings {
     pub intra_threads: usize,
     /// Peak resident memory of the process (Linux).
     pub peak_rss_mib: Option<f64>,
-    /// Peak resident memory when scoring was done, before the oracle and the simulation.
+    /// Peak resident memory when scoring and the oracle were done, before the simulation.
     pub peak_rss_before_simulation_mib: Option<f64>,
     /// What `simulation_seconds` went to.
     pub simulation_phases: SimulationPhases,
