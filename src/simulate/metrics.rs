@@ -828,61 +828,60 @@ pub struct Decoded<'b> {
 impl<'b> Decoded<'b> {
     /// The summary at the start of `bytes`, and the bytes it takes.
     pub fn read(bytes: &'b [u8]) -> (Self, usize) {
-        let (mut at, mut mask) = (0, 0u128);
-        take(bytes, &mut at, &mut mask);
         let mut s = Scalars::default();
-        let mut v = 0u128;
-        while mask != 0 {
-            let k = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            take(bytes, &mut at, &mut v);
-            s.add_field(k, v);
+        let (bins, len) = read_encoded(bytes, &mut s);
+        (Decoded { s, bins }, len)
+    }
+}
+
+/// Adds the scalar fields of the summary at the start of `bytes` to `s`; returns its encoded bins
+/// and the bytes the summary takes.
+fn read_encoded<'b>(bytes: &'b [u8], s: &mut Scalars) -> (&'b [u8], usize) {
+    let (mut at, mut mask) = (0, 0u128);
+    take(bytes, &mut at, &mut mask);
+    let mut v = 0u128;
+    while mask != 0 {
+        let k = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        take(bytes, &mut at, &mut v);
+        s.add_field(k, v);
+    }
+    let mut len = 0u128;
+    take(bytes, &mut at, &mut len);
+    let end = at + len as usize;
+    (&bytes[at..end], end)
+}
+
+impl Histograms {
+    /// Adds encoded bins ([`Packed::encode`]).
+    fn add_encoded(&mut self, bins: &[u8]) {
+        let (mut at, mut position, mut step, mut n) = (0, 0u32, 0u128, 0u128);
+        while at < bins.len() {
+            take(bins, &mut at, &mut step);
+            take(bins, &mut at, &mut n);
+            position += step as u32;
+            self.bump(position, n as u64);
         }
-        let mut len = 0u128;
-        take(bytes, &mut at, &mut len);
-        let bins = &bytes[at..at + len as usize];
-        (Decoded { s, bins }, at + len as usize)
     }
 }
 
 impl ArmStats {
     /// Adds a summary [`Packed::encode`] wrote at the start of `bytes`; returns the bytes it took.
+    /// The scalars go straight into this arm (reading them into a [`Decoded`] first, then merging,
+    /// made the controllers' queries 1.8× slower at 100×).
     pub fn add_encoded(&mut self, bytes: &[u8]) -> usize {
-        // [`Decoded::read`] and [`ArmStats::add_decoded`] in one step, without the scalars between.
-        let (mut at, mut mask) = (0, 0u128);
-        take(bytes, &mut at, &mut mask);
-        let mut v = 0u128;
-        while mask != 0 {
-            let k = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            take(bytes, &mut at, &mut v);
-            self.s.add_field(k, v);
-        }
-        let mut len = 0u128;
-        take(bytes, &mut at, &mut len);
-        let end = at + len as usize;
+        let (bins, len) = read_encoded(bytes, &mut self.s);
         if let Some(h) = &mut self.h {
-            let (mut position, mut step, mut n) = (0u32, 0u128, 0u128);
-            while at < end {
-                take(bytes, &mut at, &mut step);
-                take(bytes, &mut at, &mut n);
-                position += step as u32;
-                h.bump(position, n as u64);
-            }
+            h.add_encoded(bins);
         }
-        end
+        len
     }
 
     /// Adds a read summary (its bins only if this arm keeps histograms).
     pub fn add_decoded(&mut self, d: &Decoded) {
         self.s.merge(&d.s);
-        let Some(h) = &mut self.h else { return };
-        let (mut at, mut position, mut step, mut n) = (0, 0u32, 0u128, 0u128);
-        while at < d.bins.len() {
-            take(d.bins, &mut at, &mut step);
-            take(d.bins, &mut at, &mut n);
-            position += step as u32;
-            h.bump(position, n as u64);
+        if let Some(h) = &mut self.h {
+            h.add_encoded(d.bins);
         }
     }
 }
