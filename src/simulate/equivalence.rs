@@ -342,3 +342,23 @@ proptest! {
         prop_assert!(ranged.failure().is_none());
     }
 }
+
+/// A bucket that cannot be read back (its part deleted under the run) is an error the run
+/// reports, never a query quietly missing those requests.
+#[test]
+fn rows_that_cannot_be_read_back_are_an_error() {
+    use crate::controller::probe::{Probe, Schedule};
+    use crate::simulate::ranged::Ranged;
+    let (dir, replay) = scanned(7, 600, 24, 0.0, 0.0, &[]);
+    let policy = validated(&RawPolicy::default()).expect("the default policy");
+    let setup = Setup::new(&policy, &replay);
+    let summaries = Summaries::build_folding(&replay, "prop", &[0.5], setup.scale, (setup.origin, HOUR), 16, Needs::ALL).unwrap();
+    let ranged = Ranged::new(&summaries, &replay, "prop");
+    std::fs::remove_file(dir.path().join("part.parquet")).unwrap();
+    let mut schedule = Schedule::default();
+    schedule.set(setup.origin, 0.5);
+    // Off the bucket grid: the window's edges are read back.
+    Probe::ranged(&ranged, setup.scale).arms(setup.origin + HOUR / 3, setup.origin + 5 * HOUR + 7, &schedule, false);
+    let failure = ranged.failure().expect("the read failure is kept").to_string();
+    assert!(failure.contains("part.parquet"), "{failure}");
+}

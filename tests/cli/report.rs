@@ -116,6 +116,12 @@ fn report_re_renders_a_run_folder_without_rescoring() {
     // A folder that is not a run is named, with the fix.
     let stderr = stderr_of(&bin().arg("report").arg(case.path("cache")).assert().code(2));
     assert!(stderr.contains("summary.json is missing") && stderr.contains("canary-replay run"), "{stderr}");
+
+    // A damaged distributions.json is named, with the fix, and the page is left as it was.
+    std::fs::write(out.join("distributions.json"), "{\"of\": 3").unwrap();
+    let stderr = stderr_of(&bin().arg("report").arg(&out).assert().code(2));
+    assert!(stderr.contains("distributions.json") && stderr.contains("cannot be read") && stderr.contains("re-run the scenario"), "{stderr}");
+    assert!(std::fs::read(out.join("report.html")).unwrap() == page, "a failed render leaves the page as it was");
 }
 
 /// The charts of the models' outputs come from the oracle's pass over every request
