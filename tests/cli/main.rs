@@ -135,6 +135,13 @@ fn scores(path: &Path, columns: &[&str]) -> std::collections::HashMap<String, Ve
         .collect()
 }
 
+/// The sample scenario with its stable model swapped for the test model `fixture`
+/// (`tests/fixtures/models/`), its `output`/`class` lines replaced by `output`.
+fn with_stable(s: String, fixture: &str, output: &str) -> String {
+    s.replacen(&repo("data/flights/stable.onnx").display().to_string(), &repo(&format!("tests/fixtures/models/{fixture}")).display().to_string(), 1)
+        .replacen("output = \"probabilities\"\nclass = 1", output, 1)
+}
+
 fn assert_close(actual: &std::collections::HashMap<String, Vec<Option<f64>>>, expected: &std::collections::HashMap<String, Vec<Option<f64>>>, tolerance: f64) {
     assert_eq!(actual.len(), expected.len(), "row counts differ");
     let mut worst = 0.0f64;
@@ -221,8 +228,7 @@ fn scores_equal_python_onnxruntime_on_the_sample() {
 fn zipmap_and_regression_outputs_are_read_like_python_does() {
     let case = Case::new();
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
-        s.replacen(&repo("data/flights/stable.onnx").display().to_string(), &repo("tests/fixtures/models/zipmap.onnx").display().to_string(), 1)
-            .replacen("output = \"probabilities\"\nclass = 1", "output = \"output_probability\"\nclass = 1", 1)
+        with_stable(s, "zipmap.onnx", "output = \"output_probability\"\nclass = 1")
             .replacen(&repo("data/flights/candidate.onnx").display().to_string(), &repo("tests/fixtures/models/regressor.onnx").display().to_string(), 1)
             .replacen("output = \"probabilities\"\nclass = 1", "output = \"variable\"", 1)
     });
@@ -255,8 +261,7 @@ fn failing_rows_are_isolated_and_recorded() {
     // faulty.onnx scores NaN on Saturdays and fails any batch holding a Sunday.
     let case = Case::new();
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
-        s.replacen(&repo("data/flights/stable.onnx").display().to_string(), &repo("tests/fixtures/models/faulty.onnx").display().to_string(), 1)
-            .replacen("output = \"probabilities\"\nclass = 1", "output = \"score\"", 1)
+        with_stable(s, "faulty.onnx", "output = \"score\"")
             // Its scores are no probabilities: compared without a label (against one it is refused).
             .replace("label = \"label\"\nlabel_time = \"label_ts\"\n", "")
     });
@@ -286,8 +291,7 @@ fn models_with_one_input_per_feature_are_fed_by_input_name_and_type() {
     // per_feature.onnx: inputs distance (float [N, 1]) and temp (double [N, 1]); no metadata.
     let case = Case::new();
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
-        s.replacen(&repo("data/flights/stable.onnx").display().to_string(), &repo("tests/fixtures/models/per_feature.onnx").display().to_string(), 1)
-            .replacen("output = \"probabilities\"\nclass = 1", "output = \"score\"", 1)
+        with_stable(s, "per_feature.onnx", "output = \"score\"")
             // Its scores are no probabilities: compared without a label (against one it is refused).
             .replace("label = \"label\"\nlabel_time = \"label_ts\"\n", "")
     });
@@ -396,15 +400,13 @@ fn a_model_expecting_17_features_for_18_columns_is_named() {
     let case = Case::new();
     let list = format!("features = [{}]", FEATURES.iter().map(|f| format!("\"{f}\"")).collect::<Vec<_>>().join(", "));
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
-        s.replacen(&repo("data/flights/stable.onnx").display().to_string(), &repo("tests/fixtures/models/narrow17.onnx").display().to_string(), 1)
-            .replacen("output = \"probabilities\"\nclass = 1", &format!("class = 1\n{list}"), 1)
+        with_stable(s, "narrow17.onnx", &format!("class = 1\n{list}"))
     });
     assert_invalid(&case, &scenario, &["narrow17.onnx", "input \"input\"", "expects 17 features per row, but the scenario lists 18 columns"]);
 
     // Without a list, the missing metadata is named with the fix.
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
-        s.replacen(&repo("data/flights/stable.onnx").display().to_string(), &repo("tests/fixtures/models/narrow17.onnx").display().to_string(), 1)
-            .replacen("output = \"probabilities\"\nclass = 1", "class = 1", 1)
+        with_stable(s, "narrow17.onnx", "class = 1")
     });
     assert_invalid(&case, &scenario, &["takes [N, 17] features, but the model has no feature_names metadata", "[features] columns"]);
 }
