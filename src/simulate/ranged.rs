@@ -193,17 +193,13 @@ impl<'a> Ranged<'a> {
         let s = self.summaries;
         let plan = self.plan(start, end, routing, mirror);
         let last = plan.first + plan.takes.len() as u32;
-        let arms = |band: u8, w: f64| -> &'static [usize] {
-            match (mirror, s.arm_of_band(band, w)) {
-                (true, _) => &[0, 1],
-                (false, Some(0)) => &[0],
-                _ => &[1],
-            }
-        };
+        // Summarised buckets are routed at weights that are cuts: a band serves one arm.
+        let band_arms = |band: u8, w: f64| served_by(mirror, s.arm_of_band(band, w) == Some(1));
+        let row_arms = |row: &Row, w: f64| served_by(mirror, to_candidate(row.u, w));
         for ((bucket, cell, band), group) in s.requests.between(plan.first, last, |k| k.0) {
             let Take::Summary(i) = plan.take(*bucket) else { continue };
             let w = plan.weights[i][*cell as usize];
-            for &arm in arms(*band, w) {
+            for &arm in band_arms(*band, w) {
                 sink.add(*cell, w, arm, &|stats| s.requests.add(group, &s.scale, arm, stats));
             }
         }
@@ -225,7 +221,7 @@ impl<'a> Ranged<'a> {
                 continue;
             }
             let w = plan.weights[i][*cell as usize];
-            for &arm in arms(*band, w) {
+            for &arm in band_arms(*band, w) {
                 sink.add(*cell, w, arm, &|stats| s.labels.add(group, &s.scale, arm, stats));
             }
         }
@@ -240,8 +236,7 @@ impl<'a> Ranged<'a> {
             }
             for row in self.rows(k).iter().filter(|r| r.time >= start && r.time < end) {
                 let w = routing.weight(row.time, row.cell);
-                let served = [usize::from(to_candidate(row.u, w))];
-                for &arm in if mirror { &[0, 1][..] } else { &served[..] } {
+                for &arm in row_arms(row, w) {
                     let out = row.output(arm);
                     let c = s.scale.contribution(&out);
                     sink.add(row.cell, w, arm, &|stats| stats.add(&c));
@@ -264,8 +259,7 @@ impl<'a> Ranged<'a> {
                     continue;
                 }
                 let w = plan.weights[i][row.cell as usize];
-                let served = [usize::from(to_candidate(row.u, w))];
-                for &arm in if mirror { &[0, 1][..] } else { &served[..] } {
+                for &arm in row_arms(row, w) {
                     if let Some(q) = s.scale.quality(&row.output(arm), y) {
                         sink.add(row.cell, w, arm, &|stats| stats.add_quality(&q));
                     }
@@ -298,6 +292,15 @@ impl<'a> Ranged<'a> {
             k += 1;
         }
         false
+    }
+}
+
+/// The arms a request reaches: both when the candidate is mirrored, else the one serving it.
+fn served_by(mirror: bool, candidate: bool) -> &'static [usize] {
+    match (mirror, candidate) {
+        (true, _) => &[0, 1],
+        (false, false) => &[0],
+        (false, true) => &[1],
     }
 }
 
