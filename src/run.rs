@@ -347,7 +347,7 @@ pub fn emulate_controllers(spec: &ControllerSpec, setup: &Setup, replay: &Replay
     use rayon::prelude::*;
     let probe = match traffic {
         Traffic::Rows(rows) => Probe::new(rows, setup.scale),
-        Traffic::Ranged(ranged) => Probe::ranged(ranged, setup.scale),
+        Traffic::Ranged(ranged) => Probe::ranged(ranged),
     };
     let emulated: Vec<report::controllers::ControllerSummary> = spec
         .controllers

@@ -91,9 +91,9 @@ impl<'a> Probe<'a> {
         Self { traffic: Traffic::Rows(rows), scale }
     }
 
-    /// A probe reading the fast path's summaries (with `scale`, the summaries' own).
-    pub fn ranged(ranged: &'a Ranged<'a>, scale: Scale) -> Self {
-        Self { traffic: Traffic::Ranged(ranged), scale }
+    /// A probe reading the fast path's summaries, with their scale.
+    pub fn ranged(ranged: &'a Ranged<'a>) -> Self {
+        Self { traffic: Traffic::Ranged(ranged), scale: ranged.scale() }
     }
 
     /// [stable, candidate] statistics of requests in [start, end) under `schedule`; with `mirror`

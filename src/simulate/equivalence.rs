@@ -321,7 +321,7 @@ proptest! {
         if let Some(until) = masked {
             schedule.1 = Some(((0..replay.cells.len()).map(|c| c % 2 == 0).collect(), at(until, false)));
         }
-        let (by_rows, by_summaries) = (Probe::new(&all, setup.scale), Probe::ranged(&ranged, setup.scale));
+        let (by_rows, by_summaries) = (Probe::new(&all, setup.scale), Probe::ranged(&ranged));
         let mut reference = Reference::new(&all, &setup.scopes, setup.scale);
         let mut source = RangedSource::new(&ranged, &setup.scopes);
         for (x, length, on_grid, mirror, step) in queries {
@@ -358,7 +358,7 @@ fn rows_that_cannot_be_read_back_are_an_error() {
     let mut schedule = Schedule::default();
     schedule.set(setup.origin, 0.5);
     // Off the bucket grid: the window's edges are read back.
-    Probe::ranged(&ranged, setup.scale).arms(setup.origin + HOUR / 3, setup.origin + 5 * HOUR + 7, &schedule, false);
+    Probe::ranged(&ranged).arms(setup.origin + HOUR / 3, setup.origin + 5 * HOUR + 7, &schedule, false);
     let failure = ranged.failure().expect("the read failure is kept").to_string();
     assert!(failure.contains("part.parquet"), "{failure}");
 }

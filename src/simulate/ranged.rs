@@ -102,6 +102,11 @@ impl<'a> Ranged<'a> {
         Self { summaries, replay, salt, recent: Mutex::new(VecDeque::new()), failure: Mutex::new(None), reads: Mutex::new(0) }
     }
 
+    /// How outputs become contributions (the summaries').
+    pub fn scale(&self) -> super::metrics::Scale {
+        self.summaries.scale
+    }
+
     /// The first error met reading rows back, if any: the results since are incomplete.
     pub fn failure(&self) -> Option<Error> {
         self.failure.lock().expect("not poisoned").take()
