@@ -177,48 +177,43 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
 
     /// The summary of model `arm` of a folded key.
     fn summary(&self, at: u64, arm: usize) -> &[u8] {
-        let bytes = &self.arena[at as usize..];
-        let (first, skip) = read_length(bytes);
-        if arm == 0 {
-            &bytes[skip..]
-        } else {
-            &bytes[skip + first..]
-        }
+        pair_arms(&self.arena[at as usize..])[arm]
     }
 
-    /// Appends a batch of rows whose keys all sort after every key already indexed: sorted by key
-    /// (the order within a key does not matter, all sums are integers), keys with more than
-    /// `fold_above` rows folded, the others' rows kept.
-    fn append(&mut self, batch: &mut Vec<(K, R)>, scale: &Scale, fold_above: usize) -> Result<()> {
+    /// Appends a batch of rows, and keys folded while they waited ([`Waiting`]), whose keys all
+    /// sort after every key already indexed: the rows sorted by key (the order within a key does
+    /// not matter, all sums are integers); keys folded before, with more than `fold_above` rows, or
+    /// past the kept-rows cap folded, the others' rows kept.
+    fn append(&mut self, batch: &mut Vec<(K, R)>, folded: BTreeMap<K, Vec<u8>>, scale: &Scale, fold_above: usize) -> Result<()> {
         batch.sort_unstable_by_key(|(k, _)| *k);
-        if let (Some((last, _)), Some((first, _))) = (self.keys.last(), batch.first()) {
-            if first <= last {
+        let first = match (batch.first(), folded.keys().next()) {
+            (Some((a, _)), Some(b)) => Some(*a.min(b)),
+            (a, b) => a.map(|(k, _)| *k).or(b.copied()),
+        };
+        if let (Some((last, _)), Some(first)) = (self.keys.last(), first) {
+            if first <= *last {
                 return Err(Error::Internal("the score cache is not in time order".into()));
             }
         }
-        let mut i = 0;
-        while i < batch.len() {
-            let key = batch[i].0;
-            let len = batch[i..].partition_point(|(k, _)| *k == key);
-            let rows = &batch[i..i + len];
-            if len > fold_above || self.rows.len() + len > KEPT_ROWS {
-                let mut pair = Pair::default();
-                for (_, row) in rows {
-                    row.fold(scale, &mut pair);
-                }
+        let (mut groups, mut folded) = (batch.chunk_by(|a, b| a.0 == b.0).peekable(), folded.into_iter().peekable());
+        loop {
+            let key = match (groups.peek(), folded.peek()) {
+                (None, None) => break,
+                (Some(rows), None) => rows[0].0,
+                (None, Some((k, _))) => *k,
+                (Some(rows), Some((k, _))) => rows[0].0.min(*k),
+            };
+            let rows = groups.next_if(|rows| rows[0].0 == key).unwrap_or(&[]);
+            let earlier = folded.next_if(|(k, _)| *k == key).map(|(_, bytes)| bytes);
+            if earlier.is_some() || rows.len() > fold_above || self.rows.len() + rows.len() > KEPT_ROWS {
                 let at = self.arena.len() as u64;
-                let mut first = Vec::new();
-                pair[0].encode(&self.needs, &mut first);
-                write_length(&mut self.arena, first.len());
-                self.arena.extend_from_slice(&first);
-                pair[1].encode(&self.needs, &mut self.arena);
+                fold_pair(rows, earlier.as_deref(), scale, &self.needs, &mut self.arena);
                 self.keys.push((key, Group::folded(at)));
             } else {
                 let start = u32::try_from(self.rows.len()).map_err(|_| Error::Internal("more rows than the fast path can index".into()))?;
                 self.rows.extend(rows.iter().map(|(_, r)| *r));
-                self.keys.push((key, Group::rows(start, len as u32)));
+                self.keys.push((key, Group::rows(start, rows.len() as u32)));
             }
-            i += len;
         }
         batch.clear();
         Ok(())
@@ -299,9 +294,83 @@ fn write_length(out: &mut Vec<u8>, len: usize) {
     out.extend_from_slice(&(len as u32).to_le_bytes());
 }
 
-/// (length, bytes it took).
-fn read_length(bytes: &[u8]) -> (usize, usize) {
-    (u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize, 4)
+/// The stable model's and the candidate's summary of a folded pair at the start of `bytes` (the
+/// candidate's runs on past its end).
+fn pair_arms(bytes: &[u8]) -> [&[u8]; 2] {
+    let first = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+    [&bytes[4..], &bytes[4 + first..]]
+}
+
+/// Appends the folded pair of `rows`, plus the pair `earlier` holds if the key was folded before,
+/// to `out`: the stable model's summary after its length, then the candidate's.
+fn fold_pair<K, R: Kept>(rows: &[(K, R)], earlier: Option<&[u8]>, scale: &Scale, needs: &Needs, out: &mut Vec<u8>) {
+    let mut pair = Pair::default();
+    for (_, row) in rows {
+        row.fold(scale, &mut pair);
+    }
+    let mut first = Vec::new();
+    let earlier = earlier.map(pair_arms);
+    for (arm, packed) in pair.iter().enumerate() {
+        let into = if arm == 0 { &mut first } else { &mut *out };
+        match earlier {
+            Some(e) => packed.encode_after(e[arm], needs, into),
+            None => packed.encode(needs, into),
+        }
+        if arm == 0 {
+            write_length(out, first.len());
+            out.extend_from_slice(&first);
+        }
+    }
+}
+
+/// Labels waiting for the requests to reach the bucket they arrive in (one of these per arrival
+/// bucket): their rows, and the keys with many of them folded so far — so what waits grows with
+/// the keys in flight, not with the labels (a busy log's labels a few hours late are millions).
+struct Waiting<K, R> {
+    rows: Vec<(K, R)>,
+    /// Each key's pair as [`fold_pair`] writes it.
+    folded: BTreeMap<K, Vec<u8>>,
+    /// The rows at which the next compaction runs.
+    compact_at: usize,
+}
+
+/// The fewest rows a [`Waiting`] holds before it folds the keys with many (a few in unit tests, so
+/// they fold labels in parts).
+#[cfg(not(test))]
+const COMPACT_AT: usize = 4096;
+#[cfg(test)]
+const COMPACT_AT: usize = 8;
+
+impl<K: Ord + Copy, R: Kept> Waiting<K, R> {
+    fn new() -> Self {
+        Waiting { rows: Vec::new(), folded: BTreeMap::new(), compact_at: COMPACT_AT }
+    }
+
+    fn push(&mut self, key: K, row: R, scale: &Scale, fold_above: usize, needs: &Needs) {
+        self.rows.push((key, row));
+        if self.rows.len() >= self.compact_at {
+            self.compact(scale, fold_above, needs);
+            self.compact_at = (2 * self.rows.len()).max(COMPACT_AT);
+        }
+    }
+
+    /// Folds the rows of keys with more than `fold_above` of them, or folded before, into their pairs.
+    fn compact(&mut self, scale: &Scale, fold_above: usize, needs: &Needs) {
+        self.rows.sort_unstable_by_key(|(k, _)| *k);
+        let mut kept = Vec::new();
+        for rows in self.rows.chunk_by(|a, b| a.0 == b.0) {
+            let key = rows[0].0;
+            let earlier = self.folded.get(&key);
+            if earlier.is_some() || rows.len() > fold_above {
+                let mut bytes = Vec::new();
+                fold_pair(rows, earlier.map(Vec::as_slice), scale, needs, &mut bytes);
+                self.folded.insert(key, bytes);
+            } else {
+                kept.extend_from_slice(rows);
+            }
+        }
+        self.rows = kept;
+    }
 }
 
 /// The summaries of one replay under one routing salt: built once, then read by every policy
@@ -362,10 +431,10 @@ impl Summaries {
         // Rows come in time order, so request buckets never go back: a bucket's requests are
         // indexed when the next bucket starts, and labels once the requests reach their arrival
         // bucket (a label arrives no earlier than its request's bucket). Memory holds the index and
-        // the labels still in flight, never the log.
+        // the keys of labels still in flight ([`Waiting`]), never the log.
         let (mut requests, mut labels) = (Index::new(needs), Index::new(needs));
         let (mut bucket_rows, mut current) = (Vec::new(), 0u32);
-        let mut in_flight: BTreeMap<u32, Vec<(LabelKey, Labelled)>> = BTreeMap::new();
+        let mut in_flight: BTreeMap<u32, Waiting<LabelKey, Labelled>> = BTreeMap::new();
         let mut failed = None;
         let (mut starts, mut seen) = (vec![0u64], 0u64);
         replay.for_each_row(salt, |row| {
@@ -382,8 +451,8 @@ impl Summaries {
                 let mut arrived = in_flight.split_off(&b);
                 std::mem::swap(&mut arrived, &mut in_flight);
                 let flushed = requests
-                    .append(&mut bucket_rows, &scale, fold_above)
-                    .and_then(|()| arrived.into_values().try_for_each(|mut batch| labels.append(&mut batch, &scale, fold_above)));
+                    .append(&mut bucket_rows, BTreeMap::new(), &scale, fold_above)
+                    .and_then(|()| arrived.into_values().try_for_each(|mut w| labels.append(&mut w.rows, w.folded, &scale, fold_above)));
                 if let Err(e) = flushed {
                     failed = Some(e);
                     return;
@@ -393,15 +462,16 @@ impl Summaries {
             bucket_rows.push(((b, row.cell, band), row.outputs().map(|out| scale.contribution(&out))));
             if let (Some(label), Some(lt)) = (row.label(), row.label_time()) {
                 let arrival = bucket(lt).max(b);
-                in_flight.entry(arrival).or_default().push(((arrival, b, row.cell, band), Labelled::new(label, row.outputs().map(|out| out.score))));
+                let labelled = Labelled::new(label, row.outputs().map(|out| out.score));
+                in_flight.entry(arrival).or_insert_with(Waiting::new).push((arrival, b, row.cell, band), labelled, &scale, fold_above, &needs);
             }
         })?;
         if let Some(e) = failed {
             return Err(e);
         }
-        requests.append(&mut bucket_rows, &scale, fold_above)?;
-        for mut batch in in_flight.into_values() {
-            labels.append(&mut batch, &scale, fold_above)?;
+        requests.append(&mut bucket_rows, BTreeMap::new(), &scale, fold_above)?;
+        for mut w in in_flight.into_values() {
+            labels.append(&mut w.rows, w.folded, &scale, fold_above)?;
         }
         requests.finish();
         labels.finish();

@@ -652,24 +652,34 @@ impl Packed {
     /// integers, the histogram bins by their distance from the previous one — about 20 to 150 bytes
     /// instead of a struct of 560 and its bins. [`ArmStats::add_encoded`] reads it back exactly.
     pub fn encode(&self, needs: &Needs, out: &mut Vec<u8>) {
-        let fields = self.s.fields();
-        let mask = fields.iter().enumerate().filter(|(k, v)| **v != 0 && needs.fields >> k & 1 == 1).fold(0u64, |m, (k, _)| m | 1 << k);
-        put(out, u128::from(mask));
-        for (_, v) in fields.iter().enumerate().filter(|(k, _)| mask >> k & 1 == 1) {
-            put(out, *v);
+        encode_parts(&self.s, self.runs(needs), needs, out);
+    }
+
+    /// [`Packed::encode`] of this summary plus the one encoded (with the same `needs`) at the start
+    /// of `earlier` — a key folded in parts, as its labels arrive — byte for byte what encoding all
+    /// of it at once gives.
+    pub fn encode_after(&self, earlier: &[u8], needs: &Needs, out: &mut Vec<u8>) {
+        let mut s = self.s;
+        let (bins, _) = read_encoded(earlier, &mut s);
+        let (mut merged, mut mine) = (Vec::new(), self.runs(needs).peekable());
+        for (position, n) in encoded_runs(bins) {
+            while let Some(&(p, m)) = mine.peek().filter(|(p, _)| *p < position) {
+                merged.push((p, m));
+                mine.next();
+            }
+            let more = mine.next_if(|(p, _)| *p == position).map_or(0, |(_, m)| m);
+            merged.push((position, n + more));
         }
-        // The bins after their length in bytes, so a reader without histograms skips them.
+        merged.extend(mine);
+        encode_parts(&s, merged.into_iter(), needs, out);
+    }
+
+    /// The bins `needs` keeps, as (position, count) in ascending position.
+    fn runs(&self, needs: &Needs) -> impl Iterator<Item = (u32, u64)> {
         let mut bins: Vec<u32> = self.bins.iter().copied().filter(|b| needs.keeps_bin(*b)).collect();
         bins.sort_unstable();
-        let mut section = Vec::with_capacity(bins.len() * 2);
-        let mut previous = 0;
-        for run in bins.chunk_by(|a, b| a == b) {
-            put(&mut section, u128::from(run[0] - previous));
-            put(&mut section, run.len() as u128);
-            previous = run[0];
-        }
-        put(out, section.len() as u128);
-        out.extend_from_slice(&section);
+        let runs: Vec<(u32, u64)> = bins.chunk_by(|a, b| a == b).map(|run| (run[0], run.len() as u64)).collect();
+        runs.into_iter()
     }
 
     /// The requests of a summary [`Packed::encode`] wrote at the start of `bytes`.
@@ -711,6 +721,39 @@ fn take(bytes: &[u8], at: &mut usize, v: &mut u128) {
         shift += 7;
     }
     *v = x;
+}
+
+/// Writes scalars (the fields `needs` keeps that are not zero, after their mask) and bin runs in [`Packed::encode`]'s form.
+fn encode_parts(s: &Scalars, runs: impl Iterator<Item = (u32, u64)>, needs: &Needs, out: &mut Vec<u8>) {
+    let fields = s.fields();
+    let mask = fields.iter().enumerate().filter(|(k, v)| **v != 0 && needs.fields >> k & 1 == 1).fold(0u64, |m, (k, _)| m | 1 << k);
+    put(out, u128::from(mask));
+    for (_, v) in fields.iter().enumerate().filter(|(k, _)| mask >> k & 1 == 1) {
+        put(out, *v);
+    }
+    // The bins after their length in bytes, so a reader without histograms skips them.
+    let (mut section, mut previous) = (Vec::new(), 0);
+    for (position, n) in runs {
+        put(&mut section, u128::from(position - previous));
+        put(&mut section, u128::from(n));
+        previous = position;
+    }
+    put(out, section.len() as u128);
+    out.extend_from_slice(&section);
+}
+
+/// The (position, count) runs of encoded bins.
+fn encoded_runs(bins: &[u8]) -> impl Iterator<Item = (u32, u64)> + '_ {
+    let (mut at, mut position) = (0, 0u32);
+    std::iter::from_fn(move || {
+        (at < bins.len()).then(|| {
+            let (mut step, mut n) = (0u128, 0u128);
+            take(bins, &mut at, &mut step);
+            take(bins, &mut at, &mut n);
+            position += step as u32;
+            (position, n as u64)
+        })
+    })
 }
 
 /// Signed sums as unsigned (zigzag: 0, -1, 1, -2 → 0, 1, 2, 3) for [`put`].
@@ -855,12 +898,8 @@ fn read_encoded<'b>(bytes: &'b [u8], s: &mut Scalars) -> (&'b [u8], usize) {
 impl Histograms {
     /// Adds encoded bins ([`Packed::encode`]).
     fn add_encoded(&mut self, bins: &[u8]) {
-        let (mut at, mut position, mut step, mut n) = (0, 0u32, 0u128, 0u128);
-        while at < bins.len() {
-            take(bins, &mut at, &mut step);
-            take(bins, &mut at, &mut n);
-            position += step as u32;
-            self.bump(position, n as u64);
+        for (position, n) in encoded_runs(bins) {
+            self.bump(position, n);
         }
     }
 }
@@ -955,6 +994,17 @@ mod tests {
         assert_eq!(a.add_encoded(&bytes[first..]), bytes.len() - first);
         assert_eq!(a, { packed.add_to(&mut b); other.add_to(&mut b); b });
         assert_eq!((Packed::encoded_requests(&bytes), Packed::encoded_requests(&bytes[first..])), (40, 500));
+        // Folded in parts (a key's labels as they arrive): the same bytes as folded at once.
+        for needs in [Needs::ALL, Needs::of([Metric::Auc]), Needs::of([Metric::LatencyP95, Metric::ScoreMean])] {
+            let mut both = packed.clone();
+            both.s.merge(&other.s);
+            both.bins.extend(&other.bins);
+            let (mut at_once, mut earlier, mut in_parts) = (Vec::new(), Vec::new(), Vec::new());
+            both.encode(&needs, &mut at_once);
+            other.encode(&needs, &mut earlier);
+            packed.encode_after(&earlier, &needs, &mut in_parts);
+            assert_eq!(in_parts, at_once);
+        }
         // Kept for log loss alone: log loss and the counts as before, no histogram, fewer bytes.
         let mut lean = Vec::new();
         packed.encode(&Needs::of([Metric::LogLoss]), &mut lean);
