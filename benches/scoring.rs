@@ -141,7 +141,7 @@ fn pipeline(prepared: &Prepared, latency_sample: f64) -> (f64, f64) {
     let cache = tempfile::tempdir().unwrap();
     let mut scenario = prepared.scenario.clone();
     scenario.scoring.latency_sample = latency_sample;
-    let settings = score::Settings::new(&scenario, CacheDir(cache.path().to_path_buf()), false, true);
+    let settings = score::Settings::new(&scenario, CacheDir::local(cache.path()), false, true);
     let scored = score::score(prepared.runtime, &scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings).unwrap();
     (scored.streaming_seconds, scored.seconds)
 }

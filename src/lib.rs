@@ -21,5 +21,7 @@ pub mod progress;
 pub mod report;
 pub mod run;
 pub mod score;
+pub mod shard;
 pub mod stats;
+pub mod storage;
 pub mod tune;

@@ -46,8 +46,9 @@ enum Command {
         out: Option<PathBuf>,
         #[command(flatten)]
         runtime: RuntimeArgs,
-        /// Score cache folder (default: ~/.cache/canary-replay/scores, or $CANARY_REPLAY_CACHE/scores).
-        #[arg(long, value_name = "DIR")]
+        /// Score cache: a folder, or an s3://, gs:// or az:// URL shared between machines
+        /// (default: ~/.cache/canary-replay/scores, or $CANARY_REPLAY_CACHE/scores).
+        #[arg(long, value_name = "DIR|URL")]
         cache_dir: Option<PathBuf>,
         /// Score again even when the cache holds scores for these inputs.
         #[arg(long)]
@@ -110,8 +111,9 @@ enum Command {
         out: Option<PathBuf>,
         #[command(flatten)]
         runtime: RuntimeArgs,
-        /// Score cache folder (default: ~/.cache/canary-replay/scores, or $CANARY_REPLAY_CACHE/scores).
-        #[arg(long, value_name = "DIR")]
+        /// Score cache: a folder, or an s3://, gs:// or az:// URL shared between machines
+        /// (default: ~/.cache/canary-replay/scores, or $CANARY_REPLAY_CACHE/scores).
+        #[arg(long, value_name = "DIR|URL")]
         cache_dir: Option<PathBuf>,
         /// No progress bar.
         #[arg(long, short)]
@@ -119,6 +121,41 @@ enum Command {
     },
     /// Print a commented scenario template.
     Init,
+    /// Score a log in shards (separate processes or machines, e.g. Ray workers) into a shared cache;
+    /// `run` then merges the parts and simulates.
+    #[command(subcommand)]
+    Shard(ShardCommand),
+}
+
+#[derive(Subcommand)]
+enum ShardCommand {
+    /// Check the scenario and split its log into shards: writes the plan (JSON).
+    Plan {
+        scenario: PathBuf,
+        /// Number of shards.
+        #[arg(long)]
+        shards: usize,
+        /// Where the plan goes.
+        #[arg(long, value_name = "PLAN.json")]
+        out: PathBuf,
+        /// Score cache every shard writes to: a folder they all see, or an s3://, gs:// or az:// URL.
+        #[arg(long, value_name = "DIR|URL")]
+        cache_dir: Option<PathBuf>,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// Score one shard of a plan into its cache (only the parts not there yet); prints a JSON line.
+    Run {
+        plan: PathBuf,
+        /// Which shard, from 0.
+        #[arg(long)]
+        index: usize,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -198,6 +235,24 @@ fn execute(command: Command) -> Result<i32, Error> {
         }
         Command::Init => {
             print!("{}", scenario::TEMPLATE);
+            Ok(exit::PROMOTE)
+        }
+        Command::Shard(ShardCommand::Plan { scenario, shards, out, cache_dir, runtime }) => {
+            let plan = canary_replay::shard::plan(&scenario, shards, cache_dir.as_deref(), &runtime.options())?;
+            let json = serde_json::to_string_pretty(&plan).expect("a plan serializes");
+            canary_replay::atomic::write(&out, json.as_bytes())?;
+            let empty = plan.shards.iter().filter(|s| s.parts.is_empty()).count();
+            let parts: usize = plan.shards.iter().map(|s| s.parts.len()).sum();
+            println!("Wrote {}: {} requests in {parts} part(s) over {shards} shard(s); cache {}", out.display(), plan.rows, plan.cache_dir);
+            if empty > 0 {
+                eprintln!("warning: {empty} shard(s) have no part: a part is a whole file (or files merged by time), so split the log into more files for more shards");
+            }
+            Ok(exit::PROMOTE)
+        }
+        Command::Shard(ShardCommand::Run { plan, index, runtime, quiet }) => {
+            let plan = canary_replay::shard::read_plan(&plan)?;
+            let report = canary_replay::shard::run(&plan, index, &runtime.options(), quiet)?;
+            println!("{}", serde_json::to_string(&report).expect("a report serializes"));
             Ok(exit::PROMOTE)
         }
     }

@@ -231,7 +231,7 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     let prepared = prepare_scenario(scenario, &options.runtime, &options.controllers)?;
     let prepare_seconds = started.elapsed().as_secs_f64();
     let scenario = &prepared.scenario;
-    let cache = CacheDir(options.cache_dir.clone().unwrap_or_else(|| runtime::cache_root(None).join("scores")));
+    let cache = CacheDir::from_option(options.cache_dir.as_deref());
     let settings = score::Settings::new(scenario, cache.clone(), !options.rescore, options.quiet);
     let scored = score::score(prepared.runtime, scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings)?;
     failed_everywhere(&prepared, &scored)?;
@@ -287,7 +287,7 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
         rows_scored_per_second: None,
         parts_reused: scored.parts_reused,
         parts_scored: scored.parts_scored,
-        cache_dir: cache.0.display().to_string(),
+        cache_dir: cache.describe(),
         workers: settings.workers,
         intra_threads: settings.intra_threads,
         peak_rss_mib: None,

@@ -5,7 +5,6 @@
 //! message names them and the run ends with exit 2, never a crash.
 
 use std::cell::{Cell, RefCell};
-use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Once;
 
@@ -65,7 +64,7 @@ pub struct Guarded<'f> {
 impl<'f> Guarded<'f> {
     /// Opens `file` to read its root `columns` (sorted, without repeats) in batches of `batch_rows`.
     pub fn open(file: &'f TrafficFile, traffic: &Traffic, columns: Vec<usize>, batch_rows: usize) -> crate::error::Result<Self> {
-        let handle = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
+        let handle = file.path.open()?;
         let groups = file.row_groups_in(traffic);
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
             .with_projection(ProjectionMask::roots(file.metadata.parquet_schema(), columns.iter().copied()))
@@ -118,7 +117,7 @@ pub fn locate(file: &TrafficFile, groups: &[usize], columns: &[usize]) -> Option
     for &group in groups {
         for &column in columns {
             let attempt = contained(|| -> Result<(), String> {
-                let handle = File::open(&file.path).map_err(|e| e.to_string())?;
+                let handle = file.path.open().map_err(|e| e.to_string())?;
                 let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
                     .with_projection(ProjectionMask::roots(file.metadata.parquet_schema(), [column]))
                     .with_row_groups(vec![group])

@@ -17,7 +17,6 @@ mod duplicates;
 mod sort;
 mod survey;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -33,13 +32,14 @@ pub use sort::{sorted_runs, RUN_ROWS};
 pub use survey::{survey, FileSurvey, Group, Rules, SegmentValues, Survey};
 
 use crate::error::{did_you_mean, Error, Problem, Result};
-use crate::scenario::{display_name, Traffic};
+use crate::storage::{Blob, Location, Place};
+use crate::scenario::Traffic;
 use crate::time::Micros;
 
 /// One Parquet file of the traffic log, with its footer read.
 #[derive(Debug, Clone)]
 pub struct TrafficFile {
-    pub path: PathBuf,
+    pub path: Place,
     pub metadata: ArrowReaderMetadata,
     /// Per row group: the time column's (min, max) from statistics, when present.
     pub time_ranges: Vec<Option<(Micros, Micros)>>,
@@ -58,7 +58,7 @@ impl TrafficFile {
     }
 
     pub fn name(&self) -> String {
-        display_name(&self.path)
+        self.path.name()
     }
 
     /// Column `name` of a batch read from this file: the column itself, or a Hive partition key's
@@ -134,11 +134,16 @@ pub fn resolve_path(path: &Path) -> Result<Vec<PathBuf>> {
 /// (`date`, `2013-09-01`), with `%XX` escapes decoded and `__HIVE_DEFAULT_PARTITION__` as null.
 fn hive_partitions(root: &Path, file: &Path) -> Vec<(String, Option<String>)> {
     let Ok(relative) = file.strip_prefix(root) else { return Vec::new() };
-    let folders = relative.parent().into_iter().flat_map(|p| p.components());
+    let folders: Vec<String> = relative.parent().into_iter().flat_map(|p| p.components()).map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    hive_partitions_of(&folders)
+}
+
+/// The Hive partition keys of a file's folders below the root, outermost first.
+pub(crate) fn hive_partitions_of(folders: &[impl AsRef<str>]) -> Vec<(String, Option<String>)> {
     folders
-        .filter_map(|c| {
-            let text = c.as_os_str().to_string_lossy();
-            let (key, value) = text.split_once('=')?;
+        .iter()
+        .filter_map(|folder| {
+            let (key, value) = folder.as_ref().split_once('=')?;
             let value = (value != "__HIVE_DEFAULT_PARTITION__").then(|| percent_decode(value));
             Some((percent_decode(key), value))
         })
@@ -170,11 +175,26 @@ fn percent_decode(text: &str) -> String {
 pub fn open(traffic: &Traffic) -> Result<Vec<TrafficFile>> {
     let mut problems = Vec::new();
     let mut files = Vec::new();
-    let root = if traffic.path.is_dir() { Some(traffic.path.as_path()) } else { None };
-    for path in resolve_path(&traffic.path)? {
-        match open_file(&path, &traffic.time) {
+    let found: Vec<(Place, Vec<(String, Option<String>)>)> = match &traffic.path {
+        Location::Local(path) => {
+            let root = path.is_dir().then_some(path.as_path());
+            let partitions = |file: &Path| root.map(|r| hive_partitions(r, file)).unwrap_or_default();
+            resolve_path(path)?.into_iter().map(|file| (Place::Local(file.clone()), partitions(&file))).collect()
+        }
+        Location::Url(url) => {
+            let found = crate::storage::list(url)?;
+            if found.is_empty() {
+                return Err(Error::invalid(Problem::new(format!("traffic.path = \"{url}\""), "names no Parquet objects").fix(
+                    "point it at a .parquet object, a prefix holding them (Hive partitions such as date=2013-09-01/ included), or a glob such as s3://bucket/logs/*.parquet",
+                )));
+            }
+            found
+        }
+    };
+    for (place, partitions) in found {
+        match open_file(place, &traffic.time) {
             Ok(mut f) => {
-                f.partitions = root.map(|r| hive_partitions(r, &path)).unwrap_or_default();
+                f.partitions = partitions;
                 files.push(f);
             }
             Err(p) => problems.push(p),
@@ -188,26 +208,26 @@ pub fn open(traffic: &Traffic) -> Result<Vec<TrafficFile>> {
     Ok(files)
 }
 
-fn open_file(path: &Path, time_column: &str) -> std::result::Result<TrafficFile, Problem> {
-    let location = path.display().to_string();
-    let file = File::open(path).map_err(|e| Problem::new(&location, format!("cannot open: {e}")))?;
-    if let Some(problem) = not_parquet(&file, &location) {
+/// Opens one traffic file: reads its footer and the time column's statistics.
+pub fn open_file(place: Place, time_column: &str) -> std::result::Result<TrafficFile, Problem> {
+    let location = place.text();
+    let blob = place.open().map_err(|e| Problem::new(&location, format!("cannot open: {e}")))?;
+    if let Some(problem) = not_parquet(&blob, &location) {
         return Err(problem);
     }
-    let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
+    let metadata = ArrowReaderMetadata::load(&blob, ArrowReaderOptions::new()).map_err(|e| {
         Problem::new(&location, format!("not a readable Parquet file: {e}"))
             .fix("the file may be truncated or still being written; re-export it")
     })?;
     let time_ranges = row_group_time_ranges(&metadata, time_column).unwrap_or_else(|| vec![None; metadata.metadata().num_row_groups()]);
-    Ok(TrafficFile { path: path.to_path_buf(), metadata, time_ranges, partitions: Vec::new() })
+    Ok(TrafficFile { path: place, metadata, time_ranges, partitions: Vec::new() })
 }
 
 /// A file that does not start with Parquet's magic bytes is not Parquet at all (a CSV or JSON log
 /// named `.parquet`, an empty file): say what it looks like, not that it may be truncated.
-fn not_parquet(file: &File, location: &str) -> Option<Problem> {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(64);
-    file.take(64).read_to_end(&mut head).ok()?;
+fn not_parquet(blob: &Blob, location: &str) -> Option<Problem> {
+    use parquet::file::reader::{ChunkReader, Length};
+    let head = blob.get_bytes(0, blob.len().min(64) as usize).ok()?;
     if head.starts_with(b"PAR1") {
         return None;
     }
@@ -344,9 +364,9 @@ pub fn check_columns(files: &[TrafficFile], layout: &Layout) -> Vec<Problem> {
 }
 
 /// A Parquet or Arrow error while reading a user's file is invalid input, named by the file.
-pub fn data_error(path: &Path, e: impl std::fmt::Display) -> Error {
+pub fn data_error(path: &Place, e: impl std::fmt::Display) -> Error {
     Error::invalid(
-        Problem::new(path.display().to_string(), format!("cannot read the data: {e}"))
+        Problem::new(path.text(), format!("cannot read the data: {e}"))
             .fix("the file may be truncated or corrupt; re-export it"),
     )
 }

@@ -18,6 +18,7 @@ use super::{data_error, decode, open_file, to_micros, Layout, TrafficFile};
 use crate::atomic::Pending;
 use crate::error::{Error, Result};
 use crate::scenario::Traffic;
+use crate::storage::Place;
 
 /// Rows sorted in memory at once.
 pub const RUN_ROWS: usize = 1 << 20;
@@ -26,7 +27,7 @@ pub const RUN_ROWS: usize = 1 << 20;
 pub fn sorted_runs(file: &TrafficFile, traffic: &Traffic, layout: &Layout, cache: &Path, run_rows: usize) -> Result<Vec<TrafficFile>> {
     let columns = projected(file, layout);
     let names: Vec<&str> = columns.iter().map(|&c| file.schema().field(c).name().as_str()).collect();
-    let key = format!("{}|{}|{:?}|{:?}|{}|{run_rows}", crate::score::hash_file(&file.path)?, traffic.time, traffic.start, traffic.end, names.join(","));
+    let key = format!("{}|{}|{:?}|{:?}|{}|{run_rows}", file.path.content_hash()?, traffic.time, traffic.start, traffic.end, names.join(","));
     let dir = cache.join("sorted").join(&blake3::hash(key.as_bytes()).to_hex()[..32]);
     if !dir.is_dir() {
         std::fs::create_dir_all(cache.join("sorted")).map_err(|e| Error::io(cache.join("sorted"), e))?;
@@ -44,7 +45,7 @@ pub fn sorted_runs(file: &TrafficFile, traffic: &Traffic, layout: &Layout, cache
     let mut runs: Vec<PathBuf> = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     runs.sort();
     runs.iter()
-        .map(|path| open_file(path, &traffic.time).map_err(Error::invalid))
+        .map(|path| open_file(Place::Local(path.clone()), &traffic.time).map_err(Error::invalid))
         .map(|f| f.map(|mut f| {
             f.partitions = file.partitions.clone();
             f
@@ -126,7 +127,7 @@ mod tests {
         writer.close().unwrap();
 
         let traffic = Traffic {
-            path: path.clone(),
+            path: crate::storage::Location::Local(path.clone()),
             time: "t".into(),
             entity: "id".into(),
             id: "id".into(),
@@ -141,7 +142,7 @@ mod tests {
             max_segment_values: 100,
         };
         let layout = Layout::new(&traffic, Vec::new());
-        let file = open_file(&path, "t").unwrap();
+        let file = open_file(Place::Local(path.clone()), "t").unwrap();
         let runs = sorted_runs(&file, &traffic, &layout, dir.path(), 300).unwrap();
         assert_eq!(runs.len(), 7, "2,000 rows in runs of 300");
         let again = sorted_runs(&file, &traffic, &layout, dir.path(), 300).unwrap();

@@ -56,7 +56,8 @@ pub struct SegmentValues {
 
 /// How rows are cleaned on their way in: values beyond the kept ones become "(other)", and the
 /// later copies of a duplicated id are dropped.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(into = "RulesRecord", from = "RulesRecord")]
 pub struct Rules {
     /// Per segment column, the values kept (`None`: all of them).
     pub kept: Vec<Option<HashSet<String>>>,
@@ -88,6 +89,27 @@ impl Rules {
         parts.push(sorted(&self.duplicated).join("\u{1f}"));
         parts.extend(self.positive_class.map(|k| format!("class {k}")));
         Some(blake3::hash(parts.join("\u{1e}").as_bytes()).to_hex().to_string())
+    }
+}
+
+/// [`Rules`] as a shard plan stores them: sets as sorted lists, so a plan is the same bytes each time.
+#[derive(Serialize, serde::Deserialize)]
+struct RulesRecord {
+    kept: Vec<Option<Vec<String>>>,
+    duplicated: Vec<String>,
+    positive_class: Option<f64>,
+}
+
+impl From<Rules> for RulesRecord {
+    fn from(r: Rules) -> Self {
+        let list = |set: &HashSet<String>| sorted(set).into_iter().map(str::to_string).collect();
+        RulesRecord { kept: r.kept.iter().map(|k| k.as_ref().map(list)).collect(), duplicated: list(&r.duplicated), positive_class: r.positive_class }
+    }
+}
+
+impl From<RulesRecord> for Rules {
+    fn from(r: RulesRecord) -> Self {
+        Rules { kept: r.kept.into_iter().map(|k| k.map(|k| k.into_iter().collect())).collect(), duplicated: r.duplicated.into_iter().collect(), positive_class: r.positive_class }
     }
 }
 

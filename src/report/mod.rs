@@ -33,7 +33,7 @@ use crate::run::Prepared;
 use crate::scenario::{Output, ScoresFile};
 use crate::runtime::RuntimeInfo;
 use crate::score::model::{FeatureSource, Model};
-use crate::score::{hash_file, latency};
+use crate::score::latency;
 use crate::time::format_timestamp;
 
 /// `summary.json`.
@@ -258,7 +258,7 @@ pub fn summary(prepared: &Prepared, oracle: &Oracle, simulation: simulation::Sim
         .files
         .iter()
         .zip(&prepared.survey.files)
-        .map(|(f, s)| Ok(Input { file: f.path.display().to_string(), blake3: hash_file(&f.path)?, rows: f.rows(), rows_in_window: s.rows_in_window }))
+        .map(|(f, s)| Ok(Input { file: f.path.display().to_string(), blake3: f.path.content_hash()?, rows: f.rows(), rows_in_window: s.rows_in_window }))
         .collect::<Result<Vec<_>>>()?;
     Ok(Summary {
         tool: Tool { name: "canary-replay", version: env!("CARGO_PKG_VERSION") },

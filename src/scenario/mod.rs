@@ -86,8 +86,9 @@ impl Scenario {
 /// Where the traffic is and which column plays which role.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Traffic {
-    /// The path as written, resolved against the scenario's folder (may be a glob).
-    pub path: PathBuf,
+    /// The path as written, resolved against the scenario's folder (may be a glob), or an
+    /// object-storage URL.
+    pub path: crate::storage::Location,
     pub time: String,
     pub entity: String,
     pub id: String,
@@ -249,7 +250,7 @@ mod tests {
     #[test]
     fn relative_paths_resolve_against_the_scenario_folder() {
         let scenario = load(&repo_file("scenarios/flights-2013.toml")).unwrap();
-        assert!(scenario.traffic.path.ends_with("scenarios/../data/flights/traffic.parquet"));
+        assert!(scenario.traffic.path.local().unwrap().ends_with("scenarios/../data/flights/traffic.parquet"));
         assert!(scenario.stable.path.is_file());
         assert_eq!(scenario.traffic.start, Some(crate::time::parse_timestamp("2013-09-01").unwrap()));
     }

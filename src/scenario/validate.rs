@@ -180,7 +180,11 @@ const RESERVED: [&str; 6] =
     ["stable_score", "candidate_score", "stable_error", "candidate_error", "stable_latency_us", "candidate_latency_us"];
 
 fn traffic(c: &mut Checker, raw: &RawTraffic) -> Traffic {
-    let path = c.path("traffic.path", &raw.path, "traffic");
+    let path = if crate::storage::is_url(&raw.path) {
+        crate::storage::Location::parse(&raw.path, &c.dir)
+    } else {
+        crate::storage::Location::Local(c.path("traffic.path", &raw.path, "traffic"))
+    };
     let time = c.column("traffic.time", &raw.time);
     let entity = c.column("traffic.entity", &raw.entity);
     let id = c.column("traffic.id", &raw.id);

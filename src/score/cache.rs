@@ -98,7 +98,7 @@ pub struct LayoutKey {
 
 impl PartInfo {
     /// The part of the files `sources` (path, content hash), read together and merged by time.
-    pub fn new(scenario: &Scenario, layout: &Layout, sources: &[(&Path, String)], rules: &Rules, models: [&Model; 2], onnxruntime: &str) -> Self {
+    pub fn new(scenario: &Scenario, layout: &Layout, sources: &[(String, String)], rules: &Rules, models: [&Model; 2], onnxruntime: &str) -> Self {
         let Scoring { latency_sample, latency_warmup, .. } = scenario.scoring;
         // One file keeps the key it always had; files merged by time are keyed by all their hashes.
         let source_hash = match sources {
@@ -107,7 +107,7 @@ impl PartInfo {
         };
         Self {
             format: FORMAT_VERSION,
-            source: sources.iter().map(|(p, _)| p.display().to_string()).collect::<Vec<_>>().join(", "),
+            source: sources.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", "),
             source_hash,
             rules: rules.key(),
             window: (scenario.traffic.start, scenario.traffic.end),
@@ -147,13 +147,77 @@ impl PartInfo {
     }
 }
 
-/// Where parts live: `<cache root>/scores/<key>.parquet`.
+/// Where parts live: `<folder>/<key>.parquet` (by default `<cache root>/scores`). A cache in
+/// object storage (`--cache-dir s3://bucket/prefix`) shares parts between machines: a part scored
+/// here is uploaded as `<url>/<key>.parquet` once it is whole (an upload appears whole or not at
+/// all), and a part found there is downloaded once into the local folder, which then mirrors the
+/// parts this machine used (`<cache root>/shared/<hash of the URL>`).
 #[derive(Debug, Clone)]
-pub struct CacheDir(pub PathBuf);
+pub struct CacheDir {
+    pub folder: PathBuf,
+    pub shared: Option<String>,
+}
 
 impl CacheDir {
+    /// Parts in a local folder only.
+    pub fn local(folder: impl Into<PathBuf>) -> Self {
+        CacheDir { folder: folder.into(), shared: None }
+    }
+
+    /// The cache `--cache-dir` names: a folder, a storage URL, or (none) the default folder.
+    pub fn from_option(option: Option<&Path>) -> Self {
+        let root = crate::runtime::cache_root(None);
+        match option.map(|p| p.to_string_lossy().into_owned()) {
+            Some(text) if crate::storage::is_url(&text) => {
+                let url = text.trim_end_matches('/').to_string();
+                let mirror = root.join("shared").join(&blake3::hash(url.as_bytes()).to_hex()[..16]);
+                CacheDir { folder: mirror, shared: Some(url) }
+            }
+            Some(text) => CacheDir::local(text),
+            None => CacheDir::local(root.join("scores")),
+        }
+    }
+
+    /// Where a part is (or goes) on this machine.
     pub fn part(&self, key: &str) -> PathBuf {
-        self.0.join(format!("{key}.parquet"))
+        self.folder.join(format!("{key}.parquet"))
+    }
+
+    /// Where a part is shared, for a cache in object storage.
+    pub fn shared_part(&self, key: &str) -> Option<String> {
+        self.shared.as_ref().map(|url| format!("{url}/{key}.parquet"))
+    }
+
+    /// Whether the part is on this machine, fetched from the shared cache when it is there.
+    pub fn find(&self, key: &str) -> crate::error::Result<bool> {
+        let path = self.part(key);
+        if path.is_file() {
+            return Ok(true);
+        }
+        match self.shared_part(key) {
+            Some(url) if crate::storage::exists(&url)? => {
+                std::fs::create_dir_all(&self.folder).map_err(|e| crate::error::Error::io(&self.folder, e))?;
+                crate::storage::download(&url, &path)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Shares a part written here, for a cache in object storage.
+    pub fn publish(&self, key: &str) -> crate::error::Result<()> {
+        match self.shared_part(key) {
+            Some(url) => crate::storage::upload(&self.part(key), &url),
+            None => Ok(()),
+        }
+    }
+
+    /// The folder, or the URL and its local mirror.
+    pub fn describe(&self) -> String {
+        match &self.shared {
+            Some(url) => format!("{url} (mirrored in {})", self.folder.display()),
+            None => self.folder.display().to_string(),
+        }
     }
 }
 

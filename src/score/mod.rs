@@ -38,7 +38,7 @@ use self::cache::{part_schema, CacheDir, PartInfo, CANDIDATE_ERROR, METADATA_KEY
 use self::model::Model;
 use crate::atomic::Pending;
 use crate::error::{Error, Result};
-use crate::ingest::{Batches, Layout, Survey, TrafficBatch, TrafficFile};
+use crate::ingest::{Batches, Group, Layout, Rules, Survey, TrafficBatch, TrafficFile};
 use crate::runtime::Runtime;
 use crate::scenario::{Role, Scenario};
 
@@ -120,17 +120,34 @@ pub fn score(
     models: [&Model; 2],
     settings: &Settings,
 ) -> Result<Scored> {
+    score_groups(runtime, scenario, files, &survey.groups, &survey.rules, layout, models, settings)
+}
+
+/// [`score`] for some groups of files, cleaned by `rules` (a shard of a sharded run).
+#[allow(clippy::too_many_arguments)]
+pub fn score_groups(
+    runtime: &Runtime,
+    scenario: &Scenario,
+    files: &[TrafficFile],
+    groups: &[Group],
+    rules: &Rules,
+    layout: &Layout,
+    models: [&Model; 2],
+    settings: &Settings,
+) -> Result<Scored> {
     let started = Instant::now();
-    std::fs::create_dir_all(&settings.cache.0).map_err(|e| Error::io(&settings.cache.0, e))?;
+    let folder = &settings.cache.folder;
+    std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, e))?;
     // Parts an interrupted run was writing: whole parts are never left under a temporary name.
-    crate::atomic::sweep_stale(&settings.cache.0, |inner| inner.ends_with(".parquet"));
+    crate::atomic::sweep_stale(folder, |inner| inner.ends_with(".parquet"));
     let mut plan = Vec::new();
-    for group in &survey.groups {
+    for group in groups {
         let group_files: Vec<&TrafficFile> = group.files.iter().map(|&i| &files[i]).collect();
-        let sources = group_files.iter().map(|f| Ok((f.path.as_path(), hash_file(&f.path)?))).collect::<Result<Vec<_>>>()?;
-        let info = PartInfo::new(scenario, layout, &sources, &survey.rules, models, &runtime.version);
-        let path = settings.cache.part(&info.key());
-        let cached = settings.reuse && path.is_file();
+        let sources = group_files.iter().map(|f| Ok((f.path.text(), f.path.content_hash()?))).collect::<Result<Vec<_>>>()?;
+        let info = PartInfo::new(scenario, layout, &sources, rules, models, &runtime.version);
+        let key = info.key();
+        let path = settings.cache.part(&key);
+        let cached = settings.reuse && settings.cache.find(&key)?;
         plan.push((group_files, group.rows, info, path, cached));
     }
     let to_score: u64 = plan.iter().filter(|p| !p.4).map(|p| p.1).sum();
@@ -167,8 +184,9 @@ pub fn score(
             if *cached {
                 continue;
             }
-            let job = Job { scenario, layout, models, missing: &missing, rules: &survey.rules };
+            let job = Job { scenario, layout, models, missing: &missing, rules };
             job.score_group(&mut workers, group_files, info, path, &progress, [&mut scored.stable, &mut scored.candidate])?;
+            settings.cache.publish(&info.key())?;
             scored.parts_scored += 1;
         }
         progress.finish_and_clear();
@@ -351,7 +369,7 @@ impl Job<'_> {
                     for (total, part) in [&mut *stable_tally, &mut *candidate_tally].into_iter().zip(&done.tallies) {
                         total.add(part);
                     }
-                    if let Err(e) = if std::env::var_os("NOWRITE").is_some() { Ok(()) } else { writer.write(&done.record) } {
+                    if let Err(e) = writer.write(&done.record) {
                         stop.store(true, Ordering::Relaxed);
                         failure = Some(Error::Internal(format!("writing the score cache: {e}")));
                         break;

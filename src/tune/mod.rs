@@ -38,7 +38,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Problem, Result};
 use crate::policy::{Policy, RawPolicy, TrafficShape};
-use crate::runtime::{self, RuntimeOptions};
+use crate::runtime::RuntimeOptions;
 use crate::scenario::{Expect, Scenario};
 use crate::score::{self, cache::CacheDir};
 use crate::simulate::fast::Summaries;
@@ -193,7 +193,7 @@ pub struct TuneOutput {
 /// Loads each scenario and checks the set and the space against them, then scores (or reuses the
 /// cache) and scans each.
 fn cases(paths: &[PathBuf], space: &Space, space_path: &Path, options: &TuneOptions) -> Result<Vec<Case>> {
-    let cache = CacheDir(options.cache_dir.clone().unwrap_or_else(|| runtime::cache_root(None).join("scores")));
+    let cache = CacheDir::from_option(options.cache_dir.as_deref());
     // Every scenario checked, and what it should have done known, before any is scored.
     let mut prepared = Vec::new();
     for path in paths {

@@ -17,6 +17,7 @@ mod inputs;
 mod logs;
 mod models;
 mod report;
+mod storage;
 
 const FEATURES: [&str; 18] = [
     "sched_dep_min", "day_of_week", "distance", "carrier_code", "origin_code", "dest_code", "temp", "dewp", "humid", "wind_dir",
