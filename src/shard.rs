@@ -60,7 +60,7 @@ pub struct PlannedPart {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlannedFile {
     pub path: String,
-    pub partitions: Vec<(String, Option<String>)>,
+    pub partitions: ingest::Partitions,
 }
 
 /// Plans `shards` shards of the scenario's log, parts going to `cache_dir` (the default cache
@@ -124,6 +124,8 @@ pub struct ShardReport {
     pub parts_reused: usize,
     pub rows: u64,
     pub seconds: f64,
+    /// The cache, and where this machine mirrors it.
+    pub cache: String,
 }
 
 /// Scores shard `index` of `plan` into its cache: the parts not there yet.
@@ -154,6 +156,7 @@ pub fn run(plan: &Plan, index: usize, runtime_options: &RuntimeOptions, quiet: b
         groups.push(Group { files: (first..files.len()).collect(), rows: part.rows });
     }
     let cache = CacheDir::from_option(Some(Path::new(&plan.cache_dir)));
+    let described = cache.describe();
     let settings = score::Settings::new(&scenario, cache, true, quiet);
     let scored = score::score_groups(runtime, &scenario, &files, &groups, &plan.rules, &layout, [&stable, &candidate], &settings)?;
     for (part, path) in shard.parts.iter().zip(&scored.parts) {
@@ -172,5 +175,6 @@ pub fn run(plan: &Plan, index: usize, runtime_options: &RuntimeOptions, quiet: b
         parts_reused: scored.parts_reused,
         rows: shard.rows,
         seconds: started.elapsed().as_secs_f64(),
+        cache: described,
     })
 }

@@ -150,7 +150,8 @@ impl Place {
             Place::Object(o) => {
                 let id = match &o.e_tag {
                     Some(tag) => format!("object|{}|etag {tag}", o.size),
-                    None => format!("object|{}|modified {}", o.size, o.last_modified),
+                    // Whole seconds: an HTTP date (a HEAD's answer) has no more.
+                    None => format!("object|{}|modified {}", o.size, o.last_modified.div_euclid(1_000_000)),
                 };
                 Ok(blake3::hash(id.as_bytes()).to_hex().to_string())
             }
@@ -300,7 +301,7 @@ fn failure(e: &object_store::Error) -> Failure {
 /// and what to check.
 fn request_error(url: &str, what: &str, e: &object_store::Error) -> Error {
     let scheme = url.split_once("://").map_or("s3", |(s, _)| s);
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).ok().filter(|_| scheme.starts_with("s3"));
+    let endpoint = endpoint().filter(|_| scheme.starts_with("s3"));
     let (why, fix) = match failure(e) {
         Failure::NoBucket => ("the bucket does not exist".to_string(), "check the bucket's name in the URL (and the endpoint and region it lives in)".to_string()),
         Failure::Refused => ("the store refused the credentials".to_string(), format!("check the credentials: {}", credentials_fix(scheme))),
@@ -312,6 +313,11 @@ fn request_error(url: &str, what: &str, e: &object_store::Error) -> Error {
         Failure::Other => ("the request failed".to_string(), format!("check the endpoint, the bucket and the credentials: {}", credentials_fix(scheme))),
     };
     Error::invalid(Problem::new(url, format!("cannot {what}: {why} ({})", chain(e))).fix(fix))
+}
+
+/// The S3 endpoint the environment names, if any (else AWS's own).
+pub fn endpoint() -> Option<String> {
+    ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"].iter().find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
 }
 
 /// Refuses, before any request, an S3 URL that no credential in the environment would sign for an
@@ -336,7 +342,7 @@ fn check_credentials(url: &str) -> Result<()> {
 /// The objects a URL names: one object, every `.parquet` object below a prefix (Hive and Spark
 /// layouts included; hidden and `_`-prefixed names skipped, as for folders), or a glob's matches
 /// (the listing starts at the glob's fixed prefix). Each with its Hive partition keys.
-pub fn list(url: &str) -> Result<Vec<(Place, Vec<(String, Option<String>)>)>> {
+pub fn list(url: &str) -> Result<Vec<(Place, crate::ingest::Partitions)>> {
     let glob_at = url.find(['*', '?', '[']);
     let fixed = &url[..glob_at.unwrap_or(url.len())];
     let root = match glob_at {
@@ -351,8 +357,11 @@ pub fn list(url: &str) -> Result<Vec<(Place, Vec<(String, Option<String>)>)>> {
     let base = root.trim_end_matches('/');
     let root = base;
     let to_place = |meta: ObjectMeta| {
-        let url = format!("{base}/{}", meta.location.as_ref().strip_prefix(root_key.as_ref()).unwrap_or(meta.location.as_ref()).trim_start_matches('/'));
-        Object { store: store.clone(), url, key: meta.location, size: meta.size, e_tag: meta.e_tag, last_modified: meta.last_modified.timestamp_micros() }
+        let relative = meta.location.as_ref().strip_prefix(root_key.as_ref()).unwrap_or(meta.location.as_ref()).trim_start_matches('/');
+        let url = if relative.is_empty() { base.to_string() } else { format!("{base}/{relative}") };
+        // Stores quote entity tags in one answer and not in another (a listing, a HEAD).
+        let e_tag = meta.e_tag.map(|t| t.trim_start_matches("W/").trim_matches('"').to_string());
+        Object { store: store.clone(), url, key: meta.location, size: meta.size, e_tag, last_modified: meta.last_modified.timestamp_micros() }
     };
     // A single object named outright (a URL ending in / is a prefix). A store that answers a
     // prefix's HEAD with an error of its own rather than "not found" is listed all the same.
@@ -373,6 +382,12 @@ pub fn list(url: &str) -> Result<Vec<(Place, Vec<(String, Option<String>)>)>> {
         if parts.iter().any(|p| p.starts_with(['.', '_'])) || !(name.ends_with(".parquet") || name.ends_with(".parq")) {
             continue;
         }
+        // A listing without entity tags (some S3-protocol servers) is completed by a HEAD, so an
+        // object has the same identity however it was found.
+        let meta = match meta.e_tag {
+            Some(_) => meta,
+            None => runtime().block_on(store.head(&meta.location)).map_err(|e| request_error(url, "read the object", &e))?,
+        };
         let object = to_place(meta);
         if pattern.as_ref().is_some_and(|p| !p.matches(&object.url)) {
             continue;

@@ -36,6 +36,9 @@ use crate::storage::{Blob, Location, Place};
 use crate::scenario::Traffic;
 use crate::time::Micros;
 
+/// Hive partition keys of a file (`date=2013-09-01/` → (`date`, `2013-09-01`); `None`: Hive's null).
+pub type Partitions = Vec<(String, Option<String>)>;
+
 /// One Parquet file of the traffic log, with its footer read.
 #[derive(Debug, Clone)]
 pub struct TrafficFile {
@@ -45,7 +48,7 @@ pub struct TrafficFile {
     pub time_ranges: Vec<Option<(Micros, Micros)>>,
     /// Hive partition keys of the file's folders below `traffic.path` (`date=2013-09-01/`): columns
     /// whose value is the same for every row of the file (`None`: Hive's null partition).
-    pub partitions: Vec<(String, Option<String>)>,
+    pub partitions: Partitions,
 }
 
 impl TrafficFile {
@@ -132,14 +135,14 @@ pub fn resolve_path(path: &Path) -> Result<Vec<PathBuf>> {
 
 /// The Hive partition keys in the folders between `root` and `file`: `date=2013-09-01` gives
 /// (`date`, `2013-09-01`), with `%XX` escapes decoded and `__HIVE_DEFAULT_PARTITION__` as null.
-fn hive_partitions(root: &Path, file: &Path) -> Vec<(String, Option<String>)> {
+fn hive_partitions(root: &Path, file: &Path) -> Partitions {
     let Ok(relative) = file.strip_prefix(root) else { return Vec::new() };
     let folders: Vec<String> = relative.parent().into_iter().flat_map(|p| p.components()).map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
     hive_partitions_of(&folders)
 }
 
 /// The Hive partition keys of a file's folders below the root, outermost first.
-pub(crate) fn hive_partitions_of(folders: &[impl AsRef<str>]) -> Vec<(String, Option<String>)> {
+pub(crate) fn hive_partitions_of(folders: &[impl AsRef<str>]) -> Partitions {
     folders
         .iter()
         .filter_map(|folder| {
@@ -175,7 +178,7 @@ fn percent_decode(text: &str) -> String {
 pub fn open(traffic: &Traffic) -> Result<Vec<TrafficFile>> {
     let mut problems = Vec::new();
     let mut files = Vec::new();
-    let found: Vec<(Place, Vec<(String, Option<String>)>)> = match &traffic.path {
+    let found: Vec<(Place, Partitions)> = match &traffic.path {
         Location::Local(path) => {
             let root = path.is_dir().then_some(path.as_path());
             let partitions = |file: &Path| root.map(|r| hive_partitions(r, file)).unwrap_or_default();

@@ -181,7 +181,7 @@ const RESERVED: [&str; 6] =
 
 fn traffic(c: &mut Checker, raw: &RawTraffic) -> Traffic {
     let path = if crate::storage::is_url(&raw.path) {
-        crate::storage::Location::parse(&raw.path, &c.dir)
+        crate::storage::Location::parse(&raw.path, c.dir)
     } else {
         crate::storage::Location::Local(c.path("traffic.path", &raw.path, "traffic"))
     };

@@ -170,7 +170,9 @@ impl CacheDir {
         match option.map(|p| p.to_string_lossy().into_owned()) {
             Some(text) if crate::storage::is_url(&text) => {
                 let url = text.trim_end_matches('/').to_string();
-                let mirror = root.join("shared").join(&blake3::hash(url.as_bytes()).to_hex()[..16]);
+                // One mirror per store: the same URL on another endpoint is another cache.
+                let store = format!("{url}\n{}", crate::storage::endpoint().unwrap_or_default());
+                let mirror = root.join("shared").join(&blake3::hash(store.as_bytes()).to_hex()[..16]);
                 CacheDir { folder: mirror, shared: Some(url) }
             }
             Some(text) => CacheDir::local(text),
@@ -188,19 +190,24 @@ impl CacheDir {
         self.shared.as_ref().map(|url| format!("{url}/{key}.parquet"))
     }
 
-    /// Whether the part is on this machine, fetched from the shared cache when it is there.
+    /// Whether the part is in the cache. With a shared cache, whether it is in the store: fetched
+    /// into the mirror when only the store has it, and shared again when only the mirror does (a
+    /// part this machine scored for a store that has since lost it).
     pub fn find(&self, key: &str) -> crate::error::Result<bool> {
         let path = self.part(key);
-        if path.is_file() {
-            return Ok(true);
-        }
-        match self.shared_part(key) {
-            Some(url) if crate::storage::exists(&url)? => {
+        let Some(url) = self.shared_part(key) else { return Ok(path.is_file()) };
+        match (crate::storage::exists(&url)?, path.is_file()) {
+            (true, true) => Ok(true),
+            (true, false) => {
                 std::fs::create_dir_all(&self.folder).map_err(|e| crate::error::Error::io(&self.folder, e))?;
                 crate::storage::download(&url, &path)?;
                 Ok(true)
             }
-            _ => Ok(false),
+            (false, true) => {
+                crate::storage::upload(&path, &url)?;
+                Ok(true)
+            }
+            (false, false) => Ok(false),
         }
     }
 

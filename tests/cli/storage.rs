@@ -223,3 +223,91 @@ fn unreachable_endpoints_missing_buckets_and_missing_credentials_are_named_withi
     // A prefix with no Parquet objects.
     check(&scenario("e.toml", "s3://logs/empty/"), server.env(), &["names no Parquet objects"]);
 }
+
+/// The demo scenario over `traffic` with latency left unmeasured: latencies are measured anew
+/// whenever a part is scored, so only without them can two runs that scored apart be the same bytes.
+fn demo_scenario_over(case: &Case, name: &str, traffic: &str) -> PathBuf {
+    let demo = std::fs::read_to_string(repo("scenarios/flights-2013.toml")).unwrap();
+    assert!(!demo.contains("[scoring]"));
+    let text = demo
+        .replace("path = \"../data/flights/traffic.parquet\"", &format!("path = \"{traffic}\""))
+        .replace("../data/flights/", &format!("{}/", repo("data/flights").display()))
+        .replace("\"controllers/", &format!("\"{}/", repo("scenarios/controllers").display()));
+    let path = case.path(name);
+    std::fs::write(&path, format!("{text}\n[scoring]\nlatency_sample = 0.0\n")).unwrap();
+    path
+}
+
+/// The local mirrors of shared caches the tests' runs made in the tool's cache (named in their
+/// reports: "URL (mirrored in FOLDER)"), removed when dropped.
+#[derive(Default)]
+pub struct Mirrors(std::cell::RefCell<std::collections::BTreeSet<PathBuf>>);
+
+impl Mirrors {
+    pub fn note(&self, described: &str) {
+        if let Some((_, folder)) = described.split_once(" (mirrored in ") {
+            self.0.borrow_mut().insert(PathBuf::from(folder.trim_end_matches(')')));
+        }
+    }
+}
+
+impl Drop for Mirrors {
+    fn drop(&mut self) {
+        for folder in self.0.borrow().iter().filter(|f| f.components().any(|c| c.as_os_str() == "shared")) {
+            let _ = std::fs::remove_dir_all(folder);
+        }
+    }
+}
+
+#[test]
+fn eight_shards_scored_into_an_s3_cache_give_the_unsharded_runs_summary_bytes() {
+    let mirrors = Mirrors::default();
+    let server = S3Server::start();
+    let case = Case::new();
+    write_hive_weeks(&repo("data/flights/traffic.parquet"), &server.bucket("logs").join("flights"));
+    server.bucket("cache");
+    let scenario = demo_scenario_over(&case, "demo.toml", "s3://logs/flights/");
+    let env = server.env();
+    let cmd = |args: &[&str]| {
+        let mut cmd = bin_clean();
+        cmd.args(args);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        cmd
+    };
+    let path = |p: PathBuf| p.display().to_string();
+    let decided = |assert: assert_cmd::assert::Assert| {
+        let code = assert.get_output().status.code();
+        assert!(matches!(code, Some(0 | 1 | 3)), "exit {code:?}:\n{}", String::from_utf8_lossy(&assert.get_output().stderr));
+    };
+    // Unsharded, with a cache of its own.
+    decided(cmd(&["run", &path(scenario.clone()), "--out", &path(case.path("unsharded")), "--cache-dir", &path(case.path("local-cache")), "-q"]).assert());
+
+    let plan = path(case.path("plan.json"));
+    cmd(&["shard", "plan", &path(scenario.clone()), "--shards", "8", "--cache-dir", "s3://cache/scores", "--out", &plan]).assert().success();
+    let planned: Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    let shards = planned["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 8);
+    assert!(shards.iter().all(|s| !s["parts"].as_array().unwrap().is_empty()), "every shard has work: {planned}");
+    for (k, shard) in shards.iter().enumerate() {
+        let out = cmd(&["shard", "run", &plan, "--index", &k.to_string(), "-q"]).assert().success();
+        let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+        mirrors.note(report["cache"].as_str().unwrap());
+        assert_eq!(report["parts_scored"], shard["parts"].as_array().unwrap().len());
+    }
+    // Run again, a shard scores nothing: its parts are there.
+    let again = cmd(&["shard", "run", &plan, "--index", "3", "-q"]).assert().success();
+    let report: Value = serde_json::from_slice(&again.get_output().stdout).unwrap();
+    assert_eq!((report["parts_scored"].as_u64(), report["parts_reused"].as_u64()), (Some(0), Some(shards[3]["parts"].as_array().unwrap().len() as u64)));
+    let objects = std::fs::read_dir(server.root.path().join("cache/scores")).unwrap().count();
+    assert_eq!(objects, planned["shards"].as_array().unwrap().iter().map(|s| s["parts"].as_array().unwrap().len()).sum::<usize>());
+
+    // The run merges the shards' parts (downloaded from the bucket) and scores nothing.
+    decided(cmd(&["run", &path(scenario.clone()), "--out", &path(case.path("sharded")), "--cache-dir", "s3://cache/scores", "-q"]).assert());
+    let timings: Value = serde_json::from_str(&std::fs::read_to_string(case.path("sharded/timings.json")).unwrap()).unwrap();
+    mirrors.note(timings["cache_dir"].as_str().unwrap());
+    assert_eq!(timings["parts_scored"], 0, "{timings}");
+    let (a, b) = (std::fs::read(case.path("unsharded/summary.json")).unwrap(), std::fs::read(case.path("sharded/summary.json")).unwrap());
+    assert!(a == b, "summary.json differs:\n{}\n---\n{}", String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
+}
