@@ -150,6 +150,10 @@ enum ShardCommand {
         /// Which shard, from 0.
         #[arg(long)]
         index: usize,
+        /// Threads to score with in all (default: the scenario's scoring.threads, else one per core);
+        /// the Ray driver passes the CPUs it reserved for the task.
+        #[arg(long)]
+        threads: Option<usize>,
         #[command(flatten)]
         runtime: RuntimeArgs,
         /// No progress bar.
@@ -249,9 +253,9 @@ fn execute(command: Command) -> Result<i32, Error> {
             }
             Ok(exit::PROMOTE)
         }
-        Command::Shard(ShardCommand::Run { plan, index, runtime, quiet }) => {
+        Command::Shard(ShardCommand::Run { plan, index, threads, runtime, quiet }) => {
             let plan = canary_replay::shard::read_plan(&plan)?;
-            let report = canary_replay::shard::run(&plan, index, &runtime.options(), quiet)?;
+            let report = canary_replay::shard::run(&plan, index, threads, &runtime.options(), quiet)?;
             println!("{}", serde_json::to_string(&report).expect("a report serializes"));
             Ok(exit::PROMOTE)
         }

@@ -128,8 +128,9 @@ pub struct ShardReport {
     pub cache: String,
 }
 
-/// Scores shard `index` of `plan` into its cache: the parts not there yet.
-pub fn run(plan: &Plan, index: usize, runtime_options: &RuntimeOptions, quiet: bool) -> Result<ShardReport> {
+/// Scores shard `index` of `plan` into its cache: the parts not there yet, on `threads` threads in
+/// all when given (a Ray task's CPUs), else as the scenario says.
+pub fn run(plan: &Plan, index: usize, threads: Option<usize>, runtime_options: &RuntimeOptions, quiet: bool) -> Result<ShardReport> {
     let started = Instant::now();
     let Some(shard) = plan.shards.get(index) else {
         return Err(Error::invalid(Problem::new("--index", format!("is {index}, but the plan has {} shards", plan.shards.len())).fix(format!("give an index from 0 to {}", plan.shards.len().saturating_sub(1)))));
@@ -157,7 +158,11 @@ pub fn run(plan: &Plan, index: usize, runtime_options: &RuntimeOptions, quiet: b
     }
     let cache = CacheDir::from_option(Some(Path::new(&plan.cache_dir)));
     let described = cache.describe();
-    let settings = score::Settings::new(&scenario, cache, true, quiet);
+    let mut settings = score::Settings::new(&scenario, cache, true, quiet);
+    if let Some(threads) = threads {
+        settings.workers = threads.max(1);
+        settings.intra_threads = 1;
+    }
     let scored = score::score_groups(runtime, &scenario, &files, &groups, &plan.rules, &layout, [&stable, &candidate], &settings)?;
     for (part, path) in shard.parts.iter().zip(&scored.parts) {
         if path.file_stem().and_then(|s| s.to_str()) != Some(part.key.as_str()) {

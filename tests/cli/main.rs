@@ -17,6 +17,7 @@ mod inputs;
 mod logs;
 mod models;
 mod report;
+mod ray;
 mod storage;
 
 const FEATURES: [&str; 18] = [

@@ -226,7 +226,7 @@ fn unreachable_endpoints_missing_buckets_and_missing_credentials_are_named_withi
 
 /// The demo scenario over `traffic` with latency left unmeasured: latencies are measured anew
 /// whenever a part is scored, so only without them can two runs that scored apart be the same bytes.
-fn demo_scenario_over(case: &Case, name: &str, traffic: &str) -> PathBuf {
+pub fn demo_scenario_over(case: &Case, name: &str, traffic: &str) -> PathBuf {
     let demo = std::fs::read_to_string(repo("scenarios/flights-2013.toml")).unwrap();
     assert!(!demo.contains("[scoring]"));
     let text = demo
