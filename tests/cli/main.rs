@@ -29,14 +29,33 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// The binary, with ONNX Runtime provisioned once for the whole test run.
+/// The binary, with ONNX Runtime provisioned once for the whole test run. The tests run a copy:
+/// the Ray test's wheel build runs cargo, which replaces `target/release/canary-replay` (the same
+/// binary) while the other tests start it.
 fn bin() -> Command {
-    static PROVISIONED: OnceLock<()> = OnceLock::new();
-    PROVISIONED.get_or_init(|| {
-        let out = Command::cargo_bin("canary-replay").unwrap().args(["check"]).arg(repo("scenarios/flights-2013.toml")).output().unwrap();
+    static PROVISIONED: OnceLock<PathBuf> = OnceLock::new();
+    let copy = PROVISIONED.get_or_init(|| {
+        let built = Command::cargo_bin("canary-replay").unwrap().get_program().to_owned();
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // Earlier runs' links, once their process is gone.
+        for entry in std::fs::read_dir(tmp).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("canary-replay-under-test-") {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        let copy = tmp.join(format!("canary-replay-under-test-{}", std::process::id()));
+        let _ = std::fs::remove_file(&copy);
+        if std::fs::hard_link(&built, &copy).is_err() {
+            std::fs::copy(&built, &copy).unwrap();
+        }
+        let out = Command::new(&copy).args(["check"]).arg(repo("scenarios/flights-2013.toml")).output().unwrap();
         assert!(out.status.success(), "ONNX Runtime could not be provisioned:\n{}", String::from_utf8_lossy(&out.stderr));
+        copy
     });
-    Command::cargo_bin("canary-replay").unwrap()
+    Command::new(copy)
 }
 
 /// A temporary folder holding a scenario (and whatever else a test writes).

@@ -29,6 +29,8 @@ fn python_with_wheel() -> PathBuf {
     static WHEEL: OnceLock<PathBuf> = OnceLock::new();
     WHEEL
         .get_or_init(|| {
+            // Every test runs its copy of the binary from here on (see `bin`).
+            drop(bin());
             let venv = tools().join("venv");
             // The same target folder and profile as this test's build: maturin finds the release
             // binary built and only packs it.

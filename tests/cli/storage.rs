@@ -222,6 +222,17 @@ fn unreachable_endpoints_missing_buckets_and_missing_credentials_are_named_withi
     check(&scenario("d.toml", "s3://logs/flights/"), wrong, &["s3://logs/flights", "refused the credentials", "AWS_SECRET_ACCESS_KEY"]);
     // A prefix with no Parquet objects.
     check(&scenario("e.toml", "s3://logs/empty/"), server.env(), &["names no Parquet objects"]);
+    // A glob is listed from its fixed prefix and matched key by key.
+    let weeks = write_hive_weeks(&repo("data/flights/traffic.parquet"), &server.bucket("logs").join("flights"));
+    let glob = case.scenario_as("f.toml", Path::new("s3://logs/flights/week=2013-W4*/*.parquet"), |s| s);
+    let mut cmd = bin_clean();
+    cmd.arg("check").arg(&glob);
+    for (k, v) in server.env() {
+        cmd.env(k, v);
+    }
+    let out = cmd.assert().success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(stdout.contains(": OK: 10 file(s)") && weeks > 10, "{stdout}");
 }
 
 /// The demo scenario over `traffic` with latency left unmeasured: latencies are measured anew
