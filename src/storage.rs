@@ -207,38 +207,25 @@ fn store_of(url: &str) -> Result<(Arc<dyn ObjectStore>, Key)> {
     let (timeout, connect) = (format!("{}s", REQUEST_TIMEOUT.as_secs()), format!("{}s", CONNECT_TIMEOUT.as_secs()));
     let retry = RetryConfig { max_retries: 2, retry_timeout: RETRY_BUDGET, ..RetryConfig::default() };
     let scheme = parsed.scheme().to_ascii_lowercase();
-    let built: std::result::Result<Arc<dyn ObjectStore>, object_store::Error> = match scheme.as_str() {
+    // Each cloud's builder from its environment, for `url`, with the bounds above.
+    macro_rules! bounded {
+        ($builder:ty, $key:path) => {
+            <$builder>::from_env()
+                .with_url(url)
+                .with_config($key(ClientConfigKey::Timeout), &timeout)
+                .with_config($key(ClientConfigKey::ConnectTimeout), &connect)
+                .with_retry(retry)
+                .build()
+                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+        };
+    }
+    let built = match scheme.as_str() {
         "s3" | "s3a" => {
-            use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as K};
             check_credentials(url)?;
-            AmazonS3Builder::from_env()
-                .with_url(url)
-                .with_config(K::Client(ClientConfigKey::Timeout), &timeout)
-                .with_config(K::Client(ClientConfigKey::ConnectTimeout), &connect)
-                .with_retry(retry)
-                .build()
-                .map(|s| Arc::new(s) as _)
+            bounded!(object_store::aws::AmazonS3Builder, object_store::aws::AmazonS3ConfigKey::Client)
         }
-        "gs" => {
-            use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey as K};
-            GoogleCloudStorageBuilder::from_env()
-                .with_url(url)
-                .with_config(K::Client(ClientConfigKey::Timeout), &timeout)
-                .with_config(K::Client(ClientConfigKey::ConnectTimeout), &connect)
-                .with_retry(retry)
-                .build()
-                .map(|s| Arc::new(s) as _)
-        }
-        _ => {
-            use object_store::azure::{AzureConfigKey as K, MicrosoftAzureBuilder};
-            MicrosoftAzureBuilder::from_env()
-                .with_url(url)
-                .with_config(K::Client(ClientConfigKey::Timeout), &timeout)
-                .with_config(K::Client(ClientConfigKey::ConnectTimeout), &connect)
-                .with_retry(retry)
-                .build()
-                .map(|s| Arc::new(s) as _)
-        }
+        "gs" => bounded!(object_store::gcp::GoogleCloudStorageBuilder, object_store::gcp::GoogleConfigKey::Client),
+        _ => bounded!(object_store::azure::MicrosoftAzureBuilder, object_store::azure::AzureConfigKey::Client),
     };
     let store = built.map_err(|e| Error::invalid(Problem::new(url, format!("cannot configure the object store: {}", chain(&e))).fix(credentials_fix(&scheme))))?;
     Ok((store, key))
