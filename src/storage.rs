@@ -61,14 +61,6 @@ impl Location {
             Location::Url(_) => None,
         }
     }
-
-    /// The last component (a file's name, a folder's or a glob's last part).
-    pub fn name(&self) -> String {
-        match self {
-            Location::Local(p) => crate::scenario::display_name(p),
-            Location::Url(u) => u.rsplit('/').next().unwrap_or(u).to_string(),
-        }
-    }
 }
 
 impl fmt::Display for Location {
@@ -123,13 +115,6 @@ impl Place {
         match self {
             Place::Local(p) => crate::scenario::display_name(p),
             Place::Object(o) => o.url.rsplit('/').next().unwrap_or(&o.url).to_string(),
-        }
-    }
-
-    pub fn local(&self) -> Option<&Path> {
-        match self {
-            Place::Local(p) => Some(p),
-            Place::Object(_) => None,
         }
     }
 
