@@ -242,6 +242,7 @@ fn execute(command: Command) -> Result<i32, Error> {
             Ok(exit::PROMOTE)
         }
         Command::Shard(ShardCommand::Plan { scenario, shards, out, cache_dir, runtime }) => {
+            canary_replay::shard::check_plan_output(&out)?;
             let plan = canary_replay::shard::plan(&scenario, shards, cache_dir.as_deref(), &runtime.options())?;
             let json = serde_json::to_string_pretty(&plan).expect("a plan serializes");
             canary_replay::atomic::write(&out, json.as_bytes())?;

@@ -101,6 +101,16 @@ pub fn plan(scenario_path: &Path, shards: usize, cache_dir: Option<&Path>, runti
     Ok(Plan { format: PLAN_FORMAT, scenario: scenario_path, cache_dir, rules: prepared.survey.rules.clone(), rows: prepared.survey.rows_in_window, shards: split })
 }
 
+/// Refuses a plan's `--out` that holds something other than an earlier plan: it is replaced.
+pub fn check_plan_output(out: &Path) -> Result<()> {
+    if !out.exists() || read_plan(out).is_ok() {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        Problem::new(format!("--out {}", out.display()), "exists and is not a shard plan: it would be replaced").fix("give a new file name, e.g. --out plan.json"),
+    ))
+}
+
 /// Reads a plan file.
 pub fn read_plan(path: &Path) -> Result<Plan> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

@@ -322,3 +322,28 @@ fn eight_shards_scored_into_an_s3_cache_give_the_unsharded_runs_summary_bytes() 
     let (a, b) = (std::fs::read(case.path("unsharded/summary.json")).unwrap(), std::fs::read(case.path("sharded/summary.json")).unwrap());
     assert!(a == b, "summary.json differs:\n{}\n---\n{}", String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
 }
+
+#[test]
+fn a_plan_is_never_written_over_a_file_that_is_not_a_plan() {
+    let case = Case::new();
+    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| s);
+    let precious = case.path("notes.json");
+    std::fs::write(&precious, "{\"mine\": true}").unwrap();
+    let assert = bin().args(["shard", "plan"]).arg(&scenario).args(["--shards", "2", "--out"]).arg(&precious).assert().code(2);
+    let stderr = stderr_of(&assert);
+    assert!(stderr.contains("notes.json") && stderr.contains("is not a shard plan"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "{\"mine\": true}");
+    // A plan is replaced by a new one.
+    let plan = case.path("plan.json");
+    bin().args(["shard", "plan"]).arg(&scenario).args(["--shards", "2", "--cache-dir"]).arg(case.path("cache")).arg("--out").arg(&plan).assert().success();
+    bin().args(["shard", "plan"]).arg(&scenario).args(["--shards", "1", "--cache-dir"]).arg(case.path("cache")).arg("--out").arg(&plan).assert().success();
+    let planned: Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    assert_eq!(planned["shards"].as_array().map(Vec::len), Some(1));
+    // No shards, an index past the plan's shards, a file that is not a plan: each named.
+    let assert = bin().args(["shard", "plan"]).arg(&scenario).args(["--shards", "0", "--out"]).arg(&plan).assert().code(2);
+    assert!(stderr_of(&assert).contains("--shards"), "{}", stderr_of(&assert));
+    let assert = bin().args(["shard", "run"]).arg(&plan).args(["--index", "3"]).assert().code(2);
+    assert!(stderr_of(&assert).contains("--index"), "{}", stderr_of(&assert));
+    let assert = bin().args(["shard", "run"]).arg(&precious).args(["--index", "0"]).assert().code(2);
+    assert!(stderr_of(&assert).contains("not a shard plan"), "{}", stderr_of(&assert));
+}
