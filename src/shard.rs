@@ -83,8 +83,7 @@ pub fn plan(scenario_path: &Path, shards: usize, cache_dir: Option<&Path>, runti
     let mut parts = Vec::new();
     for group in &prepared.survey.groups {
         let files: Vec<&ingest::TrafficFile> = group.files.iter().map(|&i| &prepared.files[i]).collect();
-        let sources = files.iter().map(|f| Ok((f.path.text(), f.path.content_hash()?))).collect::<Result<Vec<_>>>()?;
-        let info = PartInfo::new(&prepared.scenario, &prepared.layout, &sources, &prepared.survey.rules, prepared.models(), &runtime.version);
+        let info = PartInfo::of_files(&prepared.scenario, &prepared.layout, &files, &prepared.survey.rules, prepared.models(), &runtime.version)?;
         let planned = files.iter().map(|f| PlannedFile { path: f.path.text(), partitions: f.partitions.clone() }).collect();
         parts.push(PlannedPart { key: info.key(), rows: group.rows, files: planned });
     }

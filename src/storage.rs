@@ -327,9 +327,10 @@ pub fn list(url: &str) -> Result<Vec<(Place, crate::ingest::Partitions)>> {
         None => None,
     };
     let base = root.trim_end_matches('/');
-    let root = base;
+    // A key below the root, relative to it ("" for the root itself).
+    let relative = |key: &Key| -> String { key.as_ref().strip_prefix(root_key.as_ref()).unwrap_or(key.as_ref()).trim_start_matches('/').to_string() };
     let to_place = |meta: ObjectMeta| {
-        let relative = meta.location.as_ref().strip_prefix(root_key.as_ref()).unwrap_or(meta.location.as_ref()).trim_start_matches('/');
+        let relative = relative(&meta.location);
         let url = if relative.is_empty() { base.to_string() } else { format!("{base}/{relative}") };
         // Stores quote entity tags in one answer and not in another (a listing, a HEAD).
         let e_tag = meta.e_tag.map(|t| t.trim_start_matches("W/").trim_matches('"').to_string());
@@ -345,10 +346,10 @@ pub fn list(url: &str) -> Result<Vec<(Place, crate::ingest::Partitions)>> {
         }
     }
     let prefix = (!root_key.as_ref().is_empty()).then_some(&root_key);
-    let listed: Vec<ObjectMeta> = runtime().block_on(store.list(prefix).try_collect()).map_err(|e| request_error(root, "list the objects", &e))?;
+    let listed: Vec<ObjectMeta> = runtime().block_on(store.list(prefix).try_collect()).map_err(|e| request_error(base, "list the objects", &e))?;
     let mut found = Vec::new();
     for meta in listed {
-        let relative = meta.location.as_ref().strip_prefix(root_key.as_ref()).unwrap_or(meta.location.as_ref()).trim_start_matches('/').to_string();
+        let relative = relative(&meta.location);
         let parts: Vec<&str> = relative.split('/').collect();
         let name = parts.last().copied().unwrap_or_default();
         if parts.iter().any(|p| p.starts_with(['.', '_'])) || !(name.ends_with(".parquet") || name.ends_with(".parq")) {

@@ -143,8 +143,7 @@ pub fn score_groups(
     let mut plan = Vec::new();
     for group in groups {
         let group_files: Vec<&TrafficFile> = group.files.iter().map(|&i| &files[i]).collect();
-        let sources = group_files.iter().map(|f| Ok((f.path.text(), f.path.content_hash()?))).collect::<Result<Vec<_>>>()?;
-        let info = PartInfo::new(scenario, layout, &sources, rules, models, &runtime.version);
+        let info = PartInfo::of_files(scenario, layout, &group_files, rules, models, &runtime.version)?;
         let key = info.key();
         let path = settings.cache.part(&key);
         let cached = settings.reuse && settings.cache.find(&key)?;
