@@ -66,12 +66,21 @@ pub(crate) fn read(r: &mut Reader, json: &Json) -> Option<CanaryConfig> {
             }),
         }
     };
+    // Only Kayenta's NetflixACAJudge is emulated; another judge (the dummy `dredd-v1.0`, one of
+    // your own) would decide differently.
+    if let Some(judge) = json["judge"]["name"].as_str().filter(|j| !j.starts_with("NetflixACAJudge")) {
+        r.problem("judge.name", format!("\"{judge}\" is not a judge canary-replay emulates"), Some("canary-replay emulates Kayenta's NetflixACAJudge-v1.0: use it, or leave judge out"));
+    }
     let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
     for (i, m) in metrics.iter().enumerate() {
         let name = m["name"].as_str().unwrap_or("").to_string();
         let path = format!("metrics[{i}] ({name})");
         if name.is_empty() {
             r.problem(&format!("metrics[{i}].name"), "is missing", None);
+        } else if !seen.insert(name.clone()) {
+            // Kayenta refuses such a config: a metric's results are keyed by its name.
+            r.problem(&format!("metrics[{i}].name"), format!("\"{name}\" names a second metric; Kayenta refuses a canary config whose metric names repeat"), Some("give each metric its own name"));
         }
         let canary = &m["analysisConfigurations"]["canary"];
         let direction = match canary["direction"].as_str().unwrap_or("either") {

@@ -451,3 +451,17 @@ fn every_other_bad_input_is_named_with_its_key() {
     assert!(spec::load(&raw, dir.path(), "s.toml", HOUR, &["origin".to_string()], &mut problems).is_none());
     expect(problems, "controller.ab_segment: must name one segment column of traffic.segments");
 }
+
+#[test]
+fn kayenta_configs_with_another_judge_or_repeated_metric_names_are_refused() {
+    let metric = r#"{"name": "errors", "analysisConfigurations": {"canary": {"direction": "increase"}}}"#;
+    let dredd = format!(r#"{{"name": "k", "judge": {{"name": "dredd-v1.0", "judgeConfigurations": {{}}}}, "metrics": [{metric}]}}"#);
+    let problems = load(&[("k.json", &dredd)], errors_mapping(), Some(kayenta_settings())).unwrap_err();
+    assert!(messages(&problems).contains("judge.name: \"dredd-v1.0\" is not a judge canary-replay emulates"), "{}", messages(&problems));
+    let twice = format!(r#"{{"name": "k", "metrics": [{metric}, {metric}]}}"#);
+    let problems = load(&[("k.json", &twice)], errors_mapping(), Some(kayenta_settings())).unwrap_err();
+    assert!(messages(&problems).contains("metrics[1].name: \"errors\" names a second metric"), "{}", messages(&problems));
+    // Kayenta's own judge, by its full name, is read as before.
+    let netflix = format!(r#"{{"name": "k", "judge": {{"name": "NetflixACAJudge-v1.0", "judgeConfigurations": {{}}}}, "metrics": [{metric}]}}"#);
+    assert!(load(&[("k.json", &netflix)], errors_mapping(), Some(kayenta_settings())).is_ok());
+}
