@@ -28,7 +28,6 @@ import time
 
 from canary_replay import binary
 
-INVALID = 2
 FAILURE = 4
 
 
@@ -69,10 +68,7 @@ def score_shard(plan_text: str, index: int, threads: int) -> dict:
         )
     if done.returncode != 0:
         raise ShardFailed(index, done.returncode, done.stderr.strip())
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    report["node"] = os.uname().nodename if hasattr(os, "uname") else ""
-    report["pid"] = os.getpid()
-    return report
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
