@@ -30,8 +30,8 @@ fn main() {
     let demo = std::fs::read_to_string(root.join("scenarios/flights-2013.toml")).unwrap();
     println!("the demo scenario (default policy, Argo Rollouts, Flagger and Kayenta emulated) on the demo log replicated k times");
     println!(
-        "{:>6} {:>12} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}",
-        "k", "requests", "peak MiB", "pre-sim", "prepare", "scoring", "oracle", "simulate", "report", "keys", "index MiB", "read back"
+        "{:>6} {:>12} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10}",
+        "k", "requests", "peak MiB", "pre-sim", "prepare", "scoring", "after", "oracle", "simulate", "scores", "report", "after%", "keys", "index MiB"
     );
     for k in scales {
         let log = dir.join(format!("traffic-{k}x.parquet"));
@@ -62,19 +62,21 @@ fn main() {
         let f = |key: &str| t[key].as_f64().unwrap_or(f64::NAN);
         let index = &t["index"];
         println!(
-            "{:>5}× {:>12} {:>10.1} {:>10.1} {:>8.1}s {:>8.1}s {:>8.1}s {:>8.1}s {:>8.1}s {:>10} {:>10.1} {:>10}",
+            "{:>5}× {:>12} {:>10.1} {:>10.1} {:>8.1}s {:>8.1}s {:>8.1}s {:>8.1}s {:>8.1}s {:>8.1}s {:>8.1}s {:>6.0}% {:>10} {:>10.1}",
             k,
             t["rows"].as_u64().unwrap_or(0),
             f("peak_rss_mib"),
             f("peak_rss_before_simulation_mib"),
             f("prepare_seconds"),
             f("scoring_seconds"),
+            f("after_scoring_seconds"),
             f("oracle_seconds"),
             f("simulation_seconds"),
+            f("scores_file_seconds"),
             f("report_seconds"),
+            100.0 * f("after_scoring_seconds") / f("scoring_seconds"),
             index["request_keys"].as_u64().unwrap_or(0) + index["label_keys"].as_u64().unwrap_or(0),
-            index["bytes"].as_f64().unwrap_or(f64::NAN) / (1024.0 * 1024.0),
-            t["simulation_phases"]["rows_read_back"].as_u64().unwrap_or(0)
+            index["bytes"].as_f64().unwrap_or(f64::NAN) / (1024.0 * 1024.0)
         );
         println!("       simulation phases: {}", t["simulation_phases"]);
         let _ = std::fs::remove_dir_all(&cache);

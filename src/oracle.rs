@@ -15,12 +15,10 @@
 //! ([`LatencySketch`], within 1.8%).
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::Path;
 
 use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::Float64Type;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -324,40 +322,39 @@ impl Sums {
     }
 }
 
-/// Computes the oracle from score-cache files (parts or a run's `scores.parquet`).
-pub fn compute(files: &[impl AsRef<Path>], layout: &Layout) -> Result<Oracle> {
-    let (binning, (lo, hi)) = score_range(files)?;
+/// Computes the oracle from score-cache files (parts or a run's `scores.parquet`), whose scores of
+/// both models lie in `score_range` ([`crate::simulate::replay::Replay::scan`] found it).
+pub fn compute(files: &[impl AsRef<Path>], layout: &Layout, score_range: (f64, f64)) -> Result<Oracle> {
+    let (lo, hi) = score_range;
+    let binning = Binning::new(lo, hi);
     let mut charts = ChartSums::new(lo, hi);
     let mut overall = Sums::default();
     let mut segments: Vec<BTreeMap<String, Sums>> = vec![BTreeMap::new(); layout.segments.len()];
     let mut binary = true;
-    for file in files {
-        let path = file.as_ref();
-        let handle = File::open(path).map_err(|e| Error::io(path, e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(handle)
-            .and_then(|b| b.with_batch_size(16_384).build())
-            .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
-            let columns = Columns::of(&batch, layout)?;
-            for i in 0..batch.num_rows() {
-                let row = columns.row(i, &binning);
-                if let Some(y) = row.label {
-                    binary &= y == 0.0 || y == 1.0;
-                }
-                overall.add(&row);
-                charts.add(&row);
-                for (values, column) in segments.iter_mut().zip(&columns.segments) {
-                    let key = if column.is_valid(i) { column.value(i) } else { "(null)" };
-                    // Look up before inserting so the common case allocates nothing.
-                    match values.get_mut(key) {
-                        Some(sums) => sums.add(&row),
-                        None => values.entry(key.to_string()).or_default().add(&row),
-                    }
+    // Only the columns it reads: ids, times and the missing-feature scores are not decoded.
+    let mut wanted = vec![STABLE_SCORE, CANDIDATE_SCORE, STABLE_ERROR, CANDIDATE_ERROR, STABLE_LATENCY, CANDIDATE_LATENCY];
+    wanted.extend(layout.segments.iter().map(String::as_str).chain(layout.label.as_deref()));
+    let files: Vec<&Path> = files.iter().map(AsRef::as_ref).collect();
+    crate::simulate::replay::for_each_batch(&files, None, Some(&wanted), |_, batch| {
+        let columns = Columns::of(batch, layout)?;
+        for i in 0..batch.num_rows() {
+            let row = columns.row(i, &binning);
+            if let Some(y) = row.label {
+                binary &= y == 0.0 || y == 1.0;
+            }
+            overall.add(&row);
+            charts.add(&row);
+            for (values, column) in segments.iter_mut().zip(&columns.segments) {
+                let key = if column.is_valid(i) { column.value(i) } else { "(null)" };
+                // Look up before inserting so the common case allocates nothing.
+                match values.get_mut(key) {
+                    Some(sums) => sums.add(&row),
+                    None => values.entry(key.to_string()).or_default().add(&row),
                 }
             }
         }
-    }
+        Ok(())
+    })?;
     let task = match (layout.label.is_some(), binary) {
         (false, _) => "unlabelled",
         (true, true) => "binary",
@@ -429,30 +426,4 @@ impl<'a> Columns<'a> {
         });
         Row { label, both, paired, models }
     }
-}
-
-/// The range of all scores of both models, from a first pass over the two score columns.
-fn score_range(files: &[impl AsRef<Path>]) -> Result<(Binning, (f64, f64))> {
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for file in files {
-        let path = file.as_ref();
-        let handle = File::open(path).map_err(|e| Error::io(path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(handle).map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
-        let schema = builder.schema().clone();
-        let indices = [STABLE_SCORE, CANDIDATE_SCORE].map(|c| schema.index_of(c)).into_iter().collect::<std::result::Result<Vec<_>, _>>();
-        let indices = indices.map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
-        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), indices);
-        let reader = builder.with_projection(mask).with_batch_size(65_536).build().map_err(|e| Error::Internal(e.to_string()))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| Error::Internal(e.to_string()))?;
-            for column in batch.columns() {
-                for v in column.as_primitive::<Float64Type>().iter().flatten() {
-                    lo = lo.min(v);
-                    hi = hi.max(v);
-                }
-            }
-        }
-    }
-    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
-    Ok((Binning::new(lo, hi), (lo, hi)))
 }

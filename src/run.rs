@@ -11,7 +11,7 @@ use crate::simulate::replay::{Replay, Row};
 use crate::simulate::grade::{self, Exposure, Grade};
 use crate::simulate::{Outcome, Run, Setup, Source};
 use crate::ingest::{self, Layout, Survey, TrafficFile};
-use crate::oracle::{self, Oracle};
+use crate::oracle;
 use crate::report::{self, Summary, Timings};
 use crate::runtime::{self, Runtime, RuntimeOptions};
 use crate::scenario::{self, Scenario};
@@ -236,53 +236,44 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     let scored = score::score(prepared.runtime, scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings)?;
     failed_everywhere(&prepared, &scored)?;
 
-    let oracle_started = Instant::now();
-    let oracle: Oracle = oracle::compute(&scored.parts, &prepared.layout)?;
-    let oracle_seconds = oracle_started.elapsed().as_secs_f64();
-
+    let after_scoring = Instant::now();
     let peak_rss_before_simulation_mib = report::peak_rss_mib();
-    let simulation_started = Instant::now();
     let replay = Replay::scan(&scored.parts, &prepared.layout, &scenario.faults)?;
-    let mut phases = report::SimulationPhases { scan_seconds: simulation_started.elapsed().as_secs_f64(), ..Default::default() };
-    let setup = Setup::new(&scenario.policy, &replay);
-    let policy = &scenario.policy;
-    let controllers = scenario.controller.as_ref().filter(|spec| !spec.controllers.is_empty());
-    let latency_sample = scenario.scoring.latency_sample;
-    let mut index = None;
-    let (run, grade, exposure, controllers) = if options.reference {
-        // Every routed row, for the reference simulator and the controllers alike.
-        let rows = phases.time(|p| &mut p.index_seconds, || replay.rows(&policy.ramp.salt))?;
-        let (run, grade, exposure) = phases.time(|p| &mut p.policy_seconds, || evaluate(&setup, &mut Reference::new(&rows, &setup.scopes, setup.scale)));
-        let controllers = phases.time(|p| &mut p.controllers_seconds, || {
-            controllers.map(|spec| emulate_controllers(spec, &setup, &replay, Traffic::Rows(&rows), latency_sample, (&run, &grade, &exposure))).transpose()
-        })?;
-        (run, grade, exposure, controllers)
-    } else {
-        // One index for the policy and the controllers: cut at every weight either routes at, keeping
-        // what either reads.
-        let (weights, metrics) = controllers.map(ControllerSpec::reads).unwrap_or_default();
-        let summaries = phases.time(|p| &mut p.index_seconds, || setup.summaries_with(&replay, &weights, &metrics))?;
-        index = Some(summaries.footprint());
-        let (run, grade, exposure) = phases.time(|p| &mut p.policy_seconds, || evaluate(&setup, &mut setup.fast(&summaries)));
-        let ranged = Ranged::new(&summaries, &replay, &policy.ramp.salt);
-        let controllers = phases.time(|p| &mut p.controllers_seconds, || {
-            controllers.map(|spec| emulate_controllers(spec, &setup, &replay, Traffic::Ranged(&ranged), latency_sample, (&run, &grade, &exposure))).transpose()
-        })?;
-        phases.rows_read_back = Some(ranged.reads());
-        (run, grade, exposure, controllers)
-    };
-    let simulation_seconds = simulation_started.elapsed().as_secs_f64();
+    let scan_seconds = after_scoring.elapsed().as_secs_f64();
+    // scores.parquet is written beside the oracle and the simulation: its memory is a batch and a
+    // row group, whatever the log's size. The oracle and the index are built one after the other
+    // (side by side they saved about 2 s at 100× but held both at once: 333 MiB at 1,000×).
+    let folder = report::RunFolder::create(&out_dir)?;
+    let mut scores_plan = report::ScoresInfo::planned(&scenario.output, prepared.survey.rows_in_window);
+    let types = ingest::restorable_types(&prepared.files, &prepared.layout);
+    let (scores_file, oracle, simulated) = std::thread::scope(|s| {
+        let scores_file = s.spawn(|| timed(|| folder.write_scores(&scored.parts, &scores_plan, &prepared.layout.id, &types)));
+        let oracle = timed(|| oracle::compute(&scored.parts, &prepared.layout, replay.score_range));
+        let simulated = match &oracle.0 {
+            Ok(_) => timed(|| simulate(&prepared, &replay, options.reference)),
+            Err(_) => (Err(Error::Internal("not simulated: the oracle failed".into())), 0.0),
+        };
+        (scores_file.join().expect("the scores.parquet writer does not panic"), oracle, simulated)
+    });
+    let ((written, scores_file_seconds), (oracle, oracle_seconds), (simulated, simulation_seconds)) = (scores_file, oracle, simulated);
+    let oracle = oracle?;
+    scores_plan.rows = written?;
+    let Simulated { setup, run, grade, exposure, controllers, mut phases, index } = simulated?;
+    phases.scan_seconds = scan_seconds;
 
     let mut summary = report::summary(&prepared, &oracle, report::simulation::summary(&setup, &run, grade, exposure))?;
     summary.controllers = controllers;
+    summary.scores_file = scores_plan;
     let mut timings = Timings {
         total_seconds: 0.0,
         prepare_seconds,
         scoring_seconds: scored.seconds,
         scoring_setup_seconds: scored.setup_seconds,
         oracle_seconds,
-        simulation_seconds,
+        simulation_seconds: simulation_seconds + scan_seconds,
         report_seconds: 0.0,
+        scores_file_seconds,
+        after_scoring_seconds: 0.0,
         rows: scored.rows,
         rows_scored_per_second: None,
         parts_reused: scored.parts_reused,
@@ -303,13 +294,67 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
         working_dir: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
-    report::write_run(&out_dir, &scored.parts, &mut summary, &report::RunFiles { setup: &setup, run: &run, invocation: &invocation, distributions: &oracle.distributions, types: ingest::restorable_types(&prepared.files, &prepared.layout) }, &mut timings, started)?;
+    let files = report::RunFiles { setup: &setup, run: &run, invocation: &invocation, distributions: &oracle.distributions };
+    report::write_run(folder, &summary, &files, &mut timings, (started, after_scoring))?;
     let exit_code = match run.outcome {
         Outcome::Promoted => exit::PROMOTE,
         Outcome::RolledBack => exit::ROLLBACK,
         Outcome::Held => exit::HELD,
     };
     Ok(RunOutput { out_dir, summary, timings, scored, warnings: prepared.scenario.warnings.clone(), exit_code })
+}
+
+/// The policy's run, graded, and the live controllers' emulation: what the simulation produced.
+struct Simulated<'a> {
+    setup: Setup<'a>,
+    run: Run,
+    grade: Grade,
+    exposure: Exposure,
+    controllers: Option<report::controllers::Controllers>,
+    phases: report::SimulationPhases,
+    index: Option<crate::simulate::fast::Footprint>,
+}
+
+/// Simulates the scenario's policy on the replay and emulates its controllers: on the fast path's
+/// index, or row by row with the reference simulator (`--reference`).
+fn simulate<'a>(prepared: &'a Prepared, replay: &Replay, reference: bool) -> Result<Simulated<'a>> {
+    let scenario = &prepared.scenario;
+    let setup = Setup::new(&scenario.policy, replay);
+    let policy = &scenario.policy;
+    let controllers = scenario.controller.as_ref().filter(|spec| !spec.controllers.is_empty());
+    let latency_sample = scenario.scoring.latency_sample;
+    let mut phases = report::SimulationPhases::default();
+    let mut index = None;
+    let (run, grade, exposure, controllers) = if reference {
+        // Every routed row, for the reference simulator and the controllers alike.
+        let rows = phases.time(|p| &mut p.index_seconds, || replay.rows(&policy.ramp.salt))?;
+        let (run, grade, exposure) = phases.time(|p| &mut p.policy_seconds, || evaluate(&setup, &mut Reference::new(&rows, &setup.scopes, setup.scale)));
+        let controllers = phases.time(|p| &mut p.controllers_seconds, || {
+            controllers.map(|spec| emulate_controllers(spec, &setup, replay, Traffic::Rows(&rows), latency_sample, (&run, &grade, &exposure))).transpose()
+        })?;
+        (run, grade, exposure, controllers)
+    } else {
+        // One index for the policy and the controllers: cut at every weight either routes at, keeping
+        // what either reads.
+        let (weights, metrics) = controllers.map(ControllerSpec::reads).unwrap_or_default();
+        let summaries = phases.time(|p| &mut p.index_seconds, || setup.summaries_with(replay, &weights, &metrics))?;
+        index = Some(summaries.footprint());
+        let (run, grade, exposure) = phases.time(|p| &mut p.policy_seconds, || evaluate(&setup, &mut setup.fast(&summaries)));
+        let ranged = Ranged::new(&summaries, replay, &policy.ramp.salt);
+        let controllers = phases.time(|p| &mut p.controllers_seconds, || {
+            controllers.map(|spec| emulate_controllers(spec, &setup, replay, Traffic::Ranged(&ranged), latency_sample, (&run, &grade, &exposure))).transpose()
+        })?;
+        phases.rows_read_back = Some(ranged.reads());
+        (run, grade, exposure, controllers)
+    };
+    Ok(Simulated { setup, run, grade, exposure, controllers, phases, index })
+}
+
+/// `f`'s result and its wall time in seconds.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let started = Instant::now();
+    let out = f();
+    (out, started.elapsed().as_secs_f64())
 }
 
 /// A model that scored no row at all cannot be compared: an input error, never a verdict.

@@ -207,6 +207,11 @@ pub struct Timings {
     pub simulation_seconds: f64,
     /// Rendering `report.html` and the charts.
     pub report_seconds: f64,
+    /// Writing `scores.parquet` (beside the oracle and the simulation).
+    pub scores_file_seconds: f64,
+    /// Everything after scoring, wall time: the oracle, the simulation and `scores.parquet` side
+    /// by side, then the report and the other files.
+    pub after_scoring_seconds: f64,
     pub rows: u64,
     /// Rows scored per second by both models once sessions are loaded (absent when every part
     /// came from the cache).
@@ -218,7 +223,7 @@ pub struct Timings {
     pub intra_threads: usize,
     /// Peak resident memory of the process (Linux).
     pub peak_rss_mib: Option<f64>,
-    /// Peak resident memory when scoring and the oracle were done, before the simulation.
+    /// Peak resident memory when scoring was done, before the oracle, the simulation and the files.
     pub peak_rss_before_simulation_mib: Option<f64>,
     /// What `simulation_seconds` went to.
     pub simulation_phases: SimulationPhases,
@@ -296,19 +301,43 @@ pub fn summary(prepared: &Prepared, oracle: &Oracle, simulation: simulation::Sim
     })
 }
 
-/// Writes the run's folder: `scores.parquet`, `summary.json`, `checks.parquet`, `policy.toml`,
-/// `distributions.json`, `invocation.json`, the review report (`report.html`, `charts/*.png`) and `timings.json`.
-pub fn write_run(out_dir: &Path, parts: &[PathBuf], summary: &mut Summary, extra: &RunFiles, timings: &mut Timings, started: Instant) -> Result<()> {
-    if let Some(parent) = out_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+/// A run's output folder while it is written: a temporary folder beside `--out`, moved into place
+/// whole by [`write_run`] (and removed if the run fails first).
+pub struct RunFolder {
+    out_dir: PathBuf,
+    pending: Pending,
+}
+
+impl RunFolder {
+    pub fn create(out_dir: &Path) -> Result<Self> {
+        if let Some(parent) = out_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let pending = Pending::new(out_dir);
+        std::fs::create_dir_all(pending.path()).map_err(|e| Error::io(pending.path(), e))?;
+        Ok(Self { out_dir: out_dir.to_path_buf(), pending })
     }
-    let pending = Pending::new(out_dir);
-    let dir = pending.path();
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    if summary.scores_file.mode != ScoresFile::None {
-        let sample = (summary.scores_file.fraction < 1.0).then_some((summary.columns.id.as_str(), &summary.scores_file));
-        summary.scores_file.rows = concatenate(parts, &dir.join("scores.parquet"), &extra.types, sample)?;
+
+    /// Writes `scores.parquet` from the cache parts as `plan` says (every request, a sample, or
+    /// nothing) with the log's column types restored; the requests written. It reads only the
+    /// parts, so it runs beside the oracle and the simulation.
+    pub fn write_scores(&self, parts: &[PathBuf], plan: &ScoresInfo, id: &str, types: &[(String, arrow::datatypes::DataType)]) -> Result<u64> {
+        if plan.mode == ScoresFile::None {
+            return Ok(0);
+        }
+        let sample = (plan.fraction < 1.0).then_some((id, plan));
+        concatenate(parts, &self.pending.path().join("scores.parquet"), types, sample)
     }
+}
+
+/// Writes the rest of the run's folder — `summary.json`, `checks.parquet`, `policy.toml`,
+/// `distributions.json`, `invocation.json`, the review report (`report.html`, `charts/*.png`) and
+/// `timings.json`; `scores.parquet` is there already ([`RunFolder::write_scores`]) — and moves it
+/// into place.
+/// `started` is when the run started, `scored` when scoring ended.
+pub fn write_run(folder: RunFolder, summary: &Summary, extra: &RunFiles, timings: &mut Timings, (started, scored): (Instant, Instant)) -> Result<()> {
+    let RunFolder { out_dir, pending } = folder;
+    let (dir, out_dir) = (pending.path(), out_dir.as_path());
     std::fs::write(dir.join("summary.json"), to_json(summary)).map_err(|e| Error::io(out_dir.join("summary.json"), e))?;
     std::fs::write(dir.join(view::DISTRIBUTIONS), to_json(extra.distributions)).map_err(|e| Error::io(out_dir.join(view::DISTRIBUTIONS), e))?;
     simulation::write_checks(&dir.join("checks.parquet"), extra.setup, extra.run)?;
@@ -319,6 +348,7 @@ pub fn write_run(out_dir: &Path, parts: &[PathBuf], summary: &mut Summary, extra
     timings.report_seconds = report_started.elapsed().as_secs_f64();
     timings.peak_rss_mib = peak_rss_mib();
     timings.total_seconds = started.elapsed().as_secs_f64();
+    timings.after_scoring_seconds = scored.elapsed().as_secs_f64();
     std::fs::write(dir.join("timings.json"), to_json(timings)).map_err(|e| Error::io(out_dir.join("timings.json"), e))?;
     pending.commit_output("run")?;
     Ok(())
@@ -331,8 +361,6 @@ pub struct RunFiles<'a> {
     pub invocation: &'a Invocation,
     /// The report's charts of the models' outputs.
     pub distributions: &'a crate::oracle::Distributions,
-    /// The log's types of the columns `scores.parquet` gives back in them ([`crate::ingest::restorable_types`]).
-    pub types: Vec<(String, arrow::datatypes::DataType)>,
 }
 
 /// Renders the review report of the run folder `dir` from its files: `report.html` and

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
@@ -109,7 +109,7 @@ pub struct Cells {
     /// Per cell, the value of each column ("(null)" for nulls).
     pub values: Vec<Vec<String>>,
     /// Cell ids by their values joined with a unit separator.
-    index: HashMap<String, u32>,
+    index: HashMap<String, u32, foldhash::fast::FixedState>,
 }
 
 impl Cells {
@@ -159,6 +159,8 @@ pub struct Replay {
     pub rows: u64,
     /// Rows in each part, for reading a range of rows back ([`Replay::rows_between`]).
     pub part_rows: Vec<u64>,
+    /// Whether some request has no entity (it is then routed by its id), or the parts do not say.
+    pub entity_nulls: bool,
 }
 
 const KEY_SEPARATOR: char = '\u{1f}';
@@ -205,6 +207,7 @@ impl Replay {
             Ok(())
         })?;
         part_rows.resize(parts.len(), 0);
+        let entity_nulls = layout.entity != layout.id && may_have_nulls(parts, &layout.entity)?;
         Ok(Replay {
             parts: parts.to_vec(),
             layout: layout.clone(),
@@ -216,6 +219,7 @@ impl Replay {
             last,
             rows,
             part_rows,
+            entity_nulls,
         })
     }
 
@@ -235,7 +239,9 @@ impl Replay {
     fn rows_in(&self, salt: &str, range: Option<(u64, u64)>, mut f: impl FnMut(&Row)) -> Result<()> {
         let mut key = String::new();
         let selection = range.map(|(from, to)| select(&self.part_rows, from, to));
-        for_each_batch(&self.parts, selection.as_deref(), None, |_, batch| {
+        let wanted = self.columns_read();
+        let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        for_each_batch(&self.parts, selection.as_deref(), Some(&wanted), |_, batch| {
             let c = Columns::of(batch, &self.layout)?;
             for i in 0..batch.num_rows() {
                 f(&self.row(&c, i, salt, &mut key));
@@ -244,9 +250,33 @@ impl Replay {
         })
     }
 
+    /// The cache columns a row is made of: request ids only where they route (no entity column) or
+    /// pick the failing requests of an `error_rate` fault, the scores without a feature only for a
+    /// `feature_missing` fault — ids are the costliest column to decode.
+    fn columns_read(&self) -> Vec<String> {
+        let layout = &self.layout;
+        let mut wanted = vec![layout.time.as_str(), STABLE_SCORE, CANDIDATE_SCORE, STABLE_ERROR, CANDIDATE_ERROR, STABLE_LATENCY, CANDIDATE_LATENCY, layout.entity.as_str()];
+        let effects = || self.faults.iter().map(|f| &f.effect);
+        if self.entity_nulls || effects().any(|e| matches!(e, Effect::ErrorRate { .. })) {
+            wanted.push(&layout.id);
+        }
+        if effects().any(|e| matches!(e, Effect::FeatureMissing { .. })) {
+            wanted.extend([STABLE_MISSING, CANDIDATE_MISSING]);
+        }
+        wanted.extend(layout.segments.iter().map(String::as_str).chain(layout.label.as_deref()));
+        let mut wanted: Vec<String> = wanted.into_iter().map(str::to_string).collect();
+        if layout.label.is_some() {
+            wanted.push(label_time_column(layout));
+        }
+        wanted
+    }
+
     /// Row `i` of a batch, routed with `salt`, faults applied.
     fn row(&self, c: &Columns, i: usize, salt: &str, key: &mut String) -> Row {
-        let id = if c.id.is_valid(i) { c.id.value(i) } else { "" };
+        let id = match c.id {
+            Some(ids) if ids.is_valid(i) => ids.value(i),
+            _ => "",
+        };
         let entity = match c.entity {
             Some(e) if e.is_valid(i) => e.value(i),
             _ => id,
@@ -263,7 +293,7 @@ impl Replay {
         c.cell_key(i, key);
         let cell = self.cells.index[key.as_str()];
         let time = c.time.value(i);
-        let missing = [0, 1].map(|m| c.missing[m].is_valid(i).then(|| c.missing[m].value(i)));
+        let missing = c.missing.map(|missing| [0, 1].map(|m| missing[m].is_valid(i).then(|| missing[m].value(i))));
         apply_faults(time, cell, &mut outputs, &self.faults, &self.cells, id, self.binary, missing);
         Row::new(time, label, label_time, cell, hash::unit(salt, entity.as_bytes()), outputs)
     }
@@ -279,7 +309,7 @@ impl Replay {
 /// `missing`: each model's score computed without a `feature_missing` fault's feature (scored
 /// into the cache, where the fault applies).
 #[allow(clippy::too_many_arguments)]
-fn apply_faults(time: Micros, cell: u32, outputs: &mut [Output; 2], faults: &[Fault], cells: &Cells, id: &str, binary: bool, missing: [Option<f64>; 2]) {
+fn apply_faults(time: Micros, cell: u32, outputs: &mut [Output; 2], faults: &[Fault], cells: &Cells, id: &str, binary: bool, missing: Option<[Option<f64>; 2]>) {
     for (k, fault) in faults.iter().enumerate() {
         if !fault.active(time) {
             continue;
@@ -313,7 +343,7 @@ fn apply_faults(time: Micros, cell: u32, outputs: &mut [Output; 2], faults: &[Fa
                 }
             }
             // Scored into the cache without the feature; a failed or non-finite run is an error.
-            Effect::FeatureMissing { .. } => match missing[m] {
+            Effect::FeatureMissing { .. } => match missing.and_then(|missing| missing[m]) {
                 Some(score) if score.is_finite() => out.score = Some(score),
                 _ => {
                     out.error = true;
@@ -322,6 +352,20 @@ fn apply_faults(time: Micros, cell: u32, outputs: &mut [Output; 2], faults: &[Fa
             },
         }
     }
+}
+
+/// Whether `column` of some part may hold a null: its row groups' statistics say so, or do not say.
+fn may_have_nulls(parts: &[PathBuf], column: &str) -> Result<bool> {
+    for part in parts {
+        let handle = File::open(part).map_err(|e| Error::io(part, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(handle).map_err(|e| Error::Internal(format!("{}: {e}", part.display())))?;
+        let Ok(index) = builder.schema().index_of(column) else { return Ok(true) };
+        let counted = builder.metadata().row_groups().iter().map(|g| g.column(index).statistics().and_then(|s| s.null_count_opt()));
+        if counted.into_iter().any(|nulls| nulls != Some(0)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Per part, the rows to read (`None`: the part is skipped) when `from..to` of all rows is wanted.
@@ -339,7 +383,7 @@ fn select(part_rows: &[u64], from: u64, to: u64) -> Vec<Option<RowSelection>> {
 
 /// Every batch of every part (`selection`: only the selected rows of each part; `columns`: only
 /// these columns), with the part's index.
-fn for_each_batch(parts: &[PathBuf], selection: Option<&[Option<RowSelection>]>, columns: Option<&[&str]>, mut f: impl FnMut(usize, &RecordBatch) -> Result<()>) -> Result<()> {
+pub(crate) fn for_each_batch(parts: &[impl AsRef<Path>], selection: Option<&[Option<RowSelection>]>, columns: Option<&[&str]>, mut f: impl FnMut(usize, &RecordBatch) -> Result<()>) -> Result<()> {
     for (k, part) in parts.iter().enumerate() {
         let rows = match selection {
             Some(s) => match s.get(k).cloned().flatten() {
@@ -348,6 +392,7 @@ fn for_each_batch(parts: &[PathBuf], selection: Option<&[Option<RowSelection>]>,
             },
             None => None,
         };
+        let part = part.as_ref();
         let handle = File::open(part).map_err(|e| Error::io(part, e))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(handle)
             .and_then(|b| {
@@ -385,8 +430,11 @@ fn cell_key(segments: &[&StringArray], i: usize, key: &mut String) {
     }
 }
 
+/// A batch's columns as [`Replay::columns_read`] chose them.
 struct Columns<'a> {
-    id: &'a StringArray,
+    /// Read where it routes or picks failing requests.
+    id: Option<&'a StringArray>,
+    /// `None`: the id routes.
     entity: Option<&'a StringArray>,
     time: &'a arrow::array::PrimitiveArray<TimestampMicrosecondType>,
     segments: Vec<&'a StringArray>,
@@ -395,7 +443,8 @@ struct Columns<'a> {
     score: [&'a Float64Array; 2],
     error: [&'a StringArray; 2],
     latency: [&'a Float64Array; 2],
-    missing: [&'a Float64Array; 2],
+    /// Read for a `feature_missing` fault.
+    missing: Option<[&'a Float64Array; 2]>,
 }
 
 impl<'a> Columns<'a> {
@@ -405,7 +454,7 @@ impl<'a> Columns<'a> {
         let strs = |name: &str| -> Result<&'a StringArray> { Ok(get(name)?.as_string::<i32>()) };
         let times = |name: &str| -> Result<&'a arrow::array::PrimitiveArray<TimestampMicrosecondType>> { Ok(get(name)?.as_primitive::<TimestampMicrosecondType>()) };
         Ok(Self {
-            id: strs(&layout.id)?,
+            id: batch.column_by_name(&layout.id).map(|ids| ids.as_string::<i32>()),
             entity: if layout.entity == layout.id { None } else { Some(strs(&layout.entity)?) },
             time: times(&layout.time)?,
             segments: layout.segments.iter().map(|s| strs(s)).collect::<Result<_>>()?,
@@ -414,7 +463,10 @@ impl<'a> Columns<'a> {
             score: [f64s(STABLE_SCORE)?, f64s(CANDIDATE_SCORE)?],
             error: [strs(STABLE_ERROR)?, strs(CANDIDATE_ERROR)?],
             latency: [f64s(STABLE_LATENCY)?, f64s(CANDIDATE_LATENCY)?],
-            missing: [f64s(STABLE_MISSING)?, f64s(CANDIDATE_MISSING)?],
+            missing: match (batch.column_by_name(STABLE_MISSING), batch.column_by_name(CANDIDATE_MISSING)) {
+                (Some(s), Some(c)) => Some([s.as_primitive::<Float64Type>(), c.as_primitive::<Float64Type>()]),
+                _ => None,
+            },
         })
     }
 
@@ -427,6 +479,53 @@ impl<'a> Columns<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cache part of three requests, the second without an entity.
+    fn part_with_a_missing_entity(path: &Path) -> Layout {
+        use arrow::array::{ArrayRef, TimestampMicrosecondArray};
+        use std::sync::Arc;
+        let strings = |v: &[Option<&str>]| Arc::new(StringArray::from(v.to_vec())) as ArrayRef;
+        let floats = |v: &[Option<f64>]| Arc::new(Float64Array::from(v.to_vec())) as ArrayRef;
+        let (none, nothing): ([Option<&str>; 3], [Option<f64>; 3]) = ([None; 3], [None; 3]);
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("request_id", strings(&[Some("r1"), Some("r2"), Some("r3")])),
+            ("entity_id", strings(&[Some("e1"), None, Some("e3")])),
+            ("ts", Arc::new(TimestampMicrosecondArray::from(vec![1, 2, 3])) as ArrayRef),
+            (STABLE_SCORE, floats(&[Some(0.1), Some(0.2), Some(0.3)])),
+            (CANDIDATE_SCORE, floats(&[Some(0.4), Some(0.5), Some(0.6)])),
+            (STABLE_ERROR, strings(&none)),
+            (CANDIDATE_ERROR, strings(&none)),
+            (STABLE_LATENCY, floats(&nothing)),
+            (CANDIDATE_LATENCY, floats(&nothing)),
+            (STABLE_MISSING, floats(&nothing)),
+            (CANDIDATE_MISSING, floats(&nothing)),
+        ];
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        Layout {
+            time: "ts".into(),
+            id: "request_id".into(),
+            entity: "entity_id".into(),
+            segments: Vec::new(),
+            label: None,
+            label_time: None,
+            label_delay: 0,
+            features: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_request_without_an_entity_is_routed_by_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part.parquet");
+        let layout = part_with_a_missing_entity(&path);
+        let replay = Replay::scan(&[path], &layout, &[]).unwrap();
+        assert!(replay.entity_nulls, "the part's statistics count the missing entity");
+        let u: Vec<f64> = replay.rows("salt").unwrap().iter().map(|r| r.u).collect();
+        assert_eq!(u, vec![hash::unit("salt", b"e1"), hash::unit("salt", b"r2"), hash::unit("salt", b"e3")]);
+    }
 
     #[test]
     fn a_row_is_compact_and_gives_its_values_back() {
