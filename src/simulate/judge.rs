@@ -417,7 +417,9 @@ impl<'a> Judge<'a> {
                             r.verdict = match assessment.verdict {
                                 guardrail::Verdict::NonInferior => Verdict::Pass,
                                 guardrail::Verdict::Underpowered => Verdict::Underpowered,
-                                // Worse beyond doubt only by the harm test, after the correction.
+                                // Worse beyond doubt only by the harm test, after the correction
+                                // across gates (`decide_regressions`); until then, the sample that
+                                // would bring the interval inside the margin.
                                 guardrail::Verdict::NeedsMoreData | guardrail::Verdict::Regression => Verdict::NeedsMoreData,
                             };
                             r.n_required = assessment.n_required;

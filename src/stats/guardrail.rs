@@ -4,9 +4,13 @@
 //!
 //! For θ = candidate − stable on a metric where one direction is harm, with margin
 //! Δ = margin·|μ_stable| and an interval for θ (a confidence sequence for repeated looks):
-//! - REGRESSION when the deterioration test rejects: the whole interval lies on the harmful side
-//!   of 0 (the candidate is significantly worse);
-//! - NON-INFERIOR when the harmful-side end of the interval is inside the margin;
+//! - NON-INFERIOR when the harmful-side end of the interval is inside the margin — even when the
+//!   whole interval lies on the harmful side of 0: a candidate surely worse, but surely by less
+//!   than the margin, is non-inferior (the textbook rule, and what the margin is for);
+//! - REGRESSION when the deterioration test rejects and non-inferiority is not shown: the whole
+//!   interval lies on the harmful side of 0 and reaches past the margin (with, when the estimate
+//!   is inside the margin, the observations per arm that would likely shrink the interval inside
+//!   it, as for NEEDS_MORE_DATA);
 //! - otherwise INCONCLUSIVE, split by the minimum detectable effect now,
 //!   MDE = (z_{1−α/2} + z_{1−β})·SE: UNDERPOWERED when MDE > Δ (the sample cannot yet resolve
 //!   effects of the margin's size; about n·(MDE/Δ)² per arm would), else NEEDS_MORE_DATA (the
@@ -79,19 +83,23 @@ pub fn assess(evidence: &Evidence, stable_mean: f64, margin: f64, better: Better
     let harm = Interval::new(sign * evidence.interval.lower, sign * evidence.interval.upper);
     let estimate = sign * evidence.estimate;
     let harmful_bound = sign * harm.upper;
-    if harm.lower > 0.0 {
-        return Assessment { verdict: Verdict::Regression, margin: delta, harmful_bound, mde: None, n_required: None };
-    }
     if harm.upper < delta {
         return Assessment { verdict: Verdict::NonInferior, margin: delta, harmful_bound, mde: None, n_required: None };
+    }
+    // Observations per arm that would likely bring the harmful end inside the margin (none would
+    // when the estimate itself is past it).
+    let settling = || {
+        let (half, room) = (evidence.interval.width() / 2.0, delta - estimate);
+        (room > 0.0).then(|| sample_needed(evidence.n, half, room))
+    };
+    if harm.lower > 0.0 {
+        return Assessment { verdict: Verdict::Regression, margin: delta, harmful_bound, mde: None, n_required: settling() };
     }
     let mde = minimum_detectable_effect(evidence.standard_error, alpha, power);
     let (verdict, n_required) = if mde > delta {
         (Verdict::Underpowered, (delta > 0.0).then(|| sample_needed(evidence.n, mde, delta)))
     } else {
-        let half = evidence.interval.width() / 2.0;
-        let room = delta - estimate;
-        (Verdict::NeedsMoreData, (room > 0.0).then(|| sample_needed(evidence.n, half, room)))
+        (Verdict::NeedsMoreData, settling())
     };
     Assessment { verdict, margin: delta, harmful_bound, mde: Some(mde), n_required }
 }
@@ -121,5 +129,24 @@ mod tests {
         let auc = assess(&evidence(-0.05, 0.01, 5000.0), 0.7, 0.01, Better::Higher, 0.05, 0.8);
         assert_eq!(auc.verdict, Verdict::Regression);
         assert!((auc.harmful_bound - (-0.05 - 1.96 * 0.01)).abs() < 1e-12);
+    }
+
+    /// Issue 18, item 8: Δ̂ = 2, SE = 0.917, margin 5 (5% of a stable mean of 100). The candidate is
+    /// significantly worse (lower end 2 − 1.96·0.917 = 0.203 > 0) but its harmful end 3.797 is
+    /// inside the margin: non-inferior, as the textbook rule and this module's documentation say.
+    #[test]
+    fn significantly_worse_but_inside_the_margin_is_non_inferior() {
+        let within = assess(&evidence(2.0, 0.917, 400.0), 100.0, 0.05, Better::Lower, 0.05, 0.8);
+        assert_eq!(within.verdict, Verdict::NonInferior);
+        assert!((within.harmful_bound - (2.0 + 1.96 * 0.917)).abs() < 1e-12);
+        // The same difference with a margin of 3: worse, and not shown to be within the margin —
+        // a regression, with the sample that would likely settle it (half-width 1.797 into the
+        // room of 1 left by the estimate: 400·1.797² ≈ 1292 per arm).
+        let past = assess(&evidence(2.0, 0.917, 400.0), 100.0, 0.03, Better::Lower, 0.05, 0.8);
+        assert_eq!(past.verdict, Verdict::Regression);
+        assert!((past.n_required.unwrap() - 400.0 * (1.96f64 * 0.917).powi(2)).abs() < 1e-6);
+        // Past the margin even at the estimate: no sample makes it non-inferior.
+        let beyond = assess(&evidence(4.0, 0.917, 400.0), 100.0, 0.03, Better::Lower, 0.05, 0.8);
+        assert_eq!((beyond.verdict, beyond.n_required), (Verdict::Regression, None));
     }
 }
