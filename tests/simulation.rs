@@ -184,7 +184,8 @@ fn tune_finds_a_policy_that_catches_the_incident_and_writes_drop_in_sections() {
     let space = dir.path().join("space.toml");
     std::fs::write(
         &space,
-        "[search]\nmethod = \"grid\"\nsalts = 2\n[[param]]\nkey = \"decision.consecutive_failures\"\nvalues = [1, 3]\n[[param]]\nkey = \"ramp.stages\"\nvalues = [[5, 25, 50, 100], [50, 100]]\n",
+        // Each variant gives up waiting after 3 days a stage, so it can promote within about a week.
+        "[search]\nmethod = \"grid\"\nsalts = 2\n[[param]]\nkey = \"decision.consecutive_failures\"\nvalues = [1, 3]\n[[param]]\nkey = \"ramp.stages\"\nvalues = [[5, 25, 50, 100], [50, 100]]\n[[param]]\nkey = \"ramp.max_stage_time\"\nvalues = [\"3d\"]\n[[param]]\nkey = \"decision.on_timeout\"\nvalues = [\"promote\"]\n",
     )
     .unwrap();
     let options = canary_replay::tune::TuneOptions {
@@ -280,6 +281,42 @@ fn tune_finds_a_policy_that_catches_the_incident_and_writes_drop_in_sections() {
     assert!(canary_replay::tune::to_text(&output).contains("1 variant(s) are not valid policies"), "{}", canary_replay::tune::to_text(&output));
 }
 
+/// Issue 18, item 6: a policy that never promotes a good release is not feasible by default — it
+/// is cut once too few good replays can promote within `search.promote_within`, counted with the
+/// other cuts — and is feasible again only when `min_promoted = 0` says so. (The bundled example
+/// space, in `cutting_dominated_variants_keeps_the_frontier_and_the_winner`, finds a winner that
+/// promotes in time.)
+#[test]
+fn a_policy_that_never_promotes_is_infeasible_unless_the_space_allows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = canary_replay::tune::TuneOptions { out: Some(dir.path().join("tune")), runtime: RuntimeOptions::from_env(), cache_dir: Some(cache().to_path_buf()), quiet: true };
+    let scenarios = [repo("scenarios/incidents/errors.toml"), repo("scenarios/flights-2013-aa.toml")];
+    // The monitored demo policy catches the incident but, on this sparse log, holds the A/A replay
+    // at 25% for its whole span: its log-loss gate is underpowered for months.
+    let space = |extra: &str| {
+        let path = dir.path().join(format!("space{}.toml", extra.len()));
+        std::fs::write(&path, format!("[search]\nmethod = \"grid\"\nsalts = 2\n{extra}\n[[param]]\nkey = \"decision.alpha\"\nvalues = [0.05]\n")).unwrap();
+        path
+    };
+    let output = canary_replay::tune::tune(&scenarios, &space(""), &options).unwrap();
+    let t = &output.summary;
+    println!("{}", canary_replay::tune::to_text(&output));
+    assert_eq!((t.search.promote_within.as_str(), t.search.min_promoted), ("7d", 0.9));
+    assert_eq!((t.search.cut_at_promotions, t.search.feasible, t.winner), (2, 0, None), "{:?}", t.search);
+    let base = &t.variants[0];
+    assert!(!base.feasible && base.stage == canary_replay::tune::Stage::Promotions, "{base:?}");
+    let score = base.score.as_ref().unwrap();
+    assert_eq!((score.missed_incidents, score.promoted, score.promoted_in_time_share), (0, 0, Some(0.0)));
+    assert_eq!((score.hours_to_promotion_median, score.hours_to_promotion_p90), (Some(2928.0), Some(2928.0)), "held for the whole 122-day span");
+    assert!(canary_replay::tune::to_text(&output).contains("while promoting 90% of the good replays within 7d"));
+
+    // min_promoted = 0: the same policies replay to the end and are feasible, never promoting.
+    let output = canary_replay::tune::tune(&scenarios, &space("min_promoted = 0"), &options).unwrap();
+    let t = &output.summary;
+    assert_eq!((t.search.cut_at_promotions, t.search.feasible), (0, 2));
+    assert!(t.variants[0].feasible && t.variants[0].score.as_ref().unwrap().promoted == 0);
+}
+
 /// Cutting the variants a finished feasible one is sure to dominate changes neither the frontier
 /// nor the winner, and leaves every other variant's results as they were.
 #[test]
@@ -287,10 +324,9 @@ fn cutting_dominated_variants_keeps_the_frontier_and_the_winner() {
     let dir = tempfile::tempdir().unwrap();
     let space = |cut: bool| {
         let path = dir.path().join(format!("space-{cut}.toml"));
-        // The example space, smaller.
+        // The example space, with fewer replays per variant.
         let text = std::fs::read_to_string(repo("scenarios/tune/space.toml"))
             .unwrap()
-            .replace("samples = 120", "samples = 40")
             .replace("salts = 5 ", "salts = 2 ")
             .replace("windows = 2 ", "windows = 1 ")
             .replace("false_rollback_budget = 0.05", &format!("false_rollback_budget = 0.05\ncut_dominated = {cut}"));
@@ -306,6 +342,10 @@ fn cutting_dominated_variants_keeps_the_frontier_and_the_winner() {
     assert_eq!(all.search.cut_dominated, 0);
     assert!(cut.search.cut_dominated > 0, "the space has dominated variants to cut");
     assert_eq!(all.winner, cut.winner);
+    // The winner promotes the good replays in time (issue 18, item 6).
+    let winner = cut.variants[cut.winner.expect("a feasible variant")].score.clone().unwrap();
+    assert!(winner.promoted_in_time_share.unwrap() >= 0.9 && winner.hours_to_promotion_median <= winner.hours_to_promotion_p90, "{winner:?}");
+    assert!(winner.hours_to_promotion_median.unwrap() <= 7.0 * 24.0, "{winner:?}");
     let frontier = |t: &canary_replay::tune::TuneSummary| t.variants.iter().filter(|v| v.frontier).map(|v| v.id).collect::<Vec<_>>();
     assert_eq!(frontier(&all), frontier(&cut));
     for (a, c) in all.variants.iter().zip(&cut.variants) {

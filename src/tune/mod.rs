@@ -119,7 +119,13 @@ pub struct Score {
     pub false_rollback_interval: Option<[f64; 2]>,
     /// Mean hours to promotion over the good replays (never promoted: the replay's span).
     pub hours_to_promotion: Option<f64>,
+    /// The median and the 90th percentile of the same hours (nearest rank).
+    pub hours_to_promotion_median: Option<f64>,
+    pub hours_to_promotion_p90: Option<f64>,
     pub promoted: usize,
+    /// Good replays promoted within `search.promote_within`, and their share of the good replays.
+    pub promoted_in_time: usize,
+    pub promoted_in_time_share: Option<f64>,
     /// Per scenario, in the order given.
     pub scenarios: Vec<ScenarioScore>,
 }
@@ -165,12 +171,18 @@ pub struct SearchInfo {
     pub salts: usize,
     pub windows: usize,
     pub false_rollback_budget: f64,
+    /// A good replay counts as promoted when it promotes this soon ("7d").
+    pub promote_within: String,
+    /// The share of good replays a feasible variant promotes that soon.
+    pub min_promoted: f64,
     /// Variants whose parameters do not make a valid policy (each says why in `invalid`).
     pub invalid: usize,
     /// Variants cut after missing an incident, after too many false rollbacks, and once sure to
     /// be dominated on the frontier.
     pub cut_at_incidents: usize,
     pub cut_at_false_rollbacks: usize,
+    /// Variants cut once too few good replays could still promote within `promote_within`.
+    pub cut_at_promotions: usize,
     pub cut_dominated: usize,
     pub feasible: usize,
     /// The whole tune; loading, scoring and indexing the replays; evaluating the variants.
@@ -181,7 +193,7 @@ pub struct SearchInfo {
     pub variants_per_second: f64,
 }
 
-const OBJECTIVE: &str = "no missed incident; false-rollback rate at most the budget; then the least exposure (candidate requests served on the incidents until the rollback, summed), ties broken by the shortest mean time to promotion of the good replays (a replay never promoted counts its whole span)";
+const OBJECTIVE: &str = "no missed incident; false-rollback rate at most the budget; at least min_promoted of the good replays promoted within promote_within; then the least exposure (candidate requests served on the incidents until the rollback, summed), ties broken by the shortest mean time to promotion of the good replays (a replay never promoted counts its whole span)";
 
 /// What `tune` produced.
 pub struct TuneOutput {
@@ -450,6 +462,9 @@ pub enum Stage {
     Incidents,
     /// Cut once its false rollbacks exceeded what the budget allows over all good replays.
     FalseRollbacks,
+    /// Cut once more good replays failed to promote within `promote_within` than
+    /// `min_promoted` allows over all of them.
+    Promotions,
     /// Cut once a finished feasible variant was sure to dominate it on the frontier: no more
     /// exposure and a mean time to promotion no longer than the least it could still reach.
     Dominated,
@@ -465,6 +480,11 @@ struct Tally {
     promotion_hours: Vec<f64>,
     /// False rollbacks the budget allows over all planned good replays.
     allowed: usize,
+    /// Good replays that may fail to promote in time, over all planned ones.
+    late_allowed: usize,
+    /// `search.promote_within` and `search.min_promoted`.
+    promote_within_hours: f64,
+    min_promoted: f64,
     /// Whether to stop at the first missed incident and once the false rollbacks exceed `allowed`.
     cut: bool,
     /// Where the evaluation stopped, once it has.
@@ -492,11 +512,27 @@ impl Tally {
             false_rollback_rate: None,
             false_rollback_interval: None,
             hours_to_promotion: None,
+            hours_to_promotion_median: None,
+            hours_to_promotion_p90: None,
             promoted: 0,
+            promoted_in_time: 0,
+            promoted_in_time_share: None,
             scenarios: cases.iter().map(ScenarioScore::new).collect(),
         };
         let allowed = (space.false_rollback_budget * planned as f64 + 1e-9).floor() as usize;
-        Tally { s, rollback_hours: Vec::new(), promotion_hours: Vec::new(), allowed, cut, stopped: None, floors: Vec::new() }
+        let late_allowed = planned - (space.min_promoted * planned as f64 - 1e-9).ceil().max(0.0) as usize;
+        Tally {
+            s,
+            rollback_hours: Vec::new(),
+            promotion_hours: Vec::new(),
+            allowed,
+            late_allowed,
+            promote_within_hours: space.promote_within as f64 / 3_600e6,
+            min_promoted: space.min_promoted,
+            cut,
+            stopped: None,
+            floors: Vec::new(),
+        }
     }
 
     /// The false-rollback rate over the good replays so far.
@@ -506,7 +542,12 @@ impl Tally {
 
     /// Replayed to the end, and feasible as [`feasible`] will judge its score.
     fn finished_feasible(&self, budget: f64) -> bool {
-        self.stopped.is_none() && within_budget(self.s.missed_incidents, self.false_rollback_rate(), budget)
+        self.stopped.is_none() && within_budget(self.s.missed_incidents, self.false_rollback_rate(), budget) && promotes_enough(self.promoted_in_time_share(), self.min_promoted)
+    }
+
+    /// The share of the good replays so far promoted within `promote_within`.
+    fn promoted_in_time_share(&self) -> Option<f64> {
+        (self.s.good_replays > 0).then(|| self.s.promoted_in_time as f64 / self.s.good_replays as f64)
     }
 
     /// The mean time to promotion over the good replays so far.
@@ -558,17 +599,22 @@ impl Tally {
             }
             Outcome::Promoted => {
                 s.promoted += 1;
+                s.promoted_in_time += usize::from(r.hours <= self.promote_within_hours);
                 self.promotion_hours.push(r.hours);
             }
             Outcome::Held => self.promotion_hours.push(r.span_hours),
         }
         if self.cut && s.false_rollbacks > self.allowed {
             self.stopped = Some(Stage::FalseRollbacks);
+        } else if self.cut && s.good_replays - s.promoted_in_time > self.late_allowed {
+            self.stopped = Some(Stage::Promotions);
         }
     }
 
     fn finish(mut self) -> (Score, Stage) {
-        let (hours_to_promotion, rate) = (self.mean_hours(), self.false_rollback_rate());
+        let (hours_to_promotion, rate, in_time) = (self.mean_hours(), self.false_rollback_rate(), self.promoted_in_time_share());
+        let mut sorted = self.promotion_hours.clone();
+        sorted.sort_by(f64::total_cmp);
         let s = &mut self.s;
         if self.stopped != Some(Stage::Incidents) && !self.rollback_hours.is_empty() {
             s.hours_to_rollback = Some(self.rollback_hours.iter().sum::<f64>() / self.rollback_hours.len() as f64);
@@ -577,6 +623,9 @@ impl Tally {
             s.false_rollback_rate = rate;
             s.false_rollback_interval = wilson(Counts { successes: s.false_rollbacks as u64, trials: s.good_replays as u64 }, 0.05).map(|i| [i.lower, i.upper]);
             s.hours_to_promotion = Some(hours_to_promotion);
+            s.hours_to_promotion_median = nearest_rank(&sorted, 0.5);
+            s.hours_to_promotion_p90 = nearest_rank(&sorted, 0.9);
+            s.promoted_in_time_share = in_time;
         }
         (self.s, self.stopped.unwrap_or(Stage::Full))
     }
@@ -765,8 +814,20 @@ fn score_all(policies: &[&[Policy]], cases: &[Case], space: &Space, shared: &Sha
     Ok(tallies.into_iter().map(Tally::finish).collect())
 }
 
-fn feasible(s: &Score, budget: f64) -> bool {
-    within_budget(s.missed_incidents, s.false_rollback_rate, budget)
+fn feasible(s: &Score, space: &Space) -> bool {
+    within_budget(s.missed_incidents, s.false_rollback_rate, space.false_rollback_budget) && promotes_enough(s.promoted_in_time_share, space.min_promoted)
+}
+
+/// At least `min_promoted` of the good replays promoted in time (there were good replays).
+fn promotes_enough(share: Option<f64>, min_promoted: f64) -> bool {
+    share.is_some_and(|share| share + 1e-12 >= min_promoted)
+}
+
+/// The `q`-quantile of ascending `sorted` by nearest rank: the smallest value with at least q of
+/// them at or below it.
+fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
+    let rank = ((q * sorted.len() as f64 - 1e-9).ceil() as usize).max(1);
+    sorted.get(rank - 1).copied()
 }
 
 /// No missed incident, and a false-rollback rate (there were good replays) within the budget.
@@ -832,7 +893,7 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
                 Err(e) => VariantResult { id, params, invalid: Some(e.clone()), stage: Stage::Invalid, score: None, feasible: false, frontier: false },
                 Ok(_) => {
                     let (s, stage) = scores.next().expect("a score per valid variant");
-                    VariantResult { id, params, invalid: None, stage, feasible: stage == Stage::Full && feasible(&s, space.false_rollback_budget), score: Some(s), frontier: false }
+                    VariantResult { id, params, invalid: None, stage, feasible: stage == Stage::Full && feasible(&s, &space), score: Some(s), frontier: false }
                 }
             }
         })
@@ -885,9 +946,12 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
             salts: space.salts,
             windows: space.windows,
             false_rollback_budget: space.false_rollback_budget,
+            promote_within: crate::time::format_duration(space.promote_within),
+            min_promoted: space.min_promoted,
             invalid: results.iter().filter(|r| r.stage == Stage::Invalid).count(),
             cut_at_incidents: results.iter().filter(|r| r.stage == Stage::Incidents).count(),
             cut_at_false_rollbacks: results.iter().filter(|r| r.stage == Stage::FalseRollbacks).count(),
+            cut_at_promotions: results.iter().filter(|r| r.stage == Stage::Promotions).count(),
             cut_dominated: results.iter().filter(|r| r.stage == Stage::Dominated).count(),
             feasible: feasible_ids.len(),
             seconds,
@@ -938,13 +1002,24 @@ fn describe(s: &Score) -> String {
         (Some(r), Some([lo, hi])) => format!("{}/{} false rollbacks ({:.1}%, 95% [{:.1}%, {:.1}%])", s.false_rollbacks, s.good_replays, r * 100.0, lo * 100.0, hi * 100.0),
         _ => "good scenarios not replayed (cut early)".into(),
     };
+    let promoted = match s.promoted_in_time_share {
+        Some(share) => format!(
+            "{}/{} promoted in time ({:.0}%); promotion after {} on average, median {}, 90th percentile {}",
+            s.promoted_in_time,
+            s.good_replays,
+            share * 100.0,
+            hours(s.hours_to_promotion),
+            hours(s.hours_to_promotion_median),
+            hours(s.hours_to_promotion_p90)
+        ),
+        None => format!("promotion after {}", hours(s.hours_to_promotion)),
+    };
     format!(
-        "{}/{} incidents caught, exposure {} requests, rollback after {} on average; {fr}; promotion after {}",
+        "{}/{} incidents caught, exposure {} requests, rollback after {} on average; {fr}; {promoted}",
         s.incidents - s.missed_incidents,
         s.incidents,
         s.exposure,
-        hours(s.hours_to_rollback),
-        hours(s.hours_to_promotion)
+        hours(s.hours_to_rollback)
     )
 }
 
@@ -955,7 +1030,7 @@ pub fn to_text(output: &TuneOutput) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "tune: {} variants ({} search) over {} scenarios in {:.1}s ({:.1}s indexing the replays, then {:.1} variants/s); cut early: {} after missing an incident, {} after too many false rollbacks, {} once sure to be dominated; {} feasible",
+        "tune: {} variants ({} search) over {} scenarios in {:.1}s ({:.1}s indexing the replays, then {:.1} variants/s); cut early: {} after missing an incident, {} after too many false rollbacks, {} once too few could promote within {}, {} once sure to be dominated; {} feasible",
         t.search.variants,
         t.search.method,
         t.scenarios.len(),
@@ -964,6 +1039,8 @@ pub fn to_text(output: &TuneOutput) -> String {
         t.search.variants_per_second,
         t.search.cut_at_incidents,
         t.search.cut_at_false_rollbacks,
+        t.search.cut_at_promotions,
+        t.search.promote_within,
         t.search.cut_dominated,
         t.search.feasible
     );
@@ -988,7 +1065,13 @@ pub fn to_text(output: &TuneOutput) -> String {
             let _ = writeln!(s, "Wrote {}/{{tune.html, tuned-policy.toml, tune.json, frontier.png}} and the Argo Rollouts, Flagger and Kayenta exports", output.out_dir.display());
         }
         None => {
-            let _ = writeln!(s, "  no variant caught every incident within the false-rollback budget; widen the space. Wrote {}/{{tune.html, tune.json, frontier.png}}", output.out_dir.display());
+            let _ = writeln!(
+                s,
+                "  no variant caught every incident within the false-rollback budget while promoting {:.0}% of the good replays within {}; widen the space (or, if this traffic cannot promote that soon, set [search] promote_within / min_promoted). Wrote {}/{{tune.html, tune.json, frontier.png}}",
+                t.search.min_promoted * 100.0,
+                t.search.promote_within,
+                output.out_dir.display()
+            );
         }
     }
     s

@@ -41,7 +41,7 @@ pub fn frontier_chart(t: &TuneSummary) -> Result<Chart> {
     let infeasible: Vec<(f64, f64)> = scored.iter().filter(|(v, _)| !v.feasible).map(|(_, p)| *p).collect();
     let feasible: Vec<(f64, f64)> = scored.iter().filter(|(v, _)| v.feasible && !v.frontier).map(|(_, p)| *p).collect();
     let mut labels = vec![
-        format!("infeasible: a false rollback over the budget ({})", infeasible.len()),
+        format!("infeasible: over the false-rollback budget, or too few promoted in time ({})", infeasible.len()),
         format!("feasible, dominated ({})", feasible.len()),
         format!("Pareto frontier ({})", frontier.len()),
     ];
@@ -119,6 +119,15 @@ fn hours(h: Option<f64>) -> String {
     }
 }
 
+/// "41h (30h, 90h; 18/20)": the mean time to promotion, its median and 90th percentile, and the
+/// good replays promoted within `promote_within`.
+fn promotion(s: &Score) -> String {
+    match s.promoted_in_time_share {
+        Some(_) => format!("{} ({}, {}; {}/{})", hours(s.hours_to_promotion), hours(s.hours_to_promotion_median), hours(s.hours_to_promotion_p90), s.promoted_in_time, s.good_replays),
+        None => hours(s.hours_to_promotion),
+    }
+}
+
 fn false_rollbacks(s: &Score) -> String {
     match (s.false_rollback_rate, s.false_rollback_interval) {
         (Some(r), Some([lo, hi])) => format!("{}/{} ({:.1}%, 95% [{:.1}%, {:.1}%])", s.false_rollbacks, s.good_replays, r * 100.0, lo * 100.0, hi * 100.0),
@@ -139,7 +148,7 @@ fn score_row(s: &mut String, name: &str, score: &Score) {
         hours(score.hours_to_rollback),
         if score.false_rollbacks == 0 { "PASS" } else { "FAIL" },
         escape(&false_rollbacks(score)),
-        hours(score.hours_to_promotion),
+        escape(&promotion(score)),
     );
 }
 
@@ -187,7 +196,7 @@ pub fn page(t: &TuneSummary, chart: &Chart, tuned_toml: Option<&str>, exports: &
         }
     }
     let _ = writeln!(s, "<p><strong>Objective:</strong> {}.</p>", escape(t.objective));
-    let _ = writeln!(s, "<table><tr><th>policy</th><th>incidents caught</th><th>exposure (requests)</th><th>mean time to rollback</th><th>false rollbacks</th><th>mean time to promotion</th></tr>");
+    let _ = writeln!(s, "<table><tr><th>policy</th><th>incidents caught</th><th>exposure (requests)</th><th>mean time to rollback</th><th>false rollbacks</th><th>time to promotion: mean (median, 90th percentile; promoted in time)</th></tr>");
     for (name, score) in &t.baselines {
         score_row(&mut s, &format!("{name} policy"), score);
     }
@@ -238,7 +247,7 @@ pub fn page(t: &TuneSummary, chart: &Chart, tuned_toml: Option<&str>, exports: &
     figure(&mut s, chart, false);
     let mut frontier: Vec<&VariantResult> = t.variants.iter().filter(|v| v.frontier).collect();
     frontier.sort_by_key(|v| v.score.as_ref().map(|s| s.exposure));
-    let _ = writeln!(s, "<table><tr><th>variant</th><th>parameters</th><th>exposure</th><th>false rollbacks</th><th>time to promotion</th></tr>");
+    let _ = writeln!(s, "<table><tr><th>variant</th><th>parameters</th><th>exposure</th><th>false rollbacks</th><th>time to promotion: mean (median, 90th percentile; promoted in time)</th></tr>");
     for v in frontier {
         let score = v.score.as_ref().expect("frontier variants are scored");
         let _ = writeln!(
@@ -249,7 +258,7 @@ pub fn page(t: &TuneSummary, chart: &Chart, tuned_toml: Option<&str>, exports: &
             escape(&params(v)),
             score.exposure,
             escape(&false_rollbacks(score)),
-            hours(score.hours_to_promotion)
+            escape(&promotion(score))
         );
     }
     let _ = writeln!(s, "</table></section>");
@@ -280,9 +289,14 @@ pub fn page(t: &TuneSummary, chart: &Chart, tuned_toml: Option<&str>, exports: &
         ("routing salts per good scenario", search.salts.to_string()),
         ("time windows per good scenario", search.windows.to_string()),
         ("false-rollback budget", format!("{:.1}%", search.false_rollback_budget * 100.0)),
+        ("good replays a feasible variant promotes, and how soon", format!("at least {:.0}% within {}", search.min_promoted * 100.0, search.promote_within)),
         ("not valid policies (see each variant's `invalid` in tune.json)", search.invalid.to_string()),
         ("cut after missing an incident", search.cut_at_incidents.to_string()),
         ("cut once false rollbacks exceeded the budget's allowance", search.cut_at_false_rollbacks.to_string()),
+        (
+            &format!("cut once fewer than {:.0}% of the good replays could still promote within {}", search.min_promoted * 100.0, search.promote_within),
+            search.cut_at_promotions.to_string(),
+        ),
         ("cut once a finished feasible variant was sure to dominate them", search.cut_dominated.to_string()),
         ("feasible", search.feasible.to_string()),
         ("time", format!("{:.1} s in all; {:.1} s indexing the replays; {:.1} s searching ({:.1} variants/s)", search.seconds, search.index_seconds, search.search_seconds, search.variants_per_second)),

@@ -11,6 +11,9 @@
 //! windows = 2                # start times per "promote" scenario: the replay from its first
 //!                            # request, and from each later k/windows of its span
 //! false_rollback_budget = 0.05
+//! promote_within = "7d"      # a good replay counts as promoted only when it promotes this soon
+//! min_promoted = 0.9         # share of good replays that must (0: a policy that never promotes
+//!                            # is feasible)
 //! cut_dominated = true       # stop a variant once a finished feasible one is sure to dominate it
 //!                            # (the frontier and the winner are the same; false: every variant
 //!                            # replayed to the end of its cuts at incidents and false rollbacks)
@@ -31,6 +34,13 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::{Error, Problem, Result};
+use crate::time::Micros;
+
+/// `search.promote_within` when unset: a release that takes over a week to promote is not one a
+/// team would call promoted.
+pub const DEFAULT_PROMOTE_WITHIN: &str = "7d";
+/// `search.min_promoted` when unset.
+pub const DEFAULT_MIN_PROMOTED: f64 = 0.9;
 
 /// Keys a parameter may set, besides `gates.<metric>.<field>`.
 pub const KEYS: [&str; 10] = [
@@ -66,6 +76,8 @@ struct RawSearch {
     salts: Option<usize>,
     windows: Option<usize>,
     false_rollback_budget: Option<f64>,
+    promote_within: Option<String>,
+    min_promoted: Option<f64>,
     cut_dominated: Option<bool>,
 }
 
@@ -109,6 +121,10 @@ pub struct Space {
     /// Start times per good scenario (its first request, then each k/windows of its span).
     pub windows: usize,
     pub false_rollback_budget: f64,
+    /// A good replay counts as promoted when it promotes within this long of its first request.
+    pub promote_within: Micros,
+    /// The share of good replays a feasible policy promotes within `promote_within`.
+    pub min_promoted: f64,
     /// Whether to stop variants once sure to be dominated on the frontier.
     pub cut_dominated: bool,
     pub params: Vec<Param>,
@@ -134,7 +150,7 @@ pub fn parse(text: &str, file: &str) -> Result<Space> {
         p.fix = fix;
         problems.push(p);
     };
-    let search = raw.search.unwrap_or(RawSearch { method: None, samples: None, seed: None, salts: None, windows: None, false_rollback_budget: None, cut_dominated: None });
+    let search = raw.search.unwrap_or(RawSearch { method: None, samples: None, seed: None, salts: None, windows: None, false_rollback_budget: None, promote_within: None, min_promoted: None, cut_dominated: None });
     let method = match search.method.as_deref().unwrap_or("random") {
         "grid" => Method::Grid,
         "random" => Method::Random,
@@ -146,6 +162,17 @@ pub fn parse(text: &str, file: &str) -> Result<Space> {
     let budget = search.false_rollback_budget.unwrap_or(0.05);
     if !(budget > 0.0 && budget < 1.0) {
         problem("search.false_rollback_budget".into(), format!("{budget} is not a rate in (0, 1)"), Some("e.g. 0.05".into()));
+    }
+    let promote_within = match crate::time::parse_duration(search.promote_within.as_deref().unwrap_or(DEFAULT_PROMOTE_WITHIN)) {
+        Ok(d) if d > 0 => d,
+        _ => {
+            problem("search.promote_within".into(), format!("\"{}\" is not a positive duration", search.promote_within.as_deref().unwrap_or_default()), Some("e.g. \"7d\" or \"36h\"".into()));
+            0
+        }
+    };
+    let min_promoted = search.min_promoted.unwrap_or(DEFAULT_MIN_PROMOTED);
+    if !(0.0..=1.0).contains(&min_promoted) {
+        problem("search.min_promoted".into(), format!("{min_promoted} is not a share in [0, 1]"), Some("e.g. 0.9; 0 lets a policy that never promotes be feasible".into()));
     }
     let salts = search.salts.unwrap_or(10);
     if salts == 0 {
@@ -190,7 +217,7 @@ pub fn parse(text: &str, file: &str) -> Result<Space> {
         };
         params.push(Param { key: p.key.clone(), domain });
     }
-    let space = Space { method, samples: search.samples.unwrap_or(100), seed: search.seed.unwrap_or(1), salts, windows, false_rollback_budget: budget, cut_dominated: search.cut_dominated.unwrap_or(true), params };
+    let space = Space { method, samples: search.samples.unwrap_or(100), seed: search.seed.unwrap_or(1), salts, windows, false_rollback_budget: budget, promote_within, min_promoted, cut_dominated: search.cut_dominated.unwrap_or(true), params };
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
     }
@@ -335,7 +362,7 @@ steps = 3
 
     #[test]
     fn bad_spaces_name_every_problem() {
-        let text = "[search]\nmethod = \"anneal\"\nwindows = 0\n[[param]]\nkey = \"decision.alpah\"\nvalues = [0.1]\n[[param]]\nkey = \"gates.log_loss.margin\"\nrange = [0.5, 0.1]\n";
+        let text = "[search]\nmethod = \"anneal\"\nwindows = 0\npromote_within = \"soon\"\nmin_promoted = 1.5\n[[param]]\nkey = \"decision.alpah\"\nvalues = [0.1]\n[[param]]\nkey = \"gates.log_loss.margin\"\nrange = [0.5, 0.1]\n";
         let Err(Error::Invalid(problems)) = parse(text, "space.toml") else { panic!("accepted") };
         let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         let all = text.join("\n");
@@ -343,5 +370,15 @@ steps = 3
         assert!(all.contains("search.windows") && all.contains("must be at least 1"), "{all}");
         assert!(all.contains("param[0].key") && all.contains("decision.alpha"), "{all}");
         assert!(all.contains("param[1].range"), "{all}");
+        assert!(all.contains("search.promote_within") && all.contains("\"soon\" is not a positive duration"), "{all}");
+        assert!(all.contains("search.min_promoted") && all.contains("1.5 is not a share"), "{all}");
+    }
+
+    #[test]
+    fn promotion_is_required_by_default() {
+        let space = parse(SPACE, "space.toml").unwrap();
+        assert_eq!((space.promote_within, space.min_promoted), (7 * 24 * 3_600_000_000, 0.9));
+        let off = parse(&SPACE.replace("method = \"grid\"", "method = \"grid\"\nmin_promoted = 0\npromote_within = \"36h\""), "space.toml").unwrap();
+        assert_eq!((off.promote_within, off.min_promoted), (36 * 3_600_000_000, 0.0));
     }
 }
