@@ -165,6 +165,7 @@ fn add_controllers(scenario: &mut Scenario, files: &[PathBuf]) -> Result<()> {
     let mut raw = scenario.raw_controller.clone().unwrap_or_default();
     let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
     raw.files.extend(files.iter().map(|f| cwd.join(f).display().to_string()));
+    raw.from_flag += files.len();
     let dir = scenario.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut problems = Vec::new();
     scenario.controller = crate::controller::spec::load(&raw, dir, &scenario.file.display().to_string(), scenario.policy.ramp.check_every, &scenario.traffic.segments, &mut problems);

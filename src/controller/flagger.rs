@@ -47,7 +47,8 @@ pub struct FlaggerMetric {
 #[derive(Debug, Clone)]
 pub struct RawCanary {
     canary: Canary,
-    template_refs: Vec<Option<String>>,
+    /// Per metric, the MetricTemplate it references and where (`…metrics[i].templateRef`).
+    template_refs: Vec<Option<(String, String)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -155,7 +156,8 @@ pub(crate) fn read_canary(r: &mut Reader, v: &Yaml, at: &str) -> Option<RawCanar
             if interval == 0 {
                 r.problem(&format!("{mpath}.interval"), "must be longer than 0", None);
             }
-            template_refs.push(yaml::get(m, "templateRef").and_then(|t| yaml::get(t, "name")).and_then(Yaml::as_str).map(str::to_string));
+            let reference = yaml::get(m, "templateRef").and_then(|t| yaml::get(t, "name")).and_then(Yaml::as_str);
+            template_refs.push(reference.map(|name| (name.to_string(), format!("{mpath}.templateRef"))));
             let query = yaml::get(m, "query").and_then(Yaml::as_str).map(str::to_string);
             metrics.push(FlaggerMetric { name: mname, min, max, interval, query });
         }
@@ -169,17 +171,28 @@ pub(crate) fn read_canary(r: &mut Reader, v: &Yaml, at: &str) -> Option<RawCanar
     })
 }
 
-pub(crate) fn resolve(raw: RawCanary, templates: &BTreeMap<String, String>) -> Canary {
+/// The canary with its metrics' MetricTemplate queries filled in; a reference to a MetricTemplate
+/// that is not in the files is a problem, as Flagger would fail the analysis.
+pub(crate) fn resolve(r: &mut Reader, raw: RawCanary, templates: &BTreeMap<String, String>) -> Option<Canary> {
+    let r = &mut Reader { file: raw.canary.file.clone(), problems: &mut *r.problems };
     let mut canary = raw.canary;
+    let mut missing = false;
     for (m, reference) in canary.metrics.iter_mut().zip(raw.template_refs) {
-        if let Some(name) = reference {
-            match templates.get(&name) {
-                Some(q) => m.query = Some(q.clone()),
-                None => canary.caveats.push(format!("MetricTemplate \"{name}\" (metric {}) is not among the controller files; the mapping alone defines it", m.name)),
+        let Some((name, path)) = reference else { continue };
+        match templates.get(&name) {
+            Some(q) => m.query = Some(q.clone()),
+            None => {
+                missing = true;
+                let fix = if templates.is_empty() {
+                    "add the MetricTemplate's YAML to the controller files".to_string()
+                } else {
+                    format!("MetricTemplates found: {}", templates.keys().cloned().collect::<Vec<_>>().join(", "))
+                };
+                r.problem(&path, format!("MetricTemplate \"{name}\" (metric {}) is not in the controller files", m.name), Some(&fix));
             }
         }
     }
-    canary
+    (!missing).then_some(canary)
 }
 
 impl Canary {

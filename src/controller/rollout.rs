@@ -40,14 +40,14 @@ pub struct RawRollout {
     file: String,
     at: String,
     steps: Vec<(String, RawStep)>,
-    background: Option<(Vec<String>, usize)>,
+    background: Option<(Vec<TemplateRef>, usize)>,
 }
 
 #[derive(Debug, Clone)]
 enum RawStep {
     SetWeight(f64),
     Pause(Option<Micros>),
-    Analysis(Vec<String>),
+    Analysis(Vec<TemplateRef>),
     Other(String),
 }
 
@@ -69,7 +69,31 @@ pub struct ArgoMetric {
 #[derive(Debug, Clone)]
 pub struct Template {
     pub name: String,
+    /// A ClusterAnalysisTemplate (referenced with `clusterScope: true`), not an AnalysisTemplate.
+    pub cluster: bool,
     pub metrics: Vec<ArgoMetric>,
+}
+
+/// A Rollout's reference to a template: its name, and `clusterScope` (a ClusterAnalysisTemplate).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TemplateRef {
+    pub cluster: bool,
+    pub name: String,
+}
+
+impl TemplateRef {
+    pub fn kind(&self) -> &'static str {
+        template_kind(self.cluster)
+    }
+}
+
+/// The kind of a template that is cluster-scoped or not.
+pub fn template_kind(cluster: bool) -> &'static str {
+    if cluster {
+        "ClusterAnalysisTemplate"
+    } else {
+        "AnalysisTemplate"
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -98,15 +122,16 @@ impl Rollout {
     }
 }
 
-fn template_names(r: &mut Reader, v: &Yaml, path: &str) -> Vec<String> {
+fn template_names(r: &mut Reader, v: &Yaml, path: &str) -> Vec<TemplateRef> {
     let Some(list) = yaml::get(v, "templates") else {
         r.problem(path, "has no templates", Some("list the AnalysisTemplates to run: templates: [{templateName: ...}]"));
         return Vec::new();
     };
     let mut out = Vec::new();
     for (i, t) in yaml::seq(r, list, &format!("{path}.templates")).iter().enumerate() {
+        let cluster = yaml::get(t, "clusterScope").and_then(Yaml::as_bool).unwrap_or(false);
         match yaml::get(t, "templateName").and_then(Yaml::as_str) {
-            Some(name) => out.push(name.to_string()),
+            Some(name) => out.push(TemplateRef { cluster, name: name.to_string() }),
             None => r.problem(&format!("{path}.templates[{i}]"), "has no templateName", None),
         }
     }
@@ -169,7 +194,8 @@ fn range_selector(query: &str) -> Option<Micros> {
     None
 }
 
-pub(crate) fn read_template(r: &mut Reader, v: &Yaml, at: &str) -> Option<Template> {
+/// An AnalysisTemplate, or a ClusterAnalysisTemplate (`cluster`).
+pub(crate) fn read_template(r: &mut Reader, v: &Yaml, at: &str, cluster: bool) -> Option<Template> {
     let name = yaml::get(v, "metadata").and_then(|m| yaml::get(m, "name")).and_then(Yaml::as_str).unwrap_or("unnamed").to_string();
     let spec = yaml::get(v, "spec");
     let dry: Vec<String> = spec
@@ -228,25 +254,33 @@ pub(crate) fn read_template(r: &mut Reader, v: &Yaml, at: &str) -> Option<Templa
         };
         metrics.push(ArgoMetric { name, interval, initial_delay, rules, lookback: query.and_then(range_selector), vector, provider });
     }
-    Some(Template { name, metrics })
+    Some(Template { name, cluster, metrics })
 }
 
-pub(crate) fn resolve(r: &mut Reader, raw: RawRollout, templates: &BTreeMap<String, Template>) -> Option<Rollout> {
+pub(crate) fn resolve(r: &mut Reader, raw: RawRollout, templates: &BTreeMap<TemplateRef, Template>) -> Option<Rollout> {
     let r = &mut Reader { file: raw.file.clone(), problems: &mut *r.problems };
     let mut missing = false;
-    let mut metrics_of = |r: &mut Reader, names: &[String], path: &str| -> Vec<ArgoMetric> {
+    let mut metrics_of = |r: &mut Reader, refs: &[TemplateRef], path: &str| -> Vec<ArgoMetric> {
         let mut out = Vec::new();
-        for name in names {
-            match templates.get(name) {
+        for reference in refs {
+            match templates.get(reference) {
                 Some(t) => out.extend(t.metrics.iter().cloned()),
                 None => {
                     missing = true;
-                    let known: Vec<&str> = templates.keys().map(String::as_str).collect();
-                    r.problem(
-                        path,
-                        format!("AnalysisTemplate \"{name}\" is not in the controller files"),
-                        Some(&if known.is_empty() { "add the AnalysisTemplate's YAML to controller.files".to_string() } else { format!("templates found: {}", known.join(", ")) }),
-                    );
+                    let (kind, name) = (reference.kind(), &reference.name);
+                    let other = TemplateRef { cluster: !reference.cluster, name: name.clone() };
+                    let fix = if templates.contains_key(&other) {
+                        format!(
+                            "the files hold a {} \"{name}\": {}",
+                            other.kind(),
+                            if reference.cluster { "drop clusterScope: true to use it" } else { "add clusterScope: true to the reference to use it" }
+                        )
+                    } else if templates.is_empty() {
+                        format!("add the {kind}'s YAML to the controller files")
+                    } else {
+                        format!("templates found: {}", templates.keys().map(|t| format!("{} {}", t.kind(), t.name)).collect::<Vec<_>>().join(", "))
+                    };
+                    r.problem(path, format!("{kind} \"{name}\" is not in the controller files"), Some(&fix));
                 }
             }
         }

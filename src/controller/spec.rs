@@ -30,6 +30,9 @@ pub struct RawController {
     /// Flagger A/B testing: the segment values that stand for the requests its `match` selects
     /// (a log has no headers), e.g. `{ carrier = ["UA"] }`.
     pub ab_segment: Option<BTreeMap<String, Vec<String>>>,
+    /// How many of `files`, at its end, came from `--controller` (named so in messages).
+    #[serde(skip)]
+    pub from_flag: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -379,10 +382,12 @@ pub fn load(raw: &RawController, dir: &Path, file: &str, default_step: Micros, s
     let resume_paused_after = resume.as_deref().and_then(|d| r.duration("controller.resume_paused_after", d));
 
     let mut loaded = Loaded::default();
+    let from_scenario = raw.files.len().saturating_sub(raw.from_flag);
     for (i, name) in raw.files.iter().enumerate() {
         let path: PathBuf = dir.join(name);
         let shown = name.clone();
         match std::fs::read_to_string(&path) {
+            Err(e) if i >= from_scenario => r.problems.push(Problem::new(format!("--controller {name}"), format!("cannot be read: {e}")).fix("paths given with --controller are relative to the working folder")),
             Err(e) => r.problems.push(
                 Problem::new(format!("{file}: controller.files[{i}]"), format!("cannot read \"{name}\" ({}): {e}", path.display()))
                     .fix("relative paths are resolved against the scenario file's folder"),
@@ -390,7 +395,7 @@ pub fn load(raw: &RawController, dir: &Path, file: &str, default_step: Micros, s
             Ok(text) => loaded.read(&mut Reader { file: shown, problems: r.problems }, &text),
         }
     }
-    let controllers = loaded.resolve(&mut r);
+    let controllers = loaded.resolve(&mut r, if raw.from_flag > 0 && from_scenario == 0 { "--controller" } else { "controller.files" });
     let kayenta = if controllers.iter().any(|c| matches!(c, Controller::Kayenta(_))) {
         kayenta_settings(&mut r, kayenta_raw.unwrap_or_default(), loaded.thresholds, default_step)
     } else {
@@ -426,7 +431,7 @@ pub fn load(raw: &RawController, dir: &Path, file: &str, default_step: Micros, s
 #[derive(Default)]
 struct Loaded {
     rollouts: Vec<rollout::RawRollout>,
-    templates: BTreeMap<String, rollout::Template>,
+    templates: BTreeMap<rollout::TemplateRef, rollout::Template>,
     canaries: Vec<flagger::RawCanary>,
     metric_templates: BTreeMap<String, String>,
     kayenta: Vec<kayenta::CanaryConfig>,
@@ -449,15 +454,29 @@ impl Loaded {
             }
             return;
         }
-        let mut any = false;
+        // Every document parsed before any is read: a YAML error is the problem to report, not
+        // what is missing from the documents before it.
+        let mut documents = Vec::new();
         for (d, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let value = match serde_yaml::Value::deserialize(doc) {
-                Ok(v) => v,
+            match serde_yaml::Value::deserialize(doc) {
+                Ok(v) => documents.push(v),
                 Err(e) => {
-                    r.problem(&format!("document {}", d + 1), format!("is not valid YAML: {e}"), None);
+                    // `...` alone on a line ends a YAML document: in a copied snippet it usually
+                    // stands for omitted fields.
+                    match text.lines().position(|l| l.trim_end() == "...") {
+                        Some(line) if text.lines().skip(line + 1).any(|l| !l.trim().is_empty() && !l.starts_with("---")) => r.problem(
+                            &format!("line {}", line + 1),
+                            format!("`...` ends the YAML document, and more of it follows ({e})"),
+                            Some("if `...` stands for omitted fields, fill them in or delete the line"),
+                        ),
+                        _ => r.problem(&format!("document {}", d + 1), format!("is not valid YAML: {e}"), None),
+                    }
                     return;
                 }
-            };
+            }
+        }
+        let mut any = false;
+        for (d, value) in documents.into_iter().enumerate() {
             if value.is_null() {
                 continue;
             }
@@ -467,8 +486,8 @@ impl Loaded {
             match kind {
                 "Rollout" => self.rollouts.extend(rollout::read_rollout(r, &value, &at)),
                 "AnalysisTemplate" | "ClusterAnalysisTemplate" => {
-                    if let Some(t) = rollout::read_template(r, &value, &at) {
-                        self.templates.insert(t.name.clone(), t);
+                    if let Some(t) = rollout::read_template(r, &value, &at, kind == "ClusterAnalysisTemplate") {
+                        self.templates.insert(rollout::TemplateRef { cluster: t.cluster, name: t.name.clone() }, t);
                     }
                 }
                 "Canary" => self.canaries.extend(flagger::read_canary(r, &value, &at)),
@@ -489,17 +508,18 @@ impl Loaded {
         }
     }
 
-    fn resolve(&mut self, r: &mut Reader) -> Vec<Controller> {
+    /// `files_key` names where the files were given (`controller.files` or `--controller`).
+    fn resolve(&mut self, r: &mut Reader, files_key: &str) -> Vec<Controller> {
         let mut out = Vec::new();
         for raw in std::mem::take(&mut self.rollouts) {
             out.extend(rollout::resolve(r, raw, &self.templates).map(Controller::Argo));
         }
         for raw in std::mem::take(&mut self.canaries) {
-            out.push(Controller::Flagger(flagger::resolve(raw, &self.metric_templates)));
+            out.extend(flagger::resolve(r, raw, &self.metric_templates).map(Controller::Flagger));
         }
         out.extend(std::mem::take(&mut self.kayenta).into_iter().map(Controller::Kayenta));
         if out.is_empty() && r.problems.is_empty() && self.read_any {
-            r.problem("controller.files", "the files hold no Rollout, Canary or Kayenta canary config", None);
+            r.problem(files_key, "the files hold no Rollout, Canary or Kayenta canary config", None);
         }
         out
     }
@@ -565,6 +585,38 @@ fn kayenta_settings(r: &mut Reader, raw: RawKayenta, thresholds: Option<(f64, f6
     (r.problems.len() == before).then_some(KayentaSettings { weight: weight / 100.0, interval, lifetime, begin_after, lookback, step, pass, marginal })
 }
 
+/// The canary-replay metric a controller metric's name suggests: "request-duration-p99" →
+/// latency_p99, "error-rate" → error_rate; error_rate when the name says nothing.
+pub fn metric_for(name: &str) -> &'static str {
+    let name = name.to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| name.contains(w));
+    if has(&["latency", "duration", "response-time", "response_time", "responsetime", "elapsed", "_ms", "-ms", "seconds"]) {
+        if has(&["p99", "99"]) {
+            "latency_p99"
+        } else if has(&["p95", "95"]) {
+            "latency_p95"
+        } else if has(&["p50", "median"]) {
+            "latency_p50"
+        } else {
+            "latency_mean"
+        }
+    } else if has(&["logloss", "log_loss", "log-loss", "cross-entropy", "crossentropy"]) {
+        "log_loss"
+    } else if has(&["auc"]) {
+        "auc"
+    } else if has(&["accuracy"]) {
+        "accuracy"
+    } else if has(&["brier"]) {
+        "brier"
+    } else if has(&["psi", "drift"]) {
+        "score_psi"
+    } else if has(&["score", "prediction"]) {
+        "score_mean"
+    } else {
+        "error_rate"
+    }
+}
+
 /// A problem for every metric of `controller` with no mapping.
 fn unmapped(r: &mut Reader, spec: &Spec, controller: &Controller) {
     let owner = controller.owner();
@@ -572,10 +624,11 @@ fn unmapped(r: &mut Reader, spec: &Spec, controller: &Controller) {
         if spec.mapping_of(&name).is_none() {
             let known: Vec<&str> = spec.mapping.keys().map(String::as_str).collect();
             let hint = did_you_mean(&name, known.iter().copied()).map_or(String::new(), |k| format!(" (a mapping named \"{k}\" exists: a typo?)"));
+            let metric = metric_for(&name);
             r.problem(
                 "controller.metrics",
                 format!("metric \"{name}\" of {owner} is not mapped to a canary-replay metric{hint}"),
-                Some(&format!("add [controller.metrics.\"{name}\"] with metric = \"error_rate\" (or another), arm = \"candidate\", and scale/offset to match the query's units")),
+                Some(&format!("add [controller.metrics.\"{name}\"] with metric = \"{metric}\" (or another), arm = \"candidate\", and scale/offset to match the query's units")),
             );
         }
     }

@@ -61,7 +61,7 @@ fn load_ab(files: &[(&str, &str)], metrics: BTreeMap<String, RawMapping>, kayent
     for (name, text) in files {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
-    let raw = RawController { files: files.iter().map(|(n, _)| n.to_string()).collect(), mapping: None, metrics, kayenta, resume_paused_after: None, ab_segment };
+    let raw = RawController { files: files.iter().map(|(n, _)| n.to_string()).collect(), mapping: None, metrics, kayenta, resume_paused_after: None, ab_segment, from_flag: 0 };
     let mut problems = Vec::new();
     let spec = spec::load(&raw, dir.path(), "s.toml", HOUR, &["origin".to_string()], &mut problems);
     spec.ok_or(problems)
@@ -243,7 +243,7 @@ fn unmapped_metrics_missing_templates_and_header_routing_are_named() {
     let yaml = rollout("        - analysis: {templates: [{templateName: missing}]}\n", "") + &template("t", "  metrics:\n    - name: latency\n      provider: {prometheus: {query: 'x'}}\n");
     let text = messages(&load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap_err());
     assert!(text.contains("r.yaml: document 1 (kind Rollout): spec.strategy.canary.steps[0]: AnalysisTemplate \"missing\" is not in the controller files"), "{text}");
-    assert!(text.contains("templates found: t"), "{text}");
+    assert!(text.contains("templates found: AnalysisTemplate t"), "{text}");
 
     let yaml = rollout("        - analysis: {templates: [{templateName: t}]}\n", "") + &template("t", "  metrics:\n    - name: latency\n      provider: {prometheus: {query: 'x'}}\n");
     let text = messages(&load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap_err());
@@ -464,4 +464,59 @@ fn kayenta_configs_with_another_judge_or_repeated_metric_names_are_refused() {
     // Kayenta's own judge, by its full name, is read as before.
     let netflix = format!(r#"{{"name": "k", "judge": {{"name": "NetflixACAJudge-v1.0", "judgeConfigurations": {{}}}}, "metrics": [{metric}]}}"#);
     assert!(load(&[("k.json", &netflix)], errors_mapping(), Some(kayenta_settings())).is_ok());
+}
+
+/// Issue 18, item 3: a reference to a template the files do not hold is an input error naming the
+/// kind looked for — `clusterScope: true` asks for a ClusterAnalysisTemplate, and a Flagger
+/// `templateRef` for a MetricTemplate — not an analysis that silently measures nothing.
+#[test]
+fn missing_templates_are_refused_naming_their_kind() {
+    let metrics = "  metrics:\n    - name: errors\n      successCondition: result[0] < 1\n      provider: {prometheus: {query: 'x'}}\n";
+    let cluster = rollout("        - analysis: {templates: [{templateName: t, clusterScope: true}]}\n", "") + &template("t", metrics);
+    let text = messages(&load(&[("r.yaml", &cluster)], errors_mapping(), None).unwrap_err());
+    assert!(text.contains("ClusterAnalysisTemplate \"t\" is not in the controller files"), "{text}");
+    assert!(text.contains("the files hold a AnalysisTemplate \"t\": drop clusterScope: true"), "{text}");
+    // The cluster-scoped template is found by the cluster-scoped reference, and only by it.
+    let template = format!("---\nkind: ClusterAnalysisTemplate\nmetadata: {{name: t}}\nspec:\n{metrics}");
+    let found = rollout("        - analysis: {templates: [{templateName: t, clusterScope: true}]}\n", "") + &template;
+    assert!(load(&[("r.yaml", &found)], errors_mapping(), None).is_ok());
+    let namespaced = rollout("        - analysis: {templates: [{templateName: t}]}\n", "") + &template;
+    let text = messages(&load(&[("r.yaml", &namespaced)], errors_mapping(), None).unwrap_err());
+    assert!(text.contains("AnalysisTemplate \"t\" is not in the controller files") && text.contains("add clusterScope: true"), "{text}");
+
+    let canary = "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    stepWeight: 10\n    metrics:\n      - name: errors\n        templateRef: {name: error-rate, namespace: flagger}\n        thresholdRange: {max: 1}\n";
+    let text = messages(&load(&[("c.yaml", canary)], errors_mapping(), None).unwrap_err());
+    assert!(text.contains("c.yaml: document 1 (kind Canary): spec.analysis.metrics[0].templateRef: MetricTemplate \"error-rate\" (metric errors) is not in the controller files"), "{text}");
+    let with_template = format!("{canary}---\nkind: MetricTemplate\nmetadata: {{name: error-rate}}\nspec:\n  query: sum(rate(errors[1m]))\n");
+    assert!(load(&[("c.yaml", &with_template)], errors_mapping(), None).is_ok());
+}
+
+/// Issue 18, item 3: a copied snippet with `...` standing for omitted fields reports the YAML
+/// problem at its line, not a missing field further on.
+#[test]
+fn yaml_with_ellipsis_placeholders_names_the_placeholder() {
+    let snippet = "kind: Rollout\nmetadata: {name: r}\nspec:\n  replicas: 5\n...\n  strategy:\n    canary:\n      steps:\n        - setWeight: 20\n";
+    let text = messages(&load(&[("r.yaml", snippet)], errors_mapping(), None).unwrap_err());
+    assert!(!text.contains("spec.strategy.canary: is missing"), "{text}");
+    assert!(text.contains("r.yaml: line 5") && text.contains("`...`"), "{text}");
+}
+
+/// Issue 18, item 3: files given with `--controller` are named as such, and an unmapped metric's
+/// fix suggests a metric that fits its name.
+#[test]
+fn controller_flag_files_and_metric_suggestions_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = RawController { files: vec!["scenario.yaml".into(), "/no/such/flag.yaml".into()], from_flag: 1, ..Default::default() };
+    std::fs::write(dir.path().join("scenario.yaml"), rollout("        - setWeight: 10\n", "")).unwrap();
+    let mut problems = Vec::new();
+    assert!(spec::load(&raw, dir.path(), "s.toml", HOUR, &[], &mut problems).is_none());
+    let text = messages(&problems);
+    assert!(text.contains("--controller /no/such/flag.yaml: cannot be read") && !text.contains("controller.files[1]"), "{text}");
+
+    for (name, metric) in [("request-duration-p99", "latency_p99"), ("latency", "latency_mean"), ("http_error_rate", "error_rate"), ("model-logloss", "log_loss"), ("auc", "auc"), ("success-rate", "error_rate")] {
+        assert_eq!(spec::metric_for(name), metric, "{name}");
+    }
+    let yaml = rollout("        - analysis: {templates: [{templateName: t}]}\n", "") + &template("t", "  metrics:\n    - name: http-latency-p99\n      successCondition: result[0] < 500\n      provider: {prometheus: {query: 'x'}}\n");
+    let text = messages(&load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap_err());
+    assert!(text.contains("add [controller.metrics.\"http-latency-p99\"] with metric = \"latency_p99\""), "{text}");
 }
