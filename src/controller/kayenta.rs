@@ -37,6 +37,9 @@ pub struct CanaryConfig {
     pub file: String,
     pub metrics: Vec<KayentaMetric>,
     pub group_weights: BTreeMap<String, f64>,
+    /// `classifier.scoreThresholds`: (pass, marginal), used when neither `[controller.kayenta]` nor
+    /// an execution request sets them (as Kayenta uses them when the request does not).
+    pub thresholds: Option<(f64, f64)>,
 }
 
 /// `thresholds` of an execution request: (pass, marginal).
@@ -123,6 +126,8 @@ pub(crate) fn read(r: &mut Reader, json: &Json) -> Option<CanaryConfig> {
                 must_have_data: canary["mustHaveData"].as_bool().unwrap_or(false),
                 effect_size,
                 critical_effect_size,
+                // Muted at the metric (as Spinnaker's UI stores it) or in its canary analysis settings.
+                muted: m["muted"].as_bool().or(canary["muted"].as_bool()).unwrap_or(false),
             },
             replace_nan,
             outlier_factor,
@@ -138,8 +143,19 @@ pub(crate) fn read(r: &mut Reader, json: &Json) -> Option<CanaryConfig> {
     if total > 100.0 + 1e-9 {
         r.problem("classifier.groupWeights", format!("the weights add up to {total}, over 100"), None);
     }
+    let score_thresholds = &json["classifier"]["scoreThresholds"];
+    let thresholds = match score_thresholds {
+        Json::Null => None,
+        t => match (t["pass"].as_f64(), t["marginal"].as_f64()) {
+            (Some(p), Some(m)) => Some((p, m)),
+            _ => {
+                r.problem("classifier.scoreThresholds", format!("needs numeric pass and marginal scores, found {t}"), Some("write \"scoreThresholds\": {\"pass\": 95, \"marginal\": 75}"));
+                None
+            }
+        },
+    };
     let name = json["name"].as_str().unwrap_or("unnamed").to_string();
-    (r.problems.len() == before).then(|| CanaryConfig { name, file: r.file.clone(), metrics: out, group_weights })
+    (r.problems.len() == before).then(|| CanaryConfig { name, file: r.file.clone(), metrics: out, group_weights, thresholds })
 }
 
 /// Apache Commons Math's legacy percentile estimate (position p·(n+1)) of sorted values.
@@ -181,7 +197,17 @@ fn prepare(series: &[f64], metric: &KayentaMetric) -> Vec<f64> {
 
 pub fn emulate(config: &CanaryConfig, spec: &Spec, probe: &Probe, origin: Micros, end: Micros) -> Emulated {
     let settings: &KayentaSettings = spec.kayenta.as_ref().expect("validated: a Kayenta config comes with settings");
-    let judge = Judge { group_weights: config.group_weights.clone(), pass_threshold: settings.pass, marginal_threshold: settings.marginal, ..Judge::default() };
+    // The request's thresholds (or [controller.kayenta]'s), else the config's own, else Kayenta's.
+    let (pass, marginal, caveats) = match (settings.thresholds_given, config.thresholds) {
+        (false, Some((pass, marginal))) => (pass, marginal, Vec::new()),
+        (false, None) => (
+            settings.pass,
+            settings.marginal,
+            vec![format!("no score thresholds given (classifier.scoreThresholds, an execution request, or pass and marginal in [controller.kayenta]): pass {} and marginal {} assumed", settings.pass, settings.marginal)],
+        ),
+        (true, _) => (settings.pass, settings.marginal, Vec::new()),
+    };
+    let judge = Judge { group_weights: config.group_weights.clone(), pass_threshold: pass, marginal_threshold: marginal, ..Judge::default() };
     let configs: Vec<MetricConfig> = config.metrics.iter().map(|m| m.config.clone()).collect();
     let mappings: Vec<Mapping> = config.metrics.iter().map(|m| spec.mapping_of(&m.config.name).expect("validated: every metric is mapped")).collect();
     let mut events = Events::default();
@@ -191,7 +217,7 @@ pub fn emulate(config: &CanaryConfig, spec: &Spec, probe: &Probe, origin: Micros
     let start = origin + settings.begin_after;
     let last = start + settings.lifetime;
     let finish = |outcome: Outcome, at: Micros, reason: String, window: (Micros, Micros), schedule: Schedule, events: Events| {
-        Emulated::decided(outcome, at, reason, window, schedule, events, Vec::new())
+        Emulated::decided(outcome, at, reason, window, schedule, events, caveats.clone())
     };
     let mut t = start;
     loop {
@@ -211,14 +237,14 @@ pub fn emulate(config: &CanaryConfig, spec: &Spec, probe: &Probe, origin: Micros
         let final_judgment = t >= last;
         events.measurement(t, &schedule, format!("{} judgment: score {}{why}; {detail}", if final_judgment { "final" } else { "interim" }, result.score), true);
         if final_judgment {
-            return if result.score >= settings.pass {
-                finish(Outcome::Promoted, t, format!("final score {} reaches pass {}", result.score, settings.pass), (from, t), schedule, events)
+            return if result.score >= pass {
+                finish(Outcome::Promoted, t, format!("final score {} reaches pass {pass}", result.score), (from, t), schedule, events)
             } else {
-                finish(Outcome::RolledBack, t, format!("final score {} is below pass {}{why}: {detail}", result.score, settings.pass), (from, t), schedule, events)
+                finish(Outcome::RolledBack, t, format!("final score {} is below pass {pass}{why}: {detail}", result.score), (from, t), schedule, events)
             };
         }
-        if result.score < settings.marginal {
-            return finish(Outcome::RolledBack, t, format!("interim score {} is below marginal {}{why}: {detail}", result.score, settings.marginal), (from, t), schedule, events);
+        if result.score < marginal {
+            return finish(Outcome::RolledBack, t, format!("interim score {} is below marginal {marginal}{why}: {detail}", result.score), (from, t), schedule, events);
         }
     }
 }

@@ -136,6 +136,9 @@ pub struct KayentaSettings {
     pub step: Micros,
     pub pass: f64,
     pub marginal: f64,
+    /// Whether `[controller.kayenta]` or an execution request set `pass` and `marginal`; if not, a
+    /// canary config's own `classifier.scoreThresholds` apply to it, else Kayenta's 95 / 75.
+    pub thresholds_given: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -440,17 +443,27 @@ struct Loaded {
 }
 
 impl Loaded {
+    /// A Kayenta canary config, an execution request (its `thresholds`), or the ad-hoc request
+    /// body `/canary` takes with both (`{canaryConfig, executionRequest}`).
+    fn read_kayenta(&mut self, r: &mut Reader, json: &serde_json::Value) {
+        if let Some(config) = json.get("canaryConfig") {
+            if let Some(request) = json.get("executionRequest").filter(|e| e.get("thresholds").is_some()) {
+                self.thresholds = kayenta::thresholds(&mut Reader { file: format!("{}: executionRequest", r.file), problems: r.problems }, request);
+            }
+            self.kayenta.extend(kayenta::read(&mut Reader { file: format!("{}: canaryConfig", r.file), problems: r.problems }, config));
+        } else if json.get("thresholds").is_some() {
+            self.thresholds = kayenta::thresholds(r, json);
+        } else {
+            self.kayenta.extend(kayenta::read(r, json));
+        }
+    }
+
     fn read(&mut self, r: &mut Reader, text: &str) {
         self.read_any = true;
         if text.trim_start().starts_with('{') {
             match serde_json::from_str::<serde_json::Value>(text) {
                 Err(e) => r.problem("", format!("is not valid JSON: {e}"), None),
-                Ok(json) if json.get("thresholds").is_some() => self.thresholds = kayenta::thresholds(r, &json),
-                Ok(json) => {
-                    if let Some(c) = kayenta::read(r, &json) {
-                        self.kayenta.push(c);
-                    }
-                }
+                Ok(json) => self.read_kayenta(r, &json),
             }
             return;
         }
@@ -482,6 +495,14 @@ impl Loaded {
             }
             any = true;
             let kind = yaml::get(&value, "kind").and_then(|k| k.as_str()).unwrap_or("");
+            // A Kayenta canary config (or execution request) written in YAML: no kind, Kayenta's keys.
+            if kind.is_empty() && ["metrics", "canaryConfig", "thresholds"].iter().any(|k| yaml::get(&value, k).is_some()) {
+                match serde_json::to_value(&value) {
+                    Ok(json) => self.read_kayenta(r, &json),
+                    Err(e) => r.problem(&format!("document {}", d + 1), format!("cannot be read as a Kayenta canary config: {e}"), None),
+                }
+                continue;
+            }
             let at = format!("document {} (kind {})", d + 1, if kind.is_empty() { "missing" } else { kind });
             match kind {
                 "Rollout" => self.rollouts.extend(rollout::read_rollout(r, &value, &at)),
@@ -582,7 +603,8 @@ fn kayenta_settings(r: &mut Reader, raw: RawKayenta, thresholds: Option<(f64, f6
     if !(0.0..=100.0).contains(&marginal) || !(0.0..=100.0).contains(&pass) || marginal > pass {
         r.problem("controller.kayenta", format!("score thresholds pass {pass} and marginal {marginal} must satisfy 0 ≤ marginal ≤ pass ≤ 100"), None);
     }
-    (r.problems.len() == before).then_some(KayentaSettings { weight: weight / 100.0, interval, lifetime, begin_after, lookback, step, pass, marginal })
+    let thresholds_given = (raw.pass.is_some() && raw.marginal.is_some()) || thresholds.is_some();
+    (r.problems.len() == before).then_some(KayentaSettings { weight: weight / 100.0, interval, lifetime, begin_after, lookback, step, pass, marginal, thresholds_given })
 }
 
 /// The canary-replay metric a controller metric's name suggests: "request-duration-p99" →

@@ -520,3 +520,57 @@ fn controller_flag_files_and_metric_suggestions_are_named() {
     let text = messages(&load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap_err());
     assert!(text.contains("add [controller.metrics.\"http-latency-p99\"] with metric = \"latency_p99\""), "{text}");
 }
+
+/// Issue 18, item 2: a canary config's own `classifier.scoreThresholds` apply when neither an
+/// execution request nor `[controller.kayenta]` sets them; without any, 95 / 75 are assumed and
+/// said. The ad-hoc request body `{canaryConfig, executionRequest}` and a YAML canary config read
+/// as the JSON files do.
+#[test]
+fn kayenta_score_thresholds_request_bodies_and_yaml_configs() {
+    let with_thresholds = r#"{"name": "k", "classifier": {"scoreThresholds": {"pass": 60, "marginal": 10}}, "metrics": [{"name": "errors", "analysisConfigurations": {"canary": {"direction": "increase"}}}]}"#;
+    // About 30% of the candidate's requests fail: the one metric is High, the score 0 — below
+    // any marginal, so the config's thresholds show in the reason.
+    let failing = failing_where(24, 100, |i, _| (i * 7919) % 10 < 3);
+    let spec = load(&[("k.json", with_thresholds)], errors_mapping(), Some(kayenta_settings())).unwrap();
+    let run = replay(&spec, &failing, 24);
+    assert!(run.reason.contains("below marginal 10"), "{}", run.reason);
+    assert!(run.caveats.is_empty(), "{:?}", run.caveats);
+    // The request's thresholds win over the config's.
+    let request = r#"{"thresholds": {"pass": 90, "marginal": 50}}"#;
+    let spec = load(&[("k.json", with_thresholds), ("request.json", request)], errors_mapping(), Some(kayenta_settings())).unwrap();
+    assert!(replay(&spec, &failing, 24).reason.contains("below marginal 50"));
+    // None at all: Kayenta's defaults, said as a caveat.
+    let plain = r#"{"name": "k", "metrics": [{"name": "errors", "analysisConfigurations": {"canary": {"direction": "increase"}}}]}"#;
+    let spec = load(&[("k.json", plain)], errors_mapping(), Some(kayenta_settings())).unwrap();
+    let run = replay(&spec, &failing, 24);
+    assert!(run.reason.contains("below marginal 75") && run.caveats.iter().any(|c| c.contains("pass 95 and marginal 75 assumed")), "{run:?}");
+
+    // The ad-hoc body: config and thresholds in one file.
+    let body = format!(r#"{{"canaryConfig": {with_thresholds}, "executionRequest": {{"scopes": {{}}, "thresholds": {{"pass": 80, "marginal": 40}}}}}}"#);
+    let spec = load(&[("body.json", &body)], errors_mapping(), Some(kayenta_settings())).unwrap();
+    assert_eq!(spec.controllers.len(), 1);
+    assert!(replay(&spec, &failing, 24).reason.contains("below marginal 40"));
+    // The same config in YAML.
+    let yaml = "name: k\nclassifier:\n  scoreThresholds: {pass: 60, marginal: 10}\nmetrics:\n  - name: errors\n    analysisConfigurations:\n      canary: {direction: increase}\n";
+    let spec = load(&[("k.yaml", yaml)], errors_mapping(), Some(kayenta_settings())).unwrap();
+    assert!(replay(&spec, &failing, 24).reason.contains("below marginal 10"));
+    let text = messages(&load(&[("k.yaml", "name: k\nclassifier: {scoreThresholds: {pass: high}}\nmetrics: []\n")], errors_mapping(), Some(kayenta_settings())).unwrap_err());
+    assert!(text.contains("k.yaml: classifier.scoreThresholds: needs numeric pass and marginal"), "{text}");
+}
+
+/// Issue 18, item 2: a muted metric is classified and reported but left out of the score, so a
+/// muted critical metric that fails does not force 0 (it did before).
+#[test]
+fn kayenta_muted_metrics_are_left_out_of_the_score() {
+    let metric = |name: &str, muted: bool| format!(r#"{{"name": "{name}", "muted": {muted}, "analysisConfigurations": {{"canary": {{"direction": "increase", "critical": true}}}}}}"#);
+    let config = |muted: bool| format!(r#"{{"name": "k", "metrics": [{}, {}]}}"#, metric("errors", muted), metric("latency", false));
+    let mut mapping = errors_mapping();
+    mapping.insert("latency".into(), RawMapping { metric: "latency_mean".into(), arm: None, scale: None, offset: None, window: None });
+    let failing = failing_where(24, 100, |i, _| (i * 7919) % 10 < 6);
+    let spec = load(&[("k.json", &config(false))], mapping.clone(), Some(kayenta_settings())).unwrap();
+    let run = replay(&spec, &failing, 24);
+    assert!(run.reason.contains("critical metric errors"), "{}", run.reason);
+    let spec = load(&[("k.json", &config(true))], mapping, Some(kayenta_settings())).unwrap();
+    let run = replay(&spec, &failing, 24);
+    assert!(!run.reason.contains("critical metric errors"), "{}", run.reason);
+}

@@ -57,6 +57,11 @@ pub struct MetricConfig {
     /// Mean-ratio thresholds for a critical failure.
     #[serde(default = "unit_thresholds")]
     pub critical_effect_size: (f64, f64),
+    /// Classified and reported, but left out of the score (Kayenta's report-only metrics): no
+    /// group counts it, it fails nothing as critical, and it is not among the metrics whose NoData
+    /// share can force 0.
+    #[serde(default)]
+    pub muted: bool,
 }
 
 fn default_groups() -> Vec<String> {
@@ -154,15 +159,16 @@ impl Judge {
 
     /// Scores classified metrics into the run verdict.
     pub fn score(&self, configs: &[MetricConfig], metrics: Vec<Classification>) -> RunResult {
-        if let Some(failed) = metrics.iter().find(|m| m.critical_failure) {
+        let counted = || configs.iter().zip(&metrics).filter(|(c, _)| !c.muted).map(|(_, m)| m);
+        if let Some(failed) = counted().find(|m| m.critical_failure) {
             return RunResult { score: 0.0, verdict: Verdict::Fail, reason: Some(format!("critical metric {} was {:?}", failed.metric, failed.label)), metrics };
         }
-        let no_data = metrics.iter().filter(|m| m.label == Label::NoData).count();
-        if !metrics.is_empty() && no_data * 100 >= metrics.len() * 50 {
+        let (no_data, total) = (counted().filter(|m| m.label == Label::NoData).count(), counted().count());
+        if total > 0 && no_data * 100 >= total * 50 {
             return RunResult { score: 0.0, verdict: Verdict::Fail, reason: Some("50% or more metrics returned NODATA".into()), metrics };
         }
         let mut groups: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
-        for (config, metric) in configs.iter().zip(&metrics) {
+        for (config, metric) in configs.iter().zip(&metrics).filter(|(c, _)| !c.muted) {
             for group in &config.groups {
                 let entry = groups.entry(group).or_default();
                 match metric.label {
@@ -213,6 +219,7 @@ mod tests {
             must_have_data: false,
             effect_size: unit_thresholds(),
             critical_effect_size: unit_thresholds(),
+            muted: false,
         }
     }
 
