@@ -214,6 +214,15 @@ fn execute(command: Command) -> Result<i32, Error> {
                 for c in &spec.controllers {
                     println!("  controller to emulate: {}", c.title());
                 }
+                let survey = &prepared.survey;
+                let per_hour = run::requests_per_hour(survey.rows_in_window, survey.first, survey.last);
+                for note in spec.traffic_notes(per_hour, prepared.scenario.scoring.latency_sample, prepared.scenario.policy.ramp.check_every) {
+                    if note.sparse {
+                        eprintln!("warning: {}", note.text);
+                    } else {
+                        println!("  {}", note.text);
+                    }
+                }
             }
             Ok(exit::PROMOTE)
         }

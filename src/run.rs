@@ -15,6 +15,7 @@ use crate::oracle;
 use crate::report::{self, Summary, Timings};
 use crate::runtime::{self, Runtime, RuntimeOptions};
 use crate::scenario::{self, Scenario};
+use crate::time::Micros;
 use crate::score::{self, cache::CacheDir, model::Model, probe::FirstRows, Scored};
 
 /// Options of `run` beyond the scenario.
@@ -419,7 +420,14 @@ pub fn emulate_controllers(spec: &ControllerSpec, setup: &Setup, replay: &Replay
     let (run, grade, exposure) = policy;
     let policy = report::controllers::Verdict::new(who.to_string(), run, grade, exposure);
     let comparison = emulated.iter().map(|e| report::controllers::compare(&policy, &e.verdict)).collect();
-    Ok(report::controllers::Controllers { policy, emulated, comparison })
+    let notes = spec.traffic_notes(requests_per_hour(replay.rows, replay.first, replay.last), latency_sample, setup.policy.ramp.check_every);
+    let query_traffic = notes.into_iter().map(|n| if n.sparse { format!("warning: {}", n.text) } else { n.text }).collect();
+    Ok(report::controllers::Controllers { policy, emulated, comparison, query_traffic })
+}
+
+/// `rows` requests from `first` to `last`, an hour (over at least an hour).
+pub fn requests_per_hour(rows: u64, first: Micros, last: Micros) -> f64 {
+    rows as f64 / ((last - first) as f64 / 3_600e6).max(1.0)
 }
 
 /// Simulates the policy and grades the outcome against the oracle.

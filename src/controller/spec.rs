@@ -202,6 +202,18 @@ impl Controller {
     }
 }
 
+/// What one controller metric's queries see ([`Spec::traffic_notes`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrafficNote {
+    pub text: String,
+    /// Fewer than [`SPARSE_QUERY`] candidate requests a window: a warning.
+    pub sparse: bool,
+}
+
+/// Candidate requests a query window should hold for a rate or quantile over it to mean much;
+/// fewer, and `check` and the report warn.
+pub const SPARSE_QUERY: f64 = 30.0;
+
 /// The validated `[controller]` section.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -220,6 +232,60 @@ impl Spec {
         let weights = self.controllers.iter().flat_map(|c| c.weights(self)).collect();
         let metrics = self.controllers.iter().flat_map(|c| c.metric_names()).filter_map(|name| self.mapping_of(&name)).map(|m| m.metric).collect();
         (weights, metrics)
+    }
+
+    /// Per controller metric, the window one query reads: the mapping's `window`, else the query's
+    /// range selector or the metric's interval (Argo), the analysis interval (Flagger), the series
+    /// step (Kayenta); `default_window` where none says.
+    pub fn query_windows(&self, default_window: Micros) -> Vec<(String, String, Micros)> {
+        let mut out = Vec::new();
+        for c in &self.controllers {
+            let windows: Vec<(&str, Micros)> = match c {
+                Controller::Argo(r) => r.metrics().map(|m| (m.name.as_str(), m.lookback.or(m.interval).unwrap_or(default_window))).collect(),
+                Controller::Flagger(f) => f.metrics.iter().map(|m| (m.name.as_str(), m.interval)).collect(),
+                Controller::Kayenta(k) => k.metrics.iter().map(|m| (m.config.name.as_str(), self.kayenta.as_ref().map_or(default_window, |s| s.step))).collect(),
+            };
+            for (name, window) in windows {
+                let window = self.mapping_of(name).and_then(|m| m.window).unwrap_or(window);
+                if !out.iter().any(|(o, n, _): &(String, String, Micros)| *o == c.owner() && n == name) {
+                    out.push((c.owner(), name.to_string(), window));
+                }
+            }
+        }
+        out
+    }
+
+    /// What each controller metric's queries see at the log's traffic (`per_hour` requests an
+    /// hour, latency measured on `latency_sample` of them): the candidate's requests expected in
+    /// one query window at the controller's first canary weight, and a warning where that is too
+    /// few — the live controller would see no data, or a rate of a handful of requests, and fail
+    /// or stall on it within minutes, as the emulation then does.
+    pub fn traffic_notes(&self, per_hour: f64, latency_sample: f64, default_window: Micros) -> Vec<TrafficNote> {
+        let mut notes = Vec::new();
+        for (owner, name, window) in self.query_windows(default_window) {
+            let Some(controller) = self.controllers.iter().find(|c| c.owner() == owner) else { continue };
+            let Some(mapping) = self.mapping_of(&name) else { continue };
+            let weight = controller.weights(self).into_iter().find(|w| *w > 0.0).unwrap_or(1.0);
+            let latency = mapping.metric.name().starts_with("latency");
+            let measured = if latency { latency_sample } else { 1.0 };
+            let expected = per_hour * window as f64 / 3_600e6 * weight * measured;
+            let what = if latency { "requests with a measured latency" } else { "requests" };
+            let base = format!(
+                "{owner}: metric \"{name}\" ({}) queries {} at a time: about {expected:.1} candidate {what} a window at {:.0}% of this log's {per_hour:.0} requests an hour",
+                mapping.metric.name(),
+                crate::time::format_duration(window),
+                weight * 100.0
+            );
+            let text = if expected < 1.0 {
+                format!("{base}; most windows hold none, so the query returns no data and the controller errors or waits, as the real one would on this traffic (widen the query window, or map the metric with a longer `window`)")
+            } else if expected < SPARSE_QUERY {
+                format!("{base}; a rate or quantile over so few swings widely, so the condition can fail or pass by chance")
+            } else {
+                base
+            };
+            notes.push(TrafficNote { text, sparse: expected < SPARSE_QUERY });
+        }
+        notes
     }
 
     /// The mapping of a controller metric (Flagger's built-in metrics have defaults).

@@ -574,3 +574,21 @@ fn kayenta_muted_metrics_are_left_out_of_the_score() {
     let run = replay(&spec, &failing, 24);
     assert!(!run.reason.contains("critical metric errors"), "{}", run.reason);
 }
+
+/// Issue 18, item 4: each controller metric's query window, and the candidate requests it holds at
+/// the log's traffic — a 1-minute Flagger check at 10% of 900 requests a day sees none.
+#[test]
+fn sparse_traffic_is_said_per_controller_metric() {
+    let canary = "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    interval: 1m\n    stepWeight: 10\n    maxWeight: 50\n    metrics:\n      - name: errors\n        interval: 1m\n        thresholdRange: {max: 1}\n      - name: request-duration\n        interval: 1h\n        thresholdRange: {max: 500}\n";
+    let spec = load(&[("c.yaml", canary)], errors_mapping(), None).unwrap();
+    let windows = spec.query_windows(HOUR);
+    assert_eq!(windows, vec![("Canary c".to_string(), "errors".to_string(), 60_000_000), ("Canary c".to_string(), "request-duration".to_string(), HOUR)]);
+    // 900 requests a day: 37.5 an hour; 10% of a minute of it is 0.06 requests.
+    let notes = spec.traffic_notes(37.5, 0.01, HOUR);
+    assert!(notes[0].sparse && notes[0].text.contains("about 0.1 candidate requests a window at 10%") && notes[0].text.contains("returns no data"), "{notes:?}");
+    // Latency is measured on 1% of requests: 0.04 a window.
+    assert!(notes[1].sparse && notes[1].text.contains("requests with a measured latency"), "{notes:?}");
+    // At 100,000 requests an hour a minute holds 167 candidate requests: no warning.
+    let busy = spec.traffic_notes(100_000.0, 1.0, HOUR);
+    assert!(!busy[0].sparse && busy[0].text.contains("about 166.7 candidate requests"), "{busy:?}");
+}

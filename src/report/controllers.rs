@@ -88,6 +88,10 @@ pub struct Controllers {
     pub emulated: Vec<ControllerSummary>,
     /// One sentence per controller: which would have served users better, with the numbers.
     pub comparison: Vec<String>,
+    /// Per controller metric, the candidate requests one query window holds at this log's
+    /// traffic, with a warning where they are too few ([`crate::controller::spec::Spec::traffic_notes`]).
+    #[serde(default)]
+    pub query_traffic: Vec<String>,
 }
 
 /// `latency_sample`: the share of requests whose latency was measured.
@@ -192,6 +196,13 @@ pub fn section(s: &mut String, c: &Controllers, chart: Option<&super::charts::Ch
         let _ = writeln!(s, "<li>{}</li>", escape(line));
     }
     let _ = writeln!(s, "</ul>");
+    if !c.query_traffic.is_empty() {
+        let _ = writeln!(s, "<p>What each controller metric's queries see at this log's traffic:</p><ul>");
+        for line in &c.query_traffic {
+            let _ = writeln!(s, "<li>{}</li>", escape(line));
+        }
+        let _ = writeln!(s, "</ul>");
+    }
     for e in &c.emulated {
         let _ = writeln!(s, "<h3>{}</h3>", escape(&e.verdict.who));
         let _ = writeln!(s, "<p><strong>{}</strong> at {}: {}</p>", escape(&e.verdict.outcome.replace('_', " ")), escape(&e.verdict.decided_at), escape(&e.verdict.reason));
@@ -212,6 +223,9 @@ pub fn section(s: &mut String, c: &Controllers, chart: Option<&super::charts::Ch
 /// The printed lines.
 pub fn print(s: &mut String, c: &Controllers) {
     let _ = writeln!(s, "\nYour live controllers, emulated on the same traffic (graded by the same oracle):");
+    for line in c.query_traffic.iter().filter(|l| l.starts_with("warning: ")) {
+        let _ = writeln!(s, "  {line}");
+    }
     let p = &c.policy;
     let _ = writeln!(s, "  {}: {}, {}; {} requests served by a truly regressed candidate", p.who, p.outcome.replace('_', " "), p.grade.replace('_', " "), p.harm());
     for e in &c.emulated {
