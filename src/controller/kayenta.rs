@@ -209,7 +209,7 @@ pub fn emulate(config: &CanaryConfig, spec: &Spec, probe: &Probe, origin: Micros
     };
     let judge = Judge { group_weights: config.group_weights.clone(), pass_threshold: pass, marginal_threshold: marginal, ..Judge::default() };
     let configs: Vec<MetricConfig> = config.metrics.iter().map(|m| m.config.clone()).collect();
-    let mappings: Vec<Mapping> = config.metrics.iter().map(|m| spec.mapping_of(&m.config.name).expect("validated: every metric is mapped")).collect();
+    let mappings: Vec<Mapping> = config.metrics.iter().map(|m| spec.mapping_of(&config.file, &m.config.name).expect("validated: every metric is mapped")).collect();
     let mut events = Events::default();
     let mut schedule = Schedule::default();
     schedule.set(origin, settings.weight);

@@ -332,11 +332,12 @@ struct AnalysisRun<'m> {
 }
 
 impl<'m> AnalysisRun<'m> {
-    fn start(what: &'static str, metrics: &'m [ArgoMetric], spec: &Spec, default_window: Micros, t: Micros) -> Self {
+    /// `file`: the Rollout's, whose metrics' mappings apply.
+    fn start(what: &'static str, metrics: &'m [ArgoMetric], spec: &Spec, file: &str, default_window: Micros, t: Micros) -> Self {
         let metrics = metrics
             .iter()
             .map(|m| {
-                let mapping = spec.mapping_of(&m.name).expect("validated: every metric is mapped");
+                let mapping = spec.mapping_of(file, &m.name).expect("validated: every metric is mapped");
                 let lookback = mapping.window.or(m.lookback).or(m.interval).unwrap_or(default_window);
                 MetricRun { m, mapping, lookback, result: MetricResult::default(), phase: Phase::Pending, next: Some(t + m.initial_delay) }
             })
@@ -418,7 +419,7 @@ pub fn emulate(ro: &Rollout, spec: &Spec, probe: &Probe, origin: Micros, end: Mi
                 if background.is_none() {
                     if let Some((metrics, start)) = &ro.background {
                         if step >= *start {
-                            background = Some(AnalysisRun::start("background analysis", metrics, spec, default_window, t));
+                            background = Some(AnalysisRun::start("background analysis", metrics, spec, &ro.file, default_window, t));
                             events.push(t, &schedule, format!("background analysis starts at step {step}"));
                         }
                     }
@@ -452,7 +453,7 @@ pub fn emulate(ro: &Rollout, spec: &Spec, probe: &Probe, origin: Micros, end: Mi
                     Step::Analysis(metrics) => {
                         let run = inline.get_or_insert_with(|| {
                             events.push(t, &schedule, format!("step {step}: analysis starts"));
-                            AnalysisRun::start("analysis", metrics, spec, default_window, t)
+                            AnalysisRun::start("analysis", metrics, spec, &ro.file, default_window, t)
                         });
                         match run.phase() {
                             Phase::Successful => {

@@ -182,6 +182,15 @@ impl Controller {
         }
     }
 
+    /// The file it was read from, as listed.
+    pub fn file(&self) -> &str {
+        match self {
+            Controller::Argo(r) => &r.file,
+            Controller::Flagger(c) => &c.file,
+            Controller::Kayenta(k) => &k.file,
+        }
+    }
+
     /// "Rollout x", "Canary x", "canary config x": the resource, for messages.
     pub fn owner(&self) -> String {
         match self {
@@ -230,7 +239,7 @@ impl Spec {
     /// read: what the fast path's index must cut at and keep for them.
     pub fn reads(&self) -> (Vec<f64>, Vec<Metric>) {
         let weights = self.controllers.iter().flat_map(|c| c.weights(self)).collect();
-        let metrics = self.controllers.iter().flat_map(|c| c.metric_names()).filter_map(|name| self.mapping_of(&name)).map(|m| m.metric).collect();
+        let metrics = self.controllers.iter().flat_map(|c| c.metric_names().into_iter().filter_map(|name| self.mapping_of(c.file(), &name))).map(|m| m.metric).collect();
         (weights, metrics)
     }
 
@@ -246,7 +255,7 @@ impl Spec {
                 Controller::Kayenta(k) => k.metrics.iter().map(|m| (m.config.name.as_str(), self.kayenta.as_ref().map_or(default_window, |s| s.step))).collect(),
             };
             for (name, window) in windows {
-                let window = self.mapping_of(name).and_then(|m| m.window).unwrap_or(window);
+                let window = self.mapping_of(c.file(), name).and_then(|m| m.window).unwrap_or(window);
                 if !out.iter().any(|(o, n, _): &(String, String, Micros)| *o == c.owner() && n == name) {
                     out.push((c.owner(), name.to_string(), window));
                 }
@@ -264,7 +273,7 @@ impl Spec {
         let mut notes = Vec::new();
         for (owner, name, window) in self.query_windows(default_window) {
             let Some(controller) = self.controllers.iter().find(|c| c.owner() == owner) else { continue };
-            let Some(mapping) = self.mapping_of(&name) else { continue };
+            let Some(mapping) = self.mapping_of(controller.file(), &name) else { continue };
             let weight = controller.weights(self).into_iter().find(|w| *w > 0.0).unwrap_or(1.0);
             let latency = mapping.metric.name().starts_with("latency");
             let measured = if latency { latency_sample } else { 1.0 };
@@ -288,9 +297,15 @@ impl Spec {
         notes
     }
 
-    /// The mapping of a controller metric (Flagger's built-in metrics have defaults).
-    pub fn mapping_of(&self, name: &str) -> Option<Mapping> {
-        self.mapping.get(name).cloned().or_else(|| flagger::builtin(name))
+    /// The mapping of metric `name` of the controller in `file`: `"<file>:<name>"` (the file as
+    /// listed, or its name alone) first, so two controllers' metrics of one name — a latency in ms
+    /// and one in s — can map apart; then `name`; then Flagger's built-in metrics.
+    pub fn mapping_of(&self, file: &str, name: &str) -> Option<Mapping> {
+        let base = Path::new(file).file_name().and_then(|f| f.to_str()).unwrap_or(file);
+        [format!("{file}:{name}"), format!("{base}:{name}"), name.to_string()]
+            .iter()
+            .find_map(|key| self.mapping.get(key).cloned())
+            .or_else(|| flagger::builtin(name))
     }
 }
 
@@ -514,9 +529,9 @@ impl Loaded {
     fn read_kayenta(&mut self, r: &mut Reader, json: &serde_json::Value) {
         if let Some(config) = json.get("canaryConfig") {
             if let Some(request) = json.get("executionRequest").filter(|e| e.get("thresholds").is_some()) {
-                self.thresholds = kayenta::thresholds(&mut Reader { file: format!("{}: executionRequest", r.file), problems: r.problems }, request);
+                self.thresholds = kayenta::thresholds(r, request);
             }
-            self.kayenta.extend(kayenta::read(&mut Reader { file: format!("{}: canaryConfig", r.file), problems: r.problems }, config));
+            self.kayenta.extend(kayenta::read(r, config));
         } else if json.get("thresholds").is_some() {
             self.thresholds = kayenta::thresholds(r, json);
         } else {
@@ -709,7 +724,7 @@ pub fn metric_for(name: &str) -> &'static str {
 fn unmapped(r: &mut Reader, spec: &Spec, controller: &Controller) {
     let owner = controller.owner();
     for name in controller.metric_names() {
-        if spec.mapping_of(&name).is_none() {
+        if spec.mapping_of(controller.file(), &name).is_none() {
             let known: Vec<&str> = spec.mapping.keys().map(String::as_str).collect();
             let hint = did_you_mean(&name, known.iter().copied()).map_or(String::new(), |k| format!(" (a mapping named \"{k}\" exists: a typo?)"));
             let metric = metric_for(&name);

@@ -592,3 +592,21 @@ fn sparse_traffic_is_said_per_controller_metric() {
     let busy = spec.traffic_notes(100_000.0, 1.0, HOUR);
     assert!(!busy[0].sparse && busy[0].text.contains("about 166.7 candidate requests"), "{busy:?}");
 }
+
+/// Issue 18, item 5: two controllers' metrics of one name map apart with `"<file>:<name>"`
+/// mappings (the file as listed or its name alone); the bare name still maps the others.
+#[test]
+fn metric_mappings_can_be_per_file() {
+    let canary = |name: &str| format!("kind: Canary\nmetadata: {{name: {name}}}\nspec:\n  analysis:\n    interval: 1h\n    stepWeight: 10\n    metrics:\n      - name: latency\n        thresholdRange: {{max: 500}}\n");
+    let mapping = |metric: &str, scale: f64| RawMapping { metric: metric.into(), arm: None, scale: Some(scale), offset: None, window: None };
+    let mut metrics = errors_mapping();
+    metrics.insert("latency".into(), mapping("latency_mean", 1.0));
+    metrics.insert("seconds.yaml:latency".into(), mapping("latency_p99", 0.001));
+    let spec = load(&[("ms.yaml", &canary("ms")), ("seconds.yaml", &canary("s"))], metrics, None).unwrap();
+    let ms = spec.mapping_of("ms.yaml", "latency").unwrap();
+    let s = spec.mapping_of("seconds.yaml", "latency").unwrap();
+    assert_eq!((ms.metric.name(), ms.scale), ("latency_mean", 1.0));
+    assert_eq!((s.metric.name(), s.scale), ("latency_p99", 0.001));
+    // Listed with a folder, the file's name alone still keys it.
+    assert_eq!(spec.mapping_of("controllers/seconds.yaml", "latency").unwrap().metric.name(), "latency_p99");
+}
