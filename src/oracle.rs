@@ -23,7 +23,9 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::ingest::Layout;
-use crate::score::cache::{CANDIDATE_ERROR, CANDIDATE_LATENCY, CANDIDATE_SCORE, STABLE_ERROR, STABLE_LATENCY, STABLE_SCORE};
+use crate::policy::Fault;
+use crate::score::cache::{CANDIDATE_ERROR, CANDIDATE_LATENCY, CANDIDATE_MISSING, CANDIDATE_SCORE, STABLE_ERROR, STABLE_LATENCY, STABLE_MISSING, STABLE_SCORE};
+use crate::simulate::replay::{apply_faults, Output, Request};
 use crate::simulate::metrics::LatencySketch;
 use crate::stats::sketch::{self, Binning, Histogram};
 
@@ -322,9 +324,22 @@ impl Sums {
     }
 }
 
+/// The scenario's faults, for an oracle of what users were served.
+pub struct Injected<'a> {
+    pub faults: &'a [Fault],
+    /// Whether every label is 0 or 1 ([`crate::simulate::replay::Replay::binary`]).
+    pub binary: bool,
+}
+
+/// What an injected error says where the model itself returned none.
+const INJECTED_ERROR: &str = "injected fault";
+
 /// Computes the oracle from score-cache files (parts or a run's `scores.parquet`), whose scores of
-/// both models lie in `score_range` ([`crate::simulate::replay::Replay::scan`] found it).
-pub fn compute(files: &[impl AsRef<Path>], layout: &Layout, score_range: (f64, f64)) -> Result<Oracle> {
+/// both models lie in `score_range` ([`crate::simulate::replay::Replay::scan`] found it): of what
+/// users were served, the scenario's faults applied, when `injected` gives them; of the models
+/// as they are otherwise.
+pub fn compute(files: &[impl AsRef<Path>], layout: &Layout, score_range: (f64, f64), injected: Option<&Injected>) -> Result<Oracle> {
+    let injected = injected.filter(|i| !i.faults.is_empty());
     let (lo, hi) = score_range;
     let binning = Binning::new(lo, hi);
     let mut charts = ChartSums::new(lo, hi);
@@ -334,9 +349,12 @@ pub fn compute(files: &[impl AsRef<Path>], layout: &Layout, score_range: (f64, f
     // Only the columns it reads: ids, times and the missing-feature scores are not decoded.
     let mut wanted = vec![STABLE_SCORE, CANDIDATE_SCORE, STABLE_ERROR, CANDIDATE_ERROR, STABLE_LATENCY, CANDIDATE_LATENCY];
     wanted.extend(layout.segments.iter().map(String::as_str).chain(layout.label.as_deref()));
+    if injected.is_some() {
+        wanted.extend([layout.time.as_str(), layout.id.as_str(), STABLE_MISSING, CANDIDATE_MISSING]);
+    }
     let files: Vec<&Path> = files.iter().map(AsRef::as_ref).collect();
     crate::simulate::replay::for_each_batch(&files, None, Some(&wanted), |_, batch| {
-        let columns = Columns::of(batch, layout)?;
+        let columns = Columns::of(batch, layout, injected)?;
         for i in 0..batch.num_rows() {
             let row = columns.row(i, &binning);
             if let Some(y) = row.label {
@@ -380,26 +398,68 @@ struct Columns<'a> {
     errors: [&'a StringArray; 2],
     latency: [&'a Float64Array; 2],
     segments: Vec<&'a StringArray>,
+    segments_named: &'a [String],
+    /// With faults to apply: them, and the columns they read.
+    injected: Option<(&'a Injected<'a>, FaultColumns<'a>)>,
+}
+
+/// The columns faults read beyond the oracle's own.
+struct FaultColumns<'a> {
+    time: &'a arrow::array::PrimitiveArray<arrow::datatypes::TimestampMicrosecondType>,
+    id: &'a StringArray,
+    missing: Option<[&'a Float64Array; 2]>,
 }
 
 impl<'a> Columns<'a> {
-    fn of(batch: &'a RecordBatch, layout: &Layout) -> Result<Self> {
+    fn of(batch: &'a RecordBatch, layout: &'a Layout, injected: Option<&'a Injected<'a>>) -> Result<Self> {
         let get = |name: &str| batch.column_by_name(name).ok_or_else(|| Error::Internal(format!("the score cache has no column {name}")));
         let f64s = |name: &str| -> Result<&'a Float64Array> { Ok(get(name)?.as_primitive::<Float64Type>()) };
         let strs = |name: &str| -> Result<&'a StringArray> { Ok(get(name)?.as_string::<i32>()) };
+        let injected = match injected {
+            Some(injected) => Some((
+                injected,
+                FaultColumns {
+                    time: get(&layout.time)?.as_primitive(),
+                    id: strs(&layout.id)?,
+                    missing: match (batch.column_by_name(STABLE_MISSING), batch.column_by_name(CANDIDATE_MISSING)) {
+                        (Some(s), Some(c)) => Some([s.as_primitive(), c.as_primitive()]),
+                        _ => None,
+                    },
+                },
+            )),
+            None => None,
+        };
         Ok(Self {
             label: layout.label.as_deref().map(f64s).transpose()?,
             scores: [f64s(STABLE_SCORE)?, f64s(CANDIDATE_SCORE)?],
             errors: [strs(STABLE_ERROR)?, strs(CANDIDATE_ERROR)?],
             latency: [f64s(STABLE_LATENCY)?, f64s(CANDIDATE_LATENCY)?],
             segments: layout.segments.iter().map(|s| strs(s)).collect::<Result<_>>()?,
+            segments_named: &layout.segments,
+            injected,
         })
     }
 
     fn row(&self, i: usize, binning: &Binning) -> Row<'a> {
         let f = |a: &Float64Array| a.is_valid(i).then(|| a.value(i));
         let label = self.label.and_then(f).filter(|y| y.is_finite());
-        let scores = [f(self.scores[0]), f(self.scores[1])];
+        let mut errors = [0, 1].map(|m| self.errors[m].is_valid(i).then(|| self.errors[m].value(i)));
+        let mut latency = [f(self.latency[0]), f(self.latency[1])];
+        let mut scores = [f(self.scores[0]), f(self.scores[1])];
+        if let Some((injected, c)) = &self.injected {
+            // What users were served: the scenario's faults applied as the replay applies them.
+            let id = if c.id.is_valid(i) { c.id.value(i) } else { "" };
+            let segment = |column: &str| self.segments_named.iter().position(|n| n == column).map(|k| if self.segments[k].is_valid(i) { self.segments[k].value(i) } else { "(null)" });
+            let missing = c.missing.map(|missing| [0, 1].map(|m| missing[m].is_valid(i).then(|| missing[m].value(i))));
+            let mut outputs = [0, 1].map(|m| Output { error: errors[m].is_some(), score: scores[m], latency_ms: latency[m].map(|us| us / 1000.0) });
+            let request = Request { time: c.time.value(i), id, segment: &segment, binary: injected.binary, missing };
+            apply_faults(injected.faults, request, &mut outputs);
+            for (m, out) in outputs.iter().enumerate() {
+                errors[m] = errors[m].or(out.error.then_some(INJECTED_ERROR));
+                latency[m] = out.latency_ms.map(|ms| ms * 1000.0);
+                scores[m] = out.score;
+            }
+        }
         let both = scores[0].is_some() && scores[1].is_some();
         let paired = both && label.is_some();
         let models = [0, 1].map(|m| {
@@ -417,12 +477,7 @@ impl<'a> Columns<'a> {
                 }
                 _ => None,
             };
-            ModelRow {
-                error: self.errors[m].is_valid(i).then(|| self.errors[m].value(i)),
-                latency: f(self.latency[m]),
-                score,
-                terms,
-            }
+            ModelRow { error: errors[m], latency: latency[m], score, terms }
         });
         Row { label, both, paired, models }
     }

@@ -385,3 +385,25 @@ fn live_controllers_are_emulated_and_graded_next_to_the_policy() {
     let again = replay("scenarios/incidents/errors.toml", false);
     assert_eq!(canary_replay::report::to_json(&again.summary.controllers), canary_replay::report::to_json(&out.summary.controllers));
 }
+
+/// Issue 18, item 7: the oracle's model comparison shows what users were served — the injected
+/// faults applied, as the grade sees them — and the models themselves beside it.
+#[test]
+fn the_oracle_shows_the_served_traffic_with_faults_and_the_clean_models_beside() {
+    // 20% of the candidate's requests fail from 2013-09-05 (four days into a four-month window).
+    let errors = replay("scenarios/incidents/errors.toml", false).summary;
+    let served = errors.oracle.overall.candidate.error_rate;
+    assert!((0.17..0.2).contains(&served), "candidate error rate as served: {served}");
+    assert_eq!(errors.oracle.overall.stable.error_rate, 0.0);
+    let clean = errors.oracle_clean.as_ref().expect("faults: the clean comparison too");
+    assert_eq!(clean.candidate.error_rate, 0.0);
+    assert_eq!(errors.oracle.overall.candidate.first_error.as_deref(), Some("injected fault"));
+    // A score shift on UA's requests shows in the served log loss, not in the clean one.
+    let shift = replay("scenarios/incidents/score-shift-ua.toml", false).summary;
+    let (served, clean) = (shift.oracle.overall.difference["log_loss"], shift.oracle_clean.as_ref().unwrap().difference["log_loss"]);
+    assert!(served > clean + 0.005, "log loss difference served {served} vs clean {clean}");
+    let ua = shift.oracle.segments["carrier"]["UA"].difference["log_loss"];
+    assert!(ua > 0.05, "UA's log loss difference as served: {ua}");
+    // Without faults there is one comparison.
+    assert!(replay("scenarios/flights-2013.toml", false).summary.oracle_clean.is_none());
+}

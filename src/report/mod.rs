@@ -61,7 +61,11 @@ pub struct Summary {
     pub faults: Vec<FaultInfo>,
     /// What the policy did, when, why, and whether it was right.
     pub simulation: simulation::Simulation,
+    /// The models on all traffic as users were served them: the scenario's faults applied.
     pub oracle: Oracle,
+    /// With faults: the models' own comparison on all traffic, without them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oracle_clean: Option<crate::oracle::Comparison>,
     /// The live controllers of `[controller]`, emulated and graded next to the policy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub controllers: Option<controllers::Controllers>,
@@ -297,6 +301,7 @@ pub fn summary(prepared: &Prepared, oracle: &Oracle, simulation: simulation::Sim
         faults: scenario.faults.iter().map(FaultInfo::of).collect(),
         simulation,
         oracle: oracle.clone(),
+        oracle_clean: None,
         controllers: None,
     })
 }

@@ -368,9 +368,18 @@ fn oracle(s: &mut String, view: &RunView, charts: &[&Chart]) {
         o.overall.rows,
         o.overall.paired_labelled
     );
+    if view.summary.oracle_clean.is_some() {
+        let _ = writeln!(s, "<p>As users were served: the scenario's injected faults applied, as the canary saw them.</p>");
+    }
     let _ = writeln!(s, "<table><tr><th>metric</th><th>stable</th><th>candidate</th><th>difference</th></tr>");
     comparison_rows(s, &o.overall);
     let _ = writeln!(s, "</table>");
+    if let Some(clean) = &view.summary.oracle_clean {
+        let _ = writeln!(s, "<p>The models themselves, without the injected faults:</p>");
+        let _ = writeln!(s, "<table><tr><th>metric</th><th>stable</th><th>candidate</th><th>difference</th></tr>");
+        comparison_rows(s, clean);
+        let _ = writeln!(s, "</table>");
+    }
     let _ = writeln!(
         s,
         "<p>Score drift between the models: PSI {}, Jensen-Shannon distance {}.</p>",

@@ -47,8 +47,13 @@ pub fn print_run(summary: &Summary, timings: &Timings, out_dir: &std::path::Path
     if let Some(c) = &summary.controllers {
         super::controllers::print(&mut s, c);
     }
-    let _ = writeln!(s, "\nThe models on all traffic (the oracle; {} task, {} labelled rows):", o.task, o.overall.paired_labelled);
+    let served = if summary.oracle_clean.is_some() { ", as users were served them with the injected faults" } else { "" };
+    let _ = writeln!(s, "\nThe models on all traffic{served} (the oracle; {} task, {} labelled rows):", o.task, o.overall.paired_labelled);
     write_comparison(&mut s, &o.overall);
+    if let Some(clean) = &summary.oracle_clean {
+        let _ = writeln!(s, "The models themselves, without the injected faults:");
+        write_comparison(&mut s, clean);
+    }
     for (column, values) in &o.segments {
         let mut worst: Vec<(&String, &Comparison)> = values.iter().collect();
         let key = if o.task == "regression" { "rmse" } else { "log_loss" };

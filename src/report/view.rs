@@ -42,6 +42,9 @@ pub struct SummaryView {
     pub faults: Vec<FaultView>,
     pub simulation: SimulationView,
     pub oracle: OracleView,
+    /// With faults: the models' own comparison, without them.
+    #[serde(default)]
+    pub oracle_clean: Option<ComparisonView>,
     #[serde(default)]
     pub controllers: Option<super::controllers::Controllers>,
     /// Absent in summaries written before `[output] scores` existed (every request was written).

@@ -294,7 +294,7 @@ impl Replay {
         let cell = self.cells.index[key.as_str()];
         let time = c.time.value(i);
         let missing = c.missing.map(|missing| [0, 1].map(|m| missing[m].is_valid(i).then(|| missing[m].value(i))));
-        apply_faults(time, cell, &mut outputs, &self.faults, &self.cells, id, self.binary, missing);
+        apply_faults(&self.faults, Request { time, id, segment: &|column| self.cells.value(cell, column), binary: self.binary, missing }, &mut outputs);
         Row::new(time, label, label_time, cell, hash::unit(salt, entity.as_bytes()), outputs)
     }
 
@@ -306,16 +306,28 @@ impl Replay {
     }
 }
 
-/// `missing`: each model's score computed without a `feature_missing` fault's feature (scored
-/// into the cache, where the fault applies).
-#[allow(clippy::too_many_arguments)]
-fn apply_faults(time: Micros, cell: u32, outputs: &mut [Output; 2], faults: &[Fault], cells: &Cells, id: &str, binary: bool, missing: Option<[Option<f64>; 2]>) {
+/// What the faults of a scenario look at in a request.
+pub(crate) struct Request<'a> {
+    pub time: Micros,
+    pub id: &'a str,
+    /// The request's value of a segment column.
+    pub segment: &'a dyn Fn(&str) -> Option<&'a str>,
+    /// Whether every label is 0 or 1 (a shifted probability stays in [0, 1]).
+    pub binary: bool,
+    /// Each model's score computed without a `feature_missing` fault's feature (scored into the
+    /// cache, where the fault applies).
+    pub missing: Option<[Option<f64>; 2]>,
+}
+
+/// The scenario's faults applied to what the models returned for a request: what users were served.
+pub(crate) fn apply_faults(faults: &[Fault], request: Request, outputs: &mut [Output; 2]) {
+    let Request { time, id, segment, binary, missing } = request;
     for (k, fault) in faults.iter().enumerate() {
         if !fault.active(time) {
             continue;
         }
         if let Some((column, value)) = &fault.segment {
-            if cells.value(cell, column) != Some(value.as_str()) {
+            if segment(column) != Some(value.as_str()) {
                 continue;
             }
         }
