@@ -322,7 +322,7 @@ struct Simulated<'a> {
 /// index, or row by row with the reference simulator (`--reference`).
 fn simulate<'a>(prepared: &'a Prepared, replay: &Replay, reference: bool) -> Result<Simulated<'a>> {
     let scenario = &prepared.scenario;
-    let setup = Setup::new(&scenario.policy, replay);
+    let setup = Setup::new(&scenario.policy, replay).graded(scenario.grading);
     let policy = &scenario.policy;
     let controllers = scenario.controller.as_ref().filter(|spec| !spec.controllers.is_empty());
     let latency_sample = scenario.scoring.latency_sample;

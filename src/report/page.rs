@@ -224,8 +224,9 @@ fn verdict(s: &mut String, view: &RunView) {
     let (class, words) = grade_words(&sim.grade.grade);
     let _ = writeln!(
         s,
-        "<section class=\"grade {class}\" id=\"grade\"><strong>Oracle's grade: {words}.</strong> Judged on all replayed traffic, where both models scored every request: {}.</section>",
-        escape(&sim.grade.explanation)
+        "<section class=\"grade {class}\" id=\"grade\"><strong>Oracle's grade: {words}.</strong> Judged on all replayed traffic, where both models scored every request: {}. {}</section>",
+        escape(&sim.grade.explanation),
+        cells_words(sim.grade.cells)
     );
     let e = &sim.exposure;
     let figures = [
@@ -524,6 +525,16 @@ fn provenance(s: &mut String, view: &RunView) {
     }
     row("latency", escape(&format!("{} ({}% of requests)", summary.latency.method, summary.latency.sample_share * 100.0)));
     let _ = writeln!(s, "</table></section>");
+}
+
+/// How "truly worse" was decided, in a sentence.
+pub(crate) fn cells_words(cells: crate::scenario::Grading) -> &'static str {
+    match cells {
+        crate::scenario::Grading::FamilyWise => {
+            "“Truly worse” is family-wise: Holm's step-down at 5% over every (gate, segment, window) cell the grade looked at (`[grading] cells = \"per_cell\"` judges each cell at a one-sided 5%)."
+        }
+        crate::scenario::Grading::PerCell => "“Truly worse” is per cell: each (gate, segment, window) at a one-sided 5%, uncorrected for how many the grade looked at.",
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,10 @@ pub fn print_run(summary: &Summary, timings: &Timings, out_dir: &std::path::Path
     };
     let _ = writeln!(s, "\n{verdict} at {} by {policy}, {} after the first request", sim.decided_at, sim.grade.time_to_decision);
     let _ = writeln!(s, "  why:   {}", sim.reason);
-    let _ = writeln!(s, "  grade: {} — {}", sim.grade.grade, sim.grade.explanation);
+    let _ = writeln!(s, "  grade: {} — {} ({})", sim.grade.grade, sim.grade.explanation, match sim.grade.cells {
+        crate::scenario::Grading::FamilyWise => "family-wise: Holm over the cells looked at",
+        crate::scenario::Grading::PerCell => "per cell, uncorrected",
+    });
     let e = &sim.exposure;
     let _ = write!(s, "  exposure: {} candidate requests before the decision ({:.1}% of traffic)", e.candidate_requests, 100.0 * e.candidate_share);
     if e.in_regressed_segments > 0 {

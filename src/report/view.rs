@@ -138,6 +138,13 @@ pub struct GradeView {
     pub explanation: String,
     pub findings: Vec<crate::simulate::grade::Finding>,
     pub time_to_decision: String,
+    /// Absent in runs written before grading was family-wise: per cell.
+    #[serde(default = "per_cell")]
+    pub cells: crate::scenario::Grading,
+}
+
+fn per_cell() -> crate::scenario::Grading {
+    crate::scenario::Grading::PerCell
 }
 
 #[derive(Debug, Deserialize)]

@@ -44,6 +44,19 @@ pub struct Scenario {
     pub raw_controller: Option<crate::controller::spec::RawController>,
     /// What `run` writes besides the reports.
     pub output: Output,
+    /// How the grade decides "truly worse" (`[grading] cells`).
+    pub grading: Grading,
+}
+
+/// How a grade decides which (gate, scope, window) cells the candidate truly breaks: each cell at a
+/// one-sided 5%, or family-wise — Holm's step-down over every cell the grade looks at, so that
+/// looking at gates × segments × weeks does not turn chance into findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grading {
+    #[default]
+    FamilyWise,
+    PerCell,
 }
 
 /// What `run` writes besides the reports.

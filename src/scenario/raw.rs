@@ -68,6 +68,16 @@ pub struct RawScenario {
     pub controller: Option<crate::controller::spec::RawController>,
     /// What `run` writes besides the reports: `scores.parquet` in full, sampled or not at all.
     pub output: Option<RawOutput>,
+    /// How the grade decides "truly worse".
+    pub grading: Option<RawGrading>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrading {
+    /// "family_wise" (default: Holm over every (gate, scope, window) cell a grade looks at) or
+    /// "per_cell" (each cell at a one-sided 5%).
+    pub cells: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::raw::{RawModel, RawOutput, RawScenario, RawScoring, RawTime, RawTraffic};
-use super::{Class, Duplicates, ModelSpec, Output, Role, Scenario, Scoring, ScoresFile, Traffic, Transform};
+use super::{Class, Duplicates, Grading, ModelSpec, Output, Role, Scenario, Scoring, ScoresFile, Traffic, Transform};
 use crate::error::Problem;
 use crate::policy::{self, Policy, RawPolicy, TrafficShape};
 use crate::time::{format_timestamp, parse_duration, Micros};
@@ -153,6 +153,14 @@ pub(super) fn validate(raw: RawScenario, file: &Path, problems: &mut Vec<Problem
             }
         }
     }
+    let grading = match raw.grading.as_ref().and_then(|g| g.cells.as_deref()) {
+        None | Some("family_wise") => Grading::FamilyWise,
+        Some("per_cell") => Grading::PerCell,
+        Some(other) => {
+            c.problem(&format!("grading.cells = \"{other}\""), "is not a way to grade", Some("use \"family_wise\" (the default: Holm over the cells a grade looks at) or \"per_cell\"".into()));
+            Grading::FamilyWise
+        }
+    };
     let controller = raw.controller.as_ref().and_then(|rc| crate::controller::spec::load(rc, c.dir, &c.file, policy.ramp.check_every, &traffic.segments, c.problems));
     if raw.traffic.label_time.is_some() && raw.traffic.label_delay.is_some() {
         warnings.push(format!("{}: traffic.label_delay is ignored because traffic.label_time is set", c.file));
@@ -173,6 +181,7 @@ pub(super) fn validate(raw: RawScenario, file: &Path, problems: &mut Vec<Problem
         controller,
         raw_controller: raw.controller,
         output,
+        grading,
     }
 }
 

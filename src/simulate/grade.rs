@@ -24,6 +24,7 @@ use super::metrics::drift_between;
 use super::window::WindowStats;
 use super::{round, Outcome, Run, Setup, Source};
 use crate::policy::GateKind;
+pub use crate::scenario::Grading;
 use crate::stats::guardrail::Better;
 use crate::time::{format_duration, format_timestamp, Micros};
 
@@ -48,6 +49,8 @@ pub struct Grade {
     /// Time from the first request to the decision.
     pub time_to_decision: String,
     pub time_to_decision_hours: f64,
+    /// How "truly worse" was decided over the cells the grade looked at.
+    pub cells: Grading,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -69,27 +72,88 @@ pub struct Exposure {
     pub after_decision_in_regressed_windows: u64,
 }
 
-/// Gates truly broken on [start, end).
+/// Gates truly broken on [start, end), as a family of its own.
 pub fn findings(setup: &Setup, source: &mut dyn Source, start: Micros, end: Micros) -> Vec<Finding> {
+    let tested = tested_cells(setup, source, start, end);
+    select(setup.grading, vec![tested]).into_iter().flatten().collect()
+}
+
+/// The cells of [start, end) that were tested, each as a [`Finding`] with its test.
+fn tested_cells(setup: &Setup, source: &mut dyn Source, start: Micros, end: Micros) -> Vec<(Finding, Test)> {
     if end <= start {
         return Vec::new();
     }
     let oracle = source.oracle(start, end);
     broken(setup, &oracle)
         .into_iter()
-        .map(|(g, scope, stable, candidate)| Finding {
-            gate: setup.policy.gates[g].name(),
-            scope: setup.scopes.scopes[scope].label(),
-            stable,
-            candidate,
-            start: format_timestamp(start),
-            end: format_timestamp(end),
+        .map(|c| {
+            let finding = Finding {
+                gate: setup.policy.gates[c.gate].name(),
+                scope: setup.scopes.scopes[c.scope].label(),
+                stable: c.stable,
+                candidate: c.candidate,
+                start: format_timestamp(start),
+                end: format_timestamp(end),
+            };
+            (finding, c.test)
         })
         .collect()
 }
 
-/// (gate, scope, stable value, candidate value) of every gate the candidate breaks on full traffic.
-fn broken(setup: &Setup, oracle: &WindowStats) -> Vec<(usize, usize, Option<f64>, Option<f64>)> {
+/// How a cell (gate, scope, window) was found broken or not.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Test {
+    /// A threshold or ratio gate: its bounds say, no chance involved.
+    Bounds(bool),
+    /// A non-inferiority or regression gate: the one-sided p-value of "beyond the margin".
+    Chance(f64),
+}
+
+/// One tested cell of a window.
+struct Cell {
+    gate: usize,
+    scope: usize,
+    stable: Option<f64>,
+    candidate: Option<f64>,
+    test: Test,
+}
+
+/// Which of the tested cells, per window, are truly broken: each at a one-sided 5% (per cell), or
+/// Holm's step-down over every cell with a p-value in all the windows together (family-wise), the
+/// threshold and ratio cells as their bounds say.
+fn select<T>(grading: Grading, windows: Vec<Vec<(T, Test)>>) -> Vec<Vec<T>> {
+    let threshold = match grading {
+        Grading::PerCell => ALPHA,
+        Grading::FamilyWise => {
+            let mut p: Vec<f64> = windows.iter().flatten().filter_map(|(_, t)| if let Test::Chance(p) = t { Some(*p) } else { None }).collect();
+            p.sort_by(f64::total_cmp);
+            let m = p.len();
+            // Holm: reject the k-th smallest while p₍k₎ ≤ α/(m − k); every p up to the last rejected.
+            let rejected = p.iter().enumerate().take_while(|(k, p)| **p <= ALPHA / (m - k) as f64).count();
+            if rejected == 0 { -1.0 } else { p[rejected - 1] }
+        }
+    };
+    windows
+        .into_iter()
+        .map(|cells| {
+            cells
+                .into_iter()
+                .filter(|(_, test)| match (grading, test) {
+                    (_, Test::Bounds(bad)) => *bad,
+                    (Grading::PerCell, Test::Chance(p)) => *p < threshold,
+                    (Grading::FamilyWise, Test::Chance(p)) => *p <= threshold,
+                })
+                .map(|(finding, _)| finding)
+                .collect()
+        })
+        .collect()
+}
+
+/// The level of "truly worse": a one-sided 5% per cell, or family-wise over a grade's cells.
+const ALPHA: f64 = 0.05;
+
+/// Every cell of the oracle's window a gate can judge, with its test (see [`Test`]).
+fn broken(setup: &Setup, oracle: &WindowStats) -> Vec<Cell> {
     let mut out = Vec::new();
     for (g, gate) in setup.policy.gates.iter().enumerate() {
         for scope in setup.scopes.for_columns(&gate.segments) {
@@ -108,30 +172,32 @@ fn broken(setup: &Setup, oracle: &WindowStats) -> Vec<(usize, usize, Option<f64>
                 (stable.value(gate.metric), candidate.value(gate.metric))
             };
             let outside = |v: f64, min: Option<f64>, max: Option<f64>| min.is_some_and(|m| v < m) || max.is_some_and(|m| v > m);
-            // Beyond the margin by more than chance on this much traffic (one-sided, 95%): a small
-            // segment's few hundred requests do not make a regression of a coin flip.
+            // The chance that a difference this far beyond the margin comes from noise on this much
+            // traffic: a small segment's few hundred requests do not make a regression of a coin flip.
             let beyond = |margin: f64| match (stable.estimate(gate.metric), candidate.estimate(gate.metric)) {
-                (Some((s, vs)), Some((c, vc))) => harm(gate.metric.better(), s, c) - margin * s.abs() > CHANCE * (vs + vc).sqrt(),
-                _ => false,
+                (Some((s, vs)), Some((c, vc))) => {
+                    let excess = harm(gate.metric.better(), s, c) - margin * s.abs();
+                    let sd = (vs + vc).sqrt();
+                    Some(Test::Chance(if sd > 0.0 { crate::stats::phi_upper(excess / sd) } else if excess > 0.0 { 0.0 } else { 1.0 }))
+                }
+                _ => None,
             };
-            let bad = match (gate.kind, s, c) {
-                (GateKind::Threshold { min, max }, _, Some(c)) => outside(c, min, max),
-                (GateKind::Ratio { min, max }, Some(s), Some(c)) => outside(if s != 0.0 { c / s } else if c == 0.0 { 1.0 } else { f64::INFINITY }, min, max),
+            let test = match (gate.kind, s, c) {
+                (GateKind::Threshold { min, max }, _, Some(c)) => Some(Test::Bounds(outside(c, min, max))),
+                (GateKind::Ratio { min, max }, Some(s), Some(c)) => Some(Test::Bounds(outside(if s != 0.0 { c / s } else if c == 0.0 { 1.0 } else { f64::INFINITY }, min, max))),
                 (GateKind::NonInferiority { margin }, Some(_), Some(_)) => beyond(margin),
                 (GateKind::Regression, Some(_), Some(_)) => beyond(0.0),
-                _ => false,
+                _ => None,
             };
-            if bad {
-                out.push((g, scope, s, c));
+            // Only cells that could be broken are tested: bounds met and estimates missing are not.
+            match test {
+                Some(Test::Bounds(false)) | None => {}
+                Some(test) => out.push(Cell { gate: g, scope, stable: s, candidate: c, test }),
             }
         }
     }
     out
 }
-
-/// z of a one-sided 95% bound: how far beyond the margin a difference on full traffic must be to
-/// count as a regression rather than chance.
-const CHANCE: f64 = 1.644_853_626_951_472_2;
 
 fn harm(better: Option<Better>, stable: f64, candidate: f64) -> f64 {
     match better {
@@ -141,18 +207,18 @@ fn harm(better: Option<Better>, stable: f64, candidate: f64) -> f64 {
     }
 }
 
-/// Findings over [start, end) as a whole and over each `width` of it.
+/// Findings over [start, end) as a whole and over each `width` of it, one family.
 fn findings_by_window(setup: &Setup, source: &mut dyn Source, start: Micros, end: Micros, width: Micros) -> Vec<Finding> {
-    let mut out = findings(setup, source, start, end);
+    let mut windows = vec![tested_cells(setup, source, start, end)];
     let mut a = start;
     while a < end && width > 0 {
         let b = (a + width).min(end);
         if (a, b) != (start, end) {
-            out.extend(findings(setup, source, a, b));
+            windows.push(tested_cells(setup, source, a, b));
         }
         a = b;
     }
-    out
+    select(setup.grading, windows).into_iter().flatten().collect()
 }
 
 pub fn grade(setup: &Setup, source: &mut dyn Source, run: &Run) -> Grade {
@@ -188,7 +254,7 @@ pub fn grade(setup: &Setup, source: &mut dyn Source, run: &Run) -> Grade {
             ("held", text, f)
         }
     };
-    Grade { grade, explanation, findings, time_to_decision, time_to_decision_hours: hours }
+    Grade { grade, explanation, findings, time_to_decision, time_to_decision_hours: hours, cells: setup.grading }
 }
 
 fn summary(findings: &[Finding]) -> String {
@@ -235,7 +301,8 @@ pub fn exposure(setup: &Setup, source: &mut dyn Source, run: &Run, grade: &Grade
     let (before, total) = served_before(setup, source, run);
     let regressed: Vec<usize> = {
         let oracle = source.oracle(run.origin, run.decided_at);
-        let mut scopes: Vec<usize> = broken(setup, &oracle).into_iter().map(|(_, scope, _, _)| scope).collect();
+        let cells = broken(setup, &oracle).into_iter().map(|c| (c.scope, c.test)).collect();
+        let mut scopes: Vec<usize> = select(setup.grading, vec![cells]).into_iter().flatten().collect();
         scopes.sort_unstable();
         scopes.dedup();
         scopes
@@ -290,5 +357,31 @@ pub fn exposure(setup: &Setup, source: &mut dyn Source, run: &Run, grade: &Grade
         candidate_requests_total: total,
         before_decision_in_regressed_windows: before_in_windows,
         after_decision_in_regressed_windows: after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 18, item 9: over 60 cells, one at p = 0.01 is a finding per cell (below 5%) but not
+    /// family-wise (Holm's first step asks p ≤ 0.05 / 60); one at p = 0.0005 is both; bounds cells
+    /// count as they are.
+    #[test]
+    fn family_wise_grading_corrects_for_the_cells_looked_at() {
+        let mut cells: Vec<(&str, Test)> = (0..57).map(|_| ("noise", Test::Chance(0.5))).collect();
+        cells.push(("weak", Test::Chance(0.01)));
+        cells.push(("strong", Test::Chance(0.0005)));
+        cells.push(("bounds", Test::Bounds(true)));
+        let found = |grading| select(grading, vec![cells.clone()]).concat();
+        assert_eq!(found(Grading::PerCell), vec!["weak", "strong", "bounds"]);
+        assert_eq!(found(Grading::FamilyWise), vec!["strong", "bounds"]);
+        // Holm steps down: with the strong cell rejected, the next is held to 0.05 / 59 — across
+        // windows alike, as one family.
+        let split = select(Grading::FamilyWise, vec![cells[..30].to_vec(), cells[30..].to_vec()]);
+        assert_eq!(split.concat(), vec!["strong", "bounds"]);
+        // A handful of cells: Holm rejects both small p-values (0.01 ≤ 0.05 / 2 after 0.0005 ≤ 0.05 / 3).
+        let few = vec![("weak", Test::Chance(0.01)), ("strong", Test::Chance(0.0005)), ("noise", Test::Chance(0.5))];
+        assert_eq!(select(Grading::FamilyWise, vec![few]).concat(), vec!["weak", "strong"]);
     }
 }

@@ -32,6 +32,7 @@ use self::metrics::{Scale, ScoreBins};
 use self::replay::Replay;
 use self::router::{Position, Router};
 use self::window::{Scopes, WindowStats};
+use crate::scenario::Grading;
 use crate::policy::{OnTimeout, Policy, Window};
 use crate::time::{format_approx, format_duration, Micros};
 
@@ -137,6 +138,8 @@ pub struct Setup<'a> {
     pub end: Micros,
     /// Compute only what decides (see [`Setup::decisions_only`]).
     decisions_only: bool,
+    /// How the grade decides "truly worse".
+    pub grading: Grading,
 }
 
 impl<'a> Setup<'a> {
@@ -161,7 +164,14 @@ impl<'a> Setup<'a> {
             origin: replay.first,
             end,
             decisions_only: false,
+            grading: Grading::default(),
         }
+    }
+
+    /// Grades with `grading` (family-wise by default).
+    pub fn graded(mut self, grading: Grading) -> Self {
+        self.grading = grading;
+        self
     }
 
     /// Simulates for the decision alone, as a policy search needs: only the checks that did
