@@ -246,8 +246,8 @@ impl Spec {
     /// Per controller metric, the window one query reads: the mapping's `window`, else the query's
     /// range selector or the metric's interval (Argo), the analysis interval (Flagger), the series
     /// step (Kayenta); `default_window` where none says.
-    pub fn query_windows(&self, default_window: Micros) -> Vec<(String, String, Micros)> {
-        let mut out = Vec::new();
+    pub fn query_windows(&self, default_window: Micros) -> Vec<(&Controller, String, Micros)> {
+        let mut out: Vec<(&Controller, String, Micros)> = Vec::new();
         for c in &self.controllers {
             let windows: Vec<(&str, Micros)> = match c {
                 Controller::Argo(r) => r.metrics().map(|m| (m.name.as_str(), m.lookback.or(m.interval).unwrap_or(default_window))).collect(),
@@ -256,8 +256,8 @@ impl Spec {
             };
             for (name, window) in windows {
                 let window = self.mapping_of(c.file(), name).and_then(|m| m.window).unwrap_or(window);
-                if !out.iter().any(|(o, n, _): &(String, String, Micros)| *o == c.owner() && n == name) {
-                    out.push((c.owner(), name.to_string(), window));
+                if !out.iter().any(|(o, n, _)| std::ptr::eq(*o, c) && n == name) {
+                    out.push((c, name.to_string(), window));
                 }
             }
         }
@@ -271,9 +271,9 @@ impl Spec {
     /// or stall on it within minutes, as the emulation then does.
     pub fn traffic_notes(&self, per_hour: f64, latency_sample: f64, default_window: Micros) -> Vec<TrafficNote> {
         let mut notes = Vec::new();
-        for (owner, name, window) in self.query_windows(default_window) {
-            let Some(controller) = self.controllers.iter().find(|c| c.owner() == owner) else { continue };
+        for (controller, name, window) in self.query_windows(default_window) {
             let Some(mapping) = self.mapping_of(controller.file(), &name) else { continue };
+            let owner = controller.owner();
             let weight = controller.weights(self).into_iter().find(|w| *w > 0.0).unwrap_or(1.0);
             let latency = mapping.metric.name().starts_with("latency");
             let measured = if latency { latency_sample } else { 1.0 };

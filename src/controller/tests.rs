@@ -581,7 +581,7 @@ fn kayenta_muted_metrics_are_left_out_of_the_score() {
 fn sparse_traffic_is_said_per_controller_metric() {
     let canary = "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    interval: 1m\n    stepWeight: 10\n    maxWeight: 50\n    metrics:\n      - name: errors\n        interval: 1m\n        thresholdRange: {max: 1}\n      - name: request-duration\n        interval: 1h\n        thresholdRange: {max: 500}\n";
     let spec = load(&[("c.yaml", canary)], errors_mapping(), None).unwrap();
-    let windows = spec.query_windows(HOUR);
+    let windows: Vec<(String, String, Micros)> = spec.query_windows(HOUR).into_iter().map(|(c, name, window)| (c.owner(), name, window)).collect();
     assert_eq!(windows, vec![("Canary c".to_string(), "errors".to_string(), 60_000_000), ("Canary c".to_string(), "request-duration".to_string(), HOUR)]);
     // 900 requests a day: 37.5 an hour; 10% of a minute of it is 0.06 requests.
     let notes = spec.traffic_notes(37.5, 0.01, HOUR);
