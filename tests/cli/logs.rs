@@ -194,6 +194,15 @@ fn scores_parquet_is_bounded_by_a_deterministic_sample_or_left_out() {
     assert_eq!(case.summary()["scores_file"]["rows"], 2000);
     let bad = case.scenario(&repo("data/flights/sample.parquet"), |s| s + "\n[output]\nscores = \"some\"\n");
     check_invalid(&bad, &["output.scores = \"some\"", "\"sample\" (the default), \"all\" or \"none\""]);
+    // [grading] cells (issue 18, item 9): a bad value is named with the two there are.
+    let grading = case.scenario(&repo("data/flights/sample.parquet"), |s| s + "\n[grading]\ncells = \"holm\"\n");
+    check_invalid(&grading, &["grading.cells = \"holm\"", "is not a way to grade", "\"family_wise\"", "\"per_cell\""]);
+    let per_cell = case.scenario(&repo("data/flights/sample.parquet"), |s| s + "\n[grading]\ncells = \"per_cell\"\n");
+    case.replayed(&per_cell);
+    assert_eq!(case.summary()["simulation"]["grade"]["cells"], "per_cell");
+    let default = case.scenario(&repo("data/flights/sample.parquet"), |s| s);
+    case.replayed(&default);
+    assert_eq!(case.summary()["simulation"]["grade"]["cells"], "family_wise", "family-wise unless the scenario says otherwise");
 }
 
 #[test]
