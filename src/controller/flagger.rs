@@ -250,7 +250,7 @@ pub fn emulate(c: &Canary, spec: &Spec, probe: &Probe, cells: &Cells, origin: Mi
     }
     let (mut weight, mut failed, mut iterations) = (0u32, 0u32, 0u32);
     let mut deciding = (origin, origin);
-    let mappings: Vec<Mapping> = c.metrics.iter().map(|m| spec.mapping_of(&c.file, &m.name).expect("validated: every metric is mapped")).collect();
+    let mappings: Vec<Mapping> = c.metrics.iter().map(|m| spec.mapping_of(&c.file, &m.name).or_else(|| builtin(&m.name)).expect("validated: every metric is mapped")).collect();
     let mut stalled = false;
     let mut t = origin;
     let finish = |outcome: Outcome, at: Micros, reason: String, window: (Micros, Micros), schedule: Schedule, events: Events| {

@@ -182,6 +182,12 @@ impl Controller {
         }
     }
 
+    /// The mapping of its metric `name`: the scenario's ([`Spec::mapping_of`]), else — for a
+    /// Flagger canary — Flagger's built-in `request-success-rate` and `request-duration`.
+    pub fn mapping(&self, spec: &Spec, name: &str) -> Option<Mapping> {
+        spec.mapping_of(self.file(), name).or_else(|| if matches!(self, Controller::Flagger(_)) { flagger::builtin(name) } else { None })
+    }
+
     /// The file it was read from, as listed.
     pub fn file(&self) -> &str {
         match self {
@@ -239,7 +245,7 @@ impl Spec {
     /// read: what the fast path's index must cut at and keep for them.
     pub fn reads(&self) -> (Vec<f64>, Vec<Metric>) {
         let weights = self.controllers.iter().flat_map(|c| c.weights(self)).collect();
-        let metrics = self.controllers.iter().flat_map(|c| c.metric_names().into_iter().filter_map(|name| self.mapping_of(c.file(), &name))).map(|m| m.metric).collect();
+        let metrics = self.controllers.iter().flat_map(|c| c.metric_names().into_iter().filter_map(|name| c.mapping(self, &name))).map(|m| m.metric).collect();
         (weights, metrics)
     }
 
@@ -255,7 +261,7 @@ impl Spec {
                 Controller::Kayenta(k) => k.metrics.iter().map(|m| (m.config.name.as_str(), self.kayenta.as_ref().map_or(default_window, |s| s.step))).collect(),
             };
             for (name, window) in windows {
-                let window = self.mapping_of(c.file(), name).and_then(|m| m.window).unwrap_or(window);
+                let window = c.mapping(self, name).and_then(|m| m.window).unwrap_or(window);
                 if !out.iter().any(|(o, n, _)| std::ptr::eq(*o, c) && n == name) {
                     out.push((c, name.to_string(), window));
                 }
@@ -272,7 +278,7 @@ impl Spec {
     pub fn traffic_notes(&self, per_hour: f64, latency_sample: f64, default_window: Micros) -> Vec<TrafficNote> {
         let mut notes = Vec::new();
         for (controller, name, window) in self.query_windows(default_window) {
-            let Some(mapping) = self.mapping_of(controller.file(), &name) else { continue };
+            let Some(mapping) = controller.mapping(self, &name) else { continue };
             let owner = controller.owner();
             let weight = controller.weights(self).into_iter().find(|w| *w > 0.0).unwrap_or(1.0);
             let latency = mapping.metric.name().starts_with("latency");
@@ -297,15 +303,13 @@ impl Spec {
         notes
     }
 
-    /// The mapping of metric `name` of the controller in `file`: `"<file>:<name>"` (the file as
-    /// listed, or its name alone) first, so two controllers' metrics of one name — a latency in ms
-    /// and one in s — can map apart; then `name`; then Flagger's built-in metrics.
+    /// The scenario's mapping of metric `name` of the controller in `file`: `"<file>:<name>"` (the
+    /// file as listed, or its name alone) first, so two controllers' metrics of one name — a
+    /// latency in ms and one in s — can map apart; then `name`. (Flagger's built-in metrics are
+    /// added by [`Controller::mapping`], for Flagger canaries only.)
     pub fn mapping_of(&self, file: &str, name: &str) -> Option<Mapping> {
         let base = Path::new(file).file_name().and_then(|f| f.to_str()).unwrap_or(file);
-        [format!("{file}:{name}"), format!("{base}:{name}"), name.to_string()]
-            .iter()
-            .find_map(|key| self.mapping.get(key).cloned())
-            .or_else(|| flagger::builtin(name))
+        [format!("{file}:{name}"), format!("{base}:{name}"), name.to_string()].iter().find_map(|key| self.mapping.get(key).cloned())
     }
 }
 
@@ -724,7 +728,7 @@ pub fn metric_for(name: &str) -> &'static str {
 fn unmapped(r: &mut Reader, spec: &Spec, controller: &Controller) {
     let owner = controller.owner();
     for name in controller.metric_names() {
-        if spec.mapping_of(controller.file(), &name).is_none() {
+        if controller.mapping(spec, &name).is_none() {
             let known: Vec<&str> = spec.mapping.keys().map(String::as_str).collect();
             let hint = did_you_mean(&name, known.iter().copied()).map_or(String::new(), |k| format!(" (a mapping named \"{k}\" exists: a typo?)"));
             let metric = metric_for(&name);

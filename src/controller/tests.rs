@@ -610,3 +610,15 @@ fn metric_mappings_can_be_per_file() {
     // Listed with a folder, the file's name alone still keys it.
     assert_eq!(spec.mapping_of("controllers/seconds.yaml", "latency").unwrap().metric.name(), "latency_p99");
 }
+
+/// Flagger's built-in metrics are Flagger's: an Argo metric that happens to be named
+/// `request-duration` needs a mapping like any other, instead of silently reading latency P99.
+#[test]
+fn flagger_builtin_metrics_map_only_flagger_metrics() {
+    let yaml = rollout("        - analysis: {templates: [{templateName: t}]}\n", "") + &template("t", "  metrics:\n    - name: request-duration\n      successCondition: result[0] < 500\n      provider: {prometheus: {query: 'x'}}\n");
+    let text = messages(&load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap_err());
+    assert!(text.contains("metric \"request-duration\" of Rollout r is not mapped") && text.contains("metric = \"latency_mean\""), "{text}");
+    let canary = "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    interval: 1h\n    stepWeight: 10\n    metrics:\n      - name: request-duration\n        thresholdRange: {max: 500}\n";
+    let spec = load(&[("c.yaml", canary)], errors_mapping(), None).unwrap();
+    assert_eq!(spec.controllers[0].mapping(&spec, "request-duration").unwrap().metric.name(), "latency_p99");
+}

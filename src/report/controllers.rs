@@ -97,9 +97,9 @@ pub struct Controllers {
 /// `latency_sample`: the share of requests whose latency was measured.
 pub fn summary(controller: &Controller, spec: &Spec, emulated: &Emulated, run: &Run, grade: &Grade, exposure: &Exposure, latency_sample: f64) -> ControllerSummary {
     let names = controller.metric_names();
-    let mapping = names.iter().filter_map(|n| spec.mapping_of(controller.file(), n).map(|m| format!("{n} → {}", m.describe()))).collect();
+    let mapping = names.iter().filter_map(|n| controller.mapping(spec, n).map(|m| format!("{n} → {}", m.describe()))).collect();
     let mut caveats = emulated.caveats.clone();
-    let latency: Vec<&String> = names.iter().filter(|n| spec.mapping_of(controller.file(), n).is_some_and(|m| m.metric.name().starts_with("latency"))).collect();
+    let latency: Vec<&String> = names.iter().filter(|n| controller.mapping(spec, n).is_some_and(|m| m.metric.name().starts_with("latency"))).collect();
     if !latency.is_empty() && latency_sample < 1.0 {
         caveats.push(format!(
             "{}: latency was measured on {}% of the replayed requests (scoring.latency_sample), far fewer points than a live service records",
