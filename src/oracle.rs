@@ -336,14 +336,15 @@ const INJECTED_ERROR: &str = "injected fault";
 
 /// Computes the oracle from score-cache files (parts or a run's `scores.parquet`), whose scores of
 /// both models lie in `score_range` ([`crate::simulate::replay::Replay::scan`] found it): of what
-/// users were served, the scenario's faults applied, when `injected` gives them; of the models
-/// as they are otherwise.
-pub fn compute(files: &[impl AsRef<Path>], layout: &Layout, score_range: (f64, f64), injected: Option<&Injected>) -> Result<Oracle> {
+/// users were served, the scenario's faults applied, when `injected` gives them — with, from the
+/// same pass, the models' own overall comparison without them; of the models as they are otherwise.
+pub fn compute(files: &[impl AsRef<Path>], layout: &Layout, score_range: (f64, f64), injected: Option<&Injected>) -> Result<(Oracle, Option<Comparison>)> {
     let injected = injected.filter(|i| !i.faults.is_empty());
     let (lo, hi) = score_range;
     let binning = Binning::new(lo, hi);
     let mut charts = ChartSums::new(lo, hi);
     let mut overall = Sums::default();
+    let mut clean = injected.map(|_| Sums::default());
     let mut segments: Vec<BTreeMap<String, Sums>> = vec![BTreeMap::new(); layout.segments.len()];
     let mut binary = true;
     // Only the columns it reads: ids, times and the missing-feature scores are not decoded.
@@ -356,7 +357,10 @@ pub fn compute(files: &[impl AsRef<Path>], layout: &Layout, score_range: (f64, f
     crate::simulate::replay::for_each_batch(&files, None, Some(&wanted), |_, batch| {
         let columns = Columns::of(batch, layout, injected)?;
         for i in 0..batch.num_rows() {
-            let row = columns.row(i, &binning);
+            let row = columns.row(i, &binning, true);
+            if let Some(clean) = &mut clean {
+                clean.add(&columns.row(i, &binning, false));
+            }
             if let Some(y) = row.label {
                 binary &= y == 0.0 || y == 1.0;
             }
@@ -379,7 +383,8 @@ pub fn compute(files: &[impl AsRef<Path>], layout: &Layout, score_range: (f64, f
         (true, false) => "regression",
     };
     let distributions = charts.finish(task == "binary", &overall);
-    Ok(Oracle {
+    let clean = clean.map(|sums| sums.finish(&binning, binary));
+    let served = Oracle {
         task,
         distributions,
         overall: overall.finish(&binning, binary),
@@ -389,7 +394,8 @@ pub fn compute(files: &[impl AsRef<Path>], layout: &Layout, score_range: (f64, f
             .zip(segments)
             .map(|(name, values)| (name.clone(), values.into_iter().map(|(v, sums)| (v, sums.finish(&binning, binary))).collect()))
             .collect(),
-    })
+    };
+    Ok((served, clean))
 }
 
 struct Columns<'a> {
@@ -440,13 +446,14 @@ impl<'a> Columns<'a> {
         })
     }
 
-    fn row(&self, i: usize, binning: &Binning) -> Row<'a> {
+    /// Row `i`; `served`: with the injected faults applied, if any.
+    fn row(&self, i: usize, binning: &Binning, served: bool) -> Row<'a> {
         let f = |a: &Float64Array| a.is_valid(i).then(|| a.value(i));
         let label = self.label.and_then(f).filter(|y| y.is_finite());
         let mut errors = [0, 1].map(|m| self.errors[m].is_valid(i).then(|| self.errors[m].value(i)));
         let mut latency = [f(self.latency[0]), f(self.latency[1])];
         let mut scores = [f(self.scores[0]), f(self.scores[1])];
-        if let Some((injected, c)) = &self.injected {
+        if let Some((injected, c)) = self.injected.as_ref().filter(|_| served) {
             // What users were served: the scenario's faults applied as the replay applies them.
             let id = if c.id.is_valid(i) { c.id.value(i) } else { "" };
             let segment = |column: &str| self.segments_named.iter().position(|n| n == column).map(|k| if self.segments[k].is_valid(i) { self.segments[k].value(i) } else { "(null)" });

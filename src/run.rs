@@ -250,7 +250,9 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     let types = ingest::restorable_types(&prepared.files, &prepared.layout);
     let (scores_file, oracle, simulated) = std::thread::scope(|s| {
         let scores_file = s.spawn(|| timed(|| folder.write_scores(&scored.parts, &scores_plan, &prepared.layout.id, &types)));
-        let oracle = timed(|| served_and_clean(&scored.parts, &prepared, &replay));
+        // What users were served (faults applied) and, with faults, the models' own comparison.
+        let injected = oracle::Injected { faults: &scenario.faults, binary: replay.binary };
+        let oracle = timed(|| oracle::compute(&scored.parts, &prepared.layout, replay.score_range, Some(&injected)));
         let simulated = match &oracle.0 {
             Ok(_) => timed(|| simulate(&prepared, &replay, options.reference)),
             Err(_) => (Err(Error::Internal("not simulated: the oracle failed".into())), 0.0),
@@ -263,10 +265,8 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     let Simulated { setup, run, grade, exposure, controllers, mut phases, index } = simulated?;
     phases.scan_seconds = scan_seconds;
 
-    let mut summary = report::summary(&prepared, &oracle, report::simulation::summary(&setup, &run, grade, exposure))?;
+    let mut summary = report::summary(&prepared, (&oracle, clean), scores_plan, report::simulation::summary(&setup, &run, grade, exposure))?;
     summary.controllers = controllers;
-    summary.scores_file = scores_plan;
-    summary.oracle_clean = clean;
     let mut timings = Timings {
         total_seconds: 0.0,
         prepare_seconds,
@@ -351,16 +351,6 @@ fn simulate<'a>(prepared: &'a Prepared, replay: &Replay, reference: bool) -> Res
         (run, grade, exposure, controllers)
     };
     Ok(Simulated { setup, run, grade, exposure, controllers, phases, index })
-}
-
-/// The oracle of what users were served (the scenario's faults applied), and where there are
-/// faults the models' own comparison on all traffic beside it.
-fn served_and_clean(parts: &[PathBuf], prepared: &Prepared, replay: &Replay) -> Result<(oracle::Oracle, Option<oracle::Comparison>)> {
-    let faults = &prepared.scenario.faults;
-    let injected = oracle::Injected { faults, binary: replay.binary };
-    let served = oracle::compute(parts, &prepared.layout, replay.score_range, Some(&injected))?;
-    let clean = if faults.is_empty() { None } else { Some(oracle::compute(parts, &prepared.layout, replay.score_range, None)?.overall) };
-    Ok((served, clean))
 }
 
 /// `f`'s result and its wall time in seconds.

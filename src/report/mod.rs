@@ -260,8 +260,9 @@ impl SimulationPhases {
     }
 }
 
-/// Builds the summary of a run.
-pub fn summary(prepared: &Prepared, oracle: &Oracle, simulation: simulation::Simulation) -> Result<Summary> {
+/// Builds the summary of a run: the oracle of what users were served and, with faults, the
+/// models' own comparison (`oracle_clean`); what `scores.parquet` holds, as written.
+pub fn summary(prepared: &Prepared, (oracle, oracle_clean): (&Oracle, Option<crate::oracle::Comparison>), scores_file: ScoresInfo, simulation: simulation::Simulation) -> Result<Summary> {
     let scenario = &prepared.scenario;
     let inputs = prepared
         .files
@@ -285,7 +286,7 @@ pub fn summary(prepared: &Prepared, oracle: &Oracle, simulation: simulation::Sim
         },
         task: prepared.probe.clone(),
         assumptions: prepared.assumptions.clone(),
-        scores_file: ScoresInfo::planned(&scenario.output, prepared.survey.rows_in_window),
+        scores_file,
         runtime: prepared.runtime.info(),
         inputs,
         models: BTreeMap::from([("stable", ModelInfo::of(&prepared.stable)), ("candidate", ModelInfo::of(&prepared.candidate))]),
@@ -301,7 +302,7 @@ pub fn summary(prepared: &Prepared, oracle: &Oracle, simulation: simulation::Sim
         faults: scenario.faults.iter().map(FaultInfo::of).collect(),
         simulation,
         oracle: oracle.clone(),
-        oracle_clean: None,
+        oracle_clean,
         controllers: None,
     })
 }
