@@ -6,8 +6,9 @@
 //! `step`, the resolution a Kayenta metrics query returns) over everything since the analysis began,
 //! or the last `lookback`. Per metric: NaN steps are removed (`nanStrategy: remove`, the default)
 //! or set to 0 (`replace`); with `outliers.strategy: remove` values beyond `outlierFactor` (3)
-//! interquartile ranges from the quartiles go (Apache Commons' legacy percentile, as Kayenta's IQR
-//! detector uses); then the Mann-Whitney classifier and the weighted group score. An interim score
+//! interquartile ranges from the quartiles go (Kayenta's IQR detector as its judge runs it,
+//! [`crate::stats::kayenta::iqr_outliers`]); then the Mann-Whitney classifier and the weighted
+//! group score. An interim score
 //! below `marginal` fails the canary at once; the last judgment, at the end of `lifetime`, must reach
 //! `pass` to promote.
 
@@ -19,14 +20,12 @@ use super::probe::{Probe, Schedule};
 use super::spec::{KayentaSettings, Mapping, Reader, Spec};
 use super::{Emulated, Events};
 use crate::simulate::Outcome;
-use crate::stats::kayenta::{Direction, Judge, MetricConfig};
+use crate::stats::kayenta::{transform, Direction, EffectMeasure, Judge, MetricConfig};
 use crate::time::{format_duration, Micros};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct KayentaMetric {
     pub config: MetricConfig,
-    /// `nanStrategy: replace` (NaN → 0) rather than `remove`.
-    pub replace_nan: bool,
     /// `outliers.strategy: remove` with this factor.
     pub outlier_factor: Option<f64>,
 }
@@ -99,6 +98,14 @@ pub(crate) fn read(r: &mut Reader, json: &Json) -> Option<CanaryConfig> {
         let at = |k: &str| format!("{path}.analysisConfigurations.canary.effectSize.{k}");
         let effect_size = (number(r, &effect["allowedDecrease"], &at("allowedDecrease"), 1.0), number(r, &effect["allowedIncrease"], &at("allowedIncrease"), 1.0));
         let critical_effect_size = (number(r, &effect["criticalDecrease"], &at("criticalDecrease"), 1.0), number(r, &effect["criticalIncrease"], &at("criticalIncrease"), 1.0));
+        let measure = match effect["measure"].as_str().unwrap_or("meanRatio") {
+            "meanRatio" => EffectMeasure::MeanRatio,
+            "cles" => EffectMeasure::Cles,
+            other => {
+                r.problem(&at("measure"), format!("\"{other}\" is not an effect-size measure Kayenta knows"), Some("use meanRatio (the default) or cles"));
+                EffectMeasure::MeanRatio
+            }
+        };
         let replace_nan = match canary["nanStrategy"].as_str().unwrap_or("remove") {
             "remove" => false,
             "replace" => true,
@@ -125,11 +132,12 @@ pub(crate) fn read(r: &mut Reader, json: &Json) -> Option<CanaryConfig> {
                 critical: canary["critical"].as_bool().unwrap_or(false),
                 must_have_data: canary["mustHaveData"].as_bool().unwrap_or(false),
                 effect_size,
+                measure,
                 critical_effect_size,
                 // Muted at the metric (as Spinnaker's UI stores it) or in its canary analysis settings.
                 muted: m["muted"].as_bool().or(canary["muted"].as_bool()).unwrap_or(false),
+                replace_nan,
             },
-            replace_nan,
             outlier_factor,
         });
     }
@@ -156,43 +164,6 @@ pub(crate) fn read(r: &mut Reader, json: &Json) -> Option<CanaryConfig> {
     };
     let name = json["name"].as_str().unwrap_or("unnamed").to_string();
     (r.problems.len() == before).then(|| CanaryConfig { name, file: r.file.clone(), metrics: out, group_weights, thresholds })
-}
-
-/// Apache Commons Math's legacy percentile estimate (position p·(n+1)) of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let n = sorted.len();
-    let pos = p * (n as f64 + 1.0);
-    if pos < 1.0 {
-        sorted[0]
-    } else if pos >= n as f64 {
-        sorted[n - 1]
-    } else {
-        let lower = sorted[pos.floor() as usize - 1];
-        let upper = sorted[pos.floor() as usize];
-        lower + (pos - pos.floor()) * (upper - lower)
-    }
-}
-
-/// Kayenta's IQR outlier removal.
-fn remove_outliers(values: &mut Vec<f64>, factor: f64) {
-    if values.len() < 2 {
-        return;
-    }
-    let mut sorted = values.clone();
-    sorted.sort_by(f64::total_cmp);
-    let (q1, q3) = (percentile(&sorted, 0.25), percentile(&sorted, 0.75));
-    let iqr = q3 - q1;
-    let (lo, hi) = (q1 - factor * iqr, q3 + factor * iqr);
-    values.retain(|v| *v >= lo && *v <= hi);
-}
-
-/// The samples Kayenta's judge would see for one arm.
-fn prepare(series: &[f64], metric: &KayentaMetric) -> Vec<f64> {
-    let mut values: Vec<f64> = series.iter().filter_map(|v| if v.is_nan() { metric.replace_nan.then_some(0.0) } else { Some(*v) }).collect();
-    if let Some(f) = metric.outlier_factor {
-        remove_outliers(&mut values, f);
-    }
-    values
 }
 
 pub fn emulate(config: &CanaryConfig, spec: &Spec, probe: &Probe, origin: Micros, end: Micros) -> Emulated {
@@ -228,7 +199,7 @@ pub fn emulate(config: &CanaryConfig, spec: &Spec, probe: &Probe, origin: Micros
         }
         let from = settings.lookback.map_or(start, |l| (t - l).max(start));
         let series = probe.series(&mappings, from, t, settings.step, &schedule);
-        let classified = config.metrics.iter().zip(&series).map(|(m, [stable, candidate])| judge.classify(&m.config, &prepare(stable, m), &prepare(candidate, m))).collect();
+        let classified = config.metrics.iter().zip(&series).map(|(m, [stable, candidate])| judge.classify(&m.config, &transform(stable, m.config.replace_nan, m.outlier_factor), &transform(candidate, m.config.replace_nan, m.outlier_factor))).collect();
         let result = judge.score(&configs, classified);
         let failing: Vec<String> =
             result.metrics.iter().filter(|m| !matches!(m.label, crate::stats::kayenta::Label::Pass)).map(|m| format!("{} {:?}", m.metric, m.label)).collect();
@@ -246,21 +217,5 @@ pub fn emulate(config: &CanaryConfig, spec: &Spec, probe: &Probe, origin: Micros
         if result.score < marginal {
             return finish(Outcome::RolledBack, t, format!("interim score {} is below marginal {marginal}{why}: {detail}", result.score), (from, t), schedule, events);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_legacy_percentile_and_iqr_removal() {
-        let sorted = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
-        // Position 0.25 · 11 = 2.75: 2 + 0.75 · (3 − 2).
-        assert!((percentile(&sorted, 0.25) - 2.75).abs() < 1e-12);
-        assert!((percentile(&sorted, 0.75) - 8.25).abs() < 1e-12);
-        let mut values = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 100.0];
-        remove_outliers(&mut values, 3.0);
-        assert_eq!(values.len(), 10, "100 lies beyond Q3 + 3·IQR");
     }
 }
