@@ -77,8 +77,8 @@ pub struct ScoresInfo {
     pub mode: ScoresFile,
     /// Requests written.
     pub rows: u64,
-    /// Share of requests written: a request is in the sample when the first 8 bytes of the BLAKE3
-    /// hash of its id, read as a fraction of 2^64, fall below it (1: every request, 0: none).
+    /// Share of requests written: a request is in the sample when the XXH64 hash (seed 0) of its
+    /// id, read as a fraction of 2^64, falls below it (1: every request, 0: none).
     pub fraction: f64,
 }
 
@@ -95,10 +95,10 @@ impl ScoresInfo {
     }
 
     /// Whether the request with this id is written.
+    /// XXH64 rather than BLAKE3: nothing is at stake in which requests are sampled, and at 10⁷
+    /// requests BLAKE3 took 1.7 s of the file's 3.2 s.
     pub fn keeps(&self, id: &str) -> bool {
-        let hash = blake3::hash(id.as_bytes());
-        let head = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
-        (head as f64) < self.fraction * 2f64.powi(64)
+        (twox_hash::XxHash64::oneshot(0, id.as_bytes()) as f64) < self.fraction * 2f64.powi(64)
     }
 }
 
