@@ -362,3 +362,20 @@ fn rows_that_cannot_be_read_back_are_an_error() {
     let failure = ranged.failure().expect("the read failure is kept").to_string();
     assert!(failure.contains("part.parquet"), "{failure}");
 }
+
+#[test]
+fn the_split_point_brackets_the_first_request_of_its_bucket() {
+    // The index is built in two passes side by side above a size (a few hundred requests in unit
+    // tests, so the property tests above run split builds): they meet at the bucket holding the
+    // middle request, whose first request must lie between the positions the scan's marks give.
+    let (_dir, replay) = scanned(7, 2000, 48, 0.05, 0.01, &[]);
+    let origin = replay.first;
+    let split = replay.split_point(origin, HOUR).expect("the middle request is past the first bucket");
+    let rows = replay.rows("s").unwrap();
+    let first = rows.iter().position(|r| (r.time - origin).div_euclid(HOUR) >= i64::from(split.bucket)).unwrap() as u64;
+    assert!(split.positions.0 <= first && first <= split.positions.1, "{split:?}, first request of the bucket at {first}");
+    assert!(split.positions.1 - split.positions.0 <= 2 * 64, "the marks around the bucket's start: {split:?}");
+    assert!((first as f64 - 1000.0).abs() < 200.0, "about the middle: {first}");
+    let summaries = Summaries::build(&replay, "s", &[0.05, 0.5], Setup::new(&validated(&RawPolicy::default()).unwrap(), &replay).scale, origin, HOUR).unwrap();
+    assert_eq!(summaries.footprint().passes, 2, "this size is built in two passes");
+}

@@ -69,7 +69,7 @@ impl Group {
         Group(u64::from(start) << 31 | u64::from(len))
     }
 
-    /// At byte `at` of the arena (below 2⁶³).
+    /// At position `at` of the arena ([`Arena`]; below 2⁶³).
     fn folded(at: u64) -> Self {
         Group(FOLDED | at)
     }
@@ -151,20 +151,122 @@ impl Kept for Labelled {
     }
 }
 
+/// Folded summaries in blocks of about [`BLOCK`] bytes that never move: growing takes a new block
+/// rather than copying everything into a buffer twice the size (a doubled buffer held up to twice
+/// the summaries, and both copies while it grew). A pair's position is its block · 2³² + its
+/// offset in the block, and a pair never straddles two blocks.
+#[derive(Debug, Default)]
+struct Arena {
+    blocks: Vec<Vec<u8>>,
+}
+
+const BLOCK: usize = 1 << 20;
+
+impl Arena {
+    /// Appends `bytes` whole to one block; returns their position.
+    fn push(&mut self, bytes: &[u8]) -> u64 {
+        if !self.blocks.last().is_some_and(|b| b.capacity() - b.len() >= bytes.len()) {
+            self.blocks.push(Vec::with_capacity(BLOCK.max(bytes.len())));
+        }
+        let index = self.blocks.len() - 1;
+        let block = &mut self.blocks[index];
+        let at = (index as u64) << 32 | block.len() as u64;
+        block.extend_from_slice(bytes);
+        at
+    }
+
+    /// The bytes from position `at` to the end of its block.
+    fn at(&self, at: u64) -> &[u8] {
+        &self.blocks[(at >> 32) as usize][(at & 0xffff_ffff) as usize..]
+    }
+
+    /// `other`'s blocks moved after these; returns what to add to `other`'s positions.
+    fn absorb(&mut self, other: Arena) -> u64 {
+        let shift = (self.blocks.len() as u64) << 32;
+        self.blocks.extend(other.blocks);
+        shift
+    }
+
+    fn capacity(&self) -> usize {
+        self.blocks.iter().map(Vec::capacity).sum()
+    }
+
+    fn shrink_to_fit(&mut self) {
+        if let Some(last) = self.blocks.last_mut() {
+            last.shrink_to_fit();
+        }
+        self.blocks.shrink_to_fit();
+    }
+}
+
 /// Keys in order, each with its rows or summaries.
 #[derive(Debug)]
 pub(super) struct Index<K, R> {
     keys: Vec<(K, Group)>,
     rows: Vec<R>,
     /// The folded keys' summaries.
-    arena: Vec<u8>,
+    arena: Arena,
+    /// Where a pair is written before it is placed in the arena.
+    scratch: Vec<u8>,
     /// What folded summaries keep.
     needs: Needs,
+    /// Rows kept at most; beyond, keys are folded.
+    kept: usize,
+    /// The rows of an index absorbed whole ([`Index::absorb`]), moved rather than copied:
+    /// positions past this index's own rows are in these.
+    later: Vec<R>,
 }
 
 impl<K: Ord + Copy, R: Kept> Index<K, R> {
-    fn new(needs: Needs) -> Self {
-        Self { keys: Vec::new(), rows: Vec::new(), arena: Vec::new(), needs }
+    fn new(needs: Needs, kept: usize) -> Self {
+        Self { keys: Vec::new(), rows: Vec::new(), arena: Arena::default(), scratch: Vec::new(), needs, kept, later: Vec::new() }
+    }
+
+    /// `other`'s keys added to these, every key of either once: `other`'s rows and arena blocks are
+    /// moved in whole (copying them doubled them for a moment: 50 MB at 100×) and its groups
+    /// shifted to point at them. With `after`, every key of `other` sorts after every key here
+    /// and the keys are appended; else the two key lists are merged.
+    fn absorb(&mut self, other: Index<K, R>, after: bool) {
+        debug_assert!(self.later.is_empty() && other.later.is_empty(), "an index absorbs one other");
+        let rows = self.rows.len() as u32;
+        let arena = self.arena.absorb(other.arena);
+        let shifted = other.keys.into_iter().map(|(k, g)| {
+            let g = match g.held() {
+                Held::Rows { start, len } => Group::rows(start + rows, len),
+                Held::Folded(at) => Group::folded(at + arena),
+            };
+            (k, g)
+        });
+        let theirs: Vec<(K, Group)> = shifted.collect();
+        let mine = self.keys.len();
+        self.keys.reserve_exact(theirs.len());
+        self.keys.extend_from_slice(&theirs);
+        if !after {
+            // Merged in place from the back, so the merged keys take no second copy of the list:
+            // the largest remaining key of either goes to the last free slot.
+            let (mut i, mut j, mut at) = (mine, theirs.len(), self.keys.len());
+            while j > 0 {
+                at -= 1;
+                if i > 0 && self.keys[i - 1].0 > theirs[j - 1].0 {
+                    self.keys[at] = self.keys[i - 1];
+                    i -= 1;
+                } else {
+                    self.keys[at] = theirs[j - 1];
+                    j -= 1;
+                }
+            }
+        }
+        self.later = other.rows;
+        self.kept = self.kept.max(self.rows.len() + self.later.len());
+    }
+
+    /// The `len` rows kept from position `start`.
+    fn rows_at(&self, start: u32, len: u32) -> &[R] {
+        let (start, len) = (start as usize, len as usize);
+        match start.checked_sub(self.rows.len()) {
+            Some(later) => &self.later[later..later + len],
+            None => &self.rows[start..start + len],
+        }
     }
 
     /// Requests in a request key (either model served all of them).
@@ -177,7 +279,7 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
 
     /// The summary of model `arm` of a folded key.
     fn summary(&self, at: u64, arm: usize) -> &[u8] {
-        pair_arms(&self.arena[at as usize..])[arm]
+        pair_arms(self.arena.at(at))[arm]
     }
 
     /// Appends a batch of rows, and keys folded while they waited ([`Waiting`]), whose keys all
@@ -205,13 +307,16 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
             };
             let rows = groups.next_if(|rows| rows[0].0 == key).unwrap_or(&[]);
             let earlier = folded.next_if(|(k, _)| *k == key).map(|(_, bytes)| bytes);
-            if earlier.is_some() || rows.len() > fold_above || self.rows.len() + rows.len() > KEPT_ROWS {
-                let at = self.arena.len() as u64;
-                fold_pair(rows, earlier.as_deref(), scale, &self.needs, &mut self.arena);
+            if earlier.is_some() || rows.len() > fold_above || self.rows.len() + rows.len() > self.kept {
+                self.scratch.clear();
+                fold_pair(rows, earlier.as_deref(), scale, &self.needs, &mut self.scratch);
+                let at = self.arena.push(&self.scratch);
+                grow_gently(&mut self.keys);
                 self.keys.push((key, Group::folded(at)));
             } else {
                 let start = u32::try_from(self.rows.len()).map_err(|_| Error::Internal("more rows than the fast path can index".into()))?;
                 self.rows.extend(rows.iter().map(|(_, r)| *r));
+                grow_gently(&mut self.keys);
                 self.keys.push((key, Group::rows(start, rows.len() as u32)));
             }
         }
@@ -222,14 +327,16 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
     /// (keys, folded keys, kept rows, bytes).
     fn footprint(&self) -> (usize, usize, usize, usize) {
         let folded = self.keys.iter().filter(|(_, g)| matches!(g.held(), Held::Folded(_))).count();
-        let bytes = self.keys.capacity() * std::mem::size_of::<(K, Group)>() + self.rows.capacity() * std::mem::size_of::<R>() + self.arena.capacity();
-        (self.keys.len(), folded, self.rows.len(), bytes)
+        let rows = self.rows.capacity() + self.later.capacity();
+        let bytes = self.keys.capacity() * std::mem::size_of::<(K, Group)>() + rows * std::mem::size_of::<R>() + self.arena.capacity();
+        (self.keys.len(), folded, self.rows.len() + self.later.len(), bytes)
     }
 
     fn finish(&mut self) {
         self.keys.shrink_to_fit();
         self.rows.shrink_to_fit();
         self.arena.shrink_to_fit();
+        self.later.shrink_to_fit();
     }
 
     /// The keys whose bucket (`bucket` of the key) is in [from, to).
@@ -242,7 +349,7 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
     pub(super) fn add(&self, group: &Group, scale: &Scale, arm: usize, stats: &mut ArmStats) {
         match group.held() {
             Held::Rows { start, len } => {
-                for row in &self.rows[start as usize..(start + len) as usize] {
+                for row in self.rows_at(start, len) {
                     row.add(scale, arm, stats);
                 }
             }
@@ -257,7 +364,7 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
     fn add_to_slots(&self, group: &Group, scale: &Scale, arm: usize, slots: &[(usize, usize)], stats: &mut WindowStats) {
         match group.held() {
             Held::Rows { start, len } => {
-                for row in &self.rows[start as usize..(start + len) as usize] {
+                for row in self.rows_at(start, len) {
                     let term = row.term(scale, arm);
                     for &(s, g) in slots {
                         R::add_term(&term, &mut stats.scopes[s][g].arms[arm]);
@@ -287,6 +394,8 @@ pub struct Footprint {
     /// Rows kept by keys with few of them.
     pub kept_rows: usize,
     pub bytes: usize,
+    /// Passes over the score cache that built the index side by side (1 or 2).
+    pub passes: usize,
 }
 
 /// Appends a length as 4 bytes.
@@ -320,6 +429,14 @@ fn fold_pair<K, R: Kept>(rows: &[(K, R)], earlier: Option<&[u8]>, scale: &Scale,
             write_length(out, first.len());
             out.extend_from_slice(&first);
         }
+    }
+}
+
+/// Makes room for one more element, growing a full vector by a quarter rather than doubling it: an
+/// index's key lists run to millions of entries, and a doubled list is mostly empty.
+fn grow_gently<T>(v: &mut Vec<T>) {
+    if v.len() == v.capacity() {
+        v.reserve_exact((v.capacity() / 4).max(1024));
     }
 }
 
@@ -395,6 +512,118 @@ pub struct Summaries {
     /// around them.
     checkpoints: Vec<u64>,
     cells: usize,
+    /// Passes that built it side by side.
+    passes: usize,
+}
+
+/// Replays with at least this many requests are indexed in two passes side by side (in unit
+/// tests a few hundred, so the property tests, which hold the fast path to the reference
+/// simulator, build split indexes).
+#[cfg(not(test))]
+const SPLIT_ABOVE: u64 = 1 << 20;
+#[cfg(test)]
+const SPLIT_ABOVE: u64 = 256;
+
+/// Where a replay's index is split: at a request bucket whose first request lies within
+/// `positions` (row positions in time order).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Split {
+    pub bucket: u32,
+    pub positions: (u64, u64),
+}
+
+/// One pass of an index build over a range of rows.
+struct Pass<'a> {
+    replay: &'a Replay,
+    salt: &'a str,
+    cuts: &'a [f64],
+    scale: &'a Scale,
+    grid: (Micros, Micros),
+    fold_above: usize,
+    needs: Needs,
+}
+
+/// What a pass built: the keys of its buckets, the position of each bucket's first request from
+/// its first bucket on, and the requests it indexed.
+struct Built {
+    requests: Index<RequestKey, [Contribution; 2]>,
+    labels: Index<LabelKey, Labelled>,
+    starts: Vec<u64>,
+    rows: u64,
+}
+
+impl Pass<'_> {
+    /// Indexes the requests of buckets [buckets.0, buckets.1) among the rows at `positions` (all
+    /// rows: `None`), keeping at most `kept` rows.
+    fn build(&self, positions: Option<(u64, u64)>, (first, end): (u32, u32), kept: usize) -> Result<Built> {
+        let Pass { replay, salt, cuts, scale, grid: (origin, width), fold_above, needs } = *self;
+        let bucket = |t: Micros| -> u32 { (t - origin).div_euclid(width).max(0) as u32 };
+        let disorder = || Error::Internal("the score cache is not in time order".into());
+        // Rows come in time order, so request buckets never go back: a bucket's requests are
+        // indexed when the next bucket starts, and labels once the requests reach their arrival
+        // bucket (a label arrives no earlier than its request's bucket). Memory holds the index and
+        // the keys of labels still in flight ([`Waiting`]), never the log.
+        let (mut requests, mut labels) = (Index::new(needs, kept), Index::new(needs, kept));
+        let (mut bucket_rows, mut current) = (Vec::new(), first);
+        let mut in_flight: BTreeMap<u32, Waiting<LabelKey, Labelled>> = BTreeMap::new();
+        let mut failed = None;
+        let (mut starts, mut position, mut rows) = (Vec::new(), positions.map_or(0, |p| p.0), 0u64);
+        // Whether a request of the range was seen, and one past it.
+        let (mut inside, mut past) = (false, false);
+        replay.rows_in(salt, positions, |row| {
+            let at = position;
+            position += 1;
+            if failed.is_some() {
+                return;
+            }
+            let b = bucket(row.time);
+            if b < first || b >= end {
+                // Another pass's request; one before the range once inside it is out of order, as
+                // is one inside it once past.
+                if b < first && inside {
+                    failed = Some(disorder());
+                }
+                past |= b >= end;
+                return;
+            }
+            if past {
+                failed = Some(disorder());
+                return;
+            }
+            inside = true;
+            let band = cuts.partition_point(|c| *c <= row.u) as u8;
+            while first as usize + starts.len() <= b as usize {
+                starts.push(at);
+            }
+            rows += 1;
+            if b != current {
+                let mut arrived = in_flight.split_off(&b);
+                std::mem::swap(&mut arrived, &mut in_flight);
+                let flushed = requests
+                    .append(&mut bucket_rows, BTreeMap::new(), scale, fold_above)
+                    .and_then(|()| arrived.into_values().try_for_each(|mut w| labels.append(&mut w.rows, w.folded, scale, fold_above)));
+                if let Err(e) = flushed {
+                    failed = Some(e);
+                    return;
+                }
+                current = b;
+            }
+            bucket_rows.push(((b, row.cell, band), row.outputs().map(|out| scale.contribution(&out))));
+            if let (Some(label), Some(lt)) = (row.label(), row.label_time()) {
+                let arrival = bucket(lt).max(b);
+                let labelled = Labelled::new(label, row.outputs().map(|out| out.score));
+                in_flight.entry(arrival).or_insert_with(Waiting::new).push((arrival, b, row.cell, band), labelled, scale, fold_above, &needs);
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        requests.append(&mut bucket_rows, BTreeMap::new(), scale, fold_above)?;
+        for mut w in in_flight.into_values() {
+            labels.append(&mut w.rows, w.folded, scale, fold_above)?;
+        }
+        Ok(Built { requests, labels, starts, rows })
+    }
 }
 
 /// Buckets between two checkpoints of the request counts (a few in unit tests, whose replays are short).
@@ -421,65 +650,53 @@ impl Summaries {
     }
 
     fn build_with(replay: &Replay, salt: &str, weights: &[f64], scale: Scale, (origin, width): (Micros, Micros), fold_above: usize, needs: Needs) -> Result<Self> {
+        let split = (replay.rows >= SPLIT_ABOVE).then(|| replay.split_point(origin, width)).flatten();
+        Self::build_split(replay, salt, weights, scale, (origin, width), fold_above, needs, split)
+    }
+
+    /// Built in one pass, or — with `split`, a bucket and a range of row positions holding its
+    /// first request — in two passes side by side, the rows before the bucket and from it on.
+    /// Either way the keys are the same (a key's rows all share one request bucket), so the
+    /// summaries are too; only which keys keep rows can differ, each pass keeping half as many.
+    #[allow(clippy::too_many_arguments)]
+    fn build_split(replay: &Replay, salt: &str, weights: &[f64], scale: Scale, grid: (Micros, Micros), fold_above: usize, needs: Needs, split: Option<Split>) -> Result<Self> {
         let mut cuts: Vec<f64> = weights.iter().copied().filter(|w| *w > 0.0 && *w < 1.0).collect();
         cuts.sort_by(f64::total_cmp);
         cuts.dedup();
         if cuts.len() > u8::MAX as usize {
             return Err(Error::Internal("too many distinct routing weights".into()));
         }
-        let bucket = |t: Micros| -> u32 { (t - origin).div_euclid(width).max(0) as u32 };
-        // Rows come in time order, so request buckets never go back: a bucket's requests are
-        // indexed when the next bucket starts, and labels once the requests reach their arrival
-        // bucket (a label arrives no earlier than its request's bucket). Memory holds the index and
-        // the keys of labels still in flight ([`Waiting`]), never the log.
-        let (mut requests, mut labels) = (Index::new(needs), Index::new(needs));
-        let (mut bucket_rows, mut current) = (Vec::new(), 0u32);
-        let mut in_flight: BTreeMap<u32, Waiting<LabelKey, Labelled>> = BTreeMap::new();
-        let mut failed = None;
-        let (mut starts, mut seen) = (vec![0u64], 0u64);
-        replay.for_each_row(salt, |row| {
-            if failed.is_some() {
-                return;
-            }
-            let band = cuts.partition_point(|c| *c <= row.u) as u8;
-            let b = bucket(row.time);
-            while starts.len() <= b as usize {
-                starts.push(seen);
-            }
-            seen += 1;
-            if b != current {
-                let mut arrived = in_flight.split_off(&b);
-                std::mem::swap(&mut arrived, &mut in_flight);
-                let flushed = requests
-                    .append(&mut bucket_rows, BTreeMap::new(), &scale, fold_above)
-                    .and_then(|()| arrived.into_values().try_for_each(|mut w| labels.append(&mut w.rows, w.folded, &scale, fold_above)));
-                if let Err(e) = flushed {
-                    failed = Some(e);
-                    return;
+        let pass = Pass { replay, salt, cuts: &cuts, scale: &scale, grid, fold_above, needs };
+        let Built { mut requests, mut labels, mut starts, rows } = match split {
+            None => pass.build(None, (0, u32::MAX), KEPT_ROWS)?,
+            Some(Split { bucket, positions: (from, to) }) => {
+                let (before, after) = std::thread::scope(|s| {
+                    let after = s.spawn(|| pass.build(Some((from, replay.rows)), (bucket, u32::MAX), KEPT_ROWS / 2));
+                    let before = pass.build(Some((0, to)), (0, bucket), KEPT_ROWS / 2);
+                    (before, after.join().expect("an index pass does not panic"))
+                });
+                let (mut before, after) = (before?, after?);
+                before.requests.absorb(after.requests, true);
+                before.labels.absorb(after.labels, false);
+                if after.rows > 0 {
+                    before.starts.resize(bucket as usize, before.rows);
+                    before.starts.extend(after.starts);
                 }
-                current = b;
+                before.rows += after.rows;
+                before
             }
-            bucket_rows.push(((b, row.cell, band), row.outputs().map(|out| scale.contribution(&out))));
-            if let (Some(label), Some(lt)) = (row.label(), row.label_time()) {
-                let arrival = bucket(lt).max(b);
-                let labelled = Labelled::new(label, row.outputs().map(|out| out.score));
-                in_flight.entry(arrival).or_insert_with(Waiting::new).push((arrival, b, row.cell, band), labelled, &scale, fold_above, &needs);
-            }
-        })?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        requests.append(&mut bucket_rows, BTreeMap::new(), &scale, fold_above)?;
-        for mut w in in_flight.into_values() {
-            labels.append(&mut w.rows, w.folded, &scale, fold_above)?;
-        }
+        };
         requests.finish();
         labels.finish();
-        starts.push(seen);
+        if starts.is_empty() {
+            starts.push(0);
+        }
+        starts.push(rows);
         starts.shrink_to_fit();
         let cells = replay.cells.len();
         let checkpoints = checkpoints(&requests, cells, cuts.len() + 1);
-        Ok(Self { scale, origin, width, cuts, requests, labels, starts, needs, checkpoints, cells })
+        let passes = if split.is_some() { 2 } else { 1 };
+        Ok(Self { scale, origin: grid.0, width: grid.1, cuts, requests, labels, starts, needs, checkpoints, cells, passes })
     }
 
     fn bands(&self) -> usize {
@@ -531,6 +748,7 @@ impl Summaries {
             folded_keys: rf + lf,
             kept_rows: rr + lr,
             bytes: rb + lb + (self.starts.capacity() + self.checkpoints.capacity()) * 8,
+            passes: self.passes,
         }
     }
 

@@ -161,7 +161,15 @@ pub struct Replay {
     pub part_rows: Vec<u64>,
     /// Whether some request has no entity (it is then routed by its id), or the parts do not say.
     pub entity_nulls: bool,
+    /// The position and time of every [`MARK_EVERY`]-th request: where in the parts a time is.
+    pub marks: Vec<(u64, Micros)>,
 }
+
+/// Requests between two [`Replay::marks`] (a few dozen in unit tests, whose replays are short).
+#[cfg(not(test))]
+const MARK_EVERY: u64 = 1 << 16;
+#[cfg(test)]
+const MARK_EVERY: u64 = 64;
 
 const KEY_SEPARATOR: char = '\u{1f}';
 
@@ -174,6 +182,7 @@ impl Replay {
         let (mut first, mut last, mut rows) = (None, 0, 0u64);
         let mut key = String::new();
         let mut part_rows = Vec::with_capacity(parts.len());
+        let mut marks = Vec::new();
         // Only the columns it reads: the time, segments, label and scores.
         let mut wanted: Vec<&str> = vec![layout.time.as_str(), STABLE_SCORE, CANDIDATE_SCORE];
         wanted.extend(layout.segments.iter().map(String::as_str).chain(layout.label.as_deref()));
@@ -200,6 +209,9 @@ impl Replay {
                 }
                 cell_key(&segments, i, &mut key);
                 cells.id(&key);
+                if rows % MARK_EVERY == 0 {
+                    marks.push((rows, time.value(i)));
+                }
                 first.get_or_insert(time.value(i));
                 last = time.value(i);
                 rows += 1;
@@ -220,7 +232,21 @@ impl Replay {
             rows,
             part_rows,
             entity_nulls,
+            marks,
         })
+    }
+
+    /// Where to split the index build in two ([`super::fast::Split`]): at the check bucket (of
+    /// `width` from `origin`) holding the middle request, with the positions between which that
+    /// bucket's first request lies (the marks around its start). `None` when that is the first bucket.
+    pub fn split_point(&self, origin: Micros, width: Micros) -> Option<super::fast::Split> {
+        let middle = self.marks.partition_point(|(p, _)| *p < self.rows / 2);
+        let (_, t) = *self.marks.get(middle)?;
+        let bucket = u32::try_from((t - origin).div_euclid(width)).ok().filter(|b| *b > 0)?;
+        let start = origin + i64::from(bucket) * width;
+        let from = self.marks.iter().rev().find(|(_, t)| *t < start).map_or(0, |m| m.0);
+        let to = self.marks.iter().find(|(_, t)| *t >= start).map_or(self.rows, |m| m.0);
+        Some(super::fast::Split { bucket, positions: (from, to) })
     }
 
     /// Second pass: every request in time order, routed with `salt`, faults applied.
@@ -236,7 +262,8 @@ impl Replay {
         Ok(rows)
     }
 
-    fn rows_in(&self, salt: &str, range: Option<(u64, u64)>, mut f: impl FnMut(&Row)) -> Result<()> {
+    /// Requests at positions `from..to` (all: `None`), as [`Replay::for_each_row`] gives them.
+    pub(crate) fn rows_in(&self, salt: &str, range: Option<(u64, u64)>, mut f: impl FnMut(&Row)) -> Result<()> {
         let mut key = String::new();
         let selection = range.map(|(from, to)| select(&self.part_rows, from, to));
         let wanted = self.columns_read();
