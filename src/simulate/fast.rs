@@ -165,7 +165,7 @@ const BLOCK: usize = 1 << 20;
 impl Arena {
     /// Appends `bytes` whole to one block; returns their position.
     fn push(&mut self, bytes: &[u8]) -> u64 {
-        if !self.blocks.last().is_some_and(|b| b.capacity() - b.len() >= bytes.len()) {
+        if self.blocks.last().is_none_or(|b| b.capacity() - b.len() < bytes.len()) {
             self.blocks.push(Vec::with_capacity(BLOCK.max(bytes.len())));
         }
         let index = self.blocks.len() - 1;
