@@ -22,7 +22,11 @@ use parquet::file::properties::WriterProperties;
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let scales: Vec<usize> = std::env::var("BENCH_SCALES").unwrap_or_else(|_| "1,10,100".into()).split(',').map(|s| s.trim().parse().expect("BENCH_SCALES: numbers")).collect();
+    let scales: Vec<usize> = std::env::var("BENCH_SCALES")
+        .unwrap_or_else(|_| "1,10,100".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("BENCH_SCALES: numbers"))
+        .collect();
     let keep = std::env::var("BENCH_DIR").ok().map(PathBuf::from);
     let temp = tempfile::tempdir().unwrap();
     let dir = keep.unwrap_or_else(|| temp.path().to_path_buf());
@@ -31,7 +35,20 @@ fn main() {
     println!("the demo scenario (default policy, Argo Rollouts, Flagger and Kayenta emulated) on the demo log replicated k times");
     println!(
         "{:>6} {:>12} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10}",
-        "k", "requests", "peak MiB", "pre-sim", "prepare", "scoring", "after", "oracle", "simulate", "scores", "report", "after%", "keys", "index MiB"
+        "k",
+        "requests",
+        "peak MiB",
+        "pre-sim",
+        "prepare",
+        "scoring",
+        "after",
+        "oracle",
+        "simulate",
+        "scores",
+        "report",
+        "after%",
+        "keys",
+        "index MiB"
     );
     for k in scales {
         let log = dir.join(format!("traffic-{k}x.parquet"));
@@ -87,7 +104,8 @@ fn main() {
 /// copy j with request and entity ids suffixed `#j`: sorted by time as the source is, one source
 /// batch at a time.
 fn replicate(source: &Path, target: &Path, k: usize) {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(source).unwrap()).unwrap().with_batch_size(8_192).build().unwrap();
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(source).unwrap()).unwrap().with_batch_size(8_192).build().unwrap();
     // Dictionary columns as plain strings, so batches of any size can be written.
     let fields: Vec<Field> = reader
         .schema()
@@ -108,7 +126,8 @@ fn replicate(source: &Path, target: &Path, k: usize) {
         let batch = batch.unwrap();
         let columns: Vec<ArrayRef> = batch.columns().iter().zip(schema.fields()).map(|(c, f)| cast(c, f.data_type()).unwrap()).collect();
         let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
-        let time = cast(batch.column_by_name("request_ts").unwrap(), &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None)).unwrap();
+        let time =
+            cast(batch.column_by_name("request_ts").unwrap(), &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None)).unwrap();
         let keep = arrow::compute::kernels::cmp::gt_eq(&time, &september).unwrap();
         let batch = arrow::compute::filter_record_batch(&batch, &keep).unwrap();
         // Each row k times in a row: the copies share the row's timestamp, so the order stays sorted.
@@ -124,7 +143,11 @@ fn replicate(source: &Path, target: &Path, k: usize) {
                 .map(|(f, c)| match f.name().as_str() {
                     "request_id" | "entity_id" => {
                         let ids = c.as_string::<i32>();
-                        Arc::new((0..ids.len()).map(|i| ids.is_valid(i).then(|| format!("{}#{}", ids.value(i), copy(i)))).collect::<StringArray>()) as ArrayRef
+                        Arc::new(
+                            (0..ids.len())
+                                .map(|i| ids.is_valid(i).then(|| format!("{}#{}", ids.value(i), copy(i))))
+                                .collect::<StringArray>(),
+                        ) as ArrayRef
                     }
                     _ => Arc::clone(c),
                 })

@@ -32,7 +32,12 @@ fn main() {
     let prepared = prepare(&scenario, &RuntimeOptions::from_env()).unwrap_or_else(|e| panic!("{e}"));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let rows = prepared.survey.rows_in_window;
-    println!("scenario {} · {rows} rows · {cores} cores · ONNX Runtime {} · batch {} rows", scenario.display(), prepared.runtime.version, prepared.scenario.scoring.batch_rows);
+    println!(
+        "scenario {} · {rows} rows · {cores} cores · ONNX Runtime {} · batch {} rows",
+        scenario.display(),
+        prepared.runtime.version,
+        prepared.scenario.scoring.batch_rows
+    );
 
     let inputs = materialize(&prepared);
     let layouts: Vec<(usize, usize)> = {
@@ -62,7 +67,13 @@ fn main() {
         best_raw = best_raw.min(*m);
     }
     for ((workers, intra), m) in layouts.iter().zip(&medians) {
-        println!("{:<58} {:>9.3} {:>12.0} {:>8.3}", format!("raw ONNX Runtime, {workers} worker(s) × {intra} intra-op thread(s)"), m, per_second(*m), best_raw / m);
+        println!(
+            "{:<58} {:>9.3} {:>12.0} {:>8.3}",
+            format!("raw ONNX Runtime, {workers} worker(s) × {intra} intra-op thread(s)"),
+            m,
+            per_second(*m),
+            best_raw / m
+        );
     }
     let share = prepared.scenario.scoring.latency_sample;
     for (label, runs) in [
@@ -98,11 +109,8 @@ fn materialize(prepared: &Prepared) -> Inputs {
 }
 
 fn matrix(model: &Model, prepared: &Prepared, batch: &TrafficBatch) -> Vec<f32> {
-    let columns: Vec<&[f64]> = model
-        .features
-        .iter()
-        .map(|f| batch.features[prepared.layout.features.iter().position(|l| l == f).unwrap()].as_slice())
-        .collect();
+    let columns: Vec<&[f64]> =
+        model.features.iter().map(|f| batch.features[prepared.layout.features.iter().position(|l| l == f).unwrap()].as_slice()).collect();
     let mut out = Vec::with_capacity(batch.len() * columns.len());
     for r in 0..batch.len() {
         out.extend(columns.iter().map(|c| c[r] as f32));
@@ -142,7 +150,9 @@ fn pipeline(prepared: &Prepared, latency_sample: f64) -> (f64, f64) {
     let mut scenario = prepared.scenario.clone();
     scenario.scoring.latency_sample = latency_sample;
     let settings = score::Settings::new(&scenario, CacheDir::local(cache.path()), false, true);
-    let scored = score::score(prepared.runtime, &scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings).unwrap();
+    let scored =
+        score::score(prepared.runtime, &scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings)
+            .unwrap();
     (scored.streaming_seconds, scored.seconds)
 }
 

@@ -65,9 +65,19 @@ fn main() {
     }
     let (keys, label_keys) = summaries.size();
     let (f, r) = (median(fast_runs), median(reference_runs));
-    println!("{} rows, {} cells, {} checks of {} gates on {} scopes", replay.rows, replay.cells.len(), checks, policy.gates.len(), setup.scopes.len());
+    println!(
+        "{} rows, {} cells, {} checks of {} gates on {} scopes",
+        replay.rows,
+        replay.cells.len(),
+        checks,
+        policy.gates.len(),
+        setup.scopes.len()
+    );
     println!("scan of the score cache (once per replay):      {:>9.1} ms", scan * 1e3);
-    println!("fast-path index build (once per salt):          {:>9.1} ms ({keys} request and {label_keys} label keys)", median(builds) * 1e3);
+    println!(
+        "fast-path index build (once per salt):          {:>9.1} ms ({keys} request and {label_keys} label keys)",
+        median(builds) * 1e3
+    );
     println!("one policy evaluation, fast path:               {:>9.1} ms", f * 1e3);
     println!("one policy evaluation, row-by-row reference:    {:>9.1} ms", r * 1e3);
     println!("reference / fast:                               {:>9.1}×", r / f);
@@ -82,11 +92,24 @@ fn main() {
             let summaries = setup.summaries_with(&replay, &weights, &metrics).unwrap();
             let ranged = canary_replay::simulate::ranged::Ranged::new(&summaries, &replay, &policy.ramp.salt);
             let traffic = canary_replay::run::Traffic::Ranged(&ranged);
-            let c = canary_replay::run::emulate_controllers(spec, &setup, &replay, traffic, prepared.scenario.scoring.latency_sample, (&run, &grade, &exposure)).unwrap();
+            let c = canary_replay::run::emulate_controllers(
+                spec,
+                &setup,
+                &replay,
+                traffic,
+                prepared.scenario.scoring.latency_sample,
+                (&run, &grade, &exposure),
+            )
+            .unwrap();
             times.push(t.elapsed().as_secs_f64());
             assert_eq!(c.emulated.len(), spec.controllers.len());
         }
         let e = median(times);
-        println!("{} live controllers emulated and graded:        {:>9.1} ms ({:.1}× one fast policy evaluation)", spec.controllers.len(), e * 1e3, e / f);
+        println!(
+            "{} live controllers emulated and graded:        {:>9.1} ms ({:.1}× one fast policy evaluation)",
+            spec.controllers.len(),
+            e * 1e3,
+            e / f
+        );
     }
 }

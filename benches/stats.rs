@@ -39,9 +39,15 @@ fn sequential(c: &mut Criterion) {
     // What a non-inferiority gate runs at every check: the default four tuned mixtures, two-sided,
     // with the confidence sequence's end found by Newton's method.
     c.bench_function("msprt_update_tuned_4", |b| {
-        b.iter_batched(|| Msprt::tuned(vec![200.0, 2_000.0, 20_000.0, 200_000.0], 0.05, 0.0), |mut t| t.observe(0.012, 0.0004, 5_000.0), BatchSize::SmallInput)
+        b.iter_batched(
+            || Msprt::tuned(vec![200.0, 2_000.0, 20_000.0, 200_000.0], 0.05, 0.0),
+            |mut t| t.observe(0.012, 0.0004, 5_000.0),
+            BatchSize::SmallInput,
+        )
     });
-    c.bench_function("obrien_fleming_5_looks", |b| b.iter(|| boundaries(&[0.01, 0.05, 0.25, 0.5, 1.0], 0.05, Spending::OBrienFleming).unwrap()));
+    c.bench_function("obrien_fleming_5_looks", |b| {
+        b.iter(|| boundaries(&[0.01, 0.05, 0.25, 0.5, 1.0], 0.05, Spending::OBrienFleming).unwrap())
+    });
 }
 
 criterion_group!(benches, mann_whitney_million, sequential);

@@ -56,12 +56,23 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let space = dir.path().join("space.toml");
     std::fs::write(&space, SPACE.replace("VARIANTS", &variants.to_string())).unwrap();
-    let mut scenarios: Vec<PathBuf> = ["errors", "feature-missing", "latency-jfk", "score-shift-ua"].iter().map(|n| root.join(format!("scenarios/incidents/{n}.toml"))).collect();
-    scenarios.extend(["flights-2013-monitored", "flights-2013-aa", "flights-2013-september"].iter().map(|n| root.join(format!("scenarios/{n}.toml"))));
+    let mut scenarios: Vec<PathBuf> = ["errors", "feature-missing", "latency-jfk", "score-shift-ua"]
+        .iter()
+        .map(|n| root.join(format!("scenarios/incidents/{n}.toml")))
+        .collect();
+    scenarios.extend(
+        ["flights-2013-monitored", "flights-2013-aa", "flights-2013-september"].iter().map(|n| root.join(format!("scenarios/{n}.toml"))),
+    );
     let options = TuneOptions { out: Some(dir.path().join("tune")), runtime: RuntimeOptions::from_env(), cache_dir: None, quiet: true };
     let output = tune(&scenarios, &space, &options).unwrap_or_else(|e| panic!("{e}"));
     let s = &output.summary.search;
-    let replays: usize = output.summary.variants.iter().filter_map(|v| v.score.as_ref()).map(|sc| sc.scenarios.iter().map(|x| x.replays).sum::<usize>()).sum();
+    let replays: usize = output
+        .summary
+        .variants
+        .iter()
+        .filter_map(|v| v.score.as_ref())
+        .map(|sc| sc.scenarios.iter().map(|x| x.replays).sum::<usize>())
+        .sum();
     println!(
         "{} variants over {} scenarios on {} threads ({} cut at an incident, {} at the false-rollback allowance, {} once sure to be dominated, {} feasible)",
         s.variants,
@@ -76,15 +87,30 @@ fn main() {
     println!("indexing the replays (once per scenario and salt):                        {:>8.1} s", s.index_seconds);
     println!("search:                                                                   {:>8.1} s", s.search_seconds);
     println!("variants per second (search):                                             {:>8.1}", s.variants_per_second);
-    println!("policy replays per second (search):                                       {:>8.1} ({replays} replays)", replays as f64 / s.search_seconds);
-    println!("target 10,000 variants a minute = 166.7/s; measured / target:             {:>8.3}", s.variants_per_second / (10_000.0 / 60.0));
+    println!(
+        "policy replays per second (search):                                       {:>8.1} ({replays} replays)",
+        replays as f64 / s.search_seconds
+    );
+    println!(
+        "target 10,000 variants a minute = 166.7/s; measured / target:             {:>8.3}",
+        s.variants_per_second / (10_000.0 / 60.0)
+    );
 
     // Side by side: one replay of the monitored policy, fast path over built summaries vs reference.
     let path = root.join("scenarios/flights-2013-monitored.toml");
     let prepared = prepare(&path, &RuntimeOptions::from_env()).unwrap();
     let cache = canary_replay::runtime::cache_root(None).join("scores");
     let settings = canary_replay::score::Settings::new(&prepared.scenario, canary_replay::score::cache::CacheDir::local(cache), true, true);
-    let scored = canary_replay::score::score(prepared.runtime, &prepared.scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings).unwrap();
+    let scored = canary_replay::score::score(
+        prepared.runtime,
+        &prepared.scenario,
+        &prepared.files,
+        &prepared.survey,
+        &prepared.layout,
+        prepared.models(),
+        &settings,
+    )
+    .unwrap();
     let replay = Replay::scan(&scored.parts, &prepared.layout, &prepared.scenario.faults).unwrap();
     let setup = Setup::new(&prepared.scenario.policy, &replay);
     let summaries = setup.summaries(&replay).unwrap();
@@ -96,5 +122,11 @@ fn main() {
     let reference = setup.simulate(&mut Reference::new(&rows, &setup.scopes, setup.scale));
     let r = t.elapsed().as_secs_f64();
     assert_eq!(fast, reference, "the simulators disagree");
-    println!("one replay of flights-2013-monitored ({} checks): fast {:.1} ms, reference {:.1} ms, reference / fast {:.1}×", fast.checks.len(), f * 1e3, r * 1e3, r / f);
+    println!(
+        "one replay of flights-2013-monitored ({} checks): fast {:.1} ms, reference {:.1} ms, reference / fast {:.1}×",
+        fast.checks.len(),
+        f * 1e3,
+        r * 1e3,
+        r / f
+    );
 }

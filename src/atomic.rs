@@ -121,7 +121,11 @@ pub fn replaceable(dir: &Path) -> std::result::Result<(), String> {
     if foreign.is_empty() {
         Ok(())
     } else {
-        Err(format!("{} is an earlier output folder, but holds files canary-replay did not write there ({})", dir.display(), sample(&foreign)))
+        Err(format!(
+            "{} is an earlier output folder, but holds files canary-replay did not write there ({})",
+            dir.display(),
+            sample(&foreign)
+        ))
     }
 }
 
@@ -216,7 +220,10 @@ impl Pending {
         write_marker(&self.tmp, what)?;
         if self.dest.is_dir() {
             if let Err(message) = replaceable(&self.dest) {
-                return Err(Error::invalid(Problem::new(format!("--out {}", self.dest.display()), message).fix("move those files out of it, or pass another folder with --out")));
+                return Err(Error::invalid(
+                    Problem::new(format!("--out {}", self.dest.display()), message)
+                        .fix("move those files out of it, or pass another folder with --out"),
+                ));
             }
         }
         self.commit()

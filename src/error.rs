@@ -140,10 +140,8 @@ mod tests {
 
     #[test]
     fn several_problems_are_listed_with_their_fixes() {
-        let err = Error::Invalid(vec![
-            Problem::new("a.toml: traffic.path", "missing").fix("add it"),
-            Problem::new("a.toml: name", "empty"),
-        ]);
+        let err =
+            Error::Invalid(vec![Problem::new("a.toml: traffic.path", "missing").fix("add it"), Problem::new("a.toml: name", "empty")]);
         assert_eq!(err.to_string(), "2 problems:\na.toml: traffic.path: missing\n  fix: add it\na.toml: name: empty");
         assert_eq!(err.exit_code(), 2);
     }

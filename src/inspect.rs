@@ -62,7 +62,10 @@ pub struct LabelProfile {
 pub fn inspect(path: &Path, options: &Options) -> Result<Profile> {
     let files = crate::ingest::resolve_path(path)?;
     let bad = |e: PolarsError| {
-        Error::invalid(Problem::new(path.display().to_string(), format!("cannot read the data: {e}")).fix("check the files are complete Parquet files"))
+        Error::invalid(
+            Problem::new(path.display().to_string(), format!("cannot read the data: {e}"))
+                .fix("check the files are complete Parquet files"),
+        )
     };
     let frames = files
         .iter()
@@ -85,7 +88,8 @@ pub fn inspect(path: &Path, options: &Options) -> Result<Profile> {
     has(&options.label, "label")?;
     has(&options.label_time, "label-time")?;
 
-    let datetimes: Vec<String> = schema.iter().filter(|(_, t)| matches!(t, DataType::Datetime(..) | DataType::Date)).map(|(n, _)| n.to_string()).collect();
+    let datetimes: Vec<String> =
+        schema.iter().filter(|(_, t)| matches!(t, DataType::Datetime(..) | DataType::Date)).map(|(n, _)| n.to_string()).collect();
     let time = options.time.clone().or_else(|| datetimes.first().cloned());
     let label = options.label.clone().or_else(|| ["label", "target", "y"].iter().map(|s| s.to_string()).find(|c| names.contains(c)));
     let label_time = options
@@ -164,8 +168,13 @@ impl Profile {
         let mut s = String::new();
         let _ = writeln!(s, "{} rows in {} file(s)", self.rows, self.files.len());
         if let Some(t) = &self.time {
-            let order = if t.out_of_order_rows == 0 { "sorted".to_string() } else { format!("NOT sorted: {} rows earlier than the row before", t.out_of_order_rows) };
-            let _ = writeln!(s, "time ({}): {} .. {} ({order})", t.column, t.first.as_deref().unwrap_or("-"), t.last.as_deref().unwrap_or("-"));
+            let order = if t.out_of_order_rows == 0 {
+                "sorted".to_string()
+            } else {
+                format!("NOT sorted: {} rows earlier than the row before", t.out_of_order_rows)
+            };
+            let _ =
+                writeln!(s, "time ({}): {} .. {} ({order})", t.column, t.first.as_deref().unwrap_or("-"), t.last.as_deref().unwrap_or("-"));
         } else {
             let _ = writeln!(s, "time: no timestamp column found (pass --time)");
         }
@@ -176,7 +185,7 @@ impl Profile {
             }
             let _ = writeln!(s);
             if let (Some(lt), Some(d)) = (&l.label_time, &l.delay_seconds) {
-                let f = |x: f64| format_duration((x * 1e6).round() as i64);
+                let f = |x: f64| format_duration(crate::time::from_seconds(x));
                 let _ = writeln!(s, "label delay ({lt}): p50 {}, p90 {}, p99 {}, max {}", f(d[0]), f(d[1]), f(d[2]), f(d[3]));
             }
         }

@@ -178,7 +178,8 @@ fn execute(command: Command) -> Result<i32, Error> {
     match command {
         Command::Run { scenario, out, runtime, cache_dir, rescore, json, quiet, reference, controller } => {
             let command = std::env::args().collect();
-            let options = run::RunOptions { out, runtime: runtime.options(), cache_dir, rescore, quiet, reference, command, controllers: controller };
+            let options =
+                run::RunOptions { out, runtime: runtime.options(), cache_dir, rescore, quiet, reference, command, controllers: controller };
             let output = run::run(&scenario, &options)?;
             for warning in &output.warnings {
                 eprintln!("warning: {warning}");
@@ -216,7 +217,9 @@ fn execute(command: Command) -> Result<i32, Error> {
                 }
                 let survey = &prepared.survey;
                 let per_hour = run::requests_per_hour(survey.rows_in_window, survey.first, survey.last);
-                for note in spec.traffic_notes(per_hour, prepared.scenario.scoring.latency_sample, prepared.scenario.policy.ramp.check_every) {
+                for note in
+                    spec.traffic_notes(per_hour, prepared.scenario.scoring.latency_sample, prepared.scenario.policy.ramp.check_every)
+                {
                     if note.sparse {
                         eprintln!("warning: {}", note.text);
                     } else {

@@ -24,9 +24,11 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::ingest::Layout;
 use crate::policy::Fault;
-use crate::score::cache::{CANDIDATE_ERROR, CANDIDATE_LATENCY, CANDIDATE_MISSING, CANDIDATE_SCORE, STABLE_ERROR, STABLE_LATENCY, STABLE_MISSING, STABLE_SCORE};
-use crate::simulate::replay::{apply_faults, Output, Request};
+use crate::score::cache::{
+    CANDIDATE_ERROR, CANDIDATE_LATENCY, CANDIDATE_MISSING, CANDIDATE_SCORE, STABLE_ERROR, STABLE_LATENCY, STABLE_MISSING, STABLE_SCORE,
+};
 use crate::simulate::metrics::LatencySketch;
+use crate::simulate::replay::{apply_faults, Output, Request};
 use crate::stats::sketch::{self, Binning, Histogram};
 
 /// Scores at or above this count as a positive prediction for accuracy.
@@ -90,7 +92,13 @@ fn chart_bin(x: f64, lo: f64, hi: f64, bins: usize) -> usize {
 impl ChartSums {
     fn new(lo: f64, hi: f64) -> Self {
         let (lo, hi) = if hi > lo { (lo, hi) } else { (lo - 0.5, lo + 0.5) };
-        Self { unit: [[0; CHART_SCORE_BINS]; 2], range: [[0; CHART_SCORE_BINS]; 2], calibration: [[(0.0, 0.0, 0); CALIBRATION_BINS]; 2], lo, hi }
+        Self {
+            unit: [[0; CHART_SCORE_BINS]; 2],
+            range: [[0; CHART_SCORE_BINS]; 2],
+            calibration: [[(0.0, 0.0, 0); CALIBRATION_BINS]; 2],
+            lo,
+            hi,
+        }
     }
 
     fn add(&mut self, row: &Row) {
@@ -113,7 +121,13 @@ impl ChartSums {
             of: "every replayed request".into(),
             edges: (0..=CHART_SCORE_BINS).map(|i| lo + width * i as f64).collect(),
             histograms: histograms.map(|h| h.to_vec()),
-            calibration: self.calibration.map(|bins| if binary { bins.iter().filter(|b| b.2 > 0).map(|(s, y, n)| (s / *n as f64, y / *n as f64, *n)).collect() } else { Vec::new() }),
+            calibration: self.calibration.map(|bins| {
+                if binary {
+                    bins.iter().filter(|b| b.2 > 0).map(|(s, y, n)| (s / *n as f64, y / *n as f64, *n)).collect()
+                } else {
+                    Vec::new()
+                }
+            }),
             latency_cdf_us: [0, 1].map(|m| overall.sides[m].latency.cdf_ms().into_iter().map(|(ms, share)| (ms * 1000.0, share)).collect()),
             latency_measured: [0, 1].map(|m| overall.sides[m].latency.count()),
         }
@@ -250,7 +264,11 @@ impl Sums {
                 side.both_sum_sq += s * s;
             }
             if let Some(t) = &m.terms {
-                if t.positive { side.positives.add(bin) } else { side.negatives.add(bin) }
+                if t.positive {
+                    side.positives.add(bin)
+                } else {
+                    side.negatives.add(bin)
+                }
                 side.log_loss += t.log_loss;
                 side.brier += t.squared;
                 side.abs_error += t.absolute;
@@ -288,22 +306,13 @@ impl Sums {
                     mean_score: (s.scored > 0).then(|| s.score_sum / s.scored as f64),
                     quality,
                     auc_error_bound,
-                    latency_us: Latency {
-                        samples: s.latency.count(),
-                        p50: q(0.5),
-                        p95: q(0.95),
-                        p99: q(0.99),
-                    },
+                    latency_us: Latency { samples: s.latency.count(), p50: q(0.5), p95: q(0.95), p99: q(0.99) },
                     first_error: s.first_error.clone(),
                 }
             })
             .collect();
         let [stable, candidate]: [Side; 2] = sides.try_into().expect("two sides");
-        let difference = stable
-            .quality
-            .iter()
-            .filter_map(|(k, v)| candidate.quality.get(k).map(|c| (*k, c - v)))
-            .collect();
+        let difference = stable.quality.iter().filter_map(|(k, v)| candidate.quality.get(k).map(|c| (*k, c - v))).collect();
         let reference = &self.sides[0];
         let n = reference.both.total() as f64;
         let std = if n > 0.0 { (reference.both_sum_sq / n - (reference.both_sum / n).powi(2)).max(0.0).sqrt() } else { 0.0 };
@@ -338,7 +347,12 @@ const INJECTED_ERROR: &str = "injected fault";
 /// both models lie in `score_range` ([`crate::simulate::replay::Replay::scan`] found it): of what
 /// users were served, the scenario's faults applied, when `injected` gives them — with, from the
 /// same pass, the models' own overall comparison without them; of the models as they are otherwise.
-pub fn compute(files: &[impl AsRef<Path>], layout: &Layout, score_range: (f64, f64), injected: Option<&Injected>) -> Result<(Oracle, Option<Comparison>)> {
+pub fn compute(
+    files: &[impl AsRef<Path>],
+    layout: &Layout,
+    score_range: (f64, f64),
+    injected: Option<&Injected>,
+) -> Result<(Oracle, Option<Comparison>)> {
     let injected = injected.filter(|i| !i.faults.is_empty());
     let (lo, hi) = score_range;
     let binning = Binning::new(lo, hi);
@@ -456,9 +470,18 @@ impl<'a> Columns<'a> {
         if let Some((injected, c)) = self.injected.as_ref().filter(|_| served) {
             // What users were served: the scenario's faults applied as the replay applies them.
             let id = if c.id.is_valid(i) { c.id.value(i) } else { "" };
-            let segment = |column: &str| self.segments_named.iter().position(|n| n == column).map(|k| if self.segments[k].is_valid(i) { self.segments[k].value(i) } else { "(null)" });
+            let segment = |column: &str| {
+                self.segments_named.iter().position(|n| n == column).map(|k| {
+                    if self.segments[k].is_valid(i) {
+                        self.segments[k].value(i)
+                    } else {
+                        "(null)"
+                    }
+                })
+            };
             let missing = c.missing.map(|missing| [0, 1].map(|m| missing[m].is_valid(i).then(|| missing[m].value(i))));
-            let mut outputs = [0, 1].map(|m| Output { error: errors[m].is_some(), score: scores[m], latency_ms: latency[m].map(|us| us / 1000.0) });
+            let mut outputs =
+                [0, 1].map(|m| Output { error: errors[m].is_some(), score: scores[m], latency_ms: latency[m].map(|us| us / 1000.0) });
             let request = Request { time: c.time.value(i), id, segment: &segment, binary: injected.binary, missing };
             apply_faults(injected.faults, request, &mut outputs);
             for (m, out) in outputs.iter().enumerate() {

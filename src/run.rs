@@ -3,20 +3,20 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::error::{exit, Error, Problem, Result};
 use crate::controller::{self, probe::Probe, spec::Spec as ControllerSpec};
-use crate::simulate::ranged::{Ranged, RangedSource};
-use crate::simulate::reference::Reference;
-use crate::simulate::replay::{Replay, Row};
-use crate::simulate::grade::{self, Exposure, Grade};
-use crate::simulate::{Outcome, Run, Setup, Source};
+use crate::error::{exit, Error, Problem, Result};
 use crate::ingest::{self, Layout, Survey, TrafficFile};
 use crate::oracle;
 use crate::report::{self, Summary, Timings};
 use crate::runtime::{self, Runtime, RuntimeOptions};
 use crate::scenario::{self, Scenario};
-use crate::time::Micros;
 use crate::score::{self, cache::CacheDir, model::Model, probe::FirstRows, Scored};
+use crate::simulate::grade::{self, Exposure, Grade};
+use crate::simulate::ranged::{Ranged, RangedSource};
+use crate::simulate::reference::Reference;
+use crate::simulate::replay::{Replay, Row};
+use crate::simulate::{Outcome, Run, Setup, Source};
+use crate::time::Micros;
 
 /// Options of `run` beyond the scenario.
 #[derive(Debug, Clone, Default)]
@@ -110,7 +110,11 @@ fn sort_unsorted(files: &mut Vec<TrafficFile>, survey: &mut Survey, traffic: &sc
     let mut said = Vec::new();
     for index in survey.unsorted() {
         let runs = ingest::sorted_runs(&files[index], traffic, layout, &runtime::cache_root(None), ingest::RUN_ROWS)?;
-        said.push(format!("{} is not sorted by time: read in {} sorted run(s) (traffic.sort = true)", files[index].path.display(), runs.len()));
+        said.push(format!(
+            "{} is not sorted by time: read in {} sorted run(s) (traffic.sort = true)",
+            files[index].path.display(),
+            runs.len()
+        ));
         survey.replace_file(index, files.len()..files.len() + runs.len());
         files.extend(runs);
     }
@@ -148,7 +152,10 @@ fn assumptions(scenario: &Scenario, survey: &Survey, probe: &FirstRows) -> Vec<S
         ));
     }
     if survey.duplicates > 0 {
-        out.push(format!("{} request(s) repeat an id seen before: only the first request of each id is replayed (traffic.duplicates = \"keep_first\")", survey.duplicates));
+        out.push(format!(
+            "{} request(s) repeat an id seen before: only the first request of each id is replayed (traffic.duplicates = \"keep_first\")",
+            survey.duplicates
+        ));
     }
     let traffic = &scenario.traffic;
     if traffic.label.is_some() && traffic.label_time.is_none() && traffic.label_delay == 0 {
@@ -169,12 +176,15 @@ fn add_controllers(scenario: &mut Scenario, files: &[PathBuf]) -> Result<()> {
     raw.from_flag += files.len();
     let dir = scenario.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut problems = Vec::new();
-    scenario.controller = crate::controller::spec::load(&raw, dir, &scenario.file.display().to_string(), scenario.policy.ramp.check_every, &scenario.traffic.segments, &mut problems);
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Invalid(problems))
-    }
+    scenario.controller = crate::controller::spec::load(
+        &raw,
+        dir,
+        &scenario.file.display().to_string(),
+        scenario.policy.ramp.check_every,
+        &scenario.traffic.segments,
+        &mut problems,
+    );
+    crate::error::check((), problems)
 }
 
 /// A `feature_missing` fault must name a feature its model reads, at most one per model.
@@ -191,7 +201,10 @@ fn missing_feature_problems(scenario: &Scenario, models: [&Model; 2]) -> Vec<Pro
                     .fix(format!("its features: {}", models[m].features.join(", "))),
             );
         } else if std::mem::replace(&mut seen[m], true) {
-            problems.push(Problem::new(key, format!("is a second feature_missing fault on the {} model; one per model is supported", fault.model.name())));
+            problems.push(Problem::new(
+                key,
+                format!("is a second feature_missing fault on the {} model; one per model is supported", fault.model.name()),
+            ));
         }
     }
     problems
@@ -235,7 +248,8 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     let scenario = &prepared.scenario;
     let cache = CacheDir::from_option(options.cache_dir.as_deref());
     let settings = score::Settings::new(scenario, cache.clone(), !options.rescore, options.quiet);
-    let scored = score::score(prepared.runtime, scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings)?;
+    let scored =
+        score::score(prepared.runtime, scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings)?;
     failed_everywhere(&prepared, &scored)?;
 
     let after_scoring = Instant::now();
@@ -266,7 +280,8 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     let Simulated { setup, run, grade, exposure, controllers, mut phases, index } = simulated?;
     phases.scan_seconds = scan_seconds;
 
-    let mut summary = report::summary(&prepared, (&oracle, clean), scores_plan, report::simulation::summary(&setup, &run, grade, exposure))?;
+    let mut summary =
+        report::summary(&prepared, (&oracle, clean), scores_plan, report::simulation::summary(&setup, &run, grade, exposure))?;
     summary.controllers = controllers;
     let mut timings = Timings {
         total_seconds: 0.0,
@@ -332,10 +347,16 @@ fn simulate<'a>(prepared: &'a Prepared, replay: &Replay, reference: bool) -> Res
     let (run, grade, exposure, controllers) = if reference {
         // Every routed row, for the reference simulator and the controllers alike.
         let rows = phases.time(|p| &mut p.index_seconds, || replay.rows(&policy.ramp.salt))?;
-        let (run, grade, exposure) = phases.time(|p| &mut p.policy_seconds, || evaluate(&setup, &mut Reference::new(&rows, &setup.scopes, setup.scale)));
-        let controllers = phases.time(|p| &mut p.controllers_seconds, || {
-            controllers.map(|spec| emulate_controllers(spec, &setup, replay, Traffic::Rows(&rows), latency_sample, (&run, &grade, &exposure))).transpose()
-        })?;
+        let (run, grade, exposure) =
+            phases.time(|p| &mut p.policy_seconds, || evaluate(&setup, &mut Reference::new(&rows, &setup.scopes, setup.scale)));
+        let controllers = phases.time(
+            |p| &mut p.controllers_seconds,
+            || {
+                controllers
+                    .map(|spec| emulate_controllers(spec, &setup, replay, Traffic::Rows(&rows), latency_sample, (&run, &grade, &exposure)))
+                    .transpose()
+            },
+        )?;
         (run, grade, exposure, controllers)
     } else {
         // One index for the policy and the controllers: cut at every weight either routes at, keeping
@@ -345,9 +366,16 @@ fn simulate<'a>(prepared: &'a Prepared, replay: &Replay, reference: bool) -> Res
         index = Some(summaries.footprint());
         let (run, grade, exposure) = phases.time(|p| &mut p.policy_seconds, || evaluate(&setup, &mut setup.fast(&summaries)));
         let ranged = Ranged::new(&summaries, replay, &policy.ramp.salt);
-        let controllers = phases.time(|p| &mut p.controllers_seconds, || {
-            controllers.map(|spec| emulate_controllers(spec, &setup, replay, Traffic::Ranged(&ranged), latency_sample, (&run, &grade, &exposure))).transpose()
-        })?;
+        let controllers = phases.time(
+            |p| &mut p.controllers_seconds,
+            || {
+                controllers
+                    .map(|spec| {
+                        emulate_controllers(spec, &setup, replay, Traffic::Ranged(&ranged), latency_sample, (&run, &grade, &exposure))
+                    })
+                    .transpose()
+            },
+        )?;
         phases.rows_read_back = Some(ranged.reads());
         (run, grade, exposure, controllers)
     };
@@ -385,11 +413,7 @@ fn failed_everywhere(prepared: &Prepared, scored: &Scored) -> Result<()> {
                 .fix("check the model runs on these features in Python ONNX Runtime, and its output and class")
         })
         .collect();
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Invalid(problems))
-    }
+    crate::error::check((), problems)
 }
 
 /// Where the controllers' emulation reads the traffic.
@@ -403,7 +427,14 @@ pub enum Traffic<'a> {
 
 /// Replays every controller of `[controller]` on the traffic (routed under the policy's salt) and
 /// grades each with the same oracle as the policy's `(run, grade, exposure)`.
-pub fn emulate_controllers(spec: &ControllerSpec, setup: &Setup, replay: &Replay, traffic: Traffic, latency_sample: f64, policy: (&Run, &Grade, &Exposure)) -> Result<report::controllers::Controllers> {
+pub fn emulate_controllers(
+    spec: &ControllerSpec,
+    setup: &Setup,
+    replay: &Replay,
+    traffic: Traffic,
+    latency_sample: f64,
+    policy: (&Run, &Grade, &Exposure),
+) -> Result<report::controllers::Controllers> {
     use rayon::prelude::*;
     let probe = match traffic {
         Traffic::Rows(rows) => Probe::new(rows, setup.scale),
@@ -433,14 +464,15 @@ pub fn emulate_controllers(spec: &ControllerSpec, setup: &Setup, replay: &Replay
     let (run, grade, exposure) = policy;
     let policy = report::controllers::Verdict::new(who.to_string(), run, grade, exposure);
     let comparison = emulated.iter().map(|e| report::controllers::compare(&policy, &e.verdict)).collect();
-    let notes = spec.traffic_notes(requests_per_hour(replay.rows, replay.first, replay.last), latency_sample, setup.policy.ramp.check_every);
+    let notes =
+        spec.traffic_notes(requests_per_hour(replay.rows, replay.first, replay.last), latency_sample, setup.policy.ramp.check_every);
     let query_traffic = notes.into_iter().map(|n| if n.sparse { format!("warning: {}", n.text) } else { n.text }).collect();
     Ok(report::controllers::Controllers { policy, emulated, comparison, query_traffic })
 }
 
 /// `rows` requests from `first` to `last`, an hour (over at least an hour).
 pub fn requests_per_hour(rows: u64, first: Micros, last: Micros) -> f64 {
-    rows as f64 / ((last - first) as f64 / 3_600e6).max(1.0)
+    rows as f64 / crate::time::hours(last - first).max(1.0)
 }
 
 /// Simulates the policy and grades the outcome against the oracle.

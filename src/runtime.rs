@@ -195,7 +195,10 @@ pub fn locate(options: &RuntimeOptions) -> std::result::Result<(PathBuf, String,
     }
     // On a first run the fetch is the expected path: one line says why, the full search list is
     // kept for when the fetch fails.
-    eprintln!("ONNX Runtime (1.{MIN_MINOR} or newer) is not installed in the {} places canary-replay looks (`--ort-lib` overrides).", looked.len());
+    eprintln!(
+        "ONNX Runtime (1.{MIN_MINOR} or newer) is not installed in the {} places canary-replay looks (`--ort-lib` overrides).",
+        looked.len()
+    );
     for r in &rejected {
         eprintln!("  skipped {r}");
     }

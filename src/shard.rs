@@ -67,7 +67,9 @@ pub struct PlannedFile {
 /// when none).
 pub fn plan(scenario_path: &Path, shards: usize, cache_dir: Option<&Path>, runtime_options: &RuntimeOptions) -> Result<Plan> {
     if shards == 0 {
-        return Err(Error::invalid(Problem::new("--shards", "must be at least 1").fix("give the number of shards to split the log into, e.g. --shards 8")));
+        return Err(Error::invalid(
+            Problem::new("--shards", "must be at least 1").fix("give the number of shards to split the log into, e.g. --shards 8"),
+        ));
     }
     let scenario_path = std::path::absolute(scenario_path).map_err(|e| Error::io(scenario_path, e))?;
     let prepared = crate::run::prepare(&scenario_path, runtime_options)?;
@@ -83,7 +85,8 @@ pub fn plan(scenario_path: &Path, shards: usize, cache_dir: Option<&Path>, runti
     let mut parts = Vec::new();
     for group in &prepared.survey.groups {
         let files: Vec<&ingest::TrafficFile> = group.files.iter().map(|&i| &prepared.files[i]).collect();
-        let info = PartInfo::of_files(&prepared.scenario, &prepared.layout, &files, &prepared.survey.rules, prepared.models(), &runtime.version)?;
+        let info =
+            PartInfo::of_files(&prepared.scenario, &prepared.layout, &files, &prepared.survey.rules, prepared.models(), &runtime.version)?;
         let planned = files.iter().map(|f| PlannedFile { path: f.path.text(), partitions: f.partitions.clone() }).collect();
         parts.push(PlannedPart { key: info.key(), rows: group.rows, files: planned });
     }
@@ -96,8 +99,16 @@ pub fn plan(scenario_path: &Path, shards: usize, cache_dir: Option<&Path>, runti
         split[lightest].rows += parts[i].rows;
         split[lightest].parts.push(parts[i].clone());
     }
-    let cache_dir = cache.shared.clone().unwrap_or_else(|| std::path::absolute(&cache.folder).unwrap_or(cache.folder.clone()).display().to_string());
-    Ok(Plan { format: PLAN_FORMAT, scenario: scenario_path, cache_dir, rules: prepared.survey.rules.clone(), rows: prepared.survey.rows_in_window, shards: split })
+    let cache_dir =
+        cache.shared.clone().unwrap_or_else(|| std::path::absolute(&cache.folder).unwrap_or(cache.folder.clone()).display().to_string());
+    Ok(Plan {
+        format: PLAN_FORMAT,
+        scenario: scenario_path,
+        cache_dir,
+        rules: prepared.survey.rules.clone(),
+        rows: prepared.survey.rows_in_window,
+        shards: split,
+    })
 }
 
 /// Refuses a plan's `--out` that holds something other than an earlier plan: it is replaced.
@@ -106,7 +117,8 @@ pub fn check_plan_output(out: &Path) -> Result<()> {
         return Ok(());
     }
     Err(Error::invalid(
-        Problem::new(format!("--out {}", out.display()), "exists and is not a shard plan: it would be replaced").fix("give a new file name, e.g. --out plan.json"),
+        Problem::new(format!("--out {}", out.display()), "exists and is not a shard plan: it would be replaced")
+            .fix("give a new file name, e.g. --out plan.json"),
     ))
 }
 
@@ -114,11 +126,15 @@ pub fn check_plan_output(out: &Path) -> Result<()> {
 pub fn read_plan(path: &Path) -> Result<Plan> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let plan: Plan = serde_json::from_str(&text).map_err(|e| {
-        Error::invalid(Problem::new(path.display().to_string(), format!("not a shard plan: {e}")).fix("make one with `canary-replay shard plan SCENARIO --shards N --out PLAN`"))
+        Error::invalid(
+            Problem::new(path.display().to_string(), format!("not a shard plan: {e}"))
+                .fix("make one with `canary-replay shard plan SCENARIO --shards N --out PLAN`"),
+        )
     })?;
     if plan.format != PLAN_FORMAT {
         return Err(Error::invalid(
-            Problem::new(path.display().to_string(), format!("a plan of format {} (this canary-replay reads {PLAN_FORMAT})", plan.format)).fix("plan again with this version"),
+            Problem::new(path.display().to_string(), format!("a plan of format {} (this canary-replay reads {PLAN_FORMAT})", plan.format))
+                .fix("plan again with this version"),
         ));
     }
     Ok(plan)
@@ -142,7 +158,10 @@ pub struct ShardReport {
 pub fn run(plan: &Plan, index: usize, threads: Option<usize>, runtime_options: &RuntimeOptions, quiet: bool) -> Result<ShardReport> {
     let started = Instant::now();
     let Some(shard) = plan.shards.get(index) else {
-        return Err(Error::invalid(Problem::new("--index", format!("is {index}, but the plan has {} shards", plan.shards.len())).fix(format!("give an index from 0 to {}", plan.shards.len().saturating_sub(1)))));
+        return Err(Error::invalid(
+            Problem::new("--index", format!("is {index}, but the plan has {} shards", plan.shards.len()))
+                .fix(format!("give an index from 0 to {}", plan.shards.len().saturating_sub(1))),
+        ));
     };
     let scenario = crate::scenario::load(&plan.scenario)?;
     let runtime = runtime::load(runtime_options)?;
@@ -156,7 +175,10 @@ pub fn run(plan: &Plan, index: usize, threads: Option<usize>, runtime_options: &
             let place = match Location::parse(&file.path, Path::new("")) {
                 Location::Local(p) => Place::Local(p),
                 Location::Url(url) => crate::storage::list(&url)?.into_iter().next().map(|(p, _)| p).ok_or_else(|| {
-                    Error::invalid(Problem::new(&url, "is in the plan but not in the store").fix("the log changed since the plan was made: plan again"))
+                    Error::invalid(
+                        Problem::new(&url, "is in the plan but not in the store")
+                            .fix("the log changed since the plan was made: plan again"),
+                    )
                 })?,
             };
             let mut opened = ingest::open_file(place, &scenario.traffic.time).map_err(Error::invalid)?;

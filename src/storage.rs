@@ -136,7 +136,7 @@ impl Place {
                 let id = match &o.e_tag {
                     Some(tag) => format!("object|{}|etag {tag}", o.size),
                     // Whole seconds: an HTTP date (a HEAD's answer) has no more.
-                    None => format!("object|{}|modified {}", o.size, o.last_modified.div_euclid(1_000_000)),
+                    None => format!("object|{}|modified {}", o.size, o.last_modified.div_euclid(crate::time::MICROS_PER_SECOND)),
                 };
                 Ok(blake3::hash(id.as_bytes()).to_hex().to_string())
             }
@@ -174,7 +174,12 @@ impl Ord for Place {
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("object-store").enable_all().build().expect("a tokio runtime for object storage")
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("object-store")
+            .enable_all()
+            .build()
+            .expect("a tokio runtime for object storage")
     })
 }
 
@@ -212,12 +217,17 @@ fn store_of(url: &str) -> Result<(Arc<dyn ObjectStore>, Key)> {
         "gs" => bounded!(object_store::gcp::GoogleCloudStorageBuilder, object_store::gcp::GoogleConfigKey::Client),
         _ => bounded!(object_store::azure::MicrosoftAzureBuilder, object_store::azure::AzureConfigKey::Client),
     };
-    let store = built.map_err(|e| Error::invalid(Problem::new(url, format!("cannot configure the object store: {}", chain(&e))).fix(credentials_fix(&scheme))))?;
+    let store = built.map_err(|e| {
+        Error::invalid(Problem::new(url, format!("cannot configure the object store: {}", chain(&e))).fix(credentials_fix(&scheme)))
+    })?;
     Ok((store, key))
 }
 
 fn bad_url(url: &str, why: &str) -> Error {
-    Error::invalid(Problem::new(url, format!("not a valid storage URL: {why}")).fix("write it as s3://bucket/path, gs://bucket/path or az://container/path"))
+    Error::invalid(
+        Problem::new(url, format!("not a valid storage URL: {why}"))
+            .fix("write it as s3://bucket/path, gs://bucket/path or az://container/path"),
+    )
 }
 
 /// Where each cloud's client looks for credentials, and how to point it elsewhere.
@@ -258,7 +268,9 @@ fn failure(e: &object_store::Error) -> Failure {
     let detail = chain(e);
     if detail.contains("NoSuchBucket") {
         Failure::NoBucket
-    } else if matches!(e, object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }) || detail.contains("403 Forbidden") {
+    } else if matches!(e, object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. })
+        || detail.contains("403 Forbidden")
+    {
         Failure::Refused
     } else if ["Connection refused", "tcp connect error", "dns error", "timed out"].iter().any(|s| detail.contains(s)) {
         Failure::Unreachable
@@ -275,14 +287,23 @@ fn request_error(url: &str, what: &str, e: &object_store::Error) -> Error {
     let scheme = url.split_once("://").map_or("s3", |(s, _)| s);
     let endpoint = endpoint().filter(|_| scheme.starts_with("s3"));
     let (why, fix) = match failure(e) {
-        Failure::NoBucket => ("the bucket does not exist".to_string(), "check the bucket's name in the URL (and the endpoint and region it lives in)".to_string()),
-        Failure::Refused => ("the store refused the credentials".to_string(), format!("check the credentials: {}", credentials_fix(scheme))),
+        Failure::NoBucket => (
+            "the bucket does not exist".to_string(),
+            "check the bucket's name in the URL (and the endpoint and region it lives in)".to_string(),
+        ),
+        Failure::Refused => {
+            ("the store refused the credentials".to_string(), format!("check the credentials: {}", credentials_fix(scheme)))
+        }
         Failure::Unreachable => {
             let at = endpoint.as_deref().map(|e| format!(" at {e}")).unwrap_or_default();
             (format!("the store{at} cannot be reached"), "check that the endpoint is reachable from this machine (AWS_ENDPOINT_URL for an S3-protocol server of your own, with AWS_ALLOW_HTTP=true for http://)".to_string())
         }
-        Failure::NoObject => ("there is no such object".to_string(), "check the path (a listing of the bucket shows what is there)".to_string()),
-        Failure::Other => ("the request failed".to_string(), format!("check the endpoint, the bucket and the credentials: {}", credentials_fix(scheme))),
+        Failure::NoObject => {
+            ("there is no such object".to_string(), "check the path (a listing of the bucket shows what is there)".to_string())
+        }
+        Failure::Other => {
+            ("the request failed".to_string(), format!("check the endpoint, the bucket and the credentials: {}", credentials_fix(scheme)))
+        }
     };
     Error::invalid(Problem::new(url, format!("cannot {what}: {why} ({})", chain(e))).fix(fix))
 }
@@ -298,9 +319,15 @@ pub fn endpoint() -> Option<String> {
 fn check_credentials(url: &str) -> Result<()> {
     let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
     let endpoint = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT", "AWS_ENDPOINT_URL_S3"].iter().find(|k| set(k));
-    let signed = ["AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"]
-        .iter()
-        .any(|k| set(k));
+    let signed = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ]
+    .iter()
+    .any(|k| set(k));
     let anonymous = std::env::var("AWS_SKIP_SIGNATURE").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
     match endpoint {
         Some(endpoint) if !signed && !anonymous => Err(Error::invalid(
@@ -328,13 +355,21 @@ pub fn list(url: &str) -> Result<Vec<(Place, crate::ingest::Partitions)>> {
     };
     let base = root.trim_end_matches('/');
     // A key below the root, relative to it ("" for the root itself).
-    let relative = |key: &Key| -> String { key.as_ref().strip_prefix(root_key.as_ref()).unwrap_or(key.as_ref()).trim_start_matches('/').to_string() };
+    let relative =
+        |key: &Key| -> String { key.as_ref().strip_prefix(root_key.as_ref()).unwrap_or(key.as_ref()).trim_start_matches('/').to_string() };
     let to_place = |meta: ObjectMeta| {
         let relative = relative(&meta.location);
         let url = if relative.is_empty() { base.to_string() } else { format!("{base}/{relative}") };
         // Stores quote entity tags in one answer and not in another (a listing, a HEAD).
         let e_tag = meta.e_tag.map(|t| t.trim_start_matches("W/").trim_matches('"').to_string());
-        Object { store: store.clone(), url, key: meta.location, size: meta.size, e_tag, last_modified: meta.last_modified.timestamp_micros() }
+        Object {
+            store: store.clone(),
+            url,
+            key: meta.location,
+            size: meta.size,
+            e_tag,
+            last_modified: meta.last_modified.timestamp_micros(),
+        }
     };
     // A single object named outright (a URL ending in / is a prefix). A store that answers a
     // prefix's HEAD with an error of its own rather than "not found" is listed all the same.
@@ -346,7 +381,8 @@ pub fn list(url: &str) -> Result<Vec<(Place, crate::ingest::Partitions)>> {
         }
     }
     let prefix = (!root_key.as_ref().is_empty()).then_some(&root_key);
-    let listed: Vec<ObjectMeta> = runtime().block_on(store.list(prefix).try_collect()).map_err(|e| request_error(base, "list the objects", &e))?;
+    let listed: Vec<ObjectMeta> =
+        runtime().block_on(store.list(prefix).try_collect()).map_err(|e| request_error(base, "list the objects", &e))?;
     let mut found = Vec::new();
     for meta in listed {
         let relative = relative(&meta.location);
@@ -450,7 +486,10 @@ impl Ranged {
     fn bytes(&self, start: u64, length: usize) -> std::result::Result<Bytes, std::io::Error> {
         let end = start + length as u64;
         if end > self.object.size {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{}: bytes {start}..{end} past its end ({})", self.object.url, self.object.size)));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{}: bytes {start}..{end} past its end ({})", self.object.url, self.object.size),
+            ));
         }
         if length as u64 > BLOCK * BLOCKS_KEPT as u64 / 2 {
             return self.fetch(start, end);
@@ -542,9 +581,17 @@ pub fn upload(from: &Path, url: &str) -> Result<()> {
             }
             if let Err(e) = writer.write_all(&buffer[..n]).await {
                 let _ = writer.abort().await;
-                return Err(Error::invalid(Problem::new(url, format!("cannot upload {}: {e}", from.display())).fix(credentials_fix(url.split("://").next().unwrap_or("s3")))));
+                return Err(Error::invalid(
+                    Problem::new(url, format!("cannot upload {}: {e}", from.display()))
+                        .fix(credentials_fix(url.split("://").next().unwrap_or("s3"))),
+                ));
             }
         }
-        writer.shutdown().await.map_err(|e| Error::invalid(Problem::new(url, format!("cannot upload {}: {e}", from.display())).fix(credentials_fix(url.split("://").next().unwrap_or("s3")))))
+        writer.shutdown().await.map_err(|e| {
+            Error::invalid(
+                Problem::new(url, format!("cannot upload {}: {e}", from.display()))
+                    .fix(credentials_fix(url.split("://").next().unwrap_or("s3"))),
+            )
+        })
     })
 }

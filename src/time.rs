@@ -8,6 +8,24 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 pub type Micros = i64;
 
 pub const MICROS_PER_SECOND: i64 = 1_000_000;
+pub const MICROS_PER_MINUTE: i64 = 60 * MICROS_PER_SECOND;
+pub const MICROS_PER_HOUR: i64 = 60 * MICROS_PER_MINUTE;
+pub const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
+
+/// A duration in (fractional) hours.
+pub fn hours(micros: Micros) -> f64 {
+    micros as f64 / MICROS_PER_HOUR as f64
+}
+
+/// A duration in (fractional) days.
+pub fn days(micros: Micros) -> f64 {
+    micros as f64 / MICROS_PER_DAY as f64
+}
+
+/// Seconds as microseconds, rounded to the nearest.
+pub fn from_seconds(seconds: f64) -> Micros {
+    (seconds * MICROS_PER_SECOND as f64).round() as Micros
+}
 
 /// Parses a duration such as `90s`, `15m`, `6h`, `1d`, `1h30m` or `250ms` into microseconds.
 pub fn parse_duration(text: &str) -> Result<Micros, String> {
@@ -22,9 +40,8 @@ pub fn parse_duration(text: &str) -> Result<Micros, String> {
         if digits == 0 {
             return Err(format!("`{text}` is not a duration: expected a number before `{rest}`"));
         }
-        let number: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("`{text}` is not a duration: `{}` is not a number", &rest[..digits]))?;
+        let number: f64 =
+            rest[..digits].parse().map_err(|_| format!("`{text}` is not a duration: `{}` is not a number", &rest[..digits]))?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
@@ -74,7 +91,11 @@ pub fn format_approx(micros: Micros) -> String {
                 Some((next, next_size)) => {
                     let rest = ((micros % size) as f64 / *next_size as f64).round() as i64;
                     let (whole, rest) = if rest * next_size >= *size { (whole + 1, 0) } else { (whole, rest) };
-                    if rest == 0 { format!("{whole}{name}") } else { format!("{whole}{name}{rest}{next}") }
+                    if rest == 0 {
+                        format!("{whole}{name}")
+                    } else {
+                        format!("{whole}{name}{rest}{next}")
+                    }
                 }
                 None => format!("{whole}{name}"),
             };

@@ -48,7 +48,10 @@ fn at(text: &str) -> i64 {
 fn the_default_policy_promotes_in_september_and_misses_the_winter() {
     let out = replay("scenarios/flights-2013.toml", false);
     let sim = &out.summary.simulation;
-    println!("default policy: {:?} at {} ({}); grade {}: {}", sim.outcome, sim.decided_at, sim.reason, sim.grade.grade, sim.grade.explanation);
+    println!(
+        "default policy: {:?} at {} ({}); grade {}: {}",
+        sim.outcome, sim.decided_at, sim.reason, sim.grade.grade, sim.grade.explanation
+    );
     assert_eq!(sim.outcome, Outcome::Promoted);
     assert!(sim.default_policy);
     assert!(sim.decided_at.starts_with("2013-09"), "{}", sim.decided_at);
@@ -95,7 +98,10 @@ fn injected_incidents_are_rolled_back_within_days() {
         assert_eq!(sim.grade.grade, "correct_rollback", "{scenario}");
         assert!(after > 0 && after <= 5 * 86_400_000_000, "{scenario}: decided {} after the fault", format_approx(after));
         let e = &sim.exposure;
-        assert!(e.before_decision_in_regressed_windows > 0 && e.before_decision_in_regressed_windows <= e.candidate_requests, "{scenario}: {e:?}");
+        assert!(
+            e.before_decision_in_regressed_windows > 0 && e.before_decision_in_regressed_windows <= e.candidate_requests,
+            "{scenario}: {e:?}"
+        );
     }
 }
 
@@ -164,9 +170,13 @@ fn simulating_for_decisions_only_decides_the_same() {
         let lean = Setup::new(&scenario.policy, &replay).decisions_only();
         let b = lean.simulate(&mut lean.fast(&summaries));
         assert_eq!((a.outcome, a.decided_at, &a.reason, &a.stages), (b.outcome, b.decided_at, &b.reason, &b.stages), "{path}");
-        let actions = |r: &canary_replay::simulate::Run| r.checks.iter().filter(|c| c.action != Action::Continue).map(|c| (c.time, c.action)).collect::<Vec<_>>();
+        let actions = |r: &canary_replay::simulate::Run| {
+            r.checks.iter().filter(|c| c.action != Action::Continue).map(|c| (c.time, c.action)).collect::<Vec<_>>()
+        };
         assert_eq!(actions(&a), actions(&b), "{path}");
-        assert!(b.checks.iter().all(|c| c.results.is_empty() && c.action != Action::Continue) && a.checks.iter().any(|c| !c.results.is_empty()));
+        assert!(
+            b.checks.iter().all(|c| c.results.is_empty() && c.action != Action::Continue) && a.checks.iter().any(|c| !c.results.is_empty())
+        );
         assert!(!actions(&a).is_empty(), "{path}: the policy did something");
     }
 }
@@ -214,7 +224,9 @@ fn tune_finds_a_policy_that_catches_the_incident_and_writes_drop_in_sections() {
     // tuned-policy.toml is drop-in: a scenario with these sections validates and keeps the values.
     let sections = std::fs::read_to_string(dir.path().join("tune/tuned-policy.toml")).unwrap();
     let aa = std::fs::read_to_string(repo("scenarios/flights-2013-aa.toml")).unwrap();
-    let aa = aa.replace("../data", &repo("data").display().to_string()).replace("\"controllers/", &format!("\"{}/", repo("scenarios/controllers").display()));
+    let aa = aa
+        .replace("../data", &repo("data").display().to_string())
+        .replace("\"controllers/", &format!("\"{}/", repo("scenarios/controllers").display()));
     let scenario_text = format!("{aa}\n{sections}");
     let scenario = canary_replay::scenario::parse_str(&scenario_text, &dir.path().join("tuned.toml")).unwrap();
     let tuned = output.tuned.as_ref().unwrap();
@@ -232,7 +244,8 @@ fn tune_finds_a_policy_that_catches_the_incident_and_writes_drop_in_sections() {
 
     // The report: well-formed, with the comparison, the frontier and the exports.
     let html = std::fs::read_to_string(dir.path().join("tune/tune.html")).unwrap();
-    let doc = roxmltree::Document::parse_with_options(&html, roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() }).expect("tune.html is well-formed");
+    let doc = roxmltree::Document::parse_with_options(&html, roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() })
+        .expect("tune.html is well-formed");
     for id in ["verdict", "scenarios", "frontier", "policy", "search"] {
         assert!(doc.descendants().any(|n| n.attribute("id") == Some(id)), "no section {id}");
     }
@@ -244,18 +257,23 @@ fn tune_finds_a_policy_that_catches_the_incident_and_writes_drop_in_sections() {
     // The exports: one metric per gate, one step pair per stage, and what each cannot express.
     let argo = std::fs::read_to_string(dir.path().join("tune/argo-rollouts.yaml")).unwrap();
     assert_eq!(argo.matches("\n      interval: ").count(), tuned.gates.len(), "{argo}");
-    assert_eq!(argo.matches("- setWeight: ").count(), tuned.ramp.stages.iter().filter(|s| s.weight < 1.0).count() + usize::from(tuned.ramp.holdback > 0.0));
+    assert_eq!(
+        argo.matches("- setWeight: ").count(),
+        tuned.ramp.stages.iter().filter(|s| s.weight < 1.0).count() + usize::from(tuned.ramp.holdback > 0.0)
+    );
     let flagger = std::fs::read_to_string(dir.path().join("tune/flagger-canary.yaml")).unwrap();
     assert_eq!(flagger.matches("kind: MetricTemplate").count(), tuned.gates.len());
     assert!(flagger.contains(&format!("threshold: {}", tuned.decision.total_failures)));
     for text in [&argo, &flagger] {
         assert!(text.contains("Not expressible in this format") && text.contains("consecutive failures"), "{text}");
     }
-    let kayenta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("tune/kayenta-canary-config.json")).unwrap()).unwrap();
+    let kayenta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("tune/kayenta-canary-config.json")).unwrap()).unwrap();
     assert_eq!(kayenta["metrics"].as_array().unwrap().len(), tuned.gates.len());
     let weights: u64 = kayenta["classifier"]["groupWeights"].as_object().unwrap().values().map(|w| w.as_u64().unwrap()).sum();
     assert_eq!(weights, 100, "Kayenta's group weights sum to 100");
-    let request: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("tune/kayenta-execution-request.json")).unwrap()).unwrap();
+    let request: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("tune/kayenta-execution-request.json")).unwrap()).unwrap();
     assert_eq!(request["thresholds"]["pass"], 100.0);
 
     // A scenario that does not say what should have happened is named, with the fix.
@@ -270,15 +288,26 @@ fn tune_finds_a_policy_that_catches_the_incident_and_writes_drop_in_sections() {
     let err = canary_replay::tune::tune(&scenarios, &auc, &options).err().expect("rejected");
     assert_eq!(err.exit_code(), 2);
     let err = err.to_string();
-    assert!(err.contains("auc.toml: param[0].key") && err.contains("has no auc gate") && err.contains("error_rate, latency_mean, log_loss"), "{err}");
+    assert!(
+        err.contains("auc.toml: param[0].key") && err.contains("has no auc gate") && err.contains("error_rate, latency_mean, log_loss"),
+        "{err}"
+    );
     // Values that make no valid policy are counted and explained, not silently dropped.
     let alpha = dir.path().join("alpha.toml");
-    std::fs::write(&alpha, "[search]\nmethod = \"grid\"\nsalts = 1\nwindows = 1\n[[param]]\nkey = \"decision.alpha\"\nvalues = [1.5, 0.05]\n").unwrap();
+    std::fs::write(
+        &alpha,
+        "[search]\nmethod = \"grid\"\nsalts = 1\nwindows = 1\n[[param]]\nkey = \"decision.alpha\"\nvalues = [1.5, 0.05]\n",
+    )
+    .unwrap();
     let output = canary_replay::tune::tune(&scenarios, &alpha, &options).unwrap();
     assert_eq!(output.summary.search.invalid, 1);
     let invalid = output.summary.variants.iter().find(|v| v.invalid.is_some()).expect("the α = 1.5 variant");
     assert!(invalid.invalid.as_deref().unwrap().contains("alpha"), "{invalid:?}");
-    assert!(canary_replay::tune::to_text(&output).contains("1 variant(s) are not valid policies"), "{}", canary_replay::tune::to_text(&output));
+    assert!(
+        canary_replay::tune::to_text(&output).contains("1 variant(s) are not valid policies"),
+        "{}",
+        canary_replay::tune::to_text(&output)
+    );
 }
 
 /// Issue 18, item 6: a policy that never promotes a good release is not feasible by default — it
@@ -289,13 +318,22 @@ fn tune_finds_a_policy_that_catches_the_incident_and_writes_drop_in_sections() {
 #[test]
 fn a_policy_that_never_promotes_is_infeasible_unless_the_space_allows_it() {
     let dir = tempfile::tempdir().unwrap();
-    let options = canary_replay::tune::TuneOptions { out: Some(dir.path().join("tune")), runtime: RuntimeOptions::from_env(), cache_dir: Some(cache().to_path_buf()), quiet: true };
+    let options = canary_replay::tune::TuneOptions {
+        out: Some(dir.path().join("tune")),
+        runtime: RuntimeOptions::from_env(),
+        cache_dir: Some(cache().to_path_buf()),
+        quiet: true,
+    };
     let scenarios = [repo("scenarios/incidents/errors.toml"), repo("scenarios/flights-2013-aa.toml")];
     // The monitored demo policy catches the incident but, on this sparse log, holds the A/A replay
     // at 25% for its whole span: its log-loss gate is underpowered for months.
     let space = |extra: &str| {
         let path = dir.path().join(format!("space{}.toml", extra.len()));
-        std::fs::write(&path, format!("[search]\nmethod = \"grid\"\nsalts = 2\n{extra}\n[[param]]\nkey = \"decision.alpha\"\nvalues = [0.05]\n")).unwrap();
+        std::fs::write(
+            &path,
+            format!("[search]\nmethod = \"grid\"\nsalts = 2\n{extra}\n[[param]]\nkey = \"decision.alpha\"\nvalues = [0.05]\n"),
+        )
+        .unwrap();
         path
     };
     let output = canary_replay::tune::tune(&scenarios, &space(""), &options).unwrap();
@@ -307,7 +345,11 @@ fn a_policy_that_never_promotes_is_infeasible_unless_the_space_allows_it() {
     assert!(!base.feasible && base.stage == canary_replay::tune::Stage::Promotions, "{base:?}");
     let score = base.score.as_ref().unwrap();
     assert_eq!((score.missed_incidents, score.promoted, score.promoted_in_time_share), (0, 0, Some(0.0)));
-    assert_eq!((score.hours_to_promotion_median, score.hours_to_promotion_p90), (Some(2928.0), Some(2928.0)), "held for the whole 122-day span");
+    assert_eq!(
+        (score.hours_to_promotion_median, score.hours_to_promotion_p90),
+        (Some(2928.0), Some(2928.0)),
+        "held for the whole 122-day span"
+    );
     assert!(canary_replay::tune::to_text(&output).contains("while promoting 90% of the good replays within 7d"));
 
     // min_promoted = 0: the same policies replay to the end and are feasible, never promoting.
@@ -333,9 +375,20 @@ fn cutting_dominated_variants_keeps_the_frontier_and_the_winner() {
         std::fs::write(&path, text).unwrap();
         path
     };
-    let scenarios = ["scenarios/incidents/errors.toml", "scenarios/incidents/latency-jfk.toml", "scenarios/flights-2013-aa.toml", "scenarios/flights-2013-september.toml"].map(repo);
+    let scenarios = [
+        "scenarios/incidents/errors.toml",
+        "scenarios/incidents/latency-jfk.toml",
+        "scenarios/flights-2013-aa.toml",
+        "scenarios/flights-2013-september.toml",
+    ]
+    .map(repo);
     let tune = |cut: bool| {
-        let options = canary_replay::tune::TuneOptions { out: Some(dir.path().join(format!("tune-{cut}"))), runtime: RuntimeOptions::from_env(), cache_dir: Some(cache().to_path_buf()), quiet: true };
+        let options = canary_replay::tune::TuneOptions {
+            out: Some(dir.path().join(format!("tune-{cut}"))),
+            runtime: RuntimeOptions::from_env(),
+            cache_dir: Some(cache().to_path_buf()),
+            quiet: true,
+        };
         canary_replay::tune::tune(&scenarios, &space(cut), &options).unwrap().summary
     };
     let (all, cut) = (tune(false), tune(true));
@@ -344,7 +397,10 @@ fn cutting_dominated_variants_keeps_the_frontier_and_the_winner() {
     assert_eq!(all.winner, cut.winner);
     // The winner promotes the good replays in time (issue 18, item 6).
     let winner = cut.variants[cut.winner.expect("a feasible variant")].score.clone().unwrap();
-    assert!(winner.promoted_in_time_share.unwrap() >= 0.9 && winner.hours_to_promotion_median <= winner.hours_to_promotion_p90, "{winner:?}");
+    assert!(
+        winner.promoted_in_time_share.unwrap() >= 0.9 && winner.hours_to_promotion_median <= winner.hours_to_promotion_p90,
+        "{winner:?}"
+    );
     assert!(winner.hours_to_promotion_median.unwrap() <= 7.0 * 24.0, "{winner:?}");
     let frontier = |t: &canary_replay::tune::TuneSummary| t.variants.iter().filter(|v| v.frontier).map(|v| v.id).collect::<Vec<_>>();
     assert_eq!(frontier(&all), frontier(&cut));
@@ -374,7 +430,11 @@ fn live_controllers_are_emulated_and_graded_next_to_the_policy() {
     // Kayenta's three-day canary ends before the fault and promotes: a missed regression that
     // serves far more failing requests than the policy let through.
     let kayenta = &c.emulated[2].verdict;
-    assert_eq!((kayenta.outcome.as_str(), kayenta.grade.as_str(), kayenta.time_to_decision_hours), ("promoted", "missed_regression", 72.0), "{kayenta:?}");
+    assert_eq!(
+        (kayenta.outcome.as_str(), kayenta.grade.as_str(), kayenta.time_to_decision_hours),
+        ("promoted", "missed_regression", 72.0),
+        "{kayenta:?}"
+    );
     assert!(kayenta.harm() > 10 * c.policy.harm(), "{kayenta:?} vs {:?}", c.policy);
     assert!(c.comparison[2].ends_with("the policy would have served users better."), "{}", c.comparison[2]);
     // Every controller's timeline is in summary.json, with its weights.

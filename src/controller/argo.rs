@@ -60,7 +60,16 @@ pub struct MetricRules {
 
 impl Default for MetricRules {
     fn default() -> Self {
-        Self { success: None, failure: None, failure_limit: 0, inconclusive_limit: 0, consecutive_error_limit: 4, consecutive_success_limit: 0, count: None, dry_run: false }
+        Self {
+            success: None,
+            failure: None,
+            failure_limit: 0,
+            inconclusive_limit: 0,
+            consecutive_error_limit: 4,
+            consecutive_success_limit: 0,
+            count: None,
+            dry_run: false,
+        }
     }
 }
 
@@ -162,7 +171,11 @@ mod tests {
     use super::*;
 
     fn rules(success: Option<&str>, failure: Option<&str>) -> MetricRules {
-        MetricRules { success: success.map(|s| Condition::parse(s).unwrap()), failure: failure.map(|s| Condition::parse(s).unwrap()), ..Default::default() }
+        MetricRules {
+            success: success.map(|s| Condition::parse(s).unwrap()),
+            failure: failure.map(|s| Condition::parse(s).unwrap()),
+            ..Default::default()
+        }
     }
 
     fn v(x: f64) -> Value {
@@ -209,7 +222,9 @@ mod tests {
     fn failures_count_in_total_up_to_the_limit() {
         let r = MetricRules { failure_limit: 2, ..rules(Some("result[0] < 1"), None) };
         let mut m = MetricResult::default();
-        for (x, expected) in [(5.0, Phase::Running), (0.5, Phase::Running), (5.0, Phase::Running), (0.5, Phase::Running), (5.0, Phase::Failed)] {
+        for (x, expected) in
+            [(5.0, Phase::Running), (0.5, Phase::Running), (5.0, Phase::Running), (0.5, Phase::Running), (5.0, Phase::Failed)]
+        {
             m.record(r.judge(&v(x)));
             assert_eq!(m.phase(&r, false), expected, "{m:?}");
         }
@@ -253,7 +268,12 @@ mod tests {
 
     #[test]
     fn a_consecutive_success_limit_completes_the_metric_early() {
-        let ok = |csl: u32, failure_limit: i64| MetricRules { count: Some(4), consecutive_success_limit: csl, failure_limit, ..rules(Some("result[0] < 1"), None) };
+        let ok = |csl: u32, failure_limit: i64| MetricRules {
+            count: Some(4),
+            consecutive_success_limit: csl,
+            failure_limit,
+            ..rules(Some("result[0] < 1"), None)
+        };
         // Two successes in a row: Successful before the count.
         let r = ok(2, 3);
         let mut m = MetricResult::default();

@@ -82,7 +82,13 @@ fn tokens(text: &str) -> Result<Vec<Token>, ConditionError> {
             i += 1;
         } else if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
             let start = i;
-            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == 'e' || chars[i] == 'E' || ((chars[i] == '-' || chars[i] == '+') && matches!(chars[i - 1], 'e' | 'E'))) {
+            while i < chars.len()
+                && (chars[i].is_ascii_digit()
+                    || chars[i] == '.'
+                    || chars[i] == 'e'
+                    || chars[i] == 'E'
+                    || ((chars[i] == '-' || chars[i] == '+') && matches!(chars[i - 1], 'e' | 'E')))
+            {
                 i += 1;
             }
             let s: String = chars[start..i].iter().collect();
@@ -293,7 +299,9 @@ fn eval(node: &Node, result: &Value) -> Result<Value, ConditionError> {
         Node::Bool(b) => Value::Bool(*b),
         Node::Result => result.clone(),
         Node::Index(inner, i) => match eval(inner, result)? {
-            Value::Vector(v) => Value::Number(*v.get(*i).ok_or_else(|| ConditionError(format!("index out of range: {i} (length {})", v.len())))?),
+            Value::Vector(v) => {
+                Value::Number(*v.get(*i).ok_or_else(|| ConditionError(format!("index out of range: {i} (length {})", v.len())))?)
+            }
             other => return Err(ConditionError(format!("cannot index {other:?}"))),
         },
         Node::Len(inner) => match eval(inner, result)? {

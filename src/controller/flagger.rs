@@ -27,12 +27,12 @@ use serde_yaml::Value as Yaml;
 use super::probe::{Probe, Schedule};
 use super::spec::{yaml, Arm, Mapping, Reader, Spec};
 use super::{Emulated, Events};
-use crate::simulate::replay::Cells;
 use crate::policy::Metric;
+use crate::simulate::replay::Cells;
 use crate::simulate::Outcome;
 use crate::time::Micros;
 
-const DEFAULT_INTERVAL: Micros = 60_000_000;
+const DEFAULT_INTERVAL: Micros = crate::time::MICROS_PER_MINUTE;
 
 #[derive(Debug, Clone)]
 pub struct FlaggerMetric {
@@ -72,7 +72,9 @@ pub struct Canary {
 /// Flagger's built-in metrics: the success rate in percent and the P99 duration in milliseconds.
 pub fn builtin(name: &str) -> Option<Mapping> {
     match name {
-        "request-success-rate" => Some(Mapping { metric: Metric::ErrorRate, arm: Arm::Candidate, scale: -100.0, offset: 100.0, window: None }),
+        "request-success-rate" => {
+            Some(Mapping { metric: Metric::ErrorRate, arm: Arm::Candidate, scale: -100.0, offset: 100.0, window: None })
+        }
         "request-duration" => Some(Mapping { metric: Metric::LatencyP99, arm: Arm::Candidate, scale: 1.0, offset: 0.0, window: None }),
         _ => None,
     }
@@ -112,16 +114,34 @@ pub(crate) fn read_canary(r: &mut Reader, v: &Yaml, at: &str) -> Option<RawCanar
     let step_weight_promotion = int(r, "stepWeightPromotion").unwrap_or(0);
     let iterations = int(r, "iterations").unwrap_or(0);
     let step_weights: Vec<u32> = yaml::get(analysis, "stepWeights")
-        .map(|l| yaml::seq(r, l, &format!("{path}.stepWeights")).iter().enumerate().filter_map(|(i, w)| yaml::int(r, w, &format!("{path}.stepWeights[{i}]"))).map(|w| w.clamp(0, 100) as u32).collect())
+        .map(|l| {
+            yaml::seq(r, l, &format!("{path}.stepWeights"))
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| yaml::int(r, w, &format!("{path}.stepWeights[{i}]")))
+                .map(|w| w.clamp(0, 100) as u32)
+                .collect()
+        })
         .unwrap_or_default();
-    let interval = yaml::get(analysis, "interval").and_then(|x| yaml::duration(r, x, &format!("{path}.interval"))).unwrap_or(DEFAULT_INTERVAL).max(10_000_000);
+    let interval = yaml::get(analysis, "interval")
+        .and_then(|x| yaml::duration(r, x, &format!("{path}.interval")))
+        .unwrap_or(DEFAULT_INTERVAL)
+        .max(10_000_000);
     let mirror = yaml::get(analysis, "mirror").and_then(|x| yaml::boolean(r, x, &format!("{path}.mirror"))).unwrap_or(false);
     let ab = yaml::get(analysis, "match").is_some();
     if ab && iterations == 0 {
-        r.problem(&format!("{path}.match"), "A/B testing needs iterations", Some("add iterations: the number of passing checks before promotion"));
+        r.problem(
+            &format!("{path}.match"),
+            "A/B testing needs iterations",
+            Some("add iterations: the number of passing checks before promotion"),
+        );
     }
     if step_weight == 0 && step_weights.is_empty() && iterations == 0 {
-        r.problem(&path, "has neither stepWeight, stepWeights nor iterations: Flagger would never shift traffic", Some("add stepWeight and maxWeight"));
+        r.problem(
+            &path,
+            "has neither stepWeight, stepWeights nor iterations: Flagger would never shift traffic",
+            Some("add stepWeight and maxWeight"),
+        );
     }
     let mut caveats = Vec::new();
     if ab {
@@ -142,17 +162,22 @@ pub(crate) fn read_canary(r: &mut Reader, v: &Yaml, at: &str) -> Option<RawCanar
                 continue;
             };
             let range = yaml::get(m, "thresholdRange");
-            let bound = |r: &mut Reader, k: &str| range.and_then(|x| yaml::get(x, k)).and_then(|x| yaml::number(r, x, &format!("{mpath}.thresholdRange.{k}")));
+            let bound = |r: &mut Reader, k: &str| {
+                range.and_then(|x| yaml::get(x, k)).and_then(|x| yaml::number(r, x, &format!("{mpath}.thresholdRange.{k}")))
+            };
             let (mut min, mut max) = (bound(r, "min"), bound(r, "max"));
             // The old form: `threshold` is a minimum for the success rate and a maximum otherwise.
-            if let (None, None, Some(t)) = (min, max, yaml::get(m, "threshold").and_then(|x| yaml::number(r, x, &format!("{mpath}.threshold")))) {
+            if let (None, None, Some(t)) =
+                (min, max, yaml::get(m, "threshold").and_then(|x| yaml::number(r, x, &format!("{mpath}.threshold"))))
+            {
                 if mname == "request-success-rate" {
                     min = Some(t);
                 } else {
                     max = Some(t);
                 }
             }
-            let interval = yaml::get(m, "interval").and_then(|x| yaml::duration(r, x, &format!("{mpath}.interval"))).unwrap_or(DEFAULT_INTERVAL);
+            let interval =
+                yaml::get(m, "interval").and_then(|x| yaml::duration(r, x, &format!("{mpath}.interval"))).unwrap_or(DEFAULT_INTERVAL);
             if interval == 0 {
                 r.problem(&format!("{mpath}.interval"), "must be longer than 0", None);
             }
@@ -166,7 +191,21 @@ pub(crate) fn read_canary(r: &mut Reader, v: &Yaml, at: &str) -> Option<RawCanar
         return None;
     }
     Some(RawCanary {
-        canary: Canary { name, file: r.file.clone(), interval, threshold, max_weight, step_weight, step_weights, step_weight_promotion, iterations, mirror, ab, metrics, caveats },
+        canary: Canary {
+            name,
+            file: r.file.clone(),
+            interval,
+            threshold,
+            max_weight,
+            step_weight,
+            step_weights,
+            step_weight_promotion,
+            iterations,
+            mirror,
+            ab,
+            metrics,
+            caveats,
+        },
         template_refs,
     })
 }
@@ -250,7 +289,11 @@ pub fn emulate(c: &Canary, spec: &Spec, probe: &Probe, cells: &Cells, origin: Mi
     }
     let (mut weight, mut failed, mut iterations) = (0u32, 0u32, 0u32);
     let mut deciding = (origin, origin);
-    let mappings: Vec<Mapping> = c.metrics.iter().map(|m| spec.mapping_of(&c.file, &m.name).or_else(|| builtin(&m.name)).expect("validated: every metric is mapped")).collect();
+    let mappings: Vec<Mapping> = c
+        .metrics
+        .iter()
+        .map(|m| spec.mapping_of(&c.file, &m.name).or_else(|| builtin(&m.name)).expect("validated: every metric is mapped"))
+        .collect();
     let mut stalled = false;
     let mut t = origin;
     let finish = |outcome: Outcome, at: Micros, reason: String, window: (Micros, Micros), schedule: Schedule, events: Events| {
@@ -275,7 +318,17 @@ pub fn emulate(c: &Canary, spec: &Spec, probe: &Probe, cells: &Cells, origin: Mi
                     None => false,
                     Some(v) => m.min.is_none_or(|lo| v >= lo) && m.max.is_none_or(|hi| v <= hi),
                 };
-                events.measurement(t, &schedule, format!("{} = {} ({})", m.name, value.map_or("no values found".into(), crate::simulate::round), if ok { "pass" } else { "fail" }), !ok);
+                events.measurement(
+                    t,
+                    &schedule,
+                    format!(
+                        "{} = {} ({})",
+                        m.name,
+                        value.map_or("no values found".into(), crate::simulate::round),
+                        if ok { "pass" } else { "fail" }
+                    ),
+                    !ok,
+                );
                 if !ok {
                     failures.push(m.name.clone());
                     deciding = (t - lookback, t);
@@ -294,7 +347,14 @@ pub fn emulate(c: &Canary, spec: &Spec, probe: &Probe, cells: &Cells, origin: Mi
                 schedule.set(t, 1.0);
                 events.push(t, &schedule, format!("A/B iteration {iterations}/{}: every matched request to the candidate", c.iterations));
             } else {
-                return finish(Outcome::Promoted, t, format!("{} A/B iterations passed; promoted", c.iterations), (origin, t), schedule, events);
+                return finish(
+                    Outcome::Promoted,
+                    t,
+                    format!("{} A/B iterations passed; promoted", c.iterations),
+                    (origin, t),
+                    schedule,
+                    events,
+                );
             }
         } else if c.iterations > 0 {
             if iterations < c.iterations {
@@ -305,27 +365,55 @@ pub fn emulate(c: &Canary, spec: &Spec, probe: &Probe, cells: &Cells, origin: Mi
                 schedule.set(t, 1.0);
                 events.push(t, &schedule, "all iterations passed: all traffic to the candidate".into());
             } else {
-                return finish(Outcome::Promoted, t, format!("{} iterations passed; promoted", c.iterations), (origin, t), schedule, events);
+                return finish(
+                    Outcome::Promoted,
+                    t,
+                    format!("{} iterations passed; promoted", c.iterations),
+                    (origin, t),
+                    schedule,
+                    events,
+                );
             }
         } else {
             let step = c.next_step(weight);
             if step == 0 {
                 if !stalled {
                     stalled = true;
-                    events.push(t, &schedule, format!("next step weight is 0 at weight {weight}: the canary stops advancing (a weight listed twice in stepWeights?)"));
+                    events.push(
+                        t,
+                        &schedule,
+                        format!(
+                            "next step weight is 0 at weight {weight}: the canary stops advancing (a weight listed twice in stepWeights?)"
+                        ),
+                    );
                 }
             } else if weight < c.max() {
                 weight = (weight + step).min(100);
                 schedule.set(t, f64::from(weight) / 100.0);
                 events.push(t, &schedule, format!("advance canary weight {weight}"));
             } else {
-                let promotion = if c.step_weight_promotion > 0 { format!(" (the primary then takes the new version in steps of {}%)", c.step_weight_promotion) } else { String::new() };
-                return finish(Outcome::Promoted, t, format!("checks passed at the maximum weight {weight}%; promoted{promotion}"), (origin, t), schedule, events);
+                let promotion = if c.step_weight_promotion > 0 {
+                    format!(" (the primary then takes the new version in steps of {}%)", c.step_weight_promotion)
+                } else {
+                    String::new()
+                };
+                return finish(
+                    Outcome::Promoted,
+                    t,
+                    format!("checks passed at the maximum weight {weight}%; promoted{promotion}"),
+                    (origin, t),
+                    schedule,
+                    events,
+                );
             }
         }
         t += c.interval;
     }
-    let reason = if stalled { format!("stalled at weight {weight}% until the traffic ended") } else { format!("the traffic ended with the canary at {weight}% and {failed} failed checks") };
+    let reason = if stalled {
+        format!("stalled at weight {weight}% until the traffic ended")
+    } else {
+        format!("the traffic ended with the canary at {weight}% and {failed} failed checks")
+    };
     finish(Outcome::Held, t.min(end), reason, (origin, t.min(end)), schedule, events)
 }
 

@@ -47,7 +47,11 @@ pub(crate) fn thresholds(r: &mut Reader, json: &Json) -> Option<(f64, f64)> {
     match (t["pass"].as_f64(), t["marginal"].as_f64()) {
         (Some(p), Some(m)) => Some((p, m)),
         _ => {
-            r.problem("thresholds", "needs numeric pass and marginal scores", Some("write \"thresholds\": {\"pass\": 95, \"marginal\": 75}"));
+            r.problem(
+                "thresholds",
+                "needs numeric pass and marginal scores",
+                Some("write \"thresholds\": {\"pass\": 95, \"marginal\": 75}"),
+            );
             None
         }
     }
@@ -56,7 +60,11 @@ pub(crate) fn thresholds(r: &mut Reader, json: &Json) -> Option<(f64, f64)> {
 pub(crate) fn read(r: &mut Reader, json: &Json) -> Option<CanaryConfig> {
     let before = r.problems.len();
     let Some(metrics) = json["metrics"].as_array() else {
-        r.problem("metrics", "is missing: not a Kayenta canary config", Some("a canary config lists metrics with analysisConfigurations.canary; an execution request holds thresholds"));
+        r.problem(
+            "metrics",
+            "is missing: not a Kayenta canary config",
+            Some("a canary config lists metrics with analysisConfigurations.canary; an execution request holds thresholds"),
+        );
         return None;
     };
     let number = |r: &mut Reader, v: &Json, path: &str, default: f64| -> f64 {
@@ -71,7 +79,11 @@ pub(crate) fn read(r: &mut Reader, json: &Json) -> Option<CanaryConfig> {
     // Only Kayenta's NetflixACAJudge is emulated; another judge (the dummy `dredd-v1.0`, one of
     // your own) would decide differently.
     if let Some(judge) = json["judge"]["name"].as_str().filter(|j| !j.starts_with("NetflixACAJudge")) {
-        r.problem("judge.name", format!("\"{judge}\" is not a judge canary-replay emulates"), Some("canary-replay emulates Kayenta's NetflixACAJudge-v1.0: use it, or leave judge out"));
+        r.problem(
+            "judge.name",
+            format!("\"{judge}\" is not a judge canary-replay emulates"),
+            Some("canary-replay emulates Kayenta's NetflixACAJudge-v1.0: use it, or leave judge out"),
+        );
     }
     let mut out = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
@@ -82,7 +94,11 @@ pub(crate) fn read(r: &mut Reader, json: &Json) -> Option<CanaryConfig> {
             r.problem(&format!("metrics[{i}].name"), "is missing", None);
         } else if !seen.insert(name.clone()) {
             // Kayenta refuses such a config: a metric's results are keyed by its name.
-            r.problem(&format!("metrics[{i}].name"), format!("\"{name}\" names a second metric; Kayenta refuses a canary config whose metric names repeat"), Some("give each metric its own name"));
+            r.problem(
+                &format!("metrics[{i}].name"),
+                format!("\"{name}\" names a second metric; Kayenta refuses a canary config whose metric names repeat"),
+                Some("give each metric its own name"),
+            );
         }
         let canary = &m["analysisConfigurations"]["canary"];
         let direction = match canary["direction"].as_str().unwrap_or("either") {
@@ -90,19 +106,33 @@ pub(crate) fn read(r: &mut Reader, json: &Json) -> Option<CanaryConfig> {
             "decrease" => Direction::Decrease,
             "either" => Direction::Either,
             other => {
-                r.problem(&format!("{path}.analysisConfigurations.canary.direction"), format!("\"{other}\" is not a direction"), Some("use increase, decrease or either"));
+                r.problem(
+                    &format!("{path}.analysisConfigurations.canary.direction"),
+                    format!("\"{other}\" is not a direction"),
+                    Some("use increase, decrease or either"),
+                );
                 Direction::Either
             }
         };
         let effect = &canary["effectSize"];
         let at = |k: &str| format!("{path}.analysisConfigurations.canary.effectSize.{k}");
-        let effect_size = (number(r, &effect["allowedDecrease"], &at("allowedDecrease"), 1.0), number(r, &effect["allowedIncrease"], &at("allowedIncrease"), 1.0));
-        let critical_effect_size = (number(r, &effect["criticalDecrease"], &at("criticalDecrease"), 1.0), number(r, &effect["criticalIncrease"], &at("criticalIncrease"), 1.0));
+        let effect_size = (
+            number(r, &effect["allowedDecrease"], &at("allowedDecrease"), 1.0),
+            number(r, &effect["allowedIncrease"], &at("allowedIncrease"), 1.0),
+        );
+        let critical_effect_size = (
+            number(r, &effect["criticalDecrease"], &at("criticalDecrease"), 1.0),
+            number(r, &effect["criticalIncrease"], &at("criticalIncrease"), 1.0),
+        );
         let measure = match effect["measure"].as_str().unwrap_or("meanRatio") {
             "meanRatio" => EffectMeasure::MeanRatio,
             "cles" => EffectMeasure::Cles,
             other => {
-                r.problem(&at("measure"), format!("\"{other}\" is not an effect-size measure Kayenta knows"), Some("use meanRatio (the default) or cles"));
+                r.problem(
+                    &at("measure"),
+                    format!("\"{other}\" is not an effect-size measure Kayenta knows"),
+                    Some("use meanRatio (the default) or cles"),
+                );
                 EffectMeasure::MeanRatio
             }
         };
@@ -110,20 +140,31 @@ pub(crate) fn read(r: &mut Reader, json: &Json) -> Option<CanaryConfig> {
             "remove" => false,
             "replace" => true,
             other => {
-                r.problem(&format!("{path}.analysisConfigurations.canary.nanStrategy"), format!("\"{other}\" is not a NaN strategy"), Some("use remove or replace"));
+                r.problem(
+                    &format!("{path}.analysisConfigurations.canary.nanStrategy"),
+                    format!("\"{other}\" is not a NaN strategy"),
+                    Some("use remove or replace"),
+                );
                 false
             }
         };
         let outliers = &canary["outliers"];
         let outlier_factor = match outliers["strategy"].as_str().unwrap_or("keep") {
             "keep" => None,
-            "remove" => Some(number(r, &outliers["outlierFactor"], &format!("{path}.analysisConfigurations.canary.outliers.outlierFactor"), 3.0)),
+            "remove" => {
+                Some(number(r, &outliers["outlierFactor"], &format!("{path}.analysisConfigurations.canary.outliers.outlierFactor"), 3.0))
+            }
             other => {
-                r.problem(&format!("{path}.analysisConfigurations.canary.outliers.strategy"), format!("\"{other}\" is not an outlier strategy"), Some("use keep or remove"));
+                r.problem(
+                    &format!("{path}.analysisConfigurations.canary.outliers.strategy"),
+                    format!("\"{other}\" is not an outlier strategy"),
+                    Some("use keep or remove"),
+                );
                 None
             }
         };
-        let groups: Vec<String> = m["groups"].as_array().map(|g| g.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
+        let groups: Vec<String> =
+            m["groups"].as_array().map(|g| g.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
         out.push(KayentaMetric {
             config: MetricConfig {
                 name,
@@ -157,7 +198,11 @@ pub(crate) fn read(r: &mut Reader, json: &Json) -> Option<CanaryConfig> {
         t => match (t["pass"].as_f64(), t["marginal"].as_f64()) {
             (Some(p), Some(m)) => Some((p, m)),
             _ => {
-                r.problem("classifier.scoreThresholds", format!("needs numeric pass and marginal scores, found {t}"), Some("write \"scoreThresholds\": {\"pass\": 95, \"marginal\": 75}"));
+                r.problem(
+                    "classifier.scoreThresholds",
+                    format!("needs numeric pass and marginal scores, found {t}"),
+                    Some("write \"scoreThresholds\": {\"pass\": 95, \"marginal\": 75}"),
+                );
                 None
             }
         },
@@ -178,13 +223,24 @@ pub fn emulate(config: &CanaryConfig, spec: &Spec, probe: &Probe, origin: Micros
         ),
         (true, _) => (settings.pass, settings.marginal, Vec::new()),
     };
-    let judge = Judge { group_weights: config.group_weights.clone(), pass_threshold: pass, marginal_threshold: marginal, ..Judge::default() };
+    let judge =
+        Judge { group_weights: config.group_weights.clone(), pass_threshold: pass, marginal_threshold: marginal, ..Judge::default() };
     let configs: Vec<MetricConfig> = config.metrics.iter().map(|m| m.config.clone()).collect();
-    let mappings: Vec<Mapping> = config.metrics.iter().map(|m| spec.mapping_of(&config.file, &m.config.name).expect("validated: every metric is mapped")).collect();
+    let mappings: Vec<Mapping> =
+        config.metrics.iter().map(|m| spec.mapping_of(&config.file, &m.config.name).expect("validated: every metric is mapped")).collect();
     let mut events = Events::default();
     let mut schedule = Schedule::default();
     schedule.set(origin, settings.weight);
-    events.push(origin, &schedule, format!("canary at {}% of traffic; judged every {} over a lifetime of {}", settings.weight * 100.0, format_duration(settings.interval), format_duration(settings.lifetime)));
+    events.push(
+        origin,
+        &schedule,
+        format!(
+            "canary at {}% of traffic; judged every {} over a lifetime of {}",
+            settings.weight * 100.0,
+            format_duration(settings.interval),
+            format_duration(settings.lifetime)
+        ),
+    );
     let start = origin + settings.begin_after;
     let last = start + settings.lifetime;
     let finish = |outcome: Outcome, at: Micros, reason: String, window: (Micros, Micros), schedule: Schedule, events: Events| {
@@ -199,23 +255,57 @@ pub fn emulate(config: &CanaryConfig, spec: &Spec, probe: &Probe, origin: Micros
         }
         let from = settings.lookback.map_or(start, |l| (t - l).max(start));
         let series = probe.series(&mappings, from, t, settings.step, &schedule);
-        let classified = config.metrics.iter().zip(&series).map(|(m, [stable, candidate])| judge.classify(&m.config, &transform(stable, m.config.replace_nan, m.outlier_factor), &transform(candidate, m.config.replace_nan, m.outlier_factor))).collect();
+        let classified = config
+            .metrics
+            .iter()
+            .zip(&series)
+            .map(|(m, [stable, candidate])| {
+                judge.classify(
+                    &m.config,
+                    &transform(stable, m.config.replace_nan, m.outlier_factor),
+                    &transform(candidate, m.config.replace_nan, m.outlier_factor),
+                )
+            })
+            .collect();
         let result = judge.score(&configs, classified);
-        let failing: Vec<String> =
-            result.metrics.iter().filter(|m| !matches!(m.label, crate::stats::kayenta::Label::Pass)).map(|m| format!("{} {:?}", m.metric, m.label)).collect();
+        let failing: Vec<String> = result
+            .metrics
+            .iter()
+            .filter(|m| !matches!(m.label, crate::stats::kayenta::Label::Pass))
+            .map(|m| format!("{} {:?}", m.metric, m.label))
+            .collect();
         let detail = if failing.is_empty() { "every metric passes".to_string() } else { failing.join(", ") };
         let why = result.reason.as_ref().map_or(String::new(), |r| format!(" ({r})"));
         let final_judgment = t >= last;
-        events.measurement(t, &schedule, format!("{} judgment: score {}{why}; {detail}", if final_judgment { "final" } else { "interim" }, result.score), true);
+        events.measurement(
+            t,
+            &schedule,
+            format!("{} judgment: score {}{why}; {detail}", if final_judgment { "final" } else { "interim" }, result.score),
+            true,
+        );
         if final_judgment {
             return if result.score >= pass {
                 finish(Outcome::Promoted, t, format!("final score {} reaches pass {pass}", result.score), (from, t), schedule, events)
             } else {
-                finish(Outcome::RolledBack, t, format!("final score {} is below pass {pass}{why}: {detail}", result.score), (from, t), schedule, events)
+                finish(
+                    Outcome::RolledBack,
+                    t,
+                    format!("final score {} is below pass {pass}{why}: {detail}", result.score),
+                    (from, t),
+                    schedule,
+                    events,
+                )
             };
         }
         if result.score < marginal {
-            return finish(Outcome::RolledBack, t, format!("interim score {} is below marginal {marginal}{why}: {detail}", result.score), (from, t), schedule, events);
+            return finish(
+                Outcome::RolledBack,
+                t,
+                format!("interim score {} is below marginal {marginal}{why}: {detail}", result.score),
+                (from, t),
+                schedule,
+                events,
+            );
         }
     }
 }

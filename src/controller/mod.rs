@@ -81,7 +81,15 @@ pub struct Emulated {
 impl Emulated {
     /// The controller decides at `at`: after a rollback no request goes to the candidate; after a
     /// promotion every request does (any A/B routing ends); a hold keeps the weight.
-    pub fn decided(outcome: Outcome, at: Micros, reason: String, window: (Micros, Micros), mut schedule: Schedule, mut events: Events, caveats: Vec<String>) -> Emulated {
+    pub fn decided(
+        outcome: Outcome,
+        at: Micros,
+        reason: String,
+        window: (Micros, Micros),
+        mut schedule: Schedule,
+        mut events: Events,
+        caveats: Vec<String>,
+    ) -> Emulated {
         match outcome {
             Outcome::RolledBack => schedule.set(at, 0.0),
             Outcome::Promoted => {
@@ -99,7 +107,14 @@ impl Emulated {
     /// As a simulation [`Run`] over [origin, end), each cell at the controller's weight.
     pub fn run(&self, origin: Micros, end: Micros, cells: usize) -> Run {
         let weights = |t: Micros| -> Vec<f64> { (0..cells as u32).map(|c| self.schedule.weight(t, c)).collect() };
-        let mut changes: Vec<Micros> = self.schedule.0.iter().map(|(t, _)| *t).chain(self.schedule.1.as_ref().map(|(_, until)| *until)).filter(|t| *t > origin && *t < end).collect();
+        let mut changes: Vec<Micros> = self
+            .schedule
+            .0
+            .iter()
+            .map(|(t, _)| *t)
+            .chain(self.schedule.1.as_ref().map(|(_, until)| *until))
+            .filter(|t| *t > origin && *t < end)
+            .collect();
         changes.sort_unstable();
         changes.dedup();
         let mut periods = Vec::new();
@@ -126,7 +141,15 @@ impl Emulated {
 
 /// Replays one controller over [origin, end). `default_window` is the lookback of a query that
 /// names none (the scenario's check interval).
-pub fn emulate(controller: &Controller, spec: &Spec, probe: &Probe, cells: &Cells, origin: Micros, end: Micros, default_window: Micros) -> Emulated {
+pub fn emulate(
+    controller: &Controller,
+    spec: &Spec,
+    probe: &Probe,
+    cells: &Cells,
+    origin: Micros,
+    end: Micros,
+    default_window: Micros,
+) -> Emulated {
     match controller {
         Controller::Argo(r) => rollout::emulate(r, spec, probe, origin, end, default_window),
         Controller::Flagger(c) => flagger::emulate(c, spec, probe, cells, origin, end),

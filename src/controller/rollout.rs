@@ -142,7 +142,11 @@ pub(crate) fn read_rollout(r: &mut Reader, v: &Yaml, at: &str) -> Option<RawRoll
     let name = yaml::get(v, "metadata").and_then(|m| yaml::get(m, "name")).and_then(Yaml::as_str).unwrap_or("unnamed").to_string();
     let strategy = yaml::get(v, "spec").and_then(|s| yaml::get(s, "strategy"));
     if strategy.and_then(|s| yaml::get(s, "blueGreen")).is_some() {
-        r.problem(&format!("{at}: spec.strategy.blueGreen"), "blue-green rollouts switch all traffic at once and are not emulated", Some("emulate a canary strategy"));
+        r.problem(
+            &format!("{at}: spec.strategy.blueGreen"),
+            "blue-green rollouts switch all traffic at once and are not emulated",
+            Some("emulate a canary strategy"),
+        );
         return None;
     }
     let Some(canary) = strategy.and_then(|s| yaml::get(s, "canary")) else {
@@ -164,7 +168,9 @@ pub(crate) fn read_rollout(r: &mut Reader, v: &Yaml, at: &str) -> Option<RawRoll
                     }
                     RawStep::SetWeight(w / 100.0)
                 }),
-                "pause" => Some(RawStep::Pause(yaml::get(body, "duration").and_then(|d| yaml::duration(r, d, &format!("{path}.pause.duration"))))),
+                "pause" => {
+                    Some(RawStep::Pause(yaml::get(body, "duration").and_then(|d| yaml::duration(r, d, &format!("{path}.pause.duration")))))
+                }
                 "analysis" => Some(RawStep::Analysis(template_names(r, body, &format!("{path}.analysis")))),
                 other => Some(RawStep::Other(other.to_string())),
             };
@@ -216,14 +222,23 @@ pub(crate) fn read_template(r: &mut Reader, v: &Yaml, at: &str, cluster: bool) -
         };
         let path = format!("{at}: spec.metrics[{i}] ({name})");
         let mut get_int = |key: &str| yaml::get(m, key).and_then(|x| yaml::int(r, x, &format!("{path}.{key}")));
-        let (count, failure_limit, inconclusive_limit, error_limit, success_limit) =
-            (get_int("count"), get_int("failureLimit"), get_int("inconclusiveLimit"), get_int("consecutiveErrorLimit"), get_int("consecutiveSuccessLimit"));
+        let (count, failure_limit, inconclusive_limit, error_limit, success_limit) = (
+            get_int("count"),
+            get_int("failureLimit"),
+            get_int("inconclusiveLimit"),
+            get_int("consecutiveErrorLimit"),
+            get_int("consecutiveSuccessLimit"),
+        );
         let interval = yaml::get(m, "interval").and_then(|x| yaml::duration(r, x, &format!("{path}.interval")));
         if interval == Some(0) {
             r.problem(&format!("{path}.interval"), "must be longer than 0", None);
         }
         if interval.is_none() && count.is_some_and(|c| c > 1) {
-            r.problem(&format!("{path}.count"), "more than one measurement needs an interval (Argo Rollouts rejects this metric too)", Some("add interval, e.g. interval: 5m"));
+            r.problem(
+                &format!("{path}.count"),
+                "more than one measurement needs an interval (Argo Rollouts rejects this metric too)",
+                Some("add interval, e.g. interval: 5m"),
+            );
         }
         let initial_delay = yaml::get(m, "initialDelay").and_then(|x| yaml::duration(r, x, &format!("{path}.initialDelay"))).unwrap_or(0);
         let mut condition = |key: &str| {
@@ -231,15 +246,25 @@ pub(crate) fn read_template(r: &mut Reader, v: &Yaml, at: &str, cluster: bool) -
             match Condition::parse(&text) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    r.problem(&format!("{path}.{key}"), format!("cannot be evaluated: {e}"), Some("canary-replay evaluates result, result[i], len(), isNaN(), arithmetic, comparisons, &&, ||, !"));
+                    r.problem(
+                        &format!("{path}.{key}"),
+                        format!("cannot be evaluated: {e}"),
+                        Some("canary-replay evaluates result, result[i], len(), isNaN(), arithmetic, comparisons, &&, ||, !"),
+                    );
                     None
                 }
             }
         };
         let (success, failure) = (condition("successCondition"), condition("failureCondition"));
         let vector = [&success, &failure].iter().any(|c| c.as_ref().is_some_and(|c| c.text().contains("result[")));
-        let query = yaml::get(m, "provider").and_then(|p| yaml::get(p, "prometheus")).and_then(|p| yaml::get(p, "query")).and_then(Yaml::as_str);
-        let provider = yaml::get(m, "provider").and_then(Yaml::as_mapping).and_then(|p| p.keys().next()).and_then(Yaml::as_str).filter(|p| *p != "prometheus").map(str::to_string);
+        let query =
+            yaml::get(m, "provider").and_then(|p| yaml::get(p, "prometheus")).and_then(|p| yaml::get(p, "query")).and_then(Yaml::as_str);
+        let provider = yaml::get(m, "provider")
+            .and_then(Yaml::as_mapping)
+            .and_then(|p| p.keys().next())
+            .and_then(Yaml::as_str)
+            .filter(|p| *p != "prometheus")
+            .map(str::to_string);
         let dry_run = dry.iter().any(|d| d == &name || d == ".*");
         let rules = MetricRules {
             success,
@@ -273,12 +298,19 @@ pub(crate) fn resolve(r: &mut Reader, raw: RawRollout, templates: &BTreeMap<Temp
                         format!(
                             "the files hold a {} \"{name}\": {}",
                             other.kind(),
-                            if reference.cluster { "drop clusterScope: true to use it" } else { "add clusterScope: true to the reference to use it" }
+                            if reference.cluster {
+                                "drop clusterScope: true to use it"
+                            } else {
+                                "add clusterScope: true to the reference to use it"
+                            }
                         )
                     } else if templates.is_empty() {
                         format!("add the {kind}'s YAML to the controller files")
                     } else {
-                        format!("templates found: {}", templates.keys().map(|t| format!("{} {}", t.kind(), t.name)).collect::<Vec<_>>().join(", "))
+                        format!(
+                            "templates found: {}",
+                            templates.keys().map(|t| format!("{} {}", t.kind(), t.name)).collect::<Vec<_>>().join(", ")
+                        )
                     };
                     r.problem(path, format!("{kind} \"{name}\" is not in the controller files"), Some(&fix));
                 }
@@ -299,13 +331,20 @@ pub(crate) fn resolve(r: &mut Reader, raw: RawRollout, templates: &BTreeMap<Temp
             }
         });
     }
-    let background = raw.background.as_ref().map(|(names, start)| (metrics_of(r, names, &format!("{}: spec.strategy.canary.analysis", raw.at)), *start));
+    let background =
+        raw.background.as_ref().map(|(names, start)| (metrics_of(r, names, &format!("{}: spec.strategy.canary.analysis", raw.at)), *start));
     if missing {
         return None;
     }
     let mut rollout = Rollout { name: raw.name, file: raw.file, steps, background, caveats };
-    let providers: Vec<String> =
-        rollout.metrics().filter_map(|m| m.provider.as_ref().map(|p| format!("metric {} queries the {p} provider: its mapping stands for what that provider returns", m.name))).collect();
+    let providers: Vec<String> = rollout
+        .metrics()
+        .filter_map(|m| {
+            m.provider
+                .as_ref()
+                .map(|p| format!("metric {} queries the {p} provider: its mapping stands for what that provider returns", m.name))
+        })
+        .collect();
     for note in providers {
         if !rollout.caveats.contains(&note) {
             rollout.caveats.push(note);
@@ -372,12 +411,18 @@ impl<'m> AnalysisRun<'m> {
             };
             run.phase = run.result.phase(&run.m.rules, false);
             let shown = value.map_or("an empty result (no series yet)".to_string(), crate::simulate::round);
-            events.measurement(t, schedule, format!("{} {}: {} = {shown} → {:?}", self.what, run.m.name, run.mapping.describe(), phase), phase != Phase::Successful);
+            events.measurement(
+                t,
+                schedule,
+                format!("{} {}: {} = {shown} → {:?}", self.what, run.m.name, run.mapping.describe(), phase),
+                phase != Phase::Successful,
+            );
             if run.phase.completed() {
                 self.deciding = (t - run.lookback, t);
             }
         }
-        let terminating = self.metrics.iter().any(|m| !m.m.rules.dry_run && matches!(m.phase, Phase::Failed | Phase::Error | Phase::Inconclusive));
+        let terminating =
+            self.metrics.iter().any(|m| !m.m.rules.dry_run && matches!(m.phase, Phase::Failed | Phase::Error | Phase::Inconclusive));
         if terminating {
             self.terminate();
         }
@@ -395,7 +440,17 @@ impl<'m> AnalysisRun<'m> {
             .metrics
             .iter()
             .filter(|m| !matches!(m.phase, Phase::Successful) && !m.m.rules.dry_run)
-            .map(|m| format!("{} {:?} after {} measurements ({} failed, {} inconclusive, {} errors)", m.m.name, m.phase, m.result.count + m.result.errors, m.result.failed, m.result.inconclusive, m.result.errors))
+            .map(|m| {
+                format!(
+                    "{} {:?} after {} measurements ({} failed, {} inconclusive, {} errors)",
+                    m.m.name,
+                    m.phase,
+                    m.result.count + m.result.errors,
+                    m.result.failed,
+                    m.result.inconclusive,
+                    m.result.errors
+                )
+            })
             .collect();
         worst.join("; ")
     }
@@ -445,7 +500,8 @@ pub fn emulate(ro: &Rollout, spec: &Spec, probe: &Probe, origin: Micros, end: Mi
                                 step += 1;
                             }
                             None => {
-                                paused = Some((t, format!("paused indefinitely at step {step} (pause: {{}}), waiting for someone to promote")));
+                                paused =
+                                    Some((t, format!("paused indefinitely at step {step} (pause: {{}}), waiting for someone to promote")));
                                 break;
                             }
                         }
@@ -465,7 +521,13 @@ pub fn emulate(ro: &Rollout, spec: &Spec, probe: &Probe, origin: Micros, end: Mi
                                 return finish(Outcome::RolledBack, t, reason, run.deciding, schedule, events);
                             }
                             Phase::Inconclusive => {
-                                paused = Some((t, format!("step {step} analysis Inconclusive: {}; the rollout pauses for a person to decide", run.describe())));
+                                paused = Some((
+                                    t,
+                                    format!(
+                                        "step {step} analysis Inconclusive: {}; the rollout pauses for a person to decide",
+                                        run.describe()
+                                    ),
+                                ));
                                 inline = None;
                                 break;
                             }
@@ -480,13 +542,24 @@ pub fn emulate(ro: &Rollout, spec: &Spec, probe: &Probe, origin: Micros, end: Mi
                     run.terminate();
                 }
                 let last = ro.steps.len();
-                return finish(Outcome::Promoted, t, format!("all {last} steps completed; the candidate takes all traffic"), (origin, t), schedule, events);
+                return finish(
+                    Outcome::Promoted,
+                    t,
+                    format!("all {last} steps completed; the candidate takes all traffic"),
+                    (origin, t),
+                    schedule,
+                    events,
+                );
             }
         }
-        let next = [pause_until.filter(|_| paused.is_none()), inline.as_ref().and_then(AnalysisRun::next_time), background.as_ref().and_then(AnalysisRun::next_time)]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            pause_until.filter(|_| paused.is_none()),
+            inline.as_ref().and_then(AnalysisRun::next_time),
+            background.as_ref().and_then(AnalysisRun::next_time),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let Some(next) = next.filter(|n| *n < end) else {
             let (at, reason) = paused.unwrap_or((t, "the traffic ended before the rollout completed".to_string()));
             return finish(Outcome::Held, at, reason, (origin, at), schedule, events);
@@ -502,7 +575,10 @@ pub fn emulate(ro: &Rollout, spec: &Spec, probe: &Probe, origin: Micros, end: Mi
                     return finish(Outcome::RolledBack, t, reason, run.deciding, schedule, events);
                 }
                 Phase::Inconclusive if paused.is_none() => {
-                    paused = Some((t, format!("background analysis Inconclusive: {}; the rollout pauses for a person to decide", run.describe())));
+                    paused = Some((
+                        t,
+                        format!("background analysis Inconclusive: {}; the rollout pauses for a person to decide", run.describe()),
+                    ));
                 }
                 _ => {}
             }
@@ -517,7 +593,7 @@ mod tests {
     #[test]
     fn the_lookback_comes_from_the_first_range_selector() {
         assert_eq!(range_selector("sum(rate(errors[5m])) / sum(rate(requests[5m]))"), Some(300_000_000));
-        assert_eq!(range_selector("max_over_time(x[1h:1m])"), Some(3_600_000_000));
+        assert_eq!(range_selector("max_over_time(x[1h:1m])"), Some(crate::time::MICROS_PER_HOUR));
         assert_eq!(range_selector("x{a=\"[b]\"} + y[10m]"), Some(600_000_000));
         assert_eq!(range_selector("up"), None);
     }

@@ -176,7 +176,9 @@ impl Controller {
     /// The candidate weights it can route at (the fast path's summaries cut their hash bands there).
     pub fn weights(&self, spec: &Spec) -> Vec<f64> {
         match self {
-            Controller::Argo(r) => r.steps.iter().filter_map(|s| if let rollout::Step::SetWeight(w) = s { Some(*w) } else { None }).collect(),
+            Controller::Argo(r) => {
+                r.steps.iter().filter_map(|s| if let rollout::Step::SetWeight(w) = s { Some(*w) } else { None }).collect()
+            }
             Controller::Flagger(c) => c.weights(),
             Controller::Kayenta(_) => spec.kayenta.iter().map(|k| k.weight).collect(),
         }
@@ -245,7 +247,12 @@ impl Spec {
     /// read: what the fast path's index must cut at and keep for them.
     pub fn reads(&self) -> (Vec<f64>, Vec<Metric>) {
         let weights = self.controllers.iter().flat_map(|c| c.weights(self)).collect();
-        let metrics = self.controllers.iter().flat_map(|c| c.metric_names().into_iter().filter_map(|name| c.mapping(self, &name))).map(|m| m.metric).collect();
+        let metrics = self
+            .controllers
+            .iter()
+            .flat_map(|c| c.metric_names().into_iter().filter_map(|name| c.mapping(self, &name)))
+            .map(|m| m.metric)
+            .collect();
         (weights, metrics)
     }
 
@@ -256,9 +263,13 @@ impl Spec {
         let mut out: Vec<(&Controller, String, Micros)> = Vec::new();
         for c in &self.controllers {
             let windows: Vec<(&str, Micros)> = match c {
-                Controller::Argo(r) => r.metrics().map(|m| (m.name.as_str(), m.lookback.or(m.interval).unwrap_or(default_window))).collect(),
+                Controller::Argo(r) => {
+                    r.metrics().map(|m| (m.name.as_str(), m.lookback.or(m.interval).unwrap_or(default_window))).collect()
+                }
                 Controller::Flagger(f) => f.metrics.iter().map(|m| (m.name.as_str(), m.interval)).collect(),
-                Controller::Kayenta(k) => k.metrics.iter().map(|m| (m.config.name.as_str(), self.kayenta.as_ref().map_or(default_window, |s| s.step))).collect(),
+                Controller::Kayenta(k) => {
+                    k.metrics.iter().map(|m| (m.config.name.as_str(), self.kayenta.as_ref().map_or(default_window, |s| s.step))).collect()
+                }
             };
             for (name, window) in windows {
                 let window = c.mapping(self, name).and_then(|m| m.window).unwrap_or(window);
@@ -283,7 +294,7 @@ impl Spec {
             let weight = controller.weights(self).into_iter().find(|w| *w > 0.0).unwrap_or(1.0);
             let latency = mapping.metric.name().starts_with("latency");
             let measured = if latency { latency_sample } else { 1.0 };
-            let expected = per_hour * window as f64 / 3_600e6 * weight * measured;
+            let expected = per_hour * window as f64 / crate::time::MICROS_PER_HOUR as f64 * weight * measured;
             let what = if latency { "requests with a measured latency" } else { "requests" };
             let base = format!(
                 "{owner}: metric \"{name}\" ({}) queries {} at a time: about {expected:.1} candidate {what} a window at {:.0}% of this log's {per_hour:.0} requests an hour",
@@ -366,7 +377,13 @@ pub(crate) mod yaml {
 
     /// A YAML number, or a string holding one (Kubernetes' int-or-string); `what` names the kind
     /// in the message.
-    fn numeric<T: std::str::FromStr>(r: &mut Reader, v: &Value, path: &str, what: &str, of: impl Fn(&serde_yaml::Number) -> Option<T>) -> Option<T> {
+    fn numeric<T: std::str::FromStr>(
+        r: &mut Reader,
+        v: &Value,
+        path: &str,
+        what: &str,
+        of: impl Fn(&serde_yaml::Number) -> Option<T>,
+    ) -> Option<T> {
         let parsed = match v {
             Value::Number(n) => of(n),
             Value::String(s) => s.trim().parse().ok(),
@@ -400,7 +417,7 @@ pub(crate) mod yaml {
     pub fn duration(r: &mut Reader, v: &Value, path: &str) -> Option<Micros> {
         match v {
             Value::Number(n) => match n.as_f64() {
-                Some(s) if s >= 0.0 => Some((s * 1e6).round() as Micros),
+                Some(s) if s >= 0.0 => Some(crate::time::from_seconds(s)),
                 _ => {
                     r.problem(path, format!("{n} is not a duration"), None);
                     None
@@ -432,7 +449,14 @@ pub(crate) mod yaml {
 /// Reads `[controller]`: the files it names, the mapping, and the settings. Paths are relative to
 /// `dir` (the scenario's folder); `file` names the scenario in messages.
 /// `segments` are the traffic's segment columns (for `ab_segment`).
-pub fn load(raw: &RawController, dir: &Path, file: &str, default_step: Micros, segments: &[String], problems: &mut Vec<Problem>) -> Option<Spec> {
+pub fn load(
+    raw: &RawController,
+    dir: &Path,
+    file: &str,
+    default_step: Micros,
+    segments: &[String],
+    problems: &mut Vec<Problem>,
+) -> Option<Spec> {
     let before = problems.len();
     let mut r = Reader { file: file.to_string(), problems };
     let mut metrics = BTreeMap::new();
@@ -442,13 +466,20 @@ pub fn load(raw: &RawController, dir: &Path, file: &str, default_step: Micros, s
         let path = dir.join(mapping);
         let key = format!("{file}: controller.mapping");
         match std::fs::read_to_string(&path) {
-            Err(e) => r.problems.push(Problem::new(key, format!("cannot read \"{mapping}\" ({}): {e}", path.display())).fix("relative paths are resolved against the scenario file's folder")),
+            Err(e) => r.problems.push(
+                Problem::new(key, format!("cannot read \"{mapping}\" ({}): {e}", path.display()))
+                    .fix("relative paths are resolved against the scenario file's folder"),
+            ),
             Ok(text) => match toml::from_str::<RawMappingFile>(&text) {
-                Err(e) => r.problems.push(Problem::new(path.display().to_string(), format!("is not a mapping file: {}", e.to_string().trim_end()))),
+                Err(e) => r
+                    .problems
+                    .push(Problem::new(path.display().to_string(), format!("is not a mapping file: {}", e.to_string().trim_end()))),
                 Ok(shared) => {
                     let shown = path.display().to_string();
                     for (name, m) in &shared.metrics {
-                        if let Some(m) = validate_mapping(&mut Reader { file: shown.clone(), problems: r.problems }, &format!("metrics.{name}"), m) {
+                        if let Some(m) =
+                            validate_mapping(&mut Reader { file: shown.clone(), problems: r.problems }, &format!("metrics.{name}"), m)
+                        {
                             metrics.insert(name.clone(), m);
                         }
                     }
@@ -475,7 +506,10 @@ pub fn load(raw: &RawController, dir: &Path, file: &str, default_step: Micros, s
         let path: PathBuf = dir.join(name);
         let shown = name.clone();
         match std::fs::read_to_string(&path) {
-            Err(e) if i >= from_scenario => r.problems.push(Problem::new(format!("--controller {name}"), format!("cannot be read: {e}")).fix("paths given with --controller are relative to the working folder")),
+            Err(e) if i >= from_scenario => r.problems.push(
+                Problem::new(format!("--controller {name}"), format!("cannot be read: {e}"))
+                    .fix("paths given with --controller are relative to the working folder"),
+            ),
             Err(e) => r.problems.push(
                 Problem::new(format!("{file}: controller.files[{i}]"), format!("cannot read \"{name}\" ({}): {e}", path.display()))
                     .fix("relative paths are resolved against the scenario file's folder"),
@@ -491,12 +525,18 @@ pub fn load(raw: &RawController, dir: &Path, file: &str, default_step: Micros, s
     };
     let ab_segment = match raw.ab_segment.as_ref().map(|m| m.iter().collect::<Vec<_>>()) {
         None => None,
-        Some(entries) if entries.len() == 1 && segments.contains(entries[0].0) && !entries[0].1.is_empty() => Some((entries[0].0.clone(), entries[0].1.clone())),
+        Some(entries) if entries.len() == 1 && segments.contains(entries[0].0) && !entries[0].1.is_empty() => {
+            Some((entries[0].0.clone(), entries[0].1.clone()))
+        }
         Some(_) => {
             r.problem(
                 "controller.ab_segment",
                 "must name one segment column of traffic.segments with at least one value",
-                Some(&format!("e.g. ab_segment = {{ {} = [\"...\"] }}; the segments: {}", segments.first().map_or("origin", String::as_str), if segments.is_empty() { "none".to_string() } else { segments.join(", ") })),
+                Some(&format!(
+                    "e.g. ab_segment = {{ {} = [\"...\"] }}; the segments: {}",
+                    segments.first().map_or("origin", String::as_str),
+                    if segments.is_empty() { "none".to_string() } else { segments.join(", ") }
+                )),
             );
             None
         }
@@ -635,7 +675,8 @@ fn validate_mapping(r: &mut Reader, key: &str, raw: &RawMapping) -> Option<Mappi
     let metric = Metric::ALL.iter().copied().find(|m| m.name() == raw.metric);
     if metric.is_none() {
         let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-        let hint = did_you_mean(&raw.metric, names.iter().copied()).map_or_else(|| format!("one of {}", names.join(", ")), |m| format!("did you mean \"{m}\"?"));
+        let hint = did_you_mean(&raw.metric, names.iter().copied())
+            .map_or_else(|| format!("one of {}", names.join(", ")), |m| format!("did you mean \"{m}\"?"));
         r.problem(&format!("{key}.metric"), format!("\"{}\" is not a canary-replay metric", raw.metric), Some(&hint));
     }
     let arm = match raw.arm.as_deref().unwrap_or("candidate") {
@@ -644,7 +685,11 @@ fn validate_mapping(r: &mut Reader, key: &str, raw: &RawMapping) -> Option<Mappi
         "difference" => Some(Arm::Difference),
         "ratio" => Some(Arm::Ratio),
         other => {
-            r.problem(&format!("{key}.arm"), format!("\"{other}\" is not an arm"), Some("use candidate, stable, difference (candidate − stable) or ratio (candidate / stable)"));
+            r.problem(
+                &format!("{key}.arm"),
+                format!("\"{other}\" is not an arm"),
+                Some("use candidate, stable, difference (candidate − stable) or ratio (candidate / stable)"),
+            );
             None
         }
     };
@@ -667,7 +712,11 @@ fn kayenta_settings(r: &mut Reader, raw: RawKayenta, thresholds: Option<(f64, f6
         r.problem(&format!("controller.kayenta.weight = {weight}"), "the canary's traffic share must be a percent in (0, 100)", None);
     }
     let Some(lifetime_text) = raw.lifetime.as_deref() else {
-        r.problem("controller.kayenta.lifetime", "is missing: how long the canary ran (Spinnaker's lifetimeDuration)", Some("add e.g. lifetime = \"3d\" under [controller.kayenta]"));
+        r.problem(
+            "controller.kayenta.lifetime",
+            "is missing: how long the canary ran (Spinnaker's lifetimeDuration)",
+            Some("add e.g. lifetime = \"3d\" under [controller.kayenta]"),
+        );
         return None;
     };
     let lifetime = r.duration("controller.kayenta.lifetime", lifetime_text).unwrap_or(0);
@@ -686,10 +735,24 @@ fn kayenta_settings(r: &mut Reader, raw: RawKayenta, thresholds: Option<(f64, f6
         (p, m, None) => (p.unwrap_or(95.0), m.unwrap_or(75.0)),
     };
     if !(0.0..=100.0).contains(&marginal) || !(0.0..=100.0).contains(&pass) || marginal > pass {
-        r.problem("controller.kayenta", format!("score thresholds pass {pass} and marginal {marginal} must satisfy 0 ≤ marginal ≤ pass ≤ 100"), None);
+        r.problem(
+            "controller.kayenta",
+            format!("score thresholds pass {pass} and marginal {marginal} must satisfy 0 ≤ marginal ≤ pass ≤ 100"),
+            None,
+        );
     }
     let thresholds_given = (raw.pass.is_some() && raw.marginal.is_some()) || thresholds.is_some();
-    (r.problems.len() == before).then_some(KayentaSettings { weight: weight / 100.0, interval, lifetime, begin_after, lookback, step, pass, marginal, thresholds_given })
+    (r.problems.len() == before).then_some(KayentaSettings {
+        weight: weight / 100.0,
+        interval,
+        lifetime,
+        begin_after,
+        lookback,
+        step,
+        pass,
+        marginal,
+        thresholds_given,
+    })
 }
 
 /// The canary-replay metric a controller metric's name suggests: "request-duration-p99" →
@@ -730,7 +793,8 @@ fn unmapped(r: &mut Reader, spec: &Spec, controller: &Controller) {
     for name in controller.metric_names() {
         if controller.mapping(spec, &name).is_none() {
             let known: Vec<&str> = spec.mapping.keys().map(String::as_str).collect();
-            let hint = did_you_mean(&name, known.iter().copied()).map_or(String::new(), |k| format!(" (a mapping named \"{k}\" exists: a typo?)"));
+            let hint =
+                did_you_mean(&name, known.iter().copied()).map_or(String::new(), |k| format!(" (a mapping named \"{k}\" exists: a typo?)"));
             let metric = metric_for(&name);
             r.problem(
                 "controller.metrics",

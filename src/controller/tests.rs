@@ -13,10 +13,15 @@ use crate::simulate::replay::{Cells, Output, Row};
 use crate::simulate::Outcome;
 use crate::time::Micros;
 
-const HOUR: Micros = 3_600_000_000;
+const HOUR: Micros = crate::time::MICROS_PER_HOUR;
 
 fn scale() -> Scale {
-    Scale { bins: ScoreBins::new((0.0, 1.0)), threshold: 0.5, cost: Cost { true_positive: 0.0, false_positive: 1.0, false_negative: 5.0, true_negative: 0.0 }, binary: true }
+    Scale {
+        bins: ScoreBins::new((0.0, 1.0)),
+        threshold: 0.5,
+        cost: Cost { true_positive: 0.0, false_positive: 1.0, false_negative: 5.0, true_negative: 0.0 },
+        binary: true,
+    }
 }
 
 /// `per_hour` requests an hour for `hours` hours; in the hours where `bad` says so, every request
@@ -56,12 +61,25 @@ fn load(files: &[(&str, &str)], metrics: BTreeMap<String, RawMapping>, kayenta: 
     load_ab(files, metrics, kayenta, None)
 }
 
-fn load_ab(files: &[(&str, &str)], metrics: BTreeMap<String, RawMapping>, kayenta: Option<spec::RawKayenta>, ab_segment: Option<BTreeMap<String, Vec<String>>>) -> Result<Spec, Vec<Problem>> {
+fn load_ab(
+    files: &[(&str, &str)],
+    metrics: BTreeMap<String, RawMapping>,
+    kayenta: Option<spec::RawKayenta>,
+    ab_segment: Option<BTreeMap<String, Vec<String>>>,
+) -> Result<Spec, Vec<Problem>> {
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in files {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
-    let raw = RawController { files: files.iter().map(|(n, _)| n.to_string()).collect(), mapping: None, metrics, kayenta, resume_paused_after: None, ab_segment, from_flag: 0 };
+    let raw = RawController {
+        files: files.iter().map(|(n, _)| n.to_string()).collect(),
+        mapping: None,
+        metrics,
+        kayenta,
+        resume_paused_after: None,
+        ab_segment,
+        from_flag: 0,
+    };
     let mut problems = Vec::new();
     let spec = spec::load(&raw, dir.path(), "s.toml", HOUR, &["origin".to_string()], &mut problems);
     spec.ok_or(problems)
@@ -199,7 +217,11 @@ fn flagger_ab_testing_sends_the_matched_segment_to_the_candidate() {
     let run = probe_of(&rows_lga);
     assert_eq!((run.outcome, run.decided_at), (Outcome::Promoted, 3 * HOUR), "{:?}", run.events.list);
     let periods = run.run(0, 24 * HOUR, cells.len()).periods;
-    assert_eq!((periods[0].weights.clone(), periods[0].end), (vec![1.0, 0.0], 3 * HOUR), "every JFK request, no LGA one, until the promotion");
+    assert_eq!(
+        (periods[0].weights.clone(), periods[0].end),
+        (vec![1.0, 0.0], 3 * HOUR),
+        "every JFK request, no LGA one, until the promotion"
+    );
     assert_eq!(periods.last().unwrap().weights, vec![1.0, 1.0]);
     // Failing on JFK: the first check fails, the next tick rolls back.
     let rows_jfk = traffic(jfk);
@@ -208,7 +230,13 @@ fn flagger_ab_testing_sends_the_matched_segment_to_the_candidate() {
 }
 
 fn kayenta_settings() -> spec::RawKayenta {
-    spec::RawKayenta { weight: Some(20.0), interval: Some("2h".into()), lifetime: Some("8h".into()), step: Some("20m".into()), ..Default::default() }
+    spec::RawKayenta {
+        weight: Some(20.0),
+        interval: Some("2h".into()),
+        lifetime: Some("8h".into()),
+        step: Some("20m".into()),
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -229,7 +257,12 @@ fn kayenta_a_critical_failure_at_an_interim_judgment_fails_at_once() {
 fn kayenta_thresholds_come_from_an_execution_request() {
     let config = r#"{"name": "k", "metrics": [{"name": "errors", "analysisConfigurations": {"canary": {"direction": "increase"}}}]}"#;
     let request = r#"{"scopes": {}, "thresholds": {"pass": 90, "marginal": 50}}"#;
-    let spec = load(&[("k.json", config), ("request.json", request)], errors_mapping(), Some(spec::RawKayenta { lifetime: Some("1d".into()), ..Default::default() })).unwrap();
+    let spec = load(
+        &[("k.json", config), ("request.json", request)],
+        errors_mapping(),
+        Some(spec::RawKayenta { lifetime: Some("1d".into()), ..Default::default() }),
+    )
+    .unwrap();
     let k = spec.kayenta.unwrap();
     assert_eq!((k.pass, k.marginal, k.weight, k.interval), (90.0, 50.0, 0.1, 24 * HOUR));
 }
@@ -240,17 +273,25 @@ fn messages(problems: &[Problem]) -> String {
 
 #[test]
 fn unmapped_metrics_missing_templates_and_header_routing_are_named() {
-    let yaml = rollout("        - analysis: {templates: [{templateName: missing}]}\n", "") + &template("t", "  metrics:\n    - name: latency\n      provider: {prometheus: {query: 'x'}}\n");
+    let yaml = rollout("        - analysis: {templates: [{templateName: missing}]}\n", "")
+        + &template("t", "  metrics:\n    - name: latency\n      provider: {prometheus: {query: 'x'}}\n");
     let text = messages(&load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap_err());
-    assert!(text.contains("r.yaml: document 1 (kind Rollout): spec.strategy.canary.steps[0]: AnalysisTemplate \"missing\" is not in the controller files"), "{text}");
+    assert!(
+        text.contains(
+            "r.yaml: document 1 (kind Rollout): spec.strategy.canary.steps[0]: AnalysisTemplate \"missing\" is not in the controller files"
+        ),
+        "{text}"
+    );
     assert!(text.contains("templates found: AnalysisTemplate t"), "{text}");
 
-    let yaml = rollout("        - analysis: {templates: [{templateName: t}]}\n", "") + &template("t", "  metrics:\n    - name: latency\n      provider: {prometheus: {query: 'x'}}\n");
+    let yaml = rollout("        - analysis: {templates: [{templateName: t}]}\n", "")
+        + &template("t", "  metrics:\n    - name: latency\n      provider: {prometheus: {query: 'x'}}\n");
     let text = messages(&load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap_err());
     assert!(text.contains("metric \"latency\" of Rollout r is not mapped"), "{text}");
     assert!(text.contains("fix: add [controller.metrics.\"latency\"]"), "{text}");
 
-    let canary = "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    stepWeight: 10\n    match: [{headers: {x-canary: {exact: insider}}}]\n";
+    let canary =
+        "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    stepWeight: 10\n    match: [{headers: {x-canary: {exact: insider}}}]\n";
     let text = messages(&load(&[("c.yaml", canary)], errors_mapping(), None).unwrap_err());
     assert!(text.contains("c.yaml: document 1 (kind Canary): spec.analysis.match: A/B testing needs iterations"), "{text}");
 
@@ -260,14 +301,19 @@ fn unmapped_metrics_missing_templates_and_header_routing_are_named() {
     let text = messages(&load(&[("d.yaml", "kind: Deployment\nmetadata: {name: d}\n")], errors_mapping(), None).unwrap_err());
     assert!(text.contains("kind \"Deployment\" is not a controller resource"), "{text}");
 
-    let yaml = rollout("        - setWeight: 10\n", "") + &template("t", "  metrics:\n    - name: errors\n      successCondition: result[0] <<< 1\n");
+    let yaml = rollout("        - setWeight: 10\n", "")
+        + &template("t", "  metrics:\n    - name: errors\n      successCondition: result[0] <<< 1\n");
     let text = messages(&load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap_err());
     assert!(text.contains("spec.metrics[0] (errors).successCondition: cannot be evaluated"), "{text}");
 
     let mut bad = errors_mapping();
     bad.get_mut("errors").unwrap().metric = "eror_rate".into();
     let text = messages(&load(&[("r.yaml", &rollout("        - setWeight: 10\n", ""))], bad, None).unwrap_err());
-    assert!(text.contains("controller.metrics.errors.metric: \"eror_rate\" is not a canary-replay metric") && text.contains("did you mean \"error_rate\""), "{text}");
+    assert!(
+        text.contains("controller.metrics.errors.metric: \"eror_rate\" is not a canary-replay metric")
+            && text.contains("did you mean \"error_rate\""),
+        "{text}"
+    );
 }
 
 /// The tune command's exports read back as controller files: every metric is named, and the
@@ -277,7 +323,10 @@ fn unmapped_metrics_missing_templates_and_header_routing_are_named() {
 fn tuned_exports_replay_as_controllers() {
     let mut problems = Vec::new();
     let shape = crate::policy::TrafficShape { segments: &[], labelled: true };
-    let ramp: crate::policy::raw::RawRamp = toml::from_str("stages = [{ weight = 5, bake = \"2h\" }, { weight = 25, bake = \"4h\" }, { weight = 100 }]\ncheck_every = \"1h\"\n").unwrap();
+    let ramp: crate::policy::raw::RawRamp = toml::from_str(
+        "stages = [{ weight = 5, bake = \"2h\" }, { weight = 25, bake = \"4h\" }, { weight = 100 }]\ncheck_every = \"1h\"\n",
+    )
+    .unwrap();
     let gate: crate::policy::raw::RawGate = toml::from_str("metric = \"error_rate\"\nkind = \"regression\"\n").unwrap();
     let raw = crate::policy::RawPolicy { ramp: Some(ramp), gates: vec![gate], ..Default::default() };
     let policy = crate::policy::Policy::from_raw(&raw, &shape, "s.toml", &mut problems);
@@ -285,7 +334,10 @@ fn tuned_exports_replay_as_controllers() {
     let mut mapping = BTreeMap::new();
     for gate in &policy.gates {
         let name = gate.name().replace(['_', ' '], "-");
-        mapping.insert(name, RawMapping { metric: "error_rate".into(), arm: Some("difference".into()), scale: None, offset: None, window: None });
+        mapping.insert(
+            name,
+            RawMapping { metric: "error_rate".into(), arm: Some("difference".into()), scale: None, offset: None, window: None },
+        );
     }
     let flagger = crate::tune::export::flagger(&policy, "tuned");
     assert!(flagger.contains("stepWeights: [5, 25]") && flagger.contains("interval: 4h"), "{flagger}");
@@ -314,7 +366,7 @@ fn kayenta_a_wide_interval_passes_despite_a_significant_shift() {
     // Each hour one request the candidate serves (u < 0.5) and one the stable model serves.
     let mut traffic = Vec::new();
     for (i, (c, b)) in CANARY.iter().zip(BASELINE).enumerate() {
-        let at = |minutes: i64| i as i64 * HOUR + minutes * 60_000_000;
+        let at = |minutes: i64| i as i64 * HOUR + minutes * crate::time::MICROS_PER_MINUTE;
         let output = |ms: f64| Output { error: false, score: Some(0.3), latency_ms: Some(ms) };
         traffic.push(Row::new(at(10), None, None, 0, 0.1, [output(0.0), output(*c)]));
         traffic.push(Row::new(at(20), None, None, 0, 0.9, [output(b), output(0.0)]));
@@ -348,7 +400,8 @@ fn a_query_is_empty_before_the_series_exists_and_nan_on_an_empty_window() {
     let probe = Probe::new(&traffic, scale());
     let mut schedule = Schedule::default();
     schedule.set(HOUR, 0.5);
-    let errors = spec::Mapping { metric: crate::policy::Metric::ErrorRate, arm: spec::Arm::Candidate, scale: 1.0, offset: 0.0, window: None };
+    let errors =
+        spec::Mapping { metric: crate::policy::Metric::ErrorRate, arm: spec::Arm::Candidate, scale: 1.0, offset: 0.0, window: None };
     assert_eq!(probe.measure(&errors, HOUR, HOUR, &schedule, false), None, "no candidate request yet");
     assert_eq!(probe.measure(&errors, 2 * HOUR, HOUR, &schedule, false), Some(0.0));
     assert!(probe.measure(&errors, 4 * HOUR, HOUR, &schedule, false).unwrap().is_nan(), "the series exists, the window is empty");
@@ -378,7 +431,8 @@ fn argo_an_indefinite_pause_holds_unless_someone_resumes_it() {
 
 #[test]
 fn argo_more_than_one_measurement_without_an_interval_is_refused() {
-    let yaml = rollout("        - analysis: {templates: [{templateName: t}]}\n", "") + &template("t", "  metrics:\n    - name: errors\n      count: 3\n      successCondition: result < 1\n");
+    let yaml = rollout("        - analysis: {templates: [{templateName: t}]}\n", "")
+        + &template("t", "  metrics:\n    - name: errors\n      count: 3\n      successCondition: result < 1\n");
     let text = messages(&load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap_err());
     assert!(text.contains("spec.metrics[0] (errors).count: more than one measurement needs an interval"), "{text}");
 }
@@ -386,7 +440,15 @@ fn argo_more_than_one_measurement_without_an_interval_is_refused() {
 #[test]
 fn kayenta_begins_late_and_judges_a_sliding_lookback() {
     let config = r#"{"name": "k", "metrics": [{"name": "errors", "analysisConfigurations": {"canary": {"direction": "increase", "critical": true}}}]}"#;
-    let settings = spec::RawKayenta { weight: Some(20.0), begin_after: Some("2h".into()), lifetime: Some("6h".into()), interval: Some("2h".into()), lookback: Some("2h".into()), step: Some("20m".into()), ..Default::default() };
+    let settings = spec::RawKayenta {
+        weight: Some(20.0),
+        begin_after: Some("2h".into()),
+        lifetime: Some("6h".into()),
+        interval: Some("2h".into()),
+        lookback: Some("2h".into()),
+        step: Some("20m".into()),
+        ..Default::default()
+    };
     let spec = load(&[("k.json", config)], errors_mapping(), Some(settings)).unwrap();
     // Failing requests only in hours 0-1, before the analysis begins: never judged.
     let failing = failing_where(24, 100, |i, r| r.time < 2 * HOUR && (i * 7919) % 10 < 6);
@@ -401,7 +463,11 @@ fn a_shared_mapping_file_is_overridden_key_by_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = r#"{"name": "k", "metrics": [{"name": "errors", "analysisConfigurations": {"canary": {"direction": "increase"}}}]}"#;
     std::fs::write(dir.path().join("k.json"), config).unwrap();
-    std::fs::write(dir.path().join("metrics.toml"), "[metrics.errors]\nmetric = \"error_rate\"\n\n[kayenta]\nlifetime = \"2d\"\nweight = 5\n").unwrap();
+    std::fs::write(
+        dir.path().join("metrics.toml"),
+        "[metrics.errors]\nmetric = \"error_rate\"\n\n[kayenta]\nlifetime = \"2d\"\nweight = 5\n",
+    )
+    .unwrap();
     let raw = RawController {
         files: vec!["k.json".into()],
         mapping: Some("metrics.toml".into()),
@@ -428,25 +494,55 @@ fn every_other_bad_input_is_named_with_its_key() {
         assert!(text.contains(needle), "lacks {needle:?}:\n{text}");
     };
     let kayenta = r#"{"name": "k", "metrics": [{"name": "errors", "analysisConfigurations": {"canary": {"direction": "sideways"}}}]}"#;
-    expect(load(&[("k.json", kayenta)], errors_mapping(), Some(kayenta_settings())).unwrap_err(), "k.json: metrics[0] (errors).analysisConfigurations.canary.direction: \"sideways\" is not a direction");
+    expect(
+        load(&[("k.json", kayenta)], errors_mapping(), Some(kayenta_settings())).unwrap_err(),
+        "k.json: metrics[0] (errors).analysisConfigurations.canary.direction: \"sideways\" is not a direction",
+    );
     let kayenta = r#"{"name": "k", "metrics": [{"name": "errors", "analysisConfigurations": {"canary": {"direction": "increase"}}}]}"#;
     expect(load(&[("k.json", kayenta)], errors_mapping(), None).unwrap_err(), "s.toml: controller.kayenta.lifetime: is missing");
     let odd = spec::RawKayenta { weight: Some(150.0), pass: Some(50.0), marginal: Some(80.0), ..kayenta_settings() };
     let text = messages(&load(&[("k.json", kayenta)], errors_mapping(), Some(odd)).unwrap_err());
-    assert!(text.contains("controller.kayenta.weight = 150: the canary's traffic share must be a percent in (0, 100)") && text.contains("must satisfy 0 ≤ marginal ≤ pass ≤ 100"), "{text}");
-    expect(load(&[("k.json", r#"{"name": "k"}"#)], errors_mapping(), None).unwrap_err(), "k.json: metrics: is missing: not a Kayenta canary config");
-    expect(load(&[("bg.yaml", "kind: Rollout\nmetadata: {name: r}\nspec:\n  strategy:\n    blueGreen: {activeService: a}\n")], errors_mapping(), None).unwrap_err(), "spec.strategy.blueGreen: blue-green rollouts switch all traffic at once and are not emulated");
-    expect(load(&[("c.yaml", "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    interval: 1h\n")], errors_mapping(), None).unwrap_err(), "has neither stepWeight, stepWeights nor iterations");
+    assert!(
+        text.contains("controller.kayenta.weight = 150: the canary's traffic share must be a percent in (0, 100)")
+            && text.contains("must satisfy 0 ≤ marginal ≤ pass ≤ 100"),
+        "{text}"
+    );
+    expect(
+        load(&[("k.json", r#"{"name": "k"}"#)], errors_mapping(), None).unwrap_err(),
+        "k.json: metrics: is missing: not a Kayenta canary config",
+    );
+    expect(
+        load(
+            &[("bg.yaml", "kind: Rollout\nmetadata: {name: r}\nspec:\n  strategy:\n    blueGreen: {activeService: a}\n")],
+            errors_mapping(),
+            None,
+        )
+        .unwrap_err(),
+        "spec.strategy.blueGreen: blue-green rollouts switch all traffic at once and are not emulated",
+    );
+    expect(
+        load(&[("c.yaml", "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    interval: 1h\n")], errors_mapping(), None)
+            .unwrap_err(),
+        "has neither stepWeight, stepWeights nor iterations",
+    );
     expect(load(&[("e.yaml", "# nothing\n")], errors_mapping(), None).unwrap_err(), "e.yaml: holds no document");
     let mut bad = errors_mapping();
     bad.get_mut("errors").unwrap().arm = Some("both".into());
     bad.get_mut("errors").unwrap().window = Some("0s".into());
     let text = messages(&load(&[("r.yaml", &rollout("        - setWeight: 10\n", ""))], bad, None).unwrap_err());
-    assert!(text.contains("controller.metrics.errors.arm: \"both\" is not an arm") && text.contains("controller.metrics.errors.window: a query window must be longer than 0"), "{text}");
+    assert!(
+        text.contains("controller.metrics.errors.arm: \"both\" is not an arm")
+            && text.contains("controller.metrics.errors.window: a query window must be longer than 0"),
+        "{text}"
+    );
     let canary = "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    iterations: 2\n    match: [{headers: {x: {exact: y}}}]\n";
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("c.yaml"), canary).unwrap();
-    let raw = RawController { files: vec!["c.yaml".into()], ab_segment: Some(BTreeMap::from([("airline".to_string(), vec!["UA".to_string()])])), ..Default::default() };
+    let raw = RawController {
+        files: vec!["c.yaml".into()],
+        ab_segment: Some(BTreeMap::from([("airline".to_string(), vec!["UA".to_string()])])),
+        ..Default::default()
+    };
     let mut problems = Vec::new();
     assert!(spec::load(&raw, dir.path(), "s.toml", HOUR, &["origin".to_string()], &mut problems).is_none());
     expect(problems, "controller.ab_segment: must name one segment column of traffic.segments");
@@ -462,7 +558,8 @@ fn kayenta_configs_with_another_judge_or_repeated_metric_names_are_refused() {
     let problems = load(&[("k.json", &twice)], errors_mapping(), Some(kayenta_settings())).unwrap_err();
     assert!(messages(&problems).contains("metrics[1].name: \"errors\" names a second metric"), "{}", messages(&problems));
     // Kayenta's own judge, by its full name, is read as before.
-    let netflix = format!(r#"{{"name": "k", "judge": {{"name": "NetflixACAJudge-v1.0", "judgeConfigurations": {{}}}}, "metrics": [{metric}]}}"#);
+    let netflix =
+        format!(r#"{{"name": "k", "judge": {{"name": "NetflixACAJudge-v1.0", "judgeConfigurations": {{}}}}, "metrics": [{metric}]}}"#);
     assert!(load(&[("k.json", &netflix)], errors_mapping(), Some(kayenta_settings())).is_ok());
 }
 
@@ -487,7 +584,8 @@ fn missing_templates_are_refused_naming_their_kind() {
     let canary = "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    stepWeight: 10\n    metrics:\n      - name: errors\n        templateRef: {name: error-rate, namespace: flagger}\n        thresholdRange: {max: 1}\n";
     let text = messages(&load(&[("c.yaml", canary)], errors_mapping(), None).unwrap_err());
     assert!(text.contains("c.yaml: document 1 (kind Canary): spec.analysis.metrics[0].templateRef: MetricTemplate \"error-rate\" (metric errors) is not in the controller files"), "{text}");
-    let with_template = format!("{canary}---\nkind: MetricTemplate\nmetadata: {{name: error-rate}}\nspec:\n  query: sum(rate(errors[1m]))\n");
+    let with_template =
+        format!("{canary}---\nkind: MetricTemplate\nmetadata: {{name: error-rate}}\nspec:\n  query: sum(rate(errors[1m]))\n");
     assert!(load(&[("c.yaml", &with_template)], errors_mapping(), None).is_ok());
 }
 
@@ -495,7 +593,8 @@ fn missing_templates_are_refused_naming_their_kind() {
 /// problem at its line, not a missing field further on.
 #[test]
 fn yaml_with_ellipsis_placeholders_names_the_placeholder() {
-    let snippet = "kind: Rollout\nmetadata: {name: r}\nspec:\n  replicas: 5\n...\n  strategy:\n    canary:\n      steps:\n        - setWeight: 20\n";
+    let snippet =
+        "kind: Rollout\nmetadata: {name: r}\nspec:\n  replicas: 5\n...\n  strategy:\n    canary:\n      steps:\n        - setWeight: 20\n";
     let text = messages(&load(&[("r.yaml", snippet)], errors_mapping(), None).unwrap_err());
     assert!(!text.contains("spec.strategy.canary: is missing"), "{text}");
     assert!(text.contains("r.yaml: line 5") && text.contains("`...`"), "{text}");
@@ -513,7 +612,14 @@ fn controller_flag_files_and_metric_suggestions_are_named() {
     let text = messages(&problems);
     assert!(text.contains("--controller /no/such/flag.yaml: cannot be read") && !text.contains("controller.files[1]"), "{text}");
 
-    for (name, metric) in [("request-duration-p99", "latency_p99"), ("latency", "latency_mean"), ("http_error_rate", "error_rate"), ("model-logloss", "log_loss"), ("auc", "auc"), ("success-rate", "error_rate")] {
+    for (name, metric) in [
+        ("request-duration-p99", "latency_p99"),
+        ("latency", "latency_mean"),
+        ("http_error_rate", "error_rate"),
+        ("model-logloss", "log_loss"),
+        ("auc", "auc"),
+        ("success-rate", "error_rate"),
+    ] {
         assert_eq!(spec::metric_for(name), metric, "{name}");
     }
     let yaml = rollout("        - analysis: {templates: [{templateName: t}]}\n", "") + &template("t", "  metrics:\n    - name: http-latency-p99\n      successCondition: result[0] < 500\n      provider: {prometheus: {query: 'x'}}\n");
@@ -543,10 +649,15 @@ fn kayenta_score_thresholds_request_bodies_and_yaml_configs() {
     let plain = r#"{"name": "k", "metrics": [{"name": "errors", "analysisConfigurations": {"canary": {"direction": "increase"}}}]}"#;
     let spec = load(&[("k.json", plain)], errors_mapping(), Some(kayenta_settings())).unwrap();
     let run = replay(&spec, &failing, 24);
-    assert!(run.reason.contains("below marginal 75") && run.caveats.iter().any(|c| c.contains("pass 95 and marginal 75 assumed")), "{run:?}");
+    assert!(
+        run.reason.contains("below marginal 75") && run.caveats.iter().any(|c| c.contains("pass 95 and marginal 75 assumed")),
+        "{run:?}"
+    );
 
     // The ad-hoc body: config and thresholds in one file.
-    let body = format!(r#"{{"canaryConfig": {with_thresholds}, "executionRequest": {{"scopes": {{}}, "thresholds": {{"pass": 80, "marginal": 40}}}}}}"#);
+    let body = format!(
+        r#"{{"canaryConfig": {with_thresholds}, "executionRequest": {{"scopes": {{}}, "thresholds": {{"pass": 80, "marginal": 40}}}}}}"#
+    );
     let spec = load(&[("body.json", &body)], errors_mapping(), Some(kayenta_settings())).unwrap();
     assert_eq!(spec.controllers.len(), 1);
     assert!(replay(&spec, &failing, 24).reason.contains("below marginal 40"));
@@ -554,7 +665,14 @@ fn kayenta_score_thresholds_request_bodies_and_yaml_configs() {
     let yaml = "name: k\nclassifier:\n  scoreThresholds: {pass: 60, marginal: 10}\nmetrics:\n  - name: errors\n    analysisConfigurations:\n      canary: {direction: increase}\n";
     let spec = load(&[("k.yaml", yaml)], errors_mapping(), Some(kayenta_settings())).unwrap();
     assert!(replay(&spec, &failing, 24).reason.contains("below marginal 10"));
-    let text = messages(&load(&[("k.yaml", "name: k\nclassifier: {scoreThresholds: {pass: high}}\nmetrics: []\n")], errors_mapping(), Some(kayenta_settings())).unwrap_err());
+    let text = messages(
+        &load(
+            &[("k.yaml", "name: k\nclassifier: {scoreThresholds: {pass: high}}\nmetrics: []\n")],
+            errors_mapping(),
+            Some(kayenta_settings()),
+        )
+        .unwrap_err(),
+    );
     assert!(text.contains("k.yaml: classifier.scoreThresholds: needs numeric pass and marginal"), "{text}");
 }
 
@@ -562,7 +680,11 @@ fn kayenta_score_thresholds_request_bodies_and_yaml_configs() {
 /// muted critical metric that fails does not force 0 (it did before).
 #[test]
 fn kayenta_muted_metrics_are_left_out_of_the_score() {
-    let metric = |name: &str, muted: bool| format!(r#"{{"name": "{name}", "muted": {muted}, "analysisConfigurations": {{"canary": {{"direction": "increase", "critical": true}}}}}}"#);
+    let metric = |name: &str, muted: bool| {
+        format!(
+            r#"{{"name": "{name}", "muted": {muted}, "analysisConfigurations": {{"canary": {{"direction": "increase", "critical": true}}}}}}"#
+        )
+    };
     let config = |muted: bool| format!(r#"{{"name": "k", "metrics": [{}, {}]}}"#, metric("errors", muted), metric("latency", false));
     let mut mapping = errors_mapping();
     mapping.insert("latency".into(), RawMapping { metric: "latency_mean".into(), arm: None, scale: None, offset: None, window: None });
@@ -581,11 +703,23 @@ fn kayenta_muted_metrics_are_left_out_of_the_score() {
 fn sparse_traffic_is_said_per_controller_metric() {
     let canary = "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    interval: 1m\n    stepWeight: 10\n    maxWeight: 50\n    metrics:\n      - name: errors\n        interval: 1m\n        thresholdRange: {max: 1}\n      - name: request-duration\n        interval: 1h\n        thresholdRange: {max: 500}\n";
     let spec = load(&[("c.yaml", canary)], errors_mapping(), None).unwrap();
-    let windows: Vec<(String, String, Micros)> = spec.query_windows(HOUR).into_iter().map(|(c, name, window)| (c.owner(), name, window)).collect();
-    assert_eq!(windows, vec![("Canary c".to_string(), "errors".to_string(), 60_000_000), ("Canary c".to_string(), "request-duration".to_string(), HOUR)]);
+    let windows: Vec<(String, String, Micros)> =
+        spec.query_windows(HOUR).into_iter().map(|(c, name, window)| (c.owner(), name, window)).collect();
+    assert_eq!(
+        windows,
+        vec![
+            ("Canary c".to_string(), "errors".to_string(), crate::time::MICROS_PER_MINUTE),
+            ("Canary c".to_string(), "request-duration".to_string(), HOUR)
+        ]
+    );
     // 900 requests a day: 37.5 an hour; 10% of a minute of it is 0.06 requests.
     let notes = spec.traffic_notes(37.5, 0.01, HOUR);
-    assert!(notes[0].sparse && notes[0].text.contains("about 0.1 candidate requests a window at 10%") && notes[0].text.contains("returns no data"), "{notes:?}");
+    assert!(
+        notes[0].sparse
+            && notes[0].text.contains("about 0.1 candidate requests a window at 10%")
+            && notes[0].text.contains("returns no data"),
+        "{notes:?}"
+    );
     // Latency is measured on 1% of requests: 0.04 a window.
     assert!(notes[1].sparse && notes[1].text.contains("requests with a measured latency"), "{notes:?}");
     // At 100,000 requests an hour a minute holds 167 candidate requests: no warning.
@@ -597,8 +731,11 @@ fn sparse_traffic_is_said_per_controller_metric() {
 /// mappings (the file as listed or its name alone); the bare name still maps the others.
 #[test]
 fn metric_mappings_can_be_per_file() {
-    let canary = |name: &str| format!("kind: Canary\nmetadata: {{name: {name}}}\nspec:\n  analysis:\n    interval: 1h\n    stepWeight: 10\n    metrics:\n      - name: latency\n        thresholdRange: {{max: 500}}\n");
-    let mapping = |metric: &str, scale: f64| RawMapping { metric: metric.into(), arm: None, scale: Some(scale), offset: None, window: None };
+    let canary = |name: &str| {
+        format!("kind: Canary\nmetadata: {{name: {name}}}\nspec:\n  analysis:\n    interval: 1h\n    stepWeight: 10\n    metrics:\n      - name: latency\n        thresholdRange: {{max: 500}}\n")
+    };
+    let mapping =
+        |metric: &str, scale: f64| RawMapping { metric: metric.into(), arm: None, scale: Some(scale), offset: None, window: None };
     let mut metrics = errors_mapping();
     metrics.insert("latency".into(), mapping("latency_mean", 1.0));
     metrics.insert("seconds.yaml:latency".into(), mapping("latency_p99", 0.001));
@@ -617,7 +754,10 @@ fn metric_mappings_can_be_per_file() {
 fn flagger_builtin_metrics_map_only_flagger_metrics() {
     let yaml = rollout("        - analysis: {templates: [{templateName: t}]}\n", "") + &template("t", "  metrics:\n    - name: request-duration\n      successCondition: result[0] < 500\n      provider: {prometheus: {query: 'x'}}\n");
     let text = messages(&load(&[("r.yaml", &yaml)], errors_mapping(), None).unwrap_err());
-    assert!(text.contains("metric \"request-duration\" of Rollout r is not mapped") && text.contains("metric = \"latency_mean\""), "{text}");
+    assert!(
+        text.contains("metric \"request-duration\" of Rollout r is not mapped") && text.contains("metric = \"latency_mean\""),
+        "{text}"
+    );
     let canary = "kind: Canary\nmetadata: {name: c}\nspec:\n  analysis:\n    interval: 1h\n    stepWeight: 10\n    metrics:\n      - name: request-duration\n        thresholdRange: {max: 500}\n";
     let spec = load(&[("c.yaml", canary)], errors_mapping(), None).unwrap();
     assert_eq!(spec.controllers[0].mapping(&spec, "request-duration").unwrap().metric.name(), "latency_p99");

@@ -37,7 +37,15 @@ impl TrafficBatch {
     /// A batch of no rows (stands in for a finished file in a merge).
     fn empty() -> Self {
         let strings = || -> ArrayRef { Arc::new(StringArray::from(Vec::<&str>::new())) };
-        Self { id: strings(), time: Vec::new(), entity: strings(), segments: Vec::new(), label: None, label_time: None, features: Vec::new() }
+        Self {
+            id: strings(),
+            time: Vec::new(),
+            entity: strings(),
+            segments: Vec::new(),
+            label: None,
+            label_time: None,
+            features: Vec::new(),
+        }
     }
 
     /// Rows `offset..offset + len`.
@@ -80,11 +88,18 @@ impl TrafficBatch {
             arrow::compute::interleave(&refs, picks).map_err(|e| Error::Internal(e.to_string()))
         };
         let live = sources.iter().find(|b| !b.is_empty()).expect("rows are picked from a batch");
-        let typed = |b: &TrafficBatch, k: usize| -> ArrayRef { if b.is_empty() { arrow::array::new_empty_array(live.segments[k].data_type()) } else { b.segments[k].clone() } };
+        let typed = |b: &TrafficBatch, k: usize| -> ArrayRef {
+            if b.is_empty() {
+                arrow::array::new_empty_array(live.segments[k].data_type())
+            } else {
+                b.segments[k].clone()
+            }
+        };
         let label = match &live.label {
             None => None,
             Some(_) => {
-                let get = |b: &TrafficBatch| -> ArrayRef { Arc::new(b.label.clone().unwrap_or_else(|| Float64Array::from(Vec::<f64>::new()))) };
+                let get =
+                    |b: &TrafficBatch| -> ArrayRef { Arc::new(b.label.clone().unwrap_or_else(|| Float64Array::from(Vec::<f64>::new()))) };
                 Some(arrays(&get)?.as_primitive::<arrow::datatypes::Float64Type>().clone())
             }
         };
@@ -94,7 +109,10 @@ impl TrafficBatch {
             entity: arrays(&|b| b.entity.clone())?,
             segments: (0..live.segments.len()).map(|k| arrays(&|b| typed(b, k))).collect::<Result<_>>()?,
             label,
-            label_time: live.label_time.as_ref().map(|_| picks.iter().map(|&(s, r)| sources[s].label_time.as_ref().expect("every file has label times")[r]).collect()),
+            label_time: live
+                .label_time
+                .as_ref()
+                .map(|_| picks.iter().map(|&(s, r)| sources[s].label_time.as_ref().expect("every file has label times")[r]).collect()),
             features: (0..live.features.len()).map(|f| picks.iter().map(|&(s, r)| sources[s].features[f][r]).collect()).collect(),
         })
     }
@@ -150,7 +168,8 @@ impl<'a> FileStream<'a> {
                 arrow::compute::filter(&array, &filter).map_err(|e| Error::Internal(e.to_string()))
             }
         };
-        let time: Vec<Micros> = times.iter().zip(filter.values().iter()).filter(|(_, k)| *k).map(|(t, _)| t.expect("kept rows have a time")).collect();
+        let time: Vec<Micros> =
+            times.iter().zip(filter.values().iter()).filter(|(_, k)| *k).map(|(t, _)| t.expect("kept rows have a time")).collect();
         let key = |name: &str| -> Result<ArrayRef> { select(to_utf8(&column(name)).map_err(|e| bad(name, e))?) };
         let id = key(&self.layout.id)?;
         let entity = key(&self.layout.entity)?;
@@ -237,7 +256,13 @@ pub struct Batches<'a> {
 
 impl<'a> Batches<'a> {
     /// The requests of `files` (each sorted by time), merged by time.
-    pub fn new(files: impl IntoIterator<Item = &'a TrafficFile>, traffic: &'a Traffic, layout: &'a Layout, rules: &'a Rules, batch_rows: usize) -> Self {
+    pub fn new(
+        files: impl IntoIterator<Item = &'a TrafficFile>,
+        traffic: &'a Traffic,
+        layout: &'a Layout,
+        rules: &'a Rules,
+        batch_rows: usize,
+    ) -> Self {
         let streams: Vec<FileStream<'a>> = files.into_iter().map(|f| FileStream::new(f, traffic, layout, rules, batch_rows)).collect();
         let heads = (0..streams.len()).map(|_| None).collect();
         Self { streams, heads, rules, replayed: HashSet::new(), batch_rows }
@@ -321,4 +346,3 @@ impl Iterator for Batches<'_> {
         }
     }
 }
-

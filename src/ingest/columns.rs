@@ -36,10 +36,9 @@ pub fn type_problem(role: ColumnRole, data_type: &DataType) -> Option<(String, S
             "store it as a Parquet timestamp, e.g. pyarrow `pa.timestamp(\"us\", tz=\"UTC\")` or polars `.str.to_datetime()`",
         ),
         ColumnRole::Key => ("strings or integers", "cast it to strings"),
-        ColumnRole::Number if is_text(data_type) => (
-            "numbers",
-            "models take numbers: encode this column numerically (e.g. category codes) before replay, or pick another column",
-        ),
+        ColumnRole::Number if is_text(data_type) => {
+            ("numbers", "models take numbers: encode this column numerically (e.g. category codes) before replay, or pick another column")
+        }
         ColumnRole::Number => ("numbers or booleans", "cast it to a numeric type"),
     };
     Some((format!("is {data_type}, expected {expected}"), fix.to_string()))
@@ -114,7 +113,7 @@ mod tests {
         let s: ArrayRef = Arc::new(TimestampSecondArray::from(vec![3]));
         assert_eq!(to_micros(&s).unwrap(), vec![Some(3_000_000)]);
         let d: ArrayRef = Arc::new(arrow::array::Date32Array::from(vec![1]));
-        assert_eq!(to_micros(&d).unwrap(), vec![Some(86_400_000_000)]);
+        assert_eq!(to_micros(&d).unwrap(), vec![Some(crate::time::MICROS_PER_DAY)]);
     }
 
     #[test]

@@ -141,9 +141,10 @@ pub fn locate(file: &TrafficFile, groups: &[usize], columns: &[usize]) -> Option
 pub fn damaged(file: &TrafficFile, groups: &[usize], columns: &[usize], message: &str) -> Error {
     let fix = "the file is damaged (a data page cannot be decoded): re-export it from its source, or leave it out of traffic.path";
     let problem = match locate(file, groups, columns) {
-        Some((group, column, detail)) => {
-            Problem::new(format!("{}: row group {group}, column \"{column}\"", file.path.display()), format!("cannot decode the data: {detail}"))
-        }
+        Some((group, column, detail)) => Problem::new(
+            format!("{}: row group {group}, column \"{column}\"", file.path.display()),
+            format!("cannot decode the data: {detail}"),
+        ),
         None => Problem::new(file.path.display().to_string(), format!("cannot decode the data: {message}")),
     };
     Error::invalid(problem.fix(fix))

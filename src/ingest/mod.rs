@@ -32,8 +32,8 @@ pub use sort::{sorted_runs, RUN_ROWS};
 pub use survey::{survey, FileSurvey, Group, Rules, SegmentValues, Survey};
 
 use crate::error::{did_you_mean, Error, Problem, Result};
-use crate::storage::{Blob, Location, Place};
 use crate::scenario::Traffic;
+use crate::storage::{Blob, Location, Place};
 use crate::time::Micros;
 
 /// Hive partition keys of a file (`date=2013-09-01/` → (`date`, `2013-09-01`); `None`: Hive's null).
@@ -137,7 +137,8 @@ pub fn resolve_path(path: &Path) -> Result<Vec<PathBuf>> {
 /// (`date`, `2013-09-01`), with `%XX` escapes decoded and `__HIVE_DEFAULT_PARTITION__` as null.
 fn hive_partitions(root: &Path, file: &Path) -> Partitions {
     let Ok(relative) = file.strip_prefix(root) else { return Vec::new() };
-    let folders: Vec<String> = relative.parent().into_iter().flat_map(|p| p.components()).map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    let folders: Vec<String> =
+        relative.parent().into_iter().flat_map(|p| p.components()).map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
     hive_partitions_of(&folders)
 }
 
@@ -203,9 +204,7 @@ pub fn open(traffic: &Traffic) -> Result<Vec<TrafficFile>> {
             Err(p) => problems.push(p),
         }
     }
-    if !problems.is_empty() {
-        return Err(Error::Invalid(problems));
-    }
+    crate::error::check((), problems)?;
     let first_time = |f: &TrafficFile| f.time_ranges.iter().flatten().map(|r| r.0).min();
     files.sort_by(|a, b| first_time(a).cmp(&first_time(b)).then_with(|| a.path.cmp(&b.path)));
     Ok(files)
@@ -238,7 +237,13 @@ fn not_parquet(blob: &Blob, location: &str) -> Option<Problem> {
         "it is empty".to_string()
     } else if let Ok(text) = std::str::from_utf8(&head) {
         let line = text.lines().next().unwrap_or_default();
-        let kind = if line.trim_start().starts_with(['{', '[']) { "JSON" } else if line.contains(',') || line.contains('\t') { "CSV" } else { "plain" };
+        let kind = if line.trim_start().starts_with(['{', '[']) {
+            "JSON"
+        } else if line.contains(',') || line.contains('\t') {
+            "CSV"
+        } else {
+            "plain"
+        };
         format!("it holds {kind} text (\"{}\")", line.chars().take(40).collect::<String>())
     } else {
         "it does not start with Parquet's magic bytes PAR1".to_string()
@@ -317,7 +322,8 @@ impl Layout {
 /// listed: integers, floats, booleans and timestamps.
 pub fn restorable_types(files: &[TrafficFile], layout: &Layout) -> Vec<(String, DataType)> {
     let Some(schema) = files.first().map(TrafficFile::schema) else { return Vec::new() };
-    let names = [&layout.id, &layout.time, &layout.entity].into_iter().chain(&layout.segments).chain(&layout.label).chain(&layout.label_time);
+    let names =
+        [&layout.id, &layout.time, &layout.entity].into_iter().chain(&layout.segments).chain(&layout.label).chain(&layout.label_time);
     let mut out: Vec<(String, DataType)> = Vec::new();
     for name in names {
         let Ok(field) = schema.field_with_name(name) else { continue };
@@ -341,14 +347,14 @@ pub fn check_columns(files: &[TrafficFile], layout: &Layout) -> Vec<Problem> {
             match schema.column_with_name(column) {
                 None if partition && role == ColumnRole::Key => {}
                 None if partition => problems.push(
-                    Problem::new(format!("{}: column \"{column}\" ({key})", file.path.display()), "is a Hive partition key: its values are text")
-                        .fix("use partition keys as segments, entities or ids; write numbers and times into the files themselves"),
+                    Problem::new(
+                        format!("{}: column \"{column}\" ({key})", file.path.display()),
+                        "is a Hive partition key: its values are text",
+                    )
+                    .fix("use partition keys as segments, entities or ids; write numbers and times into the files themselves"),
                 ),
                 None => {
-                    let mut p = Problem::new(
-                        format!("{}: column \"{column}\"", file.path.display()),
-                        format!("is missing ({key})"),
-                    );
+                    let mut p = Problem::new(format!("{}: column \"{column}\"", file.path.display()), format!("is missing ({key})"));
                     p.fix = Some(match did_you_mean(column, names.iter().copied()) {
                         Some(s) => format!("did you mean \"{s}\"?"),
                         None => format!("the file has: {}", names.join(", ")),
@@ -369,8 +375,7 @@ pub fn check_columns(files: &[TrafficFile], layout: &Layout) -> Vec<Problem> {
 /// A Parquet or Arrow error while reading a user's file is invalid input, named by the file.
 pub fn data_error(path: &Place, e: impl std::fmt::Display) -> Error {
     Error::invalid(
-        Problem::new(path.text(), format!("cannot read the data: {e}"))
-            .fix("the file may be truncated or corrupt; re-export it"),
+        Problem::new(path.text(), format!("cannot read the data: {e}")).fix("the file may be truncated or corrupt; re-export it"),
     )
 }
 

@@ -27,7 +27,8 @@ pub const RUN_ROWS: usize = 1 << 20;
 pub fn sorted_runs(file: &TrafficFile, traffic: &Traffic, layout: &Layout, cache: &Path, run_rows: usize) -> Result<Vec<TrafficFile>> {
     let columns = projected(file, layout);
     let names: Vec<&str> = columns.iter().map(|&c| file.schema().field(c).name().as_str()).collect();
-    let key = format!("{}|{}|{:?}|{:?}|{}|{run_rows}", file.path.content_hash()?, traffic.time, traffic.start, traffic.end, names.join(","));
+    let key =
+        format!("{}|{}|{:?}|{:?}|{}|{run_rows}", file.path.content_hash()?, traffic.time, traffic.start, traffic.end, names.join(","));
     let dir = cache.join("sorted").join(&blake3::hash(key.as_bytes()).to_hex()[..32]);
     if !dir.is_dir() {
         std::fs::create_dir_all(cache.join("sorted")).map_err(|e| Error::io(cache.join("sorted"), e))?;
@@ -42,14 +43,17 @@ pub fn sorted_runs(file: &TrafficFile, traffic: &Traffic, layout: &Layout, cache
             }
         }
     }
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut runs: Vec<PathBuf> =
+        std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     runs.sort();
     runs.iter()
         .map(|path| open_file(Place::Local(path.clone()), &traffic.time).map_err(Error::invalid))
-        .map(|f| f.map(|mut f| {
-            f.partitions = file.partitions.clone();
-            f
-        }))
+        .map(|f| {
+            f.map(|mut f| {
+                f.partitions = file.partitions.clone();
+                f
+            })
+        })
         .collect()
 }
 
@@ -91,7 +95,8 @@ fn write_run(file: &TrafficFile, traffic: &Traffic, batches: &[RecordBatch], des
     let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
     // Rows without a time sort last; the survey has already refused them.
     order.sort_by_key(|&i| times[i as usize].unwrap_or(i64::MAX));
-    let sorted = arrow::compute::take_record_batch(&batch, &arrow::array::UInt32Array::from(order)).map_err(|e| Error::Internal(e.to_string()))?;
+    let sorted =
+        arrow::compute::take_record_batch(&batch, &arrow::array::UInt32Array::from(order)).map_err(|e| Error::Internal(e.to_string()))?;
     let out = File::create(dest).map_err(|e| Error::io(dest, e))?;
     let mut writer = ArrowWriter::try_new(out, schema, None).map_err(|e| Error::Internal(e.to_string()))?;
     writer.write(&sorted).map_err(|e| Error::Internal(e.to_string()))?;
@@ -119,7 +124,7 @@ mod tests {
             Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, None), false),
             Field::new("id", DataType::Int64, false),
         ]));
-        let times = TimestampMicrosecondArray::from(order.iter().map(|i| i / 5 * 1_000_000).collect::<Vec<_>>());
+        let times = TimestampMicrosecondArray::from(order.iter().map(|i| i / 5 * crate::time::MICROS_PER_SECOND).collect::<Vec<_>>());
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(times), Arc::new(Int64Array::from(order.clone()))]).unwrap();
         let path = dir.path().join("shuffled.parquet");
         let mut writer = ArrowWriter::try_new(File::create(&path).unwrap(), schema, None).unwrap();
@@ -146,7 +151,11 @@ mod tests {
         let runs = sorted_runs(&file, &traffic, &layout, dir.path(), 300).unwrap();
         assert_eq!(runs.len(), 7, "2,000 rows in runs of 300");
         let again = sorted_runs(&file, &traffic, &layout, dir.path(), 300).unwrap();
-        assert_eq!(again.iter().map(|r| &r.path).collect::<Vec<_>>(), runs.iter().map(|r| &r.path).collect::<Vec<_>>(), "the runs are reused");
+        assert_eq!(
+            again.iter().map(|r| &r.path).collect::<Vec<_>>(),
+            runs.iter().map(|r| &r.path).collect::<Vec<_>>(),
+            "the runs are reused"
+        );
 
         let rules = Rules::default();
         let mut seen: Vec<(i64, i64)> = Vec::new();

@@ -103,13 +103,21 @@ struct RulesRecord {
 impl From<Rules> for RulesRecord {
     fn from(r: Rules) -> Self {
         let list = |set: &HashSet<String>| sorted(set).into_iter().map(str::to_string).collect();
-        RulesRecord { kept: r.kept.iter().map(|k| k.as_ref().map(list)).collect(), duplicated: list(&r.duplicated), positive_class: r.positive_class }
+        RulesRecord {
+            kept: r.kept.iter().map(|k| k.as_ref().map(list)).collect(),
+            duplicated: list(&r.duplicated),
+            positive_class: r.positive_class,
+        }
     }
 }
 
 impl From<RulesRecord> for Rules {
     fn from(r: RulesRecord) -> Self {
-        Rules { kept: r.kept.into_iter().map(|k| k.map(|k| k.into_iter().collect())).collect(), duplicated: r.duplicated.into_iter().collect(), positive_class: r.positive_class }
+        Rules {
+            kept: r.kept.into_iter().map(|k| k.map(|k| k.into_iter().collect())).collect(),
+            duplicated: r.duplicated.into_iter().collect(),
+            positive_class: r.positive_class,
+        }
     }
 }
 
@@ -174,8 +182,11 @@ pub fn survey(files: &[TrafficFile], traffic: &Traffic) -> Result<Survey> {
         read_keys(file, traffic, |row, t, id, segments| {
             let Some(t) = t else {
                 return Err(Error::invalid(
-                    Problem::new(format!("{}: column \"{}\"", file.path.display(), traffic.time), format!("row {row} has no request time (null)"))
-                        .fix("drop or fill requests without a time before replaying"),
+                    Problem::new(
+                        format!("{}: column \"{}\"", file.path.display(), traffic.time),
+                        format!("row {row} has no request time (null)"),
+                    )
+                    .fix("drop or fill requests without a time before replaying"),
                 ));
             };
             if let Some(p) = previous.filter(|p| t < *p) {
@@ -213,7 +224,8 @@ pub fn survey(files: &[TrafficFile], traffic: &Traffic) -> Result<Survey> {
         _ => return Err(empty(files, traffic, seen)),
     };
     let repeated = hashes.repeated()?;
-    let repeats = if repeated.is_empty() { HashMap::new() } else { find_repeats(files, traffic, &groups, &repeated.into_iter().collect())? };
+    let repeats =
+        if repeated.is_empty() { HashMap::new() } else { find_repeats(files, traffic, &groups, &repeated.into_iter().collect())? };
     let duplicates: u64 = repeats.values().map(|r| r.groups.len() as u64 - 1).sum();
     if duplicates > 0 && traffic.duplicates == Duplicates::Error {
         return Err(duplicate_error(files, traffic, &repeats, duplicates));
@@ -320,7 +332,11 @@ fn duplicate_error(files: &[TrafficFile], traffic: &Traffic, repeats: &HashMap<S
 
 /// Per segment column: how many values, and which are kept (the most requests first, then by
 /// value) when there are more than `traffic.max_segment_values`.
-fn segment_values(traffic: &Traffic, counts: Vec<HashMap<String, u64>>, uncounted: &[u64]) -> (Vec<SegmentValues>, Vec<Option<HashSet<String>>>) {
+fn segment_values(
+    traffic: &Traffic,
+    counts: Vec<HashMap<String, u64>>,
+    uncounted: &[u64],
+) -> (Vec<SegmentValues>, Vec<Option<HashSet<String>>>) {
     let mut out = Vec::new();
     let mut kept = Vec::new();
     for ((column, counts), uncounted) in traffic.segments.iter().zip(counts).zip(uncounted) {
@@ -346,11 +362,18 @@ fn empty(files: &[TrafficFile], traffic: &Traffic, seen: Option<(Micros, Micros)
         let names: Vec<String> = files.iter().map(|f| f.path.display().to_string()).collect();
         let (location, what) = match names.as_slice() {
             [one] => (one.clone(), "has no rows".to_string()),
-            _ => (format!("traffic.path = \"{}\"", traffic.path.display()), format!("names {} files and none has a row: {}", names.len(), names.join(", "))),
+            _ => (
+                format!("traffic.path = \"{}\"", traffic.path.display()),
+                format!("names {} files and none has a row: {}", names.len(), names.join(", ")),
+            ),
         };
-        return Error::invalid(Problem::new(location, what).fix("point traffic.path at the log with the requests to replay (`canary-replay inspect PATH` profiles a log)"));
+        return Error::invalid(
+            Problem::new(location, what)
+                .fix("point traffic.path at the log with the requests to replay (`canary-replay inspect PATH` profiles a log)"),
+        );
     }
-    let window = format!("{} .. {}", traffic.start.map_or("(open)".into(), format_timestamp), traffic.end.map_or("(open)".into(), format_timestamp));
+    let window =
+        format!("{} .. {}", traffic.start.map_or("(open)".into(), format_timestamp), traffic.end.map_or("(open)".into(), format_timestamp));
     // Row groups outside the window are not read: their statistics say where they are.
     let statistics = files.iter().flat_map(|f| f.time_ranges.iter().flatten().copied());
     let span = statistics.chain(seen).reduce(|(a, b), (c, d)| (a.min(c), b.max(d)));

@@ -125,7 +125,9 @@ impl Metric {
     pub fn statistic(self) -> Statistic {
         match self {
             Metric::ErrorRate | Metric::Accuracy => Statistic::Proportion,
-            Metric::LatencyMean | Metric::ScoreMean | Metric::LogLoss | Metric::Brier | Metric::ExpectedCost | Metric::Mae => Statistic::Mean,
+            Metric::LatencyMean | Metric::ScoreMean | Metric::LogLoss | Metric::Brier | Metric::ExpectedCost | Metric::Mae => {
+                Statistic::Mean
+            }
             Metric::Auc => Statistic::Auc,
             _ => Statistic::Point,
         }
@@ -133,7 +135,17 @@ impl Metric {
 
     /// Quality metrics are judged on labels that have arrived by the check.
     pub fn needs_labels(self) -> bool {
-        matches!(self, Metric::Accuracy | Metric::LogLoss | Metric::Brier | Metric::Auc | Metric::Ece | Metric::ExpectedCost | Metric::Mae | Metric::Rmse)
+        matches!(
+            self,
+            Metric::Accuracy
+                | Metric::LogLoss
+                | Metric::Brier
+                | Metric::Auc
+                | Metric::Ece
+                | Metric::ExpectedCost
+                | Metric::Mae
+                | Metric::Rmse
+        )
     }
 
     /// Whether the metric means anything for `task`: probability metrics need a 0/1 label; errors

@@ -235,7 +235,13 @@ impl Policy {
     pub fn default_gates(shape: &TrafficShape) -> Vec<RawGate> {
         let segments = Some(shape.segments.to_vec());
         let mut gates = vec![
-            RawGate { metric: "error_rate".into(), kind: "regression".into(), critical: Some(true), segments: segments.clone(), ..Default::default() },
+            RawGate {
+                metric: "error_rate".into(),
+                kind: "regression".into(),
+                critical: Some(true),
+                segments: segments.clone(),
+                ..Default::default()
+            },
             RawGate {
                 metric: "latency_mean".into(),
                 kind: "non_inferiority".into(),
@@ -246,7 +252,13 @@ impl Policy {
             },
         ];
         if shape.labelled {
-            gates.push(RawGate { metric: "log_loss".into(), kind: "non_inferiority".into(), margin: Some(0.02), segments, ..Default::default() });
+            gates.push(RawGate {
+                metric: "log_loss".into(),
+                kind: "non_inferiority".into(),
+                margin: Some(0.02),
+                segments,
+                ..Default::default()
+            });
         }
         gates
     }
@@ -269,7 +281,11 @@ impl Policy {
                 _ => "name a label column (traffic.label) or gate on error_rate, latency or score metrics",
             };
             problems.push(
-                Problem::new(format!("{file}: gates[{i}].metric = \"{}\"", gate.metric.name()), format!("does not fit the task: {} ({why})", task.name())).fix(fix),
+                Problem::new(
+                    format!("{file}: gates[{i}].metric = \"{}\"", gate.metric.name()),
+                    format!("does not fit the task: {} ({why})", task.name()),
+                )
+                .fix(fix),
             );
         }
         problems
@@ -294,7 +310,11 @@ impl Policy {
                 self.ramp
                     .stages
                     .iter()
-                    .map(|s| RawStage { weight: percent(s.weight), bake: Some(format_duration(s.bake)), max: Some(format_duration(s.max_time)) })
+                    .map(|s| RawStage {
+                        weight: percent(s.weight),
+                        bake: Some(format_duration(s.bake)),
+                        max: Some(format_duration(s.max_time)),
+                    })
                     .collect(),
             ),
             check_every: Some(format_duration(self.ramp.check_every)),
@@ -474,9 +494,10 @@ fn ramp(c: &mut Check, raw: RawRamp) -> Ramp {
     if check_every == 0 {
         c.problem("ramp.check_every", "must be longer than 0s", Some("checks run on a fixed interval, e.g. \"1h\""));
     }
-    let raw_stages: Vec<RawStage> = raw.stages.clone().unwrap_or_else(|| {
-        DEFAULT_STAGES.iter().map(|(w, b)| RawStage { weight: *w, bake: Some((*b).into()), max: None }).collect()
-    });
+    let raw_stages: Vec<RawStage> = raw
+        .stages
+        .clone()
+        .unwrap_or_else(|| DEFAULT_STAGES.iter().map(|(w, b)| RawStage { weight: *w, bake: Some((*b).into()), max: None }).collect());
     if raw_stages.is_empty() {
         c.problem("ramp.stages", "lists no stages", Some("e.g. stages = [{ weight = 5, bake = \"1h\" }, { weight = 100 }]"));
     }
@@ -496,7 +517,11 @@ fn ramp(c: &mut Check, raw: RawRamp) -> Ramp {
             None => max_stage_time,
         };
         if max_time < bake {
-            c.problem(&format!("{key}.max"), format!("{} is shorter than the bake time {}", format_duration(max_time), format_duration(bake)), None);
+            c.problem(
+                &format!("{key}.max"),
+                format!("{} is shorter than the bake time {}", format_duration(max_time), format_duration(bake)),
+                None,
+            );
         }
         stages.push(Stage { weight: s.weight / 100.0, bake, max_time });
     }
@@ -509,12 +534,20 @@ fn ramp(c: &mut Check, raw: RawRamp) -> Ramp {
             if raw.sliding.is_some() {
                 c.problem("ramp.sliding", "is set but ramp.window is not \"sliding\"", None);
             }
-            if name == "rollout" { Window::Rollout } else { Window::Stage }
+            if name == "rollout" {
+                Window::Rollout
+            } else {
+                Window::Stage
+            }
         }
         "sliding" => {
             let d = c.duration("ramp.sliding", raw.sliding.as_deref(), "1d");
             if check_every > 0 && (d < check_every || d % check_every != 0) {
-                c.problem("ramp.sliding", format!("= \"{}\" must be a whole number of check intervals ({})", format_duration(d), format_duration(check_every)), None);
+                c.problem(
+                    "ramp.sliding",
+                    format!("= \"{}\" must be a whole number of check intervals ({})", format_duration(d), format_duration(check_every)),
+                    None,
+                );
             }
             Window::Sliding(d)
         }
@@ -525,7 +558,15 @@ fn ramp(c: &mut Check, raw: RawRamp) -> Ramp {
     };
     let monitor_window = c.duration("ramp.monitor_window", raw.monitor_window.as_deref(), "7d");
     if check_every > 0 && (monitor_window < check_every || monitor_window % check_every != 0) {
-        c.problem("ramp.monitor_window", format!("= \"{}\" must be a whole number of check intervals ({})", format_duration(monitor_window), format_duration(check_every)), None);
+        c.problem(
+            "ramp.monitor_window",
+            format!(
+                "= \"{}\" must be a whole number of check intervals ({})",
+                format_duration(monitor_window),
+                format_duration(check_every)
+            ),
+            None,
+        );
     }
     Ramp {
         stages,
@@ -546,7 +587,11 @@ fn decision(c: &mut Check, raw: RawDecision) -> Decision {
         c.problem("decision.tuning", format!("= {tuning:?}: list sample sizes of at least 1"), None);
     }
     if tuning.len() > MAX_COMPONENTS {
-        c.problem("decision.tuning", format!("lists {} sample sizes; at most {MAX_COMPONENTS} are mixed", tuning.len()), Some("keep a few sizes a decade apart, e.g. [200, 2000, 20000, 200000]"));
+        c.problem(
+            "decision.tuning",
+            format!("lists {} sample sizes; at most {MAX_COMPONENTS} are mixed", tuning.len()),
+            Some("keep a few sizes a decade apart, e.g. [200, 2000, 20000, 200000]"),
+        );
     }
     let tuning: Vec<f64> = tuning.into_iter().filter(|n| *n >= 1.0).take(MAX_COMPONENTS).collect();
     let tuning = if tuning.is_empty() { vec![2_000.0] } else { tuning };
@@ -562,14 +607,24 @@ fn decision(c: &mut Check, raw: RawDecision) -> Decision {
             ("benjamini_yekutieli", Correction::BenjaminiYekutieli),
         ],
     );
-    let spending = c.choice("decision.spending", raw.spending.as_deref(), Spending::OBrienFleming, &[("obrien_fleming", Spending::OBrienFleming), ("pocock", Spending::Pocock)]);
+    let spending = c.choice(
+        "decision.spending",
+        raw.spending.as_deref(),
+        Spending::OBrienFleming,
+        &[("obrien_fleming", Spending::OBrienFleming), ("pocock", Spending::Pocock)],
+    );
     let sequential = c.choice(
         "decision.sequential",
         raw.sequential.as_deref(),
         Sequential::Msprt,
         &[("msprt", Sequential::Msprt), ("group_sequential", Sequential::GroupSequential(spending))],
     );
-    let on_timeout = c.choice("decision.on_timeout", raw.on_timeout.as_deref(), OnTimeout::Hold, &[("hold", OnTimeout::Hold), ("rollback", OnTimeout::Rollback), ("promote", OnTimeout::Promote)]);
+    let on_timeout = c.choice(
+        "decision.on_timeout",
+        raw.on_timeout.as_deref(),
+        OnTimeout::Hold,
+        &[("hold", OnTimeout::Hold), ("rollback", OnTimeout::Rollback), ("promote", OnTimeout::Promote)],
+    );
     let threshold = raw.threshold.unwrap_or(0.5);
     let cost = raw.cost.unwrap_or_default();
     let consecutive_failures = raw.consecutive_failures.unwrap_or(3);
@@ -600,7 +655,11 @@ fn decision(c: &mut Check, raw: RawDecision) -> Decision {
 fn segment_policy(c: &mut Check, i: usize, raw: &RawSegmentPolicy, shape: &TrafficShape) -> SegmentPolicy {
     let key = format!("segment_policy[{i}]");
     if !shape.segments.contains(&raw.column) {
-        c.problem(&format!("{key}.column = \"{}\"", raw.column), "is not one of traffic.segments", Some("add the column to traffic.segments"));
+        c.problem(
+            &format!("{key}.column = \"{}\"", raw.column),
+            "is not one of traffic.segments",
+            Some("add the column to traffic.segments"),
+        );
     }
     let mut caps = BTreeMap::new();
     for (value, cap) in &raw.caps {
@@ -617,7 +676,8 @@ fn gate(c: &mut Check, i: usize, raw: &RawGate, shape: &TrafficShape, decision: 
     let metric = match Metric::parse(&raw.metric) {
         Some(m) => m,
         None => {
-            let hint = crate::error::did_you_mean(&raw.metric, Metric::ALL.iter().map(|m| m.name())).map(|s| format!("did you mean \"{s}\"?"));
+            let hint =
+                crate::error::did_you_mean(&raw.metric, Metric::ALL.iter().map(|m| m.name())).map(|s| format!("did you mean \"{s}\"?"));
             c.problem(
                 &format!("{key}.metric = \"{}\"", raw.metric),
                 format!("is not a metric; metrics: {}", Metric::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")),
@@ -627,7 +687,11 @@ fn gate(c: &mut Check, i: usize, raw: &RawGate, shape: &TrafficShape, decision: 
         }
     };
     if metric.needs_labels() && !shape.labelled {
-        c.problem(&format!("{key}.metric = \"{}\"", raw.metric), "needs labels, but traffic.label is not set", Some("name the label column, or gate on error_rate, latency or score drift"));
+        c.problem(
+            &format!("{key}.metric = \"{}\"", raw.metric),
+            "needs labels, but traffic.label is not set",
+            Some("name the label column, or gate on error_rate, latency or score drift"),
+        );
     }
     let kind = match raw.kind.as_str() {
         "threshold" => GateKind::Threshold { min: raw.min, max: raw.max },
@@ -635,14 +699,23 @@ fn gate(c: &mut Check, i: usize, raw: &RawGate, shape: &TrafficShape, decision: 
         "non_inferiority" => {
             let margin = raw.margin.unwrap_or(-1.0);
             if !(margin >= 0.0) {
-                c.problem(&format!("{key}.margin"), "a non-inferiority gate needs margin >= 0 (relative to the stable mean, 0.02 = 2%)", None);
+                c.problem(
+                    &format!("{key}.margin"),
+                    "a non-inferiority gate needs margin >= 0 (relative to the stable mean, 0.02 = 2%)",
+                    None,
+                );
             }
             GateKind::NonInferiority { margin: margin.max(0.0) }
         }
         "regression" => GateKind::Regression,
         other => {
-            let hint = crate::error::did_you_mean(other, ["threshold", "ratio", "non_inferiority", "regression"]).map(|s| format!("did you mean \"{s}\"?"));
-            c.problem(&format!("{key}.kind = \"{other}\""), "is not one of: threshold, ratio, non_inferiority, regression", hint.as_deref());
+            let hint = crate::error::did_you_mean(other, ["threshold", "ratio", "non_inferiority", "regression"])
+                .map(|s| format!("did you mean \"{s}\"?"));
+            c.problem(
+                &format!("{key}.kind = \"{other}\""),
+                "is not one of: threshold, ratio, non_inferiority, regression",
+                hint.as_deref(),
+            );
             return None;
         }
     };
@@ -677,7 +750,11 @@ fn gate(c: &mut Check, i: usize, raw: &RawGate, shape: &TrafficShape, decision: 
             None
         }
         (false, Some(_)) => {
-            c.problem(&format!("{key}.from_weight"), "is set but the gate is not required", Some("remove from_weight or set required = true"));
+            c.problem(
+                &format!("{key}.from_weight"),
+                "is set but the gate is not required",
+                Some("remove from_weight or set required = true"),
+            );
             None
         }
         (false, None) => None,
@@ -734,7 +811,10 @@ fn fault(c: &mut Check, i: usize, raw: &RawFault, shape: &TrafficShape) -> Optio
             if raw.add_ms.is_none() && raw.multiply.is_none() {
                 c.problem(&key, "a latency fault needs add_ms or multiply", None);
             }
-            Effect::Latency { add_ms: finite(c, "add_ms", raw.add_ms.unwrap_or(0.0)), multiply: finite(c, "multiply", raw.multiply.unwrap_or(1.0)) }
+            Effect::Latency {
+                add_ms: finite(c, "add_ms", raw.add_ms.unwrap_or(0.0)),
+                multiply: finite(c, "multiply", raw.multiply.unwrap_or(1.0)),
+            }
         }
         "error_rate" => {
             let rate = need(c, "rate", raw.rate);

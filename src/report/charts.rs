@@ -10,8 +10,8 @@ use plotters::style::register_font;
 
 use super::view::{GatePoint, GateSeries, GateView, RunView};
 use crate::error::{Error, Result};
-use crate::stats::guardrail::Better;
 use crate::policy::Metric;
+use crate::stats::guardrail::Better;
 use crate::time::{parse_timestamp, Micros};
 
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
@@ -80,12 +80,12 @@ pub(crate) fn style(size: u32) -> TextStyle<'static> {
 
 /// Days since the Unix epoch: the time axis of every chart over replayed time.
 fn days(t: Micros) -> f64 {
-    t as f64 / 86_400e6
+    crate::time::days(t)
 }
 
 fn day_label(span_days: f64) -> impl Fn(&f64) -> String {
     move |d: &f64| {
-        let micros = (d * 86_400e6).round() as i64;
+        let micros = (d * crate::time::MICROS_PER_DAY as f64).round() as i64;
         let Some(t) = chrono::DateTime::from_timestamp_micros(micros) else { return String::new() };
         if span_days < 3.0 {
             t.format("%m-%d %H:%M").to_string()
@@ -154,21 +154,30 @@ fn controllers(view: &RunView, c: &super::controllers::Controllers) -> Result<Ch
     let decided = |t: &str| at(t).map(days);
     // Up to a little after the last decision: what happens after it is a flat line.
     let x0 = days(first);
-    let latest = std::iter::once(&c.policy).chain(c.emulated.iter().map(|e| &e.verdict)).filter_map(|v| decided(&v.decided_at)).fold(x0, f64::max);
+    let latest =
+        std::iter::once(&c.policy).chain(c.emulated.iter().map(|e| &e.verdict)).filter_map(|v| decided(&v.decided_at)).fold(x0, f64::max);
     let x1 = (latest + (latest - x0) * 0.4 + 0.5).min(days(last)).max(x0 + 1.0 / 24.0);
     let simulation = &view.summary.simulation;
     let mut policy: Vec<(f64, f64)> = simulation.stages.iter().filter_map(|st| Some((decided(&st.start)?, st.weight))).collect();
     let after = weight_after(&simulation.outcome, policy.last().map_or(0.0, |p| p.1));
     policy.extend(decided(&simulation.decided_at).map(|d| (d, after)));
-    let mut lines = vec![(c.policy.who.clone(), INK, steps_through(policy, x0, x1), decided(&c.policy.decided_at), c.policy.outcome.clone())];
+    let mut lines =
+        vec![(c.policy.who.clone(), INK, steps_through(policy, x0, x1), decided(&c.policy.decided_at), c.policy.outcome.clone())];
     let colors = [CANDIDATE, STABLE, REGRESSED, PASS];
     for (i, e) in c.emulated.iter().enumerate() {
         let points = e.timeline.iter().filter_map(|t| Some((decided(&t.time)?, t.weight)));
-        lines.push((e.verdict.who.clone(), colors[i % colors.len()], steps_through(points, x0, x1), decided(&e.verdict.decided_at), e.verdict.outcome.clone()));
+        lines.push((
+            e.verdict.who.clone(),
+            colors[i % colors.len()],
+            steps_through(points, x0, x1),
+            decided(&e.verdict.decided_at),
+            e.verdict.outcome.clone(),
+        ));
     }
     let faults = fault_windows(view, x0, x1);
     // The key goes under the plot: the lines fill every corner of it.
-    let mut key: Vec<(Mark, String)> = lines.iter().map(|(who, color, ..)| (Mark::Line(*color, if *color == INK { 3 } else { 2 }), who.clone())).collect();
+    let mut key: Vec<(Mark, String)> =
+        lines.iter().map(|(who, color, ..)| (Mark::Line(*color, if *color == INK { 3 } else { 2 }), who.clone())).collect();
     key.extend(fault_label(&faults).map(|text| (Mark::Shade(FAULT.mix(0.25)), text)));
     let png = render(1200, 400 + key_height(key.len(), 2), |root| {
         let (plot, below) = root.split_vertically(400);
@@ -214,7 +223,12 @@ fn fault_windows(view: &RunView, x0: f64, x1: f64) -> Vec<(f64, f64, String)> {
         .collect()
 }
 
-fn shade_faults<DB: DrawingBackend>(chart: &mut ChartContext<DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>, faults: &[(f64, f64, String)], y: (f64, f64), legend: bool) -> DrawResult
+fn shade_faults<DB: DrawingBackend>(
+    chart: &mut ChartContext<DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>,
+    faults: &[(f64, f64, String)],
+    y: (f64, f64),
+    legend: bool,
+) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
@@ -307,7 +321,15 @@ fn timeline(view: &RunView) -> Result<Chart> {
         _ => (OPEN, "held"),
     };
     let kinds = [(PASS, "check: all gates pass"), (OPEN, "check: waiting or inconclusive"), (FAIL, "check: a gate fails")];
-    let kind = |c: &super::view::CheckPoint| if c.fails > 0 { 2 } else if c.open > 0 { 1 } else { 0 };
+    let kind = |c: &super::view::CheckPoint| {
+        if c.fails > 0 {
+            2
+        } else if c.open > 0 {
+            1
+        } else {
+            0
+        }
+    };
     let mut checks: [Vec<(f64, f64)>; 3] = Default::default();
     for c in &view.checks {
         checks[kind(c)].push((days(c.time), c.weight));
@@ -363,12 +385,22 @@ fn timeline(view: &RunView) -> Result<Chart> {
     })
 }
 
-type Panel<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+type Panel<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
 
 /// One panel of a gate chart: replayed time across, `y` up.
 /// The candidate's weight (0–108%) over replayed time `x` (days), under `caption`.
-fn weight_panel<'a, 'b>(area: &'a Area<'b>, caption: &str, x: (f64, f64)) -> std::result::Result<Panel<'a, 'b>, Box<dyn std::error::Error>> {
-    let mut chart = ChartBuilder::on(area).caption(caption, style(22)).margin(14).x_label_area_size(40).y_label_area_size(56).build_cartesian_2d(x.0..x.1, 0.0..108.0)?;
+fn weight_panel<'a, 'b>(
+    area: &'a Area<'b>,
+    caption: &str,
+    x: (f64, f64),
+) -> std::result::Result<Panel<'a, 'b>, Box<dyn std::error::Error>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, style(22))
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x.0..x.1, 0.0..108.0)?;
     chart
         .configure_mesh()
         .x_labels(8)
@@ -381,8 +413,15 @@ fn weight_panel<'a, 'b>(area: &'a Area<'b>, caption: &str, x: (f64, f64)) -> std
     Ok(chart)
 }
 
-fn time_panel<'a, 'b>(area: &'a Area<'b>, x: (f64, f64), y: (f64, f64), x_labels: u32, y_desc: &str) -> std::result::Result<Panel<'a, 'b>, Box<dyn std::error::Error>> {
-    let mut panel = ChartBuilder::on(area).margin(12).x_label_area_size(x_labels).y_label_area_size(72).build_cartesian_2d(x.0..x.1, y.0..y.1)?;
+fn time_panel<'a, 'b>(
+    area: &'a Area<'b>,
+    x: (f64, f64),
+    y: (f64, f64),
+    x_labels: u32,
+    y_desc: &str,
+) -> std::result::Result<Panel<'a, 'b>, Box<dyn std::error::Error>> {
+    let mut panel =
+        ChartBuilder::on(area).margin(12).x_label_area_size(x_labels).y_label_area_size(72).build_cartesian_2d(x.0..x.1, y.0..y.1)?;
     panel
         .configure_mesh()
         .x_labels(8)
@@ -399,7 +438,12 @@ fn time_panel<'a, 'b>(area: &'a Area<'b>, x: (f64, f64), y: (f64, f64), x_labels
 /// under the legend's box, `size` being its width and height as fractions of the plot; else the
 /// first corner with the top of the y range raised until every point stays below the box.
 /// `points` are (x as a fraction of the plot's width, y). Returns the corner and the y range.
-pub(crate) fn legend_room(points: &[(f64, f64)], y: (f64, f64), size: (f64, f64), corners: &[SeriesLabelPosition]) -> (SeriesLabelPosition, (f64, f64)) {
+pub(crate) fn legend_room(
+    points: &[(f64, f64)],
+    y: (f64, f64),
+    size: (f64, f64),
+    corners: &[SeriesLabelPosition],
+) -> (SeriesLabelPosition, (f64, f64)) {
     let free = |corner: &&SeriesLabelPosition| {
         let (right, upper) = match corner {
             SeriesLabelPosition::UpperRight => (true, true),
@@ -435,11 +479,21 @@ pub(crate) fn legend_size<S: AsRef<str>>(labels: &[S], font: u32, plot: (u32, u3
 }
 
 /// The series legend, on a translucent box.
-pub(crate) fn legend<'a, DB: DrawingBackend + 'a, C: CoordTranslate>(chart: &mut ChartContext<'a, DB, C>, position: SeriesLabelPosition, size: u32) -> DrawResult
+pub(crate) fn legend<'a, DB: DrawingBackend + 'a, C: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, C>,
+    position: SeriesLabelPosition,
+    size: u32,
+) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
-    chart.configure_series_labels().position(position).background_style(WHITE.mix(0.9)).border_style(OPEN).label_font(style(size)).draw()?;
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(OPEN)
+        .label_font(style(size))
+        .draw()?;
     Ok(())
 }
 
@@ -488,14 +542,13 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
             _ => None,
         }
     };
-    let thresholds: Vec<f64> = gate.filter(|_| kind == "threshold" || ratio).map(|g| [g.min, g.max].into_iter().flatten().collect()).unwrap_or_default();
-    let values = bounds(
-        points
-            .iter()
-            .flat_map(|p| [p.stable, p.canary])
-            .flatten()
-            .chain(if kind == "threshold" { thresholds.clone() } else { Vec::new() }),
-    );
+    let thresholds: Vec<f64> =
+        gate.filter(|_| kind == "threshold" || ratio).map(|g| [g.min, g.max].into_iter().flatten().collect()).unwrap_or_default();
+    let values = bounds(points.iter().flat_map(|p| [p.stable, p.canary]).flatten().chain(if kind == "threshold" {
+        thresholds.clone()
+    } else {
+        Vec::new()
+    }));
     let diffs = bounds(
         points
             .iter()
@@ -507,24 +560,36 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
     let name = series.gate.clone();
     let fx = |p: &GatePoint| (days(p.time) - x0) / (x1 - x0);
     let failing = points.iter().any(|p| p.verdict == "FAIL" && p.canary.is_some());
-    let estimate_label = if kind == "non_inferiority" { "rollout estimate (stages combined), with its confidence sequence" } else { "estimate, with its always-valid interval" };
+    let estimate_label = if kind == "non_inferiority" {
+        "rollout estimate (stages combined), with its confidence sequence"
+    } else {
+        "estimate, with its always-valid interval"
+    };
     let limit_label = match kind {
         "non_inferiority" => "non-inferiority margin",
         "regression" => "no worse than stable",
         _ => "threshold",
     };
     // Where each panel's legend hides no line, the value axis raised when every corner has one.
-    let corners = [SeriesLabelPosition::UpperLeft, SeriesLabelPosition::UpperRight, SeriesLabelPosition::LowerLeft, SeriesLabelPosition::LowerRight];
+    let corners =
+        [SeriesLabelPosition::UpperLeft, SeriesLabelPosition::UpperRight, SeriesLabelPosition::LowerLeft, SeriesLabelPosition::LowerRight];
     let values = values.map(|v| {
-        let labels = ["stable".to_string(), "candidate".into()].into_iter().chain(failing.then(|| "failing check".into())).chain(fault_label(&faults));
-        let mut drawn: Vec<(f64, f64)> = points.iter().flat_map(|p| [p.stable, p.canary].into_iter().flatten().map(move |v| (fx(p), v))).collect();
+        let labels = ["stable".to_string(), "candidate".into()]
+            .into_iter()
+            .chain(failing.then(|| "failing check".into()))
+            .chain(fault_label(&faults));
+        let mut drawn: Vec<(f64, f64)> =
+            points.iter().flat_map(|p| [p.stable, p.canary].into_iter().flatten().map(move |v| (fx(p), v))).collect();
         if kind == "threshold" {
             drawn.extend(across(&thresholds));
         }
         legend_room(&drawn, v, legend_size(&labels.collect::<Vec<_>>(), 13, (1104, 218)), &corners)
     });
     let diffs = diffs.map(|d| {
-        let mut drawn: Vec<(f64, f64)> = points.iter().flat_map(|p| [p.estimate, p.lower, p.upper, limit(p)].into_iter().flatten().map(move |v| (fx(p), v.clamp(d.0, d.1)))).collect();
+        let mut drawn: Vec<(f64, f64)> = points
+            .iter()
+            .flat_map(|p| [p.estimate, p.lower, p.upper, limit(p)].into_iter().flatten().map(move |v| (fx(p), v.clamp(d.0, d.1))))
+            .collect();
         if ratio {
             drawn.extend(across(&thresholds));
         }
@@ -553,7 +618,8 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
                 drawn.label("candidate").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], CANDIDATE.stroke_width(2)));
             }
         }
-        let failing_values: Vec<(f64, f64)> = points.iter().filter(|p| p.verdict == "FAIL").filter_map(|p| Some((days(p.time), p.canary?))).collect();
+        let failing_values: Vec<(f64, f64)> =
+            points.iter().filter(|p| p.verdict == "FAIL").filter_map(|p| Some((days(p.time), p.canary?))).collect();
         if !failing_values.is_empty() {
             upper
                 .draw_series(failing_values.into_iter().map(|p| Cross::new(p, 5, FAIL.stroke_width(2))))?
@@ -658,11 +724,19 @@ fn scores(view: &RunView) -> Result<Chart> {
             .x_label_area_size(40)
             .y_label_area_size(64)
             .build_cartesian_2d(lo..hi, 0.0..top)?;
-        chart.configure_mesh().x_desc("score").y_desc("share of requests").label_style(style(15)).axis_desc_style(style(16)).light_line_style(WHITE).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc("score")
+            .y_desc("share of requests")
+            .label_style(style(15))
+            .axis_desc_style(style(16))
+            .light_line_style(WHITE)
+            .draw()?;
         for (arm, (color, name)) in [(STABLE, "stable"), (CANDIDATE, "candidate")].into_iter().enumerate() {
-            chart.draw_series(AreaSeries::new(lines[arm].clone(), 0.0, color.mix(0.15)).border_style(color.stroke_width(2)))?.label(name).legend(move |(x, y)| {
-                Rectangle::new([(x, y - 5), (x + 18, y + 5)], color.mix(0.5).filled())
-            });
+            chart
+                .draw_series(AreaSeries::new(lines[arm].clone(), 0.0, color.mix(0.15)).border_style(color.stroke_width(2)))?
+                .label(name)
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], color.mix(0.5).filled()));
         }
         legend(&mut chart, SeriesLabelPosition::UpperRight, 14)?;
         Ok(())
@@ -692,11 +766,24 @@ fn calibration(view: &RunView) -> Result<Chart> {
             .x_label_area_size(44)
             .y_label_area_size(64)
             .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
-        chart.configure_mesh().x_desc("mean predicted probability").y_desc("observed rate").label_style(style(15)).axis_desc_style(style(16)).light_line_style(WHITE).draw()?;
-        chart.draw_series(DashedLineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], 6, 6, OPEN.stroke_width(1)))?.label("perfectly calibrated").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], OPEN));
+        chart
+            .configure_mesh()
+            .x_desc("mean predicted probability")
+            .y_desc("observed rate")
+            .label_style(style(15))
+            .axis_desc_style(style(16))
+            .light_line_style(WHITE)
+            .draw()?;
+        chart
+            .draw_series(DashedLineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], 6, 6, OPEN.stroke_width(1)))?
+            .label("perfectly calibrated")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], OPEN));
         for (arm, (color, name)) in [(STABLE, "stable"), (CANDIDATE, "candidate")].into_iter().enumerate() {
             let points: Vec<(f64, f64)> = curves[arm].iter().map(|c| (c.0, c.1)).collect();
-            chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?.label(name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
             chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
         }
         legend(&mut chart, SeriesLabelPosition::UpperLeft, 14)?;
@@ -763,7 +850,12 @@ mod tests {
 
     #[test]
     fn the_legend_goes_where_it_hides_no_point() {
-        let corners = [SeriesLabelPosition::UpperRight, SeriesLabelPosition::UpperLeft, SeriesLabelPosition::LowerRight, SeriesLabelPosition::LowerLeft];
+        let corners = [
+            SeriesLabelPosition::UpperRight,
+            SeriesLabelPosition::UpperLeft,
+            SeriesLabelPosition::LowerRight,
+            SeriesLabelPosition::LowerLeft,
+        ];
         let (y, size) = ((0.0, 1000.0), (0.4, 0.3));
         let (place, range) = legend_room(&[(0.9, 950.0), (0.1, 100.0)], y, size, &corners);
         assert!(matches!(place, SeriesLabelPosition::UpperLeft), "{place:?}");

@@ -95,11 +95,20 @@ pub struct Controllers {
 }
 
 /// `latency_sample`: the share of requests whose latency was measured.
-pub fn summary(controller: &Controller, spec: &Spec, emulated: &Emulated, run: &Run, grade: &Grade, exposure: &Exposure, latency_sample: f64) -> ControllerSummary {
+pub fn summary(
+    controller: &Controller,
+    spec: &Spec,
+    emulated: &Emulated,
+    run: &Run,
+    grade: &Grade,
+    exposure: &Exposure,
+    latency_sample: f64,
+) -> ControllerSummary {
     let names = controller.metric_names();
     let mapping = names.iter().filter_map(|n| controller.mapping(spec, n).map(|m| format!("{n} → {}", m.describe()))).collect();
     let mut caveats = emulated.caveats.clone();
-    let latency: Vec<&String> = names.iter().filter(|n| controller.mapping(spec, n).is_some_and(|m| m.metric.name().starts_with("latency"))).collect();
+    let latency: Vec<&String> =
+        names.iter().filter(|n| controller.mapping(spec, n).is_some_and(|m| m.metric.name().starts_with("latency"))).collect();
     if !latency.is_empty() && latency_sample < 1.0 {
         caveats.push(format!(
             "{}: latency was measured on {}% of the replayed requests (scoring.latency_sample), far fewer points than a live service records",
@@ -111,7 +120,12 @@ pub fn summary(controller: &Controller, spec: &Spec, emulated: &Emulated, run: &
         kind: controller.kind().to_string(),
         verdict: Verdict::new(controller.title(), run, grade, exposure),
         measurements: emulated.events.measurements,
-        timeline: emulated.events.list.iter().map(|e| TimelineEntry { time: format_timestamp(e.time), weight: e.weight * 100.0, what: e.what.clone() }).collect(),
+        timeline: emulated
+            .events
+            .list
+            .iter()
+            .map(|e| TimelineEntry { time: format_timestamp(e.time), weight: e.weight * 100.0, what: e.what.clone() })
+            .collect(),
         timeline_omitted: emulated.events.omitted,
         mapping,
         caveats,
@@ -205,7 +219,13 @@ pub fn section(s: &mut String, c: &Controllers, chart: Option<&super::charts::Ch
     }
     for e in &c.emulated {
         let _ = writeln!(s, "<h3>{}</h3>", escape(&e.verdict.who));
-        let _ = writeln!(s, "<p><strong>{}</strong> at {}: {}</p>", escape(&e.verdict.outcome.replace('_', " ")), escape(&e.verdict.decided_at), escape(&e.verdict.reason));
+        let _ = writeln!(
+            s,
+            "<p><strong>{}</strong> at {}: {}</p>",
+            escape(&e.verdict.outcome.replace('_', " ")),
+            escape(&e.verdict.decided_at),
+            escape(&e.verdict.reason)
+        );
         let _ = writeln!(s, "<p>Grade: {} — {}</p>", escape(&e.verdict.grade.replace('_', " ")), escape(&e.verdict.explanation));
         let _ = writeln!(s, "<p>Metrics: {}. {} measurements or judgments.</p>", escape(&e.mapping.join("; ")), e.measurements);
         if !e.caveats.is_empty() {
@@ -213,7 +233,13 @@ pub fn section(s: &mut String, c: &Controllers, chart: Option<&super::charts::Ch
         }
         let _ = writeln!(s, "<details><summary>Timeline ({} entries{})</summary><table><thead><tr><th>Time</th><th>Weight %</th><th>What</th></tr></thead><tbody>", e.timeline.len(), if e.timeline_omitted > 0 { format!(", {} more not kept", e.timeline_omitted) } else { String::new() });
         for t in &e.timeline {
-            let _ = writeln!(s, "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>", escape(&t.time), num(Some(t.weight), 1), escape(&t.what));
+            let _ = writeln!(
+                s,
+                "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                escape(&t.time),
+                num(Some(t.weight), 1),
+                escape(&t.what)
+            );
         }
         let _ = writeln!(s, "</tbody></table></details>");
     }
@@ -227,10 +253,26 @@ pub fn print(s: &mut String, c: &Controllers) {
         let _ = writeln!(s, "  {line}");
     }
     let p = &c.policy;
-    let _ = writeln!(s, "  {}: {}, {}; {} requests served by a truly regressed candidate", p.who, p.outcome.replace('_', " "), p.grade.replace('_', " "), p.harm());
+    let _ = writeln!(
+        s,
+        "  {}: {}, {}; {} requests served by a truly regressed candidate",
+        p.who,
+        p.outcome.replace('_', " "),
+        p.grade.replace('_', " "),
+        p.harm()
+    );
     for e in &c.emulated {
         let v = &e.verdict;
-        let _ = writeln!(s, "  {}\n    {} at {} ({:.0} h): {}", v.who, v.outcome.replace('_', " ").to_uppercase(), v.decided_at, v.time_to_decision_hours, v.reason);
-        let _ = writeln!(s, "    {}; {} requests served by a truly regressed candidate: {}", v.grade.replace('_', " "), v.harm(), better(p, v));
+        let _ = writeln!(
+            s,
+            "  {}\n    {} at {} ({:.0} h): {}",
+            v.who,
+            v.outcome.replace('_', " ").to_uppercase(),
+            v.decided_at,
+            v.time_to_decision_hours,
+            v.reason
+        );
+        let _ =
+            writeln!(s, "    {}; {} requests served by a truly regressed candidate: {}", v.grade.replace('_', " "), v.harm(), better(p, v));
     }
 }

@@ -5,8 +5,8 @@
 //! finished.
 
 pub(crate) mod charts;
-pub(crate) mod page;
 pub mod controllers;
+pub(crate) mod page;
 pub mod simulation;
 mod terminal;
 pub mod view;
@@ -30,10 +30,10 @@ use crate::atomic::Pending;
 use crate::error::{Error, Problem, Result};
 use crate::oracle::Oracle;
 use crate::run::Prepared;
-use crate::scenario::{Output, ScoresFile};
 use crate::runtime::RuntimeInfo;
-use crate::score::model::{FeatureSource, Model};
+use crate::scenario::{Output, ScoresFile};
 use crate::score::latency;
+use crate::score::model::{FeatureSource, Model};
 use crate::time::format_timestamp;
 
 /// `summary.json`.
@@ -262,17 +262,33 @@ impl SimulationPhases {
 
 /// Builds the summary of a run: the oracle of what users were served and, with faults, the
 /// models' own comparison (`oracle_clean`); what `scores.parquet` holds, as written.
-pub fn summary(prepared: &Prepared, (oracle, oracle_clean): (&Oracle, Option<crate::oracle::Comparison>), scores_file: ScoresInfo, simulation: simulation::Simulation) -> Result<Summary> {
+pub fn summary(
+    prepared: &Prepared,
+    (oracle, oracle_clean): (&Oracle, Option<crate::oracle::Comparison>),
+    scores_file: ScoresInfo,
+    simulation: simulation::Simulation,
+) -> Result<Summary> {
     let scenario = &prepared.scenario;
     let inputs = prepared
         .files
         .iter()
         .zip(&prepared.survey.files)
-        .map(|(f, s)| Ok(Input { file: f.path.display().to_string(), blake3: f.path.content_hash()?, rows: f.rows(), rows_in_window: s.rows_in_window }))
+        .map(|(f, s)| {
+            Ok(Input {
+                file: f.path.display().to_string(),
+                blake3: f.path.content_hash()?,
+                rows: f.rows(),
+                rows_in_window: s.rows_in_window,
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(Summary {
         tool: Tool { name: "canary-replay", version: env!("CARGO_PKG_VERSION") },
-        scenario: ScenarioInfo { name: scenario.name.clone(), file: scenario.file.display().to_string(), description: scenario.description.clone() },
+        scenario: ScenarioInfo {
+            name: scenario.name.clone(),
+            file: scenario.file.display().to_string(),
+            description: scenario.description.clone(),
+        },
         rows_replayed: prepared.survey.rows_in_window,
         window: Window {
             start: scenario.traffic.start.map(format_timestamp),
@@ -282,7 +298,14 @@ pub fn summary(prepared: &Prepared, (oracle, oracle_clean): (&Oracle, Option<cra
         },
         columns: {
             let t = &scenario.traffic;
-            Columns { time: t.time.clone(), entity: t.entity.clone(), id: t.id.clone(), label: t.label.clone(), label_time: t.label_time.clone(), segments: t.segments.clone() }
+            Columns {
+                time: t.time.clone(),
+                entity: t.entity.clone(),
+                id: t.id.clone(),
+                label: t.label.clone(),
+                label_time: t.label_time.clone(),
+                segments: t.segments.clone(),
+            }
         },
         task: prepared.probe.clone(),
         assumptions: prepared.assumptions.clone(),
@@ -327,7 +350,13 @@ impl RunFolder {
     /// Writes `scores.parquet` from the cache parts as `plan` says (every request, a sample, or
     /// nothing) with the log's column types restored; the requests written. It reads only the
     /// parts, so it runs beside the oracle and the simulation.
-    pub fn write_scores(&self, parts: &[PathBuf], plan: &ScoresInfo, id: &str, types: &[(String, arrow::datatypes::DataType)]) -> Result<u64> {
+    pub fn write_scores(
+        &self,
+        parts: &[PathBuf],
+        plan: &ScoresInfo,
+        id: &str,
+        types: &[(String, arrow::datatypes::DataType)],
+    ) -> Result<u64> {
         if plan.mode == ScoresFile::None {
             return Ok(0);
         }
@@ -341,13 +370,21 @@ impl RunFolder {
 /// `timings.json`; `scores.parquet` is there already ([`RunFolder::write_scores`]) — and moves it
 /// into place.
 /// `started` is when the run started, `scored` when scoring ended.
-pub fn write_run(folder: RunFolder, summary: &Summary, extra: &RunFiles, timings: &mut Timings, (started, scored): (Instant, Instant)) -> Result<()> {
+pub fn write_run(
+    folder: RunFolder,
+    summary: &Summary,
+    extra: &RunFiles,
+    timings: &mut Timings,
+    (started, scored): (Instant, Instant),
+) -> Result<()> {
     let RunFolder { out_dir, pending } = folder;
     let (dir, out_dir) = (pending.path(), out_dir.as_path());
     std::fs::write(dir.join("summary.json"), to_json(summary)).map_err(|e| Error::io(out_dir.join("summary.json"), e))?;
-    std::fs::write(dir.join(view::DISTRIBUTIONS), to_json(extra.distributions)).map_err(|e| Error::io(out_dir.join(view::DISTRIBUTIONS), e))?;
+    std::fs::write(dir.join(view::DISTRIBUTIONS), to_json(extra.distributions))
+        .map_err(|e| Error::io(out_dir.join(view::DISTRIBUTIONS), e))?;
     simulation::write_checks(&dir.join("checks.parquet"), extra.setup, extra.run)?;
-    std::fs::write(dir.join("policy.toml"), simulation::policy_toml(extra.setup.policy)).map_err(|e| Error::io(out_dir.join("policy.toml"), e))?;
+    std::fs::write(dir.join("policy.toml"), simulation::policy_toml(extra.setup.policy))
+        .map_err(|e| Error::io(out_dir.join("policy.toml"), e))?;
     std::fs::write(dir.join("invocation.json"), to_json(extra.invocation)).map_err(|e| Error::io(out_dir.join("invocation.json"), e))?;
     let report_started = Instant::now();
     render_report(dir, out_dir)?;
@@ -377,7 +414,10 @@ pub fn write_report(dir: &Path) -> Result<PathBuf> {
     let view = view::RunView::load(dir)?;
     // The charts folder is replaced whole: only in a folder `run` wrote, holding nothing else.
     crate::atomic::replaceable(dir).map_err(|message| {
-        Error::invalid(Problem::new(dir.display().to_string(), message).fix("pass a folder `canary-replay run` wrote, holding only the files it wrote"))
+        Error::invalid(
+            Problem::new(dir.display().to_string(), message)
+                .fix("pass a folder `canary-replay run` wrote, holding only the files it wrote"),
+        )
     })?;
     crate::atomic::sweep_stale(dir, |_| true);
     let page = render(view, dir)?;
@@ -418,7 +458,12 @@ pub fn to_json(value: &impl Serialize) -> String {
 /// Copies the cache parts into one Parquet file, batch by batch, with the columns of `types` cast
 /// back to the log's types; with a `sample` (the id column, the plan), only the requests it keeps.
 /// Returns the rows written.
-fn concatenate(parts: &[PathBuf], dest: &Path, types: &[(String, arrow::datatypes::DataType)], sample: Option<(&str, &ScoresInfo)>) -> Result<u64> {
+fn concatenate(
+    parts: &[PathBuf],
+    dest: &Path,
+    types: &[(String, arrow::datatypes::DataType)],
+    sample: Option<(&str, &ScoresInfo)>,
+) -> Result<u64> {
     let mut rows = 0u64;
     let io = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", dest.display()));
     let mut writer: Option<ArrowWriter<File>> = None;
@@ -459,7 +504,10 @@ fn sampled(batch: arrow::array::RecordBatch, id: &str, plan: &ScoresInfo) -> Res
 }
 
 /// `batch` with each column named in `types` cast to that type.
-fn restore_types(batch: arrow::array::RecordBatch, types: &[(String, arrow::datatypes::DataType)]) -> std::result::Result<arrow::array::RecordBatch, arrow::error::ArrowError> {
+fn restore_types(
+    batch: arrow::array::RecordBatch,
+    types: &[(String, arrow::datatypes::DataType)],
+) -> std::result::Result<arrow::array::RecordBatch, arrow::error::ArrowError> {
     use arrow::datatypes::{Field, Schema};
     let schema = batch.schema();
     let mut fields: Vec<Field> = Vec::with_capacity(schema.fields().len());

@@ -203,7 +203,8 @@ pub fn render(view: &RunView, charts: &[Chart]) -> String {
 fn verdict(s: &mut String, view: &RunView) {
     let sim = &view.summary.simulation;
     let stage = sim.stages.last();
-    let at_stage = stage.map(|st| format!(" at the {}{}% stage", if st.monitoring { "monitored " } else { "" }, st.weight)).unwrap_or_default();
+    let at_stage =
+        stage.map(|st| format!(" at the {}{}% stage", if st.monitoring { "monitored " } else { "" }, st.weight)).unwrap_or_default();
     let _ = writeln!(
         s,
         "<section class=\"banner {}\" id=\"verdict\"><div class=\"outcome\">{} on {}</div><div class=\"why\">{} after the first request{}. Why: {}.</div>",
@@ -233,13 +234,24 @@ fn verdict(s: &mut String, view: &RunView) {
         (format!("{}", view.summary.rows_replayed), "requests replayed".to_string()),
         (format!("{}", view.checks.len()), "checks".to_string()),
         (sim.grade.time_to_decision.clone(), "from the first request to the decision".to_string()),
-        (format!("{}", e.candidate_requests), format!("candidate requests before the decision ({:.1}% of traffic)", 100.0 * e.candidate_share)),
+        (
+            format!("{}", e.candidate_requests),
+            format!("candidate requests before the decision ({:.1}% of traffic)", 100.0 * e.candidate_share),
+        ),
         (format!("{}", e.before_decision_in_regressed_windows), "of them in windows the oracle found truly worse".to_string()),
-        (format!("{}", e.after_decision_in_regressed_windows), "candidate requests after the decision in truly regressed windows".to_string()),
+        (
+            format!("{}", e.after_decision_in_regressed_windows),
+            "candidate requests after the decision in truly regressed windows".to_string(),
+        ),
     ];
     let _ = writeln!(s, "<div class=\"figures\">");
     for (value, label) in figures {
-        let _ = writeln!(s, "<div class=\"figure\"><div class=\"value\">{}</div><div class=\"label\">{}</div></div>", escape(&value), escape(&label));
+        let _ = writeln!(
+            s,
+            "<div class=\"figure\"><div class=\"value\">{}</div><div class=\"label\">{}</div></div>",
+            escape(&value),
+            escape(&label)
+        );
     }
     let _ = writeln!(s, "</div>");
 }
@@ -282,7 +294,8 @@ fn segments(s: &mut String, view: &RunView) {
         s,
         "<p>Every gate on every scope it watched: the verdict at the last check (coloured), failing checks out of all checks, and the last estimate of the candidate's difference from stable with its interval. Segment scopes can only fail a check, never pass a stage on their own.</p>"
     );
-    let gates: Vec<String> = view.summary.policy.gates.iter().map(|g| g.name()).filter(|g| view.segments.iter().any(|r| &r.gate == g)).collect();
+    let gates: Vec<String> =
+        view.summary.policy.gates.iter().map(|g| g.name()).filter(|g| view.segments.iter().any(|r| &r.gate == g)).collect();
     let mut scopes: Vec<(&str, u64)> = Vec::new();
     for r in &view.segments {
         match scopes.iter_mut().find(|(scope, _)| *scope == r.scope) {
@@ -469,7 +482,10 @@ fn exposure(s: &mut String, view: &RunView) {
 
 fn effective_policy(s: &mut String, view: &RunView) {
     let _ = writeln!(s, "<section id=\"policy\"><h2>The effective policy</h2>");
-    let _ = writeln!(s, "<p>Every default written out (this is <code>policy.toml</code>; paste it into a scenario to run the same policy).</p>");
+    let _ = writeln!(
+        s,
+        "<p>Every default written out (this is <code>policy.toml</code>; paste it into a scenario to run the same policy).</p>"
+    );
     let _ = writeln!(s, "<pre>{}</pre></section>", escape(&view.policy_toml));
 }
 

@@ -139,9 +139,14 @@ pub fn summary(setup: &Setup, run: &Run, grade: Grade, exposure: Exposure) -> Si
 /// `checks.parquet`: one row per check, gate and scope.
 pub fn write_checks(path: &Path, setup: &Setup, run: &Run) -> Result<()> {
     let rows: Vec<(&crate::simulate::Check, &GateResult)> = run.checks.iter().flat_map(|c| c.results.iter().map(move |r| (c, r))).collect();
-    let text = |f: &dyn Fn(&(&crate::simulate::Check, &GateResult)) -> String| -> ArrayRef { Arc::new(StringArray::from_iter_values(rows.iter().map(f))) };
-    let float = |f: &dyn Fn(&(&crate::simulate::Check, &GateResult)) -> Option<f64>| -> ArrayRef { Arc::new(rows.iter().map(f).collect::<Float64Array>()) };
-    let count = |f: &dyn Fn(&(&crate::simulate::Check, &GateResult)) -> u64| -> ArrayRef { Arc::new(rows.iter().map(f).collect::<UInt64Array>()) };
+    let text = |f: &dyn Fn(&(&crate::simulate::Check, &GateResult)) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+    };
+    let float = |f: &dyn Fn(&(&crate::simulate::Check, &GateResult)) -> Option<f64>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<Float64Array>())
+    };
+    let count =
+        |f: &dyn Fn(&(&crate::simulate::Check, &GateResult)) -> u64| -> ArrayRef { Arc::new(rows.iter().map(f).collect::<UInt64Array>()) };
     let time: Vec<Micros> = rows.iter().map(|(c, _)| c.time).collect();
     let columns: Vec<(&str, ArrayRef)> = vec![
         ("time", Arc::new(TimestampMicrosecondArray::from(time).with_timezone("UTC"))),
@@ -167,8 +172,10 @@ pub fn write_checks(path: &Path, setup: &Setup, run: &Run) -> Result<()> {
         ("n_required", float(&|(_, r)| r.n_required)),
         ("hours_required", float(&|(_, r)| r.hours_required)),
     ];
-    let schema = Arc::new(Schema::new(columns.iter().map(|(name, array)| Field::new(*name, array.data_type().clone(), true)).collect::<Vec<_>>()));
-    let batch = RecordBatch::try_new(schema.clone(), columns.into_iter().map(|(_, a)| a).collect()).map_err(|e| Error::Internal(e.to_string()))?;
+    let schema =
+        Arc::new(Schema::new(columns.iter().map(|(name, array)| Field::new(*name, array.data_type().clone(), true)).collect::<Vec<_>>()));
+    let batch =
+        RecordBatch::try_new(schema.clone(), columns.into_iter().map(|(_, a)| a).collect()).map_err(|e| Error::Internal(e.to_string()))?;
     let file = File::create(path).map_err(|e| Error::io(path, e))?;
     let mut writer = ArrowWriter::try_new(file, schema, None).map_err(|e| Error::Internal(e.to_string()))?;
     writer.write(&batch).map_err(|e| Error::Internal(e.to_string()))?;

@@ -15,8 +15,16 @@ pub fn print_run(summary: &Summary, timings: &Timings, out_dir: &std::path::Path
         "{}: replayed {} requests ({} .. {}) through both models",
         summary.scenario.name, summary.rows_replayed, summary.window.first_request, summary.window.last_request
     );
-    let cache = if timings.parts_scored == 0 { "all scores from the cache".to_string() } else { format!("{} part(s) scored, {} reused", timings.parts_scored, timings.parts_reused) };
-    let _ = writeln!(s, "ONNX Runtime {} from {} ({}); {cache}; {:.1}s", summary.runtime.version, summary.runtime.source, summary.runtime.path, timings.total_seconds);
+    let cache = if timings.parts_scored == 0 {
+        "all scores from the cache".to_string()
+    } else {
+        format!("{} part(s) scored, {} reused", timings.parts_scored, timings.parts_reused)
+    };
+    let _ = writeln!(
+        s,
+        "ONNX Runtime {} from {} ({}); {cache}; {:.1}s",
+        summary.runtime.version, summary.runtime.source, summary.runtime.path, timings.total_seconds
+    );
     let sim = &summary.simulation;
     let policy = if sim.default_policy { "the default policy" } else { "the scenario's policy" };
     let verdict = match sim.outcome {
@@ -26,12 +34,23 @@ pub fn print_run(summary: &Summary, timings: &Timings, out_dir: &std::path::Path
     };
     let _ = writeln!(s, "\n{verdict} at {} by {policy}, {} after the first request", sim.decided_at, sim.grade.time_to_decision);
     let _ = writeln!(s, "  why:   {}", sim.reason);
-    let _ = writeln!(s, "  grade: {} — {} ({})", sim.grade.grade, sim.grade.explanation, match sim.grade.cells {
-        crate::scenario::Grading::FamilyWise => "family-wise: Holm over the cells looked at",
-        crate::scenario::Grading::PerCell => "per cell, uncorrected",
-    });
+    let _ = writeln!(
+        s,
+        "  grade: {} — {} ({})",
+        sim.grade.grade,
+        sim.grade.explanation,
+        match sim.grade.cells {
+            crate::scenario::Grading::FamilyWise => "family-wise: Holm over the cells looked at",
+            crate::scenario::Grading::PerCell => "per cell, uncorrected",
+        }
+    );
     let e = &sim.exposure;
-    let _ = write!(s, "  exposure: {} candidate requests before the decision ({:.1}% of traffic)", e.candidate_requests, 100.0 * e.candidate_share);
+    let _ = write!(
+        s,
+        "  exposure: {} candidate requests before the decision ({:.1}% of traffic)",
+        e.candidate_requests,
+        100.0 * e.candidate_share
+    );
     if e.in_regressed_segments > 0 {
         let _ = write!(s, ", {} in truly regressed segments", e.in_regressed_segments);
     }

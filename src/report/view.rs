@@ -56,8 +56,12 @@ impl SummaryView {
     /// Which requests the score charts are drawn from, for captions.
     pub fn scored_requests(&self) -> String {
         match &self.scores_file {
-            Some(s) if s.mode == crate::scenario::ScoresFile::None => "no request (scores.parquet was not written: [output] scores = \"none\")".to_string(),
-            Some(s) if s.fraction < 1.0 => format!("a deterministic sample of {} requests ({:.2}% of them, by a hash of the id)", s.rows, s.fraction * 100.0),
+            Some(s) if s.mode == crate::scenario::ScoresFile::None => {
+                "no request (scores.parquet was not written: [output] scores = \"none\")".to_string()
+            }
+            Some(s) if s.fraction < 1.0 => {
+                format!("a deterministic sample of {} requests ({:.2}% of them, by a hash of the id)", s.rows, s.fraction * 100.0)
+            }
             _ => "every replayed request".to_string(),
         }
     }
@@ -265,7 +269,6 @@ pub struct SegmentRow {
 /// (`distributions.json`), or for a run folder written before it, what `scores.parquet` holds.
 pub type ScoreViews = Distributions;
 
-
 impl RunView {
     /// Reads the run folder at `dir`.
     pub fn load(dir: &Path) -> Result<RunView> {
@@ -299,7 +302,10 @@ impl RunView {
         let scores = if distributions.is_file() {
             let text = std::fs::read_to_string(&distributions).map_err(|e| Error::io(&distributions, e))?;
             serde_json::from_str(&text).map_err(|e| {
-                Error::invalid(Problem::new(distributions.display().to_string(), format!("cannot be read: {e}")).fix("re-run the scenario with this version of canary-replay to rewrite it"))
+                Error::invalid(
+                    Problem::new(distributions.display().to_string(), format!("cannot be read: {e}"))
+                        .fix("re-run the scenario with this version of canary-replay to rewrite it"),
+                )
             })?
         } else if written {
             let mut views = read_scores(&file("scores.parquet")?, label)?;
@@ -368,7 +374,13 @@ fn read_checks(path: &Path) -> Result<(Vec<CheckPoint>, Vec<GateSeries>, Vec<Seg
         let (time, weight, action) = (times(&per_check, "time")?, floats(&per_check, "weight")?, texts(&per_check, "action")?);
         let (fails, open) = (counts(&per_check, "fails")?, counts(&per_check, "open")?);
         Ok((0..time.len())
-            .map(|i| CheckPoint { time: time[i], weight: weight[i].unwrap_or(0.0), action: action[i].clone(), fails: fails[i], open: open[i] })
+            .map(|i| CheckPoint {
+                time: time[i],
+                weight: weight[i].unwrap_or(0.0),
+                action: action[i].clone(),
+                fails: fails[i],
+                open: open[i],
+            })
             .collect())
     })()
     .map_err(&bad)?;
@@ -376,7 +388,17 @@ fn read_checks(path: &Path) -> Result<(Vec<CheckPoint>, Vec<GateSeries>, Vec<Seg
     let overall = lf
         .clone()
         .filter(col("scope").eq(lit("overall")))
-        .select([col("gate"), col("time"), col("verdict"), col("stable"), col("canary"), col("estimate"), col("lower"), col("upper"), col("margin")])
+        .select([
+            col("gate"),
+            col("time"),
+            col("verdict"),
+            col("stable"),
+            col("canary"),
+            col("estimate"),
+            col("lower"),
+            col("upper"),
+            col("margin"),
+        ])
         .sort(["time"], SortMultipleOptions::default().with_maintain_order(true))
         .collect()
         .map_err(&bad)?;
@@ -500,11 +522,16 @@ fn read_scores(path: &Path, label: Option<&str>) -> Result<ScoreViews> {
                 .clone()
                 .filter(col(score.as_str()).is_not_null().and(col(label).is_not_null()))
                 .group_by([bin(col(score.as_str()), CALIBRATION_BINS, 0.0, 1.0 / CALIBRATION_BINS as f64)])
-                .agg([col(score.as_str()).mean().alias("mean_score"), col(label).cast(DataType::Float64).mean().alias("rate"), len().cast(DataType::UInt64).alias("n")])
+                .agg([
+                    col(score.as_str()).mean().alias("mean_score"),
+                    col(label).cast(DataType::Float64).mean().alias("rate"),
+                    len().cast(DataType::UInt64).alias("n"),
+                ])
                 .sort(["bin"], SortMultipleOptions::default())
                 .collect()
                 .map_err(&bad)?;
-            let (mean, rate, n) = (floats(&curve, "mean_score").map_err(&bad)?, floats(&curve, "rate").map_err(&bad)?, counts(&curve, "n").map_err(&bad)?);
+            let (mean, rate, n) =
+                (floats(&curve, "mean_score").map_err(&bad)?, floats(&curve, "rate").map_err(&bad)?, counts(&curve, "n").map_err(&bad)?);
             views.calibration[arm] = (0..n.len()).filter_map(|i| Some((mean[i]?, rate[i]?, n[i]))).collect();
         }
 

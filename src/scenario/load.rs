@@ -26,9 +26,8 @@ pub fn load(path: &Path) -> Result<Scenario> {
 /// Parses and validates scenario text; `path` names the file in messages and anchors relative paths.
 pub fn parse_str(text: &str, path: &Path) -> Result<Scenario> {
     let file = path.display().to_string();
-    let table: toml::Table = toml::from_str(text).map_err(|e| {
-        Error::invalid(Problem::new(&file, format!("not valid TOML: {}", e.to_string().trim_end())))
-    })?;
+    let table: toml::Table =
+        toml::from_str(text).map_err(|e| Error::invalid(Problem::new(&file, format!("not valid TOML: {}", e.to_string().trim_end()))))?;
     let (raw, mut problems, placeholders) = deserialize_all::<RawScenario>(table, &file);
     let scenario = raw.map(|raw| {
         let mut value_problems = Vec::new();
@@ -161,10 +160,12 @@ fn remove_key(table: &mut toml::Table, path: &str, key: Option<&str>) -> bool {
             None => return false,
         },
         Some(Segment::Index(_)) => return false,
-        None => return match last {
-            Segment::Key(k) => table.remove(&k).is_some(),
-            Segment::Index(_) => false,
-        },
+        None => {
+            return match last {
+                Segment::Key(k) => table.remove(&k).is_some(),
+                Segment::Index(_) => false,
+            }
+        }
     };
     for segment in &segments[1..] {
         value = match (segment, value) {

@@ -268,11 +268,14 @@ mod tests {
         assert_eq!(scenario.traffic.start, Some(crate::time::parse_timestamp("2013-09-01").unwrap()));
     }
 
-
     #[test]
     fn shared_features_apply_unless_a_model_lists_its_own() {
-        let text = TEMPLATE.replace("# [features]\n# columns = [\"sched_dep_min\", \"day_of_week\", \"distance\"]", "[features]\ncolumns = [\"a\", \"b\"]")
-            .replace("output = \"probabilities\"\nclass = 1\n# features", "output = \"probabilities\"\nclass = 1\nfeatures = [\"c\"]\n# features");
+        let text = TEMPLATE
+            .replace("# [features]\n# columns = [\"sched_dep_min\", \"day_of_week\", \"distance\"]", "[features]\ncolumns = [\"a\", \"b\"]")
+            .replace(
+                "output = \"probabilities\"\nclass = 1\n# features",
+                "output = \"probabilities\"\nclass = 1\nfeatures = [\"c\"]\n# features",
+            );
         let scenario = parse_str(&text, &repo_file("template.toml")).unwrap();
         assert_eq!(scenario.stable.features.as_deref(), Some(&["c".to_string()][..]));
         assert_eq!(scenario.candidate.features.as_deref(), Some(&["a".to_string(), "b".to_string()][..]));
@@ -282,8 +285,12 @@ mod tests {
     fn expect_names_the_two_outcomes() {
         let text = TEMPLATE.replace("# expect = \"rollback\"", "expect = \"maybe\"");
         let err = parse_str(&text, &repo_file("template.toml")).unwrap_err().to_string();
-        assert!(err.contains("expect: \"maybe\" is not an expected outcome") && err.contains("\"rollback\"") && err.contains("\"promote\""), "{err}");
-        let scenario = parse_str(&TEMPLATE.replace("# expect = \"rollback\"", "expect = \"promote\""), &repo_file("template.toml")).unwrap();
+        assert!(
+            err.contains("expect: \"maybe\" is not an expected outcome") && err.contains("\"rollback\"") && err.contains("\"promote\""),
+            "{err}"
+        );
+        let scenario =
+            parse_str(&TEMPLATE.replace("# expect = \"rollback\"", "expect = \"promote\""), &repo_file("template.toml")).unwrap();
         assert_eq!(scenario.expect, Some(Expect::Promote));
     }
 
@@ -298,7 +305,9 @@ mod tests {
 
     #[test]
     fn cross_field_problems_are_reported_together() {
-        let text = TEMPLATE.replace("start = \"2013-09-01T00:00:00Z\"", "start = \"2014-01-01T00:00:00Z\"").replace("label_time = \"label_ts\"", "label_time = \"request_ts\"");
+        let text = TEMPLATE
+            .replace("start = \"2013-09-01T00:00:00Z\"", "start = \"2014-01-01T00:00:00Z\"")
+            .replace("label_time = \"label_ts\"", "label_time = \"request_ts\"");
         let err = parse_str(&text, &repo_file("template.toml")).unwrap_err().to_string();
         assert!(err.contains("traffic.label_time: is the request time column"), "{err}");
         assert!(err.contains("traffic.start: 2014-01-01T00:00:00Z is after traffic.end"), "{err}");

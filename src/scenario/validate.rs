@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::raw::{RawModel, RawOutput, RawScenario, RawScoring, RawTime, RawTraffic};
-use super::{Class, Duplicates, Grading, ModelSpec, Output, Role, Scenario, Scoring, ScoresFile, Traffic, Transform};
+use super::{Class, Duplicates, Grading, ModelSpec, Output, Role, Scenario, ScoresFile, Scoring, Traffic, Transform};
 use crate::error::Problem;
 use crate::policy::{self, Policy, RawPolicy, TrafficShape};
 use crate::time::{format_timestamp, parse_duration, Micros};
@@ -135,14 +135,23 @@ pub(super) fn validate(raw: RawScenario, file: &Path, problems: &mut Vec<Problem
         "rollback" => Some(crate::scenario::Expect::Rollback),
         "promote" => Some(crate::scenario::Expect::Promote),
         other => {
-            c.problem("expect", format!("\"{other}\" is not an expected outcome"), Some("use \"rollback\" (an incident) or \"promote\" (a good release or an A/A replay)".into()));
+            c.problem(
+                "expect",
+                format!("\"{other}\" is not an expected outcome"),
+                Some("use \"rollback\" (an incident) or \"promote\" (a good release or an A/A replay)".into()),
+            );
             None
         }
     });
 
     let mut warnings = Vec::new();
     let shape = TrafficShape { segments: &traffic.segments, labelled: traffic.label.is_some() };
-    let raw_policy = RawPolicy { ramp: raw.ramp.clone(), segment_policy: raw.segment_policy.clone(), gates: raw.gates.clone(), decision: raw.decision.clone() };
+    let raw_policy = RawPolicy {
+        ramp: raw.ramp.clone(),
+        segment_policy: raw.segment_policy.clone(),
+        gates: raw.gates.clone(),
+        decision: raw.decision.clone(),
+    };
     let policy = Policy::from_raw(&raw_policy, &shape, &c.file, c.problems);
     let faults = policy::faults(&raw.faults, &shape, &c.file, c.problems);
     for fault in &faults {
@@ -157,11 +166,18 @@ pub(super) fn validate(raw: RawScenario, file: &Path, problems: &mut Vec<Problem
         None | Some("family_wise") => Grading::FamilyWise,
         Some("per_cell") => Grading::PerCell,
         Some(other) => {
-            c.problem(&format!("grading.cells = \"{other}\""), "is not a way to grade", Some("use \"family_wise\" (the default: Holm over the cells a grade looks at) or \"per_cell\"".into()));
+            c.problem(
+                &format!("grading.cells = \"{other}\""),
+                "is not a way to grade",
+                Some("use \"family_wise\" (the default: Holm over the cells a grade looks at) or \"per_cell\"".into()),
+            );
             Grading::FamilyWise
         }
     };
-    let controller = raw.controller.as_ref().and_then(|rc| crate::controller::spec::load(rc, c.dir, &c.file, policy.ramp.check_every, &traffic.segments, c.problems));
+    let controller = raw
+        .controller
+        .as_ref()
+        .and_then(|rc| crate::controller::spec::load(rc, c.dir, &c.file, policy.ramp.check_every, &traffic.segments, c.problems));
     if raw.traffic.label_time.is_some() && raw.traffic.label_delay.is_some() {
         warnings.push(format!("{}: traffic.label_delay is ignored because traffic.label_time is set", c.file));
     }
@@ -216,17 +232,17 @@ fn traffic(c: &mut Checker, raw: &RawTraffic) -> Traffic {
         c.problem("traffic.label_time", "is set but traffic.label is not", Some("name the label column too".into()));
     }
     if label_time.as_ref() == Some(&time) {
-        c.problem("traffic.label_time", "is the request time column", Some("labels arrive after requests: use the column holding when the label became known, or traffic.label_delay".into()));
+        c.problem(
+            "traffic.label_time",
+            "is the request time column",
+            Some("labels arrive after requests: use the column holding when the label became known, or traffic.label_delay".into()),
+        );
     }
     let start = c.time("traffic.start", &raw.start, RawTime::parse);
     let end = c.time("traffic.end", &raw.end, RawTime::parse_end);
     if let (Some(s), Some(e)) = (start, end) {
         if s > e {
-            c.problem(
-                "traffic.start",
-                format!("{} is after traffic.end {}", format_timestamp(s), format_timestamp(e)),
-                None,
-            );
+            c.problem("traffic.start", format!("{} is after traffic.end {}", format_timestamp(s), format_timestamp(e)), None);
         }
     }
     let mut roles: Vec<(&str, &String)> = vec![("traffic.time", &time), ("traffic.entity", &entity), ("traffic.id", &id)];
@@ -240,7 +256,11 @@ fn traffic(c: &mut Checker, raw: &RawTraffic) -> Traffic {
             }
         }
         if RESERVED.contains(&column.as_str()) {
-            c.problem(key, format!("\"{column}\" is a name canary-replay writes into the score cache"), Some("rename the column in the traffic log".into()));
+            c.problem(
+                key,
+                format!("\"{column}\" is a name canary-replay writes into the score cache"),
+                Some("rename the column in the traffic log".into()),
+            );
         }
     }
     for (i, s) in segments.iter().enumerate() {
@@ -255,7 +275,11 @@ fn traffic(c: &mut Checker, raw: &RawTraffic) -> Traffic {
         None | Some("error") => Duplicates::Error,
         Some("keep_first") => Duplicates::KeepFirst,
         Some(other) => {
-            c.problem(&format!("traffic.duplicates = \"{other}\""), "is not a way to handle duplicate ids", Some("use \"error\" (the default) or \"keep_first\"".into()));
+            c.problem(
+                &format!("traffic.duplicates = \"{other}\""),
+                "is not a way to handle duplicate ids",
+                Some("use \"error\" (the default) or \"keep_first\"".into()),
+            );
             Duplicates::Error
         }
     };
@@ -305,7 +329,11 @@ fn output(c: &mut Checker, raw: Option<&RawOutput>) -> Output {
         Some("all") => ScoresFile::All,
         Some("none") => ScoresFile::None,
         Some(other) => {
-            c.problem(&format!("output.scores = \"{other}\""), "is not a way to write scores.parquet", Some("use \"sample\" (the default), \"all\" or \"none\"".into()));
+            c.problem(
+                &format!("output.scores = \"{other}\""),
+                "is not a way to write scores.parquet",
+                Some("use \"sample\" (the default), \"all\" or \"none\"".into()),
+            );
             ScoresFile::Sample
         }
     };
@@ -323,7 +351,11 @@ fn scoring(c: &mut Checker, raw: Option<&RawScoring>) -> Scoring {
         None => default.latency_sample,
         Some(v) if (0.0..=1.0).contains(&v) => v,
         Some(v) => {
-            c.problem(&format!("scoring.latency_sample = {v}"), "a share of requests must be in [0, 1]", Some("0.01 measures one request in a hundred".into()));
+            c.problem(
+                &format!("scoring.latency_sample = {v}"),
+                "a share of requests must be in [0, 1]",
+                Some("0.01 measures one request in a hundred".into()),
+            );
             default.latency_sample
         }
     };

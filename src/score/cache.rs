@@ -98,7 +98,14 @@ pub struct LayoutKey {
 
 impl PartInfo {
     /// The part of the files `sources` (path, content hash), read together and merged by time.
-    fn new(scenario: &Scenario, layout: &Layout, sources: &[(String, String)], rules: &Rules, models: [&Model; 2], onnxruntime: &str) -> Self {
+    fn new(
+        scenario: &Scenario,
+        layout: &Layout,
+        sources: &[(String, String)],
+        rules: &Rules,
+        models: [&Model; 2],
+        onnxruntime: &str,
+    ) -> Self {
         let Scoring { latency_sample, latency_warmup, .. } = scenario.scoring;
         // One file keeps the key it always had; files merged by time are keyed by all their hashes.
         let source_hash = match sources {
@@ -129,7 +136,9 @@ impl PartInfo {
                 .faults
                 .iter()
                 .filter_map(|f| match &f.effect {
-                    Effect::FeatureMissing { feature } => Some((f.model.name().to_string(), feature.clone(), f.start, f.end, f.segment.clone())),
+                    Effect::FeatureMissing { feature } => {
+                        Some((f.model.name().to_string(), feature.clone(), f.start, f.end, f.segment.clone()))
+                    }
                     _ => None,
                 })
                 .collect(),
@@ -138,7 +147,14 @@ impl PartInfo {
 
     /// The part of a group of traffic files (each identified by its content, see
     /// [`crate::storage::Place::content_hash`]).
-    pub fn of_files(scenario: &Scenario, layout: &Layout, files: &[&crate::ingest::TrafficFile], rules: &Rules, models: [&Model; 2], onnxruntime: &str) -> crate::error::Result<Self> {
+    pub fn of_files(
+        scenario: &Scenario,
+        layout: &Layout,
+        files: &[&crate::ingest::TrafficFile],
+        rules: &Rules,
+        models: [&Model; 2],
+        onnxruntime: &str,
+    ) -> crate::error::Result<Self> {
         let sources = files.iter().map(|f| Ok((f.path.text(), f.path.content_hash()?))).collect::<crate::error::Result<Vec<_>>>()?;
         Ok(Self::new(scenario, layout, &sources, rules, models, onnxruntime))
     }

@@ -25,7 +25,8 @@ use crate::ingest::{Layout, TrafficBatch};
 use crate::scenario::Scoring;
 
 /// How latency was measured, for summaries.
-pub const METHOD: &str = "single-row runs of a hashed sample of request ids, stable and candidate back to back in alternating order, after warm-up";
+pub const METHOD: &str =
+    "single-row runs of a hashed sample of request ids, stable and candidate back to back in alternating order, after warm-up";
 
 /// The salt of the latency sample, so it is independent of routing.
 const SALT: &str = "canary-replay/latency";
@@ -54,7 +55,14 @@ impl Sampler {
 
     /// Measures the sampled requests of `batch`, writing microseconds into `out[model][row]`.
     #[allow(clippy::needless_range_loop)] // `row` indexes the batch's columns and both outputs alike
-    pub fn measure(&mut self, sessions: &mut [Session; 2], models: [&Model; 2], layout: &Layout, batch: &TrafficBatch, out: [&mut Vec<Option<f64>>; 2]) {
+    pub fn measure(
+        &mut self,
+        sessions: &mut [Session; 2],
+        models: [&Model; 2],
+        layout: &Layout,
+        batch: &TrafficBatch,
+        out: [&mut Vec<Option<f64>>; 2],
+    ) {
         if self.rate <= 0.0 {
             return;
         }
@@ -77,7 +85,7 @@ impl Sampler {
             for m in order {
                 let started = Instant::now();
                 let result = models[m].predict(&mut sessions[m], &columns[m], row..row + 1);
-                let micros = started.elapsed().as_secs_f64() * 1e6;
+                let micros = started.elapsed().as_secs_f64() * crate::time::MICROS_PER_SECOND as f64;
                 if result.is_ok() {
                     outs[m][row] = Some(micros);
                 }

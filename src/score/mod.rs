@@ -17,9 +17,9 @@ pub mod latency;
 pub mod model;
 pub mod probe;
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
@@ -168,7 +168,10 @@ pub fn score_groups(
                 .map(|_| {
                     scope.spawn(|| -> Result<Worker> {
                         Ok(Worker {
-                            sessions: [models[0].session(runtime, settings.intra_threads)?, models[1].session(runtime, settings.intra_threads)?],
+                            sessions: [
+                                models[0].session(runtime, settings.intra_threads)?,
+                                models[1].session(runtime, settings.intra_threads)?,
+                            ],
                             sampler: latency::Sampler::new(&scenario.scoring),
                         })
                     })
@@ -209,7 +212,15 @@ struct Column {
 
 impl Column {
     fn new(n: usize) -> Self {
-        Self { scores: vec![None; n], errors: vec![None; n], latency: vec![None; n], missing: vec![None; n], non_finite: 0, run_failed: 0, first_failure: None }
+        Self {
+            scores: vec![None; n],
+            errors: vec![None; n],
+            latency: vec![None; n],
+            missing: vec![None; n],
+            non_finite: 0,
+            run_failed: 0,
+            first_failure: None,
+        }
     }
 }
 
@@ -253,7 +264,10 @@ impl Missing {
                         feature: position,
                         start: fault.start,
                         end: fault.end,
-                        segment: fault.segment.as_ref().and_then(|(c, v)| layout.segments.iter().position(|s| s == c).map(|i| (i, v.clone()))),
+                        segment: fault
+                            .segment
+                            .as_ref()
+                            .and_then(|(c, v)| layout.segments.iter().position(|s| s == c).map(|i| (i, v.clone()))),
                     });
                 }
             }
@@ -420,7 +434,13 @@ fn model_columns<'b>(model: &Model, layout: &Layout, batch: &'b TrafficBatch) ->
 /// Scores a batch with both models (a failing batch is split until the failing rows are found),
 /// scores the rows under a `feature_missing` fault again without the feature, then measures the
 /// latency of the batch's sampled requests.
-fn score_batch(worker: &mut Worker, models: [&Model; 2], layout: &Layout, missing: &[Option<Missing>; 2], batch: &TrafficBatch) -> [Column; 2] {
+fn score_batch(
+    worker: &mut Worker,
+    models: [&Model; 2],
+    layout: &Layout,
+    missing: &[Option<Missing>; 2],
+    batch: &TrafficBatch,
+) -> [Column; 2] {
     let n = batch.len();
     let mut out = [Column::new(n), Column::new(n)];
     let columns = models.map(|m| model_columns(m, layout, batch));

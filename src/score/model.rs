@@ -101,16 +101,9 @@ impl Model {
         };
         let output = output(&location, spec, session.outputs(), &mut problems);
         match output {
-            Some((output, output_kind)) if problems.is_empty() => Ok(Model {
-                spec: spec.clone(),
-                bytes: Arc::new(bytes),
-                hash,
-                input,
-                output,
-                output_kind,
-                features,
-                feature_source,
-            }),
+            Some((output, output_kind)) if problems.is_empty() => {
+                Ok(Model { spec: spec.clone(), bytes: Arc::new(bytes), hash, input, output, output_kind, features, feature_source })
+            }
             _ => Err(Error::Invalid(problems)),
         }
     }
@@ -171,7 +164,12 @@ impl Model {
     }
 
     /// Scores `rows` rows whose feature columns (in this model's feature order) are `columns`.
-    pub fn predict(&self, session: &mut Session, columns: &[&[f64]], rows: std::ops::Range<usize>) -> std::result::Result<Vec<f64>, String> {
+    pub fn predict(
+        &self,
+        session: &mut Session,
+        columns: &[&[f64]],
+        rows: std::ops::Range<usize>,
+    ) -> std::result::Result<Vec<f64>, String> {
         let n = rows.len();
         let input = self.input(columns, rows);
         self.run(session, &input, n)
@@ -225,7 +223,9 @@ impl Model {
                 let mut out = Vec::with_capacity(n);
                 for map in &maps {
                     let entries: Vec<(String, f32)> = match key {
-                        Some(ZipKey::Int(_)) => map.try_extract_key_values::<i64, f32>().map_err(err)?.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                        Some(ZipKey::Int(_)) => {
+                            map.try_extract_key_values::<i64, f32>().map_err(err)?.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                        }
                         Some(ZipKey::Text(_)) | None => map.try_extract_key_values::<String, f32>().map_err(err)?,
                     };
                     let wanted = key.as_ref().map(ZipKey::text);
@@ -246,7 +246,9 @@ fn missing_key(output: &str, wanted: Option<&str>, entries: &[(String, f32)]) ->
     let keys: Vec<String> = entries.iter().map(|(k, _)| format!("\"{k}\"")).collect();
     match wanted {
         Some(k) => format!("ZipMap output \"{output}\" has no class \"{k}\"; its keys are {}", keys.join(", ")),
-        None => format!("ZipMap output \"{output}\" is keyed by class names ({}): which one is the score cannot be guessed", keys.join(", ")),
+        None => {
+            format!("ZipMap output \"{output}\" is keyed by class names ({}): which one is the score cannot be guessed", keys.join(", "))
+        }
     }
 }
 
@@ -267,7 +269,14 @@ pub struct Input {
 }
 
 /// Reads the score column out of a run-time output tensor, transformed into the score.
-fn pick<T: Copy>(shape: &[i64], data: &[T], class: Option<usize>, transform: Transform, n: usize, to_f64: impl Fn(T) -> f64) -> std::result::Result<Vec<f64>, String> {
+fn pick<T: Copy>(
+    shape: &[i64],
+    data: &[T],
+    class: Option<usize>,
+    transform: Transform,
+    n: usize,
+    to_f64: impl Fn(T) -> f64,
+) -> std::result::Result<Vec<f64>, String> {
     let width = data.len().checked_div(n).unwrap_or(0);
     if data.len() != n * width || width == 0 {
         return Err(format!("output of shape {shape:?} does not hold one score per row for {n} rows"));
@@ -294,10 +303,7 @@ fn pick<T: Copy>(shape: &[i64], data: &[T], class: Option<usize>, transform: Tra
 }
 
 fn session(runtime: &Runtime, bytes: &[u8], intra_threads: usize) -> ort::Result<Session> {
-    Session::builder(runtime.environment())?
-        .with_intra_threads(intra_threads)?
-        .with_inter_threads(1)?
-        .commit_from_memory(bytes)
+    Session::builder(runtime.environment())?.with_intra_threads(intra_threads)?.with_inter_threads(1)?.commit_from_memory(bytes)
 }
 
 /// The (domain, operator) of ONNX Runtime's "`domain:Op(-1) is not a registered function/op`".
@@ -370,8 +376,11 @@ fn inputs(
             Some((elem, shape)) => Some((o.name().to_string(), elem, shape)),
             None => {
                 problems.push(
-                    Problem::new(format!("{location}: input \"{}\"", o.name()), format!("is {}; canary-replay feeds float or double tensors", describe(o.dtype())))
-                        .fix("export the model with float inputs (skl2onnx: FloatTensorType)"),
+                    Problem::new(
+                        format!("{location}: input \"{}\"", o.name()),
+                        format!("is {}; canary-replay feeds float or double tensors", describe(o.dtype())),
+                    )
+                    .fix("export the model with float inputs (skl2onnx: FloatTensorType)"),
                 );
                 None
             }
@@ -390,8 +399,11 @@ fn inputs(
                 (None, None) => {
                     let width = if shape[1] < 0 { "F".to_string() } else { shape[1].to_string() };
                     problems.push(
-                        Problem::new(format!("{location}: input \"{name}\""), format!("takes [N, {width}] features, but the model has no feature_names metadata"))
-                            .fix(format!("list the feature columns in input order: [features] columns = [...] or {key} = [...]")),
+                        Problem::new(
+                            format!("{location}: input \"{name}\""),
+                            format!("takes [N, {width}] features, but the model has no feature_names metadata"),
+                        )
+                        .fix(format!("list the feature columns in input order: [features] columns = [...] or {key} = [...]")),
                     );
                     return None;
                 }
@@ -430,8 +442,11 @@ fn inputs(
         Some(f) if f.len() == per.len() => (f, FeatureSource::Scenario),
         Some(f) => {
             problems.push(
-                Problem::new(location.to_string(), format!("has {} inputs (one per feature), but the scenario lists {} columns", per.len(), f.len()))
-                    .fix(format!("list one column per input, in input order ({key}), or remove the list to map inputs by name")),
+                Problem::new(
+                    location.to_string(),
+                    format!("has {} inputs (one per feature), but the scenario lists {} columns", per.len(), f.len()),
+                )
+                .fix(format!("list one column per input, in input order ({key}), or remove the list to map inputs by name")),
             );
             return None;
         }
@@ -448,8 +463,11 @@ fn output(location: &str, spec: &ModelSpec, outlets: &[Outlet], problems: &mut V
             Some(o) => o,
             None => {
                 problems.push(
-                    Problem::new(format!("{location}: output \"{name}\""), format!("does not exist; the model's outputs are: {}", listing()))
-                        .fix(format!("set {key} to one of them")),
+                    Problem::new(
+                        format!("{location}: output \"{name}\""),
+                        format!("does not exist; the model's outputs are: {}", listing()),
+                    )
+                    .fix(format!("set {key} to one of them")),
                 );
                 return None;
             }
@@ -481,8 +499,11 @@ fn output(location: &str, spec: &ModelSpec, outlets: &[Outlet], problems: &mut V
             let class = match &spec.class {
                 Some(Class::Key(k)) => {
                     problems.push(
-                        Problem::new(format!("{location}: output \"{name}\""), format!("is a tensor, so {class_key} = \"{k}\" (a ZipMap key) cannot pick a column"))
-                            .fix(format!("give the column number: {class_key} = 1")),
+                        Problem::new(
+                            format!("{location}: output \"{name}\""),
+                            format!("is a tensor, so {class_key} = \"{k}\" (a ZipMap key) cannot pick a column"),
+                        )
+                        .fix(format!("give the column number: {class_key} = 1")),
                     );
                     return None;
                 }
@@ -491,8 +512,11 @@ fn output(location: &str, spec: &ModelSpec, outlets: &[Outlet], problems: &mut V
             };
             if spec.transform == Transform::Softmax && width == 1 {
                 problems.push(
-                    Problem::new(format!("{location}: output \"{name}\""), "has one column, so models.*.transform = \"softmax\" has no classes to normalise over")
-                        .fix(format!("a single logit takes models.{}.transform = \"sigmoid\"", spec.role.name())),
+                    Problem::new(
+                        format!("{location}: output \"{name}\""),
+                        "has one column, so models.*.transform = \"softmax\" has no classes to normalise over",
+                    )
+                    .fix(format!("a single logit takes models.{}.transform = \"sigmoid\"", spec.role.name())),
                 );
                 return None;
             }
@@ -503,7 +527,13 @@ fn output(location: &str, spec: &ModelSpec, outlets: &[Outlet], problems: &mut V
                     } else {
                         format!("pick a column from 0 to {}: {class_key} = <column>", width - 1)
                     };
-                    problems.push(Problem::new(format!("{location}: output \"{name}\""), format!("has {width} column(s), so {class_key} = {c} is out of range")).fix(fix));
+                    problems.push(
+                        Problem::new(
+                            format!("{location}: output \"{name}\""),
+                            format!("has {width} column(s), so {class_key} = {c} is out of range"),
+                        )
+                        .fix(fix),
+                    );
                     return None;
                 }
             } else if width > 2 {
@@ -520,8 +550,11 @@ fn output(location: &str, spec: &ModelSpec, outlets: &[Outlet], problems: &mut V
             ValueType::Map { key, value: TensorElementType::Float32 } => {
                 if !spec.transform.is_none() {
                     problems.push(
-                        Problem::new(format!("{location}: output \"{name}\""), "is a ZipMap of probabilities: there is nothing to transform")
-                            .fix(format!("remove models.{}.transform", spec.role.name())),
+                        Problem::new(
+                            format!("{location}: output \"{name}\""),
+                            "is a ZipMap of probabilities: there is nothing to transform",
+                        )
+                        .fix(format!("remove models.{}.transform", spec.role.name())),
                     );
                     return None;
                 }
@@ -532,8 +565,11 @@ fn output(location: &str, spec: &ModelSpec, outlets: &[Outlet], problems: &mut V
                         Ok(k) => Some(ZipKey::Int(k)),
                         Err(_) => {
                             problems.push(
-                                Problem::new(format!("{location}: output \"{name}\""), format!("is a ZipMap keyed by int64 class ids, so {class_key} = \"{k}\" matches no key"))
-                                    .fix(format!("give the class id as a number: {class_key} = 1")),
+                                Problem::new(
+                                    format!("{location}: output \"{name}\""),
+                                    format!("is a ZipMap keyed by int64 class ids, so {class_key} = \"{k}\" matches no key"),
+                                )
+                                .fix(format!("give the class id as a number: {class_key} = 1")),
                             );
                             return None;
                         }
@@ -544,7 +580,10 @@ fn output(location: &str, spec: &ModelSpec, outlets: &[Outlet], problems: &mut V
                         Class::Key(k) => k.clone(),
                     })),
                     (other, _) => {
-                        problems.push(Problem::new(format!("{location}: output \"{name}\""), format!("is a ZipMap keyed by {}, which is not supported", onnx_name(other))));
+                        problems.push(Problem::new(
+                            format!("{location}: output \"{name}\""),
+                            format!("is a ZipMap keyed by {}, which is not supported", onnx_name(other)),
+                        ));
                         return None;
                     }
                 };
@@ -552,8 +591,11 @@ fn output(location: &str, spec: &ModelSpec, outlets: &[Outlet], problems: &mut V
             }
             _ => {
                 problems.push(
-                    Problem::new(format!("{location}: output \"{name}\""), format!("is {}; the score must be a float tensor or a ZipMap", describe(chosen.dtype())))
-                        .fix("re-export classifiers with zipmap=False (skl2onnx: options={id(model): {'zipmap': False}})"),
+                    Problem::new(
+                        format!("{location}: output \"{name}\""),
+                        format!("is {}; the score must be a float tensor or a ZipMap", describe(chosen.dtype())),
+                    )
+                    .fix("re-export classifiers with zipmap=False (skl2onnx: options={id(model): {'zipmap': False}})"),
                 );
                 None
             }
@@ -564,7 +606,10 @@ fn output(location: &str, spec: &ModelSpec, outlets: &[Outlet], problems: &mut V
             } else {
                 format!("point {key} at the output with scores or probabilities; outputs: {}", listing())
             };
-            problems.push(Problem::new(format!("{location}: output \"{name}\""), format!("is {}; the score must be a float tensor", describe(other))).fix(fix));
+            problems.push(
+                Problem::new(format!("{location}: output \"{name}\""), format!("is {}; the score must be a float tensor", describe(other)))
+                    .fix(fix),
+            );
             None
         }
     }

@@ -30,7 +30,14 @@ pub struct FirstRows {
 
 /// Scores the first rows of the window with both models and decides the task; every problem
 /// found is returned at once.
-pub fn probe(runtime: &Runtime, scenario: &Scenario, files: &[TrafficFile], survey: &Survey, layout: &Layout, models: [&Model; 2]) -> Result<FirstRows> {
+pub fn probe(
+    runtime: &Runtime,
+    scenario: &Scenario,
+    files: &[TrafficFile],
+    survey: &Survey,
+    layout: &Layout,
+    models: [&Model; 2],
+) -> Result<FirstRows> {
     let first = survey.groups.first().map(|g| g.files.iter().map(|&i| &files[i]).collect::<Vec<_>>()).unwrap_or_default();
     let batch = match Batches::new(first, &scenario.traffic, layout, &survey.rules, PROBE_ROWS).next() {
         Some(batch) => batch?,
@@ -39,7 +46,11 @@ pub fn probe(runtime: &Runtime, scenario: &Scenario, files: &[TrafficFile], surv
     let mut problems = Vec::new();
     let mut scores: Vec<Vec<f64>> = Vec::new();
     for model in models {
-        let columns: Vec<&[f64]> = model.features.iter().map(|f| batch.features[layout.features.iter().position(|x| x == f).expect("a model's feature is in the layout")].as_slice()).collect();
+        let columns: Vec<&[f64]> = model
+            .features
+            .iter()
+            .map(|f| batch.features[layout.features.iter().position(|x| x == f).expect("a model's feature is in the layout")].as_slice())
+            .collect();
         let mut session = model.session(runtime, 1)?;
         // As scoring does: rows that fail are isolated; only a model that scores none of them is refused.
         let mut column = super::Column::new(batch.len());
@@ -49,16 +60,23 @@ pub fn probe(runtime: &Runtime, scenario: &Scenario, files: &[TrafficFile], surv
         } else {
             let message = column.first_failure.unwrap_or_else(|| "every score is NaN or infinite".to_string());
             problems.push(
-                Problem::new(format!("{}: output \"{}\"", model.spec.path.display(), model.output), format!("scores none of the log's first {} rows: {message}", batch.len()))
-                    .fix(failure_fix(model, &message)),
+                Problem::new(
+                    format!("{}: output \"{}\"", model.spec.path.display(), model.output),
+                    format!("scores none of the log's first {} rows: {message}", batch.len()),
+                )
+                .fix(failure_fix(model, &message)),
             );
         }
     }
-    if !problems.is_empty() {
-        return Err(Error::Invalid(problems));
-    }
-    let labels: Vec<f64> = batch.label.as_ref().map(|l| (0..l.len()).filter(|i| l.is_valid(*i)).map(|i| l.value(i)).filter(|y| y.is_finite()).collect()).unwrap_or_default();
-    decide(scenario, layout, files, models, &scores, &labels).map(|(task, why, positive_class)| FirstRows { task, why, rows: batch.len(), positive_class }).map_err(Error::Invalid)
+    crate::error::check((), problems)?;
+    let labels: Vec<f64> = batch
+        .label
+        .as_ref()
+        .map(|l| (0..l.len()).filter(|i| l.is_valid(*i)).map(|i| l.value(i)).filter(|y| y.is_finite()).collect())
+        .unwrap_or_default();
+    decide(scenario, layout, files, models, &scores, &labels)
+        .map(|(task, why, positive_class)| FirstRows { task, why, rows: batch.len(), positive_class })
+        .map_err(Error::Invalid)
 }
 
 fn failure_fix(model: &Model, message: &str) -> String {
@@ -85,18 +103,28 @@ fn common_class(models: [&Model; 2], distinct_labels: usize) -> Option<i64> {
 fn is_classifier(model: &Model) -> bool {
     match &model.output_kind {
         OutputKind::ZipMap { .. } => true,
-        OutputKind::Tensor { class, transform, columns } => class.is_some_and(|c| c > 0) || columns.is_some_and(|c| c > 1) || !transform.is_none() || model.output == "probabilities",
+        OutputKind::Tensor { class, transform, columns } => {
+            class.is_some_and(|c| c > 0) || columns.is_some_and(|c| c > 1) || !transform.is_none() || model.output == "probabilities"
+        }
     }
 }
 
 /// The task, from the label's values on the first rows and both models' outputs there.
-fn decide(scenario: &Scenario, layout: &Layout, files: &[TrafficFile], models: [&Model; 2], scores: &[Vec<f64>], labels: &[f64]) -> std::result::Result<(Task, String, Option<i64>), Vec<Problem>> {
+fn decide(
+    scenario: &Scenario,
+    layout: &Layout,
+    files: &[TrafficFile],
+    models: [&Model; 2],
+    scores: &[Vec<f64>],
+    labels: &[f64],
+) -> std::result::Result<(Task, String, Option<i64>), Vec<Problem>> {
     let Some(label) = &layout.label else {
         return Ok((Task::Unlabelled, "no traffic.label: errors, latency and the scores themselves are compared".into(), None));
     };
     let key = format!("{}: traffic.label = \"{label}\"", scenario.file.display());
     if label_all_null(files, label) {
-        return Err(vec![Problem::new(key, "every row of the column is null: there are no labels to judge quality on").fix("name the column holding the labels, or remove traffic.label to compare errors, latency and scores only")]);
+        return Err(vec![Problem::new(key, "every row of the column is null: there are no labels to judge quality on")
+            .fix("name the column holding the labels, or remove traffic.label to compare errors, latency and scores only")]);
     }
     let mut distinct: Vec<f64> = labels.to_vec();
     distinct.sort_by(f64::total_cmp);
@@ -116,7 +144,8 @@ fn decide(scenario: &Scenario, layout: &Layout, files: &[TrafficFile], models: [
     if binary || class.is_some() {
         let mut problems = Vec::new();
         for (model, scores) in models.iter().zip(scores) {
-            let (lo, hi) = scores.iter().filter(|s| s.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
+            let (lo, hi) =
+                scores.iter().filter(|s| s.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
             if lo < 0.0 || hi > 1.0 {
                 let role = model.spec.role.name();
                 problems.push(
@@ -138,7 +167,8 @@ fn decide(scenario: &Scenario, layout: &Layout, files: &[TrafficFile], models: [
         });
     }
     if distinct.len() == 2 {
-        return Err(vec![Problem::new(key, format!("takes two values, {shown}: a binary label must be 0/1")).fix("write the label as 0/1 (1 for the class the scores are the probability of)")]);
+        return Err(vec![Problem::new(key, format!("takes two values, {shown}: a binary label must be 0/1"))
+            .fix("write the label as 0/1 (1 for the class the scores are the probability of)")]);
     }
     if classifier {
         return Err(vec![Problem::new(key, format!("takes values such as {shown}, but the models output probabilities of a class"))
@@ -151,11 +181,19 @@ fn decide(scenario: &Scenario, layout: &Layout, files: &[TrafficFile], models: [
 fn label_all_null(files: &[TrafficFile], label: &str) -> bool {
     files.iter().all(|file| {
         let Ok(index) = file.schema().index_of(label) else { return false };
-        let Some(leaf) = file.metadata.parquet_schema().columns().iter().position(|c| c.path().parts().first().map(String::as_str) == Some(file.schema().field(index).name())) else {
+        let Some(leaf) = file
+            .metadata
+            .parquet_schema()
+            .columns()
+            .iter()
+            .position(|c| c.path().parts().first().map(String::as_str) == Some(file.schema().field(index).name()))
+        else {
             return false;
         };
-        file.metadata.metadata().row_groups().iter().all(|g| {
-            g.column(leaf).statistics().and_then(|s| s.null_count_opt()).is_some_and(|nulls| nulls as i64 == g.num_rows())
-        })
+        file.metadata
+            .metadata()
+            .row_groups()
+            .iter()
+            .all(|g| g.column(leaf).statistics().and_then(|s| s.null_count_opt()).is_some_and(|nulls| nulls as i64 == g.num_rows()))
     })
 }

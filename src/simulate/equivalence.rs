@@ -23,7 +23,7 @@ use crate::scenario::raw::RawTime;
 use crate::score::cache::part_schema;
 use crate::stats::tests::Rng;
 
-const HOUR: i64 = 3_600_000_000;
+const HOUR: i64 = crate::time::MICROS_PER_HOUR;
 
 fn layout() -> Layout {
     Layout {
@@ -251,7 +251,11 @@ proptest! {
 }
 
 fn num_gcd(a: i64, b: i64) -> i64 {
-    if b == 0 { a } else { num_gcd(b, a % b) }
+    if b == 0 {
+        a
+    } else {
+        num_gcd(b, a % b)
+    }
 }
 
 proptest! {
@@ -376,6 +380,8 @@ fn the_split_point_brackets_the_first_request_of_its_bucket() {
     assert!(split.positions.0 <= first && first <= split.positions.1, "{split:?}, first request of the bucket at {first}");
     assert!(split.positions.1 - split.positions.0 <= 2 * 64, "the marks around the bucket's start: {split:?}");
     assert!((first as f64 - 1000.0).abs() < 200.0, "about the middle: {first}");
-    let summaries = Summaries::build(&replay, "s", &[0.05, 0.5], Setup::new(&validated(&RawPolicy::default()).unwrap(), &replay).scale, origin, HOUR).unwrap();
+    let summaries =
+        Summaries::build(&replay, "s", &[0.05, 0.5], Setup::new(&validated(&RawPolicy::default()).unwrap(), &replay).scale, origin, HOUR)
+            .unwrap();
     assert_eq!(summaries.footprint().passes, 2, "this size is built in two passes");
 }

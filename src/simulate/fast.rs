@@ -612,7 +612,13 @@ impl Pass<'_> {
             if let (Some(label), Some(lt)) = (row.label(), row.label_time()) {
                 let arrival = bucket(lt).max(b);
                 let labelled = Labelled::new(label, row.outputs().map(|out| out.score));
-                in_flight.entry(arrival).or_insert_with(Waiting::new).push((arrival, b, row.cell, band), labelled, scale, fold_above, &needs);
+                in_flight.entry(arrival).or_insert_with(Waiting::new).push(
+                    (arrival, b, row.cell, band),
+                    labelled,
+                    scale,
+                    fold_above,
+                    &needs,
+                );
             }
         })?;
         if let Some(e) = failed {
@@ -639,17 +645,40 @@ impl Summaries {
     }
 
     /// [`Summaries::build`] keeping only what `needs` says (see [`Needs`]).
-    pub fn build_for(replay: &Replay, salt: &str, weights: &[f64], scale: Scale, (origin, width): (Micros, Micros), needs: Needs) -> Result<Self> {
+    pub fn build_for(
+        replay: &Replay,
+        salt: &str,
+        weights: &[f64],
+        scale: Scale,
+        (origin, width): (Micros, Micros),
+        needs: Needs,
+    ) -> Result<Self> {
         Self::build_with(replay, salt, weights, scale, (origin, width), FOLD_ABOVE, needs)
     }
 
     /// [`Summaries::build_for`], folding keys with more than `fold_above` rows (tests try several).
     #[cfg(test)]
-    pub(crate) fn build_folding(replay: &Replay, salt: &str, weights: &[f64], scale: Scale, grid: (Micros, Micros), fold_above: usize, needs: Needs) -> Result<Self> {
+    pub(crate) fn build_folding(
+        replay: &Replay,
+        salt: &str,
+        weights: &[f64],
+        scale: Scale,
+        grid: (Micros, Micros),
+        fold_above: usize,
+        needs: Needs,
+    ) -> Result<Self> {
         Self::build_with(replay, salt, weights, scale, grid, fold_above, needs)
     }
 
-    fn build_with(replay: &Replay, salt: &str, weights: &[f64], scale: Scale, (origin, width): (Micros, Micros), fold_above: usize, needs: Needs) -> Result<Self> {
+    fn build_with(
+        replay: &Replay,
+        salt: &str,
+        weights: &[f64],
+        scale: Scale,
+        (origin, width): (Micros, Micros),
+        fold_above: usize,
+        needs: Needs,
+    ) -> Result<Self> {
         let split = (replay.rows >= SPLIT_ABOVE).then(|| replay.split_point(origin, width)).flatten();
         Self::build_split(replay, salt, weights, scale, (origin, width), fold_above, needs, split)
     }
@@ -659,7 +688,16 @@ impl Summaries {
     /// Either way the keys are the same (a key's rows all share one request bucket), so the
     /// summaries are too; only which keys keep rows can differ, each pass keeping half as many.
     #[allow(clippy::too_many_arguments)]
-    fn build_split(replay: &Replay, salt: &str, weights: &[f64], scale: Scale, grid: (Micros, Micros), fold_above: usize, needs: Needs, split: Option<Split>) -> Result<Self> {
+    fn build_split(
+        replay: &Replay,
+        salt: &str,
+        weights: &[f64],
+        scale: Scale,
+        grid: (Micros, Micros),
+        fold_above: usize,
+        needs: Needs,
+        split: Option<Split>,
+    ) -> Result<Self> {
         let mut cuts: Vec<f64> = weights.iter().copied().filter(|w| *w > 0.0 && *w < 1.0).collect();
         cuts.sort_by(f64::total_cmp);
         cuts.dedup();
@@ -843,7 +881,14 @@ impl<'a> Fast<'a> {
     /// ([`crate::policy::Metric::reads_histogram`]) is judged on scalars alone, 20 times less
     /// memory to add to and clear (see [`super::Setup::fast`]).
     pub fn with_histograms(summaries: &'a Summaries, scopes: &'a Scopes, histograms: bool) -> Self {
-        Self { summaries, scopes, stats: WindowStats::with_histograms(scopes.len(), histograms), state: None, routes: Vec::new(), routed: Vec::new() }
+        Self {
+            summaries,
+            scopes,
+            stats: WindowStats::with_histograms(scopes.len(), histograms),
+            state: None,
+            routes: Vec::new(),
+            routed: Vec::new(),
+        }
     }
 
     /// The statistics of the last window asked for.

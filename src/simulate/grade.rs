@@ -125,12 +125,17 @@ fn select<T>(grading: Grading, windows: Vec<Vec<(T, Test)>>) -> Vec<Vec<T>> {
     let threshold = match grading {
         Grading::PerCell => ALPHA,
         Grading::FamilyWise => {
-            let mut p: Vec<f64> = windows.iter().flatten().filter_map(|(_, t)| if let Test::Chance(p) = t { Some(*p) } else { None }).collect();
+            let mut p: Vec<f64> =
+                windows.iter().flatten().filter_map(|(_, t)| if let Test::Chance(p) = t { Some(*p) } else { None }).collect();
             p.sort_by(f64::total_cmp);
             let m = p.len();
             // Holm: reject the k-th smallest while p₍k₎ ≤ α/(m − k); every p up to the last rejected.
             let rejected = p.iter().enumerate().take_while(|(k, p)| **p <= ALPHA / (m - k) as f64).count();
-            if rejected == 0 { -1.0 } else { p[rejected - 1] }
+            if rejected == 0 {
+                -1.0
+            } else {
+                p[rejected - 1]
+            }
         }
     };
     windows
@@ -162,7 +167,11 @@ fn broken(setup: &Setup, oracle: &WindowStats) -> Vec<Cell> {
             // On less traffic than the gate itself needs to judge, the oracle cannot tell either:
             // a week's latency sample in a small segment is a handful of requests, and one slow
             // one among them is not a regression (an A/A replay showed such "findings").
-            let n = candidate.n(gate.metric).min(if matches!(gate.kind, GateKind::Threshold { .. }) { u64::MAX } else { stable.n(gate.metric) });
+            let n = candidate.n(gate.metric).min(if matches!(gate.kind, GateKind::Threshold { .. }) {
+                u64::MAX
+            } else {
+                stable.n(gate.metric)
+            });
             if stable.s.requests == 0 || n < gate.min_samples {
                 continue;
             }
@@ -178,13 +187,29 @@ fn broken(setup: &Setup, oracle: &WindowStats) -> Vec<Cell> {
                 (Some((s, vs)), Some((c, vc))) => {
                     let excess = harm(gate.metric.better(), s, c) - margin * s.abs();
                     let sd = (vs + vc).sqrt();
-                    Some(Test::Chance(if sd > 0.0 { crate::stats::phi_upper(excess / sd) } else if excess > 0.0 { 0.0 } else { 1.0 }))
+                    Some(Test::Chance(if sd > 0.0 {
+                        crate::stats::phi_upper(excess / sd)
+                    } else if excess > 0.0 {
+                        0.0
+                    } else {
+                        1.0
+                    }))
                 }
                 _ => None,
             };
             let test = match (gate.kind, s, c) {
                 (GateKind::Threshold { min, max }, _, Some(c)) => Some(Test::Bounds(outside(c, min, max))),
-                (GateKind::Ratio { min, max }, Some(s), Some(c)) => Some(Test::Bounds(outside(if s != 0.0 { c / s } else if c == 0.0 { 1.0 } else { f64::INFINITY }, min, max))),
+                (GateKind::Ratio { min, max }, Some(s), Some(c)) => Some(Test::Bounds(outside(
+                    if s != 0.0 {
+                        c / s
+                    } else if c == 0.0 {
+                        1.0
+                    } else {
+                        f64::INFINITY
+                    },
+                    min,
+                    max,
+                ))),
                 (GateKind::NonInferiority { margin }, Some(_), Some(_)) => beyond(margin),
                 (GateKind::Regression, Some(_), Some(_)) => beyond(0.0),
                 _ => None,
@@ -331,18 +356,21 @@ pub fn exposure(setup: &Setup, source: &mut dyn Source, run: &Run, grade: &Grade
             .filter(|f| crate::time::parse_timestamp(&f.start) == Ok(a))
             .filter_map(|f| setup.scopes.scopes.iter().position(|s| s.label() == f.scope))
             .collect();
-        let served: Vec<[u64; 2]> = run
-            .periods
-            .iter()
-            .filter(|p| p.start < b && p.end > a)
-            .map(|p| source.served(p.start.max(a), p.end.min(b), &p.weights))
-            .fold(vec![[0u64; 2]; setup.scopes.len()], |mut acc, s| {
-                for (x, y) in acc.iter_mut().zip(s) {
-                    x[1] += y[1];
-                }
-                acc
-            });
-        let in_window: u64 = if scopes.contains(&0) { served[0][1] } else { scopes.iter().collect::<std::collections::BTreeSet<_>>().iter().map(|&&s| served[s][1]).sum() };
+        let served: Vec<[u64; 2]> =
+            run.periods.iter().filter(|p| p.start < b && p.end > a).map(|p| source.served(p.start.max(a), p.end.min(b), &p.weights)).fold(
+                vec![[0u64; 2]; setup.scopes.len()],
+                |mut acc, s| {
+                    for (x, y) in acc.iter_mut().zip(s) {
+                        x[1] += y[1];
+                    }
+                    acc
+                },
+            );
+        let in_window: u64 = if scopes.contains(&0) {
+            served[0][1]
+        } else {
+            scopes.iter().collect::<std::collections::BTreeSet<_>>().iter().map(|&&s| served[s][1]).sum()
+        };
         if count_before {
             before_in_windows += in_window;
         } else {

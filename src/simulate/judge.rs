@@ -243,8 +243,25 @@ impl<'a> Judge<'a> {
         let gate_scopes = policy.gates.iter().map(|g| scopes.for_columns(&g.segments)).collect();
         let tests: Vec<Tests> = (0..policy.gates.len() * scopes.len()).map(|_| Tests { harm: None, ni: None }).collect();
         let mirrors = vec![Mirror::UNSET; tests.len()];
-        let statistical = policy.gates.iter().zip(&gate_scopes).filter(|(g, _)| g.kind.is_statistical()).map(|(_, scopes): (_, &Vec<usize>)| scopes.len()).sum();
-        Self { policy, bins, gate_scopes, decisions_only: false, tests, mirrors, scopes: scopes.len(), statistical, results: Vec::new(), pending: Vec::new() }
+        let statistical = policy
+            .gates
+            .iter()
+            .zip(&gate_scopes)
+            .filter(|(g, _)| g.kind.is_statistical())
+            .map(|(_, scopes): (_, &Vec<usize>)| scopes.len())
+            .sum();
+        Self {
+            policy,
+            bins,
+            gate_scopes,
+            decisions_only: false,
+            tests,
+            mirrors,
+            scopes: scopes.len(),
+            statistical,
+            results: Vec::new(),
+            pending: Vec::new(),
+        }
     }
 
     /// A new stage: fresh harm tests; the non-inferiority intervals carry over when `keep` (the
@@ -294,7 +311,10 @@ impl<'a> Judge<'a> {
                     let Some(now) = readings.difference(stats, gate.metric, scope) else { continue };
                     let index = g * self.scopes + scope;
                     let last = self.mirrors[index];
-                    let (harmful, p) = if !last.theta0.is_nan() && now.variance > 0.0 && look_cannot_matter(gate, &now, last.theta0, last.running, ctx.alpha_fail, skip_below_z2) {
+                    let (harmful, p) = if !last.theta0.is_nan()
+                        && now.variance > 0.0
+                        && look_cannot_matter(gate, &now, last.theta0, last.running, ctx.alpha_fail, skip_below_z2)
+                    {
                         (harm_sign(gate.metric) * (now.theta - last.theta0) > 0.0, PValue::new(last.running))
                     } else {
                         let entry = &mut self.tests[index];
@@ -368,7 +388,8 @@ impl<'a> Judge<'a> {
                             continue;
                         };
                         let entry = &mut self.tests[g * self.scopes + scope];
-                        let (harmful, p, crossed) = harm_look(entry, gate, decision, ctx, &now, tests, self.decisions_only.then_some(skip_below_z2));
+                        let (harmful, p, crossed) =
+                            harm_look(entry, gate, decision, ctx, &now, tests, self.decisions_only.then_some(skip_below_z2));
                         r.estimate = Some(now.theta);
                         r.p_value = Some(p.get());
                         r.verdict = Verdict::Pass;
@@ -394,9 +415,9 @@ impl<'a> Judge<'a> {
                                     }
                                 });
                                 match ni {
-                                    NonInferiority::Msprt(m) => {
-                                        m.observe(pooled.theta, pooled.variance, pooled.n).map_or(Interval::around(pooled.theta, f64::INFINITY), |l| l.interval)
-                                    }
+                                    NonInferiority::Msprt(m) => m
+                                        .observe(pooled.theta, pooled.variance, pooled.n)
+                                        .map_or(Interval::around(pooled.theta, f64::INFINITY), |l| l.interval),
                                     NonInferiority::GroupSequential(looks) => {
                                         let t = (ctx.elapsed as f64 / ctx.max_time.max(1) as f64).clamp(1e-9, 1.0);
                                         Interval::around(pooled.theta, looks.next(t) * se)
@@ -433,7 +454,8 @@ impl<'a> Judge<'a> {
         }
         self.decide_regressions(&mut results, &pending, ctx.alpha_fail);
         if self.decisions_only {
-            for r in results.iter_mut().filter(|r| r.stable.is_none() && r.canary.is_none() && (r.scope == 0 || r.verdict == Verdict::Fail)) {
+            for r in results.iter_mut().filter(|r| r.stable.is_none() && r.canary.is_none() && (r.scope == 0 || r.verdict == Verdict::Fail))
+            {
                 let metric = self.policy.gates[r.gate].metric;
                 if metric.is_drift() {
                     continue;
@@ -482,7 +504,15 @@ impl<'a> Judge<'a> {
 /// the test's first look), a regression gate when worse at all; the test covers this stage's data.
 /// With `skip_below_z2` (the decision alone), an mSPRT look that cannot bring a p-value above α to
 /// α is skipped: with ln Λ ≤ ln 2 + z²/2 below ln(1/α) the running p-value stays above α.
-fn harm_look(entry: &mut Tests, gate: &Gate, decision: &Decision, ctx: &Context, now: &Difference, tests: usize, skip_below_z2: Option<f64>) -> (bool, PValue, Option<bool>) {
+fn harm_look(
+    entry: &mut Tests,
+    gate: &Gate,
+    decision: &Decision,
+    ctx: &Context,
+    now: &Difference,
+    tests: usize,
+    skip_below_z2: Option<f64>,
+) -> (bool, PValue, Option<bool>) {
     let harm_sign = harm_sign(gate.metric);
     let harm = entry.harm.get_or_insert_with(|| {
         let theta0 = match gate.kind {
@@ -491,7 +521,9 @@ fn harm_look(entry: &mut Tests, gate: &Gate, decision: &Decision, ctx: &Context,
         };
         match decision.sequential {
             Sequential::Msprt => Harm::Msprt(Msprt::tuned(decision.tuning.clone(), ctx.alpha_fail, theta0).one_sided(harm_sign)),
-            Sequential::GroupSequential(spending) => Harm::GroupSequential { looks: Looks::new(2.0 * ctx.alpha_fail / tests.max(1) as f64, spending, 201), theta0 },
+            Sequential::GroupSequential(spending) => {
+                Harm::GroupSequential { looks: Looks::new(2.0 * ctx.alpha_fail / tests.max(1) as f64, spending, 201), theta0 }
+            }
         }
     });
     let theta0 = harm.theta0();
@@ -519,7 +551,11 @@ fn harm_look(entry: &mut Tests, gate: &Gate, decision: &Decision, ctx: &Context,
 /// +1 when a higher value of a statistical metric is harmful, −1 when a lower one is.
 fn harm_sign(metric: Metric) -> f64 {
     let better = metric.better().expect("validated: statistical metrics have a better side");
-    if better == Better::Lower { 1.0 } else { -1.0 }
+    if better == Better::Lower {
+        1.0
+    } else {
+        -1.0
+    }
 }
 
 /// For the decision alone, whether a one-sided mSPRT harm look at `now` (variance > 0) against
@@ -533,7 +569,11 @@ fn look_cannot_matter(gate: &Gate, now: &Difference, theta0: f64, running: f64, 
 }
 
 fn pass_if(ok: bool) -> Verdict {
-    if ok { Verdict::Pass } else { Verdict::Fail }
+    if ok {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    }
 }
 
 /// Hours until the canary arm reaches `required` observations at its current rate.

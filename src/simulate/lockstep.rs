@@ -13,7 +13,11 @@ use crate::time::Micros;
 
 /// Whether two setups' clocks tick together and read the same statistics.
 fn compatible(a: &Setup, b: &Setup) -> bool {
-    a.origin == b.origin && a.end == b.end && a.policy.ramp.check_every == b.policy.ramp.check_every && a.scale == b.scale && a.scopes.scopes == b.scopes.scopes
+    a.origin == b.origin
+        && a.end == b.end
+        && a.policy.ramp.check_every == b.policy.ramp.check_every
+        && a.scale == b.scale
+        && a.scopes.scopes == b.scopes.scopes
 }
 
 /// The runs of `setups` (in their order) over `summaries`, which must serve every one of them
@@ -79,4 +83,3 @@ fn simulate_class(setups: &[&Setup], summaries: &Summaries) -> Vec<Run> {
     }
     clocks.into_iter().map(Clock::finish).collect()
 }
-

@@ -51,7 +51,11 @@ pub struct ScoreBins {
 
 impl ScoreBins {
     pub fn new((lo, hi): (f64, f64)) -> Self {
-        if lo < hi { Self { lo, hi } } else { Self { lo: lo - 0.5, hi: lo + 0.5 } }
+        if lo < hi {
+            Self { lo, hi }
+        } else {
+            Self { lo: lo - 0.5, hi: lo + 0.5 }
+        }
     }
 
     fn bin(&self, score: f64, bins: usize) -> usize {
@@ -383,12 +387,24 @@ impl Histograms {
     }
 
     fn empty() -> Box<Self> {
-        Box::new(Self { latency: [0; LATENCY_BINS], drift: [0; DRIFT_BINS], auc: [[0; AUC_BINS]; 2], ece: [0; ECE_BINS], ece_positive: [0; ECE_BINS] })
+        Box::new(Self {
+            latency: [0; LATENCY_BINS],
+            drift: [0; DRIFT_BINS],
+            auc: [[0; AUC_BINS]; 2],
+            ece: [0; ECE_BINS],
+            ece_positive: [0; ECE_BINS],
+        })
     }
 }
 
 /// All-zero histograms, what an arm without them reads as.
-static NO_HISTOGRAMS: Histograms = Histograms { latency: [0; LATENCY_BINS], drift: [0; DRIFT_BINS], auc: [[0; AUC_BINS]; 2], ece: [0; ECE_BINS], ece_positive: [0; ECE_BINS] };
+static NO_HISTOGRAMS: Histograms = Histograms {
+    latency: [0; LATENCY_BINS],
+    drift: [0; DRIFT_BINS],
+    auc: [[0; AUC_BINS]; 2],
+    ece: [0; ECE_BINS],
+    ece_positive: [0; ECE_BINS],
+};
 
 impl Default for ArmStats {
     fn default() -> Self {
@@ -460,11 +476,6 @@ impl ArmStats {
         for (a, b) in h.ece_positive.iter_mut().zip(&o.ece_positive) {
             *a += b;
         }
-    }
-
-    /// An empty arm shaped like this one (with histograms if it has them).
-    pub fn empty_like(&self) -> Self {
-        Self::new(self.h.is_some())
     }
 
     #[cfg(test)]
@@ -933,7 +944,8 @@ mod tests {
     fn fixed_point_rounds_exactly_like_round() {
         let mut state = 0x2545_f491_4f6c_dd1du64;
         // Exact halves in fixed units (FIXED is a power of two), just below and above them, and extremes.
-        let mut values: Vec<f64> = [0.5, -0.5, 1.5, 2.5, -2.5, 0.5f64.next_down(), 0.5f64.next_up(), -(2.5f64.next_down())].iter().map(|x| x / FIXED).collect();
+        let mut values: Vec<f64> =
+            [0.5, -0.5, 1.5, 2.5, -2.5, 0.5f64.next_down(), 0.5f64.next_up(), -(2.5f64.next_down())].iter().map(|x| x / FIXED).collect();
         values.extend([0.0, -0.0, 1e300, -1e300, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 123.4567891234, -0.3]);
         for _ in 0..200_000 {
             state ^= state << 13;
@@ -957,7 +969,12 @@ mod tests {
     use crate::simulate::replay::Output;
 
     fn scale() -> Scale {
-        Scale { bins: ScoreBins::new((0.0, 1.0)), threshold: 0.5, cost: Cost { true_positive: 0.0, false_positive: 1.0, false_negative: 5.0, true_negative: 0.0 }, binary: true }
+        Scale {
+            bins: ScoreBins::new((0.0, 1.0)),
+            threshold: 0.5,
+            cost: Cost { true_positive: 0.0, false_positive: 1.0, false_negative: 5.0, true_negative: 0.0 },
+            binary: true,
+        }
     }
 
     #[test]
@@ -965,7 +982,11 @@ mod tests {
         let scale = scale();
         let (mut dense, mut packed) = (ArmStats::default(), Packed::default());
         for i in 0..500 {
-            let out = Output { error: i % 17 == 0, score: (i % 17 != 0).then(|| (i as f64 * 0.618).fract()), latency_ms: Some(5.0 + (i % 23) as f64) };
+            let out = Output {
+                error: i % 17 == 0,
+                score: (i % 17 != 0).then(|| (i as f64 * 0.618).fract()),
+                latency_ms: Some(5.0 + (i % 23) as f64),
+            };
             let c = scale.contribution(&out);
             dense.add(&c);
             packed.add(&c);
@@ -992,7 +1013,11 @@ mod tests {
         let (mut a, mut b) = (ArmStats::default(), ArmStats::default());
         assert_eq!(a.add_encoded(&bytes), first);
         assert_eq!(a.add_encoded(&bytes[first..]), bytes.len() - first);
-        assert_eq!(a, { packed.add_to(&mut b); other.add_to(&mut b); b });
+        assert_eq!(a, {
+            packed.add_to(&mut b);
+            other.add_to(&mut b);
+            b
+        });
         assert_eq!((Packed::encoded_requests(&bytes), Packed::encoded_requests(&bytes[first..])), (40, 500));
         // Folded in parts (a key's labels as they arrive): the same bytes as folded at once.
         for needs in [Needs::ALL, Needs::of([Metric::Auc]), Needs::of([Metric::LatencyP95, Metric::ScoreMean])] {
@@ -1010,10 +1035,15 @@ mod tests {
         packed.encode(&Needs::of([Metric::LogLoss]), &mut lean);
         let mut read = ArmStats::default();
         read.add_encoded(&lean);
-        assert_eq!((read.value(Metric::LogLoss), read.value(Metric::ErrorRate), read.n(Metric::LogLoss)), (dense.value(Metric::LogLoss), dense.value(Metric::ErrorRate), dense.n(Metric::LogLoss)));
+        assert_eq!(
+            (read.value(Metric::LogLoss), read.value(Metric::ErrorRate), read.n(Metric::LogLoss)),
+            (dense.value(Metric::LogLoss), dense.value(Metric::ErrorRate), dense.n(Metric::LogLoss))
+        );
         assert_eq!((read.value(Metric::Auc), read.value(Metric::LatencyP99), read.value(Metric::Brier)), (None, None, None));
         assert!(lean.len() * 10 < bytes.len() - first, "{} bytes for log loss alone", lean.len());
-        assert!(Needs::ALL.covers(&Needs::of([Metric::Auc, Metric::Ece])) && !Needs::of([Metric::LogLoss]).covers(&Needs::of([Metric::Auc])));
+        assert!(
+            Needs::ALL.covers(&Needs::of([Metric::Auc, Metric::Ece])) && !Needs::of([Metric::LogLoss]).covers(&Needs::of([Metric::Auc]))
+        );
         let unpacked = std::mem::size_of::<Packed>() + packed.bins.len() * std::mem::size_of::<u32>();
         assert!((bytes.len() - first) * 2 < unpacked, "{} bytes encoded, {unpacked} unpacked", bytes.len() - first);
         assert_eq!(dense.value(Metric::ErrorRate), Some(30.0 / 500.0));

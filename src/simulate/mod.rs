@@ -32,8 +32,8 @@ use self::metrics::{Scale, ScoreBins};
 use self::replay::Replay;
 use self::router::{Position, Router};
 use self::window::{Scopes, WindowStats};
-use crate::scenario::Grading;
 use crate::policy::{OnTimeout, Policy, Window};
+use crate::scenario::Grading;
 use crate::time::{format_approx, format_duration, Micros};
 
 /// Where window statistics come from.
@@ -160,7 +160,12 @@ impl<'a> Setup<'a> {
             policy,
             router: Router::new(policy, &replay.cells),
             scopes: Scopes::new(&replay.cells, &columns),
-            scale: Scale { bins: ScoreBins::new(replay.score_range), threshold: policy.decision.threshold, cost: policy.decision.cost, binary: replay.binary },
+            scale: Scale {
+                bins: ScoreBins::new(replay.score_range),
+                threshold: policy.decision.threshold,
+                cost: policy.decision.cost,
+                binary: replay.binary,
+            },
             origin: replay.first,
             end,
             decisions_only: false,
@@ -205,7 +210,12 @@ impl<'a> Setup<'a> {
 
     /// [`Setup::summaries`] also cut at `weights` and keeping what `metrics` read (the live
     /// controllers' routing and queries).
-    pub fn summaries_with(&self, replay: &Replay, weights: &[f64], metrics: &[crate::policy::Metric]) -> crate::error::Result<fast::Summaries> {
+    pub fn summaries_with(
+        &self,
+        replay: &Replay,
+        weights: &[f64],
+        metrics: &[crate::policy::Metric],
+    ) -> crate::error::Result<fast::Summaries> {
         let ramp = &self.policy.ramp;
         let mut all = self.policy.weights();
         all.extend_from_slice(weights);
@@ -323,7 +333,11 @@ impl<'s> Clock<'s> {
 
     /// The stage weight in force.
     fn weight(&self) -> f64 {
-        if self.monitoring { 1.0 - self.setup.policy.ramp.holdback } else { self.setup.policy.ramp.stages[self.stage].weight }
+        if self.monitoring {
+            1.0 - self.setup.policy.ramp.holdback
+        } else {
+            self.setup.policy.ramp.stages[self.stage].weight
+        }
     }
 
     /// Moves to the next check: the window it judges (start, end, per-cell weights), or `None`
@@ -356,7 +370,15 @@ impl<'s> Clock<'s> {
         let weight = self.weight();
         let (bake, max_time) = if monitoring { (0, Micros::MAX) } else { (ramp.stages[self.stage].bake, ramp.stages[self.stage].max_time) };
         let ctx = if monitoring {
-            Context { weight, elapsed: t - window_start, max_time, alpha_fail: decision.alpha, alpha_ni: decision.alpha, combine: false, monitoring }
+            Context {
+                weight,
+                elapsed: t - window_start,
+                max_time,
+                alpha_fail: decision.alpha,
+                alpha_ni: decision.alpha,
+                combine: false,
+                monitoring,
+            }
         } else {
             let alpha_ni = if self.combine { decision.alpha } else { self.split };
             Context { weight, elapsed: t - window_start, max_time, alpha_fail: self.split, alpha_ni, combine: self.combine, monitoring }
@@ -378,9 +400,9 @@ impl<'s> Clock<'s> {
             }
         } else {
             self.consecutive = 0;
-            let blocking = results
-                .iter()
-                .find(|r| r.scope == 0 && policy.gates[r.gate].required_from.is_some_and(|from| weight >= from - 1e-12) && r.verdict != Verdict::Pass);
+            let blocking = results.iter().find(|r| {
+                r.scope == 0 && policy.gates[r.gate].required_from.is_some_and(|from| weight >= from - 1e-12) && r.verdict != Verdict::Pass
+            });
             let elapsed = t - self.stage_start;
             if monitoring {
                 (Action::Continue, String::new())
@@ -389,9 +411,16 @@ impl<'s> Clock<'s> {
             } else if elapsed >= max_time {
                 let why = blocking.map_or_else(String::new, |r| format!(": {}", setup.describe(r)));
                 match decision.on_timeout {
-                    OnTimeout::Hold => (Action::Hold, format!("inconclusive at the stage's maximum time {}{why}", format_duration(max_time))),
-                    OnTimeout::Rollback => (Action::Rollback, format!("inconclusive at the stage's maximum time {}{why}", format_duration(max_time))),
-                    OnTimeout::Promote => (Action::Promote, format!("promoted at the stage's maximum time {} although inconclusive{why}", format_duration(max_time))),
+                    OnTimeout::Hold => {
+                        (Action::Hold, format!("inconclusive at the stage's maximum time {}{why}", format_duration(max_time)))
+                    }
+                    OnTimeout::Rollback => {
+                        (Action::Rollback, format!("inconclusive at the stage's maximum time {}{why}", format_duration(max_time)))
+                    }
+                    OnTimeout::Promote => (
+                        Action::Promote,
+                        format!("promoted at the stage's maximum time {} although inconclusive{why}", format_duration(max_time)),
+                    ),
                 }
             } else {
                 (Action::Continue, String::new())
@@ -414,7 +443,16 @@ impl<'s> Clock<'s> {
             Action::Rollback | Action::Hold => {
                 let outcome = if action == Action::Rollback { Outcome::RolledBack } else { Outcome::Held };
                 let decided = if action == Action::Rollback { "rollback" } else { "hold" };
-                self.stages.push(StageRun { wave, stage, weight, monitoring, start: self.stage_start, end: t, decision: decided, reason: reason.clone() });
+                self.stages.push(StageRun {
+                    wave,
+                    stage,
+                    weight,
+                    monitoring,
+                    start: self.stage_start,
+                    end: t,
+                    decision: decided,
+                    reason: reason.clone(),
+                });
                 self.periods.push(Period { start: self.stage_start, end: t, weights: weights.clone() });
                 // After a rollback nothing goes to the candidate; a hold keeps the weight.
                 let after = if action == Action::Hold { weights.clone() } else { vec![0.0; weights.len()] };
@@ -422,7 +460,16 @@ impl<'s> Clock<'s> {
                 self.ending = Some((outcome, t, reason, (window_start, t)));
             }
             Action::Promote => {
-                self.stages.push(StageRun { wave, stage, weight, monitoring, start: self.stage_start, end: t, decision: "promote", reason: reason.clone() });
+                self.stages.push(StageRun {
+                    wave,
+                    stage,
+                    weight,
+                    monitoring,
+                    start: self.stage_start,
+                    end: t,
+                    decision: "promote",
+                    reason: reason.clone(),
+                });
                 self.periods.push(Period { start: self.stage_start, end: t, weights: weights.clone() });
                 if self.combine && !monitoring {
                     self.earlier.push(stats.clone());
@@ -471,15 +518,34 @@ impl<'s> Clock<'s> {
                     start: self.stage_start,
                     end: t,
                     decision: "end_of_data",
-                    reason: if monitoring { "monitored until the traffic ended".into() } else { "the traffic ended before a decision".into() },
+                    reason: if monitoring {
+                        "monitored until the traffic ended".into()
+                    } else {
+                        "the traffic ended before a decision".into()
+                    },
                 });
                 match self.monitoring_since {
-                    Some((at, why, window)) => (Outcome::Promoted, at, format!("{why}; monitored with a {}% holdback until the traffic ended", setup.policy.ramp.holdback * 100.0), window),
+                    Some((at, why, window)) => (
+                        Outcome::Promoted,
+                        at,
+                        format!("{why}; monitored with a {}% holdback until the traffic ended", setup.policy.ramp.holdback * 100.0),
+                        window,
+                    ),
                     None => (Outcome::Held, t, "the traffic ended before the policy decided".into(), (self.stage_start, t)),
                 }
             }
         };
-        Run { outcome, decided_at, reason, origin: setup.origin, end: setup.end.max(t), stages: self.stages, checks: self.checks, periods: self.periods, deciding_window }
+        Run {
+            outcome,
+            decided_at,
+            reason,
+            origin: setup.origin,
+            end: setup.end.max(t),
+            stages: self.stages,
+            checks: self.checks,
+            periods: self.periods,
+            deciding_window,
+        }
     }
 }
 

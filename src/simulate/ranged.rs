@@ -289,7 +289,10 @@ impl<'a> Ranged<'a> {
                 Some(Take::Summary(i)) => s.requests.between(k, k + 1, |key| key.0).iter().any(|((_, cell, band), group)| {
                     s.requests.requests(group) > 0 && s.arm_of_band(*band, plan.weights[*i][*cell as usize]) == Some(arm)
                 }),
-                _ => self.rows(k).iter().any(|r| r.time >= a && r.time < b && usize::from(to_candidate(r.u, routing.weight(r.time, r.cell))) == arm),
+                _ => self
+                    .rows(k)
+                    .iter()
+                    .any(|r| r.time >= a && r.time < b && usize::from(to_candidate(r.u, routing.weight(r.time, r.cell))) == arm),
             };
             if found {
                 return true;

@@ -24,7 +24,10 @@ use crate::hash;
 use crate::ingest::Layout;
 use crate::policy::{Effect, Fault};
 use crate::scenario::Role;
-use crate::score::cache::{label_time_column, CANDIDATE_ERROR, CANDIDATE_LATENCY, CANDIDATE_MISSING, CANDIDATE_SCORE, STABLE_ERROR, STABLE_LATENCY, STABLE_MISSING, STABLE_SCORE};
+use crate::score::cache::{
+    label_time_column, CANDIDATE_ERROR, CANDIDATE_LATENCY, CANDIDATE_MISSING, CANDIDATE_SCORE, STABLE_ERROR, STABLE_LATENCY,
+    STABLE_MISSING, STABLE_SCORE,
+};
 use crate::time::Micros;
 
 /// What one model returned for one request.
@@ -58,7 +61,10 @@ impl Row {
     /// A request; `label` and `label_time` come together (a label without an arrival time never
     /// arrives), and present values are finite.
     pub fn new(time: Micros, label: Option<f64>, label_time: Option<Micros>, cell: u32, u: f64, outputs: [Output; 2]) -> Self {
-        debug_assert!(label.is_none_or(f64::is_finite) && outputs.iter().all(|o| o.score.is_none_or(f64::is_finite) && o.latency_ms.is_none_or(f64::is_finite)));
+        debug_assert!(
+            label.is_none_or(f64::is_finite)
+                && outputs.iter().all(|o| o.score.is_none_or(f64::is_finite) && o.latency_ms.is_none_or(f64::is_finite))
+        );
         Self {
             time,
             u,
@@ -191,11 +197,13 @@ impl Replay {
                 part_rows.resize(part + 1, 0);
             }
             part_rows[part] += batch.num_rows() as u64;
-            let get = |name: &str| batch.column_by_name(name).ok_or_else(|| Error::Internal(format!("the score cache has no column {name}")));
+            let get =
+                |name: &str| batch.column_by_name(name).ok_or_else(|| Error::Internal(format!("the score cache has no column {name}")));
             let time = get(&layout.time)?.as_primitive::<TimestampMicrosecondType>();
             let score = [get(STABLE_SCORE)?.as_primitive::<Float64Type>(), get(CANDIDATE_SCORE)?.as_primitive::<Float64Type>()];
             let label = layout.label.as_deref().map(get).transpose()?.map(|l| l.as_primitive::<Float64Type>());
-            let segments: Vec<&StringArray> = layout.segments.iter().map(|s| get(s).map(|a| a.as_string::<i32>())).collect::<Result<_>>()?;
+            let segments: Vec<&StringArray> =
+                layout.segments.iter().map(|s| get(s).map(|a| a.as_string::<i32>())).collect::<Result<_>>()?;
             for i in 0..batch.num_rows() {
                 for s in &score {
                     if s.is_valid(i) {
@@ -282,7 +290,16 @@ impl Replay {
     /// `feature_missing` fault — ids are the costliest column to decode.
     fn columns_read(&self) -> Vec<String> {
         let layout = &self.layout;
-        let mut wanted = vec![layout.time.as_str(), STABLE_SCORE, CANDIDATE_SCORE, STABLE_ERROR, CANDIDATE_ERROR, STABLE_LATENCY, CANDIDATE_LATENCY, layout.entity.as_str()];
+        let mut wanted = vec![
+            layout.time.as_str(),
+            STABLE_SCORE,
+            CANDIDATE_SCORE,
+            STABLE_ERROR,
+            CANDIDATE_ERROR,
+            STABLE_LATENCY,
+            CANDIDATE_LATENCY,
+            layout.entity.as_str(),
+        ];
         let effects = || self.faults.iter().map(|f| &f.effect);
         if self.entity_nulls || effects().any(|e| matches!(e, Effect::ErrorRate { .. })) {
             wanted.push(&layout.id);
@@ -321,7 +338,11 @@ impl Replay {
         let cell = self.cells.index[key.as_str()];
         let time = c.time.value(i);
         let missing = c.missing.map(|missing| [0, 1].map(|m| missing[m].is_valid(i).then(|| missing[m].value(i))));
-        apply_faults(&self.faults, Request { time, id, segment: &|column| self.cells.value(cell, column), binary: self.binary, missing }, &mut outputs);
+        apply_faults(
+            &self.faults,
+            Request { time, id, segment: &|column| self.cells.value(cell, column), binary: self.binary, missing },
+            &mut outputs,
+        );
         Row::new(time, label, label_time, cell, hash::unit(salt, entity.as_bytes()), outputs)
     }
 
@@ -422,7 +443,12 @@ fn select(part_rows: &[u64], from: u64, to: u64) -> Vec<Option<RowSelection>> {
 
 /// Every batch of every part (`selection`: only the selected rows of each part; `columns`: only
 /// these columns), with the part's index.
-pub(crate) fn for_each_batch(parts: &[impl AsRef<Path>], selection: Option<&[Option<RowSelection>]>, columns: Option<&[&str]>, mut f: impl FnMut(usize, &RecordBatch) -> Result<()>) -> Result<()> {
+pub(crate) fn for_each_batch(
+    parts: &[impl AsRef<Path>],
+    selection: Option<&[Option<RowSelection>]>,
+    columns: Option<&[&str]>,
+    mut f: impl FnMut(usize, &RecordBatch) -> Result<()>,
+) -> Result<()> {
     for (k, part) in parts.iter().enumerate() {
         let rows = match selection {
             Some(s) => match s.get(k).cloned().flatten() {
@@ -491,7 +517,9 @@ impl<'a> Columns<'a> {
         let get = |name: &str| batch.column_by_name(name).ok_or_else(|| Error::Internal(format!("the score cache has no column {name}")));
         let f64s = |name: &str| -> Result<&'a Float64Array> { Ok(get(name)?.as_primitive::<Float64Type>()) };
         let strs = |name: &str| -> Result<&'a StringArray> { Ok(get(name)?.as_string::<i32>()) };
-        let times = |name: &str| -> Result<&'a arrow::array::PrimitiveArray<TimestampMicrosecondType>> { Ok(get(name)?.as_primitive::<TimestampMicrosecondType>()) };
+        let times = |name: &str| -> Result<&'a arrow::array::PrimitiveArray<TimestampMicrosecondType>> {
+            Ok(get(name)?.as_primitive::<TimestampMicrosecondType>())
+        };
         Ok(Self {
             id: batch.column_by_name(&layout.id).map(|ids| ids.as_string::<i32>()),
             entity: if layout.entity == layout.id { None } else { Some(strs(&layout.entity)?) },
@@ -569,7 +597,8 @@ mod tests {
     #[test]
     fn a_row_is_compact_and_gives_its_values_back() {
         assert_eq!(std::mem::size_of::<Row>(), 72);
-        let outputs = [Output { error: false, score: Some(0.25), latency_ms: None }, Output { error: true, score: None, latency_ms: Some(1.5) }];
+        let outputs =
+            [Output { error: false, score: Some(0.25), latency_ms: None }, Output { error: true, score: None, latency_ms: Some(1.5) }];
         let row = Row::new(10, Some(1.0), Some(20), 3, 0.5, outputs);
         assert_eq!((row.label(), row.label_time(), row.outputs()), (Some(1.0), Some(20), outputs));
         let unlabelled = Row::new(10, None, None, 3, 0.5, outputs);

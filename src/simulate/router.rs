@@ -85,12 +85,6 @@ impl Router {
     pub fn weights(&self, at: Position) -> Vec<f64> {
         (0..self.cells.len() as u32).map(|c| self.weight(c, at)).collect()
     }
-
-    /// Whether a cell has requests in the current wave at all (eligible and started).
-    pub fn in_wave(&self, cell: u32, wave: usize) -> bool {
-        let rule = self.cells[cell as usize];
-        rule.eligible && rule.wave == wave
-    }
 }
 
 /// Whether a request with routing hash `u` goes to the candidate at weight `w`.
@@ -130,20 +124,32 @@ mod tests {
     #[test]
     fn excluded_and_not_included_segments_never_get_the_candidate() {
         let cells = cells();
-        let router = Router::new(&policy(RawSegmentPolicy { column: "origin".into(), exclude: vec!["LGA".into()], ..Default::default() }, 0.0), &cells);
+        let router = Router::new(
+            &policy(RawSegmentPolicy { column: "origin".into(), exclude: vec!["LGA".into()], ..Default::default() }, 0.0),
+            &cells,
+        );
         assert_eq!(router.weights(Position { wave: 0, weight: 0.25 }), [0.25, 0.25, 0.0]);
-        let router = Router::new(&policy(RawSegmentPolicy { column: "origin".into(), include: Some(vec!["JFK".into()]), ..Default::default() }, 0.0), &cells);
+        let router = Router::new(
+            &policy(RawSegmentPolicy { column: "origin".into(), include: Some(vec!["JFK".into()]), ..Default::default() }, 0.0),
+            &cells,
+        );
         assert_eq!(router.weights(Position { wave: 0, weight: 1.0 }), [0.0, 1.0, 0.0]);
     }
 
     #[test]
     fn caps_limit_a_segment_and_waves_order_the_rollout() {
         let cells = cells();
-        let capped = policy(RawSegmentPolicy { column: "origin".into(), caps: BTreeMap::from([("JFK".to_string(), 10.0)]), ..Default::default() }, 0.0);
+        let capped = policy(
+            RawSegmentPolicy { column: "origin".into(), caps: BTreeMap::from([("JFK".to_string(), 10.0)]), ..Default::default() },
+            0.0,
+        );
         let router = Router::new(&capped, &cells);
         assert_eq!(router.weights(Position { wave: 0, weight: 0.5 }), [0.5, 0.1, 0.5]);
         assert!(capped.weights().contains(&0.1), "the fast path knows the capped weight");
-        let waves = policy(RawSegmentPolicy { column: "origin".into(), waves: vec![vec!["EWR".into()], vec!["JFK".into()]], ..Default::default() }, 20.0);
+        let waves = policy(
+            RawSegmentPolicy { column: "origin".into(), waves: vec![vec!["EWR".into()], vec!["JFK".into()]], ..Default::default() },
+            20.0,
+        );
         let router = Router::new(&waves, &cells);
         assert_eq!(router.waves, 3, "EWR, JFK, then the rest");
         assert_eq!(router.weights(Position { wave: 0, weight: 0.05 }), [0.05, 0.0, 0.0]);

@@ -163,10 +163,12 @@ fn kolmogorov_q(lambda: f64) -> f64 {
     if lambda < 0.2 {
         return 1.0;
     }
-    (1..=100).map(|k| {
-        let k = k as f64;
-        2.0 * if k as u64 % 2 == 1 { 1.0 } else { -1.0 } * (-2.0 * k * k * lambda * lambda).exp()
-    }).sum()
+    (1..=100)
+        .map(|k| {
+            let k = k as f64;
+            2.0 * if k as u64 % 2 == 1 { 1.0 } else { -1.0 } * (-2.0 * k * k * lambda * lambda).exp()
+        })
+        .sum()
 }
 
 #[cfg(test)]

@@ -85,18 +85,17 @@ impl Looks {
             let (mut lo, mut hi) = (0.0, CAP);
             for _ in 0..60 {
                 let mid = (lo + hi) / 2.0;
-                if self.walk.upper_crossing(mid, t) > target { lo = mid } else { hi = mid }
+                if self.walk.upper_crossing(mid, t) > target {
+                    lo = mid
+                } else {
+                    hi = mid
+                }
             }
             (lo + hi) / 2.0
         };
         self.walk.advance(c, t);
         c
     }
-}
-
-/// The two-sided nominal p-value threshold of each boundary, 2(1 − Φ(c)).
-pub fn nominal_levels(boundaries: &[f64]) -> Vec<f64> {
-    boundaries.iter().map(|c| 2.0 * phi_upper(*c)).collect()
 }
 
 /// Probability under H₀ of ever crossing the boundaries (either side) — a check of the recursion.

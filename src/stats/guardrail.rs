@@ -42,12 +42,6 @@ pub enum Verdict {
     NeedsMoreData,
 }
 
-impl Verdict {
-    pub fn is_inconclusive(self) -> bool {
-        matches!(self, Verdict::Underpowered | Verdict::NeedsMoreData)
-    }
-}
-
 /// What the data say about θ at one look.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Evidence {

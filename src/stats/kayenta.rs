@@ -147,8 +147,14 @@ impl Judge {
     /// Classifies one metric from the baseline (stable) and canary samples (NaN already removed
     /// or replaced, outliers removed).
     pub fn classify(&self, config: &MetricConfig, baseline: &[f64], canary: &[f64]) -> Classification {
-        let mut out =
-            Classification { metric: config.name.clone(), label: Label::Pass, critical_failure: false, estimate: None, interval: None, deviation: 1.0 };
+        let mut out = Classification {
+            metric: config.name.clone(),
+            label: Label::Pass,
+            critical_failure: false,
+            estimate: None,
+            interval: None,
+            deviation: 1.0,
+        };
         if baseline.is_empty() || canary.is_empty() {
             if config.replace_nan {
                 return out;
@@ -181,10 +187,20 @@ impl Judge {
         out.interval = Some((lower, upper));
         let band = self.tolerance * estimate.abs();
         // A NaN effect size (a mean of 0) is not compared with any threshold, as in Kayenta.
-        let reaches = |threshold: f64, above: bool| out.deviation.is_nan() || if above { out.deviation >= threshold } else { out.deviation <= threshold };
-        let high = matches!(config.direction, Direction::Increase | Direction::Either) && lower > band && reaches(config.effect_size.1, true);
-        let low = matches!(config.direction, Direction::Decrease | Direction::Either) && upper < -band && reaches(config.effect_size.0, false);
-        out.label = if high { Label::High } else if low { Label::Low } else { Label::Pass };
+        let reaches = |threshold: f64, above: bool| {
+            out.deviation.is_nan() || if above { out.deviation >= threshold } else { out.deviation <= threshold }
+        };
+        let high =
+            matches!(config.direction, Direction::Increase | Direction::Either) && lower > band && reaches(config.effect_size.1, true);
+        let low =
+            matches!(config.direction, Direction::Decrease | Direction::Either) && upper < -band && reaches(config.effect_size.0, false);
+        out.label = if high {
+            Label::High
+        } else if low {
+            Label::Low
+        } else {
+            Label::Pass
+        };
         out.critical_failure = config.critical
             && ((out.label == Label::High && reaches(config.critical_effect_size.1, true))
                 || (out.label == Label::Low && reaches(config.critical_effect_size.0, false)));
@@ -195,7 +211,12 @@ impl Judge {
     pub fn score(&self, configs: &[MetricConfig], metrics: Vec<Classification>) -> RunResult {
         let counted = || configs.iter().zip(&metrics).filter(|(c, _)| !c.muted).map(|(_, m)| m);
         if let Some(failed) = counted().find(|m| m.critical_failure) {
-            return RunResult { score: 0.0, verdict: Verdict::Fail, reason: Some(format!("critical metric {} was {:?}", failed.metric, failed.label)), metrics };
+            return RunResult {
+                score: 0.0,
+                verdict: Verdict::Fail,
+                reason: Some(format!("critical metric {} was {:?}", failed.metric, failed.label)),
+                metrics,
+            };
         }
         let (no_data, total) = (counted().filter(|m| m.label == Label::NoData).count(), counted().count());
         if total > 0 && no_data * 100 >= total * 50 {
@@ -241,7 +262,11 @@ impl Judge {
 pub fn mean_ratio(baseline: &[f64], canary: &[f64]) -> f64 {
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (control, experiment) = (mean(baseline), mean(canary));
-    if control == 0.0 || experiment == 0.0 { f64::NAN } else { experiment / control }
+    if control == 0.0 || experiment == 0.0 {
+        f64::NAN
+    } else {
+        experiment / control
+    }
 }
 
 /// The share of (canary, baseline) pairs where the canary is higher, ties counting one half

@@ -337,7 +337,11 @@ fn midpoint(a: f64, b: f64) -> f64 {
     }
     let key = |v: f64| -> i64 {
         let bits = v.to_bits() as i64;
-        if bits < 0 { i64::MIN - bits } else { bits }
+        if bits < 0 {
+            i64::MIN - bits
+        } else {
+            bits
+        }
     };
     let unkey = |k: i64| -> f64 { f64::from_bits((if k < 0 { i64::MIN - k } else { k }) as u64) };
     let (ka, kb) = (i128::from(key(a)), i128::from(key(b)));
@@ -387,14 +391,32 @@ mod tests {
     }
 
     fn brute_u(x: &[f64], y: &[f64]) -> f64 {
-        x.iter().map(|a| y.iter().map(|b| if a > b { 1.0 } else if a == b { 0.5 } else { 0.0 }).sum::<f64>()).sum()
+        x.iter()
+            .map(|a| {
+                y.iter()
+                    .map(|b| {
+                        if a > b {
+                            1.0
+                        } else if a == b {
+                            0.5
+                        } else {
+                            0.0
+                        }
+                    })
+                    .sum::<f64>()
+            })
+            .sum()
     }
 
     fn brute_median(x: &[f64], y: &[f64]) -> f64 {
         let mut d: Vec<f64> = x.iter().flat_map(|a| y.iter().map(move |b| a - b)).collect();
         d.sort_by(f64::total_cmp);
         let n = d.len();
-        if n % 2 == 1 { d[n / 2] } else { (d[n / 2 - 1] + d[n / 2]) / 2.0 }
+        if n % 2 == 1 {
+            d[n / 2]
+        } else {
+            (d[n / 2 - 1] + d[n / 2]) / 2.0
+        }
     }
 
     proptest! {

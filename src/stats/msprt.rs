@@ -27,8 +27,8 @@
 
 use serde::Serialize;
 
-use super::moments::{Counts, Moments};
 use super::confidence_sequence::rho;
+use super::moments::{Counts, Moments};
 use super::{Interval, PValue};
 
 /// Mixture components a test may average (`decision.tuning` sizes, or fixed τ²).
@@ -90,13 +90,19 @@ impl Msprt {
 
     /// A test averaging the likelihood ratios of several fixed mixture variances.
     pub fn mixture(tau2: Vec<f64>, alpha: f64, theta0: f64) -> Self {
-        assert!(!tau2.is_empty() && tau2.len() <= MAX_COMPONENTS && tau2.iter().all(|t| *t > 0.0) && (0.0..1.0).contains(&alpha), "1 to 16 tau2 > 0 and alpha in (0, 1)");
+        assert!(
+            !tau2.is_empty() && tau2.len() <= MAX_COMPONENTS && tau2.iter().all(|t| *t > 0.0) && (0.0..1.0).contains(&alpha),
+            "1 to 16 tau2 > 0 and alpha in (0, 1)"
+        );
         Self { mixing: Mixing::Fixed(tau2), rho2: Vec::new(), alpha, theta0, side: None, p: 1.0, interval: None, looks: 0 }
     }
 
     /// A scale-free test: one GrowthBook mixture per tuning sample size, equally weighted.
     pub fn tuned(tuning: Vec<f64>, alpha: f64, theta0: f64) -> Self {
-        assert!(!tuning.is_empty() && tuning.len() <= MAX_COMPONENTS && tuning.iter().all(|n| *n > 0.0) && (0.0..1.0).contains(&alpha), "1 to 16 tuning sizes > 0 and alpha in (0, 1)");
+        assert!(
+            !tuning.is_empty() && tuning.len() <= MAX_COMPONENTS && tuning.iter().all(|n| *n > 0.0) && (0.0..1.0).contains(&alpha),
+            "1 to 16 tuning sizes > 0 and alpha in (0, 1)"
+        );
         let rho2 = tuning.iter().map(|size| rho(alpha, *size).powi(2)).collect();
         Self { mixing: Mixing::Tuned(tuning), rho2, alpha, theta0, side: None, p: 1.0, interval: None, looks: 0 }
     }

@@ -203,7 +203,11 @@ mod tests {
         let binning = Binning::new(0.0, 1.0);
         let (mut pos, mut neg) = (Histogram::default(), Histogram::default());
         for (y, s) in labels.iter().zip(&scores) {
-            if *y > 0.5 { pos.add(binning.bin(*s)) } else { neg.add(binning.bin(*s)) }
+            if *y > 0.5 {
+                pos.add(binning.bin(*s))
+            } else {
+                neg.add(binning.bin(*s))
+            }
         }
         let (approx, bound) = auc_from_histograms(&pos, &neg).unwrap();
         let exact = quality::auc(&labels, &scores).unwrap();
@@ -217,7 +221,11 @@ mod tests {
         let (mut a, mut b, mut all) = (Histogram::default(), Histogram::default(), Histogram::default());
         for i in 0..1000 {
             let v = (i as f64 * 0.77).sin();
-            if i % 3 == 0 { a.add(binning.bin(v)) } else { b.add(binning.bin(v)) }
+            if i % 3 == 0 {
+                a.add(binning.bin(v))
+            } else {
+                b.add(binning.bin(v))
+            }
             all.add(binning.bin(v));
         }
         a.merge(&b);

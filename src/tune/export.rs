@@ -49,7 +49,8 @@ struct Plan<'a> {
 impl<'a> Plan<'a> {
     fn new(policy: &'a Policy, name: &'a str) -> Self {
         let every = policy.ramp.check_every.max(1);
-        let looks: u64 = policy.ramp.stages.iter().filter(|s| s.weight < 1.0).map(|s| (s.bake.max(every) / every) as u64).sum::<u64>().max(1);
+        let looks: u64 =
+            policy.ramp.stages.iter().filter(|s| s.weight < 1.0).map(|s| (s.bake.max(every) / every) as u64).sum::<u64>().max(1);
         let tests = policy.gates.iter().filter(|g| g.kind.is_statistical()).count().max(1);
         let z = phi_inv(1.0 - policy.decision.alpha / (looks as f64 * tests as f64));
         Plan { policy, name, looks, tests, z }
@@ -78,7 +79,10 @@ impl<'a> Plan<'a> {
             let mut segments = segments;
             segments.sort_unstable();
             segments.dedup();
-            lost.push(format!("per-segment scopes ({}): judged on all traffic only; add one metric per segment value to keep them", segments.join(", ")));
+            lost.push(format!(
+                "per-segment scopes ({}): judged on all traffic only; add one metric per segment value to keep them",
+                segments.join(", ")
+            ));
         }
         if p.gates.iter().any(|g| g.metric.needs_labels()) {
             lost.push("labels that arrive late: quality metrics must be computed on the labels that have arrived by each measurement, which your recording rules have to do".into());
@@ -93,7 +97,7 @@ impl<'a> Plan<'a> {
 
 /// A Go duration (what Argo and Flagger parse): hours, minutes, seconds.
 fn go_duration(micros: Micros) -> String {
-    let mut secs = micros / 1_000_000;
+    let mut secs = micros / crate::time::MICROS_PER_SECOND;
     let mut out = String::new();
     for (unit, size) in [("h", 3600), ("m", 60), ("s", 1)] {
         if secs >= size {
@@ -101,7 +105,11 @@ fn go_duration(micros: Micros) -> String {
             secs %= size;
         }
     }
-    if out.is_empty() { "0s".into() } else { out }
+    if out.is_empty() {
+        "0s".into()
+    } else {
+        out
+    }
 }
 
 /// A YAML double-quoted scalar.
@@ -145,12 +153,20 @@ fn z_query(gate: &Gate, factor: f64, interval: &str) -> String {
 fn judged(gate: &Gate, z: f64, interval: &str) -> (String, Option<String>, Option<String>, String) {
     let higher = gate.metric.better() == Some(Better::Higher);
     let bound = |min: Option<f64>, max: Option<f64>| -> Option<String> {
-        let parts: Vec<String> = min.map(|m| format!("result[0] >= {m}")).into_iter().chain(max.map(|m| format!("result[0] <= {m}"))).collect();
+        let parts: Vec<String> =
+            min.map(|m| format!("result[0] >= {m}")).into_iter().chain(max.map(|m| format!("result[0] <= {m}"))).collect();
         (!parts.is_empty()).then(|| parts.join(" && "))
     };
     match gate.kind {
-        GateKind::Threshold { min, max } => (mean(gate, "canary", interval), bound(min, max), None, "the candidate's value within the bounds".into()),
-        GateKind::Ratio { min, max } => (format!("{} / {}", mean(gate, "canary", interval), mean(gate, "stable", interval)), bound(min, max), None, "candidate / stable within the bounds".into()),
+        GateKind::Threshold { min, max } => {
+            (mean(gate, "canary", interval), bound(min, max), None, "the candidate's value within the bounds".into())
+        }
+        GateKind::Ratio { min, max } => (
+            format!("{} / {}", mean(gate, "canary", interval), mean(gate, "stable", interval)),
+            bound(min, max),
+            None,
+            "candidate / stable within the bounds".into(),
+        ),
         GateKind::NonInferiority { margin } => {
             let factor = if higher { 1.0 - margin } else { 1.0 + margin };
             (
@@ -160,7 +176,12 @@ fn judged(gate: &Gate, z: f64, interval: &str) -> (String, Option<String>, Optio
                 format!("z of candidate − {factor}·stable: fails when significantly worse than the {}% margin, passes when significantly inside it, else Inconclusive", margin * 100.0),
             )
         }
-        GateKind::Regression => (z_query(gate, 1.0, interval), None, Some(format!("result[0] > {z:.4}")), "z of candidate − stable: fails when significantly worse".into()),
+        GateKind::Regression => (
+            z_query(gate, 1.0, interval),
+            None,
+            Some(format!("result[0] > {z:.4}")),
+            "z of candidate − stable: fails when significantly worse".into(),
+        ),
     }
 }
 
@@ -194,7 +215,11 @@ pub fn argo(policy: &Policy, name: &str) -> String {
         if let Some(c) = failure {
             let _ = writeln!(s, "      failureCondition: {}", quoted(&c));
         }
-        let _ = writeln!(s, "      provider:\n        prometheus:\n          address: \"{{{{args.prometheus-address}}}}\"\n          query: {}", quoted(&query));
+        let _ = writeln!(
+            s,
+            "      provider:\n        prometheus:\n          address: \"{{{{args.prometheus-address}}}}\"\n          query: {}",
+            quoted(&query)
+        );
     }
     let _ = writeln!(s, "---\n# Merge into your Rollout: the analysis runs in the background from the first step until the rollout completes.\napiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata:\n  name: my-model\nspec:\n  strategy:\n    canary:\n      analysis:\n        templates:\n          - templateName: {name}\n        startingStep: 1\n      steps:");
     for stage in policy.ramp.stages.iter().filter(|st| st.weight < 1.0) {
@@ -202,7 +227,11 @@ pub fn argo(policy: &Policy, name: &str) -> String {
         let _ = writeln!(s, "        - pause: {{duration: {}}}", go_duration(stage.bake));
     }
     if policy.ramp.holdback > 0.0 {
-        let _ = writeln!(s, "        # canary-replay keeps {}% on stable and monitors; promote by hand when satisfied.", percent(policy.ramp.holdback));
+        let _ = writeln!(
+            s,
+            "        # canary-replay keeps {}% on stable and monitors; promote by hand when satisfied.",
+            percent(policy.ramp.holdback)
+        );
         let _ = writeln!(s, "        - setWeight: {}", percent(1.0 - policy.ramp.holdback));
         let _ = writeln!(s, "        - pause: {{}}");
     }
@@ -211,7 +240,11 @@ pub fn argo(policy: &Policy, name: &str) -> String {
 
 fn percent(fraction: f64) -> String {
     let p = (fraction * 100.0 * 1e6).round() / 1e6;
-    if p.fract() == 0.0 { format!("{}", p as i64) } else { format!("{p}") }
+    if p.fract() == 0.0 {
+        format!("{}", p as i64)
+    } else {
+        format!("{p}")
+    }
 }
 
 /// `flagger-canary.yaml`: the Canary's analysis with MetricTemplates.
@@ -327,7 +360,8 @@ pub fn kayenta_config(policy: &Policy, name: &str) -> serde_json::Value {
             })
         })
         .collect();
-    let groups: serde_json::Map<String, serde_json::Value> = group_weights(policy).into_iter().map(|(m, w)| (m.to_string(), json!(w))).collect();
+    let groups: serde_json::Map<String, serde_json::Value> =
+        group_weights(policy).into_iter().map(|(m, w)| (m.to_string(), json!(w))).collect();
     json!({
         "name": name,
         "description": format!(
@@ -356,8 +390,8 @@ pub fn kayenta_request(policy: &Policy) -> serde_json::Value {
     json!({
         "scopes": {
             "default": {
-                "controlScope": { "scope": "my-model", "location": "", "start": "REPLACE_WITH_RFC3339", "end": "REPLACE_WITH_RFC3339", "step": every / 1_000_000, "extendedScopeParams": { "track": "stable" } },
-                "experimentScope": { "scope": "my-model", "location": "", "start": "REPLACE_WITH_RFC3339", "end": "REPLACE_WITH_RFC3339", "step": every / 1_000_000, "extendedScopeParams": { "track": "canary" } }
+                "controlScope": { "scope": "my-model", "location": "", "start": "REPLACE_WITH_RFC3339", "end": "REPLACE_WITH_RFC3339", "step": every / crate::time::MICROS_PER_SECOND, "extendedScopeParams": { "track": "stable" } },
+                "experimentScope": { "scope": "my-model", "location": "", "start": "REPLACE_WITH_RFC3339", "end": "REPLACE_WITH_RFC3339", "step": every / crate::time::MICROS_PER_SECOND, "extendedScopeParams": { "track": "canary" } }
             }
         },
         "thresholds": { "pass": 100.0, "marginal": (marginal * 100.0_f64).round() / 100.0 },
@@ -373,7 +407,7 @@ mod tests {
 
     #[test]
     fn durations_are_what_go_parses() {
-        assert_eq!(go_duration(86_400_000_000), "24h");
+        assert_eq!(go_duration(crate::time::MICROS_PER_DAY), "24h");
         assert_eq!(go_duration(5_400_000_000), "1h30m");
         assert_eq!(go_duration(0), "0s");
     }
@@ -413,7 +447,11 @@ mod tests {
         use crate::controller::condition::{Condition, Value};
         let policy = default_policy();
         let plan = Plan::new(&policy, "p");
-        assert!(policy.gates.iter().any(|g| matches!(g.kind, GateKind::NonInferiority { .. })) && policy.gates.iter().any(|g| g.kind == GateKind::Regression), "the default policy has both kinds");
+        assert!(
+            policy.gates.iter().any(|g| matches!(g.kind, GateKind::NonInferiority { .. }))
+                && policy.gates.iter().any(|g| g.kind == GateKind::Regression),
+            "the default policy has both kinds"
+        );
         for gate in policy.gates.iter().filter(|g| g.kind.is_statistical()) {
             let (_, success, failure, _) = judged(gate, plan.z, "1h");
             let parse = |c: Option<String>| c.map(|c| Condition::parse(&c).unwrap_or_else(|e| panic!("{c}: {e}")));

@@ -47,9 +47,9 @@ use crate::simulate::metrics::Scale;
 use crate::simulate::reference::Reference;
 use crate::simulate::replay::Replay;
 use crate::simulate::{lockstep, Outcome, Setup};
-use crate::time::Micros;
 use crate::stats::binomial::wilson;
 use crate::stats::moments::Counts;
+use crate::time::Micros;
 use space::{Space, Variant};
 
 /// Options of `tune` beyond the scenarios and the space.
@@ -94,8 +94,8 @@ impl Replayed {
     fn of(run: &crate::simulate::Run, candidate_requests: u64) -> Self {
         Replayed {
             outcome: run.outcome,
-            hours: (run.decided_at - run.origin) as f64 / 3_600e6,
-            span_hours: (run.end - run.origin) as f64 / 3_600e6,
+            hours: crate::time::hours(run.decided_at - run.origin),
+            span_hours: crate::time::hours(run.end - run.origin),
             candidate_requests,
         }
     }
@@ -230,7 +230,8 @@ fn cases(paths: &[PathBuf], space: &Space, space_path: &Path, options: &TuneOpti
     for (prepared, expect) in prepared {
         let scenario = &prepared.scenario;
         let settings = score::Settings::new(scenario, cache.clone(), true, options.quiet);
-        let scored = score::score(prepared.runtime, scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings)?;
+        let scored =
+            score::score(prepared.runtime, scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings)?;
         let replay = Replay::scan(&scored.parts, &prepared.layout, &scenario.faults)?;
         cases.push(Case { index: cases.len(), scenario: prepared.scenario, expect, replay });
     }
@@ -275,7 +276,8 @@ fn apply(base: &Policy, variant: &Variant, case: &Case) -> std::result::Result<P
             }
             ["gates", metric, field] => {
                 let mut found = false;
-                for gate in gates.as_array_mut().into_iter().flatten().filter(|g| g.get("metric").and_then(|m| m.as_str()) == Some(metric)) {
+                for gate in gates.as_array_mut().into_iter().flatten().filter(|g| g.get("metric").and_then(|m| m.as_str()) == Some(metric))
+                {
                     table(gate).insert((*field).into(), value.clone());
                     found = true;
                 }
@@ -326,13 +328,16 @@ fn gates_exist(space: &Space, space_path: &Path, base: &Policy, base_file: &str)
         if let ["gates", metric, _] = key.split('.').collect::<Vec<_>>().as_slice() {
             if !metrics.contains(metric) {
                 problems.push(
-                    Problem::new(format!("{}: param[{i}].key", space_path.display()), format!("\"{key}\": the base policy ({base_file}'s) has no {metric} gate"))
-                        .fix(format!("tune one of its gates ({}), or add a gate on {metric} to {base_file}", metrics.join(", "))),
+                    Problem::new(
+                        format!("{}: param[{i}].key", space_path.display()),
+                        format!("\"{key}\": the base policy ({base_file}'s) has no {metric} gate"),
+                    )
+                    .fix(format!("tune one of its gates ({}), or add a gate on {metric} to {base_file}", metrics.join(", "))),
                 );
             }
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(Error::Invalid(problems)) }
+    crate::error::check((), problems)
 }
 
 /// The fast path's summaries every replay of the search reads, built once per (case, salt) for
@@ -374,7 +379,11 @@ impl Shared {
 }
 
 fn gcd(a: Micros, b: Micros) -> Micros {
-    if b == 0 { a } else { gcd(b, a % b) }
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// The routing salts a policy is replayed under on a case: its own for an incident; `n` for a
@@ -436,7 +445,16 @@ pub struct ScenarioScore {
 
 impl ScenarioScore {
     fn new(case: &Case) -> Self {
-        ScenarioScore { scenario: case.scenario.name.clone(), expect: case.expect, replays: 0, rolled_back: 0, promoted: 0, held: 0, mean_hours: 0.0, candidate_requests: 0 }
+        ScenarioScore {
+            scenario: case.scenario.name.clone(),
+            expect: case.expect,
+            replays: 0,
+            rolled_back: 0,
+            promoted: 0,
+            held: 0,
+            mean_hours: 0.0,
+            candidate_requests: 0,
+        }
     }
 
     fn add(&mut self, r: &Replayed) {
@@ -527,7 +545,7 @@ impl Tally {
             promotion_hours: Vec::new(),
             allowed,
             late_allowed,
-            promote_within_hours: space.promote_within as f64 / 3_600e6,
+            promote_within_hours: crate::time::hours(space.promote_within),
             min_promoted: space.min_promoted,
             cut,
             stopped: None,
@@ -542,7 +560,9 @@ impl Tally {
 
     /// Replayed to the end, and feasible as [`feasible`] will judge its score.
     fn finished_feasible(&self, budget: f64) -> bool {
-        self.stopped.is_none() && within_budget(self.s.missed_incidents, self.false_rollback_rate(), budget) && promotes_enough(self.promoted_in_time_share(), self.min_promoted)
+        self.stopped.is_none()
+            && within_budget(self.s.missed_incidents, self.false_rollback_rate(), budget)
+            && promotes_enough(self.promoted_in_time_share(), self.min_promoted)
     }
 
     /// The share of the good replays so far promoted within `promote_within`.
@@ -621,7 +641,8 @@ impl Tally {
         }
         if s.good_replays > 0 {
             s.false_rollback_rate = rate;
-            s.false_rollback_interval = wilson(Counts { successes: s.false_rollbacks as u64, trials: s.good_replays as u64 }, 0.05).map(|i| [i.lower, i.upper]);
+            s.false_rollback_interval =
+                wilson(Counts { successes: s.false_rollbacks as u64, trials: s.good_replays as u64 }, 0.05).map(|i| [i.lower, i.upper]);
             s.hours_to_promotion = Some(hours_to_promotion);
             s.hours_to_promotion_median = nearest_rank(&sorted, 0.5);
             s.hours_to_promotion_p90 = nearest_rank(&sorted, 0.9);
@@ -640,13 +661,21 @@ fn promotion_floors(policies: &[Policy], cases: &[Case], space: &Space) -> Vec<f
     let floor = |policy: &Policy, case: &Case, start: Micros| {
         let setup = Setup::new(policy, &case.replay).starting_at(start);
         let step = policy.ramp.check_every;
-        let wave: Micros = policy.ramp.stages.iter().take_while(|s| s.weight < 1.0).map(|s| (s.bake.min(s.max_time).max(1) + step - 1) / step * step).sum();
+        let wave: Micros = policy
+            .ramp
+            .stages
+            .iter()
+            .take_while(|s| s.weight < 1.0)
+            .map(|s| (s.bake.min(s.max_time).max(1) + step - 1) / step * step)
+            .sum();
         let earliest = wave * setup.router.waves as Micros;
         let span = setup.end.max(setup.origin) - setup.origin;
-        earliest.min(span) as f64 / 3_600e6
+        crate::time::hours(earliest.min(span))
     };
     let good = policies.iter().zip(cases).filter(|(_, c)| c.expect == Expect::Promote);
-    let per_salt: Vec<f64> = good.flat_map(|(policy, case)| starts(case, case.expect, space.windows).into_iter().map(move |start| floor(policy, case, start))).collect();
+    let per_salt: Vec<f64> = good
+        .flat_map(|(policy, case)| starts(case, case.expect, space.windows).into_iter().map(move |start| floor(policy, case, start)))
+        .collect();
     per_salt.repeat(space.salts)
 }
 
@@ -693,7 +722,14 @@ const CHUNK_VARIANTS: usize = 256;
 /// policies still in — with cuts, in batches, the most promising first, so that finished
 /// feasible variants can cut those they are sure to dominate. Each policy's tally reads its
 /// replays in the objective's order, so the scores are those of replaying each policy alone.
-fn score_all(policies: &[&[Policy]], cases: &[Case], space: &Space, shared: &Shared, cut: bool, progress: &dyn Fn(usize)) -> Result<Vec<(Score, Stage)>> {
+fn score_all(
+    policies: &[&[Policy]],
+    cases: &[Case],
+    space: &Space,
+    shared: &Shared,
+    cut: bool,
+    progress: &dyn Fn(usize),
+) -> Result<Vec<(Score, Stage)>> {
     let mut tallies: Vec<Tally> = policies.iter().map(|p| Tally::new(p, cases, space, cut)).collect();
     // Policies that ramp alike next to each other, so a chunk shares most of its windows.
     let mut order: Vec<usize> = (0..policies.len()).collect();
@@ -704,7 +740,8 @@ fn score_all(policies: &[&[Policy]], cases: &[Case], space: &Space, shared: &Sha
     // One unit of work: these policies on case `c` from `start`, each under its `k`-th salt.
     let run = |live: &[usize], units: &[(usize, Micros, usize)]| -> Result<Vec<Vec<Replayed>>> {
         let size = live.len().div_ceil(chunks).clamp(1, CHUNK_VARIANTS);
-        let tasks: Vec<(usize, &[usize])> = units.iter().enumerate().flat_map(|(u, _)| live.chunks(size).map(move |chunk| (u, chunk))).collect();
+        let tasks: Vec<(usize, &[usize])> =
+            units.iter().enumerate().flat_map(|(u, _)| live.chunks(size).map(move |chunk| (u, chunk))).collect();
         let done: Vec<Vec<Replayed>> = tasks
             .par_iter()
             .map(|&(u, chunk)| {
@@ -722,7 +759,8 @@ fn score_all(policies: &[&[Policy]], cases: &[Case], space: &Space, shared: &Sha
         }
         Ok(per_unit)
     };
-    let incidents: Vec<(usize, Micros, usize)> = cases.iter().enumerate().filter(|(_, c)| c.expect == Expect::Rollback).map(|(i, c)| (i, c.replay.first, 0)).collect();
+    let incidents: Vec<(usize, Micros, usize)> =
+        cases.iter().enumerate().filter(|(_, c)| c.expect == Expect::Rollback).map(|(i, c)| (i, c.replay.first, 0)).collect();
     let replays = run(&order, &incidents)?;
     for (&(c, _, _), replays) in incidents.iter().zip(&replays) {
         for (&v, r) in order.iter().zip(replays) {
@@ -744,7 +782,12 @@ fn score_all(policies: &[&[Policy]], cases: &[Case], space: &Space, shared: &Sha
     // The good replays, salt by salt, for `batch` (in the ramp order), each salt's replays read
     // by the tallies in order; before each salt, `prune` may stop some.
     let good_units = |k: usize| -> Vec<(usize, Micros, usize)> {
-        cases.iter().enumerate().filter(|(_, c)| c.expect == Expect::Promote).flat_map(|(i, c)| starts(c, c.expect, space.windows).into_iter().map(move |s| (i, s, k))).collect()
+        cases
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.expect == Expect::Promote)
+            .flat_map(|(i, c)| starts(c, c.expect, space.windows).into_iter().map(move |s| (i, s, k)))
+            .collect()
     };
     let mut good = |tallies: &mut [Tally], batch: &[usize], prune: &dyn Fn(&mut Tally)| -> Result<()> {
         for k in 0..space.salts {
@@ -807,7 +850,13 @@ fn score_all(policies: &[&[Policy]], cases: &[Case], space: &Space, shared: &Sha
             }
         })?;
         finished = points;
-        finished.extend(batch.iter().map(|&v| &tallies[v]).filter(|t| t.finished_feasible(space.false_rollback_budget)).map(|t| (t.s.exposure as f64, t.mean_hours())));
+        finished.extend(
+            batch
+                .iter()
+                .map(|&v| &tallies[v])
+                .filter(|t| t.finished_feasible(space.false_rollback_budget))
+                .map(|t| (t.s.exposure as f64, t.mean_hours())),
+        );
         from += size;
         size *= 2;
     }
@@ -815,7 +864,8 @@ fn score_all(policies: &[&[Policy]], cases: &[Case], space: &Space, shared: &Sha
 }
 
 fn feasible(s: &Score, space: &Space) -> bool {
-    within_budget(s.missed_incidents, s.false_rollback_rate, space.false_rollback_budget) && promotes_enough(s.promoted_in_time_share, space.min_promoted)
+    within_budget(s.missed_incidents, s.false_rollback_rate, space.false_rollback_budget)
+        && promotes_enough(s.promoted_in_time_share, space.min_promoted)
 }
 
 /// At least `min_promoted` of the good replays promoted in time (there were good replays).
@@ -842,12 +892,15 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
     let out_dir = options.out.clone().unwrap_or_else(|| Path::new("reports").join("tune"));
     crate::atomic::check_output_folder(&out_dir)?;
     if scenario_paths.is_empty() {
-        return Err(Error::invalid(Problem::new("tune", "no scenarios given").fix("pass incident and good-release scenarios with `expect` set")));
+        return Err(Error::invalid(
+            Problem::new("tune", "no scenarios given").fix("pass incident and good-release scenarios with `expect` set"),
+        ));
     }
     let cases = cases(scenario_paths, &space, space_path, options)?;
     let base = cases[0].scenario.policy.clone();
     // The base policy, as each case validates it (segment columns may differ between logs).
-    let per_case = |variant: &Variant| -> std::result::Result<Vec<Policy>, String> { cases.iter().map(|c| apply(&base, variant, c)).collect() };
+    let per_case =
+        |variant: &Variant| -> std::result::Result<Vec<Policy>, String> { cases.iter().map(|c| apply(&base, variant, c)).collect() };
     let base_policies = per_case(&Vec::new()).map_err(|e| Error::invalid(Problem::new(cases[0].scenario.file_name(), e)))?;
     let defaults: Vec<Policy> = cases
         .iter()
@@ -890,10 +943,26 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
         .map(|(id, (variant, policies))| {
             let params = variant.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null))).collect();
             match policies {
-                Err(e) => VariantResult { id, params, invalid: Some(e.clone()), stage: Stage::Invalid, score: None, feasible: false, frontier: false },
+                Err(e) => VariantResult {
+                    id,
+                    params,
+                    invalid: Some(e.clone()),
+                    stage: Stage::Invalid,
+                    score: None,
+                    feasible: false,
+                    frontier: false,
+                },
                 Ok(_) => {
                     let (s, stage) = scores.next().expect("a score per valid variant");
-                    VariantResult { id, params, invalid: None, stage, feasible: stage == Stage::Full && feasible(&s, &space), score: Some(s), frontier: false }
+                    VariantResult {
+                        id,
+                        params,
+                        invalid: None,
+                        stage,
+                        feasible: stage == Stage::Full && feasible(&s, &space),
+                        score: Some(s),
+                        frontier: false,
+                    }
                 }
             }
         })
@@ -902,7 +971,12 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
     let search_seconds = searching.elapsed().as_secs_f64();
 
     // The Pareto frontier over (exposure, hours to promotion) among the feasible variants.
-    let key = |r: &VariantResult| r.score.as_ref().map(|s| (s.exposure as f64, s.hours_to_promotion.unwrap_or(f64::INFINITY))).unwrap_or((f64::INFINITY, f64::INFINITY));
+    let key = |r: &VariantResult| {
+        r.score
+            .as_ref()
+            .map(|s| (s.exposure as f64, s.hours_to_promotion.unwrap_or(f64::INFINITY)))
+            .unwrap_or((f64::INFINITY, f64::INFINITY))
+    };
     let feasible_ids: Vec<usize> = results.iter().filter(|r| r.feasible).map(|r| r.id).collect();
     for &i in &feasible_ids {
         let (e, h) = key(&results[i]);
@@ -926,16 +1000,23 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
             let (salt, start) = (&policy.ramp.salt, case.replay.first);
             let (fast, slow) = (replay(policy, case, salt, start, Some(&shared), false)?, replay(policy, case, salt, start, None, true)?);
             if fast.outcome != slow.outcome || fast.hours != slow.hours {
-                mismatches.push(format!("{}: fast {:?} after {:.0}h, reference {:?} after {:.0}h", case.scenario.name, fast.outcome, fast.hours, slow.outcome, slow.hours));
+                mismatches.push(format!(
+                    "{}: fast {:?} after {:.0}h, reference {:?} after {:.0}h",
+                    case.scenario.name, fast.outcome, fast.hours, slow.outcome, slow.hours
+                ));
             }
         }
-        reference_check = Some(if mismatches.is_empty() { "identical decisions on every scenario".to_string() } else { mismatches.join("; ") });
+        reference_check =
+            Some(if mismatches.is_empty() { "identical decisions on every scenario".to_string() } else { mismatches.join("; ") });
         tuned = policies.into_iter().next();
     }
 
     let seconds = started.elapsed().as_secs_f64();
     let summary = TuneSummary {
-        scenarios: cases.iter().map(|c| ScenarioRef { name: c.scenario.name.clone(), file: c.scenario.file.display().to_string(), expect: c.expect }).collect(),
+        scenarios: cases
+            .iter()
+            .map(|c| ScenarioRef { name: c.scenario.name.clone(), file: c.scenario.file.display().to_string(), expect: c.expect })
+            .collect(),
         objective: OBJECTIVE,
         search: SearchInfo {
             method: match space.method {
@@ -972,7 +1053,9 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
     std::fs::create_dir_all(pending.path()).map_err(|e| Error::io(pending.path(), e))?;
     let write = |name: &str, bytes: &[u8]| std::fs::write(pending.path().join(name), bytes).map_err(|e| Error::io(out_dir.join(name), e));
     write("tune.json", crate::report::to_json(&summary).as_bytes())?;
-    let tuned_toml = tuned.as_ref().map(|policy| crate::report::simulation::policy_sections(policy, "The policy `canary-replay tune` found best on its scenarios"));
+    let tuned_toml = tuned
+        .as_ref()
+        .map(|policy| crate::report::simulation::policy_sections(policy, "The policy `canary-replay tune` found best on its scenarios"));
     if let Some(text) = &tuned_toml {
         write("tuned-policy.toml", text.as_bytes())?;
     }
@@ -982,8 +1065,16 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
         for (file, what, text) in [
             ("argo-rollouts.yaml", "Argo Rollouts AnalysisTemplate and the Rollout's canary steps", export::argo(policy, name)),
             ("flagger-canary.yaml", "Flagger Canary analysis and its MetricTemplates", export::flagger(policy, name)),
-            ("kayenta-canary-config.json", "Kayenta canary config (NetflixACAJudge)", crate::report::to_json(&export::kayenta_config(policy, name))),
-            ("kayenta-execution-request.json", "Kayenta execution request: score thresholds and scopes", crate::report::to_json(&export::kayenta_request(policy))),
+            (
+                "kayenta-canary-config.json",
+                "Kayenta canary config (NetflixACAJudge)",
+                crate::report::to_json(&export::kayenta_config(policy, name)),
+            ),
+            (
+                "kayenta-execution-request.json",
+                "Kayenta execution request: score thresholds and scopes",
+                crate::report::to_json(&export::kayenta_request(policy)),
+            ),
         ] {
             write(file, text.as_bytes())?;
             exports.push((file.to_string(), what.to_string()));
@@ -999,7 +1090,14 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
 fn describe(s: &Score) -> String {
     let hours = |h: Option<f64>| h.map(|h| format!("{h:.0}h")).unwrap_or_else(|| "–".into());
     let fr = match (s.false_rollback_rate, s.false_rollback_interval) {
-        (Some(r), Some([lo, hi])) => format!("{}/{} false rollbacks ({:.1}%, 95% [{:.1}%, {:.1}%])", s.false_rollbacks, s.good_replays, r * 100.0, lo * 100.0, hi * 100.0),
+        (Some(r), Some([lo, hi])) => format!(
+            "{}/{} false rollbacks ({:.1}%, 95% [{:.1}%, {:.1}%])",
+            s.false_rollbacks,
+            s.good_replays,
+            r * 100.0,
+            lo * 100.0,
+            hi * 100.0
+        ),
         _ => "good scenarios not replayed (cut early)".into(),
     };
     let promoted = match s.promoted_in_time_share {
@@ -1061,8 +1159,16 @@ pub fn to_text(output: &TuneOutput) -> String {
                 let _ = writeln!(s, "    with {}", params.join(", "));
             }
             let frontier = t.variants.iter().filter(|v| v.frontier).count();
-            let _ = writeln!(s, "  Pareto frontier: {frontier} variant(s); reference simulator: {}", t.reference_check.as_deref().unwrap_or("not run"));
-            let _ = writeln!(s, "Wrote {}/{{tune.html, tuned-policy.toml, tune.json, frontier.png}} and the Argo Rollouts, Flagger and Kayenta exports", output.out_dir.display());
+            let _ = writeln!(
+                s,
+                "  Pareto frontier: {frontier} variant(s); reference simulator: {}",
+                t.reference_check.as_deref().unwrap_or("not run")
+            );
+            let _ = writeln!(
+                s,
+                "Wrote {}/{{tune.html, tuned-policy.toml, tune.json, frontier.png}} and the Argo Rollouts, Flagger and Kayenta exports",
+                output.out_dir.display()
+            );
         }
         None => {
             let _ = writeln!(

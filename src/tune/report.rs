@@ -21,7 +21,8 @@ fn point(s: &Score) -> Option<(f64, f64)> {
 /// baselines marked.
 pub fn frontier_chart(t: &TuneSummary) -> Result<Chart> {
     // A variant cut as dominated has a time to promotion over part of its replays only: not drawn.
-    let scored: Vec<(&VariantResult, (f64, f64))> = t.variants.iter().filter(|v| v.stage != Stage::Dominated).filter_map(|v| Some((v, point(v.score.as_ref()?)?))).collect();
+    let scored: Vec<(&VariantResult, (f64, f64))> =
+        t.variants.iter().filter(|v| v.stage != Stage::Dominated).filter_map(|v| Some((v, point(v.score.as_ref()?)?))).collect();
     let baselines: Vec<(&str, (f64, f64))> = t.baselines.iter().filter_map(|(name, s)| Some((*name, point(s)?))).collect();
     let xs = scored.iter().map(|(_, p)| p.0).chain(baselines.iter().map(|(_, p)| p.0));
     let ys = scored.iter().map(|(_, p)| p.1).chain(baselines.iter().map(|(_, p)| p.1));
@@ -49,8 +50,10 @@ pub fn frontier_chart(t: &TuneSummary) -> Result<Chart> {
     labels.extend(baselines.iter().map(|(name, _)| format!("{name} policy")));
     // The legend where it hides no variant: exposure is on a log scale.
     let fx = |v: f64| (v.ln() - x.0.ln()) / (x.1.ln() - x.0.ln());
-    let drawn: Vec<(f64, f64)> = scored.iter().map(|(_, p)| *p).chain(baselines.iter().map(|(_, p)| *p)).map(|(px, py)| (fx(px), py)).collect();
-    let corners = [SeriesLabelPosition::UpperRight, SeriesLabelPosition::UpperLeft, SeriesLabelPosition::LowerRight, SeriesLabelPosition::LowerLeft];
+    let drawn: Vec<(f64, f64)> =
+        scored.iter().map(|(_, p)| *p).chain(baselines.iter().map(|(_, p)| *p)).map(|(px, py)| (fx(px), py)).collect();
+    let corners =
+        [SeriesLabelPosition::UpperRight, SeriesLabelPosition::UpperLeft, SeriesLabelPosition::LowerRight, SeriesLabelPosition::LowerLeft];
     let (place, y) = legend_room(&drawn, y, legend_size(&labels, 14, (996, 514)), &corners);
     let png = render(1100, 620, |root| {
         let mut chart = ChartBuilder::on(root)
@@ -123,14 +126,23 @@ fn hours(h: Option<f64>) -> String {
 /// good replays promoted within `promote_within`.
 fn promotion(s: &Score) -> String {
     match s.promoted_in_time_share {
-        Some(_) => format!("{} ({}, {}; {}/{})", hours(s.hours_to_promotion), hours(s.hours_to_promotion_median), hours(s.hours_to_promotion_p90), s.promoted_in_time, s.good_replays),
+        Some(_) => format!(
+            "{} ({}, {}; {}/{})",
+            hours(s.hours_to_promotion),
+            hours(s.hours_to_promotion_median),
+            hours(s.hours_to_promotion_p90),
+            s.promoted_in_time,
+            s.good_replays
+        ),
         None => hours(s.hours_to_promotion),
     }
 }
 
 fn false_rollbacks(s: &Score) -> String {
     match (s.false_rollback_rate, s.false_rollback_interval) {
-        (Some(r), Some([lo, hi])) => format!("{}/{} ({:.1}%, 95% [{:.1}%, {:.1}%])", s.false_rollbacks, s.good_replays, r * 100.0, lo * 100.0, hi * 100.0),
+        (Some(r), Some([lo, hi])) => {
+            format!("{}/{} ({:.1}%, 95% [{:.1}%, {:.1}%])", s.false_rollbacks, s.good_replays, r * 100.0, lo * 100.0, hi * 100.0)
+        }
         _ => "not replayed".into(),
     }
 }
@@ -211,13 +223,24 @@ pub fn page(t: &TuneSummary, chart: &Chart, tuned_toml: Option<&str>, exports: &
     let _ = writeln!(s, "</section>");
 
     let _ = writeln!(s, "<section id=\"scenarios\"><h2>Per scenario</h2><div class=\"wide\"><table><tr><th>scenario</th><th>expect</th>");
-    let columns: Vec<(String, &Score)> = t.baselines.iter().map(|(n, sc)| (format!("{n} policy"), sc)).chain(winner.and_then(|v| v.score.as_ref()).map(|sc| ("tuned policy".to_string(), sc))).collect();
+    let columns: Vec<(String, &Score)> = t
+        .baselines
+        .iter()
+        .map(|(n, sc)| (format!("{n} policy"), sc))
+        .chain(winner.and_then(|v| v.score.as_ref()).map(|sc| ("tuned policy".to_string(), sc)))
+        .collect();
     for (name, _) in &columns {
         let _ = write!(s, "<th>{}</th>", escape(name));
     }
     let _ = writeln!(s, "</tr>");
     for (i, c) in t.scenarios.iter().enumerate() {
-        let _ = write!(s, "<tr><th>{}<small>{}</small></th><td>{}</td>", escape(&c.name), escape(&c.file), if c.expect == crate::scenario::Expect::Rollback { "rollback" } else { "promote" });
+        let _ = write!(
+            s,
+            "<tr><th>{}<small>{}</small></th><td>{}</td>",
+            escape(&c.name),
+            escape(&c.file),
+            if c.expect == crate::scenario::Expect::Rollback { "rollback" } else { "promote" }
+        );
         for (_, score) in &columns {
             match score.scenarios.get(i).filter(|x| x.replays > 0) {
                 Some(x) => {
@@ -289,17 +312,30 @@ pub fn page(t: &TuneSummary, chart: &Chart, tuned_toml: Option<&str>, exports: &
         ("routing salts per good scenario", search.salts.to_string()),
         ("time windows per good scenario", search.windows.to_string()),
         ("false-rollback budget", format!("{:.1}%", search.false_rollback_budget * 100.0)),
-        ("good replays a feasible variant promotes, and how soon", format!("at least {:.0}% within {}", search.min_promoted * 100.0, search.promote_within)),
+        (
+            "good replays a feasible variant promotes, and how soon",
+            format!("at least {:.0}% within {}", search.min_promoted * 100.0, search.promote_within),
+        ),
         ("not valid policies (see each variant's `invalid` in tune.json)", search.invalid.to_string()),
         ("cut after missing an incident", search.cut_at_incidents.to_string()),
         ("cut once false rollbacks exceeded the budget's allowance", search.cut_at_false_rollbacks.to_string()),
         (
-            &format!("cut once fewer than {:.0}% of the good replays could still promote within {}", search.min_promoted * 100.0, search.promote_within),
+            &format!(
+                "cut once fewer than {:.0}% of the good replays could still promote within {}",
+                search.min_promoted * 100.0,
+                search.promote_within
+            ),
             search.cut_at_promotions.to_string(),
         ),
         ("cut once a finished feasible variant was sure to dominate them", search.cut_dominated.to_string()),
         ("feasible", search.feasible.to_string()),
-        ("time", format!("{:.1} s in all; {:.1} s indexing the replays; {:.1} s searching ({:.1} variants/s)", search.seconds, search.index_seconds, search.search_seconds, search.variants_per_second)),
+        (
+            "time",
+            format!(
+                "{:.1} s in all; {:.1} s indexing the replays; {:.1} s searching ({:.1} variants/s)",
+                search.seconds, search.index_seconds, search.search_seconds, search.variants_per_second
+            ),
+        ),
     ] {
         let _ = writeln!(s, "<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(&v));
     }

@@ -143,14 +143,28 @@ pub fn load(path: &Path) -> Result<Space> {
 }
 
 pub fn parse(text: &str, file: &str) -> Result<Space> {
-    let raw: RawSpace = toml::from_str(text).map_err(|e| Error::invalid(Problem::new(file.to_string(), e.message().to_string()).fix("see `canary-replay tune --help` and the README's tune section")))?;
+    let raw: RawSpace = toml::from_str(text).map_err(|e| {
+        Error::invalid(
+            Problem::new(file.to_string(), e.message().to_string()).fix("see `canary-replay tune --help` and the README's tune section"),
+        )
+    })?;
     let mut problems = Vec::new();
     let mut problem = |key: String, message: String, fix: Option<String>| {
         let mut p = Problem::new(format!("{file}: {key}"), message);
         p.fix = fix;
         problems.push(p);
     };
-    let search = raw.search.unwrap_or(RawSearch { method: None, samples: None, seed: None, salts: None, windows: None, false_rollback_budget: None, promote_within: None, min_promoted: None, cut_dominated: None });
+    let search = raw.search.unwrap_or(RawSearch {
+        method: None,
+        samples: None,
+        seed: None,
+        salts: None,
+        windows: None,
+        false_rollback_budget: None,
+        promote_within: None,
+        min_promoted: None,
+        cut_dominated: None,
+    });
     let method = match search.method.as_deref().unwrap_or("random") {
         "grid" => Method::Grid,
         "random" => Method::Random,
@@ -166,13 +180,21 @@ pub fn parse(text: &str, file: &str) -> Result<Space> {
     let promote_within = match crate::time::parse_duration(search.promote_within.as_deref().unwrap_or(DEFAULT_PROMOTE_WITHIN)) {
         Ok(d) if d > 0 => d,
         _ => {
-            problem("search.promote_within".into(), format!("\"{}\" is not a positive duration", search.promote_within.as_deref().unwrap_or_default()), Some("e.g. \"7d\" or \"36h\"".into()));
+            problem(
+                "search.promote_within".into(),
+                format!("\"{}\" is not a positive duration", search.promote_within.as_deref().unwrap_or_default()),
+                Some("e.g. \"7d\" or \"36h\"".into()),
+            );
             0
         }
     };
     let min_promoted = search.min_promoted.unwrap_or(DEFAULT_MIN_PROMOTED);
     if !(0.0..=1.0).contains(&min_promoted) {
-        problem("search.min_promoted".into(), format!("{min_promoted} is not a share in [0, 1]"), Some("e.g. 0.9; 0 lets a policy that never promotes be feasible".into()));
+        problem(
+            "search.min_promoted".into(),
+            format!("{min_promoted} is not a share in [0, 1]"),
+            Some("e.g. 0.9; 0 lets a policy that never promotes be feasible".into()),
+        );
     }
     let salts = search.salts.unwrap_or(10);
     if salts == 0 {
@@ -180,18 +202,29 @@ pub fn parse(text: &str, file: &str) -> Result<Space> {
     }
     let windows = search.windows.unwrap_or(1);
     if windows == 0 {
-        problem("search.windows".into(), "must be at least 1".into(), Some("1 replays each good scenario from its first request only".into()));
+        problem(
+            "search.windows".into(),
+            "must be at least 1".into(),
+            Some("1 replays each good scenario from its first request only".into()),
+        );
     }
     let mut params = Vec::new();
     if raw.param.is_empty() {
-        problem("param".into(), "no [[param]] to vary".into(), Some("add e.g. [[param]] key = \"decision.alpha\" values = [0.01, 0.05]".into()));
+        problem(
+            "param".into(),
+            "no [[param]] to vary".into(),
+            Some("add e.g. [[param]] key = \"decision.alpha\" values = [0.01, 0.05]".into()),
+        );
     }
     for (i, p) in raw.param.iter().enumerate() {
         let at = format!("param[{i}]");
         if !valid_key(&p.key) {
-            let fix = crate::error::did_you_mean(&p.key, KEYS.iter().copied().chain(["gates.log_loss.margin", "gates.latency_mean.margin", "gates.error_rate.min_samples"]))
-                .map(|s| format!("did you mean `{s}`?"))
-                .unwrap_or_else(|| format!("one of {}, or gates.<metric>.{{{}}}", KEYS.join(", "), GATE_FIELDS.join(", ")));
+            let fix = crate::error::did_you_mean(
+                &p.key,
+                KEYS.iter().copied().chain(["gates.log_loss.margin", "gates.latency_mean.margin", "gates.error_rate.min_samples"]),
+            )
+            .map(|s| format!("did you mean `{s}`?"))
+            .unwrap_or_else(|| format!("one of {}, or gates.<metric>.{{{}}}", KEYS.join(", "), GATE_FIELDS.join(", ")));
             problem(format!("{at}.key"), format!("\"{}\" is not a tunable key", p.key), Some(fix));
         }
         if params.iter().any(|q: &Param| q.key == p.key) {
@@ -207,7 +240,11 @@ pub fn parse(text: &str, file: &str) -> Result<Space> {
                 Domain::Range { lo, hi, log: p.log.unwrap_or(false), steps: steps.max(2), integer: p.integer.unwrap_or(false) }
             }
             (None, Some([lo, hi])) => {
-                problem(format!("{at}.range"), format!("[{lo}, {hi}] is not an increasing range{}", if p.log == Some(true) { " of positive numbers" } else { "" }), None);
+                problem(
+                    format!("{at}.range"),
+                    format!("[{lo}, {hi}] is not an increasing range{}", if p.log == Some(true) { " of positive numbers" } else { "" }),
+                    None,
+                );
                 continue;
             }
             _ => {
@@ -217,11 +254,19 @@ pub fn parse(text: &str, file: &str) -> Result<Space> {
         };
         params.push(Param { key: p.key.clone(), domain });
     }
-    let space = Space { method, samples: search.samples.unwrap_or(100), seed: search.seed.unwrap_or(1), salts, windows, false_rollback_budget: budget, promote_within, min_promoted, cut_dominated: search.cut_dominated.unwrap_or(true), params };
-    if !problems.is_empty() {
-        return Err(Error::Invalid(problems));
-    }
-    Ok(space)
+    let space = Space {
+        method,
+        samples: search.samples.unwrap_or(100),
+        seed: search.seed.unwrap_or(1),
+        salts,
+        windows,
+        false_rollback_budget: budget,
+        promote_within,
+        min_promoted,
+        cut_dominated: search.cut_dominated.unwrap_or(true),
+        params,
+    };
+    crate::error::check(space, problems)
 }
 
 fn valid_key(key: &str) -> bool {
@@ -295,7 +340,10 @@ impl Space {
             Method::Grid => {
                 let mut variants: Vec<Variant> = vec![Vec::new()];
                 for p in &self.params {
-                    variants = variants.into_iter().flat_map(|v| p.domain.grid().into_iter().map(move |x| [v.clone(), vec![(p.key.clone(), x)]].concat())).collect();
+                    variants = variants
+                        .into_iter()
+                        .flat_map(|v| p.domain.grid().into_iter().map(move |x| [v.clone(), vec![(p.key.clone(), x)]].concat()))
+                        .collect();
                 }
                 variants
             }
@@ -377,8 +425,9 @@ steps = 3
     #[test]
     fn promotion_is_required_by_default() {
         let space = parse(SPACE, "space.toml").unwrap();
-        assert_eq!((space.promote_within, space.min_promoted), (7 * 24 * 3_600_000_000, 0.9));
-        let off = parse(&SPACE.replace("method = \"grid\"", "method = \"grid\"\nmin_promoted = 0\npromote_within = \"36h\""), "space.toml").unwrap();
-        assert_eq!((off.promote_within, off.min_promoted), (36 * 3_600_000_000, 0.0));
+        assert_eq!((space.promote_within, space.min_promoted), (7 * crate::time::MICROS_PER_DAY, 0.9));
+        let off = parse(&SPACE.replace("method = \"grid\"", "method = \"grid\"\nmin_promoted = 0\npromote_within = \"36h\""), "space.toml")
+            .unwrap();
+        assert_eq!((off.promote_within, off.min_promoted), (36 * crate::time::MICROS_PER_HOUR, 0.0));
     }
 }

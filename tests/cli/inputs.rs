@@ -34,11 +34,32 @@ fn an_output_folder_holding_other_files_is_refused_and_left_as_it_was() {
     let before = snapshot(case.dir.path());
     // --out at the scenario's own folder (which holds the scenario and the user's notes).
     for out in [case.dir.path().to_path_buf(), case.dir.path().join(".")] {
-        let assert = bin().arg("run").arg(&scenario).arg("--out").arg(&out).arg("--cache-dir").arg(case.path("../cache-unused")).arg("-q").assert().code(2);
+        let assert = bin()
+            .arg("run")
+            .arg(&scenario)
+            .arg("--out")
+            .arg(&out)
+            .arg("--cache-dir")
+            .arg(case.path("../cache-unused"))
+            .arg("-q")
+            .assert()
+            .code(2);
         let stderr = stderr_of(&assert);
-        assert!(stderr.contains("holds files canary-replay did not write") && stderr.contains("notes.md") && stderr.contains("fix: pass a new or empty folder"), "{stderr}");
+        assert!(
+            stderr.contains("holds files canary-replay did not write")
+                && stderr.contains("notes.md")
+                && stderr.contains("fix: pass a new or empty folder"),
+            "{stderr}"
+        );
     }
-    let assert = bin().args(["tune", "--space"]).arg(repo("scenarios/tune/space.toml")).arg(repo("scenarios/incidents/errors.toml")).arg("--out").arg(case.dir.path()).assert().code(2);
+    let assert = bin()
+        .args(["tune", "--space"])
+        .arg(repo("scenarios/tune/space.toml"))
+        .arg(repo("scenarios/incidents/errors.toml"))
+        .arg("--out")
+        .arg(case.dir.path())
+        .assert()
+        .code(2);
     assert!(stderr_of(&assert).contains("holds files canary-replay did not write"), "{}", stderr_of(&assert));
     assert_eq!(snapshot(case.dir.path()), before, "nothing in the folder changed");
     assert!(!case.path("../cache-unused").exists(), "refused before any work");
@@ -70,9 +91,14 @@ fn an_unwritable_output_folder_is_named_before_scoring() {
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| s);
     // Not writable even by root.
     let out = Path::new("/sys/canary-replay-test/out");
-    let assert = bin().arg("run").arg(&scenario).arg("--out").arg(out).arg("--cache-dir").arg(case.path("cache")).arg("-q").assert().code(2);
+    let assert =
+        bin().arg("run").arg(&scenario).arg("--out").arg(out).arg("--cache-dir").arg(case.path("cache")).arg("-q").assert().code(2);
     let stderr = stderr_of(&assert);
-    assert!(stderr.contains("--out /sys/canary-replay-test/out: cannot write into /sys/canary-replay-test") && stderr.contains("fix: pass a folder you can write to"), "{stderr}");
+    assert!(
+        stderr.contains("--out /sys/canary-replay-test/out: cannot write into /sys/canary-replay-test")
+            && stderr.contains("fix: pass a folder you can write to"),
+        "{stderr}"
+    );
     assert!(!stderr.contains(".tmp-"), "no internal temporary is named: {stderr}");
     assert!(!case.path("cache").exists(), "nothing was scored");
 }
@@ -149,7 +175,8 @@ fn damaged_data_pages_end_in_exit_2_or_a_verdict_never_a_panic_or_a_cache_part()
                     std::fs::write(case.path(&name), &damaged).unwrap();
                     let scenario = case.scenario_as(&format!("damaged-{k}.toml"), &case.path(&name), |s| s);
                     let (out, cache) = (case.path(&format!("out-{k}")), case.path(&format!("cache-{k}")));
-                    let output = bin().arg("run").arg(&scenario).arg("--out").arg(&out).arg("--cache-dir").arg(&cache).arg("-q").output().unwrap();
+                    let output =
+                        bin().arg("run").arg(&scenario).arg("--out").arg(&out).arg("--cache-dir").arg(&cache).arg("-q").output().unwrap();
                     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
                     let code = output.status.code();
                     assert!(matches!(code, Some(0..=3)), "byte {at} ^ {bit}: exit {code:?}\n{stderr}");
@@ -168,7 +195,11 @@ fn damaged_data_pages_end_in_exit_2_or_a_verdict_never_a_panic_or_a_cache_part()
     let outcomes = outcomes.into_inner().unwrap();
     let invalid = outcomes.iter().filter(|(c, _)| *c == Some(2)).count();
     let located = outcomes.iter().filter(|(_, g)| *g).count();
-    eprintln!("{} damaged logs: {invalid} invalid (exit 2, {located} naming the row group and column), {} replayed", outcomes.len(), outcomes.len() - invalid);
+    eprintln!(
+        "{} damaged logs: {invalid} invalid (exit 2, {located} naming the row group and column), {} replayed",
+        outcomes.len(),
+        outcomes.len() - invalid
+    );
     assert!(invalid >= 10, "most flips should break decoding: {outcomes:?}");
 }
 
@@ -176,7 +207,11 @@ fn damaged_data_pages_end_in_exit_2_or_a_verdict_never_a_panic_or_a_cache_part()
 fn files_that_are_not_parquet_or_empty_are_named_for_what_they_are() {
     let case = Case::new();
     std::fs::write(case.path("log.parquet"), "request_id,request_ts,entity_id\n1,2013-09-01,N1\n").unwrap();
-    let stderr = assert_invalid(&case, &case.scenario(&case.path("log.parquet"), |s| s), &["log.parquet: is not a Parquet file: it holds CSV text", "pl.read_csv"]);
+    let stderr = assert_invalid(
+        &case,
+        &case.scenario(&case.path("log.parquet"), |s| s),
+        &["log.parquet: is not a Parquet file: it holds CSV text", "pl.read_csv"],
+    );
     assert!(!stderr.contains("truncated"), "{stderr}");
     let empty = rewrite_sample(&case, "empty.parquet", |b| b.slice(0, 0));
     let stderr = assert_invalid(&case, &case.scenario(&empty, |s| s), &["empty.parquet: has no rows", "point traffic.path at the log"]);

@@ -71,7 +71,10 @@ fn duplicate_request_ids_are_refused_or_dropped_after_the_first() {
     write_parquet(&traffic, &doubled);
     let first = arrow::compute::cast(sample.column_by_name("request_id").unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
     let first = first.as_string::<i32>().value(0).to_string();
-    let stderr = check_invalid(&case.scenario(&traffic, |s| s), &["column \"request_id\"", "100 request(s) repeat an id seen before; the first: ", "traffic.duplicates = \"keep_first\""]);
+    let stderr = check_invalid(
+        &case.scenario(&traffic, |s| s),
+        &["column \"request_id\"", "100 request(s) repeat an id seen before; the first: ", "traffic.duplicates = \"keep_first\""],
+    );
     assert!(stderr.contains(&format!("\"{first}\" at row 0 of doubled.parquet and again at row 1")), "{stderr}");
     let scenario = case.scenario(&traffic, |s| s.replace("segments = [", "duplicates = \"keep_first\"\nsegments = ["));
     let stderr = stderr_of(&case.replayed(&scenario));
@@ -86,15 +89,27 @@ fn a_segment_column_with_many_values_is_bounded_by_its_most_frequent_values() {
     // A route per request: 2,000 values.
     let traffic = rewrite_sample(&case, "routes.parquet", |b| {
         let ids = arrow::compute::cast(b.column_by_name("request_id").unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
-        let routes: ArrayRef = Arc::new(ids.as_string::<i32>().iter().map(|v| v.map(|v| format!("route-{}", &v[v.len() - 7..]))).collect::<StringArray>());
-        let fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).chain([Field::new("route", arrow::datatypes::DataType::Utf8, true)]).collect();
+        let routes: ArrayRef =
+            Arc::new(ids.as_string::<i32>().iter().map(|v| v.map(|v| format!("route-{}", &v[v.len() - 7..]))).collect::<StringArray>());
+        let fields: Vec<Field> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .chain([Field::new("route", arrow::datatypes::DataType::Utf8, true)])
+            .collect();
         let mut columns = b.columns().to_vec();
         columns.push(routes);
         RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
     });
-    let scenario = case.scenario(&traffic, |s| s.replace("segments = [\"origin\", \"carrier\"]", "segments = [\"origin\", \"route\"]\nmax_segment_values = 20"));
+    let scenario = case.scenario(&traffic, |s| {
+        s.replace("segments = [\"origin\", \"carrier\"]", "segments = [\"origin\", \"route\"]\nmax_segment_values = 20")
+    });
     let stderr = stderr_of(&case.replayed(&scenario));
-    assert!(stderr.contains("note: segment column \"route\" has ") && stderr.contains("the 20 with the most requests are judged one by one"), "{stderr}");
+    assert!(
+        stderr.contains("note: segment column \"route\" has ") && stderr.contains("the 20 with the most requests are judged one by one"),
+        "{stderr}"
+    );
     let summary = std::fs::read_to_string(case.path("out/summary.json")).unwrap();
     let parsed: Value = serde_json::from_str(&summary).unwrap();
     let routes = parsed["oracle"]["segments"]["route"].as_object().unwrap();
@@ -181,7 +196,10 @@ fn scores_parquet_is_bounded_by_a_deterministic_sample_or_left_out() {
     assert_eq!(first.len() as u64, rows);
     // The same requests every time.
     case.replayed(&sampled);
-    assert_eq!(scores(&case.path("out/scores.parquet"), &["stable_score"]).keys().collect::<std::collections::BTreeSet<_>>(), first.keys().collect());
+    assert_eq!(
+        scores(&case.path("out/scores.parquet"), &["stable_score"]).keys().collect::<std::collections::BTreeSet<_>>(),
+        first.keys().collect()
+    );
 
     let none = case.scenario(&repo("data/flights/sample.parquet"), |s| s + "\n[output]\nscores = \"none\"\n");
     case.replayed(&none);
@@ -209,8 +227,11 @@ fn scores_parquet_is_bounded_by_a_deterministic_sample_or_left_out() {
 fn new_scenario_keys_name_their_bad_values() {
     let case = Case::new();
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
-        s.replace("segments = [\"origin\", \"carrier\"]", "segments = [\"origin\", \"origin\"]\nduplicates = \"drop\"\nmax_segment_values = 0")
-            .replacen("class = 1", "class = 1\ntransform = \"tanh\"", 1)
+        s.replace(
+            "segments = [\"origin\", \"carrier\"]",
+            "segments = [\"origin\", \"origin\"]\nduplicates = \"drop\"\nmax_segment_values = 0",
+        )
+        .replacen("class = 1", "class = 1\ntransform = \"tanh\"", 1)
             + "\n[[faults]]\nkind = \"score_shift\"\nshift = nan\n"
     });
     let stderr = check_invalid(&scenario, &[]);
@@ -226,7 +247,8 @@ fn new_scenario_keys_name_their_bad_values() {
     }
     // A gate on labels without a label column is named (by the scenario's own checks).
     let unlabelled = case.scenario(&repo("data/flights/sample.parquet"), |s| {
-        s.replace("label = \"label\"\nlabel_time = \"label_ts\"\n", "") + "\n[[gates]]\nmetric = \"auc\"\nkind = \"non_inferiority\"\nmargin = 0.01\n"
+        s.replace("label = \"label\"\nlabel_time = \"label_ts\"\n", "")
+            + "\n[[gates]]\nmetric = \"auc\"\nkind = \"non_inferiority\"\nmargin = 0.01\n"
     });
     check_invalid(&unlabelled, &["gates[0].metric = \"auc\": needs labels, but traffic.label is not set"]);
 }

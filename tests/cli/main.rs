@@ -16,13 +16,29 @@ use tempfile::TempDir;
 mod inputs;
 mod logs;
 mod models;
-mod report;
 mod ray;
+mod report;
 mod storage;
 
 const FEATURES: [&str; 18] = [
-    "sched_dep_min", "day_of_week", "distance", "carrier_code", "origin_code", "dest_code", "temp", "dewp", "humid", "wind_dir",
-    "wind_speed", "wind_gust", "precip", "pressure", "visib", "plane_year", "seats", "dep_load",
+    "sched_dep_min",
+    "day_of_week",
+    "distance",
+    "carrier_code",
+    "origin_code",
+    "dest_code",
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+    "plane_year",
+    "seats",
+    "dep_load",
 ];
 
 fn repo(path: &str) -> PathBuf {
@@ -159,11 +175,19 @@ fn scores(path: &Path, columns: &[&str]) -> std::collections::HashMap<String, Ve
 /// The sample scenario with its stable model swapped for the test model `fixture`
 /// (`tests/fixtures/models/`), its `output`/`class` lines replaced by `output`.
 fn with_stable(s: String, fixture: &str, output: &str) -> String {
-    s.replacen(&repo("data/flights/stable.onnx").display().to_string(), &repo(&format!("tests/fixtures/models/{fixture}")).display().to_string(), 1)
-        .replacen("output = \"probabilities\"\nclass = 1", output, 1)
+    s.replacen(
+        &repo("data/flights/stable.onnx").display().to_string(),
+        &repo(&format!("tests/fixtures/models/{fixture}")).display().to_string(),
+        1,
+    )
+    .replacen("output = \"probabilities\"\nclass = 1", output, 1)
 }
 
-fn assert_close(actual: &std::collections::HashMap<String, Vec<Option<f64>>>, expected: &std::collections::HashMap<String, Vec<Option<f64>>>, tolerance: f64) {
+fn assert_close(
+    actual: &std::collections::HashMap<String, Vec<Option<f64>>>,
+    expected: &std::collections::HashMap<String, Vec<Option<f64>>>,
+    tolerance: f64,
+) {
     assert_eq!(actual.len(), expected.len(), "row counts differ");
     let mut worst = 0.0f64;
     for (id, want) in expected {
@@ -250,7 +274,11 @@ fn zipmap_and_regression_outputs_are_read_like_python_does() {
     let case = Case::new();
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
         with_stable(s, "zipmap.onnx", "output = \"output_probability\"\nclass = 1")
-            .replacen(&repo("data/flights/candidate.onnx").display().to_string(), &repo("tests/fixtures/models/regressor.onnx").display().to_string(), 1)
+            .replacen(
+                &repo("data/flights/candidate.onnx").display().to_string(),
+                &repo("tests/fixtures/models/regressor.onnx").display().to_string(),
+                1,
+            )
             .replacen("output = \"probabilities\"\nclass = 1", "output = \"variable\"", 1)
     });
     case.replayed(&scenario);
@@ -266,14 +294,22 @@ fn traffic_written_by_polars_and_pyarrow_in_other_encodings_scores_the_same() {
     let expected = scores(&reference.path("out/scores.parquet"), &["stable_score", "candidate_score", "label"]);
     let expected_summary = reference.summary();
 
-    for traffic in ["tests/fixtures/formats/polars.parquet", "tests/fixtures/formats/pyarrow_naive.parquet", "tests/fixtures/split", "tests/fixtures/split/*.parquet"] {
+    for traffic in [
+        "tests/fixtures/formats/polars.parquet",
+        "tests/fixtures/formats/pyarrow_naive.parquet",
+        "tests/fixtures/split",
+        "tests/fixtures/split/*.parquet",
+    ] {
         let case = Case::new();
         case.replayed(&case.scenario(&repo(traffic), |s| s));
         let got = scores(&case.path("out/scores.parquet"), &["stable_score", "candidate_score", "label"]);
         assert_eq!(got, expected, "{traffic}: scores or labels differ");
         let summary = case.summary();
         assert_eq!(summary["window"], expected_summary["window"], "{traffic}: times differ");
-        assert_eq!(summary["oracle"]["overall"]["stable"]["quality"], expected_summary["oracle"]["overall"]["stable"]["quality"], "{traffic}");
+        assert_eq!(
+            summary["oracle"]["overall"]["stable"]["quality"], expected_summary["oracle"]["overall"]["stable"]["quality"],
+            "{traffic}"
+        );
     }
 }
 
@@ -323,7 +359,10 @@ fn models_with_one_input_per_feature_are_fed_by_input_name_and_type() {
     let ours = read_parquet(&case.path("out/scores.parquet"));
     let sample = read_parquet(&repo("data/flights/sample.parquet"));
     let column = |b: &RecordBatch, name: &str| {
-        arrow::compute::cast(b.column_by_name(name).unwrap(), &arrow::datatypes::DataType::Float64).unwrap().as_primitive::<Float64Type>().clone()
+        arrow::compute::cast(b.column_by_name(name).unwrap(), &arrow::datatypes::DataType::Float64)
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .clone()
     };
     let (distance, temp, score) = (column(&sample, "distance"), column(&sample, "temp"), column(&ours, "stable_score"));
     let errors = ours.column_by_name("stable_error").unwrap().as_string::<i32>();
@@ -420,15 +459,15 @@ fn a_string_column_where_a_number_is_expected_is_named() {
 fn a_model_expecting_17_features_for_18_columns_is_named() {
     let case = Case::new();
     let list = format!("features = [{}]", FEATURES.iter().map(|f| format!("\"{f}\"")).collect::<Vec<_>>().join(", "));
-    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
-        with_stable(s, "narrow17.onnx", &format!("class = 1\n{list}"))
-    });
-    assert_invalid(&case, &scenario, &["narrow17.onnx", "input \"input\"", "expects 17 features per row, but the scenario lists 18 columns"]);
+    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| with_stable(s, "narrow17.onnx", &format!("class = 1\n{list}")));
+    assert_invalid(
+        &case,
+        &scenario,
+        &["narrow17.onnx", "input \"input\"", "expects 17 features per row, but the scenario lists 18 columns"],
+    );
 
     // Without a list, the missing metadata is named with the fix.
-    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
-        with_stable(s, "narrow17.onnx", "class = 1")
-    });
+    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| with_stable(s, "narrow17.onnx", "class = 1"));
     assert_invalid(&case, &scenario, &["takes [N, 17] features, but the model has no feature_names metadata", "[features] columns"]);
 }
 
@@ -446,21 +485,30 @@ fn a_file_that_is_not_onnx_is_named() {
     let case = Case::new();
     let fake = case.path("fake.onnx");
     std::fs::write(&fake, "this is not a model\n").unwrap();
-    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| s.replacen(&repo("data/flights/candidate.onnx").display().to_string(), &fake.display().to_string(), 1));
+    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
+        s.replacen(&repo("data/flights/candidate.onnx").display().to_string(), &fake.display().to_string(), 1)
+    });
     assert_invalid(&case, &scenario, &["fake.onnx", "is not a model ONNX Runtime"]);
 }
 
 #[test]
 fn a_missing_output_lists_the_outputs_the_model_has() {
     let case = Case::new();
-    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| s.replacen("output = \"probabilities\"", "output = \"probs\"", 1));
-    assert_invalid(&case, &scenario, &["stable.onnx: output \"probs\"", "label (int64 [N]), probabilities (float [N, 2])", "models.stable.output"]);
+    let scenario =
+        case.scenario(&repo("data/flights/sample.parquet"), |s| s.replacen("output = \"probabilities\"", "output = \"probs\"", 1));
+    assert_invalid(
+        &case,
+        &scenario,
+        &["stable.onnx: output \"probs\"", "label (int64 [N]), probabilities (float [N, 2])", "models.stable.output"],
+    );
 }
 
 #[test]
 fn an_empty_time_window_says_where_the_data_is() {
     let case = Case::new();
-    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| s.replace("segments = [", "start = \"2014-01-01T00:00:00Z\"\nend = \"2014-02-01T00:00:00Z\"\nsegments = ["));
+    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
+        s.replace("segments = [", "start = \"2014-01-01T00:00:00Z\"\nend = \"2014-02-01T00:00:00Z\"\nsegments = [")
+    });
     assert_invalid(&case, &scenario, &["traffic.start/traffic.end", "selects no requests", "the data spans 2013-09-01"]);
 }
 
@@ -471,14 +519,19 @@ fn unsorted_timestamps_are_named_with_the_row() {
         let indices = arrow::array::UInt32Array::from_iter_values((0..b.num_rows() as u32).rev());
         arrow::compute::take_record_batch(&b, &indices).unwrap()
     });
-    assert_invalid(&case, &case.scenario(&traffic, |s| s), &["shuffled.parquet", "column \"request_ts\"", "is not sorted: row 1", "sort the log by time"]);
+    assert_invalid(
+        &case,
+        &case.scenario(&traffic, |s| s),
+        &["shuffled.parquet", "column \"request_ts\"", "is not sorted: row 1", "sort the log by time"],
+    );
 }
 
 #[test]
 fn invalid_scenarios_report_every_problem_with_its_key_path() {
     let case = Case::new();
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
-        s.replace("time = \"request_ts\"", "tme = \"request_ts\"").replace("name = \"case\"", "name = \"case\"\n[scoring]\nlatency_sample = 1.5\nbatch_rows = 0")
+        s.replace("time = \"request_ts\"", "tme = \"request_ts\"")
+            .replace("name = \"case\"", "name = \"case\"\n[scoring]\nlatency_sample = 1.5\nbatch_rows = 0")
     });
     let stderr = assert_invalid(&case, &scenario, &[]);
     let stderr = stderr.replace(&case.path("").display().to_string(), "");
@@ -490,16 +543,31 @@ fn a_controller_metric_without_a_mapping_is_named() {
     let case = Case::new();
     let flagger = "kind: Canary\nmetadata: {name: live}\nspec:\n  analysis:\n    interval: 1h\n    stepWeight: 10\n    metrics:\n      - name: p95-latency\n        thresholdRange: {max: 50}\n";
     std::fs::write(case.path("canary.yaml"), flagger).unwrap();
-    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| s + "\n[controller]\nfiles = [\"canary.yaml\"]\n[controller.metrics.p95-latencyy]\nmetric = \"latency_p95\"\n");
-    assert_invalid(&case, &scenario, &["controller.metrics: metric \"p95-latency\" of Canary live is not mapped", "\"p95-latencyy\" exists: a typo?", "fix: add [controller.metrics.\"p95-latency\"]"]);
+    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
+        s + "\n[controller]\nfiles = [\"canary.yaml\"]\n[controller.metrics.p95-latencyy]\nmetric = \"latency_p95\"\n"
+    });
+    assert_invalid(
+        &case,
+        &scenario,
+        &[
+            "controller.metrics: metric \"p95-latency\" of Canary live is not mapped",
+            "\"p95-latencyy\" exists: a typo?",
+            "fix: add [controller.metrics.\"p95-latency\"]",
+        ],
+    );
     // A controller file given on the command line is read with the scenario's mapping.
-    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| s + "\n[controller]\nfiles = []\n[controller.metrics.p95-latency]\nmetric = \"latency_p95\"\n");
+    let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| {
+        s + "\n[controller]\nfiles = []\n[controller.metrics.p95-latency]\nmetric = \"latency_p95\"\n"
+    });
     let assert = bin().arg("check").arg(&scenario).arg("--controller").arg(case.path("canary.yaml")).assert().success();
     let stdout = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
     assert!(stdout.contains("controller to emulate: Flagger: Canary live"), "{stdout}");
     let stderr = stderr_of(&bin().arg("check").arg(&scenario).arg("--controller").arg(case.path("missing.yaml")).assert().code(2));
     // Named as the flag gave it, not as a scenario key (issue 18, item 3).
-    assert!(stderr.contains("--controller ") && stderr.contains("missing.yaml: cannot be read") && !stderr.contains("controller.files[0]"), "{stderr}");
+    assert!(
+        stderr.contains("--controller ") && stderr.contains("missing.yaml: cannot be read") && !stderr.contains("controller.files[0]"),
+        "{stderr}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -557,7 +625,8 @@ fn init_prints_a_template_that_checks_out_beside_the_demo_data() {
 
 #[test]
 fn an_explicit_runtime_that_does_not_exist_fails_with_the_path() {
-    let assert = bin().arg("check").arg(repo("scenarios/flights-2013.toml")).args(["--ort-lib", "/nonexistent/libonnxruntime.so"]).assert().code(4);
+    let assert =
+        bin().arg("check").arg(repo("scenarios/flights-2013.toml")).args(["--ort-lib", "/nonexistent/libonnxruntime.so"]).assert().code(4);
     assert!(stderr_of(&assert).contains("--ort-lib /nonexistent/libonnxruntime.so"), "{}", stderr_of(&assert));
 }
 
@@ -568,8 +637,18 @@ fn an_output_folder_that_is_a_file_is_named_before_any_work() {
     std::fs::write(&file, "not a folder").unwrap();
     let assert = bin().arg("run").arg(repo("scenarios/flights-2013.toml")).arg("--out").arg(&file).arg("-q").assert().code(2);
     let stderr = stderr_of(&assert);
-    assert!(stderr.contains(&format!("{} is a file, not a folder", file.display())) && stderr.contains("fix: pass a folder with --out"), "{stderr}");
-    let assert = bin().args(["tune", "--space"]).arg(repo("scenarios/tune/space.toml")).arg(repo("scenarios/incidents/errors.toml")).arg("--out").arg(file.join("tune")).assert().code(2);
+    assert!(
+        stderr.contains(&format!("{} is a file, not a folder", file.display())) && stderr.contains("fix: pass a folder with --out"),
+        "{stderr}"
+    );
+    let assert = bin()
+        .args(["tune", "--space"])
+        .arg(repo("scenarios/tune/space.toml"))
+        .arg(repo("scenarios/incidents/errors.toml"))
+        .arg("--out")
+        .arg(file.join("tune"))
+        .assert()
+        .code(2);
     assert!(stderr_of(&assert).contains("is a file, not a folder"), "{}", stderr_of(&assert));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a folder", "the file is left as it was");
 }

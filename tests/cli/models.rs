@@ -21,7 +21,13 @@ fn logits_are_refused_as_probabilities_and_replay_with_a_sigmoid() {
     // A single logit column has no class 1: the fix says so.
     let classed = format!("{logits}\nclass = 1\ntransform = \"sigmoid\"");
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| with_models(s, &classed, &sigmoid));
-    check_invalid(&scenario, &["has 1 column(s), so models.stable.class = 1 is out of range", "fix: a single column is the score itself: remove models.stable.class, or set it to 0"]);
+    check_invalid(
+        &scenario,
+        &[
+            "has 1 column(s), so models.stable.class = 1 is out of range",
+            "fix: a single column is the score itself: remove models.stable.class, or set it to 0",
+        ],
+    );
 }
 
 #[test]
@@ -35,7 +41,10 @@ fn zipmap_outputs_keyed_by_strings_are_scored_by_their_key() {
     assert_close(&ours, &python, 1e-6);
     let early = format!("path = \"{}\"\nclass = \"early\"", model("zipmap_strings.onnx"));
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| with_models(s, &early, &late));
-    check_invalid(&scenario, &["zipmap_strings.onnx", "has no class \"early\"; its keys are \"late\", \"on_time\"", "fix: set models.stable.class"]);
+    check_invalid(
+        &scenario,
+        &["zipmap_strings.onnx", "has no class \"early\"; its keys are \"late\", \"on_time\"", "fix: set models.stable.class"],
+    );
     let unset = format!("path = \"{}\"", model("zipmap_strings.onnx"));
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| with_models(s, &unset, &late));
     check_invalid(&scenario, &["is keyed by class names (\"late\", \"on_time\")", "fix: set models.stable.class"]);
@@ -47,11 +56,17 @@ fn models_that_cannot_give_a_score_are_named_with_the_fix() {
     let demo = format!("path = \"{}\"", repo("data/flights/candidate.onnx").display());
     let int = format!("path = \"{}\"", model("int_output.onnx"));
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| with_models(s, &int, &demo));
-    let stderr = check_invalid(&scenario, &["int_output.onnx: output \"class_id\"", "is int64 [N]; the score must be a float tensor", "it is the model's only output"]);
+    let stderr = check_invalid(
+        &scenario,
+        &["int_output.onnx: output \"class_id\"", "is int64 [N]; the score must be a float tensor", "it is the model's only output"],
+    );
     assert!(!stderr.contains("several outputs"), "{stderr}");
     let custom = format!("path = \"{}\"", model("custom_domain.onnx"));
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| with_models(s, &custom, &demo));
-    let stderr = check_invalid(&scenario, &["custom_domain.onnx", "uses the operator Score of the domain \"com.example.custom\", which ONNX Runtime"]);
+    let stderr = check_invalid(
+        &scenario,
+        &["custom_domain.onnx", "uses the operator Score of the domain \"com.example.custom\", which ONNX Runtime"],
+    );
     assert!(!stderr.contains("check the file is complete"), "{stderr}");
 }
 
@@ -59,7 +74,8 @@ fn models_that_cannot_give_a_score_are_named_with_the_fix() {
 fn relabelled(case: &Case, name: &str, values: impl Fn(usize, Option<i8>) -> Option<f64>) -> PathBuf {
     rewrite_sample(case, name, |b| {
         let old = b.column_by_name("label").unwrap().as_primitive::<arrow::datatypes::Int8Type>().clone();
-        let label: ArrayRef = Arc::new(arrow::array::Float64Array::from_iter((0..b.num_rows()).map(|i| values(i, old.is_valid(i).then(|| old.value(i))))));
+        let label: ArrayRef =
+            Arc::new(arrow::array::Float64Array::from_iter((0..b.num_rows()).map(|i| values(i, old.is_valid(i).then(|| old.value(i))))));
         replace_column(b, "label", Some(label))
     })
 }
@@ -106,7 +122,9 @@ fn one_class_of_a_multiclass_model_is_judged_as_label_equals_class() {
         let label = b.column_by_name("label").unwrap().as_primitive::<arrow::datatypes::Int8Type>().clone();
         let distance = arrow::compute::cast(b.column_by_name("distance").unwrap(), &arrow::datatypes::DataType::Int64).unwrap();
         let distance = distance.as_primitive::<arrow::datatypes::Int64Type>();
-        let classes: ArrayRef = Arc::new(arrow::array::Int8Array::from_iter((0..b.num_rows()).map(|i| label.is_valid(i).then(|| label.value(i) + i8::from(distance.value(i) > 1000)))));
+        let classes: ArrayRef = Arc::new(arrow::array::Int8Array::from_iter(
+            (0..b.num_rows()).map(|i| label.is_valid(i).then(|| label.value(i) + i8::from(distance.value(i) > 1000))),
+        ));
         replace_column(b, "label", Some(classes))
     });
     let multiclass = format!("path = \"{}\"\nclass = 2", model("multiclass.onnx"));
@@ -130,16 +148,28 @@ fn class_and_transform_that_do_not_fit_the_output_are_named() {
     let case = Case::new();
     let demo = format!("path = \"{}\"", repo("data/flights/candidate.onnx").display());
     let named = format!("{demo}\nclass = \"late\"");
-    check_invalid(&case.scenario(&repo("data/flights/sample.parquet"), |s| with_models(s, &named, &demo)), &[
-        "output \"probabilities\": is a tensor, so models.stable.class = \"late\" (a ZipMap key) cannot pick a column",
-        "fix: give the column number",
-    ]);
+    check_invalid(
+        &case.scenario(&repo("data/flights/sample.parquet"), |s| with_models(s, &named, &demo)),
+        &[
+            "output \"probabilities\": is a tensor, so models.stable.class = \"late\" (a ZipMap key) cannot pick a column",
+            "fix: give the column number",
+        ],
+    );
     let softmax = format!("path = \"{}\"\ntransform = \"softmax\"", model("logits.onnx"));
-    check_invalid(&case.scenario(&repo("data/flights/sample.parquet"), |s| with_models(s, &softmax, &demo)), &["has one column, so models.*.transform = \"softmax\"", "models.stable.transform = \"sigmoid\""]);
+    check_invalid(
+        &case.scenario(&repo("data/flights/sample.parquet"), |s| with_models(s, &softmax, &demo)),
+        &["has one column, so models.*.transform = \"softmax\"", "models.stable.transform = \"sigmoid\""],
+    );
     let zipmap = format!("path = \"{}\"\nclass = \"late\"\ntransform = \"sigmoid\"", model("zipmap_strings.onnx"));
-    check_invalid(&case.scenario(&repo("data/flights/sample.parquet"), |s| with_models(s, &zipmap, &demo)), &["is a ZipMap of probabilities: there is nothing to transform", "remove models.stable.transform"]);
+    check_invalid(
+        &case.scenario(&repo("data/flights/sample.parquet"), |s| with_models(s, &zipmap, &demo)),
+        &["is a ZipMap of probabilities: there is nothing to transform", "remove models.stable.transform"],
+    );
     let int_keys = format!("path = \"{}\"\nclass = \"late\"", repo("tests/fixtures/models/zipmap.onnx").display());
-    check_invalid(&case.scenario(&repo("data/flights/sample.parquet"), |s| with_models(s, &int_keys, &demo)), &["is a ZipMap keyed by int64 class ids, so models.stable.class = \"late\" matches no key"]);
+    check_invalid(
+        &case.scenario(&repo("data/flights/sample.parquet"), |s| with_models(s, &int_keys, &demo)),
+        &["is a ZipMap keyed by int64 class ids, so models.stable.class = \"late\" matches no key"],
+    );
 }
 
 #[test]
@@ -153,7 +183,12 @@ fn a_model_that_fails_on_every_row_is_an_input_error_not_a_verdict() {
         rows_where(&b, |i| day.value(i) == 6)
     });
     let faulty = format!("path = \"{}\"\noutput = \"score\"", repo("tests/fixtures/models/faulty.onnx").display());
-    let scenario = case.scenario(&sundays, |s| with_models(s, &faulty, &demo).replace("label = \"label\"\nlabel_time = \"label_ts\"\n", ""));
-    let stderr = assert_invalid(&case, &scenario, &["faulty.onnx: output \"score\": scores none of the log's first", "Gather", "fix: check the model runs"]);
+    let scenario =
+        case.scenario(&sundays, |s| with_models(s, &faulty, &demo).replace("label = \"label\"\nlabel_time = \"label_ts\"\n", ""));
+    let stderr = assert_invalid(
+        &case,
+        &scenario,
+        &["faulty.onnx: output \"score\": scores none of the log's first", "Gather", "fix: check the model runs"],
+    );
     assert!(!stderr.contains("ROLLED BACK"), "{stderr}");
 }

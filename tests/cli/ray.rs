@@ -54,7 +54,11 @@ fn python_with_wheel() -> PathBuf {
                 .status()
                 .expect("maturin runs");
             assert!(built.success(), "maturin build failed");
-            let wheel = std::fs::read_dir(&wheels).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "whl")).expect("a wheel");
+            let wheel = std::fs::read_dir(&wheels)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension().is_some_and(|x| x == "whl"))
+                .expect("a wheel");
             let installed = Process::new(venv.join("bin/pip"))
                 .args(["install", "--quiet", "--disable-pip-version-check", "--no-deps", "--force-reinstall"])
                 .arg(&wheel)
@@ -88,7 +92,11 @@ impl RayCluster {
             }
             cmd.spawn().expect("ray start runs")
         };
-        let mut cluster = RayCluster { nodes: vec![node(&["--head", "--port", &port.to_string(), "--include-dashboard", "false"])], address, python: python.to_path_buf() };
+        let mut cluster = RayCluster {
+            nodes: vec![node(&["--head", "--port", &port.to_string(), "--include-dashboard", "false"])],
+            address,
+            python: python.to_path_buf(),
+        };
         cluster.wait_for(1);
         cluster.nodes.push(node(&["--address", &cluster.address.clone()]));
         cluster.wait_for(2);
@@ -98,13 +106,18 @@ impl RayCluster {
     /// Waits until `n` nodes are alive (at most a minute).
     fn wait_for(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        let probe = format!("import ray; ray.init(address='{}', logging_level='ERROR'); print(sum(x['Alive'] for x in ray.nodes()))", self.address);
+        let probe =
+            format!("import ray; ray.init(address='{}', logging_level='ERROR'); print(sum(x['Alive'] for x in ray.nodes()))", self.address);
         loop {
             let out = Process::new(&self.python).args(["-c", &probe]).env("RAY_USAGE_STATS_ENABLED", "0").output().unwrap();
             if String::from_utf8_lossy(&out.stdout).trim() == n.to_string() {
                 return;
             }
-            assert!(Instant::now() < deadline, "the Ray cluster did not have {n} node(s) within a minute:\n{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                Instant::now() < deadline,
+                "the Ray cluster did not have {n} node(s) within a minute:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             std::thread::sleep(Duration::from_millis(500));
         }
     }
@@ -165,13 +178,25 @@ fn the_demo_over_s3_sharded_8_ways_on_a_two_node_ray_cluster_gives_the_local_run
     let local_scenario = demo_scenario_over(&case, "local.toml", &local.display().to_string());
     let s3_scenario = demo_scenario_over(&case, "s3.toml", "s3://logs/flights/");
     let env = server.env();
-    let local_run = bin().arg("run").arg(&local_scenario).arg("--out").arg(case.path("local")).arg("--cache-dir").arg(case.path("local-cache")).arg("-q").output().unwrap();
+    let local_run = bin()
+        .arg("run")
+        .arg(&local_scenario)
+        .arg("--out")
+        .arg(case.path("local"))
+        .arg("--cache-dir")
+        .arg(case.path("local-cache"))
+        .arg("-q")
+        .output()
+        .unwrap();
     assert!(matches!(local_run.status.code(), Some(0 | 1 | 3)), "{}", String::from_utf8_lossy(&local_run.stderr));
     let cluster = RayCluster::start(&python, &env);
 
     let driver = |out: &str, cache: &str| {
         let mut cmd = Process::new(&python);
-        cmd.args(["-m", "canary_replay.ray"]).arg(&s3_scenario).args(["--address", &cluster.address, "--shards", "8", "--cache-dir", cache, "--out"]).arg(case.path(out));
+        cmd.args(["-m", "canary_replay.ray"])
+            .arg(&s3_scenario)
+            .args(["--address", &cluster.address, "--shards", "8", "--cache-dir", cache, "--out"])
+            .arg(case.path(out));
         cmd.env("RAY_USAGE_STATS_ENABLED", "0");
         for (k, v) in &env {
             cmd.env(k, v);
@@ -215,7 +240,13 @@ fn the_demo_over_s3_sharded_8_ways_on_a_two_node_ray_cluster_gives_the_local_run
     assert!(killed.is_some(), "no shard was seen running:\n{stderr}");
     assert!(stderr.contains("[8/8]"), "{stderr}");
     same_bytes("killed");
-    let parts: Vec<String> = std::fs::read_dir(server.root.path().join("cache/again")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert!(parts.iter().all(|p| p.len() == "0123456789abcdef0123456789abcdef.parquet".len() && p.ends_with(".parquet")), "only whole parts: {parts:?}");
+    let parts: Vec<String> = std::fs::read_dir(server.root.path().join("cache/again"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        parts.iter().all(|p| p.len() == "0123456789abcdef0123456789abcdef.parquet".len() && p.ends_with(".parquet")),
+        "only whole parts: {parts:?}"
+    );
     drop(cluster);
 }

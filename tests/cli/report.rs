@@ -7,7 +7,8 @@ const HOSTILE: &str = "<script>alert(1)</script>";
 
 /// Parses `report.html` strictly: it is well-formed XML as well as HTML.
 fn parse_report(html: &str) -> roxmltree::Document<'_> {
-    roxmltree::Document::parse_with_options(html, roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() }).expect("report.html is well-formed")
+    roxmltree::Document::parse_with_options(html, roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() })
+        .expect("report.html is well-formed")
 }
 
 fn text_of(node: roxmltree::Node) -> String {
@@ -79,7 +80,9 @@ fn the_report_shows_verdict_charts_and_escaped_data() {
         .map(|n| {
             use base64::Engine as _;
             let src = n.attribute("src").unwrap();
-            let data = src.strip_prefix("data:image/png;base64,").unwrap_or_else(|| panic!("an image that is not embedded: {}", &src[..40.min(src.len())]));
+            let data = src
+                .strip_prefix("data:image/png;base64,")
+                .unwrap_or_else(|| panic!("an image that is not embedded: {}", &src[..40.min(src.len())]));
             base64::engine::general_purpose::STANDARD.decode(data).unwrap()
         })
         .collect();
@@ -120,7 +123,10 @@ fn report_re_renders_a_run_folder_without_rescoring() {
     // A damaged distributions.json is named, with the fix, and the page is left as it was.
     std::fs::write(out.join("distributions.json"), "{\"of\": 3").unwrap();
     let stderr = stderr_of(&bin().arg("report").arg(&out).assert().code(2));
-    assert!(stderr.contains("distributions.json") && stderr.contains("cannot be read") && stderr.contains("re-run the scenario"), "{stderr}");
+    assert!(
+        stderr.contains("distributions.json") && stderr.contains("cannot be read") && stderr.contains("re-run the scenario"),
+        "{stderr}"
+    );
     assert!(std::fs::read(out.join("report.html")).unwrap() == page, "a failed render leaves the page as it was");
 }
 
@@ -133,7 +139,10 @@ fn the_output_charts_are_drawn_from_every_request() {
     let all = case.scenario(&repo("data/flights/sample.parquet"), |s| s + "\n[output]\nscores = \"all\"\n");
     case.replayed(&all);
     let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(case.path("out/distributions.json")).unwrap()).unwrap();
-    let rows = scores(&case.path("out/scores.parquet"), &["stable_score", "candidate_score", "label", "stable_latency_us", "candidate_latency_us"]);
+    let rows = scores(
+        &case.path("out/scores.parquet"),
+        &["stable_score", "candidate_score", "label", "stable_latency_us", "candidate_latency_us"],
+    );
     assert_eq!(rows.len(), 2000);
     let bin = |x: f64, bins: usize| ((x * bins as f64).floor() as usize).min(bins - 1);
     for arm in 0..2 {
@@ -155,7 +164,10 @@ fn the_output_charts_are_drawn_from_every_request() {
         assert_eq!(curve.len(), expected.len());
         for (point, (s, y, n)) in curve.iter().zip(expected) {
             assert_eq!(point[2].as_u64().unwrap(), *n);
-            assert!((point[0].as_f64().unwrap() - s / *n as f64).abs() < 1e-12 && (point[1].as_f64().unwrap() - y / *n as f64).abs() < 1e-12, "{point}");
+            assert!(
+                (point[0].as_f64().unwrap() - s / *n as f64).abs() < 1e-12 && (point[1].as_f64().unwrap() - y / *n as f64).abs() < 1e-12,
+                "{point}"
+            );
         }
         // The latency distribution: every measurement counted, its quantiles within a bin (3.7%).
         let mut measured: Vec<f64> = rows.values().filter_map(|v| v[3 + arm]).collect();

@@ -27,7 +27,8 @@ fn s3s_fs() -> PathBuf {
     if cached.is_file() {
         return cached;
     }
-    which("s3s-fs").unwrap_or_else(|| panic!("s3s-fs is not installed: run scripts/install-test-tools (cargo install s3s-fs --features binary)"))
+    which("s3s-fs")
+        .unwrap_or_else(|| panic!("s3s-fs is not installed: run scripts/install-test-tools (cargo install s3s-fs --features binary)"))
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -293,10 +294,23 @@ fn eight_shards_scored_into_an_s3_cache_give_the_unsharded_runs_summary_bytes() 
         assert!(matches!(code, Some(0 | 1 | 3)), "exit {code:?}:\n{}", String::from_utf8_lossy(&assert.get_output().stderr));
     };
     // Unsharded, with a cache of its own.
-    decided(cmd(&["run", &path(scenario.clone()), "--out", &path(case.path("unsharded")), "--cache-dir", &path(case.path("local-cache")), "-q"]).assert());
+    decided(
+        cmd(&[
+            "run",
+            &path(scenario.clone()),
+            "--out",
+            &path(case.path("unsharded")),
+            "--cache-dir",
+            &path(case.path("local-cache")),
+            "-q",
+        ])
+        .assert(),
+    );
 
     let plan = path(case.path("plan.json"));
-    cmd(&["shard", "plan", &path(scenario.clone()), "--shards", "8", "--cache-dir", "s3://cache/scores", "--out", &plan]).assert().success();
+    cmd(&["shard", "plan", &path(scenario.clone()), "--shards", "8", "--cache-dir", "s3://cache/scores", "--out", &plan])
+        .assert()
+        .success();
     let planned: Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
     let shards = planned["shards"].as_array().unwrap();
     assert_eq!(shards.len(), 8);
@@ -310,12 +324,17 @@ fn eight_shards_scored_into_an_s3_cache_give_the_unsharded_runs_summary_bytes() 
     // Run again, a shard scores nothing: its parts are there.
     let again = cmd(&["shard", "run", &plan, "--index", "3", "-q"]).assert().success();
     let report: Value = serde_json::from_slice(&again.get_output().stdout).unwrap();
-    assert_eq!((report["parts_scored"].as_u64(), report["parts_reused"].as_u64()), (Some(0), Some(shards[3]["parts"].as_array().unwrap().len() as u64)));
+    assert_eq!(
+        (report["parts_scored"].as_u64(), report["parts_reused"].as_u64()),
+        (Some(0), Some(shards[3]["parts"].as_array().unwrap().len() as u64))
+    );
     let objects = std::fs::read_dir(server.root.path().join("cache/scores")).unwrap().count();
     assert_eq!(objects, planned["shards"].as_array().unwrap().iter().map(|s| s["parts"].as_array().unwrap().len()).sum::<usize>());
 
     // The run merges the shards' parts (downloaded from the bucket) and scores nothing.
-    decided(cmd(&["run", &path(scenario.clone()), "--out", &path(case.path("sharded")), "--cache-dir", "s3://cache/scores", "-q"]).assert());
+    decided(
+        cmd(&["run", &path(scenario.clone()), "--out", &path(case.path("sharded")), "--cache-dir", "s3://cache/scores", "-q"]).assert(),
+    );
     let timings: Value = serde_json::from_str(&std::fs::read_to_string(case.path("sharded/timings.json")).unwrap()).unwrap();
     mirrors.note(timings["cache_dir"].as_str().unwrap());
     assert_eq!(timings["parts_scored"], 0, "{timings}");
@@ -335,8 +354,24 @@ fn a_plan_is_never_written_over_a_file_that_is_not_a_plan() {
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "{\"mine\": true}");
     // A plan is replaced by a new one.
     let plan = case.path("plan.json");
-    bin().args(["shard", "plan"]).arg(&scenario).args(["--shards", "2", "--cache-dir"]).arg(case.path("cache")).arg("--out").arg(&plan).assert().success();
-    bin().args(["shard", "plan"]).arg(&scenario).args(["--shards", "1", "--cache-dir"]).arg(case.path("cache")).arg("--out").arg(&plan).assert().success();
+    bin()
+        .args(["shard", "plan"])
+        .arg(&scenario)
+        .args(["--shards", "2", "--cache-dir"])
+        .arg(case.path("cache"))
+        .arg("--out")
+        .arg(&plan)
+        .assert()
+        .success();
+    bin()
+        .args(["shard", "plan"])
+        .arg(&scenario)
+        .args(["--shards", "1", "--cache-dir"])
+        .arg(case.path("cache"))
+        .arg("--out")
+        .arg(&plan)
+        .assert()
+        .success();
     let planned: Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
     assert_eq!(planned["shards"].as_array().map(Vec::len), Some(1));
     // No shards, an index past the plan's shards, a file that is not a plan: each named.

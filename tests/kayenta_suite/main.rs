@@ -121,7 +121,11 @@ fn classifier_suite_directional_tests() {
     assert_eq!(classifier(0.10, 0.95, Decrease).classify(&PASS_CONTROL, &HIGH_EXPERIMENT).label, Label::Pass, "Directional Test: Decrease");
     let high = classifier(0.10, 0.95, Increase).classify(&PASS_CONTROL, &HIGH_EXPERIMENT);
     assert!(high.label == Label::High && !high.critical_failure, "Directional Test: High Metric {high:?}");
-    assert_eq!(classifier(0.10, 0.95, Decrease).classify(&HIGH_CONTROL, &PASS_EXPERIMENT).label, Label::Low, "Directional Test: Low Metric");
+    assert_eq!(
+        classifier(0.10, 0.95, Decrease).classify(&HIGH_CONTROL, &PASS_EXPERIMENT).label,
+        Label::Low,
+        "Directional Test: Low Metric"
+    );
 }
 
 #[test]
@@ -134,10 +138,22 @@ fn classifier_suite_high_metric_large_input() {
 #[test]
 fn classifier_suite_mean_ratio_effect_size() {
     let (small, large) = ([1.0, 2.2, 1.1, 2.5, 3.0], [20.0, 22.0, 21.0, 25.0, 30.0]);
-    assert_eq!(classifier(0.10, 0.95, Either).effect_size(0.8, 1.2).classify(&small, &large).label, Label::High, "Mean Ratio Effect Size: High");
-    assert_eq!(classifier(0.10, 0.95, Decrease).effect_size(0.8, 1.2).classify(&HIGH_CONTROL, &PASS_EXPERIMENT).label, Label::Low, "Mean Ratio Effect Size: Low");
+    assert_eq!(
+        classifier(0.10, 0.95, Either).effect_size(0.8, 1.2).classify(&small, &large).label,
+        Label::High,
+        "Mean Ratio Effect Size: High"
+    );
+    assert_eq!(
+        classifier(0.10, 0.95, Decrease).effect_size(0.8, 1.2).classify(&HIGH_CONTROL, &PASS_EXPERIMENT).label,
+        Label::Low,
+        "Mean Ratio Effect Size: Low"
+    );
     let lower = [10.0, 12.2, 10.1, 12.5, 23.0];
-    assert_eq!(classifier(0.10, 0.95, Either).effect_size(0.5, 1.0).classify(&large, &lower).label, Label::Pass, "Mean Ratio Effect Size: Pass");
+    assert_eq!(
+        classifier(0.10, 0.95, Either).effect_size(0.5, 1.0).classify(&large, &lower).label,
+        Label::Pass,
+        "Mean Ratio Effect Size: Pass"
+    );
     assert_eq!(
         classifier(0.10, 0.95, Either).effect_size(1.0, 5.0).classify(&LARGE_CONTROL, &LARGE_EXPERIMENT).label,
         Label::Pass,
@@ -173,9 +189,21 @@ fn classifier_suite_critical_effect_size() {
 #[test]
 fn classifier_suite_ties_and_identical_populations() {
     assert_eq!(classifier(0.10, 0.95, Decrease).classify(&[1.0, 1.0], &[1.0, 1.0, 1.0]).label, Label::Pass, "Tied Observations");
-    assert_eq!(classifier(0.10, 0.95, Decrease).classify(&[5.0, 4.0, 3.0, 2.0, 1.0], &[1.0, 2.0, 3.0, 4.0, 5.0]).label, Label::Pass, "Identical Populations");
-    assert_eq!(classifier(0.10, 0.95, Decrease).classify(&[1.0; 5], &[0.0, 1.0, 1.0, 1.0, 1.0]).label, Label::Pass, "Leading Zero Identical Population");
-    assert_eq!(classifier(0.10, 0.95, Either).classify(&[1.0; 5], &[1.0, 1.0, 1.0, 1.0, 10.0]).label, Label::Pass, "Majority Tied Observations");
+    assert_eq!(
+        classifier(0.10, 0.95, Decrease).classify(&[5.0, 4.0, 3.0, 2.0, 1.0], &[1.0, 2.0, 3.0, 4.0, 5.0]).label,
+        Label::Pass,
+        "Identical Populations"
+    );
+    assert_eq!(
+        classifier(0.10, 0.95, Decrease).classify(&[1.0; 5], &[0.0, 1.0, 1.0, 1.0, 1.0]).label,
+        Label::Pass,
+        "Leading Zero Identical Population"
+    );
+    assert_eq!(
+        classifier(0.10, 0.95, Either).classify(&[1.0; 5], &[1.0, 1.0, 1.0, 1.0, 10.0]).label,
+        Label::Pass,
+        "Majority Tied Observations"
+    );
     assert_eq!(classifier(0.10, 0.95, Either).classify(&[1.0; 5], &[10.0; 5]).label, Label::High, "Tied Ranks");
     assert_eq!(classifier(0.10, 0.95, Either).classify(&[0.0; 5], &[10.0; 5]).label, Label::High, "Tied Ranks With Zeros");
 }
@@ -186,7 +214,11 @@ fn classifier_suite_missing_data() {
     assert_eq!(classifier(0.10, 0.95, Decrease).classify(&control, &[]).label, Label::NoData, "Missing Experiment Data");
     let c = classifier(0.10, 0.95, Decrease).critical(1.0, 1.0).classify(&control, &[]);
     assert!(c.label == Label::NoData && c.critical_failure, "Missing Experiment Data: Critical Metric {c:?}");
-    assert_eq!(classifier(0.10, 0.95, Decrease).replace_nan().classify(&control, &[]).label, Label::Pass, "Missing Experiment Data with NaN Replacement");
+    assert_eq!(
+        classifier(0.10, 0.95, Decrease).replace_nan().classify(&control, &[]).label,
+        Label::Pass,
+        "Missing Experiment Data with NaN Replacement"
+    );
 }
 
 #[test]
@@ -197,8 +229,16 @@ fn classifier_suite_zero_mean() {
     let c = classifier(0.10, 0.95, Either).effect_size(0.8, 1.2).classify(&values, &[0.0; 5]);
     assert!(c.label == Label::Low && c.deviation.is_nan(), "Zero Mean: Low Metric with Effect Size {c:?}");
     let experiment = [
-        0.05000000074505806, 0.05000000074505806, 0.01666666753590107, 0.01666666753590107, 0.01666666753590107, 0.05000000074505806,
-        0.03333333507180214, 0.05000000260770321, 0.05000000260770321, 0.13333333656191826,
+        0.05000000074505806,
+        0.05000000074505806,
+        0.01666666753590107,
+        0.01666666753590107,
+        0.01666666753590107,
+        0.05000000074505806,
+        0.03333333507180214,
+        0.05000000260770321,
+        0.05000000260770321,
+        0.13333333656191826,
     ];
     let c = classifier(0.10, 0.95, Either).critical(0.8, 1.2).replace_nan().classify(&[0.0; 10], &experiment);
     assert!(c.label == Label::High && c.critical_failure, "Zero Mean: Critical Metric {c:?}");
@@ -221,7 +261,14 @@ fn summary_score(weights: &[(&str, f64)], metrics: &[(&str, Label, bool, bool)])
         config.critical = *critical;
         config.muted = *report_only;
         let critical_failure = *critical && *label != Label::Pass;
-        results.push(Classification { metric: config.name.clone(), label: *label, critical_failure, estimate: None, interval: None, deviation: 1.0 });
+        results.push(Classification {
+            metric: config.name.clone(),
+            label: *label,
+            critical_failure,
+            estimate: None,
+            interval: None,
+            deviation: 1.0,
+        });
         configs.push(config);
     }
     judge.score(&configs, results).score
@@ -235,41 +282,80 @@ fn scorer_suite_weighted_sum_group_scorer() {
     assert_eq!(summary_score(&none, &[("test-group", High, false, false)]), 0.0, "Single Metric Fail");
     assert_eq!(summary_score(&none, &[("test-group-nodata", NoData, false, false)]), 0.0, "Single group Nodata");
     assert_eq!(
-        summary_score(&none, &[("test-group-pass", Pass, false, false), ("test-group-pass", Pass, false, false), ("test-group-nodata", NoData, false, false)]),
+        summary_score(
+            &none,
+            &[
+                ("test-group-pass", Pass, false, false),
+                ("test-group-pass", Pass, false, false),
+                ("test-group-nodata", NoData, false, false)
+            ]
+        ),
         100.0,
         "Two Groups, one Pass, one Nodata"
     );
-    assert_eq!(summary_score(&none, &[("test-group", Pass, false, false), ("test-group", High, false, false)]), 50.0, "One Group, Two Metrics");
+    assert_eq!(
+        summary_score(&none, &[("test-group", Pass, false, false), ("test-group", High, false, false)]),
+        50.0,
+        "One Group, Two Metrics"
+    );
     assert_eq!(
         summary_score(&none, &[("test-group", Pass, false, false), ("test-group", High, false, false), ("test-group", Low, false, false)]),
         33.33,
         "One Group, Three Metrics"
     );
     assert_eq!(
-        summary_score(&[("group-1", 75.0), ("group-2", 25.0)], &[("group-1", Pass, false, false), ("group-1", Pass, false, false), ("group-2", High, false, false)]),
+        summary_score(
+            &[("group-1", 75.0), ("group-2", 25.0)],
+            &[("group-1", Pass, false, false), ("group-1", Pass, false, false), ("group-2", High, false, false)]
+        ),
         75.0,
         "Two Groups, Three Metrics"
     );
     let equal = [("group-1", 50.0), ("group-2", 50.0)];
-    assert_eq!(summary_score(&equal, &[("group-1", Pass, false, false), ("group-1", High, false, false), ("group-2", High, false, false)]), 25.0, "Two Groups, Three Metrics (Equal Weight)");
+    assert_eq!(
+        summary_score(&equal, &[("group-1", Pass, false, false), ("group-1", High, false, false), ("group-2", High, false, false)]),
+        25.0,
+        "Two Groups, Three Metrics (Equal Weight)"
+    );
     assert_eq!(
         summary_score(&equal, &[("group-1", Pass, false, false), ("group-1", NoData, false, false), ("group-2", High, false, false)]),
         50.0,
         "Two Groups, Three Metrics (Equal Weight), one NoData"
     );
-    assert_eq!(summary_score(&none, &[("test-group", Pass, false, false), ("test-group", High, true, false)]), 0.0, "Two Metrics, one good (normal), one fail (critical)");
-    assert_eq!(summary_score(&none, &[("test-group", Low, false, false), ("test-group", Pass, true, false)]), 50.0, "Two Metrics, one low (normal), one good (critical)");
-    assert_eq!(summary_score(&none, &[("test-group", Pass, false, false), ("test-group", NoData, true, false)]), 0.0, "Two Metrics, one good (normal), one nodata (critical)");
+    assert_eq!(
+        summary_score(&none, &[("test-group", Pass, false, false), ("test-group", High, true, false)]),
+        0.0,
+        "Two Metrics, one good (normal), one fail (critical)"
+    );
+    assert_eq!(
+        summary_score(&none, &[("test-group", Low, false, false), ("test-group", Pass, true, false)]),
+        50.0,
+        "Two Metrics, one low (normal), one good (critical)"
+    );
+    assert_eq!(
+        summary_score(&none, &[("test-group", Pass, false, false), ("test-group", NoData, true, false)]),
+        0.0,
+        "Two Metrics, one good (normal), one nodata (critical)"
+    );
     assert_eq!(
         summary_score(
             &[("group1", 15.0), ("group2", 85.0)],
-            &[("group1", High, false, false), ("group1", Low, false, false), ("group1", Pass, false, false), ("group2", High, false, false)]
+            &[
+                ("group1", High, false, false),
+                ("group1", Low, false, false),
+                ("group1", Pass, false, false),
+                ("group2", High, false, false)
+            ]
         ),
         5.0,
         "Two Groups (Unequal Weight), Four Metrics"
     );
     // From the suite's earlier revision, when muted metrics were "report-only".
-    assert_eq!(summary_score(&none, &[("test-group", Pass, false, false), ("test-group", High, false, true)]), 100.0, "Two metrics, one good (normal), one fail (report-only)");
+    assert_eq!(
+        summary_score(&none, &[("test-group", Pass, false, false), ("test-group", High, false, true)]),
+        100.0,
+        "Two metrics, one good (normal), one fail (report-only)"
+    );
 }
 
 // ---- kayenta-judge DetectorSuite (the IQR detector; the judge never runs the k-sigma one) ----
@@ -277,15 +363,23 @@ fn scorer_suite_weighted_sum_group_scorer() {
 #[test]
 fn detector_suite_iqr() {
     let detect = |data: &[f64]| iqr_outliers(data, 1.5, false);
-    assert_eq!(detect(&[21.0, 23.0, 24.0, 25.0, 50.0, 29.0, 23.0, 21.0]), [false, false, false, false, true, false, false, false], "IQR Detection");
-    assert_eq!(detect(&[1.0, 1.0, 1.0, 5.0, -1.0, -1.0, -1.0, -5.0]), [false, false, false, true, false, false, false, true], "IQR Detect Two Sided");
+    assert_eq!(
+        detect(&[21.0, 23.0, 24.0, 25.0, 50.0, 29.0, 23.0, 21.0]),
+        [false, false, false, false, true, false, false, false],
+        "IQR Detection"
+    );
+    assert_eq!(
+        detect(&[1.0, 1.0, 1.0, 5.0, -1.0, -1.0, -1.0, -5.0]),
+        [false, false, false, true, false, false, false, true],
+        "IQR Detect Two Sided"
+    );
     assert!(detect(&[]).is_empty(), "IQR Empty Data");
     let nist = [
-        30.0, 171.0, 184.0, 201.0, 212.0, 250.0, 265.0, 270.0, 272.0, 289.0, 305.0, 306.0, 322.0, 322.0, 336.0, 346.0, 351.0, 370.0, 390.0, 404.0, 409.0, 411.0,
-        436.0, 437.0, 439.0, 441.0, 444.0, 448.0, 451.0, 453.0, 470.0, 480.0, 482.0, 487.0, 494.0, 495.0, 499.0, 503.0, 514.0, 521.0, 522.0, 527.0, 548.0, 550.0,
-        559.0, 560.0, 570.0, 572.0, 574.0, 578.0, 585.0, 592.0, 592.0, 607.0, 616.0, 618.0, 621.0, 629.0, 637.0, 638.0, 640.0, 656.0, 668.0, 707.0, 709.0, 719.0,
-        737.0, 739.0, 752.0, 758.0, 766.0, 792.0, 792.0, 794.0, 802.0, 818.0, 830.0, 832.0, 843.0, 858.0, 860.0, 869.0, 918.0, 925.0, 953.0, 991.0, 1000.0, 1005.0,
-        1068.0, 1441.0,
+        30.0, 171.0, 184.0, 201.0, 212.0, 250.0, 265.0, 270.0, 272.0, 289.0, 305.0, 306.0, 322.0, 322.0, 336.0, 346.0, 351.0, 370.0, 390.0,
+        404.0, 409.0, 411.0, 436.0, 437.0, 439.0, 441.0, 444.0, 448.0, 451.0, 453.0, 470.0, 480.0, 482.0, 487.0, 494.0, 495.0, 499.0,
+        503.0, 514.0, 521.0, 522.0, 527.0, 548.0, 550.0, 559.0, 560.0, 570.0, 572.0, 574.0, 578.0, 585.0, 592.0, 592.0, 607.0, 616.0,
+        618.0, 621.0, 629.0, 637.0, 638.0, 640.0, 656.0, 668.0, 707.0, 709.0, 719.0, 737.0, 739.0, 752.0, 758.0, 766.0, 792.0, 792.0,
+        794.0, 802.0, 818.0, 830.0, 832.0, 843.0, 858.0, 860.0, 869.0, 918.0, 925.0, 953.0, 991.0, 1000.0, 1005.0, 1068.0, 1441.0,
     ];
     let flagged = detect(&nist);
     assert!(flagged[..nist.len() - 1].iter().all(|f| !f) && flagged[nist.len() - 1], "IQR NIST Test");
