@@ -68,6 +68,10 @@ pub enum Error {
     /// Something failed that is not the user's input (a bug or an exhausted resource).
     #[error("{0}")]
     Internal(String),
+    /// An operation on our own data failed (an Arrow kernel, a Parquet writer), with the error
+    /// that stopped it as its source.
+    #[error("{what}: {source}")]
+    Failed { what: String, source: Box<dyn std::error::Error + Send + Sync> },
 }
 
 struct Problems<'a>(&'a [Problem]);
@@ -97,11 +101,16 @@ impl Error {
         Error::Io { path: path.as_ref().to_path_buf(), source }
     }
 
+    /// `what` failed with `source` (kept as the error's source).
+    pub fn failed(what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Failed { what: what.into(), source: Box::new(source) }
+    }
+
     /// The documented exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Invalid(_) => exit::INVALID,
-            Error::Runtime(_) | Error::Io { .. } | Error::Internal(_) => exit::FAILURE,
+            Error::Runtime(_) | Error::Io { .. } | Error::Internal(_) | Error::Failed { .. } => exit::FAILURE,
         }
     }
 }
@@ -144,5 +153,13 @@ mod tests {
             Error::Invalid(vec![Problem::new("a.toml: traffic.path", "missing").fix("add it"), Problem::new("a.toml: name", "empty")]);
         assert_eq!(err.to_string(), "2 problems:\na.toml: traffic.path: missing\n  fix: add it\na.toml: name: empty");
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn a_failure_names_what_failed_and_keeps_its_source() {
+        let err = Error::failed("writing checks.parquet", std::io::Error::other("disk full"));
+        assert_eq!(err.to_string(), "writing checks.parquet: disk full");
+        assert_eq!(std::error::Error::source(&err).map(ToString::to_string), Some("disk full".to_string()));
+        assert_eq!(err.exit_code(), exit::FAILURE);
     }
 }

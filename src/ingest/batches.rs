@@ -85,7 +85,7 @@ impl TrafficBatch {
         let arrays = |get: &dyn Fn(&TrafficBatch) -> ArrayRef| -> Result<ArrayRef> {
             let columns: Vec<ArrayRef> = sources.iter().map(|b| get(b)).collect();
             let refs: Vec<&dyn Array> = columns.iter().map(|a| a.as_ref()).collect();
-            arrow::compute::interleave(&refs, picks).map_err(|e| Error::Internal(e.to_string()))
+            arrow::compute::interleave(&refs, picks).map_err(|e| Error::failed("merging traffic batches", e))
         };
         let live = sources.iter().find(|b| !b.is_empty()).expect("rows are picked from a batch");
         let typed = |b: &TrafficBatch, k: usize| -> ArrayRef {
@@ -165,7 +165,7 @@ impl<'a> FileStream<'a> {
             if all {
                 Ok(array)
             } else {
-                arrow::compute::filter(&array, &filter).map_err(|e| Error::Internal(e.to_string()))
+                arrow::compute::filter(&array, &filter).map_err(|e| Error::failed("dropping duplicate requests", e))
             }
         };
         let time: Vec<Micros> =

@@ -90,17 +90,17 @@ fn write_run(file: &TrafficFile, traffic: &Traffic, batches: &[RecordBatch], des
         Some(b) => b.schema(),
         None => return Ok(()),
     };
-    let batch = arrow::compute::concat_batches(&schema, batches).map_err(|e| Error::Internal(e.to_string()))?;
+    let batch = arrow::compute::concat_batches(&schema, batches).map_err(|e| Error::failed("sorting a traffic run by time", e))?;
     let times = to_micros(batch.column_by_name(&traffic.time).expect("the time column is read")).map_err(|e| data_error(&file.path, e))?;
     let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
     // Rows without a time sort last; the survey has already refused them.
     order.sort_by_key(|&i| times[i as usize].unwrap_or(i64::MAX));
-    let sorted =
-        arrow::compute::take_record_batch(&batch, &arrow::array::UInt32Array::from(order)).map_err(|e| Error::Internal(e.to_string()))?;
+    let sorted = arrow::compute::take_record_batch(&batch, &arrow::array::UInt32Array::from(order))
+        .map_err(|e| Error::failed("sorting a traffic run by time", e))?;
     let out = File::create(dest).map_err(|e| Error::io(dest, e))?;
-    let mut writer = ArrowWriter::try_new(out, schema, None).map_err(|e| Error::Internal(e.to_string()))?;
-    writer.write(&sorted).map_err(|e| Error::Internal(e.to_string()))?;
-    writer.close().map_err(|e| Error::Internal(e.to_string()))?;
+    let mut writer = ArrowWriter::try_new(out, schema, None).map_err(|e| Error::failed("writing a sorted traffic run", e))?;
+    writer.write(&sorted).map_err(|e| Error::failed("writing a sorted traffic run", e))?;
+    writer.close().map_err(|e| Error::failed("writing a sorted traffic run", e))?;
     Ok(())
 }
 

@@ -500,7 +500,7 @@ fn sampled(batch: arrow::array::RecordBatch, id: &str, plan: &ScoresInfo) -> Res
     use arrow::array::{Array, AsArray};
     let ids = batch.column_by_name(id).ok_or_else(|| Error::Internal(format!("the score cache has no column {id}")))?.as_string::<i32>();
     let keep: arrow::array::BooleanArray = (0..ids.len()).map(|i| Some(ids.is_valid(i) && plan.keeps(ids.value(i)))).collect();
-    arrow::compute::filter_record_batch(&batch, &keep).map_err(|e| Error::Internal(e.to_string()))
+    arrow::compute::filter_record_batch(&batch, &keep).map_err(|e| Error::failed("sampling scores.parquet", e))
 }
 
 /// `batch` with each column named in `types` cast to that type.

@@ -174,12 +174,12 @@ pub fn write_checks(path: &Path, setup: &Setup, run: &Run) -> Result<()> {
     ];
     let schema =
         Arc::new(Schema::new(columns.iter().map(|(name, array)| Field::new(*name, array.data_type().clone(), true)).collect::<Vec<_>>()));
-    let batch =
-        RecordBatch::try_new(schema.clone(), columns.into_iter().map(|(_, a)| a).collect()).map_err(|e| Error::Internal(e.to_string()))?;
+    let batch = RecordBatch::try_new(schema.clone(), columns.into_iter().map(|(_, a)| a).collect())
+        .map_err(|e| Error::failed("assembling checks.parquet", e))?;
     let file = File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut writer = ArrowWriter::try_new(file, schema, None).map_err(|e| Error::Internal(e.to_string()))?;
-    writer.write(&batch).map_err(|e| Error::Internal(e.to_string()))?;
-    writer.close().map_err(|e| Error::Internal(e.to_string()))?;
+    let mut writer = ArrowWriter::try_new(file, schema, None).map_err(|e| Error::failed("writing checks.parquet", e))?;
+    writer.write(&batch).map_err(|e| Error::failed("writing checks.parquet", e))?;
+    writer.close().map_err(|e| Error::failed("writing checks.parquet", e))?;
     Ok(())
 }
 

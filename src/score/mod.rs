@@ -316,7 +316,8 @@ impl Job<'_> {
         }
         let properties = properties.build();
         let schema = part_schema(self.layout);
-        let mut writer = ArrowWriter::try_new(handle, schema.clone(), Some(properties)).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut writer =
+            ArrowWriter::try_new(handle, schema.clone(), Some(properties)).map_err(|e| Error::failed("starting a score-cache part", e))?;
         let batch_rows = self.scenario.scoring.batch_rows;
         let (traffic, layout, models, missing, rules) = (&self.scenario.traffic, self.layout, self.models, self.missing, self.rules);
         let stop = AtomicBool::new(false);
