@@ -2,7 +2,7 @@
 //! the `Rollout` canary steps, a Flagger `Canary` analysis, and a Kayenta canary config with its
 //! execution request. Every file opens with the mapping and with what the format cannot express.
 //!
-//! The mapping (also in the README):
+//! The mapping (also in docs/tuning.md):
 //! - stages → Argo `setWeight` + `pause: {duration: bake}` steps; Flagger `stepWeights` rising
 //!   strictly (Flagger advances one step per passing check, and a weight listed twice would stop
 //!   it for good: its next step would be 0) with `analysis.interval` the longest bake; Kayenta
@@ -190,7 +190,7 @@ fn header(plan: &Plan, format: &str) -> String {
     for lost in plan.not_expressible() {
         let _ = writeln!(s, "#  - {lost}");
     }
-    s.push_str("#\n# Queries are templates over recording rules `model:<metric>:<sum|sum_squares|count>{track=\"stable\"|\"canary\"}`:\n# replace them with your own metrics. Mapping: see the README's \"Exporting a tuned policy\".\n");
+    s.push_str("#\n# Queries are templates over recording rules `model:<metric>:<sum|sum_squares|count>{track=\"stable\"|\"canary\"}`:\n# replace them with your own metrics. Mapping: see canary-replay's docs/tuning.md, \"Exporting a tuned policy\".\n");
     s
 }
 

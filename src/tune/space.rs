@@ -144,9 +144,7 @@ pub fn load(path: &Path) -> Result<Space> {
 
 pub fn parse(text: &str, file: &str) -> Result<Space> {
     let raw: RawSpace = toml::from_str(text).map_err(|e| {
-        Error::invalid(
-            Problem::new(file.to_string(), e.message().to_string()).fix("see `canary-replay tune --help` and the README's tune section"),
-        )
+        Error::invalid(Problem::new(file.to_string(), e.message().to_string()).fix("see `canary-replay tune --help` and docs/tuning.md"))
     })?;
     let mut problems = Vec::new();
     let mut problem = |key: String, message: String, fix: Option<String>| {
