@@ -19,7 +19,7 @@ use std::path::Path;
 
 use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::Float64Type;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ingest::Layout;
@@ -35,10 +35,9 @@ use crate::stats::sketch::{self, Binning, Histogram};
 pub const ACCURACY_THRESHOLD: f64 = 0.5;
 
 /// The full-traffic comparison.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Oracle {
-    /// "binary" when every label is 0 or 1, "regression" otherwise, "unlabelled" without labels.
-    pub task: &'static str,
+    pub task: Labels,
     pub overall: Comparison,
     /// Per segment column, per value (sorted).
     pub segments: BTreeMap<String, BTreeMap<String, Comparison>>,
@@ -48,10 +47,39 @@ pub struct Oracle {
     pub distributions: Distributions,
 }
 
+/// What the labels make of the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Labels {
+    /// Every label is 0 or 1.
+    Binary,
+    /// Some label is another number.
+    Regression,
+    /// No label column.
+    Unlabelled,
+}
+
+impl Labels {
+    /// As `summary.json` writes it: `binary`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Labels::Binary => "binary",
+            Labels::Regression => "regression",
+            Labels::Unlabelled => "unlabelled",
+        }
+    }
+}
+
+impl std::fmt::Display for Labels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Score histograms, reliability curves and latency distributions of both models, from the
 /// oracle's pass over every request: the report's charts of the models' outputs, written to the run
 /// folder as `distributions.json` (`scores.parquet` may hold a sample, or nothing).
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Distributions {
     /// The requests they describe ("every replayed request").
     pub of: String,
@@ -135,7 +163,7 @@ impl ChartSums {
 }
 
 /// Stable vs candidate on one set of requests.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Comparison {
     pub rows: u64,
     /// Rows with a label where both models scored.
@@ -144,19 +172,19 @@ pub struct Comparison {
     pub stable: Side,
     pub candidate: Side,
     /// candidate − stable for each quality metric.
-    pub difference: BTreeMap<&'static str, f64>,
+    pub difference: BTreeMap<String, f64>,
     /// Distance between the two models' score distributions (rows where both scored).
     pub drift: Drift,
 }
 
 /// One model on one set of requests.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Side {
     pub errors: u64,
     pub error_rate: f64,
     pub mean_score: Option<f64>,
     /// Quality on the paired labelled rows: auc, log_loss, brier, accuracy (binary) or mae, rmse.
-    pub quality: BTreeMap<&'static str, f64>,
+    pub quality: BTreeMap<String, f64>,
     /// Bound on |histogram AUC − row-level AUC|.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auc_error_bound: Option<f64>,
@@ -166,7 +194,7 @@ pub struct Side {
     pub first_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Latency {
     pub samples: u64,
     pub p50: Option<f64>,
@@ -174,7 +202,7 @@ pub struct Latency {
     pub p99: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Drift {
     pub psi: Option<f64>,
     pub jensen_shannon: Option<f64>,
@@ -288,15 +316,15 @@ impl Sums {
                 if self.paired > 0 {
                     if binary {
                         if let Some((auc, bound)) = sketch::auc_from_histograms(&s.positives, &s.negatives) {
-                            quality.insert("auc", auc);
+                            quality.insert("auc".to_string(), auc);
                             auc_error_bound = Some(bound);
                         }
-                        quality.insert("log_loss", s.log_loss / paired);
-                        quality.insert("brier", s.brier / paired);
-                        quality.insert("accuracy", s.correct as f64 / paired);
+                        quality.insert("log_loss".to_string(), s.log_loss / paired);
+                        quality.insert("brier".to_string(), s.brier / paired);
+                        quality.insert("accuracy".to_string(), s.correct as f64 / paired);
                     } else {
-                        quality.insert("mae", s.abs_error / paired);
-                        quality.insert("rmse", (s.brier / paired).sqrt());
+                        quality.insert("mae".to_string(), s.abs_error / paired);
+                        quality.insert("rmse".to_string(), (s.brier / paired).sqrt());
                     }
                 }
                 let q = |p: f64| s.latency.quantile_ms(p).map(|ms| ms * 1000.0);
@@ -312,7 +340,7 @@ impl Sums {
             })
             .collect();
         let [stable, candidate]: [Side; 2] = sides.try_into().expect("two sides");
-        let difference = stable.quality.iter().filter_map(|(k, v)| candidate.quality.get(k).map(|c| (*k, c - v))).collect();
+        let difference = stable.quality.iter().filter_map(|(k, v)| candidate.quality.get(k).map(|c| (k.clone(), c - v))).collect();
         let reference = &self.sides[0];
         let n = reference.both.total() as f64;
         let std = if n > 0.0 { (reference.both_sum_sq / n - (reference.both_sum / n).powi(2)).max(0.0).sqrt() } else { 0.0 };
@@ -392,11 +420,11 @@ pub fn compute(
         Ok(())
     })?;
     let task = match (layout.label.is_some(), binary) {
-        (false, _) => "unlabelled",
-        (true, true) => "binary",
-        (true, false) => "regression",
+        (false, _) => Labels::Unlabelled,
+        (true, true) => Labels::Binary,
+        (true, false) => Labels::Regression,
     };
-    let distributions = charts.finish(task == "binary", &overall);
+    let distributions = charts.finish(task == Labels::Binary, &overall);
     let clean = clean.map(|sums| sums.finish(&binning, binary));
     let served = Oracle {
         task,

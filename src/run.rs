@@ -462,7 +462,7 @@ pub fn emulate_controllers(
     }
     let who = if setup.policy.default_gates { "canary-replay: the default policy" } else { "canary-replay: the scenario's policy" };
     let (run, grade, exposure) = policy;
-    let policy = report::controllers::Verdict::new(who.to_string(), run, grade, exposure);
+    let policy = report::controllers::Graded::new(who.to_string(), run, grade, exposure);
     let comparison = emulated.iter().map(|e| report::controllers::compare(&policy, &e.verdict)).collect();
     let notes =
         spec.traffic_notes(requests_per_hour(replay.rows, replay.first, replay.last), latency_sample, setup.policy.ramp.check_every);

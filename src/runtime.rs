@@ -43,7 +43,7 @@ fn env_flag(name: &str) -> bool {
 }
 
 /// Where a runtime came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     Flag,
@@ -52,6 +52,20 @@ pub enum Source {
     System,
     Cache,
     Fetched,
+}
+
+impl Source {
+    /// As `summary.json` writes it: `python_package`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Flag => "flag",
+            Source::Env => "env",
+            Source::PythonPackage => "python_package",
+            Source::System => "system",
+            Source::Cache => "cache",
+            Source::Fetched => "fetched",
+        }
+    }
 }
 
 impl std::fmt::Display for Source {
@@ -77,7 +91,7 @@ pub struct Runtime {
 }
 
 /// What is written into summaries about the runtime.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct RuntimeInfo {
     pub version: String,
     pub path: String,

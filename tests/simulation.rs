@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use canary_replay::run::{run, RunOptions, RunOutput};
 use canary_replay::runtime::RuntimeOptions;
 use canary_replay::simulate::fast::Fast;
+use canary_replay::simulate::grade::Call;
 use canary_replay::simulate::replay::Replay;
 use canary_replay::simulate::{Action, Outcome, Setup};
 use canary_replay::stats::binomial::wilson;
@@ -56,7 +57,7 @@ fn the_default_policy_promotes_in_september_and_misses_the_winter() {
     assert!(sim.default_policy);
     assert!(sim.decided_at.starts_with("2013-09"), "{}", sim.decided_at);
     // Right in September, wrong later: without monitoring nothing catches the autumn and winter.
-    assert_eq!(sim.grade.grade, "missed_regression");
+    assert_eq!(sim.grade.grade, Call::MissedRegression);
     assert!(sim.grade.findings.iter().any(|f| f.gate == "log_loss non_inferiority" && f.start.as_str() >= "2013-10"));
     assert!(sim.exposure.after_decision_in_regressed_windows > 10_000);
     assert_eq!(out.exit_code, 0);
@@ -71,7 +72,7 @@ fn a_monitored_holdback_catches_the_regression_after_the_summer() {
     assert!(sim.stages.iter().any(|s| s.monitoring), "the rollout reached the monitored holdback");
     assert!(sim.stages.iter().find(|s| s.monitoring).unwrap().start.starts_with("2013-09"), "promoted in September");
     assert!(at(&sim.decided_at) >= at("2013-10-01T00:00:00Z"), "rolled back after the summer: {}", sim.decided_at);
-    assert_eq!(sim.grade.grade, "correct_rollback");
+    assert_eq!(sim.grade.grade, Call::CorrectRollback);
     // The candidate served the window the oracle found worse before the rollback caught it.
     let e = &sim.exposure;
     assert!(e.before_decision_in_regressed_windows > 0 && e.before_decision_in_regressed_windows <= e.candidate_requests, "{e:?}");
@@ -95,7 +96,7 @@ fn injected_incidents_are_rolled_back_within_days() {
             sim.exposure.in_regressed_segments
         );
         assert_eq!(sim.outcome, Outcome::RolledBack, "{scenario}: {}", sim.reason);
-        assert_eq!(sim.grade.grade, "correct_rollback", "{scenario}");
+        assert_eq!(sim.grade.grade, Call::CorrectRollback, "{scenario}");
         assert!(after > 0 && after <= 5 * 86_400_000_000, "{scenario}: decided {} after the fault", format_approx(after));
         let e = &sim.exposure;
         assert!(
@@ -111,7 +112,7 @@ fn a_feature_sent_missing_is_scored_for_real_and_caught() {
     let sim = &out.summary.simulation;
     println!("feature missing: {:?} at {}; {}", sim.outcome, sim.decided_at, sim.grade.grade);
     assert_eq!(sim.outcome, Outcome::RolledBack);
-    assert_eq!(sim.grade.grade, "correct_rollback");
+    assert_eq!(sim.grade.grade, Call::CorrectRollback);
     assert!(sim.reason.contains("log_loss"), "{}", sim.reason);
 }
 
@@ -122,10 +123,10 @@ fn an_aa_replay_rarely_rolls_back_across_100_salts() {
     // segment (a week's latency sample of a small carrier, a handful of requests, once made a
     // "regression" of one slow request), so promoting it is right whoever does it.
     let sim = &out.summary.simulation;
-    assert_eq!((sim.grade.grade, sim.grade.findings.len()), ("held", 0), "{}", sim.grade.explanation);
+    assert_eq!((sim.grade.grade, sim.grade.findings.len()), (Call::Held, 0), "{}", sim.grade.explanation);
     for controller in &out.summary.controllers.as_ref().expect("the A/A scenario names controllers").emulated {
         let v = &controller.verdict;
-        assert!(v.outcome != "promoted" || v.grade == "correct_promotion", "{}: {v:?}", controller.kind);
+        assert!(v.outcome != Outcome::Promoted || v.grade == Call::CorrectPromotion, "{}: {v:?}", controller.kind);
         assert_eq!(v.harm(), 0, "{}: {v:?}", controller.kind);
     }
     let scenario = canary_replay::scenario::load(&repo("scenarios/flights-2013-aa.toml")).unwrap();
@@ -421,18 +422,18 @@ fn live_controllers_are_emulated_and_graded_next_to_the_policy() {
     let c = out.summary.controllers.as_ref().expect("the incident names controllers");
     let kinds: Vec<&str> = c.emulated.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["argo_rollouts", "flagger", "kayenta"]);
-    assert_eq!((c.policy.outcome.as_str(), c.policy.grade.as_str()), ("rolled_back", "correct_rollback"));
+    assert_eq!((c.policy.outcome, c.policy.grade), (Outcome::RolledBack, Call::CorrectRollback));
     // 20% of the candidate's requests fail from 2013-09-05: Argo's background error-rate analysis
     // (1-hour checks over 12 hours, failureLimit 3) aborts the rollout after that, rightly.
     let argo = &c.emulated[0].verdict;
-    assert_eq!((argo.outcome.as_str(), argo.grade.as_str()), ("rolled_back", "correct_rollback"), "{argo:?}");
+    assert_eq!((argo.outcome, argo.grade), (Outcome::RolledBack, Call::CorrectRollback), "{argo:?}");
     assert!(argo.decided_at.as_str() > "2013-09-05" && argo.reason.contains("error-rate Failed"), "{argo:?}");
     // Kayenta's three-day canary ends before the fault and promotes: a missed regression that
     // serves far more failing requests than the policy let through.
     let kayenta = &c.emulated[2].verdict;
     assert_eq!(
-        (kayenta.outcome.as_str(), kayenta.grade.as_str(), kayenta.time_to_decision_hours),
-        ("promoted", "missed_regression", 72.0),
+        (kayenta.outcome, kayenta.grade, kayenta.time_to_decision_hours),
+        (Outcome::Promoted, Call::MissedRegression, 72.0),
         "{kayenta:?}"
     );
     assert!(kayenta.harm() > 10 * c.policy.harm(), "{kayenta:?} vs {:?}", c.policy);
@@ -444,6 +445,22 @@ fn live_controllers_are_emulated_and_graded_next_to_the_policy() {
     // Deterministic: the same inputs give the same controllers, byte for byte.
     let again = replay("scenarios/incidents/errors.toml", false);
     assert_eq!(canary_replay::report::to_json(&again.summary.controllers), canary_replay::report::to_json(&out.summary.controllers));
+}
+
+/// `summary.json` is the run's typed record: what `report` reads back is what `run` wrote, and
+/// writing it again gives the same bytes (a run with faults, controllers and segment findings).
+#[test]
+fn the_run_record_reads_back_as_written() {
+    for scenario in ["scenarios/incidents/errors.toml", "scenarios/flights-2013-monitored.toml"] {
+        let summary = replay(scenario, false).summary;
+        let written = canary_replay::report::to_json(&summary);
+        let read: canary_replay::report::Summary = serde_json::from_str(&written).unwrap_or_else(|e| panic!("{scenario}: {e}"));
+        // The charts' distributions are distributions.json's, not the summary's.
+        let mut expected = summary.clone();
+        expected.oracle.distributions = Default::default();
+        assert!(read == expected, "{scenario}: the record read back differs from the one written");
+        assert_eq!(canary_replay::report::to_json(&read), written, "{scenario}");
+    }
 }
 
 /// Issue 18, item 7: the oracle's model comparison shows what users were served — the injected

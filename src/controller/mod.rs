@@ -8,6 +8,7 @@
 
 pub mod argo;
 pub mod condition;
+pub mod export;
 pub mod flagger;
 pub mod kayenta;
 pub mod probe;

@@ -339,13 +339,13 @@ fn tuned_exports_replay_as_controllers() {
             RawMapping { metric: "error_rate".into(), arm: Some("difference".into()), scale: None, offset: None, window: None },
         );
     }
-    let flagger = crate::tune::export::flagger(&policy, "tuned");
+    let flagger = crate::controller::export::flagger(&policy, "tuned");
     assert!(flagger.contains("stepWeights: [5, 25]") && flagger.contains("interval: 4h"), "{flagger}");
     let spec = load(&[("flagger.yaml", &flagger)], mapping.clone(), None).unwrap();
     let run = replay(&spec, &rows(48, 100, |_| false), 48);
     // 5% at 0 h, 25% at 4 h, promoted at the next passing check (8 h).
     assert_eq!((run.outcome, run.decided_at), (Outcome::Promoted, 8 * HOUR), "{:?}", run.events.list);
-    let argo = crate::tune::export::argo(&policy, "tuned");
+    let argo = crate::controller::export::argo(&policy, "tuned");
     let spec = load(&[("argo.yaml", &argo)], mapping, None).unwrap();
     let run = replay(&spec, &rows(48, 100, |_| false), 48);
     assert_eq!(run.outcome, Outcome::Promoted, "{:?}", run.events.list);

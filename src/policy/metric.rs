@@ -6,7 +6,7 @@ use crate::stats::guardrail::Better;
 
 /// What the models predict, decided once from the label and the scores: which quality metrics
 /// mean anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     /// A 0/1 label and probabilities of class 1 (or of the scenario's `class`).

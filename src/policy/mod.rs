@@ -22,7 +22,7 @@ use crate::stats::group_sequential::Spending;
 use crate::stats::msprt::MAX_COMPONENTS;
 use crate::stats::multiple::Correction;
 use crate::time::{format_duration, format_timestamp, parse_duration, Micros};
-use raw::{RawCost, RawDecision, RawFault, RawGate, RawRamp, RawSegmentPolicy, RawStage};
+use raw::{RawCost, RawDecision, RawFault, RawGate, RawRamp, RawSections, RawSegmentPolicy, RawStage};
 
 /// A validated policy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -173,7 +173,7 @@ pub struct Fault {
     pub segment: Option<(String, String)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Effect {
     Latency { add_ms: f64, multiply: f64 },
@@ -303,8 +303,8 @@ impl Policy {
         Policy { ramp, segment_policies, gates, decision, default_gates }
     }
 
-    /// The effective policy as TOML sections, every default written out.
-    pub fn to_raw(&self) -> (RawRamp, Vec<RawSegmentPolicy>, Vec<RawGate>, RawDecision) {
+    /// The effective policy as scenario sections, every default written out.
+    pub fn to_raw(&self) -> RawSections {
         let ramp = RawRamp {
             stages: Some(
                 self.ramp
@@ -399,7 +399,7 @@ impl Policy {
                 true_negative: Some(d.cost.true_negative),
             }),
         };
-        (ramp, segments, gates, decision)
+        RawSections { ramp, segment_policy: segments, gates, decision }
     }
 
     /// The distinct candidate fractions routing can use (stage weights, the full rollout after the

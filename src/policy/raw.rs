@@ -8,6 +8,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::scenario::raw::RawTime;
 
+/// A policy's sections of a scenario: what `policy.toml` holds and `summary.json` records.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+pub struct RawSections {
+    pub ramp: RawRamp,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segment_policy: Vec<RawSegmentPolicy>,
+    pub gates: Vec<RawGate>,
+    pub decision: RawDecision,
+}
+
+impl RawSections {
+    /// As scenario sections under a comment naming them (`what`): `policy.toml`, and the tuned
+    /// policy `tune` writes.
+    pub fn to_toml(&self, what: &str) -> String {
+        let body = toml::to_string(self).expect("the policy serializes");
+        format!("# {what}, every default written out.\n# Paste these sections into a scenario to run the same policy again.\n\n{body}")
+    }
+
+    /// As `summary.json` records them: every key sorted, `segment_policy` always present.
+    pub fn serialize_sorted<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Self { ramp, segment_policy, gates, decision } = self;
+        serde_json::json!({ "ramp": ramp, "segment_policy": segment_policy, "gates": gates, "decision": decision }).serialize(serializer)
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawRamp {
@@ -86,6 +111,13 @@ pub struct RawGate {
     /// A required gate is required only from stages of at least this weight (default 25 for
     /// non_inferiority gates); below it the gate can only fail.
     pub from_weight: Option<f64>,
+}
+
+impl RawGate {
+    /// The gate's name as checks name it: `log_loss non_inferiority`.
+    pub fn name(&self) -> String {
+        format!("{} {}", self.metric, self.kind)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

@@ -8,9 +8,12 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::register_font;
 
-use super::view::{GatePoint, GateSeries, GateView, RunView};
+use super::view::{GatePoint, GateSeries, RunView};
 use crate::error::{Error, Result};
+use crate::policy::raw::RawGate;
 use crate::policy::Metric;
+use crate::simulate::judge::GateVerdict;
+use crate::simulate::{Outcome, StageDecision};
 use crate::stats::guardrail::Better;
 use crate::time::{parse_timestamp, Micros};
 
@@ -28,12 +31,29 @@ pub(crate) const INK: RGBColor = RGBColor(40, 40, 40);
 
 /// One rendered chart.
 pub struct Chart {
+    /// Which chart: where the page places it.
+    pub kind: ChartKind,
     /// File name under `charts/`.
     pub file: String,
     pub title: String,
     /// What the chart shows, for the caption and the image's alt text.
     pub caption: String,
     pub png: Vec<u8>,
+}
+
+/// The report's charts, by what they show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChartKind {
+    Timeline,
+    /// One gate on all traffic (its name, as checks name it).
+    Gate(String),
+    Scores,
+    Calibration,
+    Latency,
+    /// The policy beside the emulated live controllers.
+    Controllers,
+    /// `tune`'s trade-off between caught incidents and exposure.
+    Frontier,
 }
 
 pub(crate) type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
@@ -121,16 +141,13 @@ pub fn all(view: &RunView) -> Result<Vec<Chart>> {
 
 /// The candidate's weight (%) after the policy's decision: all traffic after a promotion, none after a
 /// rollback, the weight it held at otherwise.
-fn weight_after(outcome: &str, held: f64) -> f64 {
+fn weight_after(outcome: Outcome, held: f64) -> f64 {
     match outcome {
-        "promoted" => 100.0,
-        "rolled_back" => 0.0,
-        _ => held,
+        Outcome::Promoted => 100.0,
+        Outcome::RolledBack => 0.0,
+        Outcome::Held => held,
     }
 }
-
-/// The title of the side-by-side chart (the page places it in the controllers' section).
-pub const CONTROLLERS: &str = "Live controllers";
 
 /// A step path through (time, weight) changes, held to `x1`.
 fn steps_through(points: impl IntoIterator<Item = (f64, f64)>, x0: f64, x1: f64) -> Vec<(f64, f64)> {
@@ -159,10 +176,9 @@ fn controllers(view: &RunView, c: &super::controllers::Controllers) -> Result<Ch
     let x1 = (latest + (latest - x0) * 0.4 + 0.5).min(days(last)).max(x0 + 1.0 / 24.0);
     let simulation = &view.summary.simulation;
     let mut policy: Vec<(f64, f64)> = simulation.stages.iter().filter_map(|st| Some((decided(&st.start)?, st.weight))).collect();
-    let after = weight_after(&simulation.outcome, policy.last().map_or(0.0, |p| p.1));
+    let after = weight_after(simulation.outcome, policy.last().map_or(0.0, |p| p.1));
     policy.extend(decided(&simulation.decided_at).map(|d| (d, after)));
-    let mut lines =
-        vec![(c.policy.who.clone(), INK, steps_through(policy, x0, x1), decided(&c.policy.decided_at), c.policy.outcome.clone())];
+    let mut lines = vec![(c.policy.who.clone(), INK, steps_through(policy, x0, x1), decided(&c.policy.decided_at), c.policy.outcome)];
     let colors = [CANDIDATE, STABLE, REGRESSED, PASS];
     for (i, e) in c.emulated.iter().enumerate() {
         let points = e.timeline.iter().filter_map(|t| Some((decided(&t.time)?, t.weight)));
@@ -171,7 +187,7 @@ fn controllers(view: &RunView, c: &super::controllers::Controllers) -> Result<Ch
             colors[i % colors.len()],
             steps_through(points, x0, x1),
             decided(&e.verdict.decided_at),
-            e.verdict.outcome.clone(),
+            e.verdict.outcome,
         ));
     }
     let faults = fault_windows(view, x0, x1);
@@ -188,8 +204,8 @@ fn controllers(view: &RunView, c: &super::controllers::Controllers) -> Result<Ch
             let width = if color == INK { 3 } else { 2 };
             chart.draw_series(LineSeries::new(path.clone(), color.stroke_width(width)))?;
             if let Some(x) = at {
-                let y = if outcome == "rolled_back" { 0.0 } else { path.iter().rev().find(|p| p.0 <= *x).map_or(0.0, |p| p.1) };
-                if outcome == "rolled_back" {
+                let y = if *outcome == Outcome::RolledBack { 0.0 } else { path.iter().rev().find(|p| p.0 <= *x).map_or(0.0, |p| p.1) };
+                if *outcome == Outcome::RolledBack {
                     chart.draw_series(std::iter::once(Cross::new((*x, y + 2.0), 7, color.stroke_width(3))))?;
                 } else {
                     chart.draw_series(std::iter::once(TriangleMarker::new((*x, y), 8, color.filled())))?;
@@ -199,8 +215,9 @@ fn controllers(view: &RunView, c: &super::controllers::Controllers) -> Result<Ch
         draw_key(&below, &key, 2)
     })?;
     Ok(Chart {
+        kind: ChartKind::Controllers,
         file: "controllers.png".into(),
-        title: CONTROLLERS.into(),
+        title: "Live controllers".into(),
         caption: format!(
             "The candidate's weight over replayed time under the policy (black) and under each emulated controller; a cross marks a rollback, a triangle a promotion or hold{}.",
             if faults.is_empty() { "" } else { "; red shading: injected faults" }
@@ -290,9 +307,9 @@ fn timeline(view: &RunView) -> Result<Chart> {
     let decided = at(&simulation.decided_at).map(days).unwrap_or(days(last));
     let x0 = days(first);
     // After a rollback nothing more happens: show the rollout, not the empty months after it.
-    let x1 = match simulation.outcome.as_str() {
-        "rolled_back" => (decided + ((decided - x0) * 0.15).max(0.5)).min(days(last)),
-        _ => days(last),
+    let x1 = match simulation.outcome {
+        Outcome::RolledBack => (decided + ((decided - x0) * 0.15).max(0.5)).min(days(last)),
+        Outcome::Promoted | Outcome::Held => days(last),
     }
     .max(x0 + 1.0 / 24.0);
     let mut steps: Vec<(f64, f64)> = Vec::new();
@@ -301,10 +318,11 @@ fn timeline(view: &RunView) -> Result<Chart> {
         steps.push((s, stage.weight));
         steps.push((e, stage.weight));
     }
-    let after = weight_after(&simulation.outcome, steps.last().map(|p| p.1).unwrap_or(0.0));
+    let after = weight_after(simulation.outcome, steps.last().map(|p| p.1).unwrap_or(0.0));
     steps.push((decided, after));
     steps.push((x1, after));
-    let promotions: Vec<f64> = simulation.stages.iter().filter(|s| s.decision == "promote").filter_map(|s| at(&s.end).map(days)).collect();
+    let promotions: Vec<f64> =
+        simulation.stages.iter().filter(|s| s.decision == StageDecision::Promote).filter_map(|s| at(&s.end).map(days)).collect();
     let faults = fault_windows(view, x0, x1);
     let mut regressed: Vec<(f64, f64)> = Vec::new();
     for f in &simulation.grade.findings {
@@ -315,10 +333,10 @@ fn timeline(view: &RunView) -> Result<Chart> {
             }
         }
     }
-    let decision = match simulation.outcome.as_str() {
-        "promoted" => (PASS, "promoted to 100%"),
-        "rolled_back" => (FAIL, "rolled back"),
-        _ => (OPEN, "held"),
+    let decision = match simulation.outcome {
+        Outcome::Promoted => (PASS, "promoted to 100%"),
+        Outcome::RolledBack => (FAIL, "rolled back"),
+        Outcome::Held => (OPEN, "held"),
     };
     let kinds = [(PASS, "check: all gates pass"), (OPEN, "check: waiting or inconclusive"), (FAIL, "check: a gate fails")];
     let kind = |c: &super::view::CheckPoint| {
@@ -371,6 +389,7 @@ fn timeline(view: &RunView) -> Result<Chart> {
         draw_key(&below, &key, 3)
     })?;
     Ok(Chart {
+        kind: ChartKind::Timeline,
         file: "timeline.png".into(),
         title: "Timeline".into(),
         caption: format!(
@@ -522,7 +541,7 @@ fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 
 /// One gate on all traffic: both arms' values over the checks (top), and the candidate's
 /// difference (or ratio) with its interval against the margin or thresholds (bottom).
-fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&GateView>) -> Result<Chart> {
+fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&RawGate>) -> Result<Chart> {
     let (first, last) = view.span();
     // The checks' span: checks stop at the decision.
     let x0 = days(first);
@@ -559,7 +578,7 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
     );
     let name = series.gate.clone();
     let fx = |p: &GatePoint| (days(p.time) - x0) / (x1 - x0);
-    let failing = points.iter().any(|p| p.verdict == "FAIL" && p.canary.is_some());
+    let failing = points.iter().any(|p| p.verdict == GateVerdict::Fail && p.canary.is_some());
     let estimate_label = if kind == "non_inferiority" {
         "rollout estimate (stages combined), with its confidence sequence"
     } else {
@@ -619,7 +638,7 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
             }
         }
         let failing_values: Vec<(f64, f64)> =
-            points.iter().filter(|p| p.verdict == "FAIL").filter_map(|p| Some((days(p.time), p.canary?))).collect();
+            points.iter().filter(|p| p.verdict == GateVerdict::Fail).filter_map(|p| Some((days(p.time), p.canary?))).collect();
         if !failing_values.is_empty() {
             upper
                 .draw_series(failing_values.into_iter().map(|p| Cross::new(p, 5, FAIL.stroke_width(2))))?
@@ -682,6 +701,7 @@ fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&G
     })?;
     let direction = if higher_better { "lower is worse" } else { "higher is worse" };
     Ok(Chart {
+        kind: ChartKind::Gate(series.gate.clone()),
         file: format!("gate-{}-{}.png", index + 1, series.gate.replace(' ', "-")),
         title: format!("Gate: {}", series.gate),
         caption: match kind {
@@ -743,6 +763,7 @@ fn scores(view: &RunView) -> Result<Chart> {
     })?;
     let drift = &view.summary.oracle.overall.drift;
     Ok(Chart {
+        kind: ChartKind::Scores,
         file: "scores.png".into(),
         title: "Score distributions".into(),
         caption: format!(
@@ -790,6 +811,7 @@ fn calibration(view: &RunView) -> Result<Chart> {
         Ok(())
     })?;
     Ok(Chart {
+        kind: ChartKind::Calibration,
         file: "calibration.png".into(),
         title: "Calibration".into(),
         caption: format!(
@@ -832,6 +854,7 @@ fn latency(view: &RunView) -> Result<Chart> {
         Ok(())
     })?;
     Ok(Chart {
+        kind: ChartKind::Latency,
         file: "latency.png".into(),
         title: "Latency".into(),
         caption: format!(

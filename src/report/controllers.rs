@@ -10,20 +10,19 @@ use serde::{Deserialize, Serialize};
 use super::page::{escape, num};
 use crate::controller::spec::{Controller, Spec};
 use crate::controller::Emulated;
-use crate::simulate::grade::{Exposure, Grade};
-use crate::simulate::Run;
+use crate::simulate::grade::{Call, Exposure, Grade};
+use crate::simulate::{Outcome, Run};
 use crate::time::format_timestamp;
 
 /// One decision maker's outcome, graded.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Verdict {
+pub struct Graded {
     pub who: String,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub decided_at: String,
     pub time_to_decision_hours: f64,
     pub reason: String,
-    /// correct_promotion | missed_regression | correct_rollback | false_rollback | held.
-    pub grade: String,
+    pub grade: Call,
     pub explanation: String,
     pub candidate_requests_before_decision: u64,
     pub candidate_requests_total: u64,
@@ -33,15 +32,15 @@ pub struct Verdict {
     pub regressed_after_decision: u64,
 }
 
-impl Verdict {
+impl Graded {
     pub fn new(who: String, run: &Run, grade: &Grade, exposure: &Exposure) -> Self {
-        Verdict {
+        Graded {
             who,
-            outcome: run.outcome.name().to_string(),
+            outcome: run.outcome,
             decided_at: format_timestamp(run.decided_at),
             time_to_decision_hours: grade.time_to_decision_hours,
             reason: run.reason.clone(),
-            grade: grade.grade.to_string(),
+            grade: grade.grade,
             explanation: grade.explanation.clone(),
             candidate_requests_before_decision: exposure.candidate_requests,
             candidate_requests_total: exposure.candidate_requests_total,
@@ -69,7 +68,7 @@ pub struct ControllerSummary {
     /// argo_rollouts | flagger | kayenta.
     pub kind: String,
     #[serde(flatten)]
-    pub verdict: Verdict,
+    pub verdict: Graded,
     /// Measurements (Argo, Flagger) or judgments (Kayenta) taken.
     pub measurements: u64,
     /// Weight changes, decisions and every measurement that did not pass.
@@ -84,7 +83,7 @@ pub struct ControllerSummary {
 /// `controllers` in `summary.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Controllers {
-    pub policy: Verdict,
+    pub policy: Graded,
     pub emulated: Vec<ControllerSummary>,
     /// One sentence per controller: which would have served users better, with the numbers.
     pub comparison: Vec<String>,
@@ -118,7 +117,7 @@ pub fn summary(
     }
     ControllerSummary {
         kind: controller.kind().to_string(),
-        verdict: Verdict::new(controller.title(), run, grade, exposure),
+        verdict: Graded::new(controller.title(), run, grade, exposure),
         measurements: emulated.events.measurements,
         timeline: emulated
             .events
@@ -133,15 +132,15 @@ pub fn summary(
 }
 
 /// Which would have served users better, the controller (`other`) or the policy.
-pub fn better(policy: &Verdict, other: &Verdict) -> &'static str {
+pub fn better(policy: &Graded, other: &Graded) -> &'static str {
     use std::cmp::Ordering::{Equal, Greater, Less};
-    let rank = |g: &str| match right(g) {
+    let rank = |g: Call| match g.right() {
         Some(true) => 2,
         None => 1,
         Some(false) => 0,
     };
-    let both_promoted = other.grade == "correct_promotion" && policy.grade == "correct_promotion";
-    let by_call = rank(&other.grade).cmp(&rank(&policy.grade));
+    let both_promoted = other.grade == Call::CorrectPromotion && policy.grade == Call::CorrectPromotion;
+    let by_call = rank(other.grade).cmp(&rank(policy.grade));
     let by_harm = policy.harm().cmp(&other.harm());
     let by_time = if both_promoted { policy.time_to_decision_hours.total_cmp(&other.time_to_decision_hours) } else { Equal };
     match by_call.then(by_harm).then(by_time) {
@@ -151,26 +150,17 @@ pub fn better(policy: &Verdict, other: &Verdict) -> &'static str {
     }
 }
 
-/// Whether a grade is the right call, the wrong one, or neither (held).
-fn right(grade: &str) -> Option<bool> {
-    match grade {
-        "correct_promotion" | "correct_rollback" => Some(true),
-        "false_rollback" | "missed_regression" => Some(false),
-        _ => None,
-    }
-}
-
 /// One sentence: the controller's outcome and grade against the policy's, the requests a truly
 /// regressed candidate served under each, and which served users better. The right call beats the
 /// wrong one (a false rollback withholds a good model; a missed regression serves a bad one); between
 /// two calls equally right or wrong, fewer requests served by a regressed candidate, then the sooner
 /// correct promotion.
-pub fn compare(policy: &Verdict, other: &Verdict) -> String {
-    let mut s = format!("{}: {} ({})", other.who, other.outcome.replace('_', " "), other.grade.replace('_', " "));
-    let _ = write!(s, " against the policy's {} ({})", policy.outcome.replace('_', " "), policy.grade.replace('_', " "));
+pub fn compare(policy: &Graded, other: &Graded) -> String {
+    let mut s = format!("{}: {} ({})", other.who, other.outcome.words(), other.grade.words());
+    let _ = write!(s, " against the policy's {} ({})", policy.outcome.words(), policy.grade.words());
     let (h, hp) = (other.harm(), policy.harm());
     let _ = write!(s, "; {h} requests served by a truly regressed candidate against {hp}");
-    let both_promoted = other.grade == "correct_promotion" && policy.grade == "correct_promotion";
+    let both_promoted = other.grade == Call::CorrectPromotion && policy.grade == Call::CorrectPromotion;
     if both_promoted {
         let _ = write!(s, "; promoted after {:.0} h against {:.0} h", other.time_to_decision_hours, policy.time_to_decision_hours);
     }
@@ -193,9 +183,9 @@ pub fn section(s: &mut String, c: &Controllers, chart: Option<&super::charts::Ch
             s,
             "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             escape(&v.who),
-            escape(&v.outcome.replace('_', " ")),
+            escape(&v.outcome.words()),
             num(Some(v.time_to_decision_hours), 0),
-            escape(&v.grade.replace('_', " ")),
+            escape(&v.grade.words()),
             v.candidate_requests_before_decision,
             v.regressed_before_decision,
             v.regressed_after_decision
@@ -222,11 +212,11 @@ pub fn section(s: &mut String, c: &Controllers, chart: Option<&super::charts::Ch
         let _ = writeln!(
             s,
             "<p><strong>{}</strong> at {}: {}</p>",
-            escape(&e.verdict.outcome.replace('_', " ")),
+            escape(&e.verdict.outcome.words()),
             escape(&e.verdict.decided_at),
             escape(&e.verdict.reason)
         );
-        let _ = writeln!(s, "<p>Grade: {} — {}</p>", escape(&e.verdict.grade.replace('_', " ")), escape(&e.verdict.explanation));
+        let _ = writeln!(s, "<p>Grade: {} — {}</p>", escape(&e.verdict.grade.words()), escape(&e.verdict.explanation));
         let _ = writeln!(s, "<p>Metrics: {}. {} measurements or judgments.</p>", escape(&e.mapping.join("; ")), e.measurements);
         if !e.caveats.is_empty() {
             let _ = writeln!(s, "<p>Not emulated faithfully: {}</p>", escape(&e.caveats.join("; ")));
@@ -253,26 +243,19 @@ pub fn print(s: &mut String, c: &Controllers) {
         let _ = writeln!(s, "  {line}");
     }
     let p = &c.policy;
-    let _ = writeln!(
-        s,
-        "  {}: {}, {}; {} requests served by a truly regressed candidate",
-        p.who,
-        p.outcome.replace('_', " "),
-        p.grade.replace('_', " "),
-        p.harm()
-    );
+    let _ =
+        writeln!(s, "  {}: {}, {}; {} requests served by a truly regressed candidate", p.who, p.outcome.words(), p.grade.words(), p.harm());
     for e in &c.emulated {
         let v = &e.verdict;
         let _ = writeln!(
             s,
             "  {}\n    {} at {} ({:.0} h): {}",
             v.who,
-            v.outcome.replace('_', " ").to_uppercase(),
+            v.outcome.words().to_uppercase(),
             v.decided_at,
             v.time_to_decision_hours,
             v.reason
         );
-        let _ =
-            writeln!(s, "    {}; {} requests served by a truly regressed candidate: {}", v.grade.replace('_', " "), v.harm(), better(p, v));
+        let _ = writeln!(s, "    {}; {} requests served by a truly regressed candidate: {}", v.grade.words(), v.harm(), better(p, v));
     }
 }

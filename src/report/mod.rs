@@ -20,7 +20,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use page::escape;
 pub use terminal::print_run;
@@ -29,6 +29,7 @@ pub use view::Invocation;
 use crate::atomic::Pending;
 use crate::error::{Error, Problem, Result};
 use crate::oracle::Oracle;
+use crate::policy::raw::RawSections;
 use crate::run::Prepared;
 use crate::runtime::RuntimeInfo;
 use crate::scenario::{Output, ScoresFile};
@@ -36,8 +37,8 @@ use crate::score::latency;
 use crate::score::model::{FeatureSource, Model};
 use crate::time::format_timestamp;
 
-/// `summary.json`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// `summary.json`: the run's record, written by `run` and read back by `report`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
     pub tool: Tool,
     pub scenario: ScenarioInfo,
@@ -49,25 +50,29 @@ pub struct Summary {
     pub task: crate::score::probe::FirstRows,
     /// What the run took for granted where the scenario is silent.
     pub assumptions: Vec<String>,
-    /// What `scores.parquet` holds: every request, a deterministic sample, or nothing.
+    /// What `scores.parquet` holds: every request, a deterministic sample, or nothing (absent in
+    /// summaries written before `[output] scores` existed: every request).
+    #[serde(default)]
     pub scores_file: ScoresInfo,
     pub runtime: RuntimeInfo,
     pub inputs: Vec<Input>,
-    pub models: BTreeMap<&'static str, ModelInfo>,
+    pub models: BTreeMap<String, ModelInfo>,
     pub latency: LatencyMethod,
     /// The canary policy as it ran (every default written out).
-    pub policy: serde_json::Value,
+    #[serde(serialize_with = "RawSections::serialize_sorted")]
+    pub policy: RawSections,
     /// The incidents injected into the replay.
+    #[serde(default)]
     pub faults: Vec<FaultInfo>,
     /// What the policy did, when, why, and whether it was right.
     pub simulation: simulation::Simulation,
     /// The models on all traffic as users were served them: the scenario's faults applied.
     pub oracle: Oracle,
     /// With faults: the models' own comparison on all traffic, without them.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oracle_clean: Option<crate::oracle::Comparison>,
     /// The live controllers of `[controller]`, emulated and graded next to the policy.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controllers: Option<controllers::Controllers>,
 }
 
@@ -82,6 +87,13 @@ pub struct ScoresInfo {
     pub fraction: f64,
 }
 
+impl Default for ScoresInfo {
+    /// Every request (what a summary without `scores_file` had).
+    fn default() -> Self {
+        Self { mode: ScoresFile::All, rows: 0, fraction: 1.0 }
+    }
+}
+
 impl ScoresInfo {
     /// The plan for `rows` requests (`rows` written is filled in once the file is written).
     pub fn planned(output: &Output, rows: u64) -> Self {
@@ -94,6 +106,17 @@ impl ScoresInfo {
         Self { mode: output.scores, rows: 0, fraction }
     }
 
+    /// Which requests the file holds, for captions.
+    pub fn describe(&self) -> String {
+        match self.mode {
+            ScoresFile::None => "no request (scores.parquet was not written: [output] scores = \"none\")".to_string(),
+            _ if self.fraction < 1.0 => {
+                format!("a deterministic sample of {} requests ({:.2}% of them, by a hash of the id)", self.rows, self.fraction * 100.0)
+            }
+            _ => "every replayed request".to_string(),
+        }
+    }
+
     /// Whether the request with this id is written.
     /// XXH64 rather than BLAKE3: nothing is at stake in which requests are sampled, and at 10⁷
     /// requests BLAKE3 took 1.7 s of the file's 3.2 s.
@@ -102,10 +125,10 @@ impl ScoresInfo {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Tool {
-    pub name: &'static str,
-    pub version: &'static str,
+    pub name: String,
+    pub version: String,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -141,14 +164,14 @@ pub struct Input {
     pub rows_in_window: u64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelInfo {
     pub path: String,
     pub blake3: String,
     pub output: String,
     pub class: Option<crate::scenario::Class>,
     /// Omitted when the output is the score itself.
-    #[serde(skip_serializing_if = "crate::scenario::Transform::is_none")]
+    #[serde(default, skip_serializing_if = "crate::scenario::Transform::is_none")]
     pub transform: crate::scenario::Transform,
     pub features: Vec<String>,
     pub feature_source: FeatureSource,
@@ -168,17 +191,17 @@ impl ModelInfo {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LatencyMethod {
-    pub method: &'static str,
+    pub method: String,
     pub sample_share: f64,
     pub warmup_runs: usize,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FaultInfo {
     pub description: String,
-    pub model: &'static str,
+    pub model: crate::scenario::Role,
     pub effect: crate::policy::Effect,
     pub start: Option<String>,
     pub end: Option<String>,
@@ -190,7 +213,7 @@ impl FaultInfo {
     fn of(fault: &crate::policy::Fault) -> Self {
         Self {
             description: fault.describe(),
-            model: fault.model.name(),
+            model: fault.model,
             effect: fault.effect.clone(),
             start: fault.start.map(format_timestamp),
             end: fault.end.map(format_timestamp),
@@ -283,7 +306,7 @@ pub fn summary(
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Summary {
-        tool: Tool { name: "canary-replay", version: env!("CARGO_PKG_VERSION") },
+        tool: Tool { name: "canary-replay".into(), version: env!("CARGO_PKG_VERSION").into() },
         scenario: ScenarioInfo {
             name: scenario.name.clone(),
             file: scenario.file.display().to_string(),
@@ -312,16 +335,16 @@ pub fn summary(
         scores_file,
         runtime: prepared.runtime.info(),
         inputs,
-        models: BTreeMap::from([("stable", ModelInfo::of(&prepared.stable)), ("candidate", ModelInfo::of(&prepared.candidate))]),
+        models: BTreeMap::from([
+            ("stable".to_string(), ModelInfo::of(&prepared.stable)),
+            ("candidate".to_string(), ModelInfo::of(&prepared.candidate)),
+        ]),
         latency: LatencyMethod {
-            method: latency::METHOD,
+            method: latency::METHOD.to_string(),
             sample_share: scenario.scoring.latency_sample,
             warmup_runs: scenario.scoring.latency_warmup,
         },
-        policy: {
-            let (ramp, segment_policy, gates, decision) = scenario.policy.to_raw();
-            serde_json::json!({ "ramp": ramp, "segment_policy": segment_policy, "gates": gates, "decision": decision })
-        },
+        policy: scenario.policy.to_raw(),
         faults: scenario.faults.iter().map(FaultInfo::of).collect(),
         simulation,
         oracle: oracle.clone(),
@@ -383,7 +406,7 @@ pub fn write_run(
     std::fs::write(dir.join(view::DISTRIBUTIONS), to_json(extra.distributions))
         .map_err(|e| Error::io(out_dir.join(view::DISTRIBUTIONS), e))?;
     simulation::write_checks(&dir.join("checks.parquet"), extra.setup, extra.run)?;
-    std::fs::write(dir.join("policy.toml"), simulation::policy_toml(extra.setup.policy))
+    std::fs::write(dir.join("policy.toml"), extra.setup.policy.to_raw().to_toml("The effective canary policy of this run"))
         .map_err(|e| Error::io(out_dir.join("policy.toml"), e))?;
     std::fs::write(dir.join("invocation.json"), to_json(extra.invocation)).map_err(|e| Error::io(out_dir.join("invocation.json"), e))?;
     let report_started = Instant::now();

@@ -8,8 +8,12 @@ use std::fmt::Write as _;
 
 use base64::Engine as _;
 
-use super::charts::Chart;
-use super::view::{ComparisonView, RunView, SegmentRow};
+use super::charts::{Chart, ChartKind};
+use super::view::{RunView, SegmentRow};
+use crate::oracle::{Comparison, Labels, Latency};
+use crate::simulate::grade::Call;
+use crate::simulate::judge::GateVerdict;
+use crate::simulate::Outcome;
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {
@@ -71,21 +75,21 @@ footer { color: var(--muted); font-size: 12.5px; margin-top: 40px; }
 }
 "#;
 
-fn outcome_words(outcome: &str) -> &'static str {
+fn outcome_words(outcome: Outcome) -> &'static str {
     match outcome {
-        "promoted" => "PROMOTED",
-        "rolled_back" => "ROLLED BACK",
-        _ => "HELD",
+        Outcome::Promoted => "PROMOTED",
+        Outcome::RolledBack => "ROLLED BACK",
+        Outcome::Held => "HELD",
     }
 }
 
-fn grade_words(grade: &str) -> (&'static str, &'static str) {
+fn grade_words(grade: Call) -> (&'static str, &'static str) {
     match grade {
-        "correct_promotion" => ("good", "Correct promotion"),
-        "correct_rollback" => ("good", "Correct rollback"),
-        "false_rollback" => ("bad", "False rollback"),
-        "missed_regression" => ("bad", "Missed regression"),
-        _ => ("", "Held"),
+        Call::CorrectPromotion => ("good", "Correct promotion"),
+        Call::CorrectRollback => ("good", "Correct rollback"),
+        Call::FalseRollback => ("bad", "False rollback"),
+        Call::MissedRegression => ("bad", "Missed regression"),
+        Call::Held => ("", "Held"),
     }
 }
 
@@ -144,9 +148,9 @@ pub fn render(view: &RunView, charts: &[Chart]) -> String {
         escape(&when(&summary.window.last_request)),
     );
     verdict(&mut s, view);
-    let mut charts = charts.iter();
+    let charts = charts.iter();
     let _ = writeln!(s, "<section id=\"timeline\"><h2>Timeline</h2>");
-    if let Some(timeline) = charts.next() {
+    if let Some(timeline) = charts.clone().find(|c| c.kind == ChartKind::Timeline) {
         figure(&mut s, timeline, false);
     }
     stages(&mut s, view);
@@ -156,10 +160,10 @@ pub fn render(view: &RunView, charts: &[Chart]) -> String {
     for gate in &summary.policy.gates {
         let name = gate.name();
         let mut traits = Vec::new();
-        if gate.critical {
+        if gate.critical == Some(true) {
             traits.push("critical: one failing check rolls back".to_string());
         }
-        if gate.required {
+        if gate.required == Some(true) {
             traits.push(format!("required to pass for promotion{}", gate.from_weight.map(|w| format!(" from {w}%")).unwrap_or_default()));
         }
         if let Some(m) = gate.margin {
@@ -172,7 +176,7 @@ pub fn render(view: &RunView, charts: &[Chart]) -> String {
             traits.push(format!("max {m}"));
         }
         let _ = writeln!(s, "<h3>{}</h3><p>{}</p>", escape(&name), escape(&traits.join("; ")));
-        if let Some(chart) = charts.clone().find(|c| c.title == format!("Gate: {name}")) {
+        if let Some(chart) = charts.clone().find(|c| c.kind == ChartKind::Gate(name.clone())) {
             figure(&mut s, chart, false);
         } else {
             let _ = writeln!(s, "<p><em>No check evaluated this gate on all traffic.</em></p>");
@@ -180,11 +184,12 @@ pub fn render(view: &RunView, charts: &[Chart]) -> String {
     }
     let _ = writeln!(s, "</section>");
     segments(&mut s, view);
-    let rest: Vec<&Chart> = charts.clone().filter(|c| !c.title.starts_with("Gate: ") && c.title != super::charts::CONTROLLERS).collect();
+    let rest: Vec<&Chart> =
+        charts.clone().filter(|c| matches!(c.kind, ChartKind::Scores | ChartKind::Calibration | ChartKind::Latency)).collect();
     oracle(&mut s, view, &rest);
     exposure(&mut s, view);
     if let Some(c) = &summary.controllers {
-        super::controllers::section(&mut s, c, charts.clone().find(|c| c.title == super::charts::CONTROLLERS));
+        super::controllers::section(&mut s, c, charts.clone().find(|c| c.kind == ChartKind::Controllers));
     }
     effective_policy(&mut s, view);
     provenance(&mut s, view);
@@ -208,21 +213,21 @@ fn verdict(s: &mut String, view: &RunView) {
     let _ = writeln!(
         s,
         "<section class=\"banner {}\" id=\"verdict\"><div class=\"outcome\">{} on {}</div><div class=\"why\">{} after the first request{}. Why: {}.</div>",
-        escape(&sim.outcome),
-        outcome_words(&sim.outcome),
+        sim.outcome.name(),
+        outcome_words(sim.outcome),
         escape(&when(&sim.decided_at)),
         escape(&sim.grade.time_to_decision),
         escape(&at_stage),
         escape(sim.reason.trim_end_matches('.'))
     );
-    let deciders: Vec<&SegmentRow> = view.segments.iter().filter(|r| r.last_verdict == "FAIL").collect();
-    if sim.outcome == "rolled_back" && !deciders.is_empty() {
+    let deciders: Vec<&SegmentRow> = view.segments.iter().filter(|r| r.last_verdict == GateVerdict::Fail).collect();
+    if sim.outcome == Outcome::RolledBack && !deciders.is_empty() {
         let list: Vec<String> = deciders.iter().take(6).map(|r| format!("{} on {}", escape(&r.gate), escape(&r.scope))).collect();
         let more = if deciders.len() > 6 { format!(" and {} more", deciders.len() - 6) } else { String::new() };
         let _ = writeln!(s, "<div class=\"decider\">Failing at the decision: {}{more}.</div>", list.join("; "));
     }
     let _ = writeln!(s, "</section>");
-    let (class, words) = grade_words(&sim.grade.grade);
+    let (class, words) = grade_words(sim.grade.grade);
     let _ = writeln!(
         s,
         "<section class=\"grade {class}\" id=\"grade\"><strong>Oracle's grade: {words}.</strong> Judged on all replayed traffic, where both models scored every request: {}. {}</section>",
@@ -267,7 +272,7 @@ fn stages(s: &mut String, view: &RunView) {
             st.weight,
             escape(&when(&st.start)),
             escape(&when(&st.end)),
-            escape(&st.decision),
+            st.decision.name(),
             escape(&st.reason)
         );
     }
@@ -321,8 +326,8 @@ fn segments(s: &mut String, view: &RunView) {
                     let _ = write!(
                         s,
                         "<td class=\"{}\">{}<small>{} of {} checks failed</small><small>{}{}</small></td>",
-                        escape(&r.last_verdict),
-                        escape(&r.last_verdict),
+                        r.last_verdict.name(),
+                        r.last_verdict.name(),
                         r.fails,
                         r.checks,
                         signed(r.estimate, 4),
@@ -339,7 +344,7 @@ fn segments(s: &mut String, view: &RunView) {
     let _ = writeln!(s, "</table></div></section>");
 }
 
-fn comparison_rows(s: &mut String, c: &ComparisonView) {
+fn comparison_rows(s: &mut String, c: &Comparison) {
     for (metric, stable) in &c.stable.quality {
         let candidate = c.candidate.quality.get(metric).copied();
         let _ = writeln!(
@@ -359,7 +364,7 @@ fn comparison_rows(s: &mut String, c: &ComparisonView) {
         signed(Some(c.candidate.error_rate - c.stable.error_rate), 4)
     );
     for (name, pick) in [("latency p50 (µs)", 0), ("latency p95 (µs)", 1), ("latency p99 (µs)", 2)] {
-        let q = |l: &super::view::LatencyQuantiles| [l.p50, l.p95, l.p99][pick];
+        let q = |l: &Latency| [l.p50, l.p95, l.p99][pick];
         let (a, b) = (q(&c.stable.latency_us), q(&c.candidate.latency_us));
         let _ = writeln!(
             s,
@@ -378,7 +383,7 @@ fn oracle(s: &mut String, view: &RunView, charts: &[&Chart]) {
     let _ = writeln!(
         s,
         "<p>Offline, both models scored every request, so their full-traffic comparison is known: this is the oracle the decision is graded against ({} task, {} requests, {} labelled).</p>",
-        escape(&o.task),
+        o.task.name(),
         o.overall.rows,
         o.overall.paired_labelled
     );
@@ -418,10 +423,10 @@ fn oracle(s: &mut String, view: &RunView, charts: &[&Chart]) {
         }
         let _ = writeln!(s, "</table>");
     }
-    let key = if o.task == "regression" { "rmse" } else { "log_loss" };
+    let key = if o.task == Labels::Regression { "rmse" } else { "log_loss" };
     for (column, values) in &o.segments {
-        let mut rows: Vec<(&String, &ComparisonView)> = values.iter().collect();
-        let diff = |c: &ComparisonView| c.candidate.quality.get(key).zip(c.stable.quality.get(key)).map(|(a, b)| a - b);
+        let mut rows: Vec<(&String, &Comparison)> = values.iter().collect();
+        let diff = |c: &Comparison| c.candidate.quality.get(key).zip(c.stable.quality.get(key)).map(|(a, b)| a - b);
         rows.sort_by(|a, b| diff(b.1).unwrap_or(f64::NEG_INFINITY).total_cmp(&diff(a.1).unwrap_or(f64::NEG_INFINITY)).then(a.0.cmp(b.0)));
         let shown = rows.len().min(30);
         let _ = writeln!(
@@ -502,7 +507,7 @@ fn provenance(s: &mut String, view: &RunView) {
         row("working folder", format!("<code>{}</code>", escape(&invocation.working_dir)));
         row("run at", escape(&invocation.started_at));
     }
-    row("ONNX Runtime", escape(&format!("{} from {} ({})", summary.runtime.version, summary.runtime.source, summary.runtime.path)));
+    row("ONNX Runtime", escape(&format!("{} from {} ({})", summary.runtime.version, summary.runtime.source.name(), summary.runtime.path)));
     for input in &summary.inputs {
         row(
             "traffic",

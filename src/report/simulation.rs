@@ -9,18 +9,16 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
 use arrow::datatypes::{Field, Schema};
 use parquet::arrow::ArrowWriter;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::policy::raw::{RawDecision, RawGate, RawRamp, RawSegmentPolicy};
-use crate::policy::Policy;
 use crate::simulate::grade::{Exposure, Grade};
-use crate::simulate::judge::GateResult;
-use crate::simulate::{Action, Outcome, Run, Setup};
+use crate::simulate::judge::{GateResult, GateVerdict};
+use crate::simulate::{Action, Outcome, Run, Setup, StageDecision};
 use crate::time::{format_timestamp, Micros};
 
 /// The simulation in `summary.json`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Simulation {
     pub outcome: Outcome,
     pub decided_at: String,
@@ -34,7 +32,7 @@ pub struct Simulation {
     pub checks: Vec<CheckSummary>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StageSummary {
     pub wave: usize,
     /// Percent.
@@ -42,11 +40,11 @@ pub struct StageSummary {
     pub monitoring: bool,
     pub start: String,
     pub end: String,
-    pub decision: &'static str,
+    pub decision: StageDecision,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CheckSummary {
     pub time: String,
     pub stage: usize,
@@ -55,11 +53,11 @@ pub struct CheckSummary {
     pub gates: Vec<GateSummary>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GateSummary {
     pub gate: String,
     pub scope: String,
-    pub verdict: &'static str,
+    pub verdict: GateVerdict,
     pub stable: Option<f64>,
     pub canary: Option<f64>,
     pub n: [u64; 2],
@@ -81,7 +79,7 @@ fn gate_summary(setup: &Setup, r: &GateResult) -> GateSummary {
     GateSummary {
         gate: setup.policy.gates[r.gate].name(),
         scope: setup.scopes.scopes[r.scope].label(),
-        verdict: r.verdict.name(),
+        verdict: r.verdict,
         stable: r.stable,
         canary: r.canary,
         n: r.n,
@@ -116,12 +114,7 @@ pub fn summary(setup: &Setup, run: &Run, grade: Grade, exposure: Exposure) -> Si
             stage: c.stage,
             weight: c.weight * 100.0,
             action: c.action,
-            gates: c
-                .results
-                .iter()
-                .filter(|r| r.scope == 0 || r.verdict != crate::simulate::judge::Verdict::Pass)
-                .map(|r| gate_summary(setup, r))
-                .collect(),
+            gates: c.results.iter().filter(|r| r.scope == 0 || r.verdict != GateVerdict::Pass).map(|r| gate_summary(setup, r)).collect(),
         })
         .collect();
     Simulation {
@@ -181,25 +174,4 @@ pub fn write_checks(path: &Path, setup: &Setup, run: &Run) -> Result<()> {
     writer.write(&batch).map_err(|e| Error::failed("writing checks.parquet", e))?;
     writer.close().map_err(|e| Error::failed("writing checks.parquet", e))?;
     Ok(())
-}
-
-#[derive(Serialize)]
-struct PolicyFile {
-    ramp: RawRamp,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    segment_policy: Vec<RawSegmentPolicy>,
-    gates: Vec<RawGate>,
-    decision: RawDecision,
-}
-
-/// The effective policy as scenario sections, every default written out.
-pub fn policy_toml(policy: &Policy) -> String {
-    policy_sections(policy, "The effective canary policy of this run")
-}
-
-/// `policy` as scenario sections under a comment naming it (`what`), every default written out.
-pub fn policy_sections(policy: &Policy, what: &str) -> String {
-    let (ramp, segment_policy, gates, decision) = policy.to_raw();
-    let body = toml::to_string(&PolicyFile { ramp, segment_policy, gates, decision }).expect("the policy serializes");
-    format!("# {what}, every default written out.\n# Paste these sections into a scenario to run the same policy again.\n\n{body}")
 }

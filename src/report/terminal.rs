@@ -78,7 +78,7 @@ pub fn print_run(summary: &Summary, timings: &Timings, out_dir: &std::path::Path
     }
     for (column, values) in &o.segments {
         let mut worst: Vec<(&String, &Comparison)> = values.iter().collect();
-        let key = if o.task == "regression" { "rmse" } else { "log_loss" };
+        let key = if o.task == crate::oracle::Labels::Regression { "rmse" } else { "log_loss" };
         worst.sort_by(|a, b| {
             let d = |c: &Comparison| c.difference.get(key).copied().unwrap_or(f64::NEG_INFINITY);
             d(b.1).total_cmp(&d(a.1)).then(a.0.cmp(b.0))

@@ -4,210 +4,28 @@
 //! charts of a folder written before `distributions.json`). The report is rendered from these files
 //! alone, so `canary-replay report` re-renders it without rescoring or simulating again.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 use serde::Deserialize;
 
+use super::Summary;
 use crate::error::{Error, Problem, Result};
-use crate::oracle::{Distributions, CALIBRATION_BINS, CHART_SCORE_BINS as SCORE_BINS};
+use crate::oracle::{Distributions, Labels, CALIBRATION_BINS, CHART_SCORE_BINS as SCORE_BINS};
+use crate::simulate::judge::GateVerdict;
+use crate::simulate::Action;
 use crate::time::{parse_timestamp, Micros};
 
 /// Everything the report shows.
 pub struct RunView {
     pub dir: PathBuf,
-    pub summary: SummaryView,
+    pub summary: Summary,
     pub policy_toml: String,
     pub invocation: Option<Invocation>,
     pub checks: Vec<CheckPoint>,
     pub gates: Vec<GateSeries>,
     pub segments: Vec<SegmentRow>,
     pub scores: ScoreViews,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct SummaryView {
-    pub tool: ToolView,
-    pub scenario: super::ScenarioInfo,
-    pub rows_replayed: u64,
-    pub window: super::Window,
-    pub columns: super::Columns,
-    pub runtime: RuntimeView,
-    pub inputs: Vec<super::Input>,
-    pub models: BTreeMap<String, ModelView>,
-    pub latency: LatencyView,
-    pub policy: PolicyView,
-    #[serde(default)]
-    pub faults: Vec<FaultView>,
-    pub simulation: SimulationView,
-    pub oracle: OracleView,
-    /// With faults: the models' own comparison, without them.
-    #[serde(default)]
-    pub oracle_clean: Option<ComparisonView>,
-    #[serde(default)]
-    pub controllers: Option<super::controllers::Controllers>,
-    /// Absent in summaries written before `[output] scores` existed (every request was written).
-    #[serde(default)]
-    pub scores_file: Option<super::ScoresInfo>,
-}
-
-impl SummaryView {
-    /// Which requests the score charts are drawn from, for captions.
-    pub fn scored_requests(&self) -> String {
-        match &self.scores_file {
-            Some(s) if s.mode == crate::scenario::ScoresFile::None => {
-                "no request (scores.parquet was not written: [output] scores = \"none\")".to_string()
-            }
-            Some(s) if s.fraction < 1.0 => {
-                format!("a deterministic sample of {} requests ({:.2}% of them, by a hash of the id)", s.rows, s.fraction * 100.0)
-            }
-            _ => "every replayed request".to_string(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ToolView {
-    pub name: String,
-    pub version: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct RuntimeView {
-    pub version: String,
-    pub path: String,
-    pub source: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ModelView {
-    pub path: String,
-    pub blake3: String,
-    pub output: String,
-    pub features: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct LatencyView {
-    pub method: String,
-    pub sample_share: f64,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct PolicyView {
-    pub gates: Vec<GateView>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct GateView {
-    pub metric: String,
-    pub kind: String,
-    pub margin: Option<f64>,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
-    pub critical: bool,
-    pub required: bool,
-    pub from_weight: Option<f64>,
-}
-
-impl GateView {
-    /// The gate's name as checks name it: `log_loss non_inferiority`.
-    pub fn name(&self) -> String {
-        format!("{} {}", self.metric, self.kind)
-    }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct FaultView {
-    pub description: String,
-    pub start: Option<String>,
-    pub end: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct SimulationView {
-    pub outcome: String,
-    pub decided_at: String,
-    pub reason: String,
-    pub grade: GradeView,
-    pub exposure: ExposureView,
-    pub default_policy: bool,
-    pub stages: Vec<StageView>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct GradeView {
-    pub grade: String,
-    pub explanation: String,
-    pub findings: Vec<crate::simulate::grade::Finding>,
-    pub time_to_decision: String,
-    /// Absent in runs written before grading was family-wise: per cell.
-    #[serde(default = "per_cell")]
-    pub cells: crate::scenario::Grading,
-}
-
-fn per_cell() -> crate::scenario::Grading {
-    crate::scenario::Grading::PerCell
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ExposureView {
-    pub candidate_requests: u64,
-    pub candidate_share: f64,
-    pub in_regressed_segments: u64,
-    pub regressed_segments: Vec<String>,
-    pub candidate_requests_total: u64,
-    #[serde(default)]
-    pub before_decision_in_regressed_windows: u64,
-    pub after_decision_in_regressed_windows: u64,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct StageView {
-    pub weight: f64,
-    pub monitoring: bool,
-    pub start: String,
-    pub end: String,
-    pub decision: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct OracleView {
-    pub task: String,
-    pub overall: ComparisonView,
-    pub segments: BTreeMap<String, BTreeMap<String, ComparisonView>>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ComparisonView {
-    pub rows: u64,
-    pub paired_labelled: u64,
-    pub stable: SideView,
-    pub candidate: SideView,
-    pub drift: DriftView,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct SideView {
-    pub error_rate: f64,
-    pub quality: BTreeMap<String, f64>,
-    pub latency_us: LatencyQuantiles,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct LatencyQuantiles {
-    pub samples: u64,
-    pub p50: Option<f64>,
-    pub p95: Option<f64>,
-    pub p99: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct DriftView {
-    pub psi: Option<f64>,
-    pub jensen_shannon: Option<f64>,
 }
 
 /// `invocation.json`: how the run was started.
@@ -223,7 +41,7 @@ pub struct Invocation {
 pub struct CheckPoint {
     pub time: Micros,
     pub weight: f64,
-    pub action: String,
+    pub action: Action,
     /// Failing gate results (any scope).
     pub fails: u64,
     /// All-traffic gate results that did not pass.
@@ -240,7 +58,7 @@ pub struct GateSeries {
 #[derive(Debug, Clone, PartialEq)]
 pub struct GatePoint {
     pub time: Micros,
-    pub verdict: String,
+    pub verdict: GateVerdict,
     pub stable: Option<f64>,
     pub canary: Option<f64>,
     pub estimate: Option<f64>,
@@ -258,7 +76,7 @@ pub struct SegmentRow {
     pub fails: u64,
     pub passes: u64,
     /// The verdict at the scope's last check.
-    pub last_verdict: String,
+    pub last_verdict: GateVerdict,
     /// The last estimate the gate computed, with its interval.
     pub estimate: Option<f64>,
     pub lower: Option<f64>,
@@ -285,7 +103,7 @@ impl RunView {
         };
         let summary_path = file("summary.json")?;
         let text = std::fs::read_to_string(&summary_path).map_err(|e| Error::io(&summary_path, e))?;
-        let summary: SummaryView = serde_json::from_str(&text).map_err(|e| {
+        let summary: Summary = serde_json::from_str(&text).map_err(|e| {
             Error::invalid(
                 Problem::new(summary_path.display().to_string(), format!("cannot be read as a run summary: {e}"))
                     .fix("re-run the scenario with this version of canary-replay to rewrite it"),
@@ -296,8 +114,8 @@ impl RunView {
         let invocation = std::fs::read_to_string(dir.join("invocation.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
         let checks_path = file("checks.parquet")?;
         let (checks, gates, segments) = read_checks(&checks_path)?;
-        let label = summary.columns.label.as_deref().filter(|_| summary.oracle.task == "binary");
-        let written = summary.scores_file.as_ref().is_none_or(|s| s.mode != crate::scenario::ScoresFile::None);
+        let label = summary.columns.label.as_deref().filter(|_| summary.oracle.task == Labels::Binary);
+        let written = summary.scores_file.mode != crate::scenario::ScoresFile::None;
         let distributions = dir.join(DISTRIBUTIONS);
         let scores = if distributions.is_file() {
             let text = std::fs::read_to_string(&distributions).map_err(|e| Error::io(&distributions, e))?;
@@ -309,7 +127,7 @@ impl RunView {
             })?
         } else if written {
             let mut views = read_scores(&file("scores.parquet")?, label)?;
-            views.of = summary.scored_requests();
+            views.of = summary.scores_file.describe();
             views
         } else {
             ScoreViews::default()
@@ -352,6 +170,19 @@ fn texts(df: &DataFrame, name: &str) -> PolarsResult<Vec<String>> {
     Ok(df.column(name)?.str()?.iter().map(|v| v.unwrap_or_default().to_string()).collect())
 }
 
+/// A column of names serde knows (verdicts, actions), as their enum.
+fn names<T: serde::de::DeserializeOwned>(df: &DataFrame, name: &str) -> PolarsResult<Vec<T>> {
+    df.column(name)?
+        .str()?
+        .iter()
+        .map(|v| {
+            let text = v.unwrap_or_default();
+            serde_json::from_value(serde_json::Value::String(text.to_string()))
+                .map_err(|_| polars_err!(ComputeError: "column {name} holds {text:?}, which this version does not know"))
+        })
+        .collect()
+}
+
 /// Per check, per gate on all traffic, and per gate and scope.
 fn read_checks(path: &Path) -> Result<(Vec<CheckPoint>, Vec<GateSeries>, Vec<SegmentRow>)> {
     let bad = unreadable(path);
@@ -371,16 +202,10 @@ fn read_checks(path: &Path) -> Result<(Vec<CheckPoint>, Vec<GateSeries>, Vec<Seg
         .collect()
         .map_err(&bad)?;
     let checks = (|| -> PolarsResult<Vec<CheckPoint>> {
-        let (time, weight, action) = (times(&per_check, "time")?, floats(&per_check, "weight")?, texts(&per_check, "action")?);
+        let (time, weight, action) = (times(&per_check, "time")?, floats(&per_check, "weight")?, names(&per_check, "action")?);
         let (fails, open) = (counts(&per_check, "fails")?, counts(&per_check, "open")?);
         Ok((0..time.len())
-            .map(|i| CheckPoint {
-                time: time[i],
-                weight: weight[i].unwrap_or(0.0),
-                action: action[i].clone(),
-                fails: fails[i],
-                open: open[i],
-            })
+            .map(|i| CheckPoint { time: time[i], weight: weight[i].unwrap_or(0.0), action: action[i], fails: fails[i], open: open[i] })
             .collect())
     })()
     .map_err(&bad)?;
@@ -403,14 +228,14 @@ fn read_checks(path: &Path) -> Result<(Vec<CheckPoint>, Vec<GateSeries>, Vec<Seg
         .collect()
         .map_err(&bad)?;
     let gates = (|| -> PolarsResult<Vec<GateSeries>> {
-        let (gate, time, verdict) = (texts(&overall, "gate")?, times(&overall, "time")?, texts(&overall, "verdict")?);
+        let (gate, time, verdict) = (texts(&overall, "gate")?, times(&overall, "time")?, names(&overall, "verdict")?);
         let (stable, canary, estimate) = (floats(&overall, "stable")?, floats(&overall, "canary")?, floats(&overall, "estimate")?);
         let (lower, upper, margin) = (floats(&overall, "lower")?, floats(&overall, "upper")?, floats(&overall, "margin")?);
         let mut series: Vec<GateSeries> = Vec::new();
         for i in 0..gate.len() {
             let point = GatePoint {
                 time: time[i],
-                verdict: verdict[i].clone(),
+                verdict: verdict[i],
                 stable: stable[i],
                 canary: canary[i],
                 estimate: estimate[i],
@@ -442,7 +267,7 @@ fn read_checks(path: &Path) -> Result<(Vec<CheckPoint>, Vec<GateSeries>, Vec<Seg
         .collect()
         .map_err(&bad)?;
     let segments = (|| -> PolarsResult<Vec<SegmentRow>> {
-        let (gate, scope, last) = (texts(&per_scope, "gate")?, texts(&per_scope, "scope")?, texts(&per_scope, "last_verdict")?);
+        let (gate, scope, last) = (texts(&per_scope, "gate")?, texts(&per_scope, "scope")?, names(&per_scope, "last_verdict")?);
         let (checks, fails, passes) = (counts(&per_scope, "checks")?, counts(&per_scope, "fails")?, counts(&per_scope, "passes")?);
         let (estimate, lower, upper) = (floats(&per_scope, "estimate")?, floats(&per_scope, "lower")?, floats(&per_scope, "upper")?);
         Ok((0..gate.len())
@@ -452,7 +277,7 @@ fn read_checks(path: &Path) -> Result<(Vec<CheckPoint>, Vec<GateSeries>, Vec<Seg
                 checks: checks[i],
                 fails: fails[i],
                 passes: passes[i],
-                last_verdict: last[i].clone(),
+                last_verdict: last[i],
                 estimate: estimate[i],
                 lower: lower[i],
                 upper: upper[i],

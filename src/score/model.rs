@@ -52,7 +52,7 @@ pub enum ZipKey {
 }
 
 /// Where the feature list came from, for messages and summaries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FeatureSource {
     Scenario,

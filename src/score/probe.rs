@@ -17,7 +17,7 @@ use crate::scenario::Scenario;
 const PROBE_ROWS: usize = 512;
 
 /// What the first rows showed.
-#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct FirstRows {
     pub task: Task,
     /// Why that task, in a sentence.

@@ -18,7 +18,7 @@
 //! truly regressed over that time, and after the decision those served in the windows and segments
 //! found regressed.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::metrics::drift_between;
 use super::window::WindowStats;
@@ -29,7 +29,7 @@ use crate::stats::guardrail::Better;
 use crate::time::{format_duration, format_timestamp, Micros};
 
 /// A gate the candidate truly breaks on a window.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub gate: String,
     pub scope: String,
@@ -39,21 +39,70 @@ pub struct Finding {
     pub end: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Whether a decision was right, by the oracle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Call {
+    CorrectPromotion,
+    MissedRegression,
+    CorrectRollback,
+    FalseRollback,
+    Held,
+}
+
+impl Call {
+    /// As `summary.json` writes it: `correct_promotion`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Call::CorrectPromotion => "correct_promotion",
+            Call::MissedRegression => "missed_regression",
+            Call::CorrectRollback => "correct_rollback",
+            Call::FalseRollback => "false_rollback",
+            Call::Held => "held",
+        }
+    }
+
+    /// In words: `correct promotion`.
+    pub fn words(self) -> String {
+        self.name().replace('_', " ")
+    }
+
+    /// Whether the decision was right: `None` for a hold.
+    pub fn right(self) -> Option<bool> {
+        match self {
+            Call::CorrectPromotion | Call::CorrectRollback => Some(true),
+            Call::FalseRollback | Call::MissedRegression => Some(false),
+            Call::Held => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Grade {
-    /// correct_promotion | missed_regression | correct_rollback | false_rollback | held.
-    pub grade: &'static str,
+    pub grade: Call,
     pub explanation: String,
     /// What the oracle found on the window the grade is based on.
     pub findings: Vec<Finding>,
     /// Time from the first request to the decision.
     pub time_to_decision: String,
     pub time_to_decision_hours: f64,
-    /// How "truly worse" was decided over the cells the grade looked at.
+    /// How "truly worse" was decided over the cells the grade looked at (absent in runs written
+    /// before grading was family-wise: per cell).
+    #[serde(default = "per_cell")]
     pub cells: Grading,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+fn per_cell() -> Grading {
+    Grading::PerCell
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Exposure {
     /// Requests the candidate served before the decision.
     pub candidate_requests: u64,
@@ -66,6 +115,7 @@ pub struct Exposure {
     pub candidate_requests_total: u64,
     /// Requests the candidate served before the decision in the windows and segments the grade
     /// found truly regressed (for a rollback: the window the deciding check judged).
+    #[serde(default)]
     pub before_decision_in_regressed_windows: u64,
     /// Requests the candidate served after the decision in the windows and segments the grade
     /// found truly regressed (what a missed regression cost).
@@ -255,18 +305,18 @@ pub fn grade(setup: &Setup, source: &mut dyn Source, run: &Run) -> Grade {
             let (a, b) = run.deciding_window;
             let f = findings(setup, source, a, b);
             if f.is_empty() {
-                ("false_rollback", "on all traffic of the window the deciding check judged, the candidate breaks no gate".to_string(), f)
+                (Call::FalseRollback, "on all traffic of the window the deciding check judged, the candidate breaks no gate".to_string(), f)
             } else {
-                ("correct_rollback", format!("on all traffic of that window the candidate truly breaks {}", summary(&f)), f)
+                (Call::CorrectRollback, format!("on all traffic of that window the candidate truly breaks {}", summary(&f)), f)
             }
         }
         Outcome::Promoted => {
             let (a, b) = if run.decided_at < run.end { (run.decided_at, run.end) } else { (run.origin, run.end) };
             let f = findings_by_window(setup, source, a, b, width);
             if f.is_empty() {
-                ("correct_promotion", "on all traffic after the promotion the candidate breaks no gate".to_string(), f)
+                (Call::CorrectPromotion, "on all traffic after the promotion the candidate breaks no gate".to_string(), f)
             } else {
-                ("missed_regression", format!("after the promotion the candidate truly breaks {}", summary(&f)), f)
+                (Call::MissedRegression, format!("after the promotion the candidate truly breaks {}", summary(&f)), f)
             }
         }
         Outcome::Held => {
@@ -276,7 +326,7 @@ pub fn grade(setup: &Setup, source: &mut dyn Source, run: &Run) -> Grade {
             } else {
                 format!("held a candidate that truly breaks {}", summary(&f))
             };
-            ("held", text, f)
+            (Call::Held, text, f)
         }
     };
     Grade { grade, explanation, findings, time_to_decision, time_to_decision_hours: hours, cells: setup.grading }

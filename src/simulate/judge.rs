@@ -37,9 +37,10 @@ use crate::stats::multiple::{adjust, Correction};
 use crate::stats::{Interval, PValue};
 use crate::time::Micros;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// One gate on one scope at one check, as `checks.parquet` and `summary.json` write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Verdict {
+pub enum GateVerdict {
     Pass,
     Fail,
     Underpowered,
@@ -47,14 +48,14 @@ pub enum Verdict {
     NoData,
 }
 
-impl Verdict {
+impl GateVerdict {
     pub fn name(self) -> &'static str {
         match self {
-            Verdict::Pass => "PASS",
-            Verdict::Fail => "FAIL",
-            Verdict::Underpowered => "UNDERPOWERED",
-            Verdict::NeedsMoreData => "NEEDS_MORE_DATA",
-            Verdict::NoData => "NO_DATA",
+            GateVerdict::Pass => "PASS",
+            GateVerdict::Fail => "FAIL",
+            GateVerdict::Underpowered => "UNDERPOWERED",
+            GateVerdict::NeedsMoreData => "NEEDS_MORE_DATA",
+            GateVerdict::NoData => "NO_DATA",
         }
     }
 }
@@ -68,7 +69,7 @@ pub struct GateResult {
     pub canary: Option<f64>,
     /// Observations [stable, canary].
     pub n: [u64; 2],
-    pub verdict: Verdict,
+    pub verdict: GateVerdict,
     /// candidate − stable (statistical gates), or candidate / stable (ratio gates).
     pub estimate: Option<f64>,
     pub interval: Option<Interval>,
@@ -280,8 +281,6 @@ impl<'a> Judge<'a> {
     /// Non-inferiority also uses `earlier`: the final statistics of the rollout's earlier stages,
     /// combined with the current one by inverse-variance weights when `ctx.combine`.
     pub fn check(&mut self, stats: &WindowStats, readings: &Readings, earlier: &[WindowStats], ctx: &Context) -> &[GateResult] {
-        let decision = &self.policy.decision;
-        let tests = self.statistical;
         let mut results = std::mem::take(&mut self.results);
         let mut pending = std::mem::take(&mut self.pending);
         results.clear();
@@ -292,169 +291,35 @@ impl<'a> Judge<'a> {
         // another test is (its rank stays after every p-value at most α).
         let skip_below_z2 = 2.0 * (-ctx.alpha_fail.ln() - std::f64::consts::LN_2);
         // (Group-sequential boundaries depend on each look's time: no shortcut.)
-        let lean = self.decisions_only && decision.sequential == Sequential::Msprt;
-        for (g, gate) in self.policy.gates.iter().enumerate() {
-            for &scope in &self.gate_scopes[g] {
-                let reading = readings.get(stats, gate.metric, scope);
-                let n = reading.n;
+        let lean = self.decisions_only && self.policy.decision.sequential == Sequential::Msprt;
+        let policy = self.policy;
+        for (g, gate) in policy.gates.iter().enumerate() {
+            for k in 0..self.gate_scopes[g].len() {
+                let scope = self.gate_scopes[g][k];
+                let n = readings.get(stats, gate.metric, scope).n;
                 if scope != 0 && n == [0, 0] {
                     continue;
                 }
                 // For the decision alone a segment's statistical gate matters only when its harm
-                // test fails (while monitoring, all traffic's too: nothing waits for a pass there):
-                // below the minimum sample or without a difference it cannot, and with a p-value
-                // above α it only counts in the correction.
+                // test fails (while monitoring, all traffic's too: nothing waits for a pass there).
                 if lean && gate.kind.is_statistical() && (scope != 0 || ctx.monitoring) {
-                    if n[0].min(n[1]) < gate.min_samples {
-                        continue;
-                    }
-                    let Some(now) = readings.difference(stats, gate.metric, scope) else { continue };
-                    let index = g * self.scopes + scope;
-                    let last = self.mirrors[index];
-                    let (harmful, p) = if !last.theta0.is_nan()
-                        && now.variance > 0.0
-                        && look_cannot_matter(gate, &now, last.theta0, last.running, ctx.alpha_fail, skip_below_z2)
-                    {
-                        (harm_sign(gate.metric) * (now.theta - last.theta0) > 0.0, PValue::new(last.running))
-                    } else {
-                        let entry = &mut self.tests[index];
-                        let (harmful, p, _) = harm_look(entry, gate, decision, ctx, &now, tests, Some(skip_below_z2));
-                        let Some(Harm::Msprt(m)) = &entry.harm else { unreachable!("lean looks are mSPRT harm tests") };
-                        self.mirrors[index] = Mirror { theta0: m.theta0, running: m.p_value().get() };
-                        (harmful, p)
-                    };
-                    if p.get() > ctx.alpha_fail {
-                        pending.push(Pending { index: None, harmful, p, crossed: None });
-                        continue;
-                    }
-                    // At most α: the full result below, whose look at the same estimate repeats
-                    // this one without changing it.
-                }
-                // For the decision alone a statistical gate's values only describe a failing or
-                // all-traffic result; they are filled in after the correction.
-                let values = !(self.decisions_only && gate.kind.is_statistical());
-                let arms = if values || gate.metric.is_drift() { Some(stats.merged(scope)) } else { None };
-                let [stable, canary] = arms.as_deref().map_or([None, None], |[s, c]| [Some(s), Some(c)]);
-                let mut r = GateResult {
-                    gate: g,
-                    scope,
-                    stable: stable.filter(|_| values).and_then(|a| a.value(gate.metric)),
-                    canary: canary.filter(|_| values).and_then(|a| a.value(gate.metric)),
-                    n,
-                    verdict: Verdict::NeedsMoreData,
-                    estimate: None,
-                    interval: None,
-                    p_value: None,
-                    adjusted_p: None,
-                    margin: None,
-                    n_required: None,
-                    hours_required: None,
-                };
-                if let (true, Some(stable), Some(canary)) = (gate.metric.is_drift(), stable, canary) {
-                    r.stable = Some(0.0);
-                    r.canary = drift_between(gate.metric, stable, canary, &self.bins);
-                }
-                if n[0].min(n[1]) < gate.min_samples {
-                    r.verdict = if n == [0, 0] { Verdict::NoData } else { Verdict::NeedsMoreData };
-                    r.n_required = Some(gate.min_samples as f64);
-                    r.hours_required = hours(ctx, n[1], gate.min_samples as f64);
-                    results.push(r);
-                    continue;
-                }
-                match gate.kind {
-                    GateKind::Threshold { min, max } => {
-                        r.verdict = match r.canary {
-                            Some(v) => pass_if(min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m)),
-                            None => Verdict::NoData,
-                        };
-                    }
-                    GateKind::Ratio { min, max } => {
-                        let ratio = match (r.canary, r.stable) {
-                            (Some(c), Some(s)) if s != 0.0 => Some(c / s),
-                            (Some(c), Some(_)) => Some(if c == 0.0 { 1.0 } else { f64::INFINITY }),
-                            _ => None,
-                        };
-                        r.estimate = ratio;
-                        r.verdict = match ratio {
-                            Some(v) => pass_if(min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m)),
-                            None => Verdict::NoData,
-                        };
-                    }
-                    GateKind::NonInferiority { .. } | GateKind::Regression => {
-                        let better = gate.metric.better().expect("validated: statistical metrics have a better side");
-                        let Some(now) = readings.difference(stats, gate.metric, scope) else {
-                            r.verdict = Verdict::NoData;
-                            results.push(r);
+                    match self.shortcut(g, scope, n, stats, readings, ctx, skip_below_z2) {
+                        Shortcut::Skip => continue,
+                        Shortcut::Counted(p) => {
+                            pending.push(p);
                             continue;
-                        };
-                        let entry = &mut self.tests[g * self.scopes + scope];
-                        let (harmful, p, crossed) =
-                            harm_look(entry, gate, decision, ctx, &now, tests, self.decisions_only.then_some(skip_below_z2));
-                        r.estimate = Some(now.theta);
-                        r.p_value = Some(p.get());
-                        r.verdict = Verdict::Pass;
-                        // For the decision alone, non-inferiority only decides promotions: on all
-                        // traffic, before the monitoring.
-                        let decides = !self.decisions_only || (scope == 0 && !ctx.monitoring);
-                        if let (GateKind::NonInferiority { margin }, true) = (gate.kind, decides) {
-                            // Non-inferiority: the interval over the rollout (or the stage).
-                            let pooled = if ctx.combine {
-                                let before: Vec<Difference> = earlier.iter().filter_map(|w| difference(w, scope, gate.metric)).collect();
-                                combined_difference(&before, now)
-                            } else {
-                                now
-                            };
-                            let se = pooled.variance.sqrt();
-                            let interval = if pooled.variance == 0.0 {
-                                Interval::new(pooled.theta, pooled.theta)
-                            } else {
-                                let ni = entry.ni.get_or_insert_with(|| match decision.sequential {
-                                    Sequential::Msprt => NonInferiority::Msprt(Msprt::tuned(decision.tuning.clone(), ctx.alpha_ni, 0.0)),
-                                    Sequential::GroupSequential(spending) => {
-                                        NonInferiority::GroupSequential(Looks::new(2.0 * ctx.alpha_ni / tests.max(1) as f64, spending, 201))
-                                    }
-                                });
-                                match ni {
-                                    NonInferiority::Msprt(m) => m
-                                        .observe(pooled.theta, pooled.variance, pooled.n)
-                                        .map_or(Interval::around(pooled.theta, f64::INFINITY), |l| l.interval),
-                                    NonInferiority::GroupSequential(looks) => {
-                                        let t = (ctx.elapsed as f64 / ctx.max_time.max(1) as f64).clamp(1e-9, 1.0);
-                                        Interval::around(pooled.theta, looks.next(t) * se)
-                                    }
-                                }
-                            };
-                            let assessment = guardrail::assess(
-                                &Evidence { estimate: pooled.theta, interval, standard_error: se, n: n[0].min(n[1]) as f64 },
-                                pooled.stable,
-                                margin,
-                                better,
-                                ctx.alpha_ni,
-                                decision.power,
-                            );
-                            r.estimate = Some(pooled.theta);
-                            r.interval = Some(interval);
-                            r.margin = Some(assessment.margin);
-                            r.verdict = match assessment.verdict {
-                                guardrail::Verdict::NonInferior => Verdict::Pass,
-                                guardrail::Verdict::Underpowered => Verdict::Underpowered,
-                                // Worse beyond doubt only by the harm test, after the correction
-                                // across gates (`decide_regressions`); until then, the sample that
-                                // would bring the interval inside the margin.
-                                guardrail::Verdict::NeedsMoreData | guardrail::Verdict::Regression => Verdict::NeedsMoreData,
-                            };
-                            r.n_required = assessment.n_required;
-                            r.hours_required = assessment.n_required.and_then(|req| hours(ctx, n[1], req));
                         }
-                        pending.push(Pending { index: Some(results.len()), harmful, p, crossed });
+                        Shortcut::Rate => {}
                     }
                 }
+                let r = self.rate(g, scope, n, (stats, readings, earlier), ctx, skip_below_z2, (&mut pending, results.len()));
                 results.push(r);
             }
         }
         self.decide_regressions(&mut results, &pending, ctx.alpha_fail);
         if self.decisions_only {
-            for r in results.iter_mut().filter(|r| r.stable.is_none() && r.canary.is_none() && (r.scope == 0 || r.verdict == Verdict::Fail))
+            for r in
+                results.iter_mut().filter(|r| r.stable.is_none() && r.canary.is_none() && (r.scope == 0 || r.verdict == GateVerdict::Fail))
             {
                 let metric = self.policy.gates[r.gate].metric;
                 if metric.is_drift() {
@@ -467,6 +332,139 @@ impl<'a> Judge<'a> {
         self.results = results;
         self.pending = pending;
         &self.results
+    }
+
+    /// For the decision alone, whether gate `g`'s statistical result on `scope` needs rating: below
+    /// the minimum sample or without a difference it cannot matter, and with a p-value above α it
+    /// only counts in the correction — found, where it can be, from the last look without looking.
+    #[allow(clippy::too_many_arguments)]
+    fn shortcut(
+        &mut self,
+        g: usize,
+        scope: usize,
+        n: [u64; 2],
+        stats: &WindowStats,
+        readings: &Readings,
+        ctx: &Context,
+        skip_below_z2: f64,
+    ) -> Shortcut {
+        let policy = self.policy;
+        let gate = &policy.gates[g];
+        if n[0].min(n[1]) < gate.min_samples {
+            return Shortcut::Skip;
+        }
+        let Some(now) = readings.difference(stats, gate.metric, scope) else { return Shortcut::Skip };
+        let index = g * self.scopes + scope;
+        let last = self.mirrors[index];
+        let (harmful, p) = if !last.theta0.is_nan()
+            && now.variance > 0.0
+            && look_cannot_matter(gate, &now, last.theta0, last.running, ctx.alpha_fail, skip_below_z2)
+        {
+            (harm_sign(gate.metric) * (now.theta - last.theta0) > 0.0, PValue::new(last.running))
+        } else {
+            let entry = &mut self.tests[index];
+            let (harmful, p, _) = harm_look(entry, gate, &policy.decision, ctx, &now, self.statistical, Some(skip_below_z2));
+            let Some(Harm::Msprt(m)) = &entry.harm else { unreachable!("lean looks are mSPRT harm tests") };
+            self.mirrors[index] = Mirror { theta0: m.theta0, running: m.p_value().get() };
+            (harmful, p)
+        };
+        if p.get() > ctx.alpha_fail {
+            Shortcut::Counted(Pending { index: None, harmful, p, crossed: None })
+        } else {
+            // At most α: the full result, whose look at the same estimate repeats this one
+            // without changing it.
+            Shortcut::Rate
+        }
+    }
+
+    /// Gate `g` on `scope` at this check; a statistical gate's harm test joins `pending` (as
+    /// result `index`) for the correction across gates and scopes.
+    #[allow(clippy::too_many_arguments)]
+    fn rate(
+        &mut self,
+        g: usize,
+        scope: usize,
+        n: [u64; 2],
+        (stats, readings, earlier): (&WindowStats, &Readings, &[WindowStats]),
+        ctx: &Context,
+        skip_below_z2: f64,
+        (pending, index): (&mut Vec<Pending>, usize),
+    ) -> GateResult {
+        let policy = self.policy;
+        let gate = &policy.gates[g];
+        // For the decision alone a statistical gate's values only describe a failing or
+        // all-traffic result; they are filled in after the correction.
+        let values = !(self.decisions_only && gate.kind.is_statistical());
+        let arms = if values || gate.metric.is_drift() { Some(stats.merged(scope)) } else { None };
+        let [stable, canary] = arms.as_deref().map_or([None, None], |[s, c]| [Some(s), Some(c)]);
+        let mut r = GateResult {
+            gate: g,
+            scope,
+            stable: stable.filter(|_| values).and_then(|a| a.value(gate.metric)),
+            canary: canary.filter(|_| values).and_then(|a| a.value(gate.metric)),
+            n,
+            verdict: GateVerdict::NeedsMoreData,
+            estimate: None,
+            interval: None,
+            p_value: None,
+            adjusted_p: None,
+            margin: None,
+            n_required: None,
+            hours_required: None,
+        };
+        if let (true, Some(stable), Some(canary)) = (gate.metric.is_drift(), stable, canary) {
+            r.stable = Some(0.0);
+            r.canary = drift_between(gate.metric, stable, canary, &self.bins);
+        }
+        if n[0].min(n[1]) < gate.min_samples {
+            r.verdict = if n == [0, 0] { GateVerdict::NoData } else { GateVerdict::NeedsMoreData };
+            r.n_required = Some(gate.min_samples as f64);
+            r.hours_required = hours(ctx, n[1], gate.min_samples as f64);
+            return r;
+        }
+        let within = |v: f64, min: Option<f64>, max: Option<f64>| pass_if(min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m));
+        match gate.kind {
+            GateKind::Threshold { min, max } => {
+                r.verdict = r.canary.map_or(GateVerdict::NoData, |v| within(v, min, max));
+            }
+            GateKind::Ratio { min, max } => {
+                let ratio = match (r.canary, r.stable) {
+                    (Some(c), Some(s)) if s != 0.0 => Some(c / s),
+                    (Some(c), Some(_)) => Some(if c == 0.0 { 1.0 } else { f64::INFINITY }),
+                    _ => None,
+                };
+                r.estimate = ratio;
+                r.verdict = ratio.map_or(GateVerdict::NoData, |v| within(v, min, max));
+            }
+            GateKind::NonInferiority { .. } | GateKind::Regression => {
+                let Some(now) = readings.difference(stats, gate.metric, scope) else {
+                    r.verdict = GateVerdict::NoData;
+                    return r;
+                };
+                let entry = &mut self.tests[g * self.scopes + scope];
+                let decision = &policy.decision;
+                let (harmful, p, crossed) =
+                    harm_look(entry, gate, decision, ctx, &now, self.statistical, self.decisions_only.then_some(skip_below_z2));
+                r.estimate = Some(now.theta);
+                r.p_value = Some(p.get());
+                r.verdict = GateVerdict::Pass;
+                // For the decision alone, non-inferiority only decides promotions: on all
+                // traffic, before the monitoring.
+                let decides = !self.decisions_only || (scope == 0 && !ctx.monitoring);
+                if let (GateKind::NonInferiority { margin }, true) = (gate.kind, decides) {
+                    // The interval over the rollout (or the stage).
+                    let pooled = if ctx.combine {
+                        let before: Vec<Difference> = earlier.iter().filter_map(|w| difference(w, scope, gate.metric)).collect();
+                        combined_difference(&before, now)
+                    } else {
+                        now
+                    };
+                    non_inferiority(&mut r, entry, (gate, margin), decision, ctx, self.statistical, &pooled);
+                }
+                pending.push(Pending { index: Some(index), harmful, p, crossed });
+            }
+        }
+        r
     }
 
     /// Applies the multiple-testing correction to the deterioration tests.
@@ -491,12 +489,79 @@ impl<'a> Judge<'a> {
                 None => adj.get() <= alpha && p.harmful,
             };
             if rejected {
-                r.verdict = Verdict::Fail;
+                r.verdict = GateVerdict::Fail;
                 r.n_required = None;
                 r.hours_required = None;
             }
         }
     }
+}
+
+/// What a check is for a statistical result the decision alone does not need in full.
+enum Shortcut {
+    /// It cannot matter.
+    Skip,
+    /// It only counts in the correction.
+    Counted(Pending),
+    /// It needs its full result.
+    Rate,
+}
+
+/// A non-inferiority gate's verdict from the always-valid interval of the `pooled` difference
+/// (the rollout's stages combined, or the stage alone): inside the margin passes; otherwise the
+/// sample that would bring it inside. Worse beyond doubt is the harm test's call alone, after the
+/// correction across gates ([`Judge::decide_regressions`]).
+fn non_inferiority(
+    r: &mut GateResult,
+    entry: &mut Tests,
+    (gate, margin): (&Gate, f64),
+    decision: &Decision,
+    ctx: &Context,
+    tests: usize,
+    pooled: &Difference,
+) {
+    let better = gate.metric.better().expect("validated: statistical metrics have a better side");
+    let se = pooled.variance.sqrt();
+    let interval = if pooled.variance == 0.0 {
+        Interval::new(pooled.theta, pooled.theta)
+    } else {
+        let ni = entry.ni.get_or_insert_with(|| match decision.sequential {
+            Sequential::Msprt => NonInferiority::Msprt(Msprt::tuned(decision.tuning.clone(), ctx.alpha_ni, 0.0)),
+            Sequential::GroupSequential(spending) => {
+                NonInferiority::GroupSequential(Looks::new(2.0 * ctx.alpha_ni / tests.max(1) as f64, spending, 201))
+            }
+        });
+        match ni {
+            NonInferiority::Msprt(m) => {
+                m.observe(pooled.theta, pooled.variance, pooled.n).map_or(Interval::around(pooled.theta, f64::INFINITY), |l| l.interval)
+            }
+            NonInferiority::GroupSequential(looks) => {
+                let t = (ctx.elapsed as f64 / ctx.max_time.max(1) as f64).clamp(1e-9, 1.0);
+                Interval::around(pooled.theta, looks.next(t) * se)
+            }
+        }
+    };
+    let n = r.n[0].min(r.n[1]) as f64;
+    let assessment = guardrail::assess(
+        &Evidence { estimate: pooled.theta, interval, standard_error: se, n },
+        pooled.stable,
+        margin,
+        better,
+        ctx.alpha_ni,
+        decision.power,
+    );
+    r.estimate = Some(pooled.theta);
+    r.interval = Some(interval);
+    r.margin = Some(assessment.margin);
+    r.verdict = match assessment.verdict {
+        guardrail::Conclusion::NonInferior => GateVerdict::Pass,
+        guardrail::Conclusion::Underpowered => GateVerdict::Underpowered,
+        // Worse beyond doubt only by the harm test, after the correction across gates; until then,
+        // the sample that would bring the interval inside the margin.
+        guardrail::Conclusion::NeedsMoreData | guardrail::Conclusion::Regression => GateVerdict::NeedsMoreData,
+    };
+    r.n_required = assessment.n_required;
+    r.hours_required = assessment.n_required.and_then(|req| hours(ctx, r.n[1], req));
 }
 
 /// The harm test's look at this check's difference: (harmful, p-value, group-sequential boundary
@@ -568,11 +633,11 @@ fn look_cannot_matter(gate: &Gate, now: &Difference, theta0: f64, running: f64, 
     harm_sign(gate.metric) * z <= 0.0 || (running > alpha && z * z < skip_below_z2)
 }
 
-fn pass_if(ok: bool) -> Verdict {
+fn pass_if(ok: bool) -> GateVerdict {
     if ok {
-        Verdict::Pass
+        GateVerdict::Pass
     } else {
-        Verdict::Fail
+        GateVerdict::Fail
     }
 }
 

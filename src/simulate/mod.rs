@@ -25,9 +25,9 @@ pub mod replay;
 pub mod router;
 pub mod window;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use self::judge::{Context, GateResult, Judge, Readings, Verdict};
+use self::judge::{Context, GateResult, GateVerdict, Judge, Readings};
 use self::metrics::{Scale, ScoreBins};
 use self::replay::Replay;
 use self::router::{Position, Router};
@@ -47,7 +47,7 @@ pub trait Source {
     fn oracle(&mut self, start: Micros, end: Micros) -> WindowStats;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Promoted,
@@ -63,9 +63,20 @@ impl Outcome {
             Outcome::Held => "held",
         }
     }
+
+    /// In words: `rolled back`.
+    pub fn words(self) -> String {
+        self.name().replace('_', " ")
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Continue,
@@ -88,6 +99,35 @@ pub struct Check {
     pub results: Vec<GateResult>,
 }
 
+/// How a stage ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageDecision {
+    Promote,
+    Rollback,
+    Hold,
+    /// The traffic ended first.
+    EndOfData,
+}
+
+impl StageDecision {
+    /// As `summary.json` writes it: `end_of_data`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StageDecision::Promote => "promote",
+            StageDecision::Rollback => "rollback",
+            StageDecision::Hold => "hold",
+            StageDecision::EndOfData => "end_of_data",
+        }
+    }
+}
+
+impl std::fmt::Display for StageDecision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One stage as it ran.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StageRun {
@@ -97,8 +137,7 @@ pub struct StageRun {
     pub monitoring: bool,
     pub start: Micros,
     pub end: Micros,
-    /// promote | rollback | hold | end_of_data.
-    pub decision: &'static str,
+    pub decision: StageDecision,
     pub reason: String,
 }
 
@@ -258,7 +297,7 @@ impl<'a> Setup<'a> {
         if let Some(p) = r.adjusted_p {
             s.push_str(&format!(" (adjusted p {})", round(p)));
         }
-        if r.verdict != Verdict::Fail && r.verdict != Verdict::Pass {
+        if r.verdict != GateVerdict::Fail && r.verdict != GateVerdict::Pass {
             s.push_str(&format!(" is {}", r.verdict.name()));
             if let Some(h) = r.hours_required {
                 s.push_str(&format!(", about {} more at this traffic", format_approx((h * 3.6e9) as i64)));
@@ -384,8 +423,8 @@ impl<'s> Clock<'s> {
             Context { weight, elapsed: t - window_start, max_time, alpha_fail: self.split, alpha_ni, combine: self.combine, monitoring }
         };
         let results = self.judge.check(stats, readings, &self.earlier, &ctx);
-        let critical = results.iter().find(|r| r.verdict == Verdict::Fail && policy.gates[r.gate].critical);
-        let failing = results.iter().find(|r| r.verdict == Verdict::Fail);
+        let critical = results.iter().find(|r| r.verdict == GateVerdict::Fail && policy.gates[r.gate].critical);
+        let failing = results.iter().find(|r| r.verdict == GateVerdict::Fail);
         let (action, reason) = if let Some(r) = critical {
             (Action::Rollback, format!("critical gate {} failed", setup.describe(r)))
         } else if let Some(r) = failing {
@@ -401,7 +440,9 @@ impl<'s> Clock<'s> {
         } else {
             self.consecutive = 0;
             let blocking = results.iter().find(|r| {
-                r.scope == 0 && policy.gates[r.gate].required_from.is_some_and(|from| weight >= from - 1e-12) && r.verdict != Verdict::Pass
+                r.scope == 0
+                    && policy.gates[r.gate].required_from.is_some_and(|from| weight >= from - 1e-12)
+                    && r.verdict != GateVerdict::Pass
             });
             let elapsed = t - self.stage_start;
             if monitoring {
@@ -442,7 +483,7 @@ impl<'s> Clock<'s> {
             }
             Action::Rollback | Action::Hold => {
                 let outcome = if action == Action::Rollback { Outcome::RolledBack } else { Outcome::Held };
-                let decided = if action == Action::Rollback { "rollback" } else { "hold" };
+                let decided = if action == Action::Rollback { StageDecision::Rollback } else { StageDecision::Hold };
                 self.stages.push(StageRun {
                     wave,
                     stage,
@@ -467,7 +508,7 @@ impl<'s> Clock<'s> {
                     monitoring,
                     start: self.stage_start,
                     end: t,
-                    decision: "promote",
+                    decision: StageDecision::Promote,
                     reason: reason.clone(),
                 });
                 self.periods.push(Period { start: self.stage_start, end: t, weights: weights.clone() });
@@ -517,7 +558,7 @@ impl<'s> Clock<'s> {
                     monitoring,
                     start: self.stage_start,
                     end: t,
-                    decision: "end_of_data",
+                    decision: StageDecision::EndOfData,
                     reason: if monitoring {
                         "monitored until the traffic ended".into()
                     } else {

@@ -33,9 +33,10 @@ pub enum Better {
     Lower,
 }
 
+/// What a non-inferiority guardrail concludes at one look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Verdict {
+pub enum Conclusion {
     Regression,
     NonInferior,
     Underpowered,
@@ -55,7 +56,7 @@ pub struct Evidence {
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Assessment {
-    pub verdict: Verdict,
+    pub verdict: Conclusion,
     /// Δ in the metric's units.
     pub margin: f64,
     /// The interval's end on the harmful side.
@@ -78,7 +79,7 @@ pub fn assess(evidence: &Evidence, stable_mean: f64, margin: f64, better: Better
     let estimate = sign * evidence.estimate;
     let harmful_bound = sign * harm.upper;
     if harm.upper < delta {
-        return Assessment { verdict: Verdict::NonInferior, margin: delta, harmful_bound, mde: None, n_required: None };
+        return Assessment { verdict: Conclusion::NonInferior, margin: delta, harmful_bound, mde: None, n_required: None };
     }
     // Observations per arm that would likely bring the harmful end inside the margin (none would
     // when the estimate itself is past it).
@@ -87,13 +88,13 @@ pub fn assess(evidence: &Evidence, stable_mean: f64, margin: f64, better: Better
         (room > 0.0).then(|| sample_needed(evidence.n, half, room))
     };
     if harm.lower > 0.0 {
-        return Assessment { verdict: Verdict::Regression, margin: delta, harmful_bound, mde: None, n_required: settling() };
+        return Assessment { verdict: Conclusion::Regression, margin: delta, harmful_bound, mde: None, n_required: settling() };
     }
     let mde = minimum_detectable_effect(evidence.standard_error, alpha, power);
     let (verdict, n_required) = if mde > delta {
-        (Verdict::Underpowered, (delta > 0.0).then(|| sample_needed(evidence.n, mde, delta)))
+        (Conclusion::Underpowered, (delta > 0.0).then(|| sample_needed(evidence.n, mde, delta)))
     } else {
-        (Verdict::NeedsMoreData, settling())
+        (Conclusion::NeedsMoreData, settling())
     };
     Assessment { verdict, margin: delta, harmful_bound, mde: Some(mde), n_required }
 }
@@ -110,18 +111,18 @@ mod tests {
     fn the_four_verdicts() {
         // Log loss (lower is better), stable mean 0.5, margin 2% → Δ = 0.01.
         let a = |e: Evidence| assess(&e, 0.5, 0.02, Better::Lower, 0.05, 0.8);
-        assert_eq!(a(evidence(0.03, 0.005, 10_000.0)).verdict, Verdict::Regression);
-        assert_eq!(a(evidence(0.0, 0.002, 10_000.0)).verdict, Verdict::NonInferior);
+        assert_eq!(a(evidence(0.03, 0.005, 10_000.0)).verdict, Conclusion::Regression);
+        assert_eq!(a(evidence(0.0, 0.002, 10_000.0)).verdict, Conclusion::NonInferior);
         let under = a(evidence(0.0, 0.02, 100.0));
-        assert_eq!(under.verdict, Verdict::Underpowered);
+        assert_eq!(under.verdict, Conclusion::Underpowered);
         // MDE = 2.8016·0.02 = 0.056; n ≈ 100·(0.056/0.01)² ≈ 3139.
         assert!((under.n_required.unwrap() - 100.0 * (under.mde.unwrap() / 0.01f64).powi(2)).abs() < 1e-9);
         let close = a(evidence(0.005, 0.003, 10_000.0));
-        assert_eq!(close.verdict, Verdict::NeedsMoreData);
+        assert_eq!(close.verdict, Conclusion::NeedsMoreData);
         assert!(close.n_required.unwrap() > 10_000.0);
         // AUC (higher is better): a drop is harm.
         let auc = assess(&evidence(-0.05, 0.01, 5000.0), 0.7, 0.01, Better::Higher, 0.05, 0.8);
-        assert_eq!(auc.verdict, Verdict::Regression);
+        assert_eq!(auc.verdict, Conclusion::Regression);
         assert!((auc.harmful_bound - (-0.05 - 1.96 * 0.01)).abs() < 1e-12);
     }
 
@@ -131,16 +132,16 @@ mod tests {
     #[test]
     fn significantly_worse_but_inside_the_margin_is_non_inferior() {
         let within = assess(&evidence(2.0, 0.917, 400.0), 100.0, 0.05, Better::Lower, 0.05, 0.8);
-        assert_eq!(within.verdict, Verdict::NonInferior);
+        assert_eq!(within.verdict, Conclusion::NonInferior);
         assert!((within.harmful_bound - (2.0 + 1.96 * 0.917)).abs() < 1e-12);
         // The same difference with a margin of 3: worse, and not shown to be within the margin —
         // a regression, with the sample that would likely settle it (half-width 1.797 into the
         // room of 1 left by the estimate: 400·1.797² ≈ 1292 per arm).
         let past = assess(&evidence(2.0, 0.917, 400.0), 100.0, 0.03, Better::Lower, 0.05, 0.8);
-        assert_eq!(past.verdict, Verdict::Regression);
+        assert_eq!(past.verdict, Conclusion::Regression);
         assert!((past.n_required.unwrap() - 400.0 * (1.96f64 * 0.917).powi(2)).abs() < 1e-6);
         // Past the margin even at the estimate: no sample makes it non-inferior.
         let beyond = assess(&evidence(4.0, 0.917, 400.0), 100.0, 0.03, Better::Lower, 0.05, 0.8);
-        assert_eq!((beyond.verdict, beyond.n_required), (Verdict::Regression, None));
+        assert_eq!((beyond.verdict, beyond.n_required), (Conclusion::Regression, None));
     }
 }

@@ -128,8 +128,9 @@ pub struct Classification {
     pub deviation: f64,
 }
 
+/// A run's score against `classifier.scoreThresholds`: Kayenta's pass, marginal and fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Verdict {
+pub enum ScoreClass {
     Pass,
     Marginal,
     Fail,
@@ -138,7 +139,7 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunResult {
     pub score: f64,
-    pub verdict: Verdict,
+    pub verdict: ScoreClass,
     pub reason: Option<String>,
     pub metrics: Vec<Classification>,
 }
@@ -213,14 +214,19 @@ impl Judge {
         if let Some(failed) = counted().find(|m| m.critical_failure) {
             return RunResult {
                 score: 0.0,
-                verdict: Verdict::Fail,
+                verdict: ScoreClass::Fail,
                 reason: Some(format!("critical metric {} was {:?}", failed.metric, failed.label)),
                 metrics,
             };
         }
         let (no_data, total) = (counted().filter(|m| m.label == Label::NoData).count(), counted().count());
         if total > 0 && no_data * 100 >= total * 50 {
-            return RunResult { score: 0.0, verdict: Verdict::Fail, reason: Some("50% or more metrics returned NODATA".into()), metrics };
+            return RunResult {
+                score: 0.0,
+                verdict: ScoreClass::Fail,
+                reason: Some("50% or more metrics returned NODATA".into()),
+                metrics,
+            };
         }
         let mut groups: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
         for (config, metric) in configs.iter().zip(&metrics).filter(|(c, _)| !c.muted) {
@@ -248,11 +254,11 @@ impl Judge {
             .sum();
         let score = (raw * 100.0).round() / 100.0;
         let verdict = if score >= self.pass_threshold {
-            Verdict::Pass
+            ScoreClass::Pass
         } else if score >= self.marginal_threshold {
-            Verdict::Marginal
+            ScoreClass::Marginal
         } else {
-            Verdict::Fail
+            ScoreClass::Fail
         };
         RunResult { score, verdict, reason: None, metrics }
     }
@@ -355,12 +361,12 @@ mod tests {
         let metrics = vec![judge.classify(&configs[0], &BASELINE, &shifted), judge.classify(&configs[1], &BASELINE, &BASELINE)];
         assert_eq!(metrics[0].label, Label::High);
         let run = judge.score(&configs, metrics);
-        assert_eq!((run.score, run.verdict), (0.0, Verdict::Fail));
+        assert_eq!((run.score, run.verdict), (0.0, ScoreClass::Fail));
         // Not critical: one of two metrics passes → 50 → Fail below the 75 marginal threshold.
         let configs = [metric("latency", false), metric("errors", false)];
         let metrics = vec![judge.classify(&configs[0], &BASELINE, &shifted), judge.classify(&configs[1], &BASELINE, &BASELINE)];
         let run = judge.score(&configs, metrics);
-        assert_eq!((run.score, run.verdict), (50.0, Verdict::Fail));
+        assert_eq!((run.score, run.verdict), (50.0, ScoreClass::Fail));
     }
 
     #[test]
@@ -372,6 +378,6 @@ mod tests {
         let configs = [metric("a", false), metric("b", false)];
         let metrics = vec![judge.classify(&configs[0], &[], &CANARY), judge.classify(&configs[1], &BASELINE, &BASELINE)];
         let run = judge.score(&configs, metrics);
-        assert_eq!(run.verdict, Verdict::Fail, "NoData on half of the metrics forces 0");
+        assert_eq!(run.verdict, ScoreClass::Fail, "NoData on half of the metrics forces 0");
     }
 }

@@ -26,7 +26,6 @@
 //! ([`lockstep`]), in parallel; the winner is re-checked with the row-by-row reference simulator
 //! on every scenario (its own salt, from the first request).
 
-pub(crate) mod export;
 mod report;
 pub mod space;
 
@@ -36,7 +35,9 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::controller::export;
 use crate::error::{Error, Problem, Result};
+use crate::policy::raw::RawSections;
 use crate::policy::{Policy, RawPolicy, TrafficShape};
 use crate::runtime::RuntimeOptions;
 use crate::scenario::{Expect, Scenario};
@@ -240,7 +241,7 @@ fn cases(paths: &[PathBuf], space: &Space, space_path: &Path, options: &TuneOpti
 
 /// The policy of `base` with the variant's overrides, validated against the case's traffic.
 fn apply(base: &Policy, variant: &Variant, case: &Case) -> std::result::Result<Policy, String> {
-    let (ramp, segment_policy, gates, decision) = base.to_raw();
+    let RawSections { ramp, segment_policy, gates, decision } = base.to_raw();
     let (mut ramp, mut gates, mut decision) = (to_value(&ramp)?, to_value(&gates)?, to_value(&decision)?);
     for (key, value) in variant {
         let parts: Vec<&str> = key.split('.').collect();
@@ -1053,9 +1054,7 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
     std::fs::create_dir_all(pending.path()).map_err(|e| Error::io(pending.path(), e))?;
     let write = |name: &str, bytes: &[u8]| std::fs::write(pending.path().join(name), bytes).map_err(|e| Error::io(out_dir.join(name), e));
     write("tune.json", crate::report::to_json(&summary).as_bytes())?;
-    let tuned_toml = tuned
-        .as_ref()
-        .map(|policy| crate::report::simulation::policy_sections(policy, "The policy `canary-replay tune` found best on its scenarios"));
+    let tuned_toml = tuned.as_ref().map(|policy| policy.to_raw().to_toml("The policy `canary-replay tune` found best on its scenarios"));
     if let Some(text) = &tuned_toml {
         write("tuned-policy.toml", text.as_bytes())?;
     }

@@ -9,7 +9,7 @@ use plotters::prelude::*;
 
 use super::{Score, Stage, TuneSummary, VariantResult};
 use crate::error::Result;
-use crate::report::charts::{legend, legend_room, legend_size, render, style, Chart, CANDIDATE, FAIL, OPEN, PASS, STABLE};
+use crate::report::charts::{legend, legend_room, legend_size, render, style, Chart, ChartKind, CANDIDATE, FAIL, OPEN, PASS, STABLE};
 use crate::report::page::{escape, figure, STYLE};
 
 /// (exposure, mean hours to promotion) of a score that reached the good scenarios.
@@ -106,6 +106,7 @@ pub fn frontier_chart(t: &TuneSummary) -> Result<Chart> {
     let cut = t.variants.iter().filter(|v| v.stage == Stage::Incidents).count();
     let dominated = t.variants.iter().filter(|v| v.stage == Stage::Dominated).count();
     Ok(Chart {
+        kind: ChartKind::Frontier,
         file: "frontier.png".into(),
         title: "Pareto frontier".into(),
         caption: format!(
