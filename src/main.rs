@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use canary_replay::error::{exit, Error};
 use canary_replay::runtime::RuntimeOptions;
+use canary_replay::simulate::Outcome;
 use canary_replay::{inspect, report, run, scenario};
 
 #[derive(Parser)]
@@ -192,7 +193,11 @@ fn execute(command: Command) -> Result<i32, Error> {
             } else {
                 print!("{}", report::print_run(&output.summary, &output.timings, &output.out_dir));
             }
-            Ok(output.exit_code)
+            Ok(match output.summary.simulation.outcome {
+                Outcome::Promoted => exit::PROMOTE,
+                Outcome::RolledBack => exit::ROLLBACK,
+                Outcome::Held => exit::HELD,
+            })
         }
         Command::Check { scenario, runtime, controller } => {
             let prepared = run::prepare_with(&scenario, &runtime.options(), &controller)?;

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ingest::Layout;
-use crate::policy::Fault;
+use crate::scenario::Fault;
 use crate::score::cache::{
     CANDIDATE_ERROR, CANDIDATE_LATENCY, CANDIDATE_MISSING, CANDIDATE_SCORE, STABLE_ERROR, STABLE_LATENCY, STABLE_MISSING, STABLE_SCORE,
 };

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::controller::{self, probe::Probe, spec::Spec as ControllerSpec};
-use crate::error::{exit, Error, Problem, Result};
+use crate::error::{Error, Problem, Result};
 use crate::ingest::{self, Layout, Survey, TrafficFile};
 use crate::oracle;
 use crate::report::{self, Summary, Timings};
@@ -15,7 +15,7 @@ use crate::simulate::grade::{self, Exposure, Grade};
 use crate::simulate::ranged::{Ranged, RangedSource};
 use crate::simulate::reference::Reference;
 use crate::simulate::replay::{Replay, Row};
-use crate::simulate::{Outcome, Run, Setup, Source};
+use crate::simulate::{Run, Setup, Source};
 use crate::time::Micros;
 
 /// Options of `run` beyond the scenario.
@@ -192,7 +192,7 @@ fn missing_feature_problems(scenario: &Scenario, models: [&Model; 2]) -> Vec<Pro
     let mut problems = Vec::new();
     let mut seen = [false; 2];
     for (i, fault) in scenario.faults.iter().enumerate() {
-        let crate::policy::Effect::FeatureMissing { feature } = &fault.effect else { continue };
+        let crate::scenario::Effect::FeatureMissing { feature } = &fault.effect else { continue };
         let m = score::index(fault.model);
         let key = format!("{}: faults[{i}].feature = \"{feature}\"", scenario.file.display());
         if !models[m].features.contains(feature) {
@@ -232,95 +232,166 @@ pub struct RunOutput {
     pub timings: Timings,
     pub scored: Scored,
     pub warnings: Vec<String>,
-    /// 0 promoted, 1 rolled back, 3 held.
-    pub exit_code: i32,
 }
 
-/// Replays the scenario: scores (or reuses cached scores), compares the models on all traffic and
-/// writes `scores.parquet`, `summary.json` and `timings.json` into the output folder.
+/// Replays the scenario: prepares it, scores (or reuses cached scores), compares the models on all
+/// traffic, simulates the policy and emulates the live controllers, records the run and writes its
+/// folder.
 pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
-    let started = Instant::now();
+    let mut watch = Stopwatch::start();
     let scenario = scenario::load(scenario_path)?;
     let out_dir = options.out.clone().unwrap_or_else(|| Path::new("reports").join(&scenario.name));
     crate::atomic::check_output_folder(&out_dir)?;
     let prepared = prepare_scenario(scenario, &options.runtime, &options.controllers)?;
-    let prepare_seconds = started.elapsed().as_secs_f64();
-    let scenario = &prepared.scenario;
+    watch.prepared();
     let cache = CacheDir::from_option(options.cache_dir.as_deref());
-    let settings = score::Settings::new(scenario, cache.clone(), !options.rescore, options.quiet);
-    let scored =
-        score::score(prepared.runtime, scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings)?;
+    let settings = score::Settings::new(&prepared.scenario, cache.clone(), !options.rescore, options.quiet);
+    let scored = score::score(
+        prepared.runtime,
+        &prepared.scenario,
+        &prepared.files,
+        &prepared.survey,
+        &prepared.layout,
+        prepared.models(),
+        &settings,
+    )?;
     failed_everywhere(&prepared, &scored)?;
-
-    let after_scoring = Instant::now();
-    let peak_rss_before_simulation_mib = report::peak_rss_mib();
-    release_free_memory();
-    let replay = Replay::scan(&scored.parts, &prepared.layout, &scenario.faults)?;
-    let scan_seconds = after_scoring.elapsed().as_secs_f64();
-    // scores.parquet is written beside the oracle and the simulation: its memory is a batch and a
-    // row group, whatever the log's size. The oracle and the index are built one after the other
-    // (side by side they saved about 2 s at 100× but held both at once: 333 MiB at 1,000×).
+    watch.scored();
     let folder = report::RunFolder::create(&out_dir)?;
-    let mut scores_plan = report::ScoresInfo::planned(&scenario.output, prepared.survey.rows_in_window);
-    let types = ingest::restorable_types(&prepared.files, &prepared.layout);
-    let (scores_file, oracle, simulated) = std::thread::scope(|s| {
-        let scores_file = s.spawn(|| timed(|| folder.write_scores(&scored.parts, &scores_plan, &prepared.layout.id, &types)));
-        // What users were served (faults applied) and, with faults, the models' own comparison.
-        let injected = oracle::Injected { faults: &scenario.faults, binary: replay.binary };
-        let oracle = timed(|| oracle::compute(&scored.parts, &prepared.layout, replay.score_range, Some(&injected)));
-        let simulated = match &oracle.0 {
-            Ok(_) => timed(|| simulate(&prepared, &replay, options.reference)),
-            Err(_) => (Err(Error::Internal("not simulated: the oracle failed".into())), 0.0),
-        };
-        (scores_file.join().expect("the scores.parquet writer does not panic"), oracle, simulated)
-    });
-    let ((written, scores_file_seconds), (oracle, oracle_seconds), (simulated, simulation_seconds)) = (scores_file, oracle, simulated);
-    let (oracle, clean) = oracle?;
-    scores_plan.rows = written?;
-    let Simulated { setup, run, grade, exposure, controllers, mut phases, index } = simulated?;
-    phases.scan_seconds = scan_seconds;
-
-    let mut summary =
-        report::summary(&prepared, (&oracle, clean), scores_plan, report::simulation::summary(&setup, &run, grade, exposure))?;
-    summary.controllers = controllers;
-    let mut timings = Timings {
-        total_seconds: 0.0,
-        prepare_seconds,
-        scoring_seconds: scored.seconds,
-        scoring_setup_seconds: scored.setup_seconds,
-        oracle_seconds,
-        simulation_seconds: simulation_seconds + scan_seconds,
-        report_seconds: 0.0,
-        scores_file_seconds,
-        after_scoring_seconds: 0.0,
-        rows: scored.rows,
-        rows_scored_per_second: None,
-        parts_reused: scored.parts_reused,
-        parts_scored: scored.parts_scored,
-        cache_dir: cache.describe(),
-        workers: settings.workers,
-        intra_threads: settings.intra_threads,
-        peak_rss_mib: None,
-        peak_rss_before_simulation_mib,
-        simulation_phases: phases,
-        index,
-    };
-    if scored.parts_scored > 0 && scored.streaming_seconds > 0.0 {
-        timings.rows_scored_per_second = Some(scored.stable.rows as f64 / scored.streaming_seconds);
-    }
+    let evaluated = oracle_and_simulation(&prepared, &scored, &folder, options.reference)?;
+    let summary = record(&prepared, &evaluated)?;
+    let mut timings = watch.timings(&scored, &settings, &cache, &evaluated);
     let invocation = report::Invocation {
         command: options.command.clone(),
         working_dir: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
-    let files = report::RunFiles { setup: &setup, run: &run, invocation: &invocation, distributions: &oracle.distributions };
-    report::write_run(folder, &summary, &files, &mut timings, (started, after_scoring))?;
-    let exit_code = match run.outcome {
-        Outcome::Promoted => exit::PROMOTE,
-        Outcome::RolledBack => exit::ROLLBACK,
-        Outcome::Held => exit::HELD,
-    };
-    Ok(RunOutput { out_dir, summary, timings, scored, warnings: prepared.scenario.warnings.clone(), exit_code })
+    let Simulated { setup, run, .. } = &evaluated.simulated;
+    let files = report::RunFiles { setup, run, invocation: &invocation, distributions: &evaluated.oracle.distributions };
+    report::write_run(folder, &summary, &files, &mut timings, (watch.started, watch.after_scoring()))?;
+    Ok(RunOutput { out_dir, summary, timings, scored, warnings: prepared.scenario.warnings.clone() })
+}
+
+/// When a run's steps ended, for `timings.json`.
+struct Stopwatch {
+    started: Instant,
+    prepare_seconds: f64,
+    scored: Option<Instant>,
+    peak_rss_before_simulation_mib: Option<f64>,
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        Self { started: Instant::now(), prepare_seconds: 0.0, scored: None, peak_rss_before_simulation_mib: None }
+    }
+
+    fn prepared(&mut self) {
+        self.prepare_seconds = self.started.elapsed().as_secs_f64();
+    }
+
+    /// Scoring is done: its peak memory is noted and the memory it freed handed back.
+    fn scored(&mut self) {
+        self.scored = Some(Instant::now());
+        self.peak_rss_before_simulation_mib = report::peak_rss_mib();
+        release_free_memory();
+    }
+
+    fn after_scoring(&self) -> Instant {
+        self.scored.unwrap_or(self.started)
+    }
+
+    /// The timings known before the folder is written (which adds the report's, the peak
+    /// memory's and the totals).
+    fn timings(&self, scored: &Scored, settings: &score::Settings, cache: &CacheDir, evaluated: &Evaluated) -> Timings {
+        let mut phases = evaluated.simulated.phases.clone();
+        phases.scan_seconds = evaluated.scan_seconds;
+        Timings {
+            total_seconds: 0.0,
+            prepare_seconds: self.prepare_seconds,
+            scoring_seconds: scored.seconds,
+            scoring_setup_seconds: scored.setup_seconds,
+            oracle_seconds: evaluated.oracle_seconds,
+            simulation_seconds: evaluated.simulation_seconds + evaluated.scan_seconds,
+            report_seconds: 0.0,
+            scores_file_seconds: evaluated.scores_file_seconds,
+            after_scoring_seconds: 0.0,
+            rows: scored.rows,
+            rows_scored_per_second: (scored.parts_scored > 0 && scored.streaming_seconds > 0.0)
+                .then(|| scored.stable.rows as f64 / scored.streaming_seconds),
+            parts_reused: scored.parts_reused,
+            parts_scored: scored.parts_scored,
+            cache_dir: cache.describe(),
+            workers: settings.workers,
+            intra_threads: settings.intra_threads,
+            peak_rss_mib: None,
+            peak_rss_before_simulation_mib: self.peak_rss_before_simulation_mib,
+            simulation_phases: phases,
+            index: evaluated.simulated.index,
+        }
+    }
+}
+
+/// What the run found after scoring: the oracle, the simulation and `scores.parquet`.
+struct Evaluated<'a> {
+    /// What users were served (faults applied) and, with faults, the models' own comparison.
+    oracle: oracle::Oracle,
+    clean: Option<oracle::Comparison>,
+    simulated: Simulated<'a>,
+    /// What `scores.parquet` holds, as written.
+    scores_file: report::ScoresInfo,
+    scan_seconds: f64,
+    oracle_seconds: f64,
+    simulation_seconds: f64,
+    scores_file_seconds: f64,
+}
+
+/// The oracle and the simulation from the score cache, with `scores.parquet` written beside them:
+/// its memory is a batch and a row group, whatever the log's size. The oracle and the index are
+/// built one after the other (side by side they saved about 2 s at 100× but held both at once:
+/// 333 MiB at 1,000×).
+fn oracle_and_simulation<'a>(
+    prepared: &'a Prepared,
+    scored: &Scored,
+    folder: &report::RunFolder,
+    reference: bool,
+) -> Result<Evaluated<'a>> {
+    let scenario = &prepared.scenario;
+    let (replay, scan_seconds) = timed(|| Replay::scan(&scored.parts, &prepared.layout, &scenario.faults));
+    let replay = replay?;
+    let mut scores_file = report::ScoresInfo::planned(&scenario.output, prepared.survey.rows_in_window);
+    let types = ingest::restorable_types(&prepared.files, &prepared.layout);
+    let (written, oracle, simulated) = std::thread::scope(|s| {
+        let written = s.spawn(|| timed(|| folder.write_scores(&scored.parts, &scores_file, &prepared.layout.id, &types)));
+        let injected = oracle::Injected { faults: &scenario.faults, binary: replay.binary };
+        let oracle = timed(|| oracle::compute(&scored.parts, &prepared.layout, replay.score_range, Some(&injected)));
+        let simulated = match &oracle.0 {
+            Ok(_) => timed(|| simulate(prepared, &replay, reference)),
+            Err(_) => (Err(Error::Internal("not simulated: the oracle failed".into())), 0.0),
+        };
+        (written.join().expect("the scores.parquet writer does not panic"), oracle, simulated)
+    });
+    let ((written, scores_file_seconds), (oracle, oracle_seconds), (simulated, simulation_seconds)) = (written, oracle, simulated);
+    let (oracle, clean) = oracle?;
+    scores_file.rows = written?;
+    Ok(Evaluated {
+        oracle,
+        clean,
+        simulated: simulated?,
+        scores_file,
+        scan_seconds,
+        oracle_seconds,
+        simulation_seconds,
+        scores_file_seconds,
+    })
+}
+
+/// The run's record: `summary.json`.
+fn record(prepared: &Prepared, evaluated: &Evaluated) -> Result<Summary> {
+    let Simulated { setup, run, grade, exposure, controllers, .. } = &evaluated.simulated;
+    let simulation = report::simulation::summary(setup, run, grade.clone(), exposure.clone());
+    let mut summary = report::summary(prepared, (&evaluated.oracle, evaluated.clean.clone()), evaluated.scores_file.clone(), simulation)?;
+    summary.controllers = controllers.clone();
+    Ok(summary)
 }
 
 /// The policy's run, graded, and the live controllers' emulation: what the simulation produced.

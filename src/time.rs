@@ -175,3 +175,29 @@ mod tests {
         assert_eq!(parse_inclusive_end("2013-09-01T00:00:00Z"), Ok(t));
     }
 }
+
+/// A timestamp as written in the scenario: an RFC 3339 string or a TOML date-time literal.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum RawTime {
+    Text(String),
+    Toml(toml::value::Datetime),
+}
+
+impl RawTime {
+    pub fn parse(&self) -> Result<Micros, String> {
+        parse_timestamp(&self.text())
+    }
+
+    /// As the inclusive end of a window: a date alone covers the whole day.
+    pub fn parse_end(&self) -> Result<Micros, String> {
+        parse_inclusive_end(&self.text())
+    }
+
+    fn text(&self) -> String {
+        match self {
+            RawTime::Text(s) => s.clone(),
+            RawTime::Toml(d) => d.to_string(),
+        }
+    }
+}

@@ -60,7 +60,7 @@ fn the_default_policy_promotes_in_september_and_misses_the_winter() {
     assert_eq!(sim.grade.grade, Call::MissedRegression);
     assert!(sim.grade.findings.iter().any(|f| f.gate == "log_loss non_inferiority" && f.start.as_str() >= "2013-10"));
     assert!(sim.exposure.after_decision_in_regressed_windows > 10_000);
-    assert_eq!(out.exit_code, 0);
+    assert_eq!(sim.outcome, Outcome::Promoted);
 }
 
 #[test]
@@ -76,7 +76,7 @@ fn a_monitored_holdback_catches_the_regression_after_the_summer() {
     // The candidate served the window the oracle found worse before the rollback caught it.
     let e = &sim.exposure;
     assert!(e.before_decision_in_regressed_windows > 0 && e.before_decision_in_regressed_windows <= e.candidate_requests, "{e:?}");
-    assert_eq!(out.exit_code, 1);
+    assert_eq!(sim.outcome, Outcome::RolledBack);
 }
 
 #[test]

@@ -1,6 +1,5 @@
 //! The canary policy: the ramp, who may get the candidate, what each check tests and how the
-//! verdicts become promote / hold / roll back; and the faults injected to turn a clean log into an
-//! incident.
+//! verdicts become promote / hold / roll back. It reads nothing above `stats`, `time` and `error`.
 //!
 //! Two layers as for the scenario: [`raw`] mirrors the TOML, [`Policy::from_raw`] validates every
 //! value and cross-field rule at once, and [`Policy::to_raw`] writes the effective policy back with
@@ -17,12 +16,11 @@ use serde::Serialize;
 pub use metric::{Metric, Statistic, Task};
 
 use crate::error::Problem;
-use crate::scenario::raw::RawTime;
 use crate::stats::group_sequential::Spending;
 use crate::stats::msprt::MAX_COMPONENTS;
 use crate::stats::multiple::Correction;
-use crate::time::{format_duration, format_timestamp, parse_duration, Micros};
-use raw::{RawCost, RawDecision, RawFault, RawGate, RawRamp, RawSections, RawSegmentPolicy, RawStage};
+use crate::time::{format_duration, parse_duration, Micros};
+use raw::{RawCost, RawDecision, RawGate, RawRamp, RawSections, RawSegmentPolicy, RawStage};
 
 /// A validated policy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -160,50 +158,6 @@ pub struct Decision {
     pub on_timeout: OnTimeout,
     pub threshold: f64,
     pub cost: Cost,
-}
-
-/// A fault injected into one model's outputs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Fault {
-    pub effect: Effect,
-    pub model: crate::scenario::Role,
-    pub start: Option<Micros>,
-    pub end: Option<Micros>,
-    /// (column, value).
-    pub segment: Option<(String, String)>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Effect {
-    Latency { add_ms: f64, multiply: f64 },
-    ErrorRate { rate: f64 },
-    ScoreShift { shift: f64 },
-    ConstantOutput { value: f64 },
-    FeatureMissing { feature: String },
-}
-
-impl Fault {
-    pub fn active(&self, t: Micros) -> bool {
-        self.start.is_none_or(|s| t >= s) && self.end.is_none_or(|e| t < e)
-    }
-
-    /// What the fault does, in words: `+40 ms latency on origin=JFK (candidate)`.
-    pub fn describe(&self) -> String {
-        let effect = match &self.effect {
-            Effect::Latency { add_ms, multiply } => match (*add_ms != 0.0, *multiply != 1.0) {
-                (true, true) => format!("latency ×{multiply} +{add_ms} ms"),
-                (false, true) => format!("latency ×{multiply}"),
-                _ => format!("+{add_ms} ms latency"),
-            },
-            Effect::ErrorRate { rate } => format!("{}% errors", rate * 100.0),
-            Effect::ScoreShift { shift } => format!("score shifted by {shift:+}"),
-            Effect::ConstantOutput { value } => format!("constant output {value}"),
-            Effect::FeatureMissing { feature } => format!("feature {feature} sent missing"),
-        };
-        let scope = self.segment.as_ref().map(|(c, v)| format!(" on {c}={v}")).unwrap_or_default();
-        format!("{effect}{scope} ({})", self.model.name())
-    }
 }
 
 /// The policy sections of a scenario, as written.
@@ -438,13 +392,14 @@ fn correction_name(c: Correction) -> &'static str {
     }
 }
 
-struct Check<'a> {
-    file: &'a str,
-    problems: &'a mut Vec<Problem>,
+/// Problems found while validating a file's sections, keyed by the file.
+pub(crate) struct Check<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) problems: &'a mut Vec<Problem>,
 }
 
 impl Check<'_> {
-    fn problem(&mut self, key: &str, message: impl Into<String>, fix: Option<&str>) {
+    pub(crate) fn problem(&mut self, key: &str, message: impl Into<String>, fix: Option<&str>) {
         let mut p = Problem::new(format!("{}: {key}", self.file), message);
         p.fix = fix.map(str::to_string);
         self.problems.push(p);
@@ -769,104 +724,4 @@ fn gate(c: &mut Check, i: usize, raw: &RawGate, shape: &TrafficShape, decision: 
         min_samples: raw.min_samples.unwrap_or(decision.min_samples).max(2),
         required_from,
     })
-}
-
-/// Validates the fault sections.
-pub fn faults(raw: &[RawFault], shape: &TrafficShape, file: &str, problems: &mut Vec<Problem>) -> Vec<Fault> {
-    let mut c = Check { file, problems };
-    raw.iter().enumerate().filter_map(|(i, f)| fault(&mut c, i, f, shape)).collect()
-}
-
-fn time(c: &mut Check, key: &str, value: &Option<RawTime>) -> Option<Micros> {
-    match value.as_ref()?.parse() {
-        Ok(t) => Some(t),
-        Err(e) => {
-            c.problem(key, e, None);
-            None
-        }
-    }
-}
-
-fn fault(c: &mut Check, i: usize, raw: &RawFault, shape: &TrafficShape) -> Option<Fault> {
-    use crate::scenario::Role;
-    let key = format!("faults[{i}]");
-    // Every number of a fault must be finite (TOML allows nan and inf).
-    let finite = |c: &mut Check, name: &str, v: f64| -> f64 {
-        if !v.is_finite() {
-            c.problem(&format!("{key}.{name} = {v}"), "must be a finite number", None);
-        }
-        v
-    };
-    let need = |c: &mut Check, name: &str, v: Option<f64>| -> f64 {
-        match v {
-            Some(v) => finite(c, name, v),
-            None => {
-                c.problem(&format!("{key}.{name}"), format!("a {} fault needs {name}", raw.kind), None);
-                0.0
-            }
-        }
-    };
-    let effect = match raw.kind.as_str() {
-        "latency" => {
-            if raw.add_ms.is_none() && raw.multiply.is_none() {
-                c.problem(&key, "a latency fault needs add_ms or multiply", None);
-            }
-            Effect::Latency {
-                add_ms: finite(c, "add_ms", raw.add_ms.unwrap_or(0.0)),
-                multiply: finite(c, "multiply", raw.multiply.unwrap_or(1.0)),
-            }
-        }
-        "error_rate" => {
-            let rate = need(c, "rate", raw.rate);
-            if !(0.0..=1.0).contains(&rate) {
-                c.problem(&format!("{key}.rate = {rate}"), "a rate is a share in [0, 1]", None);
-            }
-            Effect::ErrorRate { rate }
-        }
-        "score_shift" => Effect::ScoreShift { shift: need(c, "shift", raw.shift) },
-        "constant_output" => Effect::ConstantOutput { value: need(c, "value", raw.value) },
-        "feature_missing" => match &raw.feature {
-            Some(f) => Effect::FeatureMissing { feature: f.clone() },
-            None => {
-                c.problem(&format!("{key}.feature"), "a feature_missing fault needs the feature's column name", None);
-                return None;
-            }
-        },
-        other => {
-            let options = ["latency", "error_rate", "score_shift", "constant_output", "feature_missing"];
-            let hint = crate::error::did_you_mean(other, options).map(|s| format!("did you mean \"{s}\"?"));
-            c.problem(&format!("{key}.kind = \"{other}\""), format!("is not one of: {}", options.join(", ")), hint.as_deref());
-            return None;
-        }
-    };
-    let model = match raw.model.as_deref().unwrap_or("candidate") {
-        "candidate" => Role::Candidate,
-        "stable" => Role::Stable,
-        other => {
-            c.problem(&format!("{key}.model = \"{other}\""), "is not one of: candidate, stable", None);
-            Role::Candidate
-        }
-    };
-    let start = time(c, &format!("{key}.start"), &raw.start);
-    let end = time(c, &format!("{key}.end"), &raw.end);
-    if let (Some(s), Some(e)) = (start, end) {
-        if e <= s {
-            c.problem(&format!("{key}.end"), format!("{} is not after the start {}", format_timestamp(e), format_timestamp(s)), None);
-        }
-    }
-    let segment = match &raw.segment {
-        None => None,
-        Some(map) if map.len() == 1 => {
-            let (column, value) = map.iter().next().expect("one entry");
-            if !shape.segments.contains(column) {
-                c.problem(&format!("{key}.segment.{column}"), "is not one of traffic.segments", None);
-            }
-            Some((column.clone(), value.clone()))
-        }
-        Some(_) => {
-            c.problem(&format!("{key}.segment"), "names one column and value, e.g. { origin = \"JFK\" }", None);
-            None
-        }
-    };
-    Some(Fault { effect, model, start, end, segment })
 }

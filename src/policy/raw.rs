@@ -1,12 +1,10 @@
-//! The canary policy and faults as written in a scenario (or in `policy.toml`): serde structs that
+//! The canary policy as written in a scenario (or in `policy.toml`): serde structs that
 //! mirror the TOML. [`super::Policy::from_raw`] validates them; [`super::Policy::to_raw`] writes
 //! the effective policy back with every default filled in, so `policy.toml` is a drop-in.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-
-use crate::scenario::raw::RawTime;
 
 /// A policy's sections of a scenario: what `policy.toml` holds and `summary.json` records.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -157,31 +155,4 @@ pub struct RawCost {
     pub false_positive: Option<f64>,
     pub false_negative: Option<f64>,
     pub true_negative: Option<f64>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RawFault {
-    /// latency | error_rate | score_shift | constant_output | feature_missing.
-    pub kind: String,
-    /// candidate (default) or stable.
-    pub model: Option<String>,
-    /// Start of the incident (inclusive); default the start of the data.
-    pub start: Option<RawTime>,
-    /// End of the incident (exclusive); default none.
-    pub end: Option<RawTime>,
-    /// Only requests of this segment value: `{ origin = "JFK" }`.
-    pub segment: Option<BTreeMap<String, String>>,
-    /// latency: milliseconds added.
-    pub add_ms: Option<f64>,
-    /// latency: factor applied.
-    pub multiply: Option<f64>,
-    /// error_rate: share of requests that fail.
-    pub rate: Option<f64>,
-    /// score_shift: added to the score.
-    pub shift: Option<f64>,
-    /// constant_output: the score returned.
-    pub value: Option<f64>,
-    /// feature_missing: the feature sent as missing (NaN).
-    pub feature: Option<String>,
 }

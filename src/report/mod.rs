@@ -202,7 +202,7 @@ pub struct LatencyMethod {
 pub struct FaultInfo {
     pub description: String,
     pub model: crate::scenario::Role,
-    pub effect: crate::policy::Effect,
+    pub effect: crate::scenario::Effect,
     pub start: Option<String>,
     pub end: Option<String>,
     /// `column=value`.
@@ -210,7 +210,7 @@ pub struct FaultInfo {
 }
 
 impl FaultInfo {
-    fn of(fault: &crate::policy::Fault) -> Self {
+    fn of(fault: &crate::scenario::Fault) -> Self {
         Self {
             description: fault.describe(),
             model: fault.model,

@@ -5,15 +5,17 @@
 //! checks values and resolves paths into the domain types below. Every problem found in either
 //! layer is reported at once.
 
+pub mod fault;
 mod load;
 pub mod raw;
 mod validate;
 
 use std::path::{Path, PathBuf};
 
-use crate::policy::{Fault, Policy};
+use crate::policy::Policy;
 use crate::time::Micros;
 
+pub use fault::{Effect, Fault};
 pub use load::{load, parse_str};
 
 /// The commented scenario that `canary-replay init` prints.

@@ -3,35 +3,11 @@
 //! Nothing here is checked beyond types and known keys; [`super::validate`] turns these into the
 //! validated domain types and reports every problem with its key path.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::policy::raw::{RawDecision, RawFault, RawGate, RawRamp, RawSegmentPolicy};
-
-/// A timestamp as written in the scenario: an RFC 3339 string or a TOML date-time literal.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(untagged)]
-pub enum RawTime {
-    Text(String),
-    Toml(toml::value::Datetime),
-}
-
-impl RawTime {
-    pub fn parse(&self) -> Result<crate::time::Micros, String> {
-        crate::time::parse_timestamp(&self.text())
-    }
-
-    /// As the inclusive end of a window: a date alone covers the whole day.
-    pub fn parse_end(&self) -> Result<crate::time::Micros, String> {
-        crate::time::parse_inclusive_end(&self.text())
-    }
-
-    fn text(&self) -> String {
-        match self {
-            RawTime::Text(s) => s.clone(),
-            RawTime::Toml(d) => d.to_string(),
-        }
-    }
-}
+use super::fault::RawFault;
+use crate::policy::raw::{RawDecision, RawGate, RawRamp, RawSegmentPolicy};
+use crate::time::RawTime;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

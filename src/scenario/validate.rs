@@ -4,10 +4,11 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::raw::{RawModel, RawOutput, RawScenario, RawScoring, RawTime, RawTraffic};
+use super::raw::{RawModel, RawOutput, RawScenario, RawScoring, RawTraffic};
 use super::{Class, Duplicates, Grading, ModelSpec, Output, Role, Scenario, ScoresFile, Scoring, Traffic, Transform};
 use crate::error::Problem;
-use crate::policy::{self, Policy, RawPolicy, TrafficShape};
+use crate::policy::{Policy, RawPolicy, TrafficShape};
+use crate::time::RawTime;
 use crate::time::{format_timestamp, parse_duration, Micros};
 
 /// Collects problems for one file.
@@ -153,9 +154,9 @@ pub(super) fn validate(raw: RawScenario, file: &Path, problems: &mut Vec<Problem
         decision: raw.decision.clone(),
     };
     let policy = Policy::from_raw(&raw_policy, &shape, &c.file, c.problems);
-    let faults = policy::faults(&raw.faults, &shape, &c.file, c.problems);
+    let faults = super::fault::faults(&raw.faults, &shape, &c.file, c.problems);
     for fault in &faults {
-        if let crate::policy::Effect::FeatureMissing { feature } = &fault.effect {
+        if let crate::scenario::Effect::FeatureMissing { feature } = &fault.effect {
             let listed = [&stable, &candidate].iter().any(|m| m.features.as_ref().is_none_or(|f| f.contains(feature)));
             if !listed {
                 warnings.push(format!("{}: faults: feature \"{feature}\" is not among the models' listed features", c.file));

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::model::Model;
 use crate::ingest::{timestamp_type, Layout, Rules};
-use crate::policy::Effect;
+use crate::scenario::Effect;
 use crate::scenario::{Scenario, Scoring};
 
 /// Bumped whenever the part format or scoring semantics change.

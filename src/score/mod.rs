@@ -257,7 +257,7 @@ impl Missing {
     pub fn of(scenario: &Scenario, layout: &Layout, models: [&Model; 2]) -> [Option<Missing>; 2] {
         let mut out = [None, None];
         for fault in &scenario.faults {
-            if let crate::policy::Effect::FeatureMissing { feature } = &fault.effect {
+            if let crate::scenario::Effect::FeatureMissing { feature } = &fault.effect {
                 let m = index(fault.model);
                 if let Some(position) = models[m].features.iter().position(|f| f == feature) {
                     out[m] = Some(Missing {

@@ -17,11 +17,12 @@ use super::reference::Reference;
 use super::replay::Replay;
 use super::{grade, Setup};
 use crate::ingest::Layout;
-use crate::policy::raw::{RawDecision, RawFault, RawGate, RawRamp, RawSegmentPolicy, RawStage};
-use crate::policy::{self, Policy, RawPolicy, TrafficShape};
-use crate::scenario::raw::RawTime;
+use crate::policy::raw::{RawDecision, RawGate, RawRamp, RawSegmentPolicy, RawStage};
+use crate::policy::{Policy, RawPolicy, TrafficShape};
+use crate::scenario::fault::RawFault;
 use crate::score::cache::part_schema;
 use crate::stats::tests::Rng;
+use crate::time::RawTime;
 
 const HOUR: i64 = crate::time::MICROS_PER_HOUR;
 
@@ -110,7 +111,7 @@ fn validated(raw: &RawPolicy) -> Option<Policy> {
 
 /// Synthetic traffic ([`write_traffic`]) scanned with `faults`; the directory keeps the part for
 /// as long as the replay reads it.
-fn scanned(seed: u64, rows: usize, hours: i64, shift: f64, errors: f64, faults: &[crate::policy::Fault]) -> (tempfile::TempDir, Replay) {
+fn scanned(seed: u64, rows: usize, hours: i64, shift: f64, errors: f64, faults: &[crate::scenario::Fault]) -> (tempfile::TempDir, Replay) {
     let dir = tempfile::tempdir().unwrap();
     let part = dir.path().join("part.parquet");
     write_traffic(&part, seed, rows, hours, shift, errors);
@@ -199,7 +200,7 @@ proptest! {
             _ => vec![],
         };
         let (segments, mut problems) = (segments(), Vec::new());
-        let faults = policy::faults(&raw_faults, &TrafficShape { segments: &segments, labelled: true }, "prop.toml", &mut problems);
+        let faults = crate::scenario::fault::faults(&raw_faults, &TrafficShape { segments: &segments, labelled: true }, "prop.toml", &mut problems);
         prop_assert!(problems.is_empty(), "{:?}", problems);
         let (_dir, replay) = scanned(seed, rows, hours, shift, errors, &faults);
         let setup = Setup::new(&policy, &replay);

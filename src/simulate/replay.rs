@@ -22,8 +22,8 @@ use parquet::arrow::ProjectionMask;
 use crate::error::{Error, Result};
 use crate::hash;
 use crate::ingest::Layout;
-use crate::policy::{Effect, Fault};
 use crate::scenario::Role;
+use crate::scenario::{Effect, Fault};
 use crate::score::cache::{
     label_time_column, CANDIDATE_ERROR, CANDIDATE_LATENCY, CANDIDATE_MISSING, CANDIDATE_SCORE, STABLE_ERROR, STABLE_LATENCY,
     STABLE_MISSING, STABLE_SCORE,

@@ -1,0 +1,181 @@
+//! The faults a scenario injects into one model's outputs to turn a clean log into an incident:
+//! as written (`[[faults]]`), validated, and described.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Role;
+use crate::error::Problem;
+use crate::policy::{Check, TrafficShape};
+use crate::time::{format_timestamp, Micros, RawTime};
+
+/// A fault injected into one model's outputs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fault {
+    pub effect: Effect,
+    pub model: Role,
+    pub start: Option<Micros>,
+    pub end: Option<Micros>,
+    /// (column, value).
+    pub segment: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Effect {
+    Latency { add_ms: f64, multiply: f64 },
+    ErrorRate { rate: f64 },
+    ScoreShift { shift: f64 },
+    ConstantOutput { value: f64 },
+    FeatureMissing { feature: String },
+}
+
+impl Fault {
+    pub fn active(&self, t: Micros) -> bool {
+        self.start.is_none_or(|s| t >= s) && self.end.is_none_or(|e| t < e)
+    }
+
+    /// What the fault does, in words: `+40 ms latency on origin=JFK (candidate)`.
+    pub fn describe(&self) -> String {
+        let effect = match &self.effect {
+            Effect::Latency { add_ms, multiply } => match (*add_ms != 0.0, *multiply != 1.0) {
+                (true, true) => format!("latency ×{multiply} +{add_ms} ms"),
+                (false, true) => format!("latency ×{multiply}"),
+                _ => format!("+{add_ms} ms latency"),
+            },
+            Effect::ErrorRate { rate } => format!("{}% errors", rate * 100.0),
+            Effect::ScoreShift { shift } => format!("score shifted by {shift:+}"),
+            Effect::ConstantOutput { value } => format!("constant output {value}"),
+            Effect::FeatureMissing { feature } => format!("feature {feature} sent missing"),
+        };
+        let scope = self.segment.as_ref().map(|(c, v)| format!(" on {c}={v}")).unwrap_or_default();
+        format!("{effect}{scope} ({})", self.model.name())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    /// latency | error_rate | score_shift | constant_output | feature_missing.
+    pub kind: String,
+    /// candidate (default) or stable.
+    pub model: Option<String>,
+    /// Start of the incident (inclusive); default the start of the data.
+    pub start: Option<RawTime>,
+    /// End of the incident (exclusive); default none.
+    pub end: Option<RawTime>,
+    /// Only requests of this segment value: `{ origin = "JFK" }`.
+    pub segment: Option<BTreeMap<String, String>>,
+    /// latency: milliseconds added.
+    pub add_ms: Option<f64>,
+    /// latency: factor applied.
+    pub multiply: Option<f64>,
+    /// error_rate: share of requests that fail.
+    pub rate: Option<f64>,
+    /// score_shift: added to the score.
+    pub shift: Option<f64>,
+    /// constant_output: the score returned.
+    pub value: Option<f64>,
+    /// feature_missing: the feature sent as missing (NaN).
+    pub feature: Option<String>,
+}
+
+/// Validates the fault sections.
+pub fn faults(raw: &[RawFault], shape: &TrafficShape, file: &str, problems: &mut Vec<Problem>) -> Vec<Fault> {
+    let mut c = Check { file, problems };
+    raw.iter().enumerate().filter_map(|(i, f)| fault(&mut c, i, f, shape)).collect()
+}
+
+fn time(c: &mut Check, key: &str, value: &Option<RawTime>) -> Option<Micros> {
+    match value.as_ref()?.parse() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            c.problem(key, e, None);
+            None
+        }
+    }
+}
+
+fn fault(c: &mut Check, i: usize, raw: &RawFault, shape: &TrafficShape) -> Option<Fault> {
+    let key = format!("faults[{i}]");
+    // Every number of a fault must be finite (TOML allows nan and inf).
+    let finite = |c: &mut Check, name: &str, v: f64| -> f64 {
+        if !v.is_finite() {
+            c.problem(&format!("{key}.{name} = {v}"), "must be a finite number", None);
+        }
+        v
+    };
+    let need = |c: &mut Check, name: &str, v: Option<f64>| -> f64 {
+        match v {
+            Some(v) => finite(c, name, v),
+            None => {
+                c.problem(&format!("{key}.{name}"), format!("a {} fault needs {name}", raw.kind), None);
+                0.0
+            }
+        }
+    };
+    let effect = match raw.kind.as_str() {
+        "latency" => {
+            if raw.add_ms.is_none() && raw.multiply.is_none() {
+                c.problem(&key, "a latency fault needs add_ms or multiply", None);
+            }
+            Effect::Latency {
+                add_ms: finite(c, "add_ms", raw.add_ms.unwrap_or(0.0)),
+                multiply: finite(c, "multiply", raw.multiply.unwrap_or(1.0)),
+            }
+        }
+        "error_rate" => {
+            let rate = need(c, "rate", raw.rate);
+            if !(0.0..=1.0).contains(&rate) {
+                c.problem(&format!("{key}.rate = {rate}"), "a rate is a share in [0, 1]", None);
+            }
+            Effect::ErrorRate { rate }
+        }
+        "score_shift" => Effect::ScoreShift { shift: need(c, "shift", raw.shift) },
+        "constant_output" => Effect::ConstantOutput { value: need(c, "value", raw.value) },
+        "feature_missing" => match &raw.feature {
+            Some(f) => Effect::FeatureMissing { feature: f.clone() },
+            None => {
+                c.problem(&format!("{key}.feature"), "a feature_missing fault needs the feature's column name", None);
+                return None;
+            }
+        },
+        other => {
+            let options = ["latency", "error_rate", "score_shift", "constant_output", "feature_missing"];
+            let hint = crate::error::did_you_mean(other, options).map(|s| format!("did you mean \"{s}\"?"));
+            c.problem(&format!("{key}.kind = \"{other}\""), format!("is not one of: {}", options.join(", ")), hint.as_deref());
+            return None;
+        }
+    };
+    let model = match raw.model.as_deref().unwrap_or("candidate") {
+        "candidate" => Role::Candidate,
+        "stable" => Role::Stable,
+        other => {
+            c.problem(&format!("{key}.model = \"{other}\""), "is not one of: candidate, stable", None);
+            Role::Candidate
+        }
+    };
+    let start = time(c, &format!("{key}.start"), &raw.start);
+    let end = time(c, &format!("{key}.end"), &raw.end);
+    if let (Some(s), Some(e)) = (start, end) {
+        if e <= s {
+            c.problem(&format!("{key}.end"), format!("{} is not after the start {}", format_timestamp(e), format_timestamp(s)), None);
+        }
+    }
+    let segment = match &raw.segment {
+        None => None,
+        Some(map) if map.len() == 1 => {
+            let (column, value) = map.iter().next().expect("one entry");
+            if !shape.segments.contains(column) {
+                c.problem(&format!("{key}.segment.{column}"), "is not one of traffic.segments", None);
+            }
+            Some((column.clone(), value.clone()))
+        }
+        Some(_) => {
+            c.problem(&format!("{key}.segment"), "names one column and value, e.g. { origin = \"JFK\" }", None);
+            None
+        }
+    };
+    Some(Fault { effect, model, start, end, segment })
+}
