@@ -82,7 +82,7 @@ fn main() {
     println!("one policy evaluation, row-by-row reference:    {:>9.1} ms", r * 1e3);
     println!("reference / fast:                               {:>9.1}×", r / f);
 
-    if let Some(spec) = &prepared.scenario.controller {
+    if let Some(spec) = &prepared.controller {
         let mut source = setup.fast(&summaries);
         let (run, grade, exposure) = canary_replay::run::evaluate(&setup, &mut source);
         let mut times = Vec::new();

@@ -216,7 +216,7 @@ fn execute(command: Command) -> Result<i32, Error> {
                 prepared.stable.features.len(),
                 prepared.candidate.features.len()
             );
-            if let Some(spec) = &prepared.scenario.controller {
+            if let Some(spec) = &prepared.controller {
                 for c in &spec.controllers {
                     println!("  controller to emulate: {}", c.title());
                 }

@@ -16,7 +16,7 @@ use crate::simulate::ranged::{Ranged, RangedSource};
 use crate::simulate::reference::Reference;
 use crate::simulate::replay::{Replay, Row};
 use crate::simulate::{Run, Setup, Source};
-use crate::time::Micros;
+use crate::time::{format_timestamp, Micros};
 
 /// Options of `run` beyond the scenario.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +41,8 @@ pub struct RunOptions {
 /// Everything checked and opened before scoring.
 pub struct Prepared {
     pub scenario: Scenario,
+    /// The live controllers to emulate next to the policy: `[controller]` and `--controller`.
+    pub controller: Option<ControllerSpec>,
     /// The traffic files, then the sorted runs of those that are not sorted (`traffic.sort`).
     pub files: Vec<TrafficFile>,
     pub runtime: &'static Runtime,
@@ -73,8 +75,8 @@ pub fn prepare_with(scenario_path: &Path, runtime_options: &RuntimeOptions, cont
 
 /// [`prepare_with`] for a scenario already loaded.
 fn prepare_scenario(mut scenario: Scenario, runtime_options: &RuntimeOptions, controllers: &[PathBuf]) -> Result<Prepared> {
-    add_controllers(&mut scenario, controllers)?;
     let mut problems: Vec<Problem> = Vec::new();
+    let controller = load_controllers(&scenario, controllers, &mut problems)?;
     let files = collect(ingest::open(&scenario.traffic), &mut problems);
     let runtime = runtime::load(runtime_options)?;
     let stable = collect(Model::open(runtime, &scenario.stable), &mut problems);
@@ -101,7 +103,7 @@ fn prepare_scenario(mut scenario: Scenario, runtime_options: &RuntimeOptions, co
     }
     let mut assumptions = assumptions(&scenario, &survey, &probe);
     assumptions.extend(sorted);
-    Ok(Prepared { scenario, files, runtime, stable, candidate, layout, survey, probe, assumptions })
+    Ok(Prepared { scenario, controller, files, runtime, stable, candidate, layout, survey, probe, assumptions })
 }
 
 /// Reads each file that is not sorted by time (`traffic.sort = true`) through sorted runs made in
@@ -164,27 +166,22 @@ fn assumptions(scenario: &Scenario, survey: &Survey, probe: &FirstRows) -> Vec<S
     out
 }
 
-/// Adds controller files (relative to the working folder) to the scenario's `[controller]`; the
-/// mapping and settings stay the scenario's.
-fn add_controllers(scenario: &mut Scenario, files: &[PathBuf]) -> Result<()> {
-    if files.is_empty() {
-        return Ok(());
+/// Reads the live controllers of the scenario's `[controller]` with the files given by
+/// `--controller` (relative to the working folder) added to it: the mapping and settings stay the
+/// scenario's.
+fn load_controllers(scenario: &Scenario, files: &[PathBuf], problems: &mut Vec<Problem>) -> Result<Option<ControllerSpec>> {
+    let mut raw = match (&scenario.controller, files.is_empty()) {
+        (None, true) => return Ok(None),
+        (section, _) => section.clone().unwrap_or_default(),
+    };
+    if !files.is_empty() {
+        let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+        raw.files.extend(files.iter().map(|f| cwd.join(f).display().to_string()));
+        raw.from_flag += files.len();
     }
-    let mut raw = scenario.raw_controller.clone().unwrap_or_default();
-    let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
-    raw.files.extend(files.iter().map(|f| cwd.join(f).display().to_string()));
-    raw.from_flag += files.len();
     let dir = scenario.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut problems = Vec::new();
-    scenario.controller = crate::controller::spec::load(
-        &raw,
-        dir,
-        &scenario.file.display().to_string(),
-        scenario.policy.ramp.check_every,
-        &scenario.traffic.segments,
-        &mut problems,
-    );
-    crate::error::check((), problems)
+    let file = scenario.file.display().to_string();
+    Ok(controller::spec::load(&raw, dir, &file, scenario.policy.ramp.check_every, &scenario.traffic.segments, problems))
 }
 
 /// A `feature_missing` fault must name a feature its model reads, at most one per model.
@@ -387,11 +384,66 @@ fn oracle_and_simulation<'a>(
 
 /// The run's record: `summary.json`.
 fn record(prepared: &Prepared, evaluated: &Evaluated) -> Result<Summary> {
+    use report::{Columns, FaultInfo, Input, LatencyMethod, ModelInfo, ScenarioInfo, Tool, Window};
     let Simulated { setup, run, grade, exposure, controllers, .. } = &evaluated.simulated;
-    let simulation = report::simulation::summary(setup, run, grade.clone(), exposure.clone());
-    let mut summary = report::summary(prepared, (&evaluated.oracle, evaluated.clean.clone()), evaluated.scores_file.clone(), simulation)?;
-    summary.controllers = controllers.clone();
-    Ok(summary)
+    let scenario = &prepared.scenario;
+    let inputs = prepared
+        .files
+        .iter()
+        .zip(&prepared.survey.files)
+        .map(|(f, s)| {
+            Ok(Input {
+                file: f.path.display().to_string(),
+                blake3: f.path.content_hash()?,
+                rows: f.rows(),
+                rows_in_window: s.rows_in_window,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let t = &scenario.traffic;
+    Ok(Summary {
+        tool: Tool { name: "canary-replay".into(), version: env!("CARGO_PKG_VERSION").into() },
+        scenario: ScenarioInfo {
+            name: scenario.name.clone(),
+            file: scenario.file.display().to_string(),
+            description: scenario.description.clone(),
+        },
+        rows_replayed: prepared.survey.rows_in_window,
+        window: Window {
+            start: t.start.map(format_timestamp),
+            end: t.end.map(format_timestamp),
+            first_request: format_timestamp(prepared.survey.first),
+            last_request: format_timestamp(prepared.survey.last),
+        },
+        columns: Columns {
+            time: t.time.clone(),
+            entity: t.entity.clone(),
+            id: t.id.clone(),
+            label: t.label.clone(),
+            label_time: t.label_time.clone(),
+            segments: t.segments.clone(),
+        },
+        task: prepared.probe.clone(),
+        assumptions: prepared.assumptions.clone(),
+        scores_file: evaluated.scores_file.clone(),
+        runtime: prepared.runtime.info(),
+        inputs,
+        models: [("stable", &prepared.stable), ("candidate", &prepared.candidate)]
+            .into_iter()
+            .map(|(role, model)| (role.to_string(), ModelInfo::of(model)))
+            .collect(),
+        latency: LatencyMethod {
+            method: score::latency::METHOD.to_string(),
+            sample_share: scenario.scoring.latency_sample,
+            warmup_runs: scenario.scoring.latency_warmup,
+        },
+        policy: scenario.policy.to_raw(),
+        faults: scenario.faults.iter().map(FaultInfo::of).collect(),
+        simulation: report::simulation::summary(setup, run, grade.clone(), exposure.clone()),
+        oracle: evaluated.oracle.clone(),
+        oracle_clean: evaluated.clean.clone(),
+        controllers: controllers.clone(),
+    })
 }
 
 /// The policy's run, graded, and the live controllers' emulation: what the simulation produced.
@@ -411,7 +463,7 @@ fn simulate<'a>(prepared: &'a Prepared, replay: &Replay, reference: bool) -> Res
     let scenario = &prepared.scenario;
     let setup = Setup::new(&scenario.policy, replay).graded(scenario.grading);
     let policy = &scenario.policy;
-    let controllers = scenario.controller.as_ref().filter(|spec| !spec.controllers.is_empty());
+    let controllers = prepared.controller.as_ref().filter(|spec| !spec.controllers.is_empty());
     let latency_sample = scenario.scoring.latency_sample;
     let mut phases = report::SimulationPhases::default();
     let mut index = None;

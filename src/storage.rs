@@ -113,7 +113,7 @@ impl Place {
 
     pub fn name(&self) -> String {
         match self {
-            Place::Local(p) => crate::scenario::display_name(p),
+            Place::Local(p) => display_name(p),
             Place::Object(o) => o.url.rsplit('/').next().unwrap_or(&o.url).to_string(),
         }
     }
@@ -131,7 +131,7 @@ impl Place {
     /// the store gives no tag — the same on every machine that reads it, and without reading it.
     pub fn content_hash(&self) -> Result<String> {
         match self {
-            Place::Local(p) => crate::score::hash_file(p),
+            Place::Local(p) => crate::hash::hash_file(p),
             Place::Object(o) => {
                 let id = match &o.e_tag {
                     Some(tag) => format!("object|{}|etag {tag}", o.size),
@@ -341,7 +341,7 @@ fn check_credentials(url: &str) -> Result<()> {
 /// The objects a URL names: one object, every `.parquet` object below a prefix (Hive and Spark
 /// layouts included; hidden and `_`-prefixed names skipped, as for folders), or a glob's matches
 /// (the listing starts at the glob's fixed prefix). Each with its Hive partition keys.
-pub fn list(url: &str) -> Result<Vec<(Place, crate::ingest::Partitions)>> {
+pub fn list(url: &str) -> Result<Vec<(Place, Partitions)>> {
     let glob_at = url.find(['*', '?', '[']);
     let fixed = &url[..glob_at.unwrap_or(url.len())];
     let root = match glob_at {
@@ -403,7 +403,7 @@ pub fn list(url: &str) -> Result<Vec<(Place, crate::ingest::Partitions)>> {
         }
         let partitions = match pattern {
             Some(_) => Vec::new(),
-            None => crate::ingest::hive_partitions_of(&parts[..parts.len() - 1]),
+            None => hive_partitions_of(&parts[..parts.len() - 1]),
         };
         found.push((Place::Object(object), partitions));
     }
@@ -594,4 +594,44 @@ pub fn upload(from: &Path, url: &str) -> Result<()> {
             )
         })
     })
+}
+/// Hive partition keys of a file (`date=2013-09-01/` → (`date`, `2013-09-01`); `None`: Hive's null).
+pub type Partitions = Vec<(String, Option<String>)>;
+
+/// The Hive partition keys of a file's folders below the root, outermost first.
+pub(crate) fn hive_partitions_of(folders: &[impl AsRef<str>]) -> Partitions {
+    folders
+        .iter()
+        .filter_map(|folder| {
+            let (key, value) = folder.as_ref().split_once('=')?;
+            let value = (value != "__HIVE_DEFAULT_PARTITION__").then(|| percent_decode(value));
+            Some((percent_decode(key), value))
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes (Spark and Hive escape `/`, `=`, `%`, `:` and others in partition folders).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%').then(|| text.get(i + 1..i + 3)).flatten().and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The last component of a path, for short messages; the whole path when it has none.
+pub fn display_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }

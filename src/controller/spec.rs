@@ -12,67 +12,7 @@ use crate::error::{did_you_mean, Problem};
 use crate::policy::Metric;
 use crate::time::{parse_duration, Micros};
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawController {
-    /// Controller files, relative to the scenario: Argo Rollouts YAML (Rollout and
-    /// AnalysisTemplates), Flagger YAML (Canary and MetricTemplates), Kayenta JSON (canary config,
-    /// optionally an execution request with thresholds). May be empty when `--controller` names them.
-    #[serde(default)]
-    pub files: Vec<String>,
-    /// A TOML file with `[metrics.<name>]` and `[kayenta]` tables, shared by several scenarios.
-    pub mapping: Option<String>,
-    #[serde(default)]
-    pub metrics: BTreeMap<String, RawMapping>,
-    pub kayenta: Option<RawKayenta>,
-    /// Argo: when someone would resume an indefinite pause (`pause: {}`); default: never (held).
-    pub resume_paused_after: Option<String>,
-    /// Flagger A/B testing: the segment values that stand for the requests its `match` selects
-    /// (a log has no headers), e.g. `{ carrier = ["UA"] }`.
-    pub ab_segment: Option<BTreeMap<String, Vec<String>>>,
-    /// How many of `files`, at its end, came from `--controller` (named so in messages).
-    #[serde(skip)]
-    pub from_flag: usize,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMapping {
-    pub metric: String,
-    pub arm: Option<String>,
-    pub scale: Option<f64>,
-    pub offset: Option<f64>,
-    pub window: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawKayenta {
-    pub weight: Option<f64>,
-    pub interval: Option<String>,
-    pub lifetime: Option<String>,
-    pub begin_after: Option<String>,
-    pub lookback: Option<String>,
-    pub step: Option<String>,
-    pub pass: Option<f64>,
-    pub marginal: Option<f64>,
-}
-
-impl RawKayenta {
-    /// These settings, with `file`'s where these leave one out.
-    fn over(self, file: RawKayenta) -> RawKayenta {
-        RawKayenta {
-            weight: self.weight.or(file.weight),
-            interval: self.interval.or(file.interval),
-            lifetime: self.lifetime.or(file.lifetime),
-            begin_after: self.begin_after.or(file.begin_after),
-            lookback: self.lookback.or(file.lookback),
-            step: self.step.or(file.step),
-            pass: self.pass.or(file.pass),
-            marginal: self.marginal.or(file.marginal),
-        }
-    }
-}
+pub use crate::scenario::raw::{RawController, RawKayenta, RawMapping};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

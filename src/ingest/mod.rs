@@ -36,8 +36,7 @@ use crate::scenario::Traffic;
 use crate::storage::{Blob, Location, Place};
 use crate::time::Micros;
 
-/// Hive partition keys of a file (`date=2013-09-01/` → (`date`, `2013-09-01`); `None`: Hive's null).
-pub type Partitions = Vec<(String, Option<String>)>;
+pub use crate::storage::Partitions;
 
 /// One Parquet file of the traffic log, with its footer read.
 #[derive(Debug, Clone)]
@@ -139,40 +138,7 @@ fn hive_partitions(root: &Path, file: &Path) -> Partitions {
     let Ok(relative) = file.strip_prefix(root) else { return Vec::new() };
     let folders: Vec<String> =
         relative.parent().into_iter().flat_map(|p| p.components()).map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-    hive_partitions_of(&folders)
-}
-
-/// The Hive partition keys of a file's folders below the root, outermost first.
-pub(crate) fn hive_partitions_of(folders: &[impl AsRef<str>]) -> Partitions {
-    folders
-        .iter()
-        .filter_map(|folder| {
-            let (key, value) = folder.as_ref().split_once('=')?;
-            let value = (value != "__HIVE_DEFAULT_PARTITION__").then(|| percent_decode(value));
-            Some((percent_decode(key), value))
-        })
-        .collect()
-}
-
-/// Decodes `%XX` escapes (Spark and Hive escape `/`, `=`, `%`, `:` and others in partition folders).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%').then(|| text.get(i + 1..i + 3)).flatten().and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::storage::hive_partitions_of(&folders)
 }
 
 /// Opens every traffic file (reading footers only) and orders them by time.

@@ -30,10 +30,8 @@ use crate::atomic::Pending;
 use crate::error::{Error, Problem, Result};
 use crate::oracle::Oracle;
 use crate::policy::raw::RawSections;
-use crate::run::Prepared;
 use crate::runtime::RuntimeInfo;
 use crate::scenario::{Output, ScoresFile};
-use crate::score::latency;
 use crate::score::model::{FeatureSource, Model};
 use crate::time::format_timestamp;
 
@@ -178,7 +176,7 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
-    fn of(model: &Model) -> Self {
+    pub fn of(model: &Model) -> Self {
         Self {
             path: model.spec.path.display().to_string(),
             blake3: model.hash.clone(),
@@ -210,7 +208,7 @@ pub struct FaultInfo {
 }
 
 impl FaultInfo {
-    fn of(fault: &crate::scenario::Fault) -> Self {
+    pub fn of(fault: &crate::scenario::Fault) -> Self {
         Self {
             description: fault.describe(),
             model: fault.model,
@@ -281,76 +279,6 @@ impl SimulationPhases {
         *of(self) += started.elapsed().as_secs_f64();
         out
     }
-}
-
-/// Builds the summary of a run: the oracle of what users were served and, with faults, the
-/// models' own comparison (`oracle_clean`); what `scores.parquet` holds, as written.
-pub fn summary(
-    prepared: &Prepared,
-    (oracle, oracle_clean): (&Oracle, Option<crate::oracle::Comparison>),
-    scores_file: ScoresInfo,
-    simulation: simulation::Simulation,
-) -> Result<Summary> {
-    let scenario = &prepared.scenario;
-    let inputs = prepared
-        .files
-        .iter()
-        .zip(&prepared.survey.files)
-        .map(|(f, s)| {
-            Ok(Input {
-                file: f.path.display().to_string(),
-                blake3: f.path.content_hash()?,
-                rows: f.rows(),
-                rows_in_window: s.rows_in_window,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Summary {
-        tool: Tool { name: "canary-replay".into(), version: env!("CARGO_PKG_VERSION").into() },
-        scenario: ScenarioInfo {
-            name: scenario.name.clone(),
-            file: scenario.file.display().to_string(),
-            description: scenario.description.clone(),
-        },
-        rows_replayed: prepared.survey.rows_in_window,
-        window: Window {
-            start: scenario.traffic.start.map(format_timestamp),
-            end: scenario.traffic.end.map(format_timestamp),
-            first_request: format_timestamp(prepared.survey.first),
-            last_request: format_timestamp(prepared.survey.last),
-        },
-        columns: {
-            let t = &scenario.traffic;
-            Columns {
-                time: t.time.clone(),
-                entity: t.entity.clone(),
-                id: t.id.clone(),
-                label: t.label.clone(),
-                label_time: t.label_time.clone(),
-                segments: t.segments.clone(),
-            }
-        },
-        task: prepared.probe.clone(),
-        assumptions: prepared.assumptions.clone(),
-        scores_file,
-        runtime: prepared.runtime.info(),
-        inputs,
-        models: BTreeMap::from([
-            ("stable".to_string(), ModelInfo::of(&prepared.stable)),
-            ("candidate".to_string(), ModelInfo::of(&prepared.candidate)),
-        ]),
-        latency: LatencyMethod {
-            method: latency::METHOD.to_string(),
-            sample_share: scenario.scoring.latency_sample,
-            warmup_runs: scenario.scoring.latency_warmup,
-        },
-        policy: scenario.policy.to_raw(),
-        faults: scenario.faults.iter().map(FaultInfo::of).collect(),
-        simulation,
-        oracle: oracle.clone(),
-        oracle_clean,
-        controllers: None,
-    })
 }
 
 /// A run's output folder while it is written: a temporary folder beside `--out`, moved into place

@@ -10,7 +10,7 @@ mod load;
 pub mod raw;
 mod validate;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::policy::Policy;
 use crate::time::Micros;
@@ -40,10 +40,9 @@ pub struct Scenario {
     pub expect: Option<Expect>,
     /// Things the user should know that do not stop the run.
     pub warnings: Vec<String>,
-    /// The live controllers to emulate next to the policy (`[controller]`).
-    pub controller: Option<crate::controller::spec::Spec>,
-    /// `[controller]` as written, to add files given on the command line.
-    pub raw_controller: Option<crate::controller::spec::RawController>,
+    /// `[controller]` as written: the live controllers to emulate next to the policy, read and
+    /// validated once when the run is prepared, with the files `--controller` adds.
+    pub controller: Option<raw::RawController>,
     /// What `run` writes besides the reports.
     pub output: Output,
     /// How the grade decides "truly worse" (`[grading] cells`).
@@ -241,13 +240,12 @@ impl Default for Scoring {
     }
 }
 
-/// The last component of a path, for short messages; the whole path when it has none.
-pub fn display_name(path: &Path) -> String {
-    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
-}
+pub use crate::storage::display_name;
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn repo_file(name: &str) -> PathBuf {

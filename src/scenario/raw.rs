@@ -3,6 +3,8 @@
 //! Nothing here is checked beyond types and known keys; [`super::validate`] turns these into the
 //! validated domain types and reports every problem with its key path.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use super::fault::RawFault;
@@ -41,7 +43,7 @@ pub struct RawScenario {
     #[serde(default)]
     pub faults: Vec<RawFault>,
     /// Live controller configurations (Argo Rollouts, Flagger, Kayenta) to emulate next to the policy.
-    pub controller: Option<crate::controller::spec::RawController>,
+    pub controller: Option<RawController>,
     /// What `run` writes besides the reports: `scores.parquet` in full, sampled or not at all.
     pub output: Option<RawOutput>,
     /// How the grade decides "truly worse".
@@ -143,4 +145,68 @@ pub struct RawScoring {
     pub latency_sample: Option<f64>,
     /// Untimed single-row runs of each model before latency is measured (default 50).
     pub latency_warmup: Option<i64>,
+}
+
+/// `[controller]`: the live controllers to emulate next to the policy, validated when a run is
+/// prepared (their files are read then, with any given by `--controller`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawController {
+    /// Controller files, relative to the scenario: Argo Rollouts YAML (Rollout and
+    /// AnalysisTemplates), Flagger YAML (Canary and MetricTemplates), Kayenta JSON (canary config,
+    /// optionally an execution request with thresholds). May be empty when `--controller` names them.
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// A TOML file with `[metrics.<name>]` and `[kayenta]` tables, shared by several scenarios.
+    pub mapping: Option<String>,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, RawMapping>,
+    pub kayenta: Option<RawKayenta>,
+    /// Argo: when someone would resume an indefinite pause (`pause: {}`); default: never (held).
+    pub resume_paused_after: Option<String>,
+    /// Flagger A/B testing: the segment values that stand for the requests its `match` selects
+    /// (a log has no headers), e.g. `{ carrier = ["UA"] }`.
+    pub ab_segment: Option<BTreeMap<String, Vec<String>>>,
+    /// How many of `files`, at its end, came from `--controller` (named so in messages).
+    #[serde(skip)]
+    pub from_flag: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMapping {
+    pub metric: String,
+    pub arm: Option<String>,
+    pub scale: Option<f64>,
+    pub offset: Option<f64>,
+    pub window: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKayenta {
+    pub weight: Option<f64>,
+    pub interval: Option<String>,
+    pub lifetime: Option<String>,
+    pub begin_after: Option<String>,
+    pub lookback: Option<String>,
+    pub step: Option<String>,
+    pub pass: Option<f64>,
+    pub marginal: Option<f64>,
+}
+
+impl RawKayenta {
+    /// These settings, with `file`'s where these leave one out.
+    pub(crate) fn over(self, file: RawKayenta) -> RawKayenta {
+        RawKayenta {
+            weight: self.weight.or(file.weight),
+            interval: self.interval.or(file.interval),
+            lifetime: self.lifetime.or(file.lifetime),
+            begin_after: self.begin_after.or(file.begin_after),
+            lookback: self.lookback.or(file.lookback),
+            step: self.step.or(file.step),
+            pass: self.pass.or(file.pass),
+            marginal: self.marginal.or(file.marginal),
+        }
+    }
 }

@@ -175,10 +175,6 @@ pub(super) fn validate(raw: RawScenario, file: &Path, problems: &mut Vec<Problem
             Grading::FamilyWise
         }
     };
-    let controller = raw
-        .controller
-        .as_ref()
-        .and_then(|rc| crate::controller::spec::load(rc, c.dir, &c.file, policy.ramp.check_every, &traffic.segments, c.problems));
     if raw.traffic.label_time.is_some() && raw.traffic.label_delay.is_some() {
         warnings.push(format!("{}: traffic.label_delay is ignored because traffic.label_time is set", c.file));
     }
@@ -195,8 +191,7 @@ pub(super) fn validate(raw: RawScenario, file: &Path, problems: &mut Vec<Problem
         faults,
         expect,
         warnings,
-        controller,
-        raw_controller: raw.controller,
+        controller: raw.controller,
         output,
         grading,
     }

@@ -42,7 +42,8 @@ use crate::ingest::{Batches, Group, Layout, Rules, Survey, TrafficBatch, Traffic
 use crate::runtime::Runtime;
 use crate::scenario::{Role, Scenario};
 
-pub use model::{feature_union, hash_file};
+pub use crate::hash::hash_file;
+pub use model::feature_union;
 
 /// Rows per row group of cache parts: small enough that the writer's buffer stays small, large
 /// enough for efficient reads.
