@@ -12,6 +12,7 @@ pub mod hash;
 pub mod ingest;
 pub mod inspect;
 pub mod oracle;
+pub mod output;
 pub mod policy;
 pub mod progress;
 pub mod report;

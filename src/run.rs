@@ -254,7 +254,7 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     )?;
     failed_everywhere(&prepared, &scored)?;
     watch.scored();
-    let folder = report::RunFolder::create(&out_dir)?;
+    let folder = crate::output::Folder::create(&out_dir)?;
     let evaluated = oracle_and_simulation(&prepared, &scored, &folder, options.reference)?;
     let summary = record(&prepared, &evaluated)?;
     let mut timings = watch.timings(&scored, &settings, &cache, &evaluated);
@@ -349,7 +349,7 @@ struct Evaluated<'a> {
 fn oracle_and_simulation<'a>(
     prepared: &'a Prepared,
     scored: &Scored,
-    folder: &report::RunFolder,
+    folder: &crate::output::Folder,
     reference: bool,
 ) -> Result<Evaluated<'a>> {
     let scenario = &prepared.scenario;
@@ -358,7 +358,8 @@ fn oracle_and_simulation<'a>(
     let mut scores_file = report::ScoresInfo::planned(&scenario.output, prepared.survey.rows_in_window);
     let types = ingest::restorable_types(&prepared.files, &prepared.layout);
     let (written, oracle, simulated) = std::thread::scope(|s| {
-        let written = s.spawn(|| timed(|| folder.write_scores(&scored.parts, &scores_file, &prepared.layout.id, &types)));
+        let scores = report::Scores { parts: &scored.parts, plan: &scores_file, id: &prepared.layout.id, types: &types, written: 0.into() };
+        let written = s.spawn(move || timed(|| folder.write(&scores).map(|()| scores.written.into_inner())));
         let injected = oracle::Injected { faults: &scenario.faults, binary: replay.binary };
         let oracle = timed(|| oracle::compute(&scored.parts, &prepared.layout, replay.score_range, Some(&injected)));
         let simulated = match &oracle.0 {

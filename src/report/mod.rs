@@ -26,9 +26,10 @@ pub use page::escape;
 pub use terminal::print_run;
 pub use view::Invocation;
 
-use crate::atomic::Pending;
 use crate::error::{Error, Problem, Result};
 use crate::oracle::Oracle;
+pub use crate::output::to_json;
+use crate::output::{Artifact, Bytes, Folder, Json, Text};
 use crate::policy::raw::RawSections;
 use crate::runtime::RuntimeInfo;
 use crate::scenario::{Output, ScoresFile};
@@ -281,70 +282,59 @@ impl SimulationPhases {
     }
 }
 
-/// A run's output folder while it is written: a temporary folder beside `--out`, moved into place
-/// whole by [`write_run`] (and removed if the run fails first).
-pub struct RunFolder {
-    out_dir: PathBuf,
-    pending: Pending,
+/// `scores.parquet`: the cache parts as the plan says (every request, a sample, or nothing) with
+/// the log's column types restored. It reads only the parts, so it is written beside the oracle
+/// and the simulation.
+pub struct Scores<'a> {
+    pub parts: &'a [PathBuf],
+    pub plan: &'a ScoresInfo,
+    /// The request id column (the sample is picked by its hash).
+    pub id: &'a str,
+    pub types: &'a [(String, arrow::datatypes::DataType)],
+    /// Requests written, once written.
+    pub written: std::sync::atomic::AtomicU64,
 }
 
-impl RunFolder {
-    pub fn create(out_dir: &Path) -> Result<Self> {
-        if let Some(parent) = out_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        }
-        let pending = Pending::new(out_dir);
-        std::fs::create_dir_all(pending.path()).map_err(|e| Error::io(pending.path(), e))?;
-        Ok(Self { out_dir: out_dir.to_path_buf(), pending })
+impl Artifact for Scores<'_> {
+    fn name(&self) -> &str {
+        "scores.parquet"
     }
 
-    /// Writes `scores.parquet` from the cache parts as `plan` says (every request, a sample, or
-    /// nothing) with the log's column types restored; the requests written. It reads only the
-    /// parts, so it runs beside the oracle and the simulation.
-    pub fn write_scores(
-        &self,
-        parts: &[PathBuf],
-        plan: &ScoresInfo,
-        id: &str,
-        types: &[(String, arrow::datatypes::DataType)],
-    ) -> Result<u64> {
-        if plan.mode == ScoresFile::None {
-            return Ok(0);
+    fn write_to(&self, path: &Path) -> Result<()> {
+        if self.plan.mode == ScoresFile::None {
+            return Ok(());
         }
-        let sample = (plan.fraction < 1.0).then_some((id, plan));
-        concatenate(parts, &self.pending.path().join("scores.parquet"), types, sample)
+        let sample = (self.plan.fraction < 1.0).then_some((self.id, self.plan));
+        let rows = concatenate(self.parts, path, self.types, sample)?;
+        self.written.store(rows, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 }
 
 /// Writes the rest of the run's folder — `summary.json`, `checks.parquet`, `policy.toml`,
 /// `distributions.json`, `invocation.json`, the review report (`report.html`, `charts/*.png`) and
-/// `timings.json`; `scores.parquet` is there already ([`RunFolder::write_scores`]) — and moves it
-/// into place.
+/// `timings.json`; `scores.parquet` is there already ([`Scores`]) — and moves it into place.
 /// `started` is when the run started, `scored` when scoring ended.
 pub fn write_run(
-    folder: RunFolder,
+    folder: Folder,
     summary: &Summary,
     extra: &RunFiles,
     timings: &mut Timings,
     (started, scored): (Instant, Instant),
 ) -> Result<()> {
-    let RunFolder { out_dir, pending } = folder;
-    let (dir, out_dir) = (pending.path(), out_dir.as_path());
-    std::fs::write(dir.join("summary.json"), to_json(summary)).map_err(|e| Error::io(out_dir.join("summary.json"), e))?;
-    std::fs::write(dir.join(view::DISTRIBUTIONS), to_json(extra.distributions))
-        .map_err(|e| Error::io(out_dir.join(view::DISTRIBUTIONS), e))?;
-    simulation::write_checks(&dir.join("checks.parquet"), extra.setup, extra.run)?;
-    std::fs::write(dir.join("policy.toml"), extra.setup.policy.to_raw().to_toml("The effective canary policy of this run"))
-        .map_err(|e| Error::io(out_dir.join("policy.toml"), e))?;
-    std::fs::write(dir.join("invocation.json"), to_json(extra.invocation)).map_err(|e| Error::io(out_dir.join("invocation.json"), e))?;
+    folder.write(&Json("summary.json", summary))?;
+    folder.write(&Json(view::DISTRIBUTIONS, extra.distributions))?;
+    folder.write(&simulation::Checks { setup: extra.setup, run: extra.run })?;
+    folder.write(&Text("policy.toml", &extra.setup.policy.to_raw().to_toml("The effective canary policy of this run")))?;
+    folder.write(&Json("invocation.json", extra.invocation))?;
     let report_started = Instant::now();
-    render_report(dir, out_dir)?;
+    render_report(folder.path(), folder.out_dir())?;
     timings.report_seconds = report_started.elapsed().as_secs_f64();
     timings.peak_rss_mib = peak_rss_mib();
     timings.total_seconds = started.elapsed().as_secs_f64();
     timings.after_scoring_seconds = scored.elapsed().as_secs_f64();
-    std::fs::write(dir.join("timings.json"), to_json(timings)).map_err(|e| Error::io(out_dir.join("timings.json"), e))?;
-    pending.commit_output("run")?;
+    folder.write(&Json("timings.json", timings))?;
+    folder.commit("run")?;
     Ok(())
 }
 
@@ -388,22 +378,14 @@ fn render_report(dir: &Path, shown_as: &Path) -> Result<PathBuf> {
 fn render(view: view::RunView, dir: &Path) -> Result<PathBuf> {
     let charts = charts::all(&view)?;
     let html = page::render(&view, &charts);
-    let folder = Pending::new(dir.join("charts"));
-    std::fs::create_dir_all(folder.path()).map_err(|e| Error::io(folder.path(), e))?;
+    let folder = Folder::create(&dir.join("charts"))?;
     for chart in &charts {
-        std::fs::write(folder.path().join(&chart.file), &chart.png).map_err(|e| Error::io(dir.join("charts").join(&chart.file), e))?;
+        folder.write(&Bytes(&chart.file, &chart.png))?;
     }
-    folder.commit()?;
+    folder.commit_inner()?;
     let page = dir.join("report.html");
     crate::atomic::write(&page, html.as_bytes())?;
     Ok(page)
-}
-
-/// Pretty JSON with a final newline.
-pub fn to_json(value: &impl Serialize) -> String {
-    let mut text = serde_json::to_string_pretty(value).expect("reports serialize");
-    text.push('\n');
-    text
 }
 
 /// Copies the cache parts into one Parquet file, batch by batch, with the columns of `types` cast

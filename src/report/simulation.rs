@@ -130,7 +130,22 @@ pub fn summary(setup: &Setup, run: &Run, grade: Grade, exposure: Exposure) -> Si
 }
 
 /// `checks.parquet`: one row per check, gate and scope.
-pub fn write_checks(path: &Path, setup: &Setup, run: &Run) -> Result<()> {
+pub struct Checks<'a> {
+    pub setup: &'a Setup<'a>,
+    pub run: &'a Run,
+}
+
+impl crate::output::Artifact for Checks<'_> {
+    fn name(&self) -> &str {
+        "checks.parquet"
+    }
+
+    fn write_to(&self, path: &Path) -> Result<()> {
+        write_checks(path, self.setup, self.run)
+    }
+}
+
+fn write_checks(path: &Path, setup: &Setup, run: &Run) -> Result<()> {
     let rows: Vec<(&crate::simulate::Check, &GateResult)> = run.checks.iter().flat_map(|c| c.results.iter().map(move |r| (c, r))).collect();
     let text = |f: &dyn Fn(&(&crate::simulate::Check, &GateResult)) -> String| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(rows.iter().map(f)))

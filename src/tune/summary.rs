@@ -9,7 +9,8 @@ use serde::Serialize;
 use super::objective::{Score, Stage};
 use super::TuneOutput;
 use crate::controller::export;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::output::{to_json, Bytes, Folder, Json, Text};
 use crate::policy::Policy;
 use crate::scenario::Expect;
 
@@ -104,16 +105,11 @@ pub(super) fn frontier(results: &mut [VariantResult]) -> (Vec<usize>, Option<usi
 /// Writes `tune.json`, the tuned policy, its exports for the live controllers, the frontier chart
 /// and `tune.html` into `out_dir`, assembled under a temporary name.
 pub(super) fn write(out_dir: &Path, summary: &TuneSummary, tuned: Option<&Policy>) -> Result<()> {
-    if let Some(parent) = out_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    let pending = crate::atomic::Pending::new(out_dir);
-    std::fs::create_dir_all(pending.path()).map_err(|e| Error::io(pending.path(), e))?;
-    let write = |name: &str, bytes: &[u8]| std::fs::write(pending.path().join(name), bytes).map_err(|e| Error::io(out_dir.join(name), e));
-    write("tune.json", crate::report::to_json(summary).as_bytes())?;
+    let folder = Folder::create(out_dir)?;
+    folder.write(&Json("tune.json", summary))?;
     let tuned_toml = tuned.map(|policy| policy.to_raw().to_toml("The policy `canary-replay tune` found best on its scenarios"));
     if let Some(text) = &tuned_toml {
-        write("tuned-policy.toml", text.as_bytes())?;
+        folder.write(&Text("tuned-policy.toml", text))?;
     }
     let mut exports = Vec::new();
     if let Some(policy) = tuned {
@@ -121,25 +117,21 @@ pub(super) fn write(out_dir: &Path, summary: &TuneSummary, tuned: Option<&Policy
         for (file, what, text) in [
             ("argo-rollouts.yaml", "Argo Rollouts AnalysisTemplate and the Rollout's canary steps", export::argo(policy, name)),
             ("flagger-canary.yaml", "Flagger Canary analysis and its MetricTemplates", export::flagger(policy, name)),
-            (
-                "kayenta-canary-config.json",
-                "Kayenta canary config (NetflixACAJudge)",
-                crate::report::to_json(&export::kayenta_config(policy, name)),
-            ),
+            ("kayenta-canary-config.json", "Kayenta canary config (NetflixACAJudge)", to_json(&export::kayenta_config(policy, name))),
             (
                 "kayenta-execution-request.json",
                 "Kayenta execution request: score thresholds and scopes",
-                crate::report::to_json(&export::kayenta_request(policy)),
+                to_json(&export::kayenta_request(policy)),
             ),
         ] {
-            write(file, text.as_bytes())?;
+            folder.write(&Text(file, &text))?;
             exports.push((file.to_string(), what.to_string()));
         }
     }
     let chart = super::report::frontier_chart(summary)?;
-    write(&chart.file, &chart.png)?;
-    write("tune.html", super::report::page(summary, &chart, tuned_toml.as_deref(), &exports).as_bytes())?;
-    pending.commit_output("tune")?;
+    folder.write(&Bytes(&chart.file, &chart.png))?;
+    folder.write(&Text("tune.html", &super::report::page(summary, &chart, tuned_toml.as_deref(), &exports)))?;
+    folder.commit("tune")?;
     Ok(())
 }
 
