@@ -1,0 +1,185 @@
+//! One gate on all traffic at every check: both arms, and the difference (or ratio) with its
+//! interval against the margin or the thresholds.
+
+// The chart frame, palette and helpers of the parent module.
+use super::*;
+
+/// One gate on all traffic: both arms' values over the checks (top), and the candidate's
+/// difference (or ratio) with its interval against the margin or thresholds (bottom).
+pub(super) fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate: Option<&RawGate>) -> Result<Chart> {
+    let (first, last) = view.span();
+    // The checks' span: checks stop at the decision.
+    let x0 = days(first);
+    let last_check = series.points.last().map(|p| days(p.time)).unwrap_or(days(last));
+    let x1 = (last_check + ((last_check - x0) * 0.03).max(1.0 / 24.0)).min(days(last)).max(x0 + 1.0 / 24.0);
+    let metric = gate.and_then(|g| Metric::parse(&g.metric));
+    let kind = gate.map(|g| g.kind.as_str()).unwrap_or("");
+    let ratio = kind == "ratio";
+    let higher_better = metric.and_then(|m| m.better()) == Some(Better::Higher);
+    let faults = fault_windows(view, x0, x1);
+    let points = &series.points;
+    // The line the difference must stay on the right side of.
+    let limit = |p: &GatePoint| -> Option<f64> {
+        match kind {
+            "non_inferiority" => p.margin.map(|m| if higher_better { -m } else { m }),
+            "regression" => Some(0.0),
+            _ => None,
+        }
+    };
+    let thresholds: Vec<f64> =
+        gate.filter(|_| kind == "threshold" || ratio).map(|g| [g.min, g.max].into_iter().flatten().collect()).unwrap_or_default();
+    let values = bounds(points.iter().flat_map(|p| [p.stable, p.canary]).flatten().chain(if kind == "threshold" {
+        thresholds.clone()
+    } else {
+        Vec::new()
+    }));
+    let diffs = bounds(
+        points
+            .iter()
+            .flat_map(|p| [p.estimate, p.lower, p.upper, limit(p)])
+            .flatten()
+            .chain(if ratio { thresholds.clone() } else { Vec::new() })
+            .chain(std::iter::once(if ratio { 1.0 } else { 0.0 })),
+    );
+    let name = series.gate.clone();
+    let fx = |p: &GatePoint| (days(p.time) - x0) / (x1 - x0);
+    let failing = points.iter().any(|p| p.verdict == GateVerdict::Fail && p.canary.is_some());
+    let estimate_label = if kind == "non_inferiority" {
+        "rollout estimate (stages combined), with its confidence sequence"
+    } else {
+        "estimate, with its always-valid interval"
+    };
+    let limit_label = match kind {
+        "non_inferiority" => "non-inferiority margin",
+        "regression" => "no worse than stable",
+        _ => "threshold",
+    };
+    // Where each panel's legend hides no line, the value axis raised when every corner has one.
+    let corners =
+        [SeriesLabelPosition::UpperLeft, SeriesLabelPosition::UpperRight, SeriesLabelPosition::LowerLeft, SeriesLabelPosition::LowerRight];
+    let values = values.map(|v| {
+        let labels = ["stable".to_string(), "candidate".into()]
+            .into_iter()
+            .chain(failing.then(|| "failing check".into()))
+            .chain(fault_label(&faults));
+        let mut drawn: Vec<(f64, f64)> =
+            points.iter().flat_map(|p| [p.stable, p.canary].into_iter().flatten().map(move |v| (fx(p), v))).collect();
+        if kind == "threshold" {
+            drawn.extend(across(&thresholds));
+        }
+        legend_room(&drawn, v, legend_size(&labels.collect::<Vec<_>>(), 13, (1104, 218)), &corners)
+    });
+    let diffs = diffs.map(|d| {
+        let mut drawn: Vec<(f64, f64)> = points
+            .iter()
+            .flat_map(|p| [p.estimate, p.lower, p.upper, limit(p)].into_iter().flatten().map(move |v| (fx(p), v.clamp(d.0, d.1))))
+            .collect();
+        if ratio {
+            drawn.extend(across(&thresholds));
+        }
+        legend_room(&drawn, d, legend_size(&[estimate_label, limit_label], 13, (1104, 254)), &corners)
+    });
+    let png = render(1200, 620, |root| {
+        let title_height = 36;
+        let (title, body) = root.split_vertically(title_height);
+        title.titled(&format!("Gate: {name} (all traffic)"), style(22))?;
+        let (top, bottom) = body.split_vertically(270);
+        let Some((upper_legend, (v0, v1))) = values else {
+            top.draw_text("no values yet: the gate never had data", &style(16), (80, 120))?;
+            return Ok(());
+        };
+        let mut upper = time_panel(&top, (x0, x1), (v0, v1), 28, &gate.map(|g| g.metric.clone()).unwrap_or_default())?;
+        shade_faults(&mut upper, &faults, (v0, v1), true)?;
+        for (i, run) in runs(points, |p| p.stable).into_iter().enumerate() {
+            let drawn = upper.draw_series(LineSeries::new(run, STABLE.stroke_width(2)))?;
+            if i == 0 {
+                drawn.label("stable").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], STABLE.stroke_width(2)));
+            }
+        }
+        for (i, run) in runs(points, |p| p.canary).into_iter().enumerate() {
+            let drawn = upper.draw_series(LineSeries::new(run, CANDIDATE.stroke_width(2)))?;
+            if i == 0 {
+                drawn.label("candidate").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], CANDIDATE.stroke_width(2)));
+            }
+        }
+        let failing_values: Vec<(f64, f64)> =
+            points.iter().filter(|p| p.verdict == GateVerdict::Fail).filter_map(|p| Some((days(p.time), p.canary?))).collect();
+        if !failing_values.is_empty() {
+            upper
+                .draw_series(failing_values.into_iter().map(|p| Cross::new(p, 5, FAIL.stroke_width(2))))?
+                .label("failing check")
+                .legend(|(x, y)| Cross::new((x + 9, y), 5, FAIL.stroke_width(2)));
+        }
+        if kind == "threshold" {
+            for t in &thresholds {
+                upper.draw_series(DashedLineSeries::new(vec![(x0, *t), (x1, *t)], 8, 6, FAIL.stroke_width(2)))?;
+            }
+        }
+        legend(&mut upper, upper_legend, 13)?;
+
+        let Some((lower_legend, (d0, d1))) = diffs.filter(|_| points.iter().any(|p| p.estimate.is_some())) else {
+            bottom.draw_text("no difference estimated yet: the arms never both had the minimum sample", &style(15), (90, 110))?;
+            return Ok(());
+        };
+        let mut lower = time_panel(&bottom, (x0, x1), (d0, d1), 36, if ratio { "candidate / stable" } else { "candidate − stable" })?;
+        shade_faults(&mut lower, &faults, (d0, d1), false)?;
+        let baseline = if ratio { 1.0 } else { 0.0 };
+        lower.draw_series(LineSeries::new(vec![(x0, baseline), (x1, baseline)], OPEN.stroke_width(1)))?;
+        // The interval as a band: contiguous runs of checks with both ends known.
+        let mut band: Vec<(f64, f64, f64)> = Vec::new();
+        let flush = |band: &mut Vec<(f64, f64, f64)>, chart: &mut ChartContext<BitMapBackend, _>| -> DrawResult {
+            if band.len() > 1 {
+                let outline: Vec<(f64, f64)> = band.iter().map(|p| (p.0, p.2)).chain(band.iter().rev().map(|p| (p.0, p.1))).collect();
+                chart.draw_series(std::iter::once(Polygon::new(outline, CANDIDATE.mix(0.18).filled())))?;
+            }
+            band.clear();
+            Ok(())
+        };
+        for p in points {
+            match (p.lower.filter(|v| v.is_finite()), p.upper.filter(|v| v.is_finite())) {
+                (Some(lo), Some(hi)) => band.push((days(p.time), lo.max(d0), hi.min(d1))),
+                _ => flush(&mut band, &mut lower)?,
+            }
+        }
+        flush(&mut band, &mut lower)?;
+        for (i, run) in runs(points, |p| p.estimate).into_iter().enumerate() {
+            let drawn = lower.draw_series(LineSeries::new(run, CANDIDATE.stroke_width(2)))?;
+            if i == 0 {
+                drawn.label(estimate_label).legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], CANDIDATE.mix(0.4).filled()));
+            }
+        }
+        let mut labelled = false;
+        for run in runs(points, limit) {
+            let drawn = lower.draw_series(DashedLineSeries::new(run, 8, 6, FAIL.stroke_width(2)))?;
+            if !labelled {
+                drawn.label(limit_label).legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], FAIL.stroke_width(2)));
+                labelled = true;
+            }
+        }
+        if ratio {
+            for t in &thresholds {
+                lower.draw_series(DashedLineSeries::new(vec![(x0, *t), (x1, *t)], 8, 6, FAIL.stroke_width(2)))?;
+            }
+        }
+        legend(&mut lower, lower_legend, 13)?;
+        Ok(())
+    })?;
+    let direction = if higher_better { "lower is worse" } else { "higher is worse" };
+    Ok(Chart {
+        kind: ChartKind::Gate(series.gate.clone()),
+        file: format!("gate-{}-{}.png", index + 1, series.gate.replace(' ', "-")),
+        title: format!("Gate: {}", series.gate),
+        caption: match kind {
+            "non_inferiority" => format!(
+                "{} on all traffic at each check. Top: both arms over the window the check judged, failing checks crossed (a check fails when the candidate is significantly worse than the margin in that window, after the correction across gates and scopes). Bottom: the difference from stable over the whole rollout, stages combined by inverse-variance weights, with its always-valid confidence sequence (a running intersection, so it can exclude the latest estimate when the effect drifts); the gate passes when the sequence's harmful end stays inside the margin ({direction}).",
+                series.gate
+            ),
+            _ => format!(
+                "{} on all traffic at each check (top: both arms over the window the check judged, failing checks crossed; bottom: the candidate's {} with its always-valid interval; {direction}).",
+                series.gate,
+                if ratio { "ratio to stable" } else { "difference from stable" }
+            ),
+        },
+        png,
+    })
+}
