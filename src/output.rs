@@ -3,8 +3,8 @@
 //! destination and moved into place whole, so a failed run never leaves a folder that looks finished.
 //!
 //! The artifacts: `summary.json`, `distributions.json`, `invocation.json`, `timings.json` and
-//! `tune.json` ([`Json`]); `policy.toml`, `tuned-policy.toml`, `tune.html` and the controllers'
-//! exports ([`Text`]); chart PNGs ([`Bytes`]); `checks.parquet` and `scores.parquet` (their writers
+//! `tune.json` ([`Json`]); `policy.toml`, `tuned-policy.toml`, `tune.html`, the controllers' exports
+//! and chart PNGs ([`Bytes`]); `checks.parquet` and `scores.parquet` (their writers
 //! are `report::simulation::Checks` and `report::Scores`). `report.html` is written last, in place
 //! under a temporary name, because `report` re-renders it inside an existing run folder.
 
@@ -36,20 +36,7 @@ impl<T: Serialize> Artifact for Json<'_, T> {
     }
 }
 
-/// Text as given: TOML, HTML, YAML.
-pub struct Text<'a>(pub &'a str, pub &'a str);
-
-impl Artifact for Text<'_> {
-    fn name(&self) -> &str {
-        self.0
-    }
-
-    fn write_to(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.1).map_err(|e| Error::io(path, e))
-    }
-}
-
-/// Bytes as given: a chart's PNG.
+/// Bytes as given: TOML, HTML or YAML text, a chart's PNG.
 pub struct Bytes<'a>(pub &'a str, pub &'a [u8]);
 
 impl Artifact for Bytes<'_> {

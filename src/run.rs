@@ -170,10 +170,10 @@ fn assumptions(scenario: &Scenario, survey: &Survey, probe: &FirstRows) -> Vec<S
 /// `--controller` (relative to the working folder) added to it: the mapping and settings stay the
 /// scenario's.
 fn load_controllers(scenario: &Scenario, files: &[PathBuf], problems: &mut Vec<Problem>) -> Result<Option<ControllerSpec>> {
-    let mut raw = match (&scenario.controller, files.is_empty()) {
-        (None, true) => return Ok(None),
-        (section, _) => section.clone().unwrap_or_default(),
-    };
+    if scenario.controller.is_none() && files.is_empty() {
+        return Ok(None);
+    }
+    let mut raw = scenario.controller.clone().unwrap_or_default();
     if !files.is_empty() {
         let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
         raw.files.extend(files.iter().map(|f| cwd.join(f).display().to_string()));

@@ -29,7 +29,7 @@ pub use view::Invocation;
 use crate::error::{Error, Problem, Result};
 use crate::oracle::Oracle;
 pub use crate::output::to_json;
-use crate::output::{Artifact, Bytes, Folder, Json, Text};
+use crate::output::{Artifact, Bytes, Folder, Json};
 use crate::policy::raw::RawSections;
 use crate::runtime::RuntimeInfo;
 use crate::scenario::{Output, ScoresFile};
@@ -325,7 +325,8 @@ pub fn write_run(
     folder.write(&Json("summary.json", summary))?;
     folder.write(&Json(view::DISTRIBUTIONS, extra.distributions))?;
     folder.write(&simulation::Checks { setup: extra.setup, run: extra.run })?;
-    folder.write(&Text("policy.toml", &extra.setup.policy.to_raw().to_toml("The effective canary policy of this run")))?;
+    let policy = extra.setup.policy.to_raw().to_toml("The effective canary policy of this run");
+    folder.write(&Bytes("policy.toml", policy.as_bytes()))?;
     folder.write(&Json("invocation.json", extra.invocation))?;
     let report_started = Instant::now();
     render_report(folder.path(), folder.out_dir())?;

@@ -10,7 +10,7 @@ use super::objective::{Score, Stage};
 use super::TuneOutput;
 use crate::controller::export;
 use crate::error::Result;
-use crate::output::{to_json, Bytes, Folder, Json, Text};
+use crate::output::{to_json, Bytes, Folder, Json};
 use crate::policy::Policy;
 use crate::scenario::Expect;
 
@@ -109,7 +109,7 @@ pub(super) fn write(out_dir: &Path, summary: &TuneSummary, tuned: Option<&Policy
     folder.write(&Json("tune.json", summary))?;
     let tuned_toml = tuned.map(|policy| policy.to_raw().to_toml("The policy `canary-replay tune` found best on its scenarios"));
     if let Some(text) = &tuned_toml {
-        folder.write(&Text("tuned-policy.toml", text))?;
+        folder.write(&Bytes("tuned-policy.toml", text.as_bytes()))?;
     }
     let mut exports = Vec::new();
     if let Some(policy) = tuned {
@@ -124,13 +124,14 @@ pub(super) fn write(out_dir: &Path, summary: &TuneSummary, tuned: Option<&Policy
                 to_json(&export::kayenta_request(policy)),
             ),
         ] {
-            folder.write(&Text(file, &text))?;
+            folder.write(&Bytes(file, text.as_bytes()))?;
             exports.push((file.to_string(), what.to_string()));
         }
     }
     let chart = super::report::frontier_chart(summary)?;
     folder.write(&Bytes(&chart.file, &chart.png))?;
-    folder.write(&Text("tune.html", &super::report::page(summary, &chart, tuned_toml.as_deref(), &exports)))?;
+    let page = super::report::page(summary, &chart, tuned_toml.as_deref(), &exports);
+    folder.write(&Bytes("tune.html", page.as_bytes()))?;
     folder.commit("tune")?;
     Ok(())
 }
