@@ -101,16 +101,7 @@ fn main() {
     let prepared = prepare(&path, &RuntimeOptions::from_env()).unwrap();
     let cache = canary_replay::runtime::cache_root(None).join("scores");
     let settings = canary_replay::score::Settings::new(&prepared.scenario, canary_replay::score::cache::CacheDir::local(cache), true, true);
-    let scored = canary_replay::score::score(
-        prepared.runtime,
-        &prepared.scenario,
-        &prepared.files,
-        &prepared.survey,
-        &prepared.layout,
-        prepared.models(),
-        &settings,
-    )
-    .unwrap();
+    let scored = prepared.score(&settings).unwrap();
     let replay = Replay::scan(&scored.parts, &prepared.layout, &prepared.scenario.faults).unwrap();
     let setup = Setup::new(&prepared.scenario.policy, &replay);
     let summaries = setup.summaries(&replay).unwrap();

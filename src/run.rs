@@ -60,6 +60,11 @@ impl Prepared {
     pub fn models(&self) -> [&Model; 2] {
         [&self.stable, &self.candidate]
     }
+
+    /// Scores the scenario's traffic with both models (or reuses the cache's parts).
+    pub fn score(&self, settings: &score::Settings) -> Result<Scored> {
+        score::score(self.runtime, &self.scenario, &self.files, &self.survey, &self.layout, self.models(), settings)
+    }
 }
 
 /// Validates the scenario, the data's schema and order, and the models' signatures, reporting
@@ -243,15 +248,7 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     watch.prepared();
     let cache = CacheDir::from_option(options.cache_dir.as_deref());
     let settings = score::Settings::new(&prepared.scenario, cache.clone(), !options.rescore, options.quiet);
-    let scored = score::score(
-        prepared.runtime,
-        &prepared.scenario,
-        &prepared.files,
-        &prepared.survey,
-        &prepared.layout,
-        prepared.models(),
-        &settings,
-    )?;
+    let scored = prepared.score(&settings)?;
     failed_everywhere(&prepared, &scored)?;
     watch.scored();
     let folder = crate::output::Folder::create(&out_dir)?;

@@ -474,6 +474,18 @@ impl<'s> Clock<'s> {
             self.checks.push(Check { time: t, wave, stage, weight, monitoring, action, results: Vec::new() });
         }
         let weights = &self.routed.as_ref().expect("routed by tick").1;
+        // A decision ends the stage: it is recorded with the routing it ran under.
+        let decision = match action {
+            Action::Promote => Some(StageDecision::Promote),
+            Action::Rollback => Some(StageDecision::Rollback),
+            Action::Hold => Some(StageDecision::Hold),
+            Action::Continue | Action::Failing => None,
+        };
+        if let Some(decision) = decision {
+            let (start, reason) = (self.stage_start, reason.clone());
+            self.stages.push(StageRun { wave, stage, weight, monitoring, start, end: t, decision, reason });
+            self.periods.push(Period { start, end: t, weights: weights.clone() });
+        }
         match action {
             Action::Continue | Action::Failing => {
                 if monitoring && t - self.epoch_start >= ramp.monitor_window {
@@ -483,35 +495,12 @@ impl<'s> Clock<'s> {
             }
             Action::Rollback | Action::Hold => {
                 let outcome = if action == Action::Rollback { Outcome::RolledBack } else { Outcome::Held };
-                let decided = if action == Action::Rollback { StageDecision::Rollback } else { StageDecision::Hold };
-                self.stages.push(StageRun {
-                    wave,
-                    stage,
-                    weight,
-                    monitoring,
-                    start: self.stage_start,
-                    end: t,
-                    decision: decided,
-                    reason: reason.clone(),
-                });
-                self.periods.push(Period { start: self.stage_start, end: t, weights: weights.clone() });
                 // After a rollback nothing goes to the candidate; a hold keeps the weight.
                 let after = if action == Action::Hold { weights.clone() } else { vec![0.0; weights.len()] };
                 self.periods.push(Period { start: t, end: setup.end.max(t), weights: after });
                 self.ending = Some((outcome, t, reason, (window_start, t)));
             }
             Action::Promote => {
-                self.stages.push(StageRun {
-                    wave,
-                    stage,
-                    weight,
-                    monitoring,
-                    start: self.stage_start,
-                    end: t,
-                    decision: StageDecision::Promote,
-                    reason: reason.clone(),
-                });
-                self.periods.push(Period { start: self.stage_start, end: t, weights: weights.clone() });
                 if self.combine && !monitoring {
                     self.earlier.push(stats.clone());
                 }

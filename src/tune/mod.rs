@@ -136,8 +136,7 @@ fn cases(paths: &[PathBuf], space: &Space, space_path: &Path, options: &TuneOpti
     for (prepared, expect) in prepared {
         let scenario = &prepared.scenario;
         let settings = score::Settings::new(scenario, cache.clone(), true, options.quiet);
-        let scored =
-            score::score(prepared.runtime, scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings)?;
+        let scored = prepared.score(&settings)?;
         let replay = Replay::scan(&scored.parts, &prepared.layout, &scenario.faults)?;
         cases.push(Case { index: cases.len(), scenario: prepared.scenario, expect, replay });
     }
