@@ -360,7 +360,10 @@ fn oracle_and_simulation<'a>(
         let injected = oracle::Injected { faults: &scenario.faults, binary: replay.binary };
         let oracle = timed(|| oracle::compute(&scored.parts, &prepared.layout, replay.score_range, Some(&injected)));
         let simulated = match &oracle.0 {
-            Ok(_) => timed(|| simulate(prepared, &replay, reference)),
+            Ok(_) => {
+                release_free_memory();
+                timed(|| simulate(prepared, &replay, reference))
+            }
             Err(_) => (Err(Error::Internal("not simulated: the oracle failed".into())), 0.0),
         };
         (written.join().expect("the scores.parquet writer does not panic"), oracle, simulated)
@@ -485,6 +488,7 @@ fn simulate<'a>(prepared: &'a Prepared, replay: &Replay, reference: bool) -> Res
         let (weights, metrics) = controllers.map(ControllerSpec::reads).unwrap_or_default();
         let summaries = phases.time(|p| &mut p.index_seconds, || setup.summaries_with(replay, &weights, &metrics))?;
         index = Some(summaries.footprint());
+        release_free_memory();
         let (run, grade, exposure) = phases.time(|p| &mut p.policy_seconds, || evaluate(&setup, &mut setup.fast(&summaries)));
         let ranged = Ranged::new(&summaries, replay, &policy.ramp.salt);
         let controllers = phases.time(
