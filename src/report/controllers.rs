@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
-use super::page::{escape, num};
+use super::page::{num, Figure};
 use crate::controller::spec::{Controller, Spec};
 use crate::controller::Emulated;
 use crate::simulate::grade::{Call, Exposure, Grade};
@@ -170,70 +170,81 @@ pub fn compare(policy: &Graded, other: &Graded) -> String {
 }
 
 /// The report's section (with the side-by-side weight chart when drawn).
-pub fn section(s: &mut String, c: &Controllers, chart: Option<&super::charts::Chart>) {
-    let _ = writeln!(s, "<section id=\"controllers\"><h2>Your live controllers, emulated</h2>");
-    let _ = writeln!(
-        s,
-        "<p>The controller configurations named in the scenario, replayed on the same traffic with each controller's own decision rules, and graded by the same oracle as the policy above. “Regressed” counts the candidate's requests in the windows and segments where, on all traffic, it truly broke a gate.</p>"
-    );
-    let _ = writeln!(s, "<table><thead><tr><th>Who decided</th><th>Outcome</th><th>When (h)</th><th>Grade</th><th>Candidate requests before</th><th>Regressed before</th><th>Regressed after</th></tr></thead><tbody>");
-    let rows = std::iter::once(&c.policy).chain(c.emulated.iter().map(|e| &e.verdict));
-    for v in rows {
-        let _ = writeln!(
-            s,
-            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            escape(&v.who),
-            escape(&v.outcome.words()),
-            num(Some(v.time_to_decision_hours), 0),
-            escape(&v.grade.words()),
-            v.candidate_requests_before_decision,
-            v.regressed_before_decision,
-            v.regressed_after_decision
-        );
-    }
-    let _ = writeln!(s, "</tbody></table>");
-    if let Some(chart) = chart {
-        super::page::figure(s, chart, false);
-    }
-    let _ = writeln!(s, "<ul>");
-    for line in &c.comparison {
-        let _ = writeln!(s, "<li>{}</li>", escape(line));
-    }
-    let _ = writeln!(s, "</ul>");
-    if !c.query_traffic.is_empty() {
-        let _ = writeln!(s, "<p>What each controller metric's queries see at this log's traffic:</p><ul>");
-        for line in &c.query_traffic {
-            let _ = writeln!(s, "<li>{}</li>", escape(line));
+/// The live controllers' section of the page (`templates/controllers.html`).
+pub(super) struct Section<'a> {
+    pub(super) verdicts: Vec<VerdictRow<'a>>,
+    pub(super) chart: Option<Figure<'a>>,
+    pub(super) comparison: &'a [String],
+    pub(super) query_traffic: &'a [String],
+    pub(super) emulated: Vec<EmulatedBlock<'a>>,
+}
+
+/// One row of the table: the policy's or a controller's decision, graded.
+pub(super) struct VerdictRow<'a> {
+    pub(super) who: &'a str,
+    pub(super) outcome: String,
+    pub(super) hours: String,
+    pub(super) grade: String,
+    pub(super) before: u64,
+    pub(super) regressed_before: u64,
+    pub(super) regressed_after: u64,
+}
+
+/// One controller: its decision, grade, metrics and timeline.
+pub(super) struct EmulatedBlock<'a> {
+    pub(super) who: &'a str,
+    pub(super) outcome: String,
+    pub(super) decided_at: &'a str,
+    pub(super) reason: &'a str,
+    pub(super) grade: String,
+    pub(super) explanation: &'a str,
+    pub(super) mapping: String,
+    pub(super) measurements: u64,
+    pub(super) caveats: String,
+    /// (time, weight, what)
+    pub(super) timeline: Vec<(&'a str, String, &'a str)>,
+    pub(super) omitted: u64,
+}
+
+impl<'a> Section<'a> {
+    pub(super) fn of(c: &'a Controllers, chart: Option<&'a super::charts::Chart>) -> Self {
+        let verdicts = std::iter::once(&c.policy)
+            .chain(c.emulated.iter().map(|e| &e.verdict))
+            .map(|v| VerdictRow {
+                who: &v.who,
+                outcome: v.outcome.words(),
+                hours: num(Some(v.time_to_decision_hours), 0),
+                grade: v.grade.words(),
+                before: v.candidate_requests_before_decision,
+                regressed_before: v.regressed_before_decision,
+                regressed_after: v.regressed_after_decision,
+            })
+            .collect();
+        let emulated = c
+            .emulated
+            .iter()
+            .map(|e| EmulatedBlock {
+                who: &e.verdict.who,
+                outcome: e.verdict.outcome.words(),
+                decided_at: &e.verdict.decided_at,
+                reason: &e.verdict.reason,
+                grade: e.verdict.grade.words(),
+                explanation: &e.verdict.explanation,
+                mapping: e.mapping.join("; "),
+                measurements: e.measurements,
+                caveats: e.caveats.join("; "),
+                timeline: e.timeline.iter().map(|t| (t.time.as_str(), num(Some(t.weight), 1), t.what.as_str())).collect(),
+                omitted: e.timeline_omitted,
+            })
+            .collect();
+        Section {
+            verdicts,
+            chart: chart.map(|c| Figure::of(c, false)),
+            comparison: &c.comparison,
+            query_traffic: &c.query_traffic,
+            emulated,
         }
-        let _ = writeln!(s, "</ul>");
     }
-    for e in &c.emulated {
-        let _ = writeln!(s, "<h3>{}</h3>", escape(&e.verdict.who));
-        let _ = writeln!(
-            s,
-            "<p><strong>{}</strong> at {}: {}</p>",
-            escape(&e.verdict.outcome.words()),
-            escape(&e.verdict.decided_at),
-            escape(&e.verdict.reason)
-        );
-        let _ = writeln!(s, "<p>Grade: {} — {}</p>", escape(&e.verdict.grade.words()), escape(&e.verdict.explanation));
-        let _ = writeln!(s, "<p>Metrics: {}. {} measurements or judgments.</p>", escape(&e.mapping.join("; ")), e.measurements);
-        if !e.caveats.is_empty() {
-            let _ = writeln!(s, "<p>Not emulated faithfully: {}</p>", escape(&e.caveats.join("; ")));
-        }
-        let _ = writeln!(s, "<details><summary>Timeline ({} entries{})</summary><table><thead><tr><th>Time</th><th>Weight %</th><th>What</th></tr></thead><tbody>", e.timeline.len(), if e.timeline_omitted > 0 { format!(", {} more not kept", e.timeline_omitted) } else { String::new() });
-        for t in &e.timeline {
-            let _ = writeln!(
-                s,
-                "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-                escape(&t.time),
-                num(Some(t.weight), 1),
-                escape(&t.what)
-            );
-        }
-        let _ = writeln!(s, "</tbody></table></details>");
-    }
-    let _ = writeln!(s, "</section>");
 }
 
 /// The printed lines.

@@ -22,7 +22,6 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-pub use page::escape;
 pub use terminal::print_run;
 pub use view::Invocation;
 

@@ -3,14 +3,13 @@
 //! Pareto frontier, the search's cuts, and the policy itself with its exports. Like `report.html`
 //! the page is one self-contained, well-formed XHTML file without scripts.
 
-use std::fmt::Write as _;
-
+use askama::Template;
 use plotters::prelude::*;
 
 use super::{Score, Stage, TuneSummary, VariantResult};
 use crate::error::Result;
 use crate::report::charts::{legend, legend_room, legend_size, render, style, Chart, ChartKind, CANDIDATE, FAIL, OPEN, PASS, STABLE};
-use crate::report::page::{escape, figure, STYLE};
+use crate::report::page::{Figure, STYLE};
 
 /// (exposure, mean hours to promotion) of a score that reached the good scenarios.
 fn point(s: &Score) -> Option<(f64, f64)> {
@@ -148,21 +147,34 @@ fn false_rollbacks(s: &Score) -> String {
     }
 }
 
-/// One row of the comparison table.
-fn score_row(s: &mut String, name: &str, score: &Score) {
-    let caught = score.incidents - score.missed_incidents;
-    let _ = writeln!(
-        s,
-        "<tr><th>{}</th><td class=\"num {}\">{caught}/{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num {}\">{}</td><td class=\"num\">{}</td></tr>",
-        escape(name),
-        if score.missed_incidents == 0 { "PASS" } else { "FAIL" },
-        score.incidents,
-        score.exposure,
-        hours(score.hours_to_rollback),
-        if score.false_rollbacks == 0 { "PASS" } else { "FAIL" },
-        escape(&false_rollbacks(score)),
-        escape(&promotion(score)),
-    );
+/// One row of the comparison table: a policy's score.
+struct PolicyRow {
+    name: String,
+    caught_class: &'static str,
+    caught: usize,
+    incidents: usize,
+    exposure: u64,
+    hours_to_rollback: String,
+    false_rollbacks_class: &'static str,
+    false_rollbacks: String,
+    promotion: String,
+}
+
+impl PolicyRow {
+    fn of(name: String, score: &Score) -> Self {
+        let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
+        PolicyRow {
+            name,
+            caught_class: verdict(score.missed_incidents == 0),
+            caught: score.incidents - score.missed_incidents,
+            incidents: score.incidents,
+            exposure: score.exposure,
+            hours_to_rollback: hours(score.hours_to_rollback),
+            false_rollbacks_class: verdict(score.false_rollbacks == 0),
+            false_rollbacks: false_rollbacks(score),
+            promotion: promotion(score),
+        }
+    }
 }
 
 fn params(v: &VariantResult) -> String {
@@ -172,160 +184,145 @@ fn params(v: &VariantResult) -> String {
     v.params.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ")
 }
 
+/// `templates/tune.html` filled in.
+#[derive(Template)]
+#[template(path = "tune.html")]
+struct TunePage<'a> {
+    t: &'a TuneSummary,
+    style: &'static str,
+    base_file: &'a str,
+    winner: Option<Winner>,
+    reference_check: &'a str,
+    /// The false-rollback budget in percent, one decimal.
+    budget: String,
+    /// The baselines, then the tuned policy.
+    policies: Vec<PolicyRow>,
+    scenarios: Vec<ScenarioRow<'a>>,
+    f: Figure<'a>,
+    frontier: Vec<FrontierRow>,
+    tuned_toml: Option<&'a str>,
+    exports: &'a [(String, String)],
+    /// (what, value)
+    search: Vec<(String, String)>,
+    version: &'static str,
+}
+
+struct Winner {
+    params: String,
+}
+
+struct ScenarioRow<'a> {
+    name: &'a str,
+    file: &'a str,
+    expect: &'static str,
+    /// Per policy; none where it was not replayed (cut early).
+    cells: Vec<Option<ScenarioCell>>,
+}
+
+struct ScenarioCell {
+    class: &'static str,
+    rolled_back: usize,
+    promoted: usize,
+    held: usize,
+    replays: usize,
+    hours: String,
+    candidate_requests: u64,
+}
+
+struct FrontierRow {
+    id: usize,
+    tuned: bool,
+    params: String,
+    exposure: u64,
+    false_rollbacks: String,
+    promotion: String,
+}
+
 /// The whole page. `tuned_toml`: the tuned sections; `exports`: (file, what it holds).
 pub fn page(t: &TuneSummary, chart: &Chart, tuned_toml: Option<&str>, exports: &[(String, String)]) -> String {
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\" />\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\" />\n<title>Policy tuning — canary-replay</title>\n<style>{STYLE}th small {{ display: block; font-weight: normal; color: var(--muted); }}</style>\n</head>\n<body>\n<main>\n"
-    );
-    let _ = writeln!(s, "<h1>Policy tuning over {} scenarios</h1>", t.scenarios.len());
-    let _ = writeln!(
-        s,
-        "<p class=\"lede\">{} variants of {}'s policy ({} search), each replayed on every incident once and on every good scenario under {} routing salt(s) × {} time window(s).</p>",
-        t.search.variants,
-        escape(&t.scenarios.first().map(|c| c.file.clone()).unwrap_or_default()),
-        t.search.method,
-        t.search.salts,
-        t.search.windows
-    );
     let winner = t.winner.map(|w| &t.variants[w]);
-    let _ = writeln!(s, "<section id=\"verdict\">");
-    match winner {
-        Some(v) => {
-            let _ = writeln!(
-                s,
-                "<div class=\"banner promoted\"><div class=\"outcome\">TUNED POLICY FOUND</div><div class=\"why\">{}</div><div class=\"decider\">Re-checked with the row-by-row reference simulator: {}.</div></div>",
-                escape(&params(v)),
-                escape(t.reference_check.as_deref().unwrap_or("not run"))
-            );
-        }
-        None => {
-            let _ = writeln!(
-                s,
-                "<div class=\"banner rolled_back\"><div class=\"outcome\">NO FEASIBLE POLICY</div><div class=\"why\">No variant caught every incident within the false-rollback budget of {:.1}%. Widen the space (smaller margins, higher α, shorter bakes) or check the incidents are detectable.</div></div>",
-                t.search.false_rollback_budget * 100.0
-            );
-        }
-    }
-    let _ = writeln!(s, "<p><strong>Objective:</strong> {}.</p>", escape(t.objective));
-    let _ = writeln!(s, "<table><tr><th>policy</th><th>incidents caught</th><th>exposure (requests)</th><th>mean time to rollback</th><th>false rollbacks</th><th>time to promotion: mean (median, 90th percentile; promoted in time)</th></tr>");
-    for (name, score) in &t.baselines {
-        score_row(&mut s, &format!("{name} policy"), score);
-    }
-    if let Some(score) = winner.and_then(|v| v.score.as_ref()) {
-        score_row(&mut s, "tuned policy", score);
-    }
-    let _ = writeln!(s, "</table>");
-    let _ = writeln!(
-        s,
-        "<p>Exposure counts the candidate requests served on each incident until the rollback; a missed incident counts every candidate request to the end of its replay. Time to promotion is the mean over the good replays, counting a replay that never promoted (held or falsely rolled back) as its whole span, so a policy that stalls is not rewarded.</p>"
-    );
-    let _ = writeln!(s, "</section>");
-
-    let _ = writeln!(s, "<section id=\"scenarios\"><h2>Per scenario</h2><div class=\"wide\"><table><tr><th>scenario</th><th>expect</th>");
-    let columns: Vec<(String, &Score)> = t
+    let scores: Vec<(String, &Score)> = t
         .baselines
         .iter()
         .map(|(n, sc)| (format!("{n} policy"), sc))
         .chain(winner.and_then(|v| v.score.as_ref()).map(|sc| ("tuned policy".to_string(), sc)))
         .collect();
-    for (name, _) in &columns {
-        let _ = write!(s, "<th>{}</th>", escape(name));
-    }
-    let _ = writeln!(s, "</tr>");
-    for (i, c) in t.scenarios.iter().enumerate() {
-        let _ = write!(
-            s,
-            "<tr><th>{}<small>{}</small></th><td>{}</td>",
-            escape(&c.name),
-            escape(&c.file),
-            if c.expect == crate::scenario::Expect::Rollback { "rollback" } else { "promote" }
-        );
-        for (_, score) in &columns {
-            match score.scenarios.get(i).filter(|x| x.replays > 0) {
-                Some(x) => {
-                    let right = if c.expect == crate::scenario::Expect::Rollback { x.rolled_back == x.replays } else { x.rolled_back == 0 };
-                    let _ = write!(
-                        s,
-                        "<td class=\"{}\">{} rolled back, {} promoted, {} held of {}<small>mean {} to decision (a held replay counts its whole span); {} candidate requests served</small></td>",
-                        if right { "PASS" } else { "FAIL" },
-                        x.rolled_back,
-                        x.promoted,
-                        x.held,
-                        x.replays,
-                        hours(Some(x.mean_hours)),
-                        x.candidate_requests
-                    );
-                }
-                None => {
-                    let _ = write!(s, "<td class=\"NO_DATA\">not replayed (cut early)</td>");
-                }
-            }
-        }
-        let _ = writeln!(s, "</tr>");
-    }
-    let _ = writeln!(s, "</table></div></section>");
-
-    let _ = writeln!(s, "<section id=\"frontier\"><h2>Pareto frontier</h2>");
-    figure(&mut s, chart, false);
+    let scenarios = t
+        .scenarios
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let rollback = c.expect == crate::scenario::Expect::Rollback;
+            let cells = scores
+                .iter()
+                .map(|(_, score)| {
+                    score.scenarios.get(i).filter(|x| x.replays > 0).map(|x| {
+                        let right = if rollback { x.rolled_back == x.replays } else { x.rolled_back == 0 };
+                        ScenarioCell {
+                            class: if right { "PASS" } else { "FAIL" },
+                            rolled_back: x.rolled_back,
+                            promoted: x.promoted,
+                            held: x.held,
+                            replays: x.replays,
+                            hours: hours(Some(x.mean_hours)),
+                            candidate_requests: x.candidate_requests,
+                        }
+                    })
+                })
+                .collect();
+            ScenarioRow { name: &c.name, file: &c.file, expect: if rollback { "rollback" } else { "promote" }, cells }
+        })
+        .collect();
     let mut frontier: Vec<&VariantResult> = t.variants.iter().filter(|v| v.frontier).collect();
     frontier.sort_by_key(|v| v.score.as_ref().map(|s| s.exposure));
-    let _ = writeln!(s, "<table><tr><th>variant</th><th>parameters</th><th>exposure</th><th>false rollbacks</th><th>time to promotion: mean (median, 90th percentile; promoted in time)</th></tr>");
-    for v in frontier {
-        let score = v.score.as_ref().expect("frontier variants are scored");
-        let _ = writeln!(
-            s,
-            "<tr><td class=\"num\">{}{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            v.id,
-            if Some(v.id) == t.winner { " (tuned)" } else { "" },
-            escape(&params(v)),
-            score.exposure,
-            escape(&false_rollbacks(score)),
-            escape(&promotion(score))
-        );
-    }
-    let _ = writeln!(s, "</table></section>");
+    let frontier = frontier
+        .into_iter()
+        .map(|v| {
+            let score = v.score.as_ref().expect("frontier variants are scored");
+            FrontierRow {
+                id: v.id,
+                tuned: Some(v.id) == t.winner,
+                params: params(v),
+                exposure: score.exposure,
+                false_rollbacks: false_rollbacks(score),
+                promotion: promotion(score),
+            }
+        })
+        .collect();
+    let page = TunePage {
+        t,
+        style: STYLE,
+        base_file: t.scenarios.first().map_or("", |c| c.file.as_str()),
+        winner: winner.map(|v| Winner { params: params(v) }),
+        reference_check: t.reference_check.as_deref().unwrap_or("not run"),
+        budget: format!("{:.1}", t.search.false_rollback_budget * 100.0),
+        policies: scores.iter().map(|(name, score)| PolicyRow::of(name.clone(), score)).collect(),
+        scenarios,
+        f: Figure::of(chart, false),
+        frontier,
+        tuned_toml,
+        exports,
+        search: search_rows(&t.search),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    page.render().expect("the tune template writes to a String")
+}
 
-    let _ = writeln!(s, "<section id=\"policy\"><h2>Tuned policy</h2>");
-    match tuned_toml {
-        Some(text) => {
-            let _ = writeln!(s, "<p>Drop-in sections for a scenario (<code>tuned-policy.toml</code>); <code>canary-replay check</code> accepts them and <code>run</code> uses them.</p><pre>{}</pre>", escape(text));
-        }
-        None => {
-            let _ = writeln!(s, "<p>None: no variant was feasible.</p>");
-        }
-    }
-    if !exports.is_empty() {
-        let _ = writeln!(s, "<h3>Exports</h3><p>The tuned policy in the formats live controllers read. Each file begins with how every part was mapped and what the format cannot express; read that before deploying it.</p><ul>");
-        for (file, what) in exports {
-            let _ = writeln!(s, "<li><code>{}</code>: {}</li>", escape(file), escape(what));
-        }
-        let _ = writeln!(s, "</ul>");
-    }
-    let _ = writeln!(s, "</section>");
-
-    let search = &t.search;
-    let _ = writeln!(s, "<section id=\"search\"><h2>Search</h2><table>");
-    for (k, v) in [
+/// The search's settings, cuts and time, as (what, value) rows.
+fn search_rows(search: &super::SearchInfo) -> Vec<(String, String)> {
+    let (share, within) = (search.min_promoted * 100.0, &search.promote_within);
+    [
         ("method", search.method.to_string()),
         ("variants (the base policy included)", search.variants.to_string()),
         ("routing salts per good scenario", search.salts.to_string()),
         ("time windows per good scenario", search.windows.to_string()),
         ("false-rollback budget", format!("{:.1}%", search.false_rollback_budget * 100.0)),
-        (
-            "good replays a feasible variant promotes, and how soon",
-            format!("at least {:.0}% within {}", search.min_promoted * 100.0, search.promote_within),
-        ),
+        ("good replays a feasible variant promotes, and how soon", format!("at least {share:.0}% within {within}")),
         ("not valid policies (see each variant's `invalid` in tune.json)", search.invalid.to_string()),
         ("cut after missing an incident", search.cut_at_incidents.to_string()),
         ("cut once false rollbacks exceeded the budget's allowance", search.cut_at_false_rollbacks.to_string()),
         (
-            &format!(
-                "cut once fewer than {:.0}% of the good replays could still promote within {}",
-                search.min_promoted * 100.0,
-                search.promote_within
-            ),
+            &format!("cut once fewer than {share:.0}% of the good replays could still promote within {within}"),
             search.cut_at_promotions.to_string(),
         ),
         ("cut once a finished feasible variant was sure to dominate them", search.cut_dominated.to_string()),
@@ -337,11 +334,8 @@ pub fn page(t: &TuneSummary, chart: &Chart, tuned_toml: Option<&str>, exports: &
                 search.seconds, search.index_seconds, search.search_seconds, search.variants_per_second
             ),
         ),
-    ] {
-        let _ = writeln!(s, "<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(&v));
-    }
-    let _ = writeln!(s, "</table><p>Every variant and its per-scenario results are in <code>tune.json</code>.</p></section>");
-    let _ = writeln!(s, "<footer>Written by canary-replay {}.</footer>", env!("CARGO_PKG_VERSION"));
-    s.push_str("</main>\n</body>\n</html>\n");
-    s
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
