@@ -197,9 +197,51 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
     let sets: Vec<&[Policy]> = valid.iter().map(|&i| policies[i].as_deref().expect("valid")).collect();
     bar.inc((variants.len() - valid.len()) as u64);
     let mut scores = score_all(&sets, &cases, &space, &shared, true, &|_| bar.inc(1))?.into_iter();
-    let mut results: Vec<VariantResult> = variants
+    let mut results = variant_results(&variants, &policies, &mut scores, &space);
+    bar.finish_and_clear();
+    let search_seconds = searching.elapsed().as_secs_f64();
+
+    let (feasible_ids, winner) = summary::frontier(&mut results);
+
+    // The winner re-checked with the reference simulator.
+    let (tuned, reference_check) = match winner {
+        Some(w) => {
+            let policies = per_case(&variants[w]).map_err(|e| Error::Internal(format!("the winner no longer validates: {e}")))?;
+            let check = reference_check(&policies, &cases, &shared)?;
+            (policies.into_iter().next(), Some(check))
+        }
+        None => (None, None),
+    };
+
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = TuneSummary {
+        scenarios: cases
+            .iter()
+            .map(|c| ScenarioRef { name: c.scenario.name.clone(), file: c.scenario.file.display().to_string(), expect: c.expect })
+            .collect(),
+        objective: OBJECTIVE,
+        search: search_info(&space, &results, feasible_ids.len(), (seconds, indexed, search_seconds)),
+        baselines,
+        variants: results,
+        winner,
+        reference_check,
+    };
+
+    summary::write(&out_dir, &summary, tuned.as_ref())?;
+    Ok(TuneOutput { out_dir, summary, tuned })
+}
+
+/// Every variant's result: why it was not valid, or its score, how far it got and whether it is
+/// feasible (`scores`: one per valid variant, in order).
+fn variant_results(
+    variants: &[Variant],
+    policies: &[std::result::Result<Vec<Policy>, String>],
+    scores: &mut impl Iterator<Item = (Score, Stage)>,
+    space: &Space,
+) -> Vec<VariantResult> {
+    variants
         .iter()
-        .zip(&policies)
+        .zip(policies)
         .enumerate()
         .map(|(id, (variant, policies))| {
             let params = variant.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null))).collect();
@@ -220,75 +262,57 @@ pub fn tune(scenario_paths: &[PathBuf], space_path: &Path, options: &TuneOptions
                         params,
                         invalid: None,
                         stage,
-                        feasible: stage == Stage::Full && feasible(&s, &space),
+                        feasible: stage == Stage::Full && feasible(&s, space),
                         score: Some(s),
                         frontier: false,
                     }
                 }
             }
         })
-        .collect();
-    bar.finish_and_clear();
-    let search_seconds = searching.elapsed().as_secs_f64();
+        .collect()
+}
 
-    let (feasible_ids, winner) = summary::frontier(&mut results);
-
-    // The winner re-checked with the reference simulator.
-    let mut tuned = None;
-    let mut reference_check = None;
-    if let Some(w) = winner {
-        let policies = per_case(&variants[w]).map_err(|e| Error::Internal(format!("the winner no longer validates: {e}")))?;
-        let mut mismatches = Vec::new();
-        for (policy, case) in policies.iter().zip(&cases) {
-            let (salt, start) = (&policy.ramp.salt, case.replay.first);
-            let (fast, slow) = (replay(policy, case, salt, start, Some(&shared), false)?, replay(policy, case, salt, start, None, true)?);
-            if fast.outcome != slow.outcome || fast.hours != slow.hours {
-                mismatches.push(format!(
-                    "{}: fast {:?} after {:.0}h, reference {:?} after {:.0}h",
-                    case.scenario.name, fast.outcome, fast.hours, slow.outcome, slow.hours
-                ));
-            }
+/// The winner's policies (one per case) replayed on the fast path and by the row-by-row reference
+/// simulator: "identical decisions on every scenario", or where they differ.
+fn reference_check(policies: &[Policy], cases: &[Case], shared: &Shared) -> Result<String> {
+    let mut mismatches = Vec::new();
+    for (policy, case) in policies.iter().zip(cases) {
+        let (salt, start) = (&policy.ramp.salt, case.replay.first);
+        let (fast, slow) = (replay(policy, case, salt, start, Some(shared), false)?, replay(policy, case, salt, start, None, true)?);
+        if fast.outcome != slow.outcome || fast.hours != slow.hours {
+            mismatches.push(format!(
+                "{}: fast {:?} after {:.0}h, reference {:?} after {:.0}h",
+                case.scenario.name, fast.outcome, fast.hours, slow.outcome, slow.hours
+            ));
         }
-        reference_check =
-            Some(if mismatches.is_empty() { "identical decisions on every scenario".to_string() } else { mismatches.join("; ") });
-        tuned = policies.into_iter().next();
     }
+    Ok(if mismatches.is_empty() { "identical decisions on every scenario".to_string() } else { mismatches.join("; ") })
+}
 
-    let seconds = started.elapsed().as_secs_f64();
-    let summary = TuneSummary {
-        scenarios: cases
-            .iter()
-            .map(|c| ScenarioRef { name: c.scenario.name.clone(), file: c.scenario.file.display().to_string(), expect: c.expect })
-            .collect(),
-        objective: OBJECTIVE,
-        search: SearchInfo {
-            method: match space.method {
-                space::Method::Grid => "grid",
-                space::Method::Random => "random",
-            },
-            variants: results.len(),
-            salts: space.salts,
-            windows: space.windows,
-            false_rollback_budget: space.false_rollback_budget,
-            promote_within: crate::time::format_duration(space.promote_within),
-            min_promoted: space.min_promoted,
-            invalid: results.iter().filter(|r| r.stage == Stage::Invalid).count(),
-            cut_at_incidents: results.iter().filter(|r| r.stage == Stage::Incidents).count(),
-            cut_at_false_rollbacks: results.iter().filter(|r| r.stage == Stage::FalseRollbacks).count(),
-            cut_at_promotions: results.iter().filter(|r| r.stage == Stage::Promotions).count(),
-            cut_dominated: results.iter().filter(|r| r.stage == Stage::Dominated).count(),
-            feasible: feasible_ids.len(),
-            seconds,
-            index_seconds: indexed,
-            search_seconds,
-            variants_per_second: results.len() as f64 / search_seconds.max(1e-9),
+/// How the search went: its settings, the variants cut at each stage, its time
+/// (`(all, indexing, searching)` seconds).
+fn search_info(space: &Space, results: &[VariantResult], feasible: usize, (seconds, indexed, searching): (f64, f64, f64)) -> SearchInfo {
+    let cut = |stage: Stage| results.iter().filter(|r| r.stage == stage).count();
+    SearchInfo {
+        method: match space.method {
+            space::Method::Grid => "grid",
+            space::Method::Random => "random",
         },
-        baselines,
-        variants: results,
-        winner,
-        reference_check,
-    };
-
-    summary::write(&out_dir, &summary, tuned.as_ref())?;
-    Ok(TuneOutput { out_dir, summary, tuned })
+        variants: results.len(),
+        salts: space.salts,
+        windows: space.windows,
+        false_rollback_budget: space.false_rollback_budget,
+        promote_within: crate::time::format_duration(space.promote_within),
+        min_promoted: space.min_promoted,
+        invalid: cut(Stage::Invalid),
+        cut_at_incidents: cut(Stage::Incidents),
+        cut_at_false_rollbacks: cut(Stage::FalseRollbacks),
+        cut_at_promotions: cut(Stage::Promotions),
+        cut_dominated: cut(Stage::Dominated),
+        feasible,
+        seconds,
+        index_seconds: indexed,
+        search_seconds: searching,
+        variants_per_second: results.len() as f64 / searching.max(1e-9),
+    }
 }
