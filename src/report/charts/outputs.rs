@@ -2,6 +2,40 @@
 
 // The chart frame, palette and helpers of the parent module.
 use super::*;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+
+/// A chart with coordinates `X` × `Y` on an [`Area`].
+type Plot<'a, 'b, X, Y> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<X, Y>>;
+
+/// The frame the three charts share: the title over the plot, the label areas (`x_label_area`
+/// high under it), both axes named, no minor grid lines.
+fn framed<'a, 'b, X: AsRangedCoord, Y: AsRangedCoord>(
+    area: &'a Area<'b>,
+    caption: &str,
+    x_label_area: u32,
+    (x, y): (X, Y),
+    (x_desc, y_desc): (&str, &str),
+) -> std::result::Result<Plot<'a, 'b, X::CoordDescType, Y::CoordDescType>, Box<dyn std::error::Error>>
+where
+    X::CoordDescType: ValueFormatter<X::Value>,
+    Y::CoordDescType: ValueFormatter<Y::Value>,
+{
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, style(22))
+        .margin(14)
+        .x_label_area_size(x_label_area)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(style(15))
+        .axis_desc_style(style(16))
+        .light_line_style(WHITE)
+        .draw()?;
+    Ok(chart)
+}
 
 /// Both models' score distributions.
 pub(super) fn scores(view: &RunView) -> Result<Chart> {
@@ -22,20 +56,7 @@ pub(super) fn scores(view: &RunView) -> Result<Chart> {
     let lines = [share(0), share(1)];
     let top = lines.iter().flatten().map(|p| p.1).fold(0.0, f64::max).max(1e-6) * 1.1;
     let png = render(1200, 460, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption("Score distributions", style(22))
-            .margin(14)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
-            .build_cartesian_2d(lo..hi, 0.0..top)?;
-        chart
-            .configure_mesh()
-            .x_desc("score")
-            .y_desc("share of requests")
-            .label_style(style(15))
-            .axis_desc_style(style(16))
-            .light_line_style(WHITE)
-            .draw()?;
+        let mut chart = framed(root, "Score distributions", 40, (lo..hi, 0.0..top), ("score", "share of requests"))?;
         for (arm, (color, name)) in [(STABLE, "stable"), (CANDIDATE, "candidate")].into_iter().enumerate() {
             chart
                 .draw_series(AreaSeries::new(lines[arm].clone(), 0.0, color.mix(0.15)).border_style(color.stroke_width(2)))?
@@ -65,20 +86,8 @@ pub(super) fn scores(view: &RunView) -> Result<Chart> {
 pub(super) fn calibration(view: &RunView) -> Result<Chart> {
     let curves = &view.scores.calibration;
     let png = render(900, 620, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption("Calibration on labelled requests", style(22))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
-        chart
-            .configure_mesh()
-            .x_desc("mean predicted probability")
-            .y_desc("observed rate")
-            .label_style(style(15))
-            .axis_desc_style(style(16))
-            .light_line_style(WHITE)
-            .draw()?;
+        let axes = ("mean predicted probability", "observed rate");
+        let mut chart = framed(root, "Calibration on labelled requests", 44, (0.0..1.0, 0.0..1.0), axes)?;
         chart
             .draw_series(DashedLineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], 6, 6, OPEN.stroke_width(1)))?
             .label("perfectly calibrated")
@@ -113,20 +122,8 @@ pub(super) fn latency(view: &RunView) -> Result<Chart> {
     let (lo, hi) = all.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if lo.is_finite() && hi > lo { (lo * 0.9, hi * 1.1) } else { (1.0, 10.0) };
     let png = render(1200, 460, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption("Measured latency of one request, alone", style(22))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d((lo..hi).log_scale(), 0.0..1.0)?;
-        chart
-            .configure_mesh()
-            .x_desc("latency (µs, log scale)")
-            .y_desc("share of requests at most this fast")
-            .label_style(style(15))
-            .axis_desc_style(style(16))
-            .light_line_style(WHITE)
-            .draw()?;
+        let axes = ("latency (µs, log scale)", "share of requests at most this fast");
+        let mut chart = framed(root, "Measured latency of one request, alone", 44, ((lo..hi).log_scale(), 0.0..1.0), axes)?;
         for (arm, (color, name)) in [(STABLE, "stable"), (CANDIDATE, "candidate")].into_iter().enumerate() {
             let line: Vec<(f64, f64)> = cdf[arm].iter().copied().filter(|p| p.0 > 0.0).collect();
             chart
