@@ -6,6 +6,7 @@
 //! every default spelled out (that is `policy.toml`). When a scenario gives no policy sections the
 //! [`Policy::default_for`] policy applies.
 
+pub mod choice;
 mod metric;
 pub mod raw;
 mod validate;
@@ -21,9 +22,10 @@ use crate::stats::group_sequential::Spending;
 use crate::stats::msprt::MAX_COMPONENTS;
 use crate::stats::multiple::Correction;
 use crate::time::{format_duration, parse_duration, Micros};
+use choice::{Choice, Kind, SpendingFunction, Test};
 use raw::{RawCost, RawDecision, RawGate, RawRamp, RawSections, RawSegmentPolicy, RawStage};
 pub(crate) use validate::Check;
-use validate::{correction_name, decision, gate, percent, ramp, segment_policy};
+use validate::{decision, gate, percent, ramp, segment_policy};
 
 /// A validated policy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -108,13 +110,19 @@ pub enum GateKind {
 }
 
 impl GateKind {
-    pub fn name(&self) -> &'static str {
+    /// The kind as a policy file writes it.
+    pub fn form(&self) -> Kind {
         match self {
-            GateKind::Threshold { .. } => "threshold",
-            GateKind::Ratio { .. } => "ratio",
-            GateKind::NonInferiority { .. } => "non_inferiority",
-            GateKind::Regression => "regression",
+            GateKind::Threshold { .. } => Kind::Threshold,
+            GateKind::Ratio { .. } => Kind::Ratio,
+            GateKind::NonInferiority { .. } => Kind::NonInferiority,
+            GateKind::Regression => Kind::Regression,
         }
+    }
+
+    pub fn name(&self) -> &'static str {
+        use choice::Named as _;
+        self.form().name()
     }
 
     /// Whether the gate runs a sequential test on the difference.
@@ -311,7 +319,7 @@ impl Policy {
                 };
                 RawGate {
                     metric: g.metric.name().into(),
-                    kind: g.kind.name().into(),
+                    kind: Choice::Known(g.kind.form()),
                     margin,
                     min,
                     max,
@@ -327,27 +335,20 @@ impl Policy {
         let decision = RawDecision {
             alpha: Some(d.alpha),
             power: Some(d.power),
-            correction: Some(correction_name(d.correction).into()),
-            sequential: Some(match d.sequential {
-                Sequential::Msprt => "msprt".into(),
-                Sequential::GroupSequential(_) => "group_sequential".into(),
-            }),
-            spending: Some(match d.sequential {
-                Sequential::GroupSequential(Spending::Pocock) => "pocock".into(),
-                _ => "obrien_fleming".into(),
-            }),
+            correction: Some(Choice::Known(d.correction)),
+            sequential: Some(Choice::Known(match d.sequential {
+                Sequential::Msprt => Test::Msprt,
+                Sequential::GroupSequential(_) => Test::GroupSequential,
+            })),
+            spending: Some(Choice::Known(match d.sequential {
+                Sequential::GroupSequential(Spending::Pocock) => SpendingFunction::Pocock,
+                _ => SpendingFunction::OBrienFleming,
+            })),
             tuning: Some(d.tuning.clone()),
             min_samples: Some(d.min_samples),
             consecutive_failures: Some(d.consecutive_failures),
             total_failures: Some(d.total_failures),
-            on_timeout: Some(
-                match d.on_timeout {
-                    OnTimeout::Hold => "hold",
-                    OnTimeout::Rollback => "rollback",
-                    OnTimeout::Promote => "promote",
-                }
-                .into(),
-            ),
+            on_timeout: Some(Choice::Known(d.on_timeout)),
             threshold: Some(d.threshold),
             cost: Some(RawCost {
                 true_positive: Some(d.cost.true_positive),

@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::choice::{Choice, Kind, SpendingFunction, Test};
+use super::OnTimeout;
+use crate::stats::multiple::Correction;
+
 /// A policy's sections of a scenario: what `policy.toml` holds and `summary.json` records.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct RawSections {
@@ -90,8 +94,7 @@ pub struct RawGate {
     /// error_rate, latency_mean, latency_p50, latency_p95, latency_p99, score_mean, score_psi,
     /// score_js, score_wasserstein, accuracy, log_loss, brier, auc, ece, expected_cost, mae, rmse.
     pub metric: String,
-    /// threshold | ratio | non_inferiority | regression.
-    pub kind: String,
+    pub kind: Choice<Kind>,
     /// non_inferiority: the margin relative to the stable mean (0.02 = 2%).
     pub margin: Option<f64>,
     /// threshold: bounds on the candidate's value; ratio: bounds on candidate / stable.
@@ -125,12 +128,12 @@ pub struct RawDecision {
     pub alpha: Option<f64>,
     /// Power the "how much more traffic" estimates aim for.
     pub power: Option<f64>,
-    /// Multiple testing across gates and segments: none | bonferroni | holm | benjamini_hochberg | benjamini_yekutieli.
-    pub correction: Option<String>,
-    /// Repeated-look test: msprt (always valid) | group_sequential.
-    pub sequential: Option<String>,
-    /// Spending function for group_sequential: obrien_fleming | pocock.
-    pub spending: Option<String>,
+    /// Multiple testing across gates and segments.
+    pub correction: Option<Choice<Correction>>,
+    /// Repeated-look test.
+    pub sequential: Option<Choice<Test>>,
+    /// Spending function for group_sequential.
+    pub spending: Option<Choice<SpendingFunction>>,
     /// Sample sizes (both arms together) at which the always-valid intervals should be tightest
     /// (default [200, 2000, 20000, 200000]).
     pub tuning: Option<Vec<f64>>,
@@ -140,8 +143,8 @@ pub struct RawDecision {
     pub consecutive_failures: Option<u32>,
     /// Roll back after this many failing checks in all.
     pub total_failures: Option<u32>,
-    /// At a stage's maximum time while inconclusive: hold | rollback | promote.
-    pub on_timeout: Option<String>,
+    /// At a stage's maximum time while inconclusive.
+    pub on_timeout: Option<Choice<OnTimeout>>,
     /// Decision threshold for accuracy and expected cost.
     pub threshold: Option<f64>,
     /// Cost matrix for expected_cost.

@@ -2,20 +2,11 @@
 //! problem keyed by its file and path.
 
 // The policy types and the raw sections of the parent module.
+use super::choice::Named;
 use super::*;
 
 pub(super) fn percent(fraction: f64) -> f64 {
     (fraction * 100.0 * 1e9).round() / 1e9
-}
-
-pub(super) fn correction_name(c: Correction) -> &'static str {
-    match c {
-        Correction::None => "none",
-        Correction::Bonferroni => "bonferroni",
-        Correction::Holm => "holm",
-        Correction::BenjaminiHochberg => "benjamini_hochberg",
-        Correction::BenjaminiYekutieli => "benjamini_yekutieli",
-    }
 }
 
 /// Problems found while validating a file's sections, keyed by the file.
@@ -55,17 +46,23 @@ impl Check<'_> {
         v
     }
 
-    fn choice<T: Copy>(&mut self, key: &str, value: Option<&str>, default: T, options: &[(&str, T)]) -> T {
-        let Some(text) = value else { return default };
-        match options.iter().find(|(name, _)| *name == text) {
-            Some((_, v)) => *v,
-            None => {
-                let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+    /// The value `choice` names; `None` (the problem reported at `key`, with the names it could
+    /// be and the likeliest) when it names none.
+    fn choice<T: Named>(&mut self, key: &str, choice: &Choice<T>) -> Option<T> {
+        match choice {
+            Choice::Known(v) => Some(*v),
+            Choice::Unknown(text) => {
+                let names: Vec<&str> = T::NAMES.iter().map(|(n, _)| *n).collect();
                 let hint = crate::error::did_you_mean(text, names.iter().copied()).map(|s| format!("did you mean \"{s}\"?"));
                 self.problem(&format!("{key} = \"{text}\""), format!("is not one of: {}", names.join(", ")), hint.as_deref());
-                default
+                None
             }
         }
+    }
+
+    /// [`Check::choice`] of a setting that may be left out: `default` then, and when it names none.
+    fn choice_or<T: Named>(&mut self, key: &str, choice: Option<&Choice<T>>, default: T) -> T {
+        choice.and_then(|c| self.choice(key, c)).unwrap_or(default)
     }
 }
 
@@ -176,36 +173,16 @@ pub(super) fn decision(c: &mut Check, raw: RawDecision) -> Decision {
     }
     let tuning: Vec<f64> = tuning.into_iter().filter(|n| *n >= 1.0).take(MAX_COMPONENTS).collect();
     let tuning = if tuning.is_empty() { vec![2_000.0] } else { tuning };
-    let correction = c.choice(
-        "decision.correction",
-        raw.correction.as_deref(),
-        Correction::Holm,
-        &[
-            ("none", Correction::None),
-            ("bonferroni", Correction::Bonferroni),
-            ("holm", Correction::Holm),
-            ("benjamini_hochberg", Correction::BenjaminiHochberg),
-            ("benjamini_yekutieli", Correction::BenjaminiYekutieli),
-        ],
-    );
-    let spending = c.choice(
-        "decision.spending",
-        raw.spending.as_deref(),
-        Spending::OBrienFleming,
-        &[("obrien_fleming", Spending::OBrienFleming), ("pocock", Spending::Pocock)],
-    );
-    let sequential = c.choice(
-        "decision.sequential",
-        raw.sequential.as_deref(),
-        Sequential::Msprt,
-        &[("msprt", Sequential::Msprt), ("group_sequential", Sequential::GroupSequential(spending))],
-    );
-    let on_timeout = c.choice(
-        "decision.on_timeout",
-        raw.on_timeout.as_deref(),
-        OnTimeout::Hold,
-        &[("hold", OnTimeout::Hold), ("rollback", OnTimeout::Rollback), ("promote", OnTimeout::Promote)],
-    );
+    let correction = c.choice_or("decision.correction", raw.correction.as_ref(), Correction::Holm);
+    let spending = match c.choice_or("decision.spending", raw.spending.as_ref(), SpendingFunction::OBrienFleming) {
+        SpendingFunction::OBrienFleming => Spending::OBrienFleming,
+        SpendingFunction::Pocock => Spending::Pocock,
+    };
+    let sequential = match c.choice_or("decision.sequential", raw.sequential.as_ref(), Test::Msprt) {
+        Test::Msprt => Sequential::Msprt,
+        Test::GroupSequential => Sequential::GroupSequential(spending),
+    };
+    let on_timeout = c.choice_or("decision.on_timeout", raw.on_timeout.as_ref(), OnTimeout::Hold);
     let threshold = raw.threshold.unwrap_or(0.5);
     let cost = raw.cost.unwrap_or_default();
     let consecutive_failures = raw.consecutive_failures.unwrap_or(3);
@@ -274,10 +251,10 @@ pub(super) fn gate(c: &mut Check, i: usize, raw: &RawGate, shape: &TrafficShape,
             Some("name the label column, or gate on error_rate, latency or score drift"),
         );
     }
-    let kind = match raw.kind.as_str() {
-        "threshold" => GateKind::Threshold { min: raw.min, max: raw.max },
-        "ratio" => GateKind::Ratio { min: raw.min, max: raw.max },
-        "non_inferiority" => {
+    let kind = match c.choice(&format!("{key}.kind"), &raw.kind)? {
+        Kind::Threshold => GateKind::Threshold { min: raw.min, max: raw.max },
+        Kind::Ratio => GateKind::Ratio { min: raw.min, max: raw.max },
+        Kind::NonInferiority => {
             let margin = raw.margin.unwrap_or(-1.0);
             if !(margin >= 0.0) {
                 c.problem(
@@ -288,17 +265,7 @@ pub(super) fn gate(c: &mut Check, i: usize, raw: &RawGate, shape: &TrafficShape,
             }
             GateKind::NonInferiority { margin: margin.max(0.0) }
         }
-        "regression" => GateKind::Regression,
-        other => {
-            let hint = crate::error::did_you_mean(other, ["threshold", "ratio", "non_inferiority", "regression"])
-                .map(|s| format!("did you mean \"{s}\"?"));
-            c.problem(
-                &format!("{key}.kind = \"{other}\""),
-                "is not one of: threshold, ratio, non_inferiority, regression",
-                hint.as_deref(),
-            );
-            return None;
-        }
+        Kind::Regression => GateKind::Regression,
     };
     if let GateKind::Threshold { min, max } | GateKind::Ratio { min, max } = kind {
         if min.is_none() && max.is_none() {

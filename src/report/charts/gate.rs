@@ -3,6 +3,7 @@
 
 // The chart frame, palette and helpers of the parent module.
 use super::*;
+use crate::policy::choice::Kind;
 
 /// One gate on all traffic: both arms' values over the checks (top), and the candidate's
 /// difference (or ratio) with its interval against the margin or thresholds (bottom).
@@ -13,26 +14,24 @@ pub(super) fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate
     let last_check = series.points.last().map(|p| days(p.time)).unwrap_or(days(last));
     let x1 = (last_check + ((last_check - x0) * 0.03).max(1.0 / 24.0)).min(days(last)).max(x0 + 1.0 / 24.0);
     let metric = gate.and_then(|g| Metric::parse(&g.metric));
-    let kind = gate.map(|g| g.kind.as_str()).unwrap_or("");
-    let ratio = kind == "ratio";
+    let kind = gate.and_then(|g| g.kind.known());
+    let ratio = kind == Some(Kind::Ratio);
+    let threshold = kind == Some(Kind::Threshold);
     let higher_better = metric.and_then(|m| m.better()) == Some(Better::Higher);
     let faults = fault_windows(view, x0, x1);
     let points = &series.points;
     // The line the difference must stay on the right side of.
     let limit = |p: &GatePoint| -> Option<f64> {
         match kind {
-            "non_inferiority" => p.margin.map(|m| if higher_better { -m } else { m }),
-            "regression" => Some(0.0),
+            Some(Kind::NonInferiority) => p.margin.map(|m| if higher_better { -m } else { m }),
+            Some(Kind::Regression) => Some(0.0),
             _ => None,
         }
     };
     let thresholds: Vec<f64> =
-        gate.filter(|_| kind == "threshold" || ratio).map(|g| [g.min, g.max].into_iter().flatten().collect()).unwrap_or_default();
-    let values = bounds(points.iter().flat_map(|p| [p.stable, p.canary]).flatten().chain(if kind == "threshold" {
-        thresholds.clone()
-    } else {
-        Vec::new()
-    }));
+        gate.filter(|_| threshold || ratio).map(|g| [g.min, g.max].into_iter().flatten().collect()).unwrap_or_default();
+    let values =
+        bounds(points.iter().flat_map(|p| [p.stable, p.canary]).flatten().chain(if threshold { thresholds.clone() } else { Vec::new() }));
     let diffs = bounds(
         points
             .iter()
@@ -44,14 +43,14 @@ pub(super) fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate
     let name = series.gate.clone();
     let fx = |p: &GatePoint| (days(p.time) - x0) / (x1 - x0);
     let failing = points.iter().any(|p| p.verdict == GateVerdict::Fail && p.canary.is_some());
-    let estimate_label = if kind == "non_inferiority" {
+    let estimate_label = if kind == Some(Kind::NonInferiority) {
         "rollout estimate (stages combined), with its confidence sequence"
     } else {
         "estimate, with its always-valid interval"
     };
     let limit_label = match kind {
-        "non_inferiority" => "non-inferiority margin",
-        "regression" => "no worse than stable",
+        Some(Kind::NonInferiority) => "non-inferiority margin",
+        Some(Kind::Regression) => "no worse than stable",
         _ => "threshold",
     };
     // Where each panel's legend hides no line, the value axis raised when every corner has one.
@@ -64,7 +63,7 @@ pub(super) fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate
             .chain(fault_label(&faults));
         let mut drawn: Vec<(f64, f64)> =
             points.iter().flat_map(|p| [p.stable, p.canary].into_iter().flatten().map(move |v| (fx(p), v))).collect();
-        if kind == "threshold" {
+        if threshold {
             drawn.extend(across(&thresholds));
         }
         legend_room(&drawn, v, legend_size(&labels.collect::<Vec<_>>(), 13, (1104, 218)), &corners)
@@ -110,7 +109,7 @@ pub(super) fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate
                 .label("failing check")
                 .legend(|(x, y)| Cross::new((x + 9, y), 5, FAIL.stroke_width(2)));
         }
-        if kind == "threshold" {
+        if threshold {
             for t in &thresholds {
                 upper.draw_series(DashedLineSeries::new(vec![(x0, *t), (x1, *t)], 8, 6, FAIL.stroke_width(2)))?;
             }
@@ -170,7 +169,7 @@ pub(super) fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate
         file: format!("gate-{}-{}.png", index + 1, series.gate.replace(' ', "-")),
         title: format!("Gate: {}", series.gate),
         caption: match kind {
-            "non_inferiority" => format!(
+            Some(Kind::NonInferiority) => format!(
                 "{} on all traffic at each check. Top: both arms over the window the check judged, failing checks crossed (a check fails when the candidate is significantly worse than the margin in that window, after the correction across gates and scopes). Bottom: the difference from stable over the whole rollout, stages combined by inverse-variance weights, with its always-valid confidence sequence (a running intersection, so it can exclude the latest estimate when the effect drifts); the gate passes when the sequence's harmful end stays inside the margin ({direction}).",
                 series.gate
             ),
