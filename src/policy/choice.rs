@@ -98,11 +98,12 @@ macro_rules! named {
             $($(#[$vdoc])* $variant),+
         }
 
-        impl Named for $name {
+        impl $crate::policy::choice::Named for $name {
             const NAMES: &'static [(&'static str, Self)] = &[$(($text, $name::$variant)),+];
         }
     };
 }
+pub(crate) use named;
 
 named! {
     /// A gate's `kind`, as written (the validated [`super::GateKind`] carries its bounds).

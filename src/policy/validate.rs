@@ -48,7 +48,7 @@ impl Check<'_> {
 
     /// The value `choice` names; `None` (the problem reported at `key`, with the names it could
     /// be and the likeliest) when it names none.
-    fn choice<T: Named>(&mut self, key: &str, choice: &Choice<T>) -> Option<T> {
+    pub(crate) fn choice<T: Named>(&mut self, key: &str, choice: &Choice<T>) -> Option<T> {
         match choice {
             Choice::Known(v) => Some(*v),
             Choice::Unknown(text) => {
@@ -61,7 +61,7 @@ impl Check<'_> {
     }
 
     /// [`Check::choice`] of a setting that may be left out: `default` then, and when it names none.
-    fn choice_or<T: Named>(&mut self, key: &str, choice: Option<&Choice<T>>, default: T) -> T {
+    pub(crate) fn choice_or<T: Named>(&mut self, key: &str, choice: Option<&Choice<T>>, default: T) -> T {
         choice.and_then(|c| self.choice(key, c)).unwrap_or(default)
     }
 }

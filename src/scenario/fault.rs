@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Role;
 use crate::error::Problem;
+use crate::policy::choice::{named, Choice, Named};
 use crate::policy::{Check, TrafficShape};
 use crate::time::{format_timestamp, Micros, RawTime};
 
@@ -54,13 +55,27 @@ impl Fault {
     }
 }
 
+named! {
+    /// A fault's `kind`: what it does to the model's outputs.
+    FaultKind {
+        Latency = "latency",
+        ErrorRate = "error_rate",
+        ScoreShift = "score_shift",
+        ConstantOutput = "constant_output",
+        FeatureMissing = "feature_missing",
+    }
+}
+
+impl Named for Role {
+    const NAMES: &'static [(&'static str, Self)] = &[("stable", Role::Stable), ("candidate", Role::Candidate)];
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawFault {
-    /// latency | error_rate | score_shift | constant_output | feature_missing.
-    pub kind: String,
-    /// candidate (default) or stable.
-    pub model: Option<String>,
+    pub kind: Choice<FaultKind>,
+    /// The candidate (default) or the stable model.
+    pub model: Option<Choice<Role>>,
     /// Start of the incident (inclusive); default the start of the data.
     pub start: Option<RawTime>,
     /// End of the incident (exclusive); default none.
@@ -115,8 +130,8 @@ fn fault(c: &mut Check, i: usize, raw: &RawFault, shape: &TrafficShape) -> Optio
             }
         }
     };
-    let effect = match raw.kind.as_str() {
-        "latency" => {
+    let effect = match c.choice(&format!("{key}.kind"), &raw.kind)? {
+        FaultKind::Latency => {
             if raw.add_ms.is_none() && raw.multiply.is_none() {
                 c.problem(&key, "a latency fault needs add_ms or multiply", None);
             }
@@ -125,37 +140,24 @@ fn fault(c: &mut Check, i: usize, raw: &RawFault, shape: &TrafficShape) -> Optio
                 multiply: finite(c, "multiply", raw.multiply.unwrap_or(1.0)),
             }
         }
-        "error_rate" => {
+        FaultKind::ErrorRate => {
             let rate = need(c, "rate", raw.rate);
             if !(0.0..=1.0).contains(&rate) {
                 c.problem(&format!("{key}.rate = {rate}"), "a rate is a share in [0, 1]", None);
             }
             Effect::ErrorRate { rate }
         }
-        "score_shift" => Effect::ScoreShift { shift: need(c, "shift", raw.shift) },
-        "constant_output" => Effect::ConstantOutput { value: need(c, "value", raw.value) },
-        "feature_missing" => match &raw.feature {
+        FaultKind::ScoreShift => Effect::ScoreShift { shift: need(c, "shift", raw.shift) },
+        FaultKind::ConstantOutput => Effect::ConstantOutput { value: need(c, "value", raw.value) },
+        FaultKind::FeatureMissing => match &raw.feature {
             Some(f) => Effect::FeatureMissing { feature: f.clone() },
             None => {
                 c.problem(&format!("{key}.feature"), "a feature_missing fault needs the feature's column name", None);
                 return None;
             }
         },
-        other => {
-            let options = ["latency", "error_rate", "score_shift", "constant_output", "feature_missing"];
-            let hint = crate::error::did_you_mean(other, options).map(|s| format!("did you mean \"{s}\"?"));
-            c.problem(&format!("{key}.kind = \"{other}\""), format!("is not one of: {}", options.join(", ")), hint.as_deref());
-            return None;
-        }
     };
-    let model = match raw.model.as_deref().unwrap_or("candidate") {
-        "candidate" => Role::Candidate,
-        "stable" => Role::Stable,
-        other => {
-            c.problem(&format!("{key}.model = \"{other}\""), "is not one of: candidate, stable", None);
-            Role::Candidate
-        }
-    };
+    let model = c.choice_or(&format!("{key}.model"), raw.model.as_ref(), Role::Candidate);
     let start = time(c, &format!("{key}.start"), &raw.start);
     let end = time(c, &format!("{key}.end"), &raw.end);
     if let (Some(s), Some(e)) = (start, end) {
