@@ -78,90 +78,31 @@ pub(super) fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate
         }
         legend_room(&drawn, d, legend_size(&[estimate_label, limit_label], 13, (1104, 254)), &corners)
     });
+    let panels = Panels {
+        points,
+        faults: &faults,
+        x: (x0, x1),
+        thresholds: &thresholds,
+        ratio,
+        threshold,
+        limit: &limit,
+        estimate_label,
+        limit_label,
+    };
     let png = render(1200, 620, |root| {
-        let title_height = 36;
-        let (title, body) = root.split_vertically(title_height);
+        let (title, body) = root.split_vertically(36);
         title.titled(&format!("Gate: {name} (all traffic)"), style(22))?;
         let (top, bottom) = body.split_vertically(270);
-        let Some((upper_legend, (v0, v1))) = values else {
+        let Some((legend_at, range)) = values else {
             top.draw_text("no values yet: the gate never had data", &style(16), (80, 120))?;
             return Ok(());
         };
-        let mut upper = time_panel(&top, (x0, x1), (v0, v1), 28, &gate.map(|g| g.metric.clone()).unwrap_or_default())?;
-        shade_faults(&mut upper, &faults, (v0, v1), true)?;
-        for (i, run) in runs(points, |p| p.stable).into_iter().enumerate() {
-            let drawn = upper.draw_series(LineSeries::new(run, STABLE.stroke_width(2)))?;
-            if i == 0 {
-                drawn.label("stable").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], STABLE.stroke_width(2)));
-            }
-        }
-        for (i, run) in runs(points, |p| p.canary).into_iter().enumerate() {
-            let drawn = upper.draw_series(LineSeries::new(run, CANDIDATE.stroke_width(2)))?;
-            if i == 0 {
-                drawn.label("candidate").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], CANDIDATE.stroke_width(2)));
-            }
-        }
-        let failing_values: Vec<(f64, f64)> =
-            points.iter().filter(|p| p.verdict == GateVerdict::Fail).filter_map(|p| Some((days(p.time), p.canary?))).collect();
-        if !failing_values.is_empty() {
-            upper
-                .draw_series(failing_values.into_iter().map(|p| Cross::new(p, 5, FAIL.stroke_width(2))))?
-                .label("failing check")
-                .legend(|(x, y)| Cross::new((x + 9, y), 5, FAIL.stroke_width(2)));
-        }
-        if threshold {
-            for t in &thresholds {
-                upper.draw_series(DashedLineSeries::new(vec![(x0, *t), (x1, *t)], 8, 6, FAIL.stroke_width(2)))?;
-            }
-        }
-        legend(&mut upper, upper_legend, 13)?;
-
-        let Some((lower_legend, (d0, d1))) = diffs.filter(|_| points.iter().any(|p| p.estimate.is_some())) else {
+        panels.upper(&top, legend_at, range, &gate.map(|g| g.metric.clone()).unwrap_or_default())?;
+        let Some((legend_at, range)) = diffs.filter(|_| points.iter().any(|p| p.estimate.is_some())) else {
             bottom.draw_text("no difference estimated yet: the arms never both had the minimum sample", &style(15), (90, 110))?;
             return Ok(());
         };
-        let mut lower = time_panel(&bottom, (x0, x1), (d0, d1), 36, if ratio { "candidate / stable" } else { "candidate − stable" })?;
-        shade_faults(&mut lower, &faults, (d0, d1), false)?;
-        let baseline = if ratio { 1.0 } else { 0.0 };
-        lower.draw_series(LineSeries::new(vec![(x0, baseline), (x1, baseline)], OPEN.stroke_width(1)))?;
-        // The interval as a band: contiguous runs of checks with both ends known.
-        let mut band: Vec<(f64, f64, f64)> = Vec::new();
-        let flush = |band: &mut Vec<(f64, f64, f64)>, chart: &mut ChartContext<BitMapBackend, _>| -> DrawResult {
-            if band.len() > 1 {
-                let outline: Vec<(f64, f64)> = band.iter().map(|p| (p.0, p.2)).chain(band.iter().rev().map(|p| (p.0, p.1))).collect();
-                chart.draw_series(std::iter::once(Polygon::new(outline, CANDIDATE.mix(0.18).filled())))?;
-            }
-            band.clear();
-            Ok(())
-        };
-        for p in points {
-            match (p.lower.filter(|v| v.is_finite()), p.upper.filter(|v| v.is_finite())) {
-                (Some(lo), Some(hi)) => band.push((days(p.time), lo.max(d0), hi.min(d1))),
-                _ => flush(&mut band, &mut lower)?,
-            }
-        }
-        flush(&mut band, &mut lower)?;
-        for (i, run) in runs(points, |p| p.estimate).into_iter().enumerate() {
-            let drawn = lower.draw_series(LineSeries::new(run, CANDIDATE.stroke_width(2)))?;
-            if i == 0 {
-                drawn.label(estimate_label).legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], CANDIDATE.mix(0.4).filled()));
-            }
-        }
-        let mut labelled = false;
-        for run in runs(points, limit) {
-            let drawn = lower.draw_series(DashedLineSeries::new(run, 8, 6, FAIL.stroke_width(2)))?;
-            if !labelled {
-                drawn.label(limit_label).legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], FAIL.stroke_width(2)));
-                labelled = true;
-            }
-        }
-        if ratio {
-            for t in &thresholds {
-                lower.draw_series(DashedLineSeries::new(vec![(x0, *t), (x1, *t)], 8, 6, FAIL.stroke_width(2)))?;
-            }
-        }
-        legend(&mut lower, lower_legend, 13)?;
-        Ok(())
+        panels.lower(&bottom, legend_at, range)
     })?;
     let direction = if higher_better { "lower is worse" } else { "higher is worse" };
     Ok(Chart {
@@ -181,4 +122,101 @@ pub(super) fn gate_chart(view: &RunView, index: usize, series: &GateSeries, gate
         },
         png,
     })
+}
+
+/// What the two panels of a gate chart draw.
+struct Panels<'a> {
+    points: &'a [GatePoint],
+    faults: &'a [(f64, f64, String)],
+    /// Replayed time across, in days.
+    x: (f64, f64),
+    thresholds: &'a [f64],
+    ratio: bool,
+    threshold: bool,
+    /// The line the difference must stay on the right side of, at a check.
+    limit: &'a dyn Fn(&GatePoint) -> Option<f64>,
+    estimate_label: &'static str,
+    limit_label: &'static str,
+}
+
+impl Panels<'_> {
+    /// Both arms' values of `metric` over the checks (`(v0, v1)` up), failing checks crossed.
+    fn upper(&self, area: &Area, legend_at: SeriesLabelPosition, (v0, v1): (f64, f64), metric: &str) -> DrawResult {
+        let mut upper = time_panel(area, self.x, (v0, v1), 28, metric)?;
+        shade_faults(&mut upper, self.faults, (v0, v1), true)?;
+        for (i, run) in runs(self.points, |p| p.stable).into_iter().enumerate() {
+            let drawn = upper.draw_series(LineSeries::new(run, STABLE.stroke_width(2)))?;
+            if i == 0 {
+                drawn.label("stable").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], STABLE.stroke_width(2)));
+            }
+        }
+        for (i, run) in runs(self.points, |p| p.canary).into_iter().enumerate() {
+            let drawn = upper.draw_series(LineSeries::new(run, CANDIDATE.stroke_width(2)))?;
+            if i == 0 {
+                drawn.label("candidate").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], CANDIDATE.stroke_width(2)));
+            }
+        }
+        let failing_values: Vec<(f64, f64)> =
+            self.points.iter().filter(|p| p.verdict == GateVerdict::Fail).filter_map(|p| Some((days(p.time), p.canary?))).collect();
+        if !failing_values.is_empty() {
+            upper
+                .draw_series(failing_values.into_iter().map(|p| Cross::new(p, 5, FAIL.stroke_width(2))))?
+                .label("failing check")
+                .legend(|(x, y)| Cross::new((x + 9, y), 5, FAIL.stroke_width(2)));
+        }
+        if self.threshold {
+            for t in self.thresholds {
+                upper.draw_series(DashedLineSeries::new(vec![(self.x.0, *t), (self.x.1, *t)], 8, 6, FAIL.stroke_width(2)))?;
+            }
+        }
+        legend(&mut upper, legend_at, 13)
+    }
+
+    /// The candidate's difference (or ratio) from stable (`(d0, d1)` up) with its interval as a
+    /// band, against the margin or the thresholds.
+    fn lower(&self, area: &Area, legend_at: SeriesLabelPosition, (d0, d1): (f64, f64)) -> DrawResult {
+        let mut lower = time_panel(area, self.x, (d0, d1), 36, if self.ratio { "candidate / stable" } else { "candidate − stable" })?;
+        shade_faults(&mut lower, self.faults, (d0, d1), false)?;
+        let baseline = if self.ratio { 1.0 } else { 0.0 };
+        lower.draw_series(LineSeries::new(vec![(self.x.0, baseline), (self.x.1, baseline)], OPEN.stroke_width(1)))?;
+        // The interval as a band: contiguous runs of checks with both ends known.
+        let mut band: Vec<(f64, f64, f64)> = Vec::new();
+        let flush = |band: &mut Vec<(f64, f64, f64)>, chart: &mut ChartContext<BitMapBackend, _>| -> DrawResult {
+            if band.len() > 1 {
+                let outline: Vec<(f64, f64)> = band.iter().map(|p| (p.0, p.2)).chain(band.iter().rev().map(|p| (p.0, p.1))).collect();
+                chart.draw_series(std::iter::once(Polygon::new(outline, CANDIDATE.mix(0.18).filled())))?;
+            }
+            band.clear();
+            Ok(())
+        };
+        for p in self.points {
+            match (p.lower.filter(|v| v.is_finite()), p.upper.filter(|v| v.is_finite())) {
+                (Some(lo), Some(hi)) => band.push((days(p.time), lo.max(d0), hi.min(d1))),
+                _ => flush(&mut band, &mut lower)?,
+            }
+        }
+        flush(&mut band, &mut lower)?;
+        for (i, run) in runs(self.points, |p| p.estimate).into_iter().enumerate() {
+            let drawn = lower.draw_series(LineSeries::new(run, CANDIDATE.stroke_width(2)))?;
+            if i == 0 {
+                drawn
+                    .label(self.estimate_label)
+                    .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], CANDIDATE.mix(0.4).filled()));
+            }
+        }
+        let mut labelled = false;
+        for run in runs(self.points, self.limit) {
+            let drawn = lower.draw_series(DashedLineSeries::new(run, 8, 6, FAIL.stroke_width(2)))?;
+            if !labelled {
+                drawn.label(self.limit_label).legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], FAIL.stroke_width(2)));
+                labelled = true;
+            }
+        }
+        if self.ratio {
+            for t in self.thresholds {
+                lower.draw_series(DashedLineSeries::new(vec![(self.x.0, *t), (self.x.1, *t)], 8, 6, FAIL.stroke_width(2)))?;
+            }
+        }
+        legend(&mut lower, legend_at, 13)
+    }
 }
