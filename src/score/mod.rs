@@ -16,6 +16,7 @@ pub mod cache;
 pub mod latency;
 pub mod model;
 pub mod probe;
+mod signature;
 
 use std::collections::BTreeMap;
 use std::fs::File;
