@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use canary_replay::controller::spec::ControllerKind;
 use canary_replay::run::{run, RunOptions, RunOutput};
 use canary_replay::runtime::RuntimeOptions;
 use canary_replay::simulate::fast::Fast;
@@ -126,8 +127,8 @@ fn an_aa_replay_rarely_rolls_back_across_100_salts() {
     assert_eq!((sim.grade.grade, sim.grade.findings.len()), (Call::Held, 0), "{}", sim.grade.explanation);
     for controller in &out.summary.controllers.as_ref().expect("the A/A scenario names controllers").emulated {
         let v = &controller.verdict;
-        assert!(v.outcome != Outcome::Promoted || v.grade == Call::CorrectPromotion, "{}: {v:?}", controller.kind);
-        assert_eq!(v.harm(), 0, "{}: {v:?}", controller.kind);
+        assert!(v.outcome != Outcome::Promoted || v.grade == Call::CorrectPromotion, "{:?}: {v:?}", controller.kind);
+        assert_eq!(v.harm(), 0, "{:?}: {v:?}", controller.kind);
     }
     let scenario = canary_replay::scenario::load(&repo("scenarios/flights-2013-aa.toml")).unwrap();
     let prepared = canary_replay::run::prepare(&repo("scenarios/flights-2013-aa.toml"), &RuntimeOptions::from_env()).unwrap();
@@ -420,8 +421,8 @@ fn cutting_dominated_variants_keeps_the_frontier_and_the_winner() {
 fn live_controllers_are_emulated_and_graded_next_to_the_policy() {
     let out = replay("scenarios/incidents/errors.toml", false);
     let c = out.summary.controllers.as_ref().expect("the incident names controllers");
-    let kinds: Vec<&str> = c.emulated.iter().map(|e| e.kind.as_str()).collect();
-    assert_eq!(kinds, ["argo_rollouts", "flagger", "kayenta"]);
+    let kinds: Vec<ControllerKind> = c.emulated.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [ControllerKind::ArgoRollouts, ControllerKind::Flagger, ControllerKind::Kayenta]);
     assert_eq!((c.policy.outcome, c.policy.grade), (Outcome::RolledBack, Call::CorrectRollback));
     // 20% of the candidate's requests fail from 2013-09-05: Argo's background error-rate analysis
     // (1-hour checks over 12 hours, failureLimit 3) aborts the rollout after that, rightly.

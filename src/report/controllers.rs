@@ -8,7 +8,7 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use super::page::{num, Figure};
-use crate::controller::spec::{Controller, Spec};
+use crate::controller::spec::{Controller, ControllerKind, Spec};
 use crate::controller::Emulated;
 use crate::simulate::grade::{Call, Exposure, Grade};
 use crate::simulate::{Outcome, Run};
@@ -65,8 +65,7 @@ pub struct TimelineEntry {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ControllerSummary {
-    /// argo_rollouts | flagger | kayenta.
-    pub kind: String,
+    pub kind: ControllerKind,
     #[serde(flatten)]
     pub verdict: Graded,
     /// Measurements (Argo, Flagger) or judgments (Kayenta) taken.
@@ -116,7 +115,7 @@ pub fn summary(
         ));
     }
     ControllerSummary {
-        kind: controller.kind().to_string(),
+        kind: controller.kind(),
         verdict: Graded::new(controller.title(), run, grade, exposure),
         measurements: emulated.events.measurements,
         timeline: emulated

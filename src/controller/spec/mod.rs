@@ -95,12 +95,21 @@ pub enum Controller {
     Kayenta(kayenta::CanaryConfig),
 }
 
+/// Which controller: as `summary.json` names it (`argo_rollouts`, `flagger`, `kayenta`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControllerKind {
+    ArgoRollouts,
+    Flagger,
+    Kayenta,
+}
+
 impl Controller {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ControllerKind {
         match self {
-            Controller::Argo(_) => "argo_rollouts",
-            Controller::Flagger(_) => "flagger",
-            Controller::Kayenta(_) => "kayenta",
+            Controller::Argo(_) => ControllerKind::ArgoRollouts,
+            Controller::Flagger(_) => ControllerKind::Flagger,
+            Controller::Kayenta(_) => ControllerKind::Kayenta,
         }
     }
 
