@@ -181,3 +181,32 @@ fn fault(c: &mut Check, i: usize, raw: &RawFault, shape: &TrafficShape) -> Optio
     };
     Some(Fault { effect, model, start, end, segment })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems_of(toml_text: &str) -> Vec<String> {
+        #[derive(Deserialize)]
+        struct File {
+            faults: Vec<RawFault>,
+        }
+        let file: File = toml::from_str(toml_text).unwrap();
+        let mut problems = Vec::new();
+        faults(&file.faults, &TrafficShape { segments: &[], labelled: true }, "s.toml", &mut problems);
+        problems.iter().map(|p| format!("{}: {} ({})", p.location, p.message, p.fix.as_deref().unwrap_or(""))).collect()
+    }
+
+    #[test]
+    fn an_unknown_fault_kind_or_model_is_named_with_a_suggestion() {
+        let said = problems_of("[[faults]]\nkind = \"latncy\"\nadd_ms = 3\n[[faults]]\nkind = \"latency\"\nmodel = \"stabel\"\nadd_ms = 3");
+        assert_eq!(
+            said,
+            [
+                "s.toml: faults[0].kind = \"latncy\": is not one of: latency, error_rate, score_shift, constant_output, feature_missing (did you mean \"latency\"?)",
+                "s.toml: faults[1].model = \"stabel\": is not one of: stable, candidate (did you mean \"stable\"?)",
+            ]
+        );
+        assert!(problems_of("[[faults]]\nkind = \"latency\"\nmodel = \"stable\"\nadd_ms = 3").is_empty());
+    }
+}
