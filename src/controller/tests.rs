@@ -7,22 +7,12 @@ use super::probe::Probe;
 use super::spec::{self, RawController, RawMapping, Spec};
 use super::{emulate, Emulated};
 use crate::error::Problem;
-use crate::policy::Cost;
-use crate::simulate::metrics::{Scale, ScoreBins};
+use crate::simulate::metrics::tests::scale;
 use crate::simulate::replay::{Cells, Output, Row};
 use crate::simulate::Outcome;
 use crate::time::Micros;
 
 const HOUR: Micros = crate::time::MICROS_PER_HOUR;
-
-fn scale() -> Scale {
-    Scale {
-        bins: ScoreBins::new((0.0, 1.0)),
-        threshold: 0.5,
-        cost: Cost { true_positive: 0.0, false_positive: 1.0, false_negative: 5.0, true_negative: 0.0 },
-        binary: true,
-    }
-}
 
 /// `per_hour` requests an hour for `hours` hours; in the hours where `bad` says so, every request
 /// the candidate serves fails.

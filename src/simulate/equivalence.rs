@@ -208,7 +208,7 @@ proptest! {
         let mut reference = Reference::new(&rows, &setup.scopes, setup.scale);
         // An index keeping only what the gates read decides as one keeping everything.
         let needs = if lean_index { Needs::of(policy.gates.iter().map(|g| g.metric)) } else { Needs::ALL };
-        let summaries = Summaries::build_folding(&replay, &policy.ramp.salt, &policy.weights(), setup.scale, (setup.origin, policy.ramp.check_every), fold_above, needs).unwrap();
+        let summaries = Summaries::build_with(&replay, &policy.ramp.salt, &policy.weights(), setup.scale, (setup.origin, policy.ramp.check_every), fold_above, needs).unwrap();
         let mut fast = setup.fast(&summaries);
         let (a, b) = (setup.simulate(&mut reference), setup.simulate(&mut fast));
         prop_assert_eq!(&a.outcome, &b.outcome);
@@ -309,7 +309,7 @@ proptest! {
         let salt = "prop";
         let all = replay.rows(salt).unwrap();
         // Cuts at some weights the schedule uses, not all (0.3 is never one).
-        let summaries = Summaries::build_folding(&replay, salt, &[0.05, 0.1, 0.5], setup.scale, (setup.origin, width), fold_above, Needs::ALL).unwrap();
+        let summaries = Summaries::build_with(&replay, salt, &[0.05, 0.1, 0.5], setup.scale, (setup.origin, width), fold_above, Needs::ALL).unwrap();
         let ranged = Ranged::new(&summaries, &replay, salt);
         let span = (replay.last + 1 - replay.first) as f64;
         // A time anywhere, or on the bucket grid.
@@ -357,7 +357,7 @@ fn rows_that_cannot_be_read_back_are_an_error() {
     let (dir, replay) = scanned(7, 600, 24, 0.0, 0.0, &[]);
     let policy = validated(&RawPolicy::default()).expect("the default policy");
     let setup = Setup::new(&policy, &replay);
-    let summaries = Summaries::build_folding(&replay, "prop", &[0.5], setup.scale, (setup.origin, HOUR), 16, Needs::ALL).unwrap();
+    let summaries = Summaries::build_with(&replay, "prop", &[0.5], setup.scale, (setup.origin, HOUR), 16, Needs::ALL).unwrap();
     let ranged = Ranged::new(&summaries, &replay, "prop");
     std::fs::remove_file(dir.path().join("part.parquet")).unwrap();
     let mut schedule = Schedule::default();

@@ -198,20 +198,7 @@ impl Summaries {
     }
 
     /// [`Summaries::build_for`], folding keys with more than `fold_above` rows (tests try several).
-    #[cfg(test)]
-    pub(crate) fn build_folding(
-        replay: &Replay,
-        salt: &str,
-        weights: &[f64],
-        scale: Scale,
-        grid: (Micros, Micros),
-        fold_above: usize,
-        needs: Needs,
-    ) -> Result<Self> {
-        Self::build_with(replay, salt, weights, scale, grid, fold_above, needs)
-    }
-
-    fn build_with(
+    pub(crate) fn build_with(
         replay: &Replay,
         salt: &str,
         weights: &[f64],

@@ -626,4 +626,4 @@ pub fn drift_between(metric: Metric, stable: &ArmStats, candidate: &ArmStats, bi
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

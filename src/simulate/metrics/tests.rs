@@ -28,7 +28,9 @@ fn fixed_point_rounds_exactly_like_round() {
 }
 use crate::simulate::replay::Output;
 
-fn scale() -> Scale {
+/// The scale the metrics' and the controllers' tests share: probabilities, threshold 0.5, a false
+/// negative five times a false positive.
+pub(crate) fn scale() -> Scale {
     Scale {
         bins: ScoreBins::new((0.0, 1.0)),
         threshold: 0.5,
