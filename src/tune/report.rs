@@ -191,7 +191,8 @@ struct TunePage<'a> {
     t: &'a TuneSummary,
     style: &'static str,
     base_file: &'a str,
-    winner: Option<Winner>,
+    /// The tuned policy's parameters, when a variant was feasible.
+    winner: Option<String>,
     reference_check: &'a str,
     /// The false-rollback budget in percent, one decimal.
     budget: String,
@@ -205,10 +206,6 @@ struct TunePage<'a> {
     /// (what, value)
     search: Vec<(String, String)>,
     version: &'static str,
-}
-
-struct Winner {
-    params: String,
 }
 
 struct ScenarioRow<'a> {
@@ -293,7 +290,7 @@ pub fn page(t: &TuneSummary, chart: &Chart, tuned_toml: Option<&str>, exports: &
         t,
         style: STYLE,
         base_file: t.scenarios.first().map_or("", |c| c.file.as_str()),
-        winner: winner.map(|v| Winner { params: params(v) }),
+        winner: winner.map(params),
         reference_check: t.reference_check.as_deref().unwrap_or("not run"),
         budget: format!("{:.1}", t.search.false_rollback_budget * 100.0),
         policies: scores.iter().map(|(name, score)| PolicyRow::of(name.clone(), score)).collect(),
