@@ -124,17 +124,13 @@ pub struct Exposure {
 
 /// Gates truly broken on [start, end), as a family of its own.
 pub fn findings(setup: &Setup, source: &mut dyn Source, start: Micros, end: Micros) -> Vec<Finding> {
-    let tested = tested_cells(setup, source, start, end);
+    let tested = if end > start { tested_cells(setup, &source.oracle(start, end), start, end) } else { Vec::new() };
     select(setup.grading, vec![tested]).into_iter().flatten().collect()
 }
 
-/// The cells of [start, end) that were tested, each as a [`Finding`] with its test.
-fn tested_cells(setup: &Setup, source: &mut dyn Source, start: Micros, end: Micros) -> Vec<(Finding, Test)> {
-    if end <= start {
-        return Vec::new();
-    }
-    let oracle = source.oracle(start, end);
-    broken(setup, &oracle)
+/// The cells of the oracle's window [start, end) that were tested, each as a [`Finding`] with its test.
+fn tested_cells(setup: &Setup, oracle: &WindowStats, start: Micros, end: Micros) -> Vec<(Finding, Test)> {
+    broken(setup, oracle)
         .into_iter()
         .map(|c| {
             let finding = Finding {
@@ -283,16 +279,28 @@ fn harm(better: Option<Better>, stable: f64, candidate: f64) -> f64 {
 }
 
 /// Findings over [start, end) as a whole and over each `width` of it, one family.
+/// The whole is the sum of its windows (every statistic is an integer sum), so the log is read once.
 fn findings_by_window(setup: &Setup, source: &mut dyn Source, start: Micros, end: Micros, width: Micros) -> Vec<Finding> {
-    let mut windows = vec![tested_cells(setup, source, start, end)];
+    if end <= start {
+        return Vec::new();
+    }
+    if width <= 0 || start + width >= end {
+        return findings(setup, source, start, end);
+    }
+    let mut whole: Option<WindowStats> = None;
+    let mut windows = vec![Vec::new()];
     let mut a = start;
-    while a < end && width > 0 {
+    while a < end {
         let b = (a + width).min(end);
-        if (a, b) != (start, end) {
-            windows.push(tested_cells(setup, source, a, b));
+        let oracle = source.oracle(a, b);
+        windows.push(tested_cells(setup, &oracle, a, b));
+        match &mut whole {
+            Some(whole) => whole.merge(&oracle),
+            None => whole = Some(oracle),
         }
         a = b;
     }
+    windows[0] = tested_cells(setup, &whole.expect("at least one window"), start, end);
     select(setup.grading, windows).into_iter().flatten().collect()
 }
 

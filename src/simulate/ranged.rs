@@ -212,7 +212,8 @@ impl<'a> Ranged<'a> {
         let mut partial = BTreeSet::new();
         let (arrived, cut) = match labels {
             Labels::None => (plan.first, None),
-            Labels::All => (u32::MAX, None),
+            // No later label key is of a request in the window.
+            Labels::All => (last.saturating_add(s.label_lag), None),
             Labels::Before(t) if (t - s.origin).rem_euclid(s.width) == 0 => (s.bucket_of(t), None),
             Labels::Before(t) => (s.bucket_of(t) + 1, Some(s.bucket_of(t))),
         };

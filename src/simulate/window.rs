@@ -135,6 +135,18 @@ impl WindowStats {
         }
     }
 
+    /// Adds every arm of `o`, group by group.
+    pub fn merge(&mut self, o: &WindowStats) {
+        for (scope, groups) in o.scopes.iter().enumerate() {
+            for g in groups {
+                let index = self.group(scope, g.weight);
+                for (arm, stats) in self.scopes[scope][index].arms.iter_mut().zip(&g.arms) {
+                    arm.merge(stats);
+                }
+            }
+        }
+    }
+
     /// Adds one request served by `arm` to every scope of its cell.
     pub fn add(&mut self, scopes: &[usize], weight: f64, arm: usize, c: &Contribution) {
         for &s in scopes {

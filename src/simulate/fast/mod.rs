@@ -52,6 +52,9 @@ pub struct Summaries {
     /// bands + band`: a long period's served requests come from two checkpoints and the keys
     /// around them.
     checkpoints: Vec<u64>,
+    /// The most buckets a label arrives after its request's: the label keys of requests in a
+    /// range of buckets arrive before its end plus this.
+    pub(super) label_lag: u32,
     cells: usize,
     /// Passes that built it side by side.
     passes: usize,
@@ -262,7 +265,9 @@ impl Summaries {
         let cells = replay.cells.len();
         let checkpoints = checkpoints(&requests, cells, cuts.len() + 1);
         let passes = if split.is_some() { 2 } else { 1 };
-        Ok(Self { scale, origin: grid.0, width: grid.1, cuts, requests, labels, starts, needs, checkpoints, cells, passes })
+        let label_lag =
+            labels.between(0, u32::MAX, |k| k.0).iter().map(|((arrival, requested, ..), _)| arrival - requested).max().unwrap_or(0);
+        Ok(Self { scale, origin: grid.0, width: grid.1, cuts, requests, labels, starts, needs, checkpoints, label_lag, cells, passes })
     }
 
     fn bands(&self) -> usize {
