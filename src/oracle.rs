@@ -28,7 +28,7 @@ use crate::score::cache::{
     CANDIDATE_ERROR, CANDIDATE_LATENCY, CANDIDATE_MISSING, CANDIDATE_SCORE, STABLE_ERROR, STABLE_LATENCY, STABLE_MISSING, STABLE_SCORE,
 };
 use crate::simulate::metrics::LatencySketch;
-use crate::simulate::replay::{apply_faults, Output, Request};
+use crate::simulate::replay::{apply_faults, dictionaries, Output, Request, Segments};
 use crate::stats::sketch::{self, Binning, Histogram};
 
 /// Scores at or above this count as a positive prediction for accuracy.
@@ -387,7 +387,8 @@ pub fn compute(
     let mut charts = ChartSums::new(lo, hi);
     let mut overall = Sums::default();
     let mut clean = injected.map(|_| Sums::default());
-    let mut segments: Vec<BTreeMap<String, Sums>> = vec![BTreeMap::new(); layout.segments.len()];
+    // Per segment column, each value's sums, and where each value's are.
+    let mut segments: Vec<(Vec<Sums>, BTreeMap<String, usize>)> = vec![(Vec::new(), BTreeMap::new()); layout.segments.len()];
     let mut binary = true;
     // Only the columns it reads: ids, times and the missing-feature scores are not decoded.
     let mut wanted = vec![STABLE_SCORE, CANDIDATE_SCORE, STABLE_ERROR, CANDIDATE_ERROR, STABLE_LATENCY, CANDIDATE_LATENCY];
@@ -396,8 +397,20 @@ pub fn compute(
         wanted.extend([layout.time.as_str(), layout.id.as_str(), STABLE_MISSING, CANDIDATE_MISSING]);
     }
     let files: Vec<&Path> = files.iter().map(AsRef::as_ref).collect();
-    crate::simulate::replay::for_each_batch(&files, None, Some(&wanted), |_, batch| {
+    crate::simulate::replay::for_each_batch(&files, None, Some(&wanted), &dictionaries(layout), |_, batch| {
         let columns = Columns::of(batch, layout, injected)?;
+        let slots: Vec<Vec<usize>> = segments
+            .iter_mut()
+            .enumerate()
+            .map(|(c, (sums, at))| {
+                columns.segments.ids(c, |value| {
+                    *at.entry(value.to_string()).or_insert_with(|| {
+                        sums.push(Sums::default());
+                        sums.len() - 1
+                    })
+                })
+            })
+            .collect();
         for i in 0..batch.num_rows() {
             let row = columns.row(i, &binning, true);
             if let Some(clean) = &mut clean {
@@ -408,13 +421,8 @@ pub fn compute(
             }
             overall.add(&row);
             charts.add(&row);
-            for (values, column) in segments.iter_mut().zip(&columns.segments) {
-                let key = if column.is_valid(i) { column.value(i) } else { "(null)" };
-                // Look up before inserting so the common case allocates nothing.
-                match values.get_mut(key) {
-                    Some(sums) => sums.add(&row),
-                    None => values.entry(key.to_string()).or_default().add(&row),
-                }
+            for ((sums, _), slots) in segments.iter_mut().zip(&slots) {
+                sums[slots[i]].add(&row);
             }
         }
         Ok(())
@@ -434,7 +442,7 @@ pub fn compute(
             .segments
             .iter()
             .zip(segments)
-            .map(|(name, values)| (name.clone(), values.into_iter().map(|(v, sums)| (v, sums.finish(&binning, binary))).collect()))
+            .map(|(name, (sums, at))| (name.clone(), at.into_iter().map(|(v, slot)| (v, sums[slot].finish(&binning, binary))).collect()))
             .collect(),
     };
     Ok((served, clean))
@@ -445,7 +453,7 @@ struct Columns<'a> {
     scores: [&'a Float64Array; 2],
     errors: [&'a StringArray; 2],
     latency: [&'a Float64Array; 2],
-    segments: Vec<&'a StringArray>,
+    segments: Segments,
     segments_named: &'a [String],
     /// With faults to apply: them, and the columns they read.
     injected: Option<(&'a Injected<'a>, FaultColumns<'a>)>,
@@ -482,7 +490,7 @@ impl<'a> Columns<'a> {
             scores: [f64s(STABLE_SCORE)?, f64s(CANDIDATE_SCORE)?],
             errors: [strs(STABLE_ERROR)?, strs(CANDIDATE_ERROR)?],
             latency: [f64s(STABLE_LATENCY)?, f64s(CANDIDATE_LATENCY)?],
-            segments: layout.segments.iter().map(|s| strs(s)).collect::<Result<_>>()?,
+            segments: Segments::of(batch, &layout.segments)?,
             segments_named: &layout.segments,
             injected,
         })
@@ -498,15 +506,7 @@ impl<'a> Columns<'a> {
         if let Some((injected, c)) = self.injected.as_ref().filter(|_| served) {
             // What users were served: the scenario's faults applied as the replay applies them.
             let id = if c.id.is_valid(i) { c.id.value(i) } else { "" };
-            let segment = |column: &str| {
-                self.segments_named.iter().position(|n| n == column).map(|k| {
-                    if self.segments[k].is_valid(i) {
-                        self.segments[k].value(i)
-                    } else {
-                        "(null)"
-                    }
-                })
-            };
+            let segment = |column: &str| self.segments_named.iter().position(|n| n == column).map(|k| self.segments.value(k, i));
             let missing = c.missing.map(|missing| [0, 1].map(|m| missing[m].is_valid(i).then(|| missing[m].value(i))));
             let mut outputs =
                 [0, 1].map(|m| Output { error: errors[m].is_some(), score: scores[m], latency_ms: latency[m].map(|us| us / 1000.0) });

@@ -13,10 +13,11 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use parquet::arrow::ProjectionMask;
 
 use crate::error::{Error, Result};
@@ -186,13 +187,12 @@ impl Replay {
         let mut binary = true;
         let mut cells = Cells::new(layout.segments.clone());
         let (mut first, mut last, mut rows) = (None, 0, 0u64);
-        let mut key = String::new();
         let mut part_rows = Vec::with_capacity(parts.len());
         let mut marks = Vec::new();
         // Only the columns it reads: the time, segments, label and scores.
         let mut wanted: Vec<&str> = vec![layout.time.as_str(), STABLE_SCORE, CANDIDATE_SCORE];
         wanted.extend(layout.segments.iter().map(String::as_str).chain(layout.label.as_deref()));
-        for_each_batch(parts, None, Some(&wanted), |part, batch| {
+        for_each_batch(parts, None, Some(&wanted), &dictionaries(layout), |part, batch| {
             if part_rows.len() <= part {
                 part_rows.resize(part + 1, 0);
             }
@@ -202,8 +202,8 @@ impl Replay {
             let time = get(&layout.time)?.as_primitive::<TimestampMicrosecondType>();
             let score = [get(STABLE_SCORE)?.as_primitive::<Float64Type>(), get(CANDIDATE_SCORE)?.as_primitive::<Float64Type>()];
             let label = layout.label.as_deref().map(get).transpose()?.map(|l| l.as_primitive::<Float64Type>());
-            let segments: Vec<&StringArray> =
-                layout.segments.iter().map(|s| get(s).map(|a| a.as_string::<i32>())).collect::<Result<_>>()?;
+            // Every cell is named here, in order of its first request.
+            Segments::of(batch, &layout.segments)?.cells(|key| cells.id(key));
             for i in 0..batch.num_rows() {
                 for s in &score {
                     if s.is_valid(i) {
@@ -215,8 +215,6 @@ impl Replay {
                     let y = l.value(i);
                     binary &= y == 0.0 || y == 1.0;
                 }
-                cell_key(&segments, i, &mut key);
-                cells.id(&key);
                 if rows % MARK_EVERY == 0 {
                     marks.push((rows, time.value(i)));
                 }
@@ -272,14 +270,25 @@ impl Replay {
 
     /// Requests at positions `from..to` (all: `None`), as [`Replay::for_each_row`] gives them.
     pub(crate) fn rows_in(&self, salt: &str, range: Option<(u64, u64)>, mut f: impl FnMut(&Row)) -> Result<()> {
-        let mut key = String::new();
         let selection = range.map(|(from, to)| select(&self.part_rows, from, to));
         let wanted = self.columns_read();
         let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
-        for_each_batch(&self.parts, selection.as_deref(), Some(&wanted), |_, batch| {
+        for_each_batch(&self.parts, selection.as_deref(), Some(&wanted), &dictionaries(&self.layout), |_, batch| {
             let c = Columns::of(batch, &self.layout)?;
-            for i in 0..batch.num_rows() {
-                f(&self.row(&c, i, salt, &mut key));
+            let mut unknown = None;
+            let cells = Segments::of(batch, &self.layout.segments)?.cells(|key| {
+                self.cells.index.get(key).copied().unwrap_or_else(|| {
+                    unknown.get_or_insert_with(|| key.to_string());
+                    0
+                })
+            });
+            if let Some(key) = unknown {
+                return Err(Error::Internal(format!(
+                    "segment values {key:?} the scan of the score cache did not see (did it change during the run?)"
+                )));
+            }
+            for (i, cell) in cells.into_iter().enumerate() {
+                f(&self.row(&c, i, cell, salt));
             }
             Ok(())
         })
@@ -316,7 +325,7 @@ impl Replay {
     }
 
     /// Row `i` of a batch, routed with `salt`, faults applied.
-    fn row(&self, c: &Columns, i: usize, salt: &str, key: &mut String) -> Row {
+    fn row(&self, c: &Columns, i: usize, cell: u32, salt: &str) -> Row {
         let id = match c.id {
             Some(ids) if ids.is_valid(i) => ids.value(i),
             _ => "",
@@ -334,8 +343,6 @@ impl Replay {
             score: c.score[m].is_valid(i).then(|| c.score[m].value(i)),
             latency_ms: c.latency[m].is_valid(i).then(|| c.latency[m].value(i) / 1000.0),
         });
-        c.cell_key(i, key);
-        let cell = self.cells.index[key.as_str()];
         let time = c.time.value(i);
         let missing = c.missing.map(|missing| [0, 1].map(|m| missing[m].is_valid(i).then(|| missing[m].value(i))));
         apply_faults(
@@ -442,11 +449,13 @@ fn select(part_rows: &[u64], from: u64, to: u64) -> Vec<Option<RowSelection>> {
 }
 
 /// Every batch of every part (`selection`: only the selected rows of each part; `columns`: only
-/// these columns), with the part's index.
+/// these columns; `dictionaries`: these string columns as dictionaries, see [`Segments`]), with
+/// the part's index.
 pub(crate) fn for_each_batch(
     parts: &[impl AsRef<Path>],
     selection: Option<&[Option<RowSelection>]>,
     columns: Option<&[&str]>,
+    dictionaries: &[&str],
     mut f: impl FnMut(usize, &RecordBatch) -> Result<()>,
 ) -> Result<()> {
     for (k, part) in parts.iter().enumerate() {
@@ -459,7 +468,8 @@ pub(crate) fn for_each_batch(
         };
         let part = part.as_ref();
         let handle = File::open(part).map_err(|e| Error::io(part, e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(handle)
+        let reader = reader_metadata(&handle, dictionaries)
+            .map(|metadata| ParquetRecordBatchReaderBuilder::new_with_metadata(handle, metadata))
             .and_then(|b| {
                 let b = match columns {
                     Some(names) => {
@@ -484,14 +494,131 @@ pub(crate) fn for_each_batch(
     Ok(())
 }
 
-/// Row `i`'s values of `segments` joined with a unit separator ("(null)" for nulls), into `key`.
-fn cell_key(segments: &[&StringArray], i: usize, key: &mut String) {
-    key.clear();
-    for (k, s) in segments.iter().enumerate() {
-        if k > 0 {
-            key.push(KEY_SEPARATOR);
+/// The segment columns to read as dictionaries ([`Segments`]): all but one that is also the
+/// entity or the id, which are read as strings.
+pub(crate) fn dictionaries(layout: &Layout) -> Vec<&str> {
+    layout.segments.iter().map(String::as_str).filter(|s| *s != layout.entity && *s != layout.id).collect()
+}
+
+/// A part's metadata, its string columns `dictionaries` to be read as dictionaries.
+fn reader_metadata(handle: &File, dictionaries: &[&str]) -> parquet::errors::Result<ArrowReaderMetadata> {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let metadata = ArrowReaderMetadata::load(handle, ArrowReaderOptions::new())?;
+    let schema = metadata.schema();
+    if !schema.fields().iter().any(|f| dictionaries.contains(&f.name().as_str()) && f.data_type() == &DataType::Utf8) {
+        return Ok(metadata);
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let field = f.as_ref().clone();
+            if dictionaries.contains(&f.name().as_str()) && f.data_type() == &DataType::Utf8 {
+                field.with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)))
+            } else {
+                field
+            }
+        })
+        .collect();
+    let hinted = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    ArrowReaderMetadata::try_new(metadata.metadata().clone(), ArrowReaderOptions::new().with_schema(hinted))
+}
+
+/// A batch's segment columns, read as dictionaries ([`for_each_batch`]'s `dictionaries`): what a
+/// row's value is worth — its cell, its slot in a per-value sum — is worked out once per distinct
+/// value or combination in the batch, not once per row (a string built and hashed per row took
+/// about a tenth of the time after scoring).
+pub(crate) struct Segments {
+    columns: Vec<arrow::array::DictionaryArray<arrow::datatypes::Int32Type>>,
+    rows: usize,
+}
+
+/// What a null segment value reads as.
+pub(crate) const NULL_VALUE: &str = "(null)";
+
+/// Distinct combinations of segment values in a batch up to which a table, not a map, finds a
+/// combination's cell.
+const TABLE_UP_TO: usize = 1 << 16;
+
+impl Segments {
+    /// The columns `names` of `batch`, each a dictionary of strings (a string column is converted).
+    pub(crate) fn of(batch: &RecordBatch, names: &[String]) -> Result<Self> {
+        use arrow::datatypes::{DataType, Int32Type};
+        let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let columns = names
+            .iter()
+            .map(|name| {
+                let column = batch.column_by_name(name).ok_or_else(|| Error::Internal(format!("the score cache has no column {name}")))?;
+                let column =
+                    arrow::compute::cast(column, &dictionary).map_err(|e| Error::failed(format!("reading segment column {name}"), e))?;
+                Ok(column.as_dictionary::<Int32Type>().clone())
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { columns, rows: batch.num_rows() })
+    }
+
+    /// Row `i`'s value in column `column`.
+    pub(crate) fn value(&self, column: usize, i: usize) -> &str {
+        let column = &self.columns[column];
+        let (keys, values) = (column.keys(), column.values().as_string::<i32>());
+        match keys.is_valid(i).then(|| keys.value(i) as usize) {
+            Some(k) if values.is_valid(k) => values.value(k),
+            _ => NULL_VALUE,
         }
-        key.push_str(if s.is_valid(i) { s.value(i) } else { "(null)" });
+    }
+
+    /// Per row, `id` of its value in column `column` ([`NULL_VALUE`] for a null), `id` called in
+    /// row order on each distinct value's first row.
+    pub(crate) fn ids<'s>(&'s self, column: usize, mut id: impl FnMut(&'s str) -> usize) -> Vec<usize> {
+        let column = &self.columns[column];
+        let (keys, values) = (column.keys(), column.values().as_string::<i32>());
+        let mut known: Vec<Option<usize>> = vec![None; values.len() + 1];
+        (0..self.rows)
+            .map(|i| {
+                let k = if keys.is_valid(i) { keys.value(i) as usize } else { values.len() };
+                *known[k].get_or_insert_with(|| id(if k < values.len() && values.is_valid(k) { values.value(k) } else { NULL_VALUE }))
+            })
+            .collect()
+    }
+
+    /// Per row, `id` of its cell key (its values joined by a unit separator, as [`Cells`] knows
+    /// them), `id` called in row order on each distinct combination's first row.
+    pub(crate) fn cells(&self, mut id: impl FnMut(&str) -> u32) -> Vec<u32> {
+        // Each column's values numbered in the batch, a row's combination one number where they fit.
+        let mut names: Vec<Vec<&str>> = Vec::with_capacity(self.columns.len());
+        let per_column: Vec<Vec<usize>> = (0..self.columns.len())
+            .map(|c| {
+                let mut seen = Vec::new();
+                let ids = self.ids(c, |v| {
+                    seen.push(v);
+                    seen.len() - 1
+                });
+                names.push(seen);
+                ids
+            })
+            .collect();
+        let key = |i: usize| {
+            let mut key = String::new();
+            for (c, (ids, seen)) in per_column.iter().zip(&names).enumerate() {
+                if c > 0 {
+                    key.push(KEY_SEPARATOR);
+                }
+                key.push_str(seen[ids[i]]);
+            }
+            key
+        };
+        let number = |i: usize| per_column.iter().zip(&names).fold(0usize, |n, (ids, seen)| n * seen.len() + ids[i]);
+        match names.iter().try_fold(1usize, |n, seen| n.checked_mul(seen.len())) {
+            Some(size) if size <= TABLE_UP_TO => {
+                let mut table: Vec<Option<u32>> = vec![None; size];
+                (0..self.rows).map(|i| *table[number(i)].get_or_insert_with(|| id(&key(i)))).collect()
+            }
+            Some(_) => {
+                let mut map: HashMap<usize, u32, foldhash::fast::FixedState> = HashMap::default();
+                (0..self.rows).map(|i| *map.entry(number(i)).or_insert_with(|| id(&key(i)))).collect()
+            }
+            None => (0..self.rows).map(|i| id(&key(i))).collect(),
+        }
     }
 }
 
@@ -502,7 +629,6 @@ struct Columns<'a> {
     /// `None`: the id routes.
     entity: Option<&'a StringArray>,
     time: &'a arrow::array::PrimitiveArray<TimestampMicrosecondType>,
-    segments: Vec<&'a StringArray>,
     label: Option<&'a Float64Array>,
     label_time: Option<&'a arrow::array::PrimitiveArray<TimestampMicrosecondType>>,
     score: [&'a Float64Array; 2],
@@ -524,7 +650,6 @@ impl<'a> Columns<'a> {
             id: batch.column_by_name(&layout.id).map(|ids| ids.as_string::<i32>()),
             entity: if layout.entity == layout.id { None } else { Some(strs(&layout.entity)?) },
             time: times(&layout.time)?,
-            segments: layout.segments.iter().map(|s| strs(s)).collect::<Result<_>>()?,
             label: layout.label.as_deref().map(f64s).transpose()?,
             label_time: if layout.label.is_some() { Some(times(&label_time_column(layout))?) } else { None },
             score: [f64s(STABLE_SCORE)?, f64s(CANDIDATE_SCORE)?],
@@ -535,11 +660,6 @@ impl<'a> Columns<'a> {
                 _ => None,
             },
         })
-    }
-
-    /// The row's segment values joined with a unit separator, into a reused buffer.
-    fn cell_key(&self, i: usize, key: &mut String) {
-        cell_key(&self.segments, i, key);
     }
 }
 
@@ -607,5 +727,46 @@ mod tests {
         changed.update_output(0, |out| out.score = None);
         assert_eq!(changed.output(0), Output { error: false, score: None, latency_ms: None });
         assert_eq!(changed.output(1), outputs[1]);
+    }
+
+    /// Segment columns written as strings (with nulls) and read back as dictionaries name each
+    /// row's cell as joining its values did, numbering cells in order of first appearance — with
+    /// few combinations (a table) and with many (a map).
+    #[test]
+    fn segments_read_as_dictionaries_name_the_cells_of_their_values() {
+        use arrow::array::ArrayRef;
+        for distinct in [3usize, 300] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("part.parquet");
+            let rows = 2 * distinct;
+            let a: Vec<Option<String>> = (0..rows).map(|i| (i % 7 != 3).then(|| format!("a{}", i % distinct))).collect();
+            let b: Vec<Option<String>> = (0..rows).map(|i| (i % 5 != 1).then(|| format!("b{}", (i * 7) % distinct))).collect();
+            let batch = RecordBatch::try_from_iter([
+                ("a", Arc::new(StringArray::from(a.clone())) as ArrayRef),
+                ("b", Arc::new(StringArray::from(b.clone())) as ArrayRef),
+            ])
+            .unwrap();
+            let mut writer = parquet::arrow::ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), None).unwrap();
+            writer.write(&batch).unwrap();
+            writer.close().unwrap();
+            let names = vec!["a".to_string(), "b".to_string()];
+            let (mut expected, mut by_key) = (Vec::new(), HashMap::<String, u32>::new());
+            for (x, y) in a.iter().zip(&b) {
+                let key = format!("{}{KEY_SEPARATOR}{}", x.as_deref().unwrap_or(NULL_VALUE), y.as_deref().unwrap_or(NULL_VALUE));
+                let next = by_key.len() as u32;
+                expected.push(*by_key.entry(key).or_insert(next));
+            }
+            for_each_batch(&[&path], None, None, &["a", "b"], |_, read| {
+                assert!(matches!(read.column(0).data_type(), arrow::datatypes::DataType::Dictionary(..)));
+                let segments = Segments::of(read, &names).unwrap();
+                let mut cells = Cells::new(names.clone());
+                assert_eq!(segments.cells(|key| cells.id(key)), expected, "{distinct} distinct values");
+                assert_eq!(cells.values.len(), by_key.len());
+                assert_eq!(segments.value(0, 3), NULL_VALUE);
+                assert_eq!(segments.value(1, 0), "b0");
+                Ok(())
+            })
+            .unwrap();
+        }
     }
 }
