@@ -355,7 +355,8 @@ fn oracle_and_simulation<'a>(
     let mut scores_file = report::ScoresInfo::planned(&scenario.output, prepared.survey.rows_in_window);
     let types = ingest::restorable_types(&prepared.files, &prepared.layout);
     let (written, oracle, simulated) = std::thread::scope(|s| {
-        let scores = report::Scores { parts: &scored.parts, plan: &scores_file, id: &prepared.layout.id, types: &types, written: 0.into() };
+        let scores =
+            report::Scores { parts: &scored.parts, plan: &scores_file, layout: &prepared.layout, types: &types, written: 0.into() };
         let written = s.spawn(move || timed(|| folder.write(&scores).map(|()| scores.written.into_inner())));
         let injected = oracle::Injected { faults: &scenario.faults, binary: replay.binary };
         let oracle = timed(|| oracle::compute(&scored.parts, &prepared.layout, replay.score_range, Some(&injected)));

@@ -287,8 +287,8 @@ impl SimulationPhases {
 pub struct Scores<'a> {
     pub parts: &'a [PathBuf],
     pub plan: &'a ScoresInfo,
-    /// The request id column (the sample is picked by its hash).
-    pub id: &'a str,
+    /// The columns (the sample is picked by the hash of the request id).
+    pub layout: &'a crate::ingest::Layout,
     pub types: &'a [(String, arrow::datatypes::DataType)],
     /// Requests written, once written.
     pub written: std::sync::atomic::AtomicU64,
@@ -303,8 +303,8 @@ impl Artifact for Scores<'_> {
         if self.plan.mode == ScoresFile::None {
             return Ok(());
         }
-        let sample = (self.plan.fraction < 1.0).then_some((self.id, self.plan));
-        let rows = concatenate(self.parts, path, self.types, sample)?;
+        let sample = (self.plan.fraction < 1.0).then_some((self.layout.id.as_str(), self.plan));
+        let rows = concatenate(self.parts, path, self.layout, self.types, sample)?;
         self.written.store(rows, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
@@ -394,6 +394,7 @@ fn render(view: view::RunView, dir: &Path) -> Result<PathBuf> {
 fn concatenate(
     parts: &[PathBuf],
     dest: &Path,
+    layout: &crate::ingest::Layout,
     types: &[(String, arrow::datatypes::DataType)],
     sample: Option<(&str, &ScoresInfo)>,
 ) -> Result<u64> {
@@ -413,7 +414,7 @@ fn concatenate(
             let batch = restore_types(batch, types).map_err(|e| Error::Internal(format!("writing {}: {e}", dest.display())))?;
             if writer.is_none() {
                 let file = File::create(dest).map_err(|e| Error::io(dest, e))?;
-                let properties = WriterProperties::builder()
+                let properties = crate::score::dictionaries_where_values_repeat(WriterProperties::builder(), layout)
                     .set_compression(Compression::ZSTD(ZstdLevel::default()))
                     .set_max_row_group_row_count(Some(crate::score::ROW_GROUP_ROWS))
                     .build();

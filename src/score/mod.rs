@@ -200,6 +200,19 @@ pub fn score_groups(
     Ok(scored)
 }
 
+/// Dictionaries only where values repeat (entity, segments, errors): ids, scores, features and
+/// latencies are nearly all distinct, and dictionary-encoding them costs more than it saves (for
+/// the score cache and `scores.parquet` alike).
+pub fn dictionaries_where_values_repeat(
+    properties: parquet::file::properties::WriterPropertiesBuilder,
+    layout: &Layout,
+) -> parquet::file::properties::WriterPropertiesBuilder {
+    let repeating = std::iter::once(layout.entity.as_str()).chain(layout.segments.iter().map(String::as_str));
+    repeating
+        .chain([STABLE_ERROR, CANDIDATE_ERROR])
+        .fold(properties.set_dictionary_enabled(false), |p, column| p.set_column_dictionary_enabled(ColumnPath::from(column), true))
+}
+
 /// One model's results for one batch.
 struct Column {
     scores: Vec<Option<f64>>,
@@ -305,18 +318,11 @@ impl Job<'_> {
         let pending = Pending::new(path);
         let handle = File::create(pending.path()).map_err(|e| Error::io(path, e))?;
         let metadata = serde_json::to_string(info).expect("part info serializes");
-        // Dictionaries only where values repeat (entity, segments); ids, scores and latencies are
-        // nearly all distinct, and dictionary-encoding them costs more than it saves.
-        let mut properties = WriterProperties::builder()
+        let properties = dictionaries_where_values_repeat(WriterProperties::builder(), self.layout)
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_dictionary_enabled(false)
-            .set_key_value_metadata(Some(vec![KeyValue::new(METADATA_KEY.to_string(), metadata)]));
-        let repeating = std::iter::once(self.layout.entity.as_str()).chain(self.layout.segments.iter().map(String::as_str));
-        for column in repeating.chain([STABLE_ERROR, CANDIDATE_ERROR]) {
-            properties = properties.set_column_dictionary_enabled(ColumnPath::from(column), true);
-        }
-        let properties = properties.build();
+            .set_key_value_metadata(Some(vec![KeyValue::new(METADATA_KEY.to_string(), metadata)]))
+            .build();
         let schema = part_schema(self.layout);
         let mut writer =
             ArrowWriter::try_new(handle, schema.clone(), Some(properties)).map_err(|e| Error::failed("starting a score-cache part", e))?;
