@@ -63,7 +63,13 @@ impl Prepared {
 
     /// Scores the scenario's traffic with both models (or reuses the cache's parts).
     pub fn score(&self, settings: &score::Settings) -> Result<Scored> {
-        score::score(self.runtime, &self.scenario, &self.files, &self.survey, &self.layout, self.models(), settings)
+        self.score_into(settings, None)
+    }
+
+    /// [`Prepared::score`], the batches also given to `tee` when every part is scored now.
+    pub fn score_into(&self, settings: &score::Settings, tee: Option<score::Tee>) -> Result<Scored> {
+        let (survey, models) = (&self.survey, self.models());
+        score::score_groups(self.runtime, &self.scenario, &self.files, &survey.groups, &survey.rules, &self.layout, models, settings, tee)
     }
 }
 
@@ -248,11 +254,17 @@ pub fn run(scenario_path: &Path, options: &RunOptions) -> Result<RunOutput> {
     watch.prepared();
     let cache = CacheDir::from_option(options.cache_dir.as_deref());
     let settings = score::Settings::new(&prepared.scenario, cache.clone(), !options.rescore, options.quiet);
-    let scored = prepared.score(&settings)?;
+    let folder = crate::output::Folder::create(&out_dir)?;
+    // scores.parquet is written as the rows are scored when every part is scored now.
+    let plan = report::ScoresInfo::planned(&prepared.scenario.output, prepared.survey.rows_in_window);
+    let types = ingest::restorable_types(&prepared.files, &prepared.layout);
+    let mut scores = report::ScoresWriter::new(&folder.path().join(report::SCORES_FILE), &prepared.layout, &types, &plan);
+    let scored = prepared.score_into(&settings, Some(&mut |batch| scores.add(batch)))?;
+    let teed = if scored.teed { Some(scores.finish()?) } else { None };
     failed_everywhere(&prepared, &scored)?;
     watch.scored();
-    let folder = crate::output::Folder::create(&out_dir)?;
-    let evaluated = oracle_and_simulation(&prepared, &scored, &folder, options.reference)?;
+    let scores_file = ScoresFile { plan: plan.clone(), types: &types, teed };
+    let evaluated = oracle_and_simulation(&prepared, &scored, &folder, scores_file, options.reference)?;
     let summary = record(&prepared, &evaluated)?;
     let mut timings = watch.timings(&scored, &settings, &cache, &evaluated);
     let invocation = report::Invocation {
@@ -339,25 +351,35 @@ struct Evaluated<'a> {
     scores_file_seconds: f64,
 }
 
-/// The oracle and the simulation from the score cache, with `scores.parquet` written beside them:
-/// its memory is a batch and a row group, whatever the log's size. The oracle and the index are
-/// built one after the other (side by side they saved about 2 s at 100× but held both at once:
-/// 333 MiB at 1,000×).
+/// `scores.parquet`: what it holds, and whether scoring wrote it (the requests written and the
+/// seconds it took).
+struct ScoresFile<'t> {
+    plan: report::ScoresInfo,
+    types: &'t [(String, arrow::datatypes::DataType)],
+    teed: Option<(u64, f64)>,
+}
+
+/// The oracle and the simulation from the score cache, with `scores.parquet` written beside them
+/// unless scoring wrote it: its memory is a batch and a row group, whatever the log's size. The
+/// oracle and the index are built one after the other (side by side they saved about 2 s at 100×
+/// but held both at once: 333 MiB at 1,000×).
 fn oracle_and_simulation<'a>(
     prepared: &'a Prepared,
     scored: &Scored,
     folder: &crate::output::Folder,
+    scores_file: ScoresFile,
     reference: bool,
 ) -> Result<Evaluated<'a>> {
     let scenario = &prepared.scenario;
     let (replay, scan_seconds) = timed(|| Replay::scan(&scored.parts, &prepared.layout, &scenario.faults));
     let replay = replay?;
-    let mut scores_file = report::ScoresInfo::planned(&scenario.output, prepared.survey.rows_in_window);
-    let types = ingest::restorable_types(&prepared.files, &prepared.layout);
+    let ScoresFile { plan: mut scores_file, types, teed } = scores_file;
     let (written, oracle, simulated) = std::thread::scope(|s| {
-        let scores =
-            report::Scores { parts: &scored.parts, plan: &scores_file, layout: &prepared.layout, types: &types, written: 0.into() };
-        let written = s.spawn(move || timed(|| folder.write(&scores).map(|()| scores.written.into_inner())));
+        let scores = report::Scores { parts: &scored.parts, plan: &scores_file, layout: &prepared.layout, types, written: 0.into() };
+        let written = s.spawn(move || match teed {
+            Some((rows, seconds)) => (Ok(rows), seconds),
+            None => timed(|| folder.write(&scores).map(|()| scores.written.into_inner())),
+        });
         let injected = oracle::Injected { faults: &scenario.faults, binary: replay.binary };
         let oracle = timed(|| oracle::compute(&scored.parts, &prepared.layout, replay.score_range, Some(&injected)));
         let simulated = match &oracle.0 {

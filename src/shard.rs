@@ -194,7 +194,7 @@ pub fn run(plan: &Plan, index: usize, threads: Option<usize>, runtime_options: &
         settings.workers = threads.max(1);
         settings.intra_threads = 1;
     }
-    let scored = score::score_groups(runtime, &scenario, &files, &groups, &plan.rules, &layout, [&stable, &candidate], &settings)?;
+    let scored = score::score_groups(runtime, &scenario, &files, &groups, &plan.rules, &layout, [&stable, &candidate], &settings, None)?;
     for (part, path) in shard.parts.iter().zip(&scored.parts) {
         if path.file_stem().and_then(|s| s.to_str()) != Some(part.key.as_str()) {
             let names: Vec<&str> = part.files.iter().map(|f| f.path.as_str()).collect();

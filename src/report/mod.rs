@@ -232,7 +232,8 @@ pub struct Timings {
     pub simulation_seconds: f64,
     /// Rendering `report.html` and the charts.
     pub report_seconds: f64,
-    /// Writing `scores.parquet` (beside the oracle and the simulation).
+    /// Writing `scores.parquet`: while scoring when the run scored every part (part of
+    /// `scoring_seconds`), else from the cache beside the oracle and the simulation.
     pub scores_file_seconds: f64,
     /// Everything after scoring, wall time: the oracle, the simulation and `scores.parquet` side
     /// by side, then the report and the other files.
@@ -281,9 +282,9 @@ impl SimulationPhases {
     }
 }
 
-/// `scores.parquet`: the cache parts as the plan says (every request, a sample, or nothing) with
-/// the log's column types restored. It reads only the parts, so it is written beside the oracle
-/// and the simulation.
+/// `scores.parquet` from the cache parts, as the plan says (every request, a sample, or nothing)
+/// with the log's column types restored, when scoring did not write it ([`ScoresWriter`]). It
+/// reads only the parts, so it is written beside the oracle and the simulation.
 pub struct Scores<'a> {
     pub parts: &'a [PathBuf],
     pub plan: &'a ScoresInfo,
@@ -294,17 +295,19 @@ pub struct Scores<'a> {
     pub written: std::sync::atomic::AtomicU64,
 }
 
+/// The file's name in a run's folder.
+pub const SCORES_FILE: &str = "scores.parquet";
+
 impl Artifact for Scores<'_> {
     fn name(&self) -> &str {
-        "scores.parquet"
+        SCORES_FILE
     }
 
     fn write_to(&self, path: &Path) -> Result<()> {
         if self.plan.mode == ScoresFile::None {
             return Ok(());
         }
-        let sample = (self.plan.fraction < 1.0).then_some((self.layout.id.as_str(), self.plan));
-        let rows = concatenate(self.parts, path, self.layout, self.types, sample)?;
+        let rows = concatenate(self.parts, path, self.layout, self.types, self.plan)?;
         self.written.store(rows, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
@@ -388,53 +391,100 @@ fn render(view: view::RunView, dir: &Path) -> Result<PathBuf> {
     Ok(page)
 }
 
-/// Copies the cache parts into one Parquet file, batch by batch, with the columns of `types` cast
-/// back to the log's types; with a `sample` (the id column, the plan), only the requests it keeps.
-/// Returns the rows written.
+/// Copies the cache parts into one Parquet file, batch by batch ([`ScoresWriter`]). Returns the
+/// rows written.
 fn concatenate(
     parts: &[PathBuf],
     dest: &Path,
     layout: &crate::ingest::Layout,
     types: &[(String, arrow::datatypes::DataType)],
-    sample: Option<(&str, &ScoresInfo)>,
+    plan: &ScoresInfo,
 ) -> Result<u64> {
-    let mut rows = 0u64;
-    let io = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", dest.display()));
-    let mut writer: Option<ArrowWriter<File>> = None;
+    let mut writer = ScoresWriter::new(dest, layout, types, plan);
     for part in parts {
         let handle = File::open(part).map_err(|e| Error::io(part, e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(handle).and_then(|b| b.with_batch_size(65_536).build()).map_err(io)?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(handle)
+            .and_then(|b| b.with_batch_size(65_536).build())
+            .map_err(|e| Error::Internal(format!("reading {}: {e}", part.display())))?;
         for batch in reader {
-            let batch = batch.map_err(|e| Error::Internal(format!("reading {}: {e}", part.display())))?;
-            let batch = match sample {
-                Some((id, plan)) => sampled(batch, id, plan)?,
-                None => batch,
-            };
-            rows += batch.num_rows() as u64;
-            let batch = restore_types(batch, types).map_err(|e| Error::Internal(format!("writing {}: {e}", dest.display())))?;
-            if writer.is_none() {
+            writer.add(&batch.map_err(|e| Error::Internal(format!("reading {}: {e}", part.display())))?)?;
+        }
+    }
+    Ok(writer.finish()?.0)
+}
+
+/// `scores.parquet` written batch by batch from score-cache batches: the requests the plan keeps
+/// (every one, a sample by the hash of the id, or none), with the columns of `types` cast back to
+/// the log's types. From the parts after scoring ([`Scores`]), or from each batch as it is scored
+/// (`score::Tee`) when the run scores every part itself.
+pub struct ScoresWriter<'a> {
+    dest: PathBuf,
+    layout: &'a crate::ingest::Layout,
+    types: &'a [(String, arrow::datatypes::DataType)],
+    plan: &'a ScoresInfo,
+    /// Opened with the first batch.
+    writer: Option<ArrowWriter<File>>,
+    rows: u64,
+    /// Time spent in [`ScoresWriter::add`].
+    seconds: f64,
+}
+
+impl<'a> ScoresWriter<'a> {
+    pub fn new(
+        dest: &Path,
+        layout: &'a crate::ingest::Layout,
+        types: &'a [(String, arrow::datatypes::DataType)],
+        plan: &'a ScoresInfo,
+    ) -> Self {
+        Self { dest: dest.to_path_buf(), layout, types, plan, writer: None, rows: 0, seconds: 0.0 }
+    }
+
+    pub fn add(&mut self, batch: &arrow::array::RecordBatch) -> Result<()> {
+        let started = std::time::Instant::now();
+        let added = self.write(batch);
+        self.seconds += started.elapsed().as_secs_f64();
+        added
+    }
+
+    fn write(&mut self, batch: &arrow::array::RecordBatch) -> Result<()> {
+        if self.plan.mode == ScoresFile::None {
+            return Ok(());
+        }
+        let batch = if self.plan.fraction < 1.0 { sampled(batch, &self.layout.id, self.plan)? } else { batch.clone() };
+        self.rows += batch.num_rows() as u64;
+        let dest = &self.dest;
+        let io = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", dest.display()));
+        let batch = restore_types(batch, self.types).map_err(|e| Error::Internal(format!("writing {}: {e}", dest.display())))?;
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => {
                 let file = File::create(dest).map_err(|e| Error::io(dest, e))?;
-                let properties = crate::score::dictionaries_where_values_repeat(WriterProperties::builder(), layout)
+                let properties = crate::score::dictionaries_where_values_repeat(WriterProperties::builder(), self.layout)
                     .set_compression(Compression::ZSTD(ZstdLevel::default()))
                     .set_max_row_group_row_count(Some(crate::score::ROW_GROUP_ROWS))
                     .build();
-                writer = Some(ArrowWriter::try_new(file, batch.schema(), Some(properties)).map_err(io)?);
+                self.writer.insert(ArrowWriter::try_new(file, batch.schema(), Some(properties)).map_err(io)?)
             }
-            writer.as_mut().expect("writer").write(&batch).map_err(io)?;
+        };
+        writer.write(&batch).map_err(io)
+    }
+
+    /// Closes the file: the requests written, and the seconds it took to write them.
+    pub fn finish(self) -> Result<(u64, f64)> {
+        let started = std::time::Instant::now();
+        if let Some(w) = self.writer {
+            w.close().map_err(|e| Error::Internal(format!("writing {}: {e}", self.dest.display())))?;
         }
+        Ok((self.rows, self.seconds + started.elapsed().as_secs_f64()))
     }
-    if let Some(w) = writer {
-        w.close().map_err(io)?;
-    }
-    Ok(rows)
 }
 
 /// The rows of a cache part's batch whose request `plan` keeps (ids are text in the cache).
-fn sampled(batch: arrow::array::RecordBatch, id: &str, plan: &ScoresInfo) -> Result<arrow::array::RecordBatch> {
+fn sampled(batch: &arrow::array::RecordBatch, id: &str, plan: &ScoresInfo) -> Result<arrow::array::RecordBatch> {
     use arrow::array::{Array, AsArray};
     let ids = batch.column_by_name(id).ok_or_else(|| Error::Internal(format!("the score cache has no column {id}")))?.as_string::<i32>();
     let keep: arrow::array::BooleanArray = (0..ids.len()).map(|i| Some(ids.is_valid(i) && plan.keeps(ids.value(i)))).collect();
-    arrow::compute::filter_record_batch(&batch, &keep).map_err(|e| Error::failed("sampling scores.parquet", e))
+    arrow::compute::filter_record_batch(batch, &keep).map_err(|e| Error::failed("sampling scores.parquet", e))
 }
 
 /// `batch` with each column named in `types` cast to that type.

@@ -104,7 +104,14 @@ pub struct Scored {
     pub setup_seconds: f64,
     /// Streaming the rows through the workers into the cache (the throughput figure).
     pub streaming_seconds: f64,
+    /// Whether the [`Tee`] was given every part's batches (every part was scored now).
+    pub teed: bool,
 }
+
+/// Where a scoring run's batches go besides the cache, in the cache's order: a run's
+/// `scores.parquet` is written while the rows are at hand instead of read back afterwards. It is
+/// used only when every part is scored now (none reused), so it sees every request.
+pub type Tee<'t> = &'t mut dyn FnMut(&arrow::array::RecordBatch) -> Result<()>;
 
 /// One worker's sessions, and its latency sampler (each worker warms up its own sessions).
 struct Worker {
@@ -122,10 +129,11 @@ pub fn score(
     models: [&Model; 2],
     settings: &Settings,
 ) -> Result<Scored> {
-    score_groups(runtime, scenario, files, &survey.groups, &survey.rules, layout, models, settings)
+    score_groups(runtime, scenario, files, &survey.groups, &survey.rules, layout, models, settings, None)
 }
 
-/// [`score`] for some groups of files, cleaned by `rules` (a shard of a sharded run).
+/// [`score`] for some groups of files, cleaned by `rules` (a shard of a sharded run), the batches
+/// also given to `tee` when every part is scored now.
 #[allow(clippy::too_many_arguments)]
 pub fn score_groups(
     runtime: &Runtime,
@@ -136,6 +144,7 @@ pub fn score_groups(
     layout: &Layout,
     models: [&Model; 2],
     settings: &Settings,
+    tee: Option<Tee>,
 ) -> Result<Scored> {
     let started = Instant::now();
     let folder = &settings.cache.folder;
@@ -162,7 +171,10 @@ pub fn score_groups(
         seconds: 0.0,
         setup_seconds: 0.0,
         streaming_seconds: 0.0,
+        teed: false,
     };
+    let mut tee = tee.filter(|_| plan.iter().all(|p| !p.4));
+    scored.teed = tee.is_some();
     if to_score > 0 {
         // Sessions load in parallel, one worker's pair per thread.
         let mut workers = std::thread::scope(|scope| {
@@ -189,7 +201,7 @@ pub fn score_groups(
                 continue;
             }
             let job = Job { scenario, layout, models, missing: &missing, rules };
-            job.score_group(&mut workers, group_files, info, path, &progress, [&mut scored.stable, &mut scored.candidate])?;
+            job.score_group(&mut workers, group_files, info, path, &progress, [&mut scored.stable, &mut scored.candidate], &mut tee)?;
             settings.cache.publish(&info.key())?;
             scored.parts_scored += 1;
         }
@@ -306,6 +318,7 @@ impl Job<'_> {
     /// batches into a bounded queue; each worker takes the next batch, scores it, measures its
     /// latency sample and builds the output batch; this thread restores the order and writes.
     /// On any error every thread is told to stop and the queues are drained so all of them end.
+    #[allow(clippy::too_many_arguments)]
     fn score_group(
         &self,
         workers: &mut [Worker],
@@ -314,6 +327,7 @@ impl Job<'_> {
         path: &PathBuf,
         progress: &indicatif::ProgressBar,
         tallies: [&mut ModelTally; 2],
+        tee: &mut Option<Tee>,
     ) -> Result<()> {
         let pending = Pending::new(path);
         let handle = File::create(pending.path()).map_err(|e| Error::io(path, e))?;
@@ -391,9 +405,13 @@ impl Job<'_> {
                     for (total, part) in [&mut *stable_tally, &mut *candidate_tally].into_iter().zip(&done.tallies) {
                         total.add(part);
                     }
-                    if let Err(e) = writer.write(&done.record) {
+                    let wrote = writer
+                        .write(&done.record)
+                        .map_err(|e| Error::Internal(format!("writing the score cache: {e}")))
+                        .and_then(|()| tee.as_mut().map_or(Ok(()), |tee| tee(&done.record)));
+                    if let Err(e) = wrote {
                         stop.store(true, Ordering::Relaxed);
-                        failure = Some(Error::Internal(format!("writing the score cache: {e}")));
+                        failure = Some(e);
                         break;
                     }
                     progress.inc(done.rows);

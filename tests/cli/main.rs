@@ -130,6 +130,11 @@ class = 1
         bin().arg("run").arg(scenario).arg("--out").arg(self.path("out")).arg("--cache-dir").arg(self.path("cache")).arg("-q").assert()
     }
 
+    /// The last run's `timings.json`.
+    fn timings(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.path("out/timings.json")).unwrap()).unwrap()
+    }
+
     /// `run` that replayed and decided (promoted 0, rolled back 1, held 3).
     fn replayed(&self, scenario: &Path) -> assert_cmd::assert::Assert {
         let assert = self.run(scenario);
@@ -385,18 +390,21 @@ fn a_second_run_reuses_the_cache_and_writes_identical_summaries() {
     let scenario = case.scenario(&repo("data/flights/sample.parquet"), |s| s);
     case.replayed(&scenario);
     let first = std::fs::read(case.path("out/summary.json")).unwrap();
-    let timings: Value = serde_json::from_str(&std::fs::read_to_string(case.path("out/timings.json")).unwrap()).unwrap();
+    let scores_written_while_scoring = read_parquet(&case.path("out/scores.parquet"));
+    let timings = case.timings();
     assert_eq!((timings["parts_scored"].as_u64(), timings["parts_reused"].as_u64()), (Some(1), Some(0)));
 
     case.replayed(&scenario);
-    let timings: Value = serde_json::from_str(&std::fs::read_to_string(case.path("out/timings.json")).unwrap()).unwrap();
+    let timings = case.timings();
     assert_eq!((timings["parts_scored"].as_u64(), timings["parts_reused"].as_u64()), (Some(0), Some(1)));
     assert_eq!(std::fs::read(case.path("out/summary.json")).unwrap(), first, "summary.json differs between runs");
+    // Written from the rows as they were scored, then from the cache's part: the same file.
+    assert_eq!(read_parquet(&case.path("out/scores.parquet")), scores_written_while_scoring);
 
     // A changed input (another candidate model) cannot reuse the part.
     let other = case.scenario(&repo("data/flights/sample.parquet"), |s| s.replace("candidate.onnx", "stable.onnx"));
     case.replayed(&other);
-    let timings: Value = serde_json::from_str(&std::fs::read_to_string(case.path("out/timings.json")).unwrap()).unwrap();
+    let timings = case.timings();
     assert_eq!(timings["parts_scored"].as_u64(), Some(1));
 }
 
