@@ -505,20 +505,15 @@ fn reader_metadata(handle: &File, dictionaries: &[&str]) -> parquet::errors::Res
     use arrow::datatypes::{DataType, Field, Schema};
     let metadata = ArrowReaderMetadata::load(handle, ArrowReaderOptions::new())?;
     let schema = metadata.schema();
-    if !schema.fields().iter().any(|f| dictionaries.contains(&f.name().as_str()) && f.data_type() == &DataType::Utf8) {
+    let hinted = |f: &Field| dictionaries.contains(&f.name().as_str()) && f.data_type() == &DataType::Utf8;
+    if !schema.fields().iter().any(|f| hinted(f)) {
         return Ok(metadata);
     }
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| {
-            let field = f.as_ref().clone();
-            if dictionaries.contains(&f.name().as_str()) && f.data_type() == &DataType::Utf8 {
-                field.with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)))
-            } else {
-                field
-            }
-        })
+        .map(|f| if hinted(f) { f.as_ref().clone().with_data_type(dictionary.clone()) } else { f.as_ref().clone() })
         .collect();
     let hinted = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     ArrowReaderMetadata::try_new(metadata.metadata().clone(), ArrowReaderOptions::new().with_schema(hinted))
