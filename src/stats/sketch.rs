@@ -87,8 +87,10 @@ pub struct Histogram {
 #[derive(Debug, Clone)]
 enum Counts {
     Sparse(HashMap<u32, u64, BuildHasherDefault<BinHasher>>),
-    /// One count per fine bin.
-    Dense(Box<[u64]>),
+    /// One count per fine bin, in 4 bytes (240 KB) until a bin passes `u32::MAX`...
+    Dense(Box<[u32]>),
+    /// ...then in 8.
+    Wide(Box<[u64]>),
 }
 
 impl Default for Counts {
@@ -97,9 +99,10 @@ impl Default for Counts {
     }
 }
 
-/// Filled bins beyond which a histogram turns dense: there the hash map (16 bytes an entry, at
-/// most 7/8 full) takes about as much memory as a count for every bin.
-const DENSE_ABOVE: usize = BINS as usize / 4;
+/// Filled bins beyond which a histogram turns dense: there the hash map (12 bytes and a control
+/// byte an entry, at most 7/8 full, grown by doubling) takes about as much memory as 4 bytes for
+/// every bin.
+const DENSE_ABOVE: usize = BINS as usize / 8;
 
 impl Histogram {
     pub fn add(&mut self, bin: u32) {
@@ -108,16 +111,28 @@ impl Histogram {
 
     fn add_count(&mut self, bin: u32, count: u64) {
         self.total += count;
+        let b = bin as usize;
         match &mut self.counts {
-            Counts::Dense(counts) => counts[bin as usize] += count,
+            Counts::Wide(counts) => counts[b] += count,
+            Counts::Dense(counts) => match u32::try_from(count).ok().and_then(|c| counts[b].checked_add(c)) {
+                Some(sum) => counts[b] = sum,
+                None => {
+                    let mut wide: Box<[u64]> = counts.iter().map(|&c| u64::from(c)).collect();
+                    wide[b] += count;
+                    self.counts = Counts::Wide(wide);
+                }
+            },
             Counts::Sparse(map) => {
                 *map.entry(bin).or_insert(0) += count;
                 if map.len() > DENSE_ABOVE {
-                    let mut counts = vec![0; BINS as usize].into_boxed_slice();
+                    let mut wide = vec![0u64; BINS as usize].into_boxed_slice();
                     for (b, c) in map.drain() {
-                        counts[b as usize] = c;
+                        wide[b as usize] = c;
                     }
-                    self.counts = Counts::Dense(counts);
+                    self.counts = match wide.iter().map(|&c| u32::try_from(c)).collect::<Result<Box<[u32]>, _>>() {
+                        Ok(narrow) => Counts::Dense(narrow),
+                        Err(_) => Counts::Wide(wide),
+                    };
                 }
             }
         }
@@ -136,7 +151,8 @@ impl Histogram {
     pub fn get(&self, bin: u32) -> u64 {
         match &self.counts {
             Counts::Sparse(map) => map.get(&bin).copied().unwrap_or(0),
-            Counts::Dense(counts) => counts[bin as usize],
+            Counts::Dense(counts) => u64::from(counts[bin as usize]),
+            Counts::Wide(counts) => counts[bin as usize],
         }
     }
 
@@ -144,7 +160,8 @@ impl Histogram {
     fn filled(&self) -> Box<dyn Iterator<Item = (u32, u64)> + '_> {
         match &self.counts {
             Counts::Sparse(map) => Box::new(map.iter().map(|(b, c)| (*b, *c))),
-            Counts::Dense(counts) => Box::new(counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(b, c)| (b as u32, *c))),
+            Counts::Dense(counts) => Box::new(counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(b, c)| (b as u32, u64::from(*c)))),
+            Counts::Wide(counts) => Box::new(counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(b, c)| (b as u32, *c))),
         }
     }
 
@@ -316,6 +333,17 @@ mod tests {
         assert_eq!(auc_from_histograms(&filled, &few), auc_from_histograms(&sparse, &few));
         let binning = Binning::new(0.0, 1.0);
         assert_eq!(wasserstein_normed(&binning, &filled, &few, 0.3), wasserstein_normed(&binning, &sparse, &few, 0.3));
+        // Counts are 4 bytes a bin until one passes u32::MAX; then 8, every count kept.
+        let mut wide = filled.clone();
+        wide.add_count(values[0], u64::from(u32::MAX));
+        assert!(matches!(wide.counts, Counts::Wide(_)));
+        assert_eq!(wide.get(values[0]), filled.get(values[0]) + u64::from(u32::MAX));
+        assert_eq!(wide.total(), filled.total() + u64::from(u32::MAX));
+        assert_eq!(wide.get(values[1]), filled.get(values[1]));
+        let mut narrow_again = few.clone();
+        narrow_again.merge(&wide);
+        assert!(matches!(narrow_again.counts, Counts::Wide(_)), "a count past u32::MAX turns it wide");
+        assert_eq!(narrow_again.get(values[0]), wide.get(values[0]) + few.get(values[0]));
     }
 
     #[test]
