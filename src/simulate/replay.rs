@@ -709,6 +709,21 @@ mod tests {
         assert_eq!(u, vec![hash::unit("salt", b"e1"), hash::unit("salt", b"r2"), hash::unit("salt", b"e3")]);
     }
 
+    /// Rows read back whose segment values the scan did not see (the cache changed under the
+    /// run) are an error naming the values, not a panic or a wrong cell.
+    #[test]
+    fn segment_values_the_scan_did_not_see_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part.parquet");
+        let mut layout = part_with_a_missing_entity(&path);
+        layout.segments = vec!["entity_id".into()];
+        let mut replay = Replay::scan(&[path], &layout, &[]).unwrap();
+        assert_eq!(replay.cells.len(), 3);
+        replay.cells = Cells::new(layout.segments.clone());
+        let error = replay.rows("salt").unwrap_err().to_string();
+        assert!(error.contains("segment values \"e1\" the scan of the score cache did not see"), "{error}");
+    }
+
     #[test]
     fn a_row_is_compact_and_gives_its_values_back() {
         assert_eq!(std::mem::size_of::<Row>(), 72);
