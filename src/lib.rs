@@ -11,6 +11,7 @@ pub mod error;
 pub mod hash;
 pub mod ingest;
 pub mod inspect;
+pub mod memory;
 pub mod oracle;
 pub mod output;
 pub mod policy;

@@ -164,6 +164,7 @@ enum ShardCommand {
 }
 
 fn main() -> ExitCode {
+    canary_replay::memory::map_large_allocations();
     let cli = Cli::parse();
     let code = match execute(cli.command) {
         Ok(code) => code,
