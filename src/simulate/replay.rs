@@ -19,6 +19,7 @@ use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use parquet::arrow::ProjectionMask;
+use parquet::file::metadata::ParquetMetaData;
 
 use crate::error::{Error, Result};
 use crate::hash;
@@ -468,7 +469,7 @@ pub(crate) fn for_each_batch(
         };
         let part = part.as_ref();
         let handle = File::open(part).map_err(|e| Error::io(part, e))?;
-        let reader = reader_metadata(&handle, dictionaries)
+        let reader = reader_metadata(&handle, part, dictionaries)
             .map(|metadata| ParquetRecordBatchReaderBuilder::new_with_metadata(handle, metadata))
             .and_then(|b| {
                 let b = match columns {
@@ -501,9 +502,9 @@ pub(crate) fn dictionaries(layout: &Layout) -> Vec<&str> {
 }
 
 /// A part's metadata, its string columns `dictionaries` to be read as dictionaries.
-fn reader_metadata(handle: &File, dictionaries: &[&str]) -> parquet::errors::Result<ArrowReaderMetadata> {
+fn reader_metadata(handle: &File, part: &Path, dictionaries: &[&str]) -> parquet::errors::Result<ArrowReaderMetadata> {
     use arrow::datatypes::{DataType, Field, Schema};
-    let metadata = ArrowReaderMetadata::load(handle, ArrowReaderOptions::new())?;
+    let metadata = ArrowReaderMetadata::try_new(footer(handle, part)?, ArrowReaderOptions::new())?;
     let schema = metadata.schema();
     let hinted = |f: &Field| dictionaries.contains(&f.name().as_str()) && f.data_type() == &DataType::Utf8;
     if !schema.fields().iter().any(|f| hinted(f)) {
@@ -517,6 +518,33 @@ fn reader_metadata(handle: &File, dictionaries: &[&str]) -> parquet::errors::Res
         .collect();
     let hinted = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     ArrowReaderMetadata::try_new(metadata.metadata().clone(), ArrowReaderOptions::new().with_schema(hinted))
+}
+
+/// A part's footer, decoded once for the readers that have it open at the same time (the oracle
+/// and both passes of the index build read the same parts side by side) and dropped when the last
+/// of them is done. A footer holds every row group's column metadata: about 0.4 KB a column chunk,
+/// 11 MiB for the 1,707 row groups of 112M requests, which three readers held three times. The
+/// column statistics, which these readers never use, are not decoded.
+fn footer(handle: &File, part: &Path) -> parquet::errors::Result<Arc<ParquetMetaData>> {
+    use parquet::file::metadata::ParquetStatisticsPolicy;
+    type Key = (PathBuf, u64, Option<std::time::SystemTime>);
+    static OPEN: std::sync::Mutex<Option<HashMap<Key, std::sync::Weak<ParquetMetaData>>>> = std::sync::Mutex::new(None);
+    let stat = handle.metadata()?;
+    let key = (part.to_path_buf(), stat.len(), stat.modified().ok());
+    // Held while a footer is decoded, so readers opening a part together decode it once.
+    let mut open = OPEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let open = open.get_or_insert_with(HashMap::new);
+    if let Some(shared) = open.get(&key).and_then(std::sync::Weak::upgrade) {
+        return Ok(shared);
+    }
+    let options = ArrowReaderOptions::new()
+        .with_column_stats_policy(ParquetStatisticsPolicy::SkipAll)
+        .with_encoding_stats_policy(ParquetStatisticsPolicy::SkipAll)
+        .with_size_stats_policy(ParquetStatisticsPolicy::SkipAll);
+    let loaded = ArrowReaderMetadata::load(handle, options)?.metadata().clone();
+    open.retain(|_, footer| footer.strong_count() > 0);
+    open.insert(key, Arc::downgrade(&loaded));
+    Ok(loaded)
 }
 
 /// A batch's segment columns, read as dictionaries ([`for_each_batch`]'s `dictionaries`): what a
@@ -737,6 +765,31 @@ mod tests {
         changed.update_output(0, |out| out.score = None);
         assert_eq!(changed.output(0), Output { error: false, score: None, latency_ms: None });
         assert_eq!(changed.output(1), outputs[1]);
+    }
+
+    /// Readers that have a part open at the same time share its footer, decoded without column
+    /// statistics; once they are done it is dropped, and a part rewritten since is decoded anew.
+    #[test]
+    fn readers_of_a_part_share_its_footer_while_they_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part.parquet");
+        part_with_a_missing_entity(&path);
+        let open = || footer(&File::open(&path).unwrap(), &path).unwrap();
+        let (first, second) = (open(), open());
+        assert!(Arc::ptr_eq(&first, &second));
+        assert!(first.row_group(0).column(1).statistics().is_none(), "statistics are not decoded");
+        let gone = Arc::downgrade(&first);
+        drop((first, second));
+        assert!(gone.upgrade().is_none(), "the footer is dropped with its last reader");
+        let held = open();
+        // Rewritten with more rows (another length): not the footer held for the old file.
+        let batch = RecordBatch::try_from_iter([("x", Arc::new(Float64Array::from(vec![1.0; 100])) as arrow::array::ArrayRef)]).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let fresh = open();
+        assert!(!Arc::ptr_eq(&held, &fresh));
+        assert_eq!((held.file_metadata().num_rows(), fresh.file_metadata().num_rows()), (3, 100));
     }
 
     /// Segment columns written as strings (with nulls) and read back as dictionaries name each
