@@ -423,8 +423,9 @@ fn grow_gently<T>(v: &mut Vec<T>) {
 }
 
 /// Labels waiting for the requests to reach the bucket they arrive in (one of these per arrival
-/// bucket): their rows, and the keys with many of them folded so far — so what waits grows with
-/// the keys in flight, not with the labels (a busy log's labels a few hours late are millions).
+/// bucket), and the requests of the bucket being read: their rows, and the keys with many of them
+/// folded so far — so what waits grows with the keys in flight, not with the labels (a busy log's
+/// labels a few hours late are millions) nor with a bucket's requests.
 pub(super) struct Waiting<K, R> {
     pub(super) rows: Vec<(K, R)>,
     /// Each key's pair as [`fold_pair`] writes it.
@@ -451,6 +452,11 @@ impl<K: Ord + Copy, R: Kept> Waiting<K, R> {
             self.compact(scale, fold_above, needs);
             self.compact_at = (2 * self.rows.len()).max(COMPACT_AT);
         }
+    }
+
+    /// Appends what waited to `index` ([`Index::append`]).
+    pub(super) fn append_to(mut self, index: &mut Index<K, R>, scale: &Scale, fold_above: usize) -> Result<()> {
+        index.append(&mut self.rows, self.folded, scale, fold_above)
     }
 
     /// Folds the rows of keys with more than `fold_above` of them, or folded before, into their pairs.

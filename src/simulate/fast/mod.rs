@@ -108,7 +108,9 @@ impl Pass<'_> {
         // bucket (a label arrives no earlier than its request's bucket). Memory holds the index and
         // the keys of labels still in flight ([`Waiting`]), never the log.
         let (mut requests, mut labels) = (Index::new(needs, kept), Index::new(needs, kept));
-        let (mut bucket_rows, mut current) = (Vec::new(), first);
+        // The current bucket's requests wait like labels, folded per key as they pile up: a busy
+        // bucket's requests (150,000 at 1,000×) took 16 MiB as rows.
+        let (mut bucket_rows, mut current) = (Waiting::new(), first);
         let mut in_flight: BTreeMap<u32, Waiting<LabelKey, Labelled>> = BTreeMap::new();
         let mut failed = None;
         let (mut starts, mut position, mut rows) = (Vec::new(), positions.map_or(0, |p| p.0), 0u64);
@@ -143,16 +145,16 @@ impl Pass<'_> {
             if b != current {
                 let mut arrived = in_flight.split_off(&b);
                 std::mem::swap(&mut arrived, &mut in_flight);
-                let flushed = requests
-                    .append(&mut bucket_rows, BTreeMap::new(), scale, fold_above)
-                    .and_then(|()| arrived.into_values().try_for_each(|mut w| labels.append(&mut w.rows, w.folded, scale, fold_above)));
+                let flushed = std::mem::replace(&mut bucket_rows, Waiting::new())
+                    .append_to(&mut requests, scale, fold_above)
+                    .and_then(|()| arrived.into_values().try_for_each(|w| w.append_to(&mut labels, scale, fold_above)));
                 if let Err(e) = flushed {
                     failed = Some(e);
                     return;
                 }
                 current = b;
             }
-            bucket_rows.push(((b, row.cell, band), row.outputs().map(|out| scale.contribution(&out))));
+            bucket_rows.push((b, row.cell, band), row.outputs().map(|out| scale.contribution(&out)), scale, fold_above, &needs);
             if let (Some(label), Some(lt)) = (row.label(), row.label_time()) {
                 let arrival = bucket(lt).max(b);
                 let labelled = Labelled::new(label, row.outputs().map(|out| out.score));
@@ -168,9 +170,9 @@ impl Pass<'_> {
         if let Some(e) = failed {
             return Err(e);
         }
-        requests.append(&mut bucket_rows, BTreeMap::new(), scale, fold_above)?;
-        for mut w in in_flight.into_values() {
-            labels.append(&mut w.rows, w.folded, scale, fold_above)?;
+        bucket_rows.append_to(&mut requests, scale, fold_above)?;
+        for w in in_flight.into_values() {
+            w.append_to(&mut labels, scale, fold_above)?;
         }
         Ok(Built { requests, labels, starts, rows })
     }
