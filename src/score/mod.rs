@@ -31,7 +31,7 @@ use ort::session::Session;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde::Serialize;
 
@@ -335,6 +335,11 @@ impl Job<'_> {
         let properties = dictionaries_where_values_repeat(WriterProperties::builder(), self.layout)
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            // Statistics per column chunk (the scan reads their null counts), no page index: its
+            // entries for every page of every row group wait in the writer until the part is
+            // closed — memory that grows with the part's rows — and no reader of the cache uses it.
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_offset_index_disabled(true)
             .set_key_value_metadata(Some(vec![KeyValue::new(METADATA_KEY.to_string(), metadata)]))
             .build();
         let schema = part_schema(self.layout);
