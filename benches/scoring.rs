@@ -151,7 +151,7 @@ fn pipeline(prepared: &Prepared, latency_sample: f64) -> (f64, f64) {
     scenario.scoring.latency_sample = latency_sample;
     let settings = score::Settings::new(&scenario, CacheDir::local(cache.path()), false, true);
     let scored =
-        score::score(prepared.runtime, &scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings)
+        score::score(prepared.runtime, &scenario, &prepared.files, &prepared.survey, &prepared.layout, prepared.models(), &settings, None)
             .unwrap();
     (scored.streaming_seconds, scored.seconds)
 }

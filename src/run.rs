@@ -69,8 +69,7 @@ impl Prepared {
 
     /// [`Prepared::score`], the batches also given to `tee` when every part is scored now.
     pub fn score_into(&self, settings: &score::Settings, tee: Option<score::Tee>) -> Result<Scored> {
-        let (survey, models) = (&self.survey, self.models());
-        score::score_groups(self.runtime, &self.scenario, &self.files, &survey.groups, &survey.rules, &self.layout, models, settings, tee)
+        score::score(self.runtime, &self.scenario, &self.files, &self.survey, &self.layout, self.models(), settings, tee)
     }
 }
 

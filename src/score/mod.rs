@@ -119,7 +119,9 @@ struct Worker {
     sampler: latency::Sampler,
 }
 
-/// Scores every traffic file whose part is not cached, and returns all parts.
+/// Scores every traffic file whose part is not cached, and returns all parts; the batches also
+/// go to `tee` when every part is scored now.
+#[allow(clippy::too_many_arguments)]
 pub fn score(
     runtime: &Runtime,
     scenario: &Scenario,
@@ -128,8 +130,9 @@ pub fn score(
     layout: &Layout,
     models: [&Model; 2],
     settings: &Settings,
+    tee: Option<Tee>,
 ) -> Result<Scored> {
-    score_groups(runtime, scenario, files, &survey.groups, &survey.rules, layout, models, settings, None)
+    score_groups(runtime, scenario, files, &survey.groups, &survey.rules, layout, models, settings, tee)
 }
 
 /// [`score`] for some groups of files, cleaned by `rules` (a shard of a sharded run), the batches
