@@ -112,6 +112,9 @@ impl Pass<'_> {
         // bucket's requests (150,000 at 1,000×) took 16 MiB as rows.
         let (mut bucket_rows, mut current) = (Waiting::new(), first);
         let mut in_flight: BTreeMap<u32, Waiting<LabelKey, Labelled>> = BTreeMap::new();
+        // Allocations of arrivals appended, for the next ones (a few: what waits is bounded by
+        // the keys in flight, and a kept allocation by the compaction).
+        let mut spare: Vec<Vec<(LabelKey, Labelled)>> = Vec::new();
         let mut failed = None;
         let (mut starts, mut position, mut rows) = (Vec::new(), positions.map_or(0, |p| p.0), 0u64);
         // Whether a request of the range was seen, and one past it.
@@ -147,7 +150,16 @@ impl Pass<'_> {
                 std::mem::swap(&mut arrived, &mut in_flight);
                 let flushed = std::mem::replace(&mut bucket_rows, Waiting::new())
                     .append_to(&mut requests, scale, fold_above)
-                    .and_then(|()| arrived.into_values().try_for_each(|w| w.append_to(&mut labels, scale, fold_above)));
+                    .map(|rows| bucket_rows = Waiting::reusing(rows))
+                    .and_then(|()| {
+                        arrived.into_values().try_for_each(|w| {
+                            w.append_to(&mut labels, scale, fold_above).map(|rows| {
+                                if spare.len() < SPARE {
+                                    spare.push(rows);
+                                }
+                            })
+                        })
+                    });
                 if let Err(e) = flushed {
                     failed = Some(e);
                     return;
@@ -158,7 +170,7 @@ impl Pass<'_> {
             if let (Some(label), Some(lt)) = (row.label(), row.label_time()) {
                 let arrival = bucket(lt).max(b);
                 let labelled = Labelled::new(label, row.outputs().map(|out| out.score));
-                in_flight.entry(arrival).or_insert_with(Waiting::new).push(
+                in_flight.entry(arrival).or_insert_with(|| Waiting::reusing(spare.pop().unwrap_or_default())).push(
                     (arrival, b, row.cell, band),
                     labelled,
                     scale,
@@ -177,6 +189,9 @@ impl Pass<'_> {
         Ok(Built { requests, labels, starts, rows })
     }
 }
+
+/// Emptied label allocations an index pass keeps for the next arrivals.
+const SPARE: usize = 8;
 
 /// Buckets between two checkpoints of the request counts (a few in unit tests, whose replays are short).
 #[cfg(not(test))]

@@ -19,6 +19,12 @@ impl Packed {
         self.bins.push(hist as u32 * HIST_STRIDE + bin as u32);
     }
 
+    /// Makes room for the bins of `n` more requests or labels (a request touches at most two
+    /// histograms, a label three).
+    pub fn reserve(&mut self, n: usize) {
+        self.bins.reserve(3 * n);
+    }
+
     pub fn add(&mut self, c: &Contribution) {
         self.s.add(c);
         if let Some((bin, _)) = c.latency() {
