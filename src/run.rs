@@ -602,7 +602,7 @@ pub fn emulate_controllers(
             let run = emulated.run(setup.origin, setup.end, replay.cells.len());
             let mut source: Box<dyn Source> = match traffic {
                 Traffic::Rows(rows) => Box::new(Reference::new(rows, &setup.scopes, setup.scale)),
-                Traffic::Ranged(ranged) => Box::new(RangedSource::new(ranged, &setup.scopes)),
+                Traffic::Ranged(ranged) => Box::new(RangedSource::new(ranged, &setup.scopes, setup.reads_histograms())),
             };
             let grade = grade::grade(setup, source.as_mut(), &run);
             let exposure = grade::exposure(setup, source.as_mut(), &run, &grade);

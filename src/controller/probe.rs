@@ -80,7 +80,7 @@ pub struct Probe<'a> {
 struct Service([ArmStats; 2]);
 
 impl Sink for Service {
-    fn add(&mut self, _: u32, _: f64, arm: usize, add: &dyn Fn(&mut ArmStats)) {
+    fn add(&mut self, _: u32, _: f64, arm: usize, add: &mut dyn FnMut(&mut ArmStats)) {
         add(&mut self.0[arm]);
     }
 }

@@ -106,6 +106,21 @@ impl WindowStats {
         Self { scopes: vec![Vec::new(); scopes], empty: [ArmStats::new(histograms), ArmStats::new(histograms)], histograms }
     }
 
+    pub fn histograms(&self) -> bool {
+        self.histograms
+    }
+
+    /// These statistics without histograms, as a window built without them holds.
+    #[cfg(test)]
+    pub fn scalars_only(&self) -> Self {
+        let scopes = self
+            .scopes
+            .iter()
+            .map(|groups| groups.iter().map(|g| Group { weight: g.weight, arms: g.arms.each_ref().map(ArmStats::scalars_only) }).collect())
+            .collect();
+        Self { scopes, empty: [ArmStats::new(false), ArmStats::new(false)], histograms: false }
+    }
+
     /// Empties every arm, keeping the allocations for the next window.
     pub fn clear(&mut self) {
         for group in self.scopes.iter_mut().flatten() {

@@ -21,15 +21,15 @@ mod index;
 
 use std::collections::BTreeMap;
 
-use super::metrics::{Contribution, Needs, Scale};
+use super::metrics::{ArmStats, Contribution, Needs, Scale};
 use super::replay::Replay;
 use super::window::{Scopes, WindowStats};
 use super::Source;
 use crate::error::{Error, Result};
 use crate::time::Micros;
 pub use index::Footprint;
+pub(super) use index::{Each, LabelKey, RequestKey};
 use index::{Index, Labelled, Waiting, FOLD_ABOVE, KEPT_ROWS};
-pub(super) use index::{LabelKey, RequestKey};
 
 /// The summaries of one replay under one routing salt: built once, then read by every policy
 /// evaluated on it ([`Fast`]) — a tune shares one across all its variants and threads.
@@ -524,22 +524,31 @@ impl Source for Fast<'_> {
     fn oracle(&mut self, start: Micros, end: Micros) -> WindowStats {
         let (start, end) = (self.summaries.bucket_of(start), self.summaries.bucket_of(end));
         let Summaries { scale, requests, labels, .. } = self.summaries;
-        let mut stats = WindowStats::new(self.scopes.len());
+        let mut stats = WindowStats::with_histograms(self.scopes.len(), self.stats.histograms());
+        // Every scope of a key's cell takes it, the key read once for all of them.
         for ((_, cell, _), group) in requests.between(start, end, |k| k.0) {
-            for &s in &self.scopes.of_cell[*cell as usize] {
-                for arm in 0..2 {
-                    requests.add(group, scale, arm, stats.arm(s, 1.0, arm));
-                }
+            let scopes = &self.scopes.of_cell[*cell as usize];
+            for arm in 0..2 {
+                requests.add_with(
+                    group,
+                    scale,
+                    arm,
+                    Each(scopes.len(), |add: &mut dyn FnMut(&mut ArmStats)| scopes.iter().for_each(|&s| add(stats.arm(s, 1.0, arm)))),
+                );
             }
         }
         for ((_, requested, cell, _), group) in &labels.keys {
             if *requested < start || *requested >= end {
                 continue;
             }
-            for &s in &self.scopes.of_cell[*cell as usize] {
-                for arm in 0..2 {
-                    labels.add(group, scale, arm, stats.arm(s, 1.0, arm));
-                }
+            let scopes = &self.scopes.of_cell[*cell as usize];
+            for arm in 0..2 {
+                labels.add_with(
+                    group,
+                    scale,
+                    arm,
+                    Each(scopes.len(), |add: &mut dyn FnMut(&mut ArmStats)| scopes.iter().for_each(|&s| add(stats.arm(s, 1.0, arm)))),
+                );
             }
         }
         stats

@@ -483,6 +483,12 @@ impl ArmStats {
         }
     }
 
+    /// These statistics without their histograms (the tests' comparison of windows built without).
+    #[cfg(test)]
+    pub fn scalars_only(&self) -> Self {
+        Self { s: self.s, h: None }
+    }
+
     #[cfg(test)]
     fn add_packed(&mut self, p: &Packed) {
         self.s.merge(&p.s);
