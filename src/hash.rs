@@ -4,11 +4,21 @@
 
 /// Maps a key to a uniform number in [0, 1).
 pub fn unit(salt: &str, key: &[u8]) -> f64 {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(salt.as_bytes());
-    hasher.update(&[0]);
-    hasher.update(key);
-    let bytes = hasher.finalize();
+    // Hashed whole from one buffer when short, as nearly every key is: feeding a hasher piece by
+    // piece took twice as long (every request is routed by this, 12% of the index build).
+    let mut short = [0u8; 192];
+    let len = salt.len() + 1 + key.len();
+    let bytes = if len <= short.len() {
+        short[..salt.len()].copy_from_slice(salt.as_bytes());
+        short[salt.len() + 1..len].copy_from_slice(key);
+        blake3::hash(&short[..len])
+    } else {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(salt.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(key);
+        hasher.finalize()
+    };
     let word = u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes"));
     (word >> 11) as f64 / (1u64 << 53) as f64
 }
@@ -49,5 +59,22 @@ mod tests {
         let share = below as f64 / n as f64;
         // Binomial sd at n = 20000, p = 0.25 is 0.0031; allow 4 sd.
         assert!((share - 0.25).abs() < 0.0125, "{share}");
+    }
+
+    /// Keys that fit the buffer and keys that do not are hashed alike: blake3 of salt ‖ 0 ‖ key.
+    #[test]
+    fn short_and_long_keys_hash_alike() {
+        let piece_by_piece = |salt: &str, key: &[u8]| {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(salt.as_bytes());
+            hasher.update(&[0]);
+            hasher.update(key);
+            let word = u64::from_le_bytes(hasher.finalize().as_bytes()[..8].try_into().unwrap());
+            (word >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for len in [0, 1, 40, 186, 187, 188, 400, 5000] {
+            let key: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            assert_eq!(unit("salt", &key).to_bits(), piece_by_piece("salt", &key).to_bits(), "{len}-byte key");
+        }
     }
 }
