@@ -357,6 +357,42 @@ proptest! {
     }
 }
 
+/// A cache scanned in pieces side by side (parts cut anywhere) finds what one pass over it does:
+/// cells numbered in order of their first request, the same score range, label kind and times,
+/// and a mark at every 64th request.
+#[test]
+fn a_scan_in_pieces_equals_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let sizes = [(3, 3, 2), (4, 700, 30), (5, 500, 20)];
+    let parts: Vec<std::path::PathBuf> = sizes
+        .iter()
+        .map(|&(seed, rows, hours)| {
+            let part = dir.path().join(format!("part-{seed}.parquet"));
+            write_traffic(&part, seed, rows, hours, 0.05, 0.05);
+            part
+        })
+        .collect();
+    let part_rows: Vec<u64> = sizes.iter().map(|s| s.1 as u64).collect();
+    let one = Replay::scan_in(&parts, &layout(), &[], part_rows.clone(), 1).unwrap();
+    let found =
+        |r: &Replay| (r.cells.values.clone(), r.score_range, r.binary, r.first, r.last, r.rows, r.part_rows.clone(), r.marks.clone());
+    for pieces in [1, 2, 3, 40] {
+        let split = Replay::scan_in(&parts, &layout(), &[], part_rows.clone(), pieces).unwrap();
+        assert_eq!(found(&split), found(&one), "{pieces} pieces");
+        let rows = split.rows("prop").unwrap();
+        let mut seen = 0;
+        for row in &rows {
+            assert!(row.cell <= seen, "cell {} before cell {seen} ({pieces} pieces)", row.cell);
+            seen = seen.max(row.cell + 1);
+        }
+        assert_eq!(seen as usize, split.cells.len());
+        let marks: Vec<(u64, i64)> = rows.iter().enumerate().step_by(64).map(|(i, r)| (i as u64, r.time)).collect();
+        assert_eq!(split.marks, marks, "{pieces} pieces");
+    }
+    assert!(one.cells.len() > 5 && one.rows == 1203, "{} cells, {} rows", one.cells.len(), one.rows);
+    assert_eq!(found(&Replay::scan(&parts, &layout(), &[]).unwrap()), found(&one));
+}
+
 /// A bucket that cannot be read back (its part deleted under the run) is an error the run
 /// reports, never a query quietly missing those requests.
 #[test]
