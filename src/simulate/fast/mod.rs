@@ -190,6 +190,25 @@ impl Pass<'_> {
     }
 }
 
+/// Adds a key to both arms of every one of `scopes` (a cell's) in the oracle's window, the key read
+/// once for all of them.
+fn to_every_scope<K: Ord + Copy, R: index::Kept>(
+    index: &Index<K, R>,
+    group: &index::Group,
+    scale: &Scale,
+    scopes: &[usize],
+    stats: &mut WindowStats,
+) {
+    for arm in 0..2 {
+        index.add_with(
+            group,
+            scale,
+            arm,
+            Each(scopes.len(), |add: &mut dyn FnMut(&mut ArmStats)| scopes.iter().for_each(|&s| add(stats.arm(s, 1.0, arm)))),
+        );
+    }
+}
+
 /// Emptied label allocations an index pass keeps for the next arrivals.
 const SPARE: usize = 8;
 
@@ -525,31 +544,14 @@ impl Source for Fast<'_> {
         let (start, end) = (self.summaries.bucket_of(start), self.summaries.bucket_of(end));
         let Summaries { scale, requests, labels, .. } = self.summaries;
         let mut stats = WindowStats::with_histograms(self.scopes.len(), self.stats.histograms());
-        // Every scope of a key's cell takes it, the key read once for all of them.
         for ((_, cell, _), group) in requests.between(start, end, |k| k.0) {
-            let scopes = &self.scopes.of_cell[*cell as usize];
-            for arm in 0..2 {
-                requests.add_with(
-                    group,
-                    scale,
-                    arm,
-                    Each(scopes.len(), |add: &mut dyn FnMut(&mut ArmStats)| scopes.iter().for_each(|&s| add(stats.arm(s, 1.0, arm)))),
-                );
-            }
+            to_every_scope(requests, group, scale, &self.scopes.of_cell[*cell as usize], &mut stats);
         }
         for ((_, requested, cell, _), group) in &labels.keys {
             if *requested < start || *requested >= end {
                 continue;
             }
-            let scopes = &self.scopes.of_cell[*cell as usize];
-            for arm in 0..2 {
-                labels.add_with(
-                    group,
-                    scale,
-                    arm,
-                    Each(scopes.len(), |add: &mut dyn FnMut(&mut ArmStats)| scopes.iter().for_each(|&s| add(stats.arm(s, 1.0, arm)))),
-                );
-            }
+            to_every_scope(labels, group, scale, &self.scopes.of_cell[*cell as usize], &mut stats);
         }
         stats
     }
