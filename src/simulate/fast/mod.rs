@@ -112,8 +112,7 @@ impl Pass<'_> {
         // bucket's requests (150,000 at 1,000×) took 16 MiB as rows.
         let (mut bucket_rows, mut current) = (Waiting::new(), first);
         let mut in_flight: BTreeMap<u32, Waiting<LabelKey, Labelled>> = BTreeMap::new();
-        // Allocations of arrivals appended, for the next ones (a few: what waits is bounded by
-        // the keys in flight, and a kept allocation by the compaction).
+        // Allocations of arrivals appended, for the next ones.
         let mut spare: Vec<Vec<(LabelKey, Labelled)>> = Vec::new();
         let mut failed = None;
         let (mut starts, mut position, mut rows) = (Vec::new(), positions.map_or(0, |p| p.0), 0u64);
@@ -154,7 +153,7 @@ impl Pass<'_> {
                     .and_then(|()| {
                         arrived.into_values().try_for_each(|w| {
                             w.append_to(&mut labels, scale, fold_above).map(|rows| {
-                                if spare.len() < SPARE {
+                                if spare.len() < SPARE && rows.capacity() <= SPARE_ROWS {
                                     spare.push(rows);
                                 }
                             })
@@ -209,8 +208,10 @@ fn to_every_scope<K: Ord + Copy, R: index::Kept>(
     }
 }
 
-/// Emptied label allocations an index pass keeps for the next arrivals.
+/// Emptied label allocations an index pass keeps for the next arrivals, and the most rows one
+/// may have room for (a few MB in all; a larger one is given back).
 const SPARE: usize = 8;
+const SPARE_ROWS: usize = 1 << 13;
 
 /// Buckets between two checkpoints of the request counts (a few in unit tests, whose replays are short).
 #[cfg(not(test))]
