@@ -207,12 +207,12 @@ impl<'a> Ranged<'a> {
         // Summarised buckets are routed at weights that are cuts: a band serves one arm.
         let band_arms = |band: u8, w: f64| served_by(mirror, s.arm_of_band(band, w) == Some(1));
         let row_arms = |row: &Row, w: f64| served_by(mirror, to_candidate(row.u, w));
-        for ((bucket, cell, band), group) in s.requests.between(plan.first, last, |k| k.0) {
-            let Take::Summary(i) = plan.take(*bucket) else { continue };
-            let w = plan.weights[i][*cell as usize];
-            for &arm in band_arms(*band, w) {
-                let fan_out = sink.fan_out(*cell, w);
-                s.requests.add_with(group, &s.scale, arm, Each(fan_out, |add: &mut dyn FnMut(&mut ArmStats)| sink.add(*cell, w, arm, add)));
+        for ((bucket, cell, band), group) in s.requests.between(plan.first, last) {
+            let Take::Summary(i) = plan.take(bucket) else { continue };
+            let w = plan.weights[i][cell as usize];
+            for &arm in band_arms(band, w) {
+                let fan_out = sink.fan_out(cell, w);
+                s.requests.add_with(&group, &s.scale, arm, Each(fan_out, |add: &mut dyn FnMut(&mut ArmStats)| sink.add(cell, w, arm, add)));
             }
         }
         // A label of a summarised bucket arriving in the bucket of the label time is told by its row.
@@ -224,19 +224,19 @@ impl<'a> Ranged<'a> {
             Labels::Before(t) if (t - s.origin).rem_euclid(s.width) == 0 => (s.bucket_of(t), None),
             Labels::Before(t) => (s.bucket_of(t) + 1, Some(s.bucket_of(t))),
         };
-        for ((arrival, requested, cell, band), group) in s.labels.between(plan.first, arrived, |k| k.0) {
-            if *requested < plan.first || *requested >= last {
+        for ((arrival, requested, cell, band), group) in s.labels.between(plan.first, arrived) {
+            if requested < plan.first || requested >= last {
                 continue;
             }
-            let Take::Summary(i) = plan.take(*requested) else { continue };
-            if Some(*arrival) == cut {
-                partial.insert(*requested);
+            let Take::Summary(i) = plan.take(requested) else { continue };
+            if Some(arrival) == cut {
+                partial.insert(requested);
                 continue;
             }
-            let w = plan.weights[i][*cell as usize];
-            for &arm in band_arms(*band, w) {
-                let fan_out = sink.fan_out(*cell, w);
-                s.labels.add_with(group, &s.scale, arm, Each(fan_out, |add: &mut dyn FnMut(&mut ArmStats)| sink.add(*cell, w, arm, add)));
+            let w = plan.weights[i][cell as usize];
+            for &arm in band_arms(band, w) {
+                let fan_out = sink.fan_out(cell, w);
+                s.labels.add_with(&group, &s.scale, arm, Each(fan_out, |add: &mut dyn FnMut(&mut ArmStats)| sink.add(cell, w, arm, add)));
             }
         }
         let counts = |lt: Micros| match labels {
@@ -295,8 +295,8 @@ impl<'a> Ranged<'a> {
             let (a, b) = (self.bucket_start(k).max(from), self.bucket_start(k + 1).min(until));
             let plan = self.plan(a, b, routing, false);
             let found = match plan.takes.first() {
-                Some(Take::Summary(i)) => s.requests.between(k, k + 1, |key| key.0).iter().any(|((_, cell, band), group)| {
-                    s.requests.requests(group) > 0 && s.arm_of_band(*band, plan.weights[*i][*cell as usize]) == Some(arm)
+                Some(Take::Summary(i)) => s.requests.between(k, k + 1).any(|((_, cell, band), group)| {
+                    s.requests.requests(&group) > 0 && s.arm_of_band(band, plan.weights[*i][cell as usize]) == Some(arm)
                 }),
                 _ => self
                     .rows(k)

@@ -1,11 +1,13 @@
 //! The fast path's index: keys (bucket × cell × band, and label arrivals) holding their requests'
-//! rows while few, else their summaries encoded into an arena; labels waiting for the check
-//! interval they arrive in.
+//! rows while few, else their summaries, encoded one after another into a stream of bytes — each
+//! key written against the one before it, so a key and its summaries' lengths take a few bytes
+//! rather than the 28 of a list of keys beside an arena; labels waiting for the check interval
+//! they arrive in.
 
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::simulate::metrics::{log_loss, ArmStats, Contribution, Decoded, Needs, Packed, Quality, Scale};
+use crate::simulate::metrics::{log_loss, put_varint, take_varint, ArmStats, Contribution, Decoded, Needs, Packed, Quality, Scale};
 use crate::simulate::window::WindowStats;
 
 /// Summaries of one key: [stable output, candidate output].
@@ -16,6 +18,70 @@ pub(in crate::simulate) type RequestKey = (u32, u32, u8);
 
 /// (arrival bucket, request bucket, cell, band).
 pub(in crate::simulate) type LabelKey = (u32, u32, u32, u8);
+
+/// A key of an index: its bucket, and the rest written against the key before it in the bucket.
+pub(in crate::simulate) trait Key: Ord + Copy {
+    fn bucket(&self) -> u32;
+    /// Appends the key, which sorts after `before` (the previous key of its bucket, if any).
+    fn put(&self, before: Option<&Self>, out: &mut Vec<u8>);
+    /// The key of `bucket` [`Key::put`] wrote at `bytes[*at..]` after `before`; moves `at` past it.
+    fn take(bucket: u32, before: Option<&Self>, bytes: &[u8], at: &mut usize) -> Self;
+}
+
+/// The cell as its step from `from` (a key's cells ascend within its bucket), and the band.
+fn put_cell(cell: u32, band: u8, from: u32, out: &mut Vec<u8>) {
+    put_varint(out, u128::from(cell - from) << 8 | u128::from(band));
+}
+
+fn take_cell(from: u32, bytes: &[u8], at: &mut usize) -> (u32, u8) {
+    let mut v = 0;
+    take_varint(bytes, at, &mut v);
+    (from + (v >> 8) as u32, v as u8)
+}
+
+/// One byte for the next band of a cell, two for the next cell.
+impl Key for RequestKey {
+    fn bucket(&self) -> u32 {
+        self.0
+    }
+
+    fn put(&self, before: Option<&Self>, out: &mut Vec<u8>) {
+        put_cell(self.1, self.2, before.map_or(0, |b| b.1), out);
+    }
+
+    fn take(bucket: u32, before: Option<&Self>, bytes: &[u8], at: &mut usize) -> Self {
+        let (cell, band) = take_cell(before.map_or(0, |b| b.1), bytes, at);
+        (bucket, cell, band)
+    }
+}
+
+/// The request bucket as its step from the one before (the first of an arrival bucket as its lag),
+/// then the cell as a request key's is.
+impl Key for LabelKey {
+    fn bucket(&self) -> u32 {
+        self.0
+    }
+
+    fn put(&self, before: Option<&Self>, out: &mut Vec<u8>) {
+        let (step, from) = match before {
+            Some(b) => (self.1 - b.1, if b.1 == self.1 { b.2 } else { 0 }),
+            None => (self.0 - self.1, 0),
+        };
+        put_varint(out, u128::from(step));
+        put_cell(self.2, self.3, from, out);
+    }
+
+    fn take(bucket: u32, before: Option<&Self>, bytes: &[u8], at: &mut usize) -> Self {
+        let mut step = 0;
+        take_varint(bytes, at, &mut step);
+        let (requested, from) = match before {
+            Some(b) => (b.1 + step as u32, if step == 0 { b.2 } else { 0 }),
+            None => (bucket - step as u32, 0),
+        };
+        let (cell, band) = take_cell(from, bytes, at);
+        (bucket, requested, cell, band)
+    }
+}
 
 /// Keys with at most this many requests keep them as rows while the index keeps fewer than
 /// [`KEPT_ROWS`]: a kept row takes 48 bytes (56 for a label) and is added to a window faster than a
@@ -29,9 +95,9 @@ pub(super) const KEPT_ROWS: usize = 1 << 18;
 #[cfg(test)]
 pub(super) const KEPT_ROWS: usize = 400;
 
-/// What a key holds: its rows in the index's row store, or their summaries in its arena (the
-/// stable model's, then the candidate's, each [`Packed::encode`]d, the first after its length) —
-/// packed into 8 bytes, as there is one per key ([`Held`] is what it says).
+/// What a key holds, as [`Keys`] reads it: its rows in the index's row store, or their summaries
+/// in its stream (the stable model's, then the candidate's, each [`Packed::encode`]d, the first
+/// after its length) — packed into 8 bytes ([`Held`] is what it says).
 #[derive(Debug, Clone, Copy)]
 pub(in crate::simulate) struct Group(u64);
 
@@ -51,7 +117,7 @@ impl Group {
         Group(u64::from(start) << 31 | u64::from(len))
     }
 
-    /// At position `at` of the arena ([`Arena`]; below 2⁶³).
+    /// At position `at` of the stream ([`Arena`]; below 2⁶³).
     pub(super) fn folded(at: u64) -> Self {
         Group(FOLDED | at)
     }
@@ -129,16 +195,21 @@ impl Kept for Labelled {
     }
 }
 
-/// Folded summaries in blocks of about [`BLOCK`] bytes that never move: growing takes a new block
+/// An index's stream in blocks of about [`BLOCK`] bytes that never move: growing takes a new block
 /// rather than copying everything into a buffer twice the size (a doubled buffer held up to twice
-/// the summaries, and both copies while it grew). A pair's position is its block · 2³² + its
-/// offset in the block, and a pair never straddles two blocks.
+/// the summaries, and both copies while it grew). A position is its block · 2³² + its offset in
+/// the block; an entry never straddles two blocks, and once a block is left nothing more is
+/// written to it, so a reader that reaches a block's end goes on at the next block's start.
 #[derive(Debug, Default)]
 struct Arena {
     pub(super) blocks: Vec<Vec<u8>>,
 }
 
+#[cfg(not(test))]
 const BLOCK: usize = 1 << 20;
+/// Small in unit tests, so the keys read cross blocks often.
+#[cfg(test)]
+const BLOCK: usize = 64;
 
 impl Arena {
     /// Appends `bytes` whole to one block; returns their position.
@@ -177,15 +248,33 @@ impl Arena {
     }
 }
 
-/// Keys in order, each with its rows or summaries.
+/// The keys of one bucket written one after another from position `at` of the stream; their
+/// rows, if they keep any, from `rows` on in the row store.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    bucket: u32,
+    keys: u32,
+    rows: u32,
+    at: u64,
+}
+
+/// Keys in order, each with its rows or summaries: a stream of entries, each a key ([`Key::put`]
+/// against the one before it in its bucket), then `n · 2 + 1` and a pair of `n` bytes
+/// ([`fold_pair`]) if the key is folded, else `n · 2` for its `n` rows in the row store — a run
+/// of them per bucket. A key takes about 3 bytes besides its summaries (a list of keys and
+/// positions beside an arena took 28).
 #[derive(Debug)]
 pub(in crate::simulate) struct Index<K, R> {
-    pub(super) keys: Vec<(K, Group)>,
+    runs: Vec<Run>,
+    stream: Arena,
+    /// The last key appended (appends go in key order).
+    last: Option<K>,
+    keys: usize,
+    folded: usize,
     pub(super) rows: Vec<R>,
-    /// The folded keys' summaries.
-    arena: Arena,
-    /// Where a pair is written before it is placed in the arena.
-    pub(super) scratch: Vec<u8>,
+    /// Where a pair is written before it goes into its entry, and the entry before it goes into
+    /// the stream.
+    scratch: (Vec<u8>, Vec<u8>),
     /// What folded summaries keep.
     pub(super) needs: Needs,
     /// Rows kept at most; beyond, keys are folded.
@@ -195,45 +284,49 @@ pub(in crate::simulate) struct Index<K, R> {
     pub(super) later: Vec<R>,
 }
 
-impl<K: Ord + Copy, R: Kept> Index<K, R> {
+impl<K: Key, R: Kept> Index<K, R> {
     pub(super) fn new(needs: Needs, kept: usize) -> Self {
-        Self { keys: Vec::new(), rows: Vec::new(), arena: Arena::default(), scratch: Vec::new(), needs, kept, later: Vec::new() }
+        Self {
+            runs: Vec::new(),
+            stream: Arena::default(),
+            last: None,
+            keys: 0,
+            folded: 0,
+            rows: Vec::new(),
+            scratch: (Vec::new(), Vec::new()),
+            needs,
+            kept,
+            later: Vec::new(),
+        }
     }
 
-    /// `other`'s keys added to these, every key of either once: `other`'s rows and arena blocks are
-    /// moved in whole (copying them doubled them for a moment: 50 MB at 100×) and its groups
-    /// shifted to point at them. With `after`, every key of `other` sorts after every key here
-    /// and the keys are appended; else the two key lists are merged.
+    /// `other`'s keys added to these, every key of either once: `other`'s rows and stream blocks
+    /// are moved in whole (copying them doubled them for a moment: 50 MB at 100×) and its runs
+    /// shifted to point at them. With `after`, every key of `other` sorts after every key here and
+    /// its runs are appended; else the two lists of runs are merged by bucket, so a bucket may be
+    /// read in two runs, this index's first (in a split build its keys of a bucket are the ones
+    /// with the earlier request buckets, so the order of the keys is kept).
     pub(super) fn absorb(&mut self, other: Index<K, R>, after: bool) {
         debug_assert!(self.later.is_empty() && other.later.is_empty(), "an index absorbs one other");
         let rows = self.rows.len() as u32;
-        let arena = self.arena.absorb(other.arena);
-        let shifted = other.keys.into_iter().map(|(k, g)| {
-            let g = match g.held() {
-                Held::Rows { start, len } => Group::rows(start + rows, len),
-                Held::Folded(at) => Group::folded(at + arena),
-            };
-            (k, g)
-        });
-        let theirs: Vec<(K, Group)> = shifted.collect();
-        let mine = self.keys.len();
-        self.keys.reserve_exact(theirs.len());
-        self.keys.extend_from_slice(&theirs);
-        if !after {
-            // Merged in place from the back, so the merged keys take no second copy of the list:
-            // the largest remaining key of either goes to the last free slot.
-            let (mut i, mut j, mut at) = (mine, theirs.len(), self.keys.len());
-            while j > 0 {
-                at -= 1;
-                if i > 0 && self.keys[i - 1].0 > theirs[j - 1].0 {
-                    self.keys[at] = self.keys[i - 1];
-                    i -= 1;
-                } else {
-                    self.keys[at] = theirs[j - 1];
-                    j -= 1;
-                }
+        let shift = self.stream.absorb(other.stream);
+        let theirs = other.runs.into_iter().map(|r| Run { rows: r.rows + rows, at: r.at + shift, ..r });
+        if after {
+            self.runs.extend(theirs);
+        } else {
+            let mine = std::mem::take(&mut self.runs).into_iter().peekable();
+            let (mut mine, mut theirs) = (mine, theirs.peekable());
+            while let Some(next) = match (mine.peek(), theirs.peek()) {
+                (Some(a), Some(b)) if b.bucket < a.bucket => theirs.next(),
+                (Some(_), _) => mine.next(),
+                (None, _) => theirs.next(),
+            } {
+                self.runs.push(next);
             }
         }
+        self.keys += other.keys;
+        self.folded += other.folded;
+        self.last = self.last.max(other.last);
         self.later = other.rows;
         self.kept = self.kept.max(self.rows.len() + self.later.len());
     }
@@ -257,7 +350,7 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
 
     /// The summary of model `arm` of a folded key.
     pub(super) fn summary(&self, at: u64, arm: usize) -> &[u8] {
-        pair_arms(self.arena.at(at))[arm]
+        pair_arms(self.stream.at(at))[arm]
     }
 
     /// Appends a batch of rows, and keys folded while they waited ([`Waiting`]), whose keys all
@@ -265,13 +358,14 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
     /// not matter, all sums are integers); keys folded before, with more than `fold_above` rows, or
     /// past the kept-rows cap folded, the others' rows kept.
     pub(super) fn append(&mut self, batch: &mut Vec<(K, R)>, folded: BTreeMap<K, Vec<u8>>, scale: &Scale, fold_above: usize) -> Result<()> {
+        debug_assert!(self.later.is_empty(), "nothing is appended to an index that absorbed another");
         batch.sort_unstable_by_key(|(k, _)| *k);
         let first = match (batch.first(), folded.keys().next()) {
             (Some((a, _)), Some(b)) => Some(*a.min(b)),
             (a, b) => a.map(|(k, _)| *k).or(b.copied()),
         };
-        if let (Some((last, _)), Some(first)) = (self.keys.last(), first) {
-            if first <= *last {
+        if let (Some(last), Some(first)) = (self.last, first) {
+            if first <= last {
                 return Err(Error::Internal("the score cache is not in time order".into()));
             }
         }
@@ -285,43 +379,75 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
             };
             let rows = groups.next_if(|rows| rows[0].0 == key).unwrap_or(&[]);
             let earlier = folded.next_if(|(k, _)| *k == key).map(|(_, bytes)| bytes);
-            if earlier.is_some() || rows.len() > fold_above || self.rows.len() + rows.len() > self.kept {
-                self.scratch.clear();
-                fold_pair(rows, earlier.as_deref(), scale, &self.needs, &mut self.scratch);
-                let at = self.arena.push(&self.scratch);
-                grow_gently(&mut self.keys);
-                self.keys.push((key, Group::folded(at)));
+            let before = self.last.filter(|last| last.bucket() == key.bucket());
+            let (pair, entry) = &mut self.scratch;
+            entry.clear();
+            key.put(before.as_ref(), entry);
+            let fold = earlier.is_some() || rows.len() > fold_above || self.rows.len() + rows.len() > self.kept;
+            if fold {
+                pair.clear();
+                fold_pair(rows, earlier.as_deref(), scale, &self.needs, pair);
+                put_varint(entry, (pair.len() as u128) << 1 | 1);
+                entry.extend_from_slice(pair);
             } else {
-                let start = u32::try_from(self.rows.len()).map_err(|_| Error::Internal("more rows than the fast path can index".into()))?;
-                self.rows.extend(rows.iter().map(|(_, r)| *r));
-                grow_gently(&mut self.keys);
-                self.keys.push((key, Group::rows(start, rows.len() as u32)));
+                u32::try_from(self.rows.len() + rows.len())
+                    .map_err(|_| Error::Internal("more rows than the fast path can index".into()))?;
+                put_varint(entry, (rows.len() as u128) << 1);
             }
+            let at = self.stream.push(entry);
+            if before.is_none() {
+                self.runs.push(Run { bucket: key.bucket(), keys: 0, rows: self.rows.len() as u32, at });
+            }
+            if let Some(run) = self.runs.last_mut() {
+                run.keys += 1;
+            }
+            if fold {
+                self.folded += 1;
+            } else {
+                self.rows.extend(rows.iter().map(|(_, r)| *r));
+            }
+            self.keys += 1;
+            self.last = Some(key);
         }
         batch.clear();
         Ok(())
     }
 
+    /// Keys stored.
+    pub(super) fn len(&self) -> usize {
+        self.keys
+    }
+
     /// (keys, folded keys, kept rows, bytes).
     pub(super) fn footprint(&self) -> (usize, usize, usize, usize) {
-        let folded = self.keys.iter().filter(|(_, g)| matches!(g.held(), Held::Folded(_))).count();
         let rows = self.rows.capacity() + self.later.capacity();
-        let bytes = self.keys.capacity() * std::mem::size_of::<(K, Group)>() + rows * std::mem::size_of::<R>() + self.arena.capacity();
-        (self.keys.len(), folded, self.rows.len() + self.later.len(), bytes)
+        let bytes = self.runs.capacity() * std::mem::size_of::<Run>() + rows * std::mem::size_of::<R>() + self.stream.capacity();
+        (self.keys, self.folded, self.rows.len() + self.later.len(), bytes)
     }
 
     pub(super) fn finish(&mut self) {
-        self.keys.shrink_to_fit();
+        self.runs.shrink_to_fit();
         self.rows.shrink_to_fit();
-        self.arena.shrink_to_fit();
+        self.stream.shrink_to_fit();
         self.later.shrink_to_fit();
+        self.scratch = (Vec::new(), Vec::new());
     }
 
-    /// The keys whose bucket (`bucket` of the key) is in [from, to).
-    pub(in crate::simulate) fn between(&self, from: u32, to: u32, bucket: impl Fn(&K) -> u32) -> &[(K, Group)] {
-        let a = self.keys.partition_point(|(k, _)| bucket(k) < from);
-        let b = self.keys.partition_point(|(k, _)| bucket(k) < to);
-        &self.keys[a..b.max(a)]
+    /// The keys whose bucket is in [from, to), in order.
+    pub(in crate::simulate) fn between(&self, from: u32, to: u32) -> Keys<'_, K> {
+        let a = self.runs.partition_point(|r| r.bucket < from);
+        let b = self.runs.partition_point(|r| r.bucket < to);
+        Keys { stream: &self.stream, runs: self.runs[a..b.max(a)].iter(), left: 0, bucket: 0, at: (0, 0), before: None, rows: 0 }
+    }
+
+    /// Every key, in order.
+    pub(in crate::simulate) fn iter(&self) -> Keys<'_, K> {
+        self.between(0, u32::MAX)
+    }
+
+    /// The bucket of the last key (none: 0).
+    pub(super) fn last_bucket(&self) -> u32 {
+        self.runs.iter().map(|r| r.bucket).max().unwrap_or(0)
     }
 
     /// Adds a group to the `arm` statistics of every target — every row's terms worked out, or the
@@ -353,6 +479,51 @@ impl<K: Ord + Copy, R: Kept> Index<K, R> {
     /// Adds a group to the `arm` of each (scope, group) slot of a window ([`Index::add_with`]).
     pub(super) fn add_to_slots(&self, group: &Group, scale: &Scale, arm: usize, slots: &[(usize, usize)], stats: &mut WindowStats) {
         self.add_with(group, scale, arm, Slots { slots, stats, arm });
+    }
+}
+
+/// The keys of a range of runs, read from an index's stream: each with its [`Group`].
+pub(in crate::simulate) struct Keys<'a, K> {
+    stream: &'a Arena,
+    runs: std::slice::Iter<'a, Run>,
+    /// Keys left in the run being read, its bucket, and where the next key is (block, offset).
+    left: u32,
+    bucket: u32,
+    at: (usize, usize),
+    /// The key read last in the run, and where the next key's rows start.
+    before: Option<K>,
+    rows: u32,
+}
+
+impl<K: Key> Iterator for Keys<'_, K> {
+    type Item = (K, Group);
+
+    fn next(&mut self) -> Option<(K, Group)> {
+        while self.left == 0 {
+            let run = self.runs.next()?;
+            (self.left, self.bucket, self.before, self.rows) = (run.keys, run.bucket, None, run.rows);
+            self.at = ((run.at >> 32) as usize, (run.at & 0xffff_ffff) as usize);
+        }
+        let blocks = &self.stream.blocks;
+        if self.at.1 == blocks[self.at.0].len() {
+            self.at = (self.at.0 + 1, 0);
+        }
+        let (bytes, at) = (&blocks[self.at.0], &mut self.at.1);
+        let key = K::take(self.bucket, self.before.as_ref(), bytes, at);
+        let mut header = 0;
+        take_varint(bytes, at, &mut header);
+        let n = (header >> 1) as u32;
+        let group = if header & 1 == 1 {
+            let group = Group::folded((self.at.0 as u64) << 32 | *at as u64);
+            *at += n as usize;
+            group
+        } else {
+            self.rows += n;
+            Group::rows(self.rows - n, n)
+        };
+        self.left -= 1;
+        self.before = Some(key);
+        Some((key, group))
     }
 }
 
@@ -412,16 +583,12 @@ pub struct Footprint {
     pub passes: usize,
 }
 
-/// Appends a length as 4 bytes.
-fn write_length(out: &mut Vec<u8>, len: usize) {
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-}
-
 /// The stable model's and the candidate's summary of a folded pair at the start of `bytes` (the
-/// candidate's runs on past its end).
+/// candidate's runs on past its end): the first after its length.
 fn pair_arms(bytes: &[u8]) -> [&[u8]; 2] {
-    let first = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
-    [&bytes[4..], &bytes[4 + first..]]
+    let (mut at, mut first) = (0, 0);
+    take_varint(bytes, &mut at, &mut first);
+    [&bytes[at..], &bytes[at + first as usize..]]
 }
 
 /// Appends the folded pair of `rows`, plus the pair `earlier` holds if the key was folded before,
@@ -443,17 +610,9 @@ fn fold_pair<K, R: Kept>(rows: &[(K, R)], earlier: Option<&[u8]>, scale: &Scale,
             None => packed.encode(needs, into),
         }
         if arm == 0 {
-            write_length(out, first.len());
+            put_varint(out, first.len() as u128);
             out.extend_from_slice(&first);
         }
-    }
-}
-
-/// Makes room for one more element, growing a full vector by a quarter rather than doubling it: an
-/// index's key lists run to millions of entries, and a doubled list is mostly empty.
-fn grow_gently<T>(v: &mut Vec<T>) {
-    if v.len() == v.capacity() {
-        v.reserve_exact((v.capacity() / 4).max(1024));
     }
 }
 
@@ -476,7 +635,7 @@ const COMPACT_AT: usize = 4096;
 #[cfg(test)]
 const COMPACT_AT: usize = 8;
 
-impl<K: Ord + Copy, R: Kept> Waiting<K, R> {
+impl<K: Key, R: Kept> Waiting<K, R> {
     pub(super) fn new() -> Self {
         Self::reusing(Vec::new())
     }
@@ -523,5 +682,90 @@ impl<K: Ord + Copy, R: Kept> Waiting<K, R> {
             start = end;
         }
         self.rows.truncate(kept);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::simulate::metrics::tests::scale;
+
+    /// The labels a label key holds, read as a window reads them (rows or summary).
+    fn labels_of(index: &Index<LabelKey, Labelled>, group: &Group, scale: &Scale) -> u64 {
+        let mut stats = ArmStats::default();
+        index.add_with(group, scale, 1, Each(1, |add: &mut dyn FnMut(&mut ArmStats)| add(&mut stats)));
+        stats.s.labelled
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Label keys (arrival, lag, cell, band, labels) indexed as a split build indexes them —
+        /// the keys of requests before the split bucket in one index, the others in another, each
+        /// appended arrival bucket by arrival bucket, then merged — read back: every key once, in
+        /// key order, holding its labels, and each bucket's keys in `between`. Entries cross the
+        /// stream's blocks often (64 bytes in unit tests), kept rows run out at 50.
+        #[test]
+        fn keys_read_back_in_order_with_what_they_hold(
+            raw in prop::collection::vec((0u32..6, 0u32..4, prop_oneof![0u32..3, 0u32..100_000], any::<u8>(), 1usize..20), 1..120),
+            split in 0u32..7,
+            fold_above in 0usize..4,
+        ) {
+            let scale = scale();
+            let mut keys: BTreeMap<LabelKey, u64> = BTreeMap::new();
+            for (arrival, lag, cell, band, n) in raw {
+                *keys.entry((arrival, arrival.saturating_sub(lag), cell, band)).or_default() += n as u64;
+            }
+            let build = |before: bool| {
+                let mut index = Index::new(Needs::ALL, 50);
+                for arrival in 0..6 {
+                    let mut batch: Vec<(LabelKey, Labelled)> = keys
+                        .iter()
+                        .filter(|(k, _)| k.0 == arrival && (k.1 < split) == before)
+                        .flat_map(|(k, n)| std::iter::repeat_n((*k, Labelled::new(1.0, [Some(0.25), Some(0.75)])), *n as usize))
+                        .collect();
+                    index.append(&mut batch, BTreeMap::new(), &scale, fold_above).unwrap();
+                }
+                index
+            };
+            let mut index = build(true);
+            index.absorb(build(false), false);
+            let read: Vec<(LabelKey, u64)> = index.iter().map(|(k, g)| (k, labels_of(&index, &g, &scale))).collect();
+            prop_assert_eq!(&read, &keys.iter().map(|(k, n)| (*k, *n)).collect::<Vec<_>>());
+            prop_assert_eq!(index.len(), keys.len());
+            for bucket in 0..7 {
+                let of: Vec<LabelKey> = index.between(bucket, bucket + 1).map(|(k, _)| k).collect();
+                prop_assert_eq!(of, keys.keys().filter(|k| k.0 == bucket).copied().collect::<Vec<_>>());
+            }
+        }
+
+        /// Request keys likewise, appended in one index (their requests as a window counts them).
+        #[test]
+        fn request_keys_read_back_with_their_requests(
+            raw in prop::collection::vec((0u32..6, prop_oneof![0u32..3, 0u32..100_000], any::<u8>(), 1usize..20), 1..120),
+            fold_above in 0usize..4,
+        ) {
+            let scale = scale();
+            let output = crate::simulate::replay::Output { error: false, score: Some(0.3), latency_ms: Some(5.0) };
+            let contribution = [scale.contribution(&output); 2];
+            let mut keys: BTreeMap<RequestKey, u64> = BTreeMap::new();
+            for (bucket, cell, band, n) in raw {
+                *keys.entry((bucket, cell, band)).or_default() += n as u64;
+            }
+            let mut index = Index::new(Needs::ALL, 50);
+            for bucket in 0..6 {
+                let mut batch: Vec<(RequestKey, [Contribution; 2])> = keys
+                    .iter()
+                    .filter(|(k, _)| k.0 == bucket)
+                    .flat_map(|(k, n)| std::iter::repeat_n((*k, contribution), *n as usize))
+                    .collect();
+                index.append(&mut batch, BTreeMap::new(), &scale, fold_above).unwrap();
+            }
+            let read: Vec<(RequestKey, u64)> = index.iter().map(|(k, g)| (k, index.requests(&g))).collect();
+            prop_assert_eq!(read, keys.iter().map(|(k, n)| (*k, *n)).collect::<Vec<_>>());
+            prop_assert_eq!(index.last_bucket(), keys.keys().last().map_or(0, |k| k.0));
+        }
     }
 }

@@ -191,7 +191,7 @@ impl Pass<'_> {
 
 /// Adds a key to both arms of every one of `scopes` (a cell's) in the oracle's window, the key read
 /// once for all of them.
-fn to_every_scope<K: Ord + Copy, R: index::Kept>(
+fn to_every_scope<K: index::Key, R: index::Kept>(
     index: &Index<K, R>,
     group: &index::Group,
     scale: &Scale,
@@ -302,8 +302,7 @@ impl Summaries {
         let cells = replay.cells.len();
         let checkpoints = checkpoints(&requests, cells, cuts.len() + 1);
         let passes = if split.is_some() { 2 } else { 1 };
-        let label_lag =
-            labels.between(0, u32::MAX, |k| k.0).iter().map(|((arrival, requested, ..), _)| arrival - requested).max().unwrap_or(0);
+        let label_lag = labels.iter().map(|((arrival, requested, ..), _)| arrival - requested).max().unwrap_or(0);
         Ok(Self { scale, origin: grid.0, width: grid.1, cuts, requests, labels, starts, needs, checkpoints, label_lag, cells, passes })
     }
 
@@ -314,8 +313,8 @@ impl Summaries {
     /// Adds the requests per (cell, band) of request keys in buckets [from, to) to `counts`.
     fn count_keys(&self, from: u32, to: u32, counts: &mut [u64]) {
         let bands = self.bands();
-        for ((_, cell, band), group) in self.requests.between(from, to, |k| k.0) {
-            counts[*cell as usize * bands + *band as usize] += self.requests.requests(group);
+        for ((_, cell, band), group) in self.requests.between(from, to) {
+            counts[cell as usize * bands + band as usize] += self.requests.requests(&group);
         }
     }
 
@@ -340,7 +339,7 @@ impl Summaries {
 
     /// Keys stored (for the benchmark): (request keys, label keys).
     pub fn size(&self) -> (usize, usize) {
-        (self.requests.keys.len(), self.labels.keys.len())
+        (self.requests.len(), self.labels.len())
     }
 
     /// What the index holds and about how many bytes it takes (`timings.json`, the scale benchmark).
@@ -403,16 +402,16 @@ impl Summaries {
 /// first checkpoint after the last key.
 fn checkpoints(requests: &Index<RequestKey, [Contribution; 2]>, cells: usize, bands: usize) -> Vec<u64> {
     let size = cells * bands;
-    let last = requests.keys.last().map_or(0, |((b, _, _), _)| *b);
+    let last = requests.last_bucket();
     let mut out = vec![0u64; size];
     let mut running = vec![0u64; size];
     let mut k = 1u32;
-    for ((bucket, cell, band), group) in &requests.keys {
-        while *bucket >= k * CHECKPOINT {
+    for ((bucket, cell, band), group) in requests.iter() {
+        while bucket >= k * CHECKPOINT {
             out.extend_from_slice(&running);
             k += 1;
         }
-        running[*cell as usize * bands + *band as usize] += requests.requests(group);
+        running[cell as usize * bands + band as usize] += requests.requests(&group);
     }
     while (k - 1) * CHECKPOINT <= last {
         out.extend_from_slice(&running);
@@ -494,15 +493,15 @@ impl<'a> Fast<'a> {
         self.route(weights);
         let Self { summaries, stats, routes, .. } = self;
         let Summaries { scale, requests, labels, .. } = summaries;
-        for ((_, cell, band), group) in requests.between(from, to, |k| k.0) {
-            let Some(route) = &routes[*cell as usize] else { continue };
-            let arm = usize::from(*band as usize <= route.last_candidate_band);
-            requests.add_to_slots(group, scale, arm, &route.slots, stats);
+        for ((_, cell, band), group) in requests.between(from, to) {
+            let Some(route) = &routes[cell as usize] else { continue };
+            let arm = usize::from(band as usize <= route.last_candidate_band);
+            requests.add_to_slots(&group, scale, arm, &route.slots, stats);
         }
-        for ((_, requested, cell, band), group) in labels.between(from, to, |k| k.0) {
-            let Some(route) = routes[*cell as usize].as_ref().filter(|_| *requested >= start) else { continue };
-            let arm = usize::from(*band as usize <= route.last_candidate_band);
-            labels.add_to_slots(group, scale, arm, &route.slots, stats);
+        for ((_, requested, cell, band), group) in labels.between(from, to) {
+            let Some(route) = routes[cell as usize].as_ref().filter(|_| requested >= start) else { continue };
+            let arm = usize::from(band as usize <= route.last_candidate_band);
+            labels.add_to_slots(&group, scale, arm, &route.slots, stats);
         }
     }
 }
@@ -545,14 +544,14 @@ impl Source for Fast<'_> {
         let (start, end) = (self.summaries.bucket_of(start), self.summaries.bucket_of(end));
         let Summaries { scale, requests, labels, .. } = self.summaries;
         let mut stats = WindowStats::with_histograms(self.scopes.len(), self.stats.histograms());
-        for ((_, cell, _), group) in requests.between(start, end, |k| k.0) {
-            to_every_scope(requests, group, scale, &self.scopes.of_cell[*cell as usize], &mut stats);
+        for ((_, cell, _), group) in requests.between(start, end) {
+            to_every_scope(requests, &group, scale, &self.scopes.of_cell[cell as usize], &mut stats);
         }
-        for ((_, requested, cell, _), group) in &labels.keys {
-            if *requested < start || *requested >= end {
+        for ((_, requested, cell, _), group) in labels.iter() {
+            if requested < start || requested >= end {
                 continue;
             }
-            to_every_scope(labels, group, scale, &self.scopes.of_cell[*cell as usize], &mut stats);
+            to_every_scope(labels, &group, scale, &self.scopes.of_cell[cell as usize], &mut stats);
         }
         stats
     }

@@ -12,6 +12,7 @@
 
 mod packed;
 
+pub(super) use packed::{put as put_varint, take as take_varint};
 pub use packed::{Decoded, Needs, Packed};
 use packed::{HISTS, HIST_STRIDE};
 

@@ -102,7 +102,7 @@ pub(super) const HIST_STRIDE: u32 = LATENCY_BINS as u32;
 pub(super) const HISTS: [Hist; 6] = [Hist::Latency, Hist::Drift, Hist::AucPositive, Hist::AucNegative, Hist::Ece, Hist::EcePositive];
 
 /// Appends `v` in LEB128 (7 bits a byte, the high bit saying more follow).
-fn put(out: &mut Vec<u8>, mut v: u128) {
+pub(in crate::simulate) fn put(out: &mut Vec<u8>, mut v: u128) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -111,7 +111,7 @@ fn put(out: &mut Vec<u8>, mut v: u128) {
 }
 
 /// Reads a LEB128 integer at `bytes[*at..]` into `v`, moving `at` past it.
-fn take(bytes: &[u8], at: &mut usize, v: &mut u128) {
+pub(in crate::simulate) fn take(bytes: &[u8], at: &mut usize, v: &mut u128) {
     let (mut x, mut shift) = (0u128, 0);
     loop {
         let b = bytes[*at];
