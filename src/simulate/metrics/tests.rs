@@ -144,3 +144,46 @@ fn metrics_match_direct_computation() {
     let ece = crate::stats::quality::expected_calibration_error(&labels, &scores, 10).unwrap();
     assert!((arm.value(Metric::Ece).unwrap() - ece).abs() < 1e-6);
 }
+
+/// Σx² is written as what exceeds ⌊(Σx)²/n⌋: read back exactly for any values (negative, as
+/// large as the sums hold), never negative, and a single value's Σx² takes no bytes.
+#[test]
+fn sums_of_squares_are_written_as_their_excess_and_read_back_exactly() {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for case in 0..2_000 {
+        let n = 1 + next() % if case % 2 == 0 { 3 } else { 300 };
+        let mut sums = Sums::default();
+        for _ in 0..n {
+            // Up to ±2⁵⁸, so 300 squares stay within Σx²'s i128.
+            let x = match next() % 4 {
+                0 => (1 << 58) - (next() % 3) as i64,
+                1 => -(1 << 58) + (next() % 3) as i64,
+                _ => (next() >> (6 + next() % 58)) as i64 * if next() % 2 == 0 { 1 } else { -1 },
+            };
+            sums.add(x);
+        }
+        let packed = Packed { s: Scalars { latency: sums, log_loss: sums, ..Scalars::default() }, bins: Vec::new() };
+        let mut bytes = Vec::new();
+        packed.encode(&Needs::ALL, &mut bytes);
+        let mut read = ArmStats::default();
+        assert_eq!(read.add_encoded(&bytes), bytes.len());
+        assert_eq!((read.s.latency, read.s.log_loss), (sums, sums), "case {case}");
+        assert!(packed::least_sum_sq(sums.n, sums.sum) <= sums.sum_sq, "case {case}");
+    }
+    // One log loss: requests, n and Σx — no Σx².
+    let mut one = Packed::default();
+    one.s.log_loss.add(fixed(0.69));
+    let mut bytes = Vec::new();
+    one.encode(&Needs::of([Metric::LogLoss]), &mut bytes);
+    let mut read = ArmStats::default();
+    read.add_encoded(&bytes);
+    assert_eq!(read.s.log_loss, one.s.log_loss);
+    // mask (2 bytes), n (1), Σx (4), the bins' length (1).
+    assert_eq!(bytes.len(), 8);
+}
