@@ -466,11 +466,11 @@ impl<K: Key, R: Kept> Index<K, R> {
             Held::Folded(at) if targets.fan_out() == 1 => {
                 let summary = self.summary(at, arm);
                 targets.each(|stats| {
-                    stats.add_encoded(summary);
+                    stats.add_encoded(summary, &self.needs);
                 });
             }
             Held::Folded(at) => {
-                let (summary, _) = Decoded::read(self.summary(at, arm));
+                let (summary, _) = Decoded::read(self.summary(at, arm), &self.needs);
                 targets.each(|stats| stats.add_decoded(&summary));
             }
         }

@@ -50,9 +50,12 @@ impl Packed {
         stats.add_packed(self);
     }
 
-    /// Appends this summary to `out` compactly — the fields that are not zero as variable-length
-    /// integers, the histogram bins by their distance from the previous one — about 20 to 150 bytes
-    /// instead of a struct of 560 and its bins. [`ArmStats::add_encoded`] reads it back exactly.
+    /// Appends this summary to `out` compactly — a mask of the fields `needs` keeps that are not
+    /// zero, those fields as variable-length integers (a sum of squares as its excess over the
+    /// least it can be), and unless `needs` keeps no histogram the histogram bins by their
+    /// distance from the previous one after their length — about 5 to 150 bytes instead of a
+    /// struct of 560 and its bins. [`ArmStats::add_encoded`] with the same `needs` reads it back
+    /// exactly.
     pub fn encode(&self, needs: &Needs, out: &mut Vec<u8>) {
         encode_parts(&self.s, self.runs(needs), needs, out);
     }
@@ -62,7 +65,7 @@ impl Packed {
     /// of it at once gives.
     pub fn encode_after(&self, earlier: &[u8], needs: &Needs, out: &mut Vec<u8>) {
         let mut s = self.s;
-        let (bins, _) = read_encoded(earlier, &mut s);
+        let (bins, _) = read_encoded(earlier, &mut s, needs);
         let (mut merged, mut mine) = (Vec::new(), self.runs(needs).peekable());
         for (position, n) in encoded_runs(bins) {
             while let Some(&(p, m)) = mine.peek().filter(|(p, _)| *p < position) {
@@ -110,8 +113,16 @@ pub(in crate::simulate) fn put(out: &mut Vec<u8>, mut v: u128) {
     out.push(v as u8);
 }
 
-/// Reads a LEB128 integer at `bytes[*at..]` into `v`, moving `at` past it.
+/// Reads a LEB128 integer at `bytes[*at..]` into `v`, moving `at` past it. Most are one byte (an
+/// index's keys and lengths, counts) and are read without the loop.
+#[inline]
 pub(in crate::simulate) fn take(bytes: &[u8], at: &mut usize, v: &mut u128) {
+    let first = bytes[*at];
+    if first < 0x80 {
+        *at += 1;
+        *v = u128::from(first);
+        return;
+    }
     let (mut x, mut shift) = (0u128, 0);
     loop {
         let b = bytes[*at];
@@ -129,9 +140,12 @@ pub(in crate::simulate) fn take(bytes: &[u8], at: &mut usize, v: &mut u128) {
 fn encode_parts(s: &Scalars, runs: impl Iterator<Item = (u32, u64)>, needs: &Needs, out: &mut Vec<u8>) {
     let fields = s.fields();
     let mask = fields.iter().enumerate().filter(|(k, v)| **v != 0 && needs.fields >> k & 1 == 1).fold(0u64, |m, (k, _)| m | 1 << k);
-    put(out, u128::from(mask));
+    put(out, u128::from(needs.narrow(mask)));
     for (_, v) in fields.iter().enumerate().filter(|(k, _)| mask >> k & 1 == 1) {
         put(out, *v);
+    }
+    if needs.hists == 0 {
+        return;
     }
     // The bins after their length in bytes, so a reader without histograms skips them.
     let (mut section, mut previous) = (Vec::new(), 0);
@@ -290,6 +304,32 @@ impl Needs {
         self.fields & other.fields == other.fields && self.hists & other.hists == other.hists
     }
 
+    /// The fields of `mask` that these keep, one bit each in order (a summary's mask of the
+    /// fields it writes: a request key of the default policy's needs one byte for it, not two).
+    fn narrow(&self, mask: u64) -> u64 {
+        let (mut out, mut fields, mut bit) = (0, self.fields, 0);
+        while fields != 0 {
+            let k = fields.trailing_zeros();
+            out |= (mask >> k & 1) << bit;
+            fields &= fields - 1;
+            bit += 1;
+        }
+        out
+    }
+
+    /// The mask that [`Needs::narrow`] gave `narrow`.
+    fn widen(&self, mut narrow: u64) -> u64 {
+        let (mut out, mut fields) = (0, self.fields);
+        while narrow != 0 && fields != 0 {
+            if narrow & 1 == 1 {
+                out |= fields & fields.wrapping_neg();
+            }
+            narrow >>= 1;
+            fields &= fields - 1;
+        }
+        out
+    }
+
     pub(super) fn keeps_bin(&self, position: u32) -> bool {
         self.hists >> (position / HIST_STRIDE) & 1 == 1
     }
@@ -302,19 +342,20 @@ pub struct Decoded<'b> {
 }
 
 impl<'b> Decoded<'b> {
-    /// The summary at the start of `bytes`, and the bytes it takes.
-    pub fn read(bytes: &'b [u8]) -> (Self, usize) {
+    /// The summary encoded with `needs` at the start of `bytes`, and the bytes it takes.
+    pub fn read(bytes: &'b [u8], needs: &Needs) -> (Self, usize) {
         let mut s = Scalars::default();
-        let (bins, len) = read_encoded(bytes, &mut s);
+        let (bins, len) = read_encoded(bytes, &mut s, needs);
         (Decoded { s, bins }, len)
     }
 }
 
-/// Adds the scalar fields of the summary at the start of `bytes` to `s`; returns its encoded bins
-/// and the bytes the summary takes.
-fn read_encoded<'b>(bytes: &'b [u8], s: &mut Scalars) -> (&'b [u8], usize) {
-    let (mut at, mut mask) = (0, 0u128);
-    take(bytes, &mut at, &mut mask);
+/// Adds the scalar fields of the summary encoded with `needs` at the start of `bytes` to `s`;
+/// returns its encoded bins and the bytes the summary takes.
+fn read_encoded<'b>(bytes: &'b [u8], s: &mut Scalars, needs: &Needs) -> (&'b [u8], usize) {
+    let (mut at, mut narrow) = (0, 0u128);
+    take(bytes, &mut at, &mut narrow);
+    let mut mask = needs.widen(narrow as u64);
     let mut v = 0u128;
     // This summary's n and Σx of each group of sums, whose least Σx² its Σx² field leaves out.
     let mut own = [(0u64, 0i128); SUMS];
@@ -332,6 +373,9 @@ fn read_encoded<'b>(bytes: &'b [u8], s: &mut Scalars) -> (&'b [u8], usize) {
     for (g, (n, sum)) in own.into_iter().enumerate().filter(|(_, (n, _))| *n > 0) {
         let sums = s.sums_mut(g);
         sums.sum_sq = sums.sum_sq.wrapping_add(least_sum_sq(n, sum));
+    }
+    if needs.hists == 0 {
+        return (&[], at);
     }
     let mut len = 0u128;
     take(bytes, &mut at, &mut len);
@@ -352,8 +396,8 @@ impl ArmStats {
     /// Adds a summary [`Packed::encode`] wrote at the start of `bytes`; returns the bytes it took.
     /// The scalars go straight into this arm (reading them into a [`Decoded`] first, then merging,
     /// made the controllers' queries 1.8× slower at 100×).
-    pub fn add_encoded(&mut self, bytes: &[u8]) -> usize {
-        let (bins, len) = read_encoded(bytes, &mut self.s);
+    pub fn add_encoded(&mut self, bytes: &[u8], needs: &Needs) -> usize {
+        let (bins, len) = read_encoded(bytes, &mut self.s, needs);
         if let Some(h) = &mut self.h {
             h.add_encoded(bins);
         }
