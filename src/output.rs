@@ -8,6 +8,7 @@
 //! are `report::simulation::Checks` and `report::Scores`). `report.html` is written last, in place
 //! under a temporary name, because `report` re-renders it inside an existing run folder.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -31,8 +32,12 @@ impl<T: Serialize> Artifact for Json<'_, T> {
         self.0
     }
 
+    /// Streamed to the file: a month of 5-minute checks makes a `summary.json` of about 50 MB.
     fn write_to(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, to_json(self.1)).map_err(|e| Error::io(path, e))
+        let io = |e| Error::io(path, e);
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+        serde_json::to_writer_pretty(&mut out, self.1).map_err(|e| Error::io(path, e.into()))?;
+        out.write_all(b"\n").and_then(|()| out.flush()).map_err(io)
     }
 }
 

@@ -145,8 +145,24 @@ impl crate::output::Artifact for Checks<'_> {
     }
 }
 
+/// Rows of `checks.parquet` assembled at a time: a month of 5-minute checks on 100 segment cells
+/// is hundreds of thousands of rows, assembled whole about 100 MB of columns at once.
+const CHECK_ROWS: usize = 1 << 16;
+
 fn write_checks(path: &Path, setup: &Setup, run: &Run) -> Result<()> {
     let rows: Vec<(&crate::simulate::Check, &GateResult)> = run.checks.iter().flat_map(|c| c.results.iter().map(move |r| (c, r))).collect();
+    let schema = checks_batch(setup, &[])?.schema();
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut writer = ArrowWriter::try_new(file, schema, None).map_err(|e| Error::failed("writing checks.parquet", e))?;
+    for rows in rows.chunks(CHECK_ROWS) {
+        writer.write(&checks_batch(setup, rows)?).map_err(|e| Error::failed("writing checks.parquet", e))?;
+    }
+    writer.close().map_err(|e| Error::failed("writing checks.parquet", e))?;
+    Ok(())
+}
+
+/// The columns of `checks.parquet` for `rows`.
+fn checks_batch(setup: &Setup, rows: &[(&crate::simulate::Check, &GateResult)]) -> Result<RecordBatch> {
     let text = |f: &dyn Fn(&(&crate::simulate::Check, &GateResult)) -> String| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
     };
@@ -182,11 +198,5 @@ fn write_checks(path: &Path, setup: &Setup, run: &Run) -> Result<()> {
     ];
     let schema =
         Arc::new(Schema::new(columns.iter().map(|(name, array)| Field::new(*name, array.data_type().clone(), true)).collect::<Vec<_>>()));
-    let batch = RecordBatch::try_new(schema.clone(), columns.into_iter().map(|(_, a)| a).collect())
-        .map_err(|e| Error::failed("assembling checks.parquet", e))?;
-    let file = File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut writer = ArrowWriter::try_new(file, schema, None).map_err(|e| Error::failed("writing checks.parquet", e))?;
-    writer.write(&batch).map_err(|e| Error::failed("writing checks.parquet", e))?;
-    writer.close().map_err(|e| Error::failed("writing checks.parquet", e))?;
-    Ok(())
+    RecordBatch::try_new(schema, columns.into_iter().map(|(_, a)| a).collect()).map_err(|e| Error::failed("assembling checks.parquet", e))
 }
