@@ -9,6 +9,8 @@
 //! (`BENCH_DIR` to keep them elsewhere). Each run uses a fresh score cache; figures come from the
 //! run's `timings.json` (peak RSS from the kernel's high-water mark).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -165,16 +167,8 @@ scores = "none"
 /// a scattered order) spread evenly over September 2013, each with its own request and entity id,
 /// a `region` and a `tier` of ten values each, and its label 60 seconds after the request.
 fn month(source: &Path, target: &Path, requests: usize) {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(source).unwrap()).unwrap().build().unwrap();
-    let schema = plain(&reader.schema());
-    let batches: Vec<RecordBatch> = reader
-        .map(|b| {
-            let b = b.unwrap();
-            let columns = b.columns().iter().zip(schema.fields()).map(|(c, f)| cast(c, f.data_type()).unwrap()).collect();
-            RecordBatch::try_new(schema.clone(), columns).unwrap()
-        })
-        .collect();
-    let all = arrow::compute::concat_batches(&schema, &batches).unwrap();
+    let all = common::read_whole(source, plain);
+    let schema = all.schema();
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new("region", DataType::Utf8, false));
     fields.push(Field::new("tier", DataType::Utf8, false));
@@ -218,19 +212,14 @@ fn month(source: &Path, target: &Path, requests: usize) {
     writer.close().unwrap();
 }
 
-/// `schema` with dictionary columns as plain strings (so batches of any size can be written) and
-/// large strings as strings.
-fn plain(schema: &Schema) -> Arc<Schema> {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Dictionary(_, values) => f.as_ref().clone().with_data_type(values.as_ref().clone()),
-            DataType::LargeUtf8 => f.as_ref().clone().with_data_type(DataType::Utf8),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
+/// A field of the demo log with dictionary columns as plain strings (so batches of any size can
+/// be written) and large strings as strings.
+fn plain(f: &Field) -> Field {
+    match f.data_type() {
+        DataType::Dictionary(_, values) => f.clone().with_data_type(values.as_ref().clone()),
+        DataType::LargeUtf8 => f.clone().with_data_type(DataType::Utf8),
+        _ => f.clone(),
+    }
 }
 
 /// Writes the demo window of `source` with every request repeated `k` times at its own timestamp,
@@ -239,7 +228,7 @@ fn plain(schema: &Schema) -> Arc<Schema> {
 fn replicate(source: &Path, target: &Path, k: usize) {
     let reader =
         ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(source).unwrap()).unwrap().with_batch_size(8_192).build().unwrap();
-    let schema = plain(&reader.schema());
+    let schema = Arc::new(Schema::new(reader.schema().fields().iter().map(|f| plain(f)).collect::<Vec<_>>()));
     let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(1 << 20)).build();
     let mut writer = ArrowWriter::try_new(std::fs::File::create(target).unwrap(), schema.clone(), Some(properties)).unwrap();
     // Only the demo's window (September to December) is replicated: the rest would never be read.

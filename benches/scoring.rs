@@ -14,6 +14,8 @@
 //! demo log without a window (336,776 rows) and on a copy ten times as dense over the same year,
 //! reading `peak_rss_mib` from `timings.json`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -210,33 +212,17 @@ fn memory(root: &Path) {
 /// later with its own request and entity ids, sorted by time (so a run has as many checks as on the
 /// demo log, each with ten times the requests).
 fn write_ten_times_denser(source: &Path, target: &Path) {
-    use arrow::array::{Array, ArrayRef, AsArray, Int64Array, LargeStringArray, RecordBatch, RecordBatchReader};
+    use arrow::array::{Array, ArrayRef, AsArray, Int64Array, LargeStringArray, RecordBatch};
     use arrow::compute::kernels::numeric::add;
     use arrow::compute::{cast, concat_batches, sort_to_indices, take_record_batch};
-    use arrow::datatypes::{DataType, Schema};
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use arrow::datatypes::DataType;
     use parquet::arrow::ArrowWriter;
 
-    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(source).unwrap()).unwrap().build().unwrap();
-    // Dictionary columns as plain strings: concatenating batches would overflow their int8 keys.
-    let fields: Vec<_> = reader
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Dictionary(_, values) => f.as_ref().clone().with_data_type(values.as_ref().clone()),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    let schema = Arc::new(Schema::new(fields));
-    let batches: Vec<RecordBatch> = reader
-        .map(|b| {
-            let b = b.unwrap();
-            let columns = b.columns().iter().zip(schema.fields()).map(|(c, f)| cast(c, f.data_type()).unwrap()).collect();
-            RecordBatch::try_new(schema.clone(), columns).unwrap()
-        })
-        .collect();
-    let log = concat_batches(&schema, &batches).unwrap();
+    let log = common::read_whole(source, |f| match f.data_type() {
+        DataType::Dictionary(_, values) => f.clone().with_data_type(values.as_ref().clone()),
+        _ => f.clone(),
+    });
+    let schema = log.schema();
     let copies: Vec<RecordBatch> = (0..10i64)
         .map(|k| {
             let columns: Vec<ArrayRef> = schema
