@@ -242,8 +242,10 @@ proptest! {
         let setups: Vec<Setup> = policies.iter().map(|p| if lean { Setup::new(p, &replay).decisions_only() } else { Setup::new(p, &replay) }).collect();
         let weights: Vec<f64> = policies.iter().flat_map(|p| p.weights()).collect();
         let width = policies.iter().map(|p| p.ramp.check_every).fold(0, |a, b| if a == 0 { b } else { num_gcd(a, b) });
-        let summaries = Summaries::build(&replay, "prop", &weights, setups[0].scale, setups[0].origin, width).unwrap();
-        let together = super::lockstep::simulate(&setups.iter().collect::<Vec<_>>(), &summaries);
+        let build = || Summaries::build(&replay, "prop", &weights, setups[0].scale, setups[0].origin, width).unwrap();
+        // In lockstep on keys held read, as a tune's are; alone reading them from the stream.
+        let (summaries, expanded) = (build(), build().expanded());
+        let together = super::lockstep::simulate(&setups.iter().collect::<Vec<_>>(), &expanded);
         for (setup, run) in setups.iter().zip(&together) {
             let alone = setup.simulate(&mut setup.fast(&summaries));
             prop_assert_eq!(&alone, run);

@@ -46,7 +46,7 @@ impl Shared {
         let built: Vec<((usize, String), Summaries)> = jobs
             .into_par_iter()
             .map(|(c, salt, weights, scale, origin, width)| {
-                let summaries = Summaries::build(&cases[c].replay, &salt, &weights, scale, origin, width)?;
+                let summaries = Summaries::build(&cases[c].replay, &salt, &weights, scale, origin, width)?.expanded();
                 bar.inc(1);
                 Ok(((c, salt), summaries))
             })

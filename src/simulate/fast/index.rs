@@ -275,6 +275,9 @@ pub(in crate::simulate) struct Index<K, R> {
     /// Where a pair is written before it goes into its entry, and the entry before it goes into
     /// the stream.
     scratch: (Vec<u8>, Vec<u8>),
+    /// Every key read from the stream once, for an index that many policies read over and over
+    /// ([`Index::expand`]).
+    expanded: Option<Expanded<K>>,
     /// What folded summaries keep.
     pub(super) needs: Needs,
     /// Rows kept at most; beyond, keys are folded.
@@ -294,6 +297,7 @@ impl<K: Key, R: Kept> Index<K, R> {
             folded: 0,
             rows: Vec::new(),
             scratch: (Vec::new(), Vec::new()),
+            expanded: None,
             needs,
             kept,
             later: Vec::new(),
@@ -308,6 +312,7 @@ impl<K: Key, R: Kept> Index<K, R> {
     /// with the earlier request buckets, so the order of the keys is kept).
     pub(super) fn absorb(&mut self, other: Index<K, R>, after: bool) {
         debug_assert!(self.later.is_empty() && other.later.is_empty(), "an index absorbs one other");
+        debug_assert!(self.expanded.is_none() && other.expanded.is_none(), "an index is expanded once built");
         let rows = self.rows.len() as u32;
         let shift = self.stream.absorb(other.stream);
         let theirs = other.runs.into_iter().map(|r| Run { rows: r.rows + rows, at: r.at + shift, ..r });
@@ -359,6 +364,7 @@ impl<K: Key, R: Kept> Index<K, R> {
     /// past the kept-rows cap folded, the others' rows kept.
     pub(super) fn append(&mut self, batch: &mut Vec<(K, R)>, folded: BTreeMap<K, Vec<u8>>, scale: &Scale, fold_above: usize) -> Result<()> {
         debug_assert!(self.later.is_empty(), "nothing is appended to an index that absorbed another");
+        debug_assert!(self.expanded.is_none(), "nothing is appended to an expanded index");
         batch.sort_unstable_by_key(|(k, _)| *k);
         let first = match (batch.first(), folded.keys().next()) {
             (Some((a, _)), Some(b)) => Some(*a.min(b)),
@@ -421,7 +427,11 @@ impl<K: Key, R: Kept> Index<K, R> {
     /// (keys, folded keys, kept rows, bytes).
     pub(super) fn footprint(&self) -> (usize, usize, usize, usize) {
         let rows = self.rows.capacity() + self.later.capacity();
-        let bytes = self.runs.capacity() * std::mem::size_of::<Run>() + rows * std::mem::size_of::<R>() + self.stream.capacity();
+        let expanded = self
+            .expanded
+            .as_ref()
+            .map_or(0, |e| e.keys.capacity() * std::mem::size_of::<(K, Group)>() + e.starts.capacity() * std::mem::size_of::<usize>());
+        let bytes = self.runs.capacity() * std::mem::size_of::<Run>() + rows * std::mem::size_of::<R>() + self.stream.capacity() + expanded;
         (self.keys, self.folded, self.rows.len() + self.later.len(), bytes)
     }
 
@@ -436,8 +446,35 @@ impl<K: Key, R: Kept> Index<K, R> {
     /// The keys whose bucket is in [from, to), in order.
     pub(in crate::simulate) fn between(&self, from: u32, to: u32) -> Keys<'_, K> {
         let a = self.runs.partition_point(|r| r.bucket < from);
-        let b = self.runs.partition_point(|r| r.bucket < to);
-        Keys { stream: &self.stream, runs: self.runs[a..b.max(a)].iter(), left: 0, bucket: 0, at: (0, 0), before: None, rows: 0 }
+        let b = self.runs.partition_point(|r| r.bucket < to).max(a);
+        match &self.expanded {
+            Some(e) => Keys::Expanded(e.keys[e.starts[a]..e.starts[b]].iter()),
+            None => Keys::Stream(Stream {
+                stream: &self.stream,
+                runs: self.runs[a..b].iter(),
+                left: 0,
+                bucket: 0,
+                at: (0, 0),
+                before: None,
+                rows: 0,
+            }),
+        }
+    }
+
+    /// Keeps every key read from the stream besides it (24 bytes a key more): reading a key
+    /// from the stream takes a few dozen instructions, about as many as the rest of adding it,
+    /// and a tune's variants read the same keys thousands of times (its search took a fifth
+    /// more instructions reading the stream).
+    pub(in crate::simulate) fn expand(&mut self) {
+        if self.expanded.is_none() {
+            let keys: Vec<(K, Group)> = self.iter().collect();
+            let mut starts = Vec::with_capacity(self.runs.len() + 1);
+            starts.push(0);
+            for run in &self.runs {
+                starts.push(starts.last().copied().unwrap_or(0) + run.keys as usize);
+            }
+            self.expanded = Some(Expanded { keys, starts });
+        }
     }
 
     /// Every key, in order.
@@ -482,8 +519,34 @@ impl<K: Key, R: Kept> Index<K, R> {
     }
 }
 
-/// The keys of a range of runs, read from an index's stream: each with its [`Group`].
-pub(in crate::simulate) struct Keys<'a, K> {
+/// An index's keys read: each with its group, and where each run's keys start among them.
+#[derive(Debug)]
+struct Expanded<K> {
+    keys: Vec<(K, Group)>,
+    starts: Vec<usize>,
+}
+
+/// The keys of a range of runs, each with its [`Group`]: read from the index's stream, or from its
+/// keys read before ([`Index::expand`]).
+pub(in crate::simulate) enum Keys<'a, K> {
+    Stream(Stream<'a, K>),
+    Expanded(std::slice::Iter<'a, (K, Group)>),
+}
+
+impl<K: Key> Iterator for Keys<'_, K> {
+    type Item = (K, Group);
+
+    #[inline]
+    fn next(&mut self) -> Option<(K, Group)> {
+        match self {
+            Keys::Stream(stream) => stream.next(),
+            Keys::Expanded(keys) => keys.next().copied(),
+        }
+    }
+}
+
+/// The keys of a range of runs read from an index's stream.
+pub(in crate::simulate) struct Stream<'a, K> {
     stream: &'a Arena,
     runs: std::slice::Iter<'a, Run>,
     /// Keys left in the run being read, its bucket, and where the next key is (block, offset).
@@ -495,7 +558,7 @@ pub(in crate::simulate) struct Keys<'a, K> {
     rows: u32,
 }
 
-impl<K: Key> Iterator for Keys<'_, K> {
+impl<K: Key> Iterator for Stream<'_, K> {
     type Item = (K, Group);
 
     fn next(&mut self) -> Option<(K, Group)> {
@@ -739,6 +802,12 @@ mod tests {
                 let of: Vec<LabelKey> = index.between(bucket, bucket + 1).map(|(k, _)| k).collect();
                 prop_assert_eq!(of, keys.keys().filter(|k| k.0 == bucket).copied().collect::<Vec<_>>());
             }
+            // Expanded: the same keys and groups, by bucket as well.
+            let groups = |index: &Index<LabelKey, Labelled>, from, to| index.between(from, to).map(|(k, g)| (k, g.0)).collect::<Vec<_>>();
+            let streamed: Vec<_> = (0..8).flat_map(|from| (from..8).map(move |to| (from, to))).map(|(a, b)| groups(&index, a, b)).collect();
+            index.expand();
+            let held: Vec<_> = (0..8).flat_map(|from| (from..8).map(move |to| (from, to))).map(|(a, b)| groups(&index, a, b)).collect();
+            prop_assert_eq!(held, streamed);
         }
 
         /// Request keys likewise, appended in one index (their requests as a window counts them).

@@ -306,6 +306,14 @@ impl Summaries {
         Ok(Self { scale, origin: grid.0, width: grid.1, cuts, requests, labels, starts, needs, checkpoints, label_lag, cells, passes })
     }
 
+    /// These summaries with every key also held read ([`Index::expand`]), for a tune whose
+    /// variants all read them.
+    pub fn expanded(mut self) -> Self {
+        self.requests.expand();
+        self.labels.expand();
+        self
+    }
+
     fn bands(&self) -> usize {
         self.cuts.len() + 1
     }
