@@ -190,8 +190,14 @@ pub(super) fn least_sum_sq(n: u64, sum: i128) -> i128 {
     match n {
         0 => 0,
         1 => a.wrapping_mul(a) as i128,
+        // a² / n = q·a + q·r + r² / n for a = q·n + r; in 64 bits when they hold a, n and r² (a
+        // 128-bit division is a library call).
+        _ if a <= u128::from(u64::MAX) && n <= u64::from(u32::MAX) => {
+            let (a, n) = (a as u64, n);
+            let (q, r) = (a / n, a % n);
+            (u128::from(q) * u128::from(a) + u128::from(q) * u128::from(r) + u128::from(r * r / n)) as i128
+        }
         _ => {
-            // a² / n = q·a + q·r + r² / n for a = q·n + r, with r² below 2¹²⁸.
             let n = u128::from(n);
             let (q, r) = (a / n, a % n);
             q.wrapping_mul(a).wrapping_add(q.wrapping_mul(r)).wrapping_add(r * r / n) as i128
@@ -307,6 +313,9 @@ impl Needs {
     /// The fields of `mask` that these keep, one bit each in order (a summary's mask of the
     /// fields it writes: a request key of the default policy's needs one byte for it, not two).
     fn narrow(&self, mask: u64) -> u64 {
+        if self.fields == Needs::ALL.fields {
+            return mask;
+        }
         let (mut out, mut fields, mut bit) = (0, self.fields, 0);
         while fields != 0 {
             let k = fields.trailing_zeros();
@@ -319,6 +328,9 @@ impl Needs {
 
     /// The mask that [`Needs::narrow`] gave `narrow`.
     fn widen(&self, mut narrow: u64) -> u64 {
+        if self.fields == Needs::ALL.fields {
+            return narrow;
+        }
         let (mut out, mut fields) = (0, self.fields);
         while narrow != 0 && fields != 0 {
             if narrow & 1 == 1 {

@@ -175,6 +175,11 @@ fn sums_of_squares_are_written_as_their_excess_and_read_back_exactly() {
         assert_eq!(read.add_encoded(&bytes, &Needs::ALL), bytes.len());
         assert_eq!((read.s.latency, read.s.log_loss), (sums, sums), "case {case}");
         assert!(packed::least_sum_sq(sums.n, sums.sum) <= sums.sum_sq, "case {case}");
+        // The floor itself, where (Σx)² fits in 128 bits.
+        let a = sums.sum.unsigned_abs();
+        if a < 1 << 63 {
+            assert_eq!(packed::least_sum_sq(sums.n, sums.sum), (a * a / u128::from(sums.n)) as i128, "case {case}");
+        }
     }
     // One log loss: requests, n and Σx — no Σx².
     let mut one = Packed::default();
