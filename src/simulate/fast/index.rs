@@ -269,7 +269,6 @@ pub(in crate::simulate) struct Index<K, R> {
     stream: Arena,
     /// The last key appended (appends go in key order).
     last: Option<K>,
-    keys: usize,
     folded: usize,
     pub(super) rows: Vec<R>,
     /// Where a pair is written before it goes into its entry, and the entry before it goes into
@@ -293,7 +292,6 @@ impl<K: Key, R: Kept> Index<K, R> {
             runs: Vec::new(),
             stream: Arena::default(),
             last: None,
-            keys: 0,
             folded: 0,
             rows: Vec::new(),
             scratch: (Vec::new(), Vec::new()),
@@ -306,30 +304,17 @@ impl<K: Key, R: Kept> Index<K, R> {
 
     /// `other`'s keys added to these, every key of either once: `other`'s rows and stream blocks
     /// are moved in whole (copying them doubled them for a moment: 50 MB at 100×) and its runs
-    /// shifted to point at them. With `after`, every key of `other` sorts after every key here and
-    /// its runs are appended; else the two lists of runs are merged by bucket, so a bucket may be
-    /// read in two runs, this index's first (in a split build its keys of a bucket are the ones
-    /// with the earlier request buckets, so the order of the keys is kept).
-    pub(super) fn absorb(&mut self, other: Index<K, R>, after: bool) {
+    /// shifted to point at them, then the two lists of runs merged by bucket (a stable sort of
+    /// two sorted lists), so a bucket may be read in two runs, this index's first (in a split
+    /// build its keys of a bucket are the ones with the earlier request buckets, so the order of
+    /// the keys is kept).
+    pub(super) fn absorb(&mut self, other: Index<K, R>) {
         debug_assert!(self.later.is_empty() && other.later.is_empty(), "an index absorbs one other");
         debug_assert!(self.expanded.is_none() && other.expanded.is_none(), "an index is expanded once built");
         let rows = self.rows.len() as u32;
         let shift = self.stream.absorb(other.stream);
-        let theirs = other.runs.into_iter().map(|r| Run { rows: r.rows + rows, at: r.at + shift, ..r });
-        if after {
-            self.runs.extend(theirs);
-        } else {
-            let mine = std::mem::take(&mut self.runs).into_iter().peekable();
-            let (mut mine, mut theirs) = (mine, theirs.peekable());
-            while let Some(next) = match (mine.peek(), theirs.peek()) {
-                (Some(a), Some(b)) if b.bucket < a.bucket => theirs.next(),
-                (Some(_), _) => mine.next(),
-                (None, _) => theirs.next(),
-            } {
-                self.runs.push(next);
-            }
-        }
-        self.keys += other.keys;
+        self.runs.extend(other.runs.into_iter().map(|r| Run { rows: r.rows + rows, at: r.at + shift, ..r }));
+        self.runs.sort_by_key(|r| r.bucket);
         self.folded += other.folded;
         self.last = self.last.max(other.last);
         self.later = other.rows;
@@ -412,7 +397,6 @@ impl<K: Key, R: Kept> Index<K, R> {
             } else {
                 self.rows.extend(rows.iter().map(|(_, r)| *r));
             }
-            self.keys += 1;
             self.last = Some(key);
         }
         batch.clear();
@@ -421,7 +405,7 @@ impl<K: Key, R: Kept> Index<K, R> {
 
     /// Keys stored.
     pub(super) fn len(&self) -> usize {
-        self.keys
+        self.runs.iter().map(|r| r.keys as usize).sum()
     }
 
     /// (keys, folded keys, kept rows, bytes).
@@ -432,7 +416,7 @@ impl<K: Key, R: Kept> Index<K, R> {
             .as_ref()
             .map_or(0, |e| e.keys.capacity() * std::mem::size_of::<(K, Group)>() + e.starts.capacity() * std::mem::size_of::<usize>());
         let bytes = self.runs.capacity() * std::mem::size_of::<Run>() + rows * std::mem::size_of::<R>() + self.stream.capacity() + expanded;
-        (self.keys, self.folded, self.rows.len() + self.later.len(), bytes)
+        (self.len(), self.folded, self.rows.len() + self.later.len(), bytes)
     }
 
     pub(super) fn finish(&mut self) {
@@ -484,7 +468,7 @@ impl<K: Key, R: Kept> Index<K, R> {
 
     /// The bucket of the last key (none: 0).
     pub(super) fn last_bucket(&self) -> u32 {
-        self.runs.iter().map(|r| r.bucket).max().unwrap_or(0)
+        self.runs.last().map_or(0, |r| r.bucket)
     }
 
     /// Adds a group to the `arm` statistics of every target — every row's terms worked out, or the
@@ -796,7 +780,7 @@ mod tests {
                 index
             };
             let mut index = build(true);
-            index.absorb(build(false), false);
+            index.absorb(build(false));
             let read: Vec<(LabelKey, u64)> = index.iter().map(|(k, g)| (k, labels_of(&index, &g, &scale))).collect();
             prop_assert_eq!(&read, &keys.iter().map(|(k, n)| (*k, *n)).collect::<Vec<_>>());
             prop_assert_eq!(index.len(), keys.len());

@@ -282,8 +282,8 @@ impl Summaries {
                     (before, after.join().expect("an index pass does not panic"))
                 });
                 let (mut before, after) = (before?, after?);
-                before.requests.absorb(after.requests, true);
-                before.labels.absorb(after.labels, false);
+                before.requests.absorb(after.requests);
+                before.labels.absorb(after.labels);
                 if after.rows > 0 {
                     before.starts.resize(bucket as usize, before.rows);
                     before.starts.extend(after.starts);

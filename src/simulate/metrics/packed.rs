@@ -254,12 +254,7 @@ impl Scalars {
             2 => self.labelled += v as u64,
             3 => self.positives += v as u64,
             4 => self.correct += v as u64,
-            5..=7 => sum(&mut self.latency, k - 5),
-            8..=10 => sum(&mut self.score, k - 8),
-            11..=13 => sum(&mut self.log_loss, k - 11),
-            14..=16 => sum(&mut self.brier, k - 14),
-            17..=19 => sum(&mut self.cost, k - 17),
-            20..=22 => sum(&mut self.absolute, k - 20),
+            5..=22 => sum(self.sums_mut((k - 5) / 3), (k - 5) % 3),
             _ => self.ece_score[k - 23] += unzigzag(v),
         }
     }
