@@ -608,6 +608,7 @@ impl Targets for Slots<'_> {
         self.slots.len()
     }
 
+    #[inline]
     fn each(&mut self, mut add: impl FnMut(&mut ArmStats)) {
         for &(s, g) in self.slots {
             add(&mut self.stats.scopes[s][g].arms[self.arm]);
