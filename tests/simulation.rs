@@ -429,16 +429,21 @@ fn live_controllers_are_emulated_and_graded_next_to_the_policy() {
     let argo = &c.emulated[0].verdict;
     assert_eq!((argo.outcome, argo.grade), (Outcome::RolledBack, Call::CorrectRollback), "{argo:?}");
     assert!(argo.decided_at.as_str() > "2013-09-05" && argo.reason.contains("error-rate Failed"), "{argo:?}");
-    // Kayenta's three-day canary ends before the fault and promotes: a missed regression that
-    // serves far more failing requests than the policy let through.
+    // Kayenta's three-day canary ends before the fault: its error metric passes. Its latency
+    // metric is a measurement (scoring in this test measures it anew) on the few candidate
+    // requests with a measured latency — at 10% of 38 requests an hour and a 1% sample, a handful
+    // in three days, as the run's warning says — so one slow measurement on a busy machine can
+    // make it "High" and roll back; then it is a false rollback for latency alone. Otherwise it
+    // promotes: a missed regression that serves far more failing requests than the policy let through.
     let kayenta = &c.emulated[2].verdict;
-    assert_eq!(
-        (kayenta.outcome, kayenta.grade, kayenta.time_to_decision_hours),
-        (Outcome::Promoted, Call::MissedRegression, 72.0),
-        "{kayenta:?}"
-    );
-    assert!(kayenta.harm() > 10 * c.policy.harm(), "{kayenta:?} vs {:?}", c.policy);
-    assert!(c.comparison[2].ends_with("the policy would have served users better."), "{}", c.comparison[2]);
+    assert_eq!(kayenta.time_to_decision_hours, 72.0, "{kayenta:?}");
+    if kayenta.outcome == Outcome::RolledBack && kayenta.reason.ends_with(": latency High") {
+        assert_eq!(kayenta.grade, Call::FalseRollback, "{kayenta:?}");
+    } else {
+        assert_eq!((kayenta.outcome, kayenta.grade), (Outcome::Promoted, Call::MissedRegression), "{kayenta:?}");
+        assert!(kayenta.harm() > 10 * c.policy.harm(), "{kayenta:?} vs {:?}", c.policy);
+        assert!(c.comparison[2].ends_with("the policy would have served users better."), "{}", c.comparison[2]);
+    }
     // Every controller's timeline is in summary.json, with its weights.
     let flagger = &c.emulated[1];
     assert!(flagger.timeline.iter().any(|t| t.what == "advance canary weight 10" && t.weight == 10.0), "{:?}", flagger.timeline);
