@@ -6,7 +6,8 @@
 //! Run with `cargo bench --bench scale` (scales 1, 10 and 100); `BENCH_SCALES=1,10,100,1000` adds
 //! the 1,000× log (112M requests, a file of several GB and about 11 minutes of scoring on two
 //! cores). The logs are written streaming, one source batch at a time, into a temporary folder
-//! (`BENCH_DIR` to keep them elsewhere). Each run uses a fresh score cache; figures come from the
+//! (`BENCH_DIR` to keep them elsewhere). Each run uses a fresh score cache (`cache-<k>`, marked as
+//! the bench's: a folder of that name it did not make stops the bench); figures come from the
 //! run's `timings.json` (peak RSS from the kernel's high-water mark).
 
 mod common;
@@ -75,7 +76,7 @@ fn main() {
         std::fs::write(&scenario, text).unwrap();
         let out = dir.join(format!("out-{scale}"));
         let cache = dir.join(format!("cache-{scale}"));
-        let _ = std::fs::remove_dir_all(&cache);
+        fresh_cache(&cache);
         let status = std::process::Command::new(env!("CARGO_BIN_EXE_canary-replay"))
             .args(["run", "-q", "--out"])
             .arg(&out)
@@ -113,6 +114,25 @@ fn main() {
         println!("       simulation phases: {}", t["simulation_phases"]);
         let _ = std::fs::remove_dir_all(&cache);
     }
+}
+
+/// Marks a score cache this bench made: it empties one before each run and deletes it after, and
+/// leaves alone a folder of that name that lacks the mark.
+const BENCH_CACHE: &str = ".canary-replay-bench-cache";
+
+/// An empty score cache at `cache`, marked as this bench's.
+fn fresh_cache(cache: &Path) {
+    if cache.exists() {
+        assert!(
+            cache.join(BENCH_CACHE).is_file(),
+            "{} exists and this bench did not make it (it holds no {BENCH_CACHE}); the bench empties its cache \
+             folders, so move that folder or set BENCH_DIR to another",
+            cache.display()
+        );
+        std::fs::remove_dir_all(cache).unwrap();
+    }
+    std::fs::create_dir_all(cache).unwrap();
+    std::fs::write(cache.join(BENCH_CACHE), "a score cache of `cargo bench --bench scale`, which deletes it\n").unwrap();
 }
 
 /// Requests in the worked example's month: about three per request key, so nearly every key of
