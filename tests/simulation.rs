@@ -434,7 +434,8 @@ fn live_controllers_are_emulated_and_graded_next_to_the_policy() {
     // requests with a measured latency — at 10% of 38 requests an hour and a 1% sample, a handful
     // in three days, as the run's warning says — so one slow measurement on a busy machine can
     // make it "High" and roll back; then it is a false rollback for latency alone. Otherwise it
-    // promotes: a missed regression that serves far more failing requests than the policy let through.
+    // promotes: a missed regression that serves far more failing requests than the policy let
+    // through.
     let kayenta = &c.emulated[2].verdict;
     assert_eq!(kayenta.time_to_decision_hours, 72.0, "{kayenta:?}");
     if kayenta.outcome == Outcome::RolledBack && kayenta.reason.ends_with(": latency High") {
