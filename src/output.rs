@@ -34,10 +34,8 @@ impl<T: Serialize> Artifact for Json<'_, T> {
 
     /// Streamed to the file: a month of 5-minute checks makes a `summary.json` of about 50 MB.
     fn write_to(&self, path: &Path) -> Result<()> {
-        let io = |e| Error::io(path, e);
-        let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
-        serde_json::to_writer_pretty(&mut out, self.1).map_err(|e| Error::io(path, e.into()))?;
-        out.write_all(b"\n").and_then(|()| out.flush()).map_err(io)
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?);
+        write_json(self.1, &mut out).and_then(|()| out.flush()).map_err(|e| Error::io(path, e))
     }
 }
 
@@ -56,9 +54,15 @@ impl Artifact for Bytes<'_> {
 
 /// Pretty JSON with a final newline.
 pub fn to_json(value: &impl Serialize) -> String {
-    let mut text = serde_json::to_string_pretty(value).expect("reports serialize");
-    text.push('\n');
-    text
+    let mut text = Vec::new();
+    write_json(value, &mut text).expect("reports serialize");
+    String::from_utf8(text).expect("JSON is UTF-8")
+}
+
+/// [`to_json`]'s text written to `out`.
+fn write_json(value: &impl Serialize, out: &mut impl Write) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    out.write_all(b"\n")
 }
 
 /// An output folder while it is written: a temporary folder beside `out_dir`, moved into place

@@ -205,9 +205,17 @@ pub(super) fn least_sum_sq(n: u64, sum: i128) -> i128 {
     }
 }
 
-/// The scalars in [`Packed::encode`]'s order: 33 fields, of them six groups of sums (n, Σx, Σx²) from field 5 on.
+/// The scalars in [`Packed::encode`]'s order: 33 fields, of them six groups of sums (n, Σx, Σx²)
+/// from field [`SUMS_AT`] on, then the ECE scores.
 const FIELDS: usize = 33;
 const SUMS: usize = 6;
+const SUMS_AT: usize = 5;
+const ECE_AT: usize = SUMS_AT + 3 * SUMS;
+
+/// The group of sums field `k` belongs to and its part (0: n, 1: Σx, 2: Σx²), if it is one.
+fn sum_field(k: usize) -> Option<(usize, usize)> {
+    (SUMS_AT..ECE_AT).contains(&k).then(|| ((k - SUMS_AT) / 3, (k - SUMS_AT) % 3))
+}
 
 impl Scalars {
     pub(super) fn fields(&self) -> [u128; FIELDS] {
@@ -219,12 +227,12 @@ impl Scalars {
         f[3] = u128::from(self.positives);
         f[4] = u128::from(self.correct);
         for (k, s) in sums.iter().enumerate() {
-            f[5 + 3 * k] = u128::from(s.n);
-            f[6 + 3 * k] = zigzag(s.sum);
-            f[7 + 3 * k] = zigzag(s.sum_sq.wrapping_sub(least_sum_sq(s.n, s.sum)));
+            f[SUMS_AT + 3 * k] = u128::from(s.n);
+            f[SUMS_AT + 1 + 3 * k] = zigzag(s.sum);
+            f[SUMS_AT + 2 + 3 * k] = zigzag(s.sum_sq.wrapping_sub(least_sum_sq(s.n, s.sum)));
         }
         for (k, e) in self.ece_score.iter().enumerate() {
-            f[23 + k] = zigzag(*e);
+            f[ECE_AT + k] = zigzag(*e);
         }
         f
     }
@@ -243,19 +251,22 @@ impl Scalars {
 
     /// Adds field `k` of [`Scalars::fields`]' order.
     pub(super) fn add_field(&mut self, k: usize, v: u128) {
-        let sum = |s: &mut Sums, part: usize| match part {
-            0 => s.n += v as u64,
-            1 => s.sum += unzigzag(v),
-            _ => s.sum_sq = s.sum_sq.wrapping_add(unzigzag(v)),
-        };
+        if let Some((g, part)) = sum_field(k) {
+            let s = self.sums_mut(g);
+            match part {
+                0 => s.n += v as u64,
+                1 => s.sum += unzigzag(v),
+                _ => s.sum_sq = s.sum_sq.wrapping_add(unzigzag(v)),
+            }
+            return;
+        }
         match k {
             0 => self.requests += v as u64,
             1 => self.errors += v as u64,
             2 => self.labelled += v as u64,
             3 => self.positives += v as u64,
             4 => self.correct += v as u64,
-            5..=22 => sum(self.sums_mut((k - 5) / 3), (k - 5) % 3),
-            _ => self.ece_score[k - 23] += unzigzag(v),
+            _ => self.ece_score[k - ECE_AT] += unzigzag(v),
         }
     }
 }
@@ -370,9 +381,9 @@ fn read_encoded<'b>(bytes: &'b [u8], s: &mut Scalars, needs: &Needs) -> (&'b [u8
         let k = mask.trailing_zeros() as usize;
         mask &= mask - 1;
         take(bytes, &mut at, &mut v);
-        match k.checked_sub(5).map(|j| (j / 3, j % 3)) {
-            Some((g, 0)) if g < SUMS => own[g].0 = v as u64,
-            Some((g, 1)) if g < SUMS => own[g].1 = unzigzag(v),
+        match sum_field(k) {
+            Some((g, 0)) => own[g].0 = v as u64,
+            Some((g, 1)) => own[g].1 = unzigzag(v),
             _ => {}
         }
         s.add_field(k, v);
